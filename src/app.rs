@@ -1,0 +1,74 @@
+//! The running server's shared state, built once from [`Config`]: what every handler needs and
+//! nothing else.
+
+use crate::calls::{CallLogId, MediaToken, Registry};
+use crate::config::Config;
+use crate::exotel::{ApiPool, ExotelClient};
+use crate::http::{form, Request, Response, Service};
+
+pub struct App {
+    pub config: Config,
+    /// `ws://` or `wss://` form of the public base URL, no trailing slash.
+    pub media_base: String,
+    pub registry: Registry,
+    /// The API pool, or the variables missing to build one.
+    pub exotel: Result<ApiPool, Vec<&'static str>>,
+}
+
+impl App {
+    /// `port` is the port actually bound (which differs from the configured one for `PORT=0`).
+    pub fn new(config: Config, port: u16) -> App {
+        let public = config
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{port}"));
+        let media_base = match public.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", public.trim_start_matches("http://")),
+        };
+        let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
+        App {
+            config,
+            media_base,
+            registry: Registry::default(),
+            exotel,
+        }
+    }
+
+    /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (design §3). `sample-rate` is
+    /// Exotel's own parameter; `token` and `callLogId` are our two custom parameters, well under
+    /// Exotel's 256 characters (22 + at most 128 + names).
+    pub fn media_url(&self, token: &MediaToken, call_log_id: &CallLogId) -> String {
+        let mut query = String::with_capacity(64);
+        form::append_pair(
+            &mut query,
+            "sample-rate",
+            &self.config.sample_rate.to_string(),
+        );
+        form::append_pair(&mut query, "token", token.as_str());
+        form::append_pair(&mut query, "callLogId", call_log_id.as_str());
+        format!("{}/media?{query}", self.media_base)
+    }
+}
+
+/// The Exotel client, or the names of the variables needed to make one.
+pub fn exotel_client(config: &Config) -> Result<ExotelClient, Vec<&'static str>> {
+    let missing = config.exotel.missing_for_calls();
+    let e = &config.exotel;
+    match (&e.api_key, &e.api_token, &e.sid) {
+        (Some(key), Some(token), Some(sid)) if missing.is_empty() => Ok(ExotelClient::new(
+            &e.api_base_url,
+            sid,
+            key,
+            token,
+            e.timeout,
+        )),
+        _ => Err(missing),
+    }
+}
+
+impl Service for App {
+    fn call(&self, request: &Request) -> Response {
+        crate::routes::dispatch(self, request)
+    }
+}

@@ -1,0 +1,9 @@
+//! Calls as our server knows them: their identifiers, the registry of live calls and media
+//! tokens, and the placing of outbound calls (`POST /call`).
+
+pub mod ids;
+pub mod place;
+pub mod registry;
+
+pub use ids::{CallLogId, MediaToken, PhoneNumber};
+pub use registry::Registry;

@@ -1,0 +1,279 @@
+//! `POST /call`: check the caller, read and validate the request, then hand one `Calls/connect`
+//! to the API pool and turn Exotel's answer into ours (design §3, §5).
+//!
+//! Everything is validated before Exotel is asked; nothing is retried.
+
+use crate::app::App;
+use crate::calls::{CallLogId, PhoneNumber};
+use crate::config::ConnectMode;
+use crate::exotel::client::RecordingChannels;
+use crate::exotel::{CallOptions, CallTarget, ConnectCall, ExotelError, PoolError};
+use crate::http::{BodyFraming, Params, Request, Response};
+use serde::Serialize;
+
+/// Exotel's upper bound for `TimeLimit`, in seconds.
+pub const MAX_TIME_LIMIT_S: u32 = 14_400;
+
+/// What the user asked for, validated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlaceCall {
+    pub to: PhoneNumber,
+    pub call_log_id: CallLogId,
+    pub options: CallOptions,
+}
+
+impl PlaceCall {
+    /// Reads `to`, `callLogId` and the optional fields (`timeLimit`, `timeOut`, `record`,
+    /// `recordingChannels`, `statusCallback`, `statusCallbackEvents`,
+    /// `statusCallbackContentType`); the error names the field and says why.
+    pub fn from_params(params: &Params) -> Result<PlaceCall, String> {
+        let to = params
+            .get_non_empty("to")
+            .ok_or("to is missing: give the customer's number, e.g. \"+919876543210\"")?;
+        let to = PhoneNumber::parse(to).map_err(|e| format!("to: {e}"))?;
+        let call_log_id = match params.get_non_empty("callLogId") {
+            Some(id) => CallLogId::parse(id).map_err(|e| format!("callLogId {e}"))?,
+            None => CallLogId::generate(),
+        };
+        let seconds = |name: &str, max: u32| -> Result<Option<u32>, String> {
+            params
+                .get_non_empty(name)
+                .map(|v| match v.parse::<u32>() {
+                    Ok(n) if (1..=max).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "{name} {v:?} is not a whole number of seconds from 1 to {max}"
+                    )),
+                })
+                .transpose()
+        };
+        let record = params
+            .get_non_empty("record")
+            .map(|v| match v {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(format!("record {v:?} is neither true nor false")),
+            })
+            .transpose()?;
+        let recording_channels = params
+            .get_non_empty("recordingChannels")
+            .map(|v| match v {
+                "single" => Ok(RecordingChannels::Single),
+                "dual" => Ok(RecordingChannels::Dual),
+                _ => Err(format!(
+                    "recordingChannels {v:?} is neither single nor dual"
+                )),
+            })
+            .transpose()?;
+        let status_callback = params
+            .get_non_empty("statusCallback")
+            .map(|v| {
+                if v.starts_with("https://") || v.starts_with("http://") {
+                    Ok(v.to_owned())
+                } else {
+                    Err(format!("statusCallback {v:?} is not an http(s) URL"))
+                }
+            })
+            .transpose()?;
+        let mut status_callback_events = Vec::new();
+        for event in params.get_all("statusCallbackEvents") {
+            match event {
+                "terminal" | "answered" => status_callback_events.push(event.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "statusCallbackEvents {event:?} is neither terminal nor answered"
+                    ))
+                }
+            }
+        }
+        let status_callback_content_type = params
+            .get_non_empty("statusCallbackContentType")
+            .map(|v| match v {
+                "application/json" | "multipart/form-data" => Ok(v.to_owned()),
+                _ => Err(format!("statusCallbackContentType {v:?} is neither application/json nor multipart/form-data")),
+            })
+            .transpose()?;
+        Ok(PlaceCall {
+            to,
+            call_log_id,
+            options: CallOptions {
+                time_limit: seconds("timeLimit", MAX_TIME_LIMIT_S)?,
+                time_out: seconds("timeOut", 3_600)?,
+                record,
+                recording_channels,
+                status_callback,
+                status_callback_events,
+                status_callback_content_type,
+            },
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Placed<'a> {
+    call_log_id: &'a str,
+    call_sid: &'a str,
+    status: &'a str,
+}
+
+pub fn handle(app: &App, request: &Request) -> Response {
+    if let Err(denied) = crate::auth::user(&app.config, request) {
+        return denied;
+    }
+    if request.framing == BodyFraming::None {
+        return Response::error(
+            411,
+            "length_required",
+            "POST /call needs a body with Content-Length (or chunked): {\"to\": \"+91…\"}",
+        );
+    }
+    let mut params = Params::default();
+    if let Err(bad) = params.add_body(request) {
+        return bad;
+    }
+    let call = match PlaceCall::from_params(&params) {
+        Ok(call) => call,
+        Err(why) => return Response::error(400, "bad_request", why),
+    };
+    let pool = match &app.exotel {
+        Ok(pool) => pool,
+        Err(missing) => {
+            return Response::error(
+                503,
+                "not_configured",
+                format!(
+                    "placing calls needs {} in the environment or .env",
+                    missing.join(", ")
+                ),
+            )
+        }
+    };
+    let e = &app.config.exotel;
+    let target = match e.connect_mode {
+        ConnectMode::Applet => CallTarget::Applet {
+            app_id: e.app_id.clone().unwrap_or_default(),
+        },
+        ConnectMode::Stream => match app.registry.issue_token(&call.call_log_id) {
+            Ok(token) => CallTarget::Stream {
+                stream_url: app.media_url(&token, &call.call_log_id),
+            },
+            Err(_) => {
+                return Response::error(
+                    503,
+                    "busy",
+                    "too many media tokens are pending; try again shortly",
+                )
+                .with_header("Retry-After", "5")
+            }
+        },
+    };
+    let mode = match e.connect_mode {
+        ConnectMode::Applet => "applet",
+        ConnectMode::Stream => "stream",
+    };
+    crate::info!(
+        "call.requested",
+        callLogId = call.call_log_id,
+        to = call.to.as_str(),
+        mode = mode
+    );
+    let started = std::time::Instant::now();
+    let result = pool.connect_call(ConnectCall {
+        to: call.to,
+        caller_id: e.caller_id.clone().unwrap_or_default(),
+        target,
+        call_log_id: call.call_log_id.clone(),
+        options: call.options,
+    });
+    let ms = started.elapsed().as_millis();
+    let id = &call.call_log_id;
+    match result {
+        Ok(placed) => {
+            crate::info!(
+                "call.placed",
+                callLogId = id,
+                callSid = placed.call_sid,
+                status = placed.status,
+                ms = ms
+            );
+            Response::json(
+                200,
+                &Placed {
+                    call_log_id: id.as_str(),
+                    call_sid: &placed.call_sid,
+                    status: &placed.status,
+                },
+            )
+        }
+        Err(PoolError::Exotel(failure)) => {
+            crate::warn!("call.refused", callLogId = id, error = failure, ms = ms);
+            exotel_failure(id, &failure)
+        }
+        Err(PoolError::NotSent) => {
+            crate::warn!("call.not_sent", callLogId = id, ms = ms);
+            Response::error(
+                503,
+                "exotel_busy",
+                format!(
+                    "every Exotel API thread was busy for {} ms; nothing was sent to Exotel, so it is safe to try again",
+                    ms
+                ),
+            )
+            .with_header("Retry-After", "1")
+        }
+        Err(PoolError::NoAnswer) => {
+            crate::warn!("call.no_answer", callLogId = id, ms = ms);
+            Response::error(
+                504,
+                "exotel_timeout",
+                format!(
+                    "Exotel did not answer within {} ms; the call may still have been placed (callLogId {id}), so it was not retried",
+                    pool.timeout().as_millis()
+                ),
+            )
+        }
+    }
+}
+
+/// 502 with Exotel's own status and message inside.
+fn exotel_failure(id: &CallLogId, failure: &ExotelError) -> Response {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body<'a> {
+        error: &'a str,
+        detail: String,
+        call_log_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exotel_status: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exotel_message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exotel_code: Option<&'a str>,
+    }
+    let (status, message, code) = match failure {
+        ExotelError::Refused {
+            status,
+            message,
+            code,
+        } => (Some(*status), Some(message.as_str()), code.as_deref()),
+        ExotelError::BadAnswer { status, .. } => (Some(*status), None, None),
+        _ => (None, None, None),
+    };
+    let kind = match failure {
+        ExotelError::Refused { .. } => "exotel_refused",
+        ExotelError::BadAnswer { .. } => "exotel_bad_answer",
+        ExotelError::Unreachable(_) => "exotel_unreachable",
+        ExotelError::TimedOut => "exotel_timeout",
+    };
+    Response::json(
+        502,
+        &Body {
+            error: kind,
+            detail: failure.to_string(),
+            call_log_id: id.as_str(),
+            exotel_status: status,
+            exotel_message: message,
+            exotel_code: code,
+        },
+    )
+}

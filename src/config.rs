@@ -1,0 +1,434 @@
+//! Configuration: the `.env` file, then the process environment (which wins), parsed and
+//! validated once at start into [`Config`].
+//!
+//! Owns every variable's name, default and check. It must not be read anywhere else: the rest of
+//! the code gets a `Config`, never the environment.
+
+use crate::http::Limits;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// How `POST /call` asks Exotel to connect the call to us (exotel-protocol.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectMode {
+    /// `Url` = the flow with the Voicebot applet; Exotel then calls our connect webhook.
+    Applet,
+    /// "Connect Voice AI": `StreamType=bidirectional` + `StreamUrl`; no applet, no webhook.
+    Stream,
+}
+
+/// Exotel account settings. Credentials are optional: without them the server still runs and
+/// `/call` answers 503 naming what is missing.
+#[derive(Clone, Debug)]
+pub struct ExotelConfig {
+    pub api_key: Option<String>,
+    pub api_token: Option<String>,
+    pub sid: Option<String>,
+    pub app_id: Option<String>,
+    pub caller_id: Option<String>,
+    /// `https://api.exotel.com` unless `EXOTEL_API_BASE_URL` says otherwise; no trailing slash.
+    pub api_base_url: String,
+    pub connect_mode: ConnectMode,
+    /// How long `/call` waits for Exotel's answer (`EXOTEL_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// OS threads that make the blocking API requests (`EXOTEL_API_THREADS`).
+    pub api_threads: usize,
+}
+
+impl ExotelConfig {
+    /// The variables `/call` needs that are not set, by their environment names.
+    pub fn missing_for_calls(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        let required = [
+            ("EXOTEL_API_KEY", &self.api_key),
+            ("EXOTEL_API_TOKEN", &self.api_token),
+            ("EXOTEL_SID", &self.sid),
+            ("EXOTEL_CALLER_ID", &self.caller_id),
+        ];
+        for (name, value) in required {
+            if value.is_none() {
+                missing.push(name);
+            }
+        }
+        if self.connect_mode == ConnectMode::Applet && self.app_id.is_none() {
+            missing.push("EXOTEL_APP_ID");
+        }
+        missing
+    }
+}
+
+/// Everything the server reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The public base URL, `https://host[/prefix]`, no trailing slash: `WEBHOOK_BASE_URL`, else
+    /// `RENDER_EXTERNAL_URL`; when neither is set the server uses `http://localhost:<bound port>`.
+    pub public_base_url: Option<String>,
+    pub exotel: ExotelConfig,
+    /// `API_TOKEN`: bearer token for `/call`; without it only loopback clients may call.
+    pub api_token: Option<String>,
+    /// `WEBHOOK_SECRET`: required on the connect webhooks when set.
+    pub webhook_secret: Option<String>,
+    /// `SAMPLE_RATE`: the audio rate asked of Exotel in the media URL.
+    pub sample_rate: u32,
+    pub http: Limits,
+}
+
+/// A variable that is present but wrong: names it and says what is wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads `.env` in the working directory (if any), then the environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let mut vars = match std::fs::read_to_string(Path::new(".env")) {
+            Ok(text) => parse_dotenv(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => {
+                return Err(ConfigError {
+                    variable: ".env",
+                    problem: format!("cannot be read: {e}"),
+                })
+            }
+        };
+        vars.extend(std::env::vars());
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Builds the configuration from any source of variables; empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let port = parse_or(&var, "PORT", 3000u16, "is not a port number (0-65535)")?;
+        let bind = parse_or(
+            &var,
+            "BIND",
+            IpAddr::from([0, 0, 0, 0]),
+            "is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)",
+        )?;
+
+        let configured_base = match var("WEBHOOK_BASE_URL") {
+            Some(v) => Some(base_url("WEBHOOK_BASE_URL", &v)?),
+            None => match var("RENDER_EXTERNAL_URL") {
+                Some(v) => Some(base_url("RENDER_EXTERNAL_URL", &v)?),
+                None => None,
+            },
+        };
+
+        let subdomain = var("EXOTEL_SUBDOMAIN").unwrap_or_else(|| "api.exotel.com".into());
+        let subdomain = subdomain
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        if subdomain.is_empty() || subdomain.contains(['/', ' ', '@']) {
+            return Err(ConfigError {
+                variable: "EXOTEL_SUBDOMAIN",
+                problem: format!(
+                    "{subdomain:?} is not a host name (api.exotel.com or api.in.exotel.com)"
+                ),
+            });
+        }
+        let api_base_url = match var("EXOTEL_API_BASE_URL") {
+            Some(v) => base_url("EXOTEL_API_BASE_URL", &v)?,
+            None => format!("https://{subdomain}"),
+        };
+
+        let app_id = var("EXOTEL_APP_ID");
+        let connect_mode = match var("EXOTEL_CONNECT_MODE").as_deref() {
+            None if app_id.is_some() => ConnectMode::Applet,
+            None => ConnectMode::Stream,
+            Some("applet") => ConnectMode::Applet,
+            Some("stream") => ConnectMode::Stream,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "EXOTEL_CONNECT_MODE",
+                    problem: format!("{other:?} is neither \"applet\" nor \"stream\""),
+                })
+            }
+        };
+        let timeout_ms = ranged(&var, "EXOTEL_TIMEOUT_MS", 10_000, 100, 120_000)?;
+        let api_threads = ranged(&var, "EXOTEL_API_THREADS", 4, 1, 64)?;
+
+        let sample_rate = ranged(&var, "SAMPLE_RATE", 8000, 8000, 24000)? as u32;
+        if ![8000, 16000, 24000].contains(&sample_rate) {
+            return Err(ConfigError {
+                variable: "SAMPLE_RATE",
+                problem: format!("{sample_rate} is not one of Exotel's rates: 8000, 16000, 24000"),
+            });
+        }
+
+        let defaults = Limits::default();
+        let http = Limits {
+            max_headers: ranged(
+                &var,
+                "HTTP_MAX_HEADERS",
+                defaults.max_headers as u64,
+                8,
+                1000,
+            )? as usize,
+            max_head_bytes: ranged(
+                &var,
+                "HTTP_MAX_HEAD_BYTES",
+                defaults.max_head_bytes as u64,
+                1024,
+                1 << 20,
+            )? as usize,
+            max_body_bytes: ranged(
+                &var,
+                "HTTP_MAX_BODY_BYTES",
+                defaults.max_body_bytes as u64,
+                1024,
+                16 << 20,
+            )? as usize,
+            idle_timeout: Duration::from_millis(ranged(
+                &var,
+                "HTTP_IDLE_TIMEOUT_MS",
+                defaults.idle_timeout.as_millis() as u64,
+                50,
+                3_600_000,
+            )?),
+            head_timeout: Duration::from_millis(ranged(
+                &var,
+                "HTTP_HEAD_TIMEOUT_MS",
+                defaults.head_timeout.as_millis() as u64,
+                50,
+                600_000,
+            )?),
+            max_connections: ranged(
+                &var,
+                "HTTP_MAX_CONNECTIONS",
+                defaults.max_connections as u64,
+                1,
+                1_000_000,
+            )? as usize,
+        };
+
+        Ok(Config {
+            bind,
+            port,
+            public_base_url: configured_base,
+            exotel: ExotelConfig {
+                api_key: var("EXOTEL_API_KEY"),
+                api_token: var("EXOTEL_API_TOKEN"),
+                sid: var("EXOTEL_SID"),
+                app_id,
+                caller_id: var("EXOTEL_CALLER_ID"),
+                api_base_url,
+                connect_mode,
+                timeout: Duration::from_millis(timeout_ms),
+                api_threads: api_threads as usize,
+            },
+            api_token: var("API_TOKEN"),
+            webhook_secret: var("WEBHOOK_SECRET"),
+            sample_rate,
+            http,
+        })
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    problem: &str,
+) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError {
+            variable: name,
+            problem: format!("{v:?} {problem}"),
+        }),
+    }
+}
+
+fn ranged(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let value = parse_or(var, name, default, "is not a whole number")?;
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError {
+            variable: name,
+            problem: format!("{value} is outside {min}..={max}"),
+        });
+    }
+    Ok(value)
+}
+
+/// An `http://` or `https://` URL with a host, returned without its trailing slash.
+fn base_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let bad = |why: &str| ConfigError {
+        variable: name,
+        problem: format!("{value:?} {why}"),
+    };
+    match rest {
+        None => Err(bad("has no http:// or https:// scheme")),
+        Some(r) if r.is_empty() || r.starts_with('/') => Err(bad("has no host")),
+        Some(r) if r.contains(['?', '#', ' ']) => {
+            Err(bad("must be a base URL without query, fragment or spaces"))
+        }
+        Some(_) => Ok(value.trim_end_matches('/').to_owned()),
+    }
+}
+
+/// Parses a `.env` file: `KEY=value` lines, optional `export `, `#` comments, values optionally
+/// in single or double quotes (double quotes understand `\n`, `\"` and `\\`).
+pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
+    let mut vars = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = if let Some(inner) = value
+            .strip_prefix('"')
+            .and_then(|v| v.rfind('"').map(|end| &v[..end]))
+        {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some(other) => out.push(other),
+                        None => out.push('\\'),
+                    },
+                    (c, false) => out.push(c),
+                }
+            }
+            out
+        } else if let Some(inner) = value
+            .strip_prefix('\'')
+            .and_then(|v| v.rfind('\'').map(|end| &v[..end]))
+        {
+            inner.to_owned()
+        } else {
+            // An unquoted value ends at ` #` (a trailing comment).
+            value.split(" #").next().unwrap_or("").trim_end().to_owned()
+        };
+        vars.insert(key.trim().to_owned(), value);
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_run_without_any_variable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.public_base_url, None);
+        assert_eq!(c.exotel.api_base_url, "https://api.exotel.com");
+        assert_eq!(c.exotel.connect_mode, ConnectMode::Stream);
+        assert_eq!(c.sample_rate, 8000);
+        assert_eq!(
+            c.exotel.missing_for_calls(),
+            [
+                "EXOTEL_API_KEY",
+                "EXOTEL_API_TOKEN",
+                "EXOTEL_SID",
+                "EXOTEL_CALLER_ID"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_variable() {
+        let e = config(&[("PORT", "abc")]).unwrap_err();
+        assert_eq!(e.variable, "PORT");
+        assert!(e.to_string().starts_with("PORT: \"abc\""), "{e}");
+        assert_eq!(
+            config(&[("WEBHOOK_BASE_URL", "example.com")])
+                .unwrap_err()
+                .variable,
+            "WEBHOOK_BASE_URL"
+        );
+        assert_eq!(
+            config(&[("SAMPLE_RATE", "11025")]).unwrap_err().variable,
+            "SAMPLE_RATE"
+        );
+        assert_eq!(
+            config(&[("EXOTEL_TIMEOUT_MS", "0")]).unwrap_err().variable,
+            "EXOTEL_TIMEOUT_MS"
+        );
+        assert_eq!(
+            config(&[("EXOTEL_CONNECT_MODE", "x")])
+                .unwrap_err()
+                .variable,
+            "EXOTEL_CONNECT_MODE"
+        );
+    }
+
+    #[test]
+    fn base_url_precedence_and_applet_mode() {
+        let c = config(&[
+            ("RENDER_EXTERNAL_URL", "https://render.example/"),
+            ("EXOTEL_APP_ID", "123"),
+            ("EXOTEL_SUBDOMAIN", "api.in.exotel.com"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_base_url.as_deref(), Some("https://render.example"));
+        assert_eq!(c.exotel.connect_mode, ConnectMode::Applet);
+        assert_eq!(c.exotel.api_base_url, "https://api.in.exotel.com");
+        let c = config(&[
+            ("RENDER_EXTERNAL_URL", "https://render.example"),
+            ("WEBHOOK_BASE_URL", "https://mine.example"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_base_url.as_deref(), Some("https://mine.example"));
+    }
+
+    #[test]
+    fn dotenv_lines() {
+        let vars = parse_dotenv(
+            "# comment\nEXOTEL_SID=abc # trailing\nexport PORT=8080\nA=\"x \\\"y\\\"\"\nB='raw # kept'\nEMPTY=\nnot a line\n",
+        );
+        assert_eq!(vars["EXOTEL_SID"], "abc");
+        assert_eq!(vars["PORT"], "8080");
+        assert_eq!(vars["A"], "x \"y\"");
+        assert_eq!(vars["B"], "raw # kept");
+        assert_eq!(vars["EMPTY"], "");
+        assert_eq!(vars.len(), 5);
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything that speaks Exotel's formats: the REST client that places calls, the thread pool it
+//! runs on, and the connect webhook. Types here mirror `shared/exotel-protocol.md`.
+
+pub mod client;
+pub mod pool;
+pub mod webhook;
+
+pub use client::{CallOptions, CallTarget, ConnectCall, ExotelClient, ExotelError, PlacedCall};
+pub use pool::{ApiPool, PoolError};

@@ -1,0 +1,436 @@
+//! One connection: read a request head against a deadline, check its framing, read the body,
+//! call the service, write the answer, repeat while the client keeps the connection alive.
+//! Pipelined requests are already in `buf` and are answered in order by the same loop.
+
+use super::chunked;
+use super::{BodyFraming, Limits, Request, Response, Service};
+use may::net::TcpStream;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+/// After an answer that closes the connection, how long unread input is still drained so the
+/// client is not reset before it reads the answer ("lingering close").
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// At most this much unread input is drained before closing anyway.
+const LINGER_BYTES: usize = 1 << 20;
+
+enum Read_ {
+    Data,
+    Eof,
+    TimedOut,
+}
+
+/// Reads whatever arrives before `deadline`, appended to `buf`.
+fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<Read_> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Ok(Read_::TimedOut);
+    }
+    stream.set_read_timeout(Some(deadline - now))?;
+    let len = buf.len();
+    buf.resize(len + READ_CHUNK, 0);
+    let result = stream.read(&mut buf[len..]);
+    buf.truncate(len + *result.as_ref().unwrap_or(&0));
+    match result {
+        Ok(0) => Ok(Read_::Eof),
+        Ok(_) => Ok(Read_::Data),
+        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+            Ok(Read_::TimedOut)
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(Read_::Data),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the connection does next.
+enum Next {
+    Request(Box<Request>, Head),
+    /// The client went away or stayed silent: close without an answer.
+    Closed,
+    /// Answer this error and close.
+    Reject(Response),
+}
+
+/// What of the head matters after the body is read.
+struct Head {
+    keep_alive: bool,
+    http_1_0: bool,
+}
+
+pub(super) fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: &dyn Service,
+    limits: &Limits,
+) {
+    let _ = stream.set_nodelay(true);
+    // A client that stops reading our answers must not hold the coroutine forever.
+    let _ = stream.set_write_timeout(Some(limits.idle_timeout));
+    let mut buf = Vec::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let (request, head) = match next_request(&mut stream, &mut buf, peer, limits) {
+            Next::Request(request, head) => (request, head),
+            Next::Closed => return,
+            Next::Reject(response) => {
+                crate::info!(
+                    "http.rejected",
+                    peer = peer,
+                    status = response.status,
+                    detail = String::from_utf8_lossy(&response.body)
+                );
+                out.clear();
+                response.closing().write_to(&mut out, false, false);
+                let _ = stream.write_all(&out);
+                linger_close(&mut stream, &mut buf);
+                return;
+            }
+        };
+        let mut response = match catch_unwind(AssertUnwindSafe(|| service.call(&request))) {
+            Ok(response) => response,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                crate::error!(
+                    "http.handler_panicked",
+                    method = request.method,
+                    path = request.path,
+                    panic = what
+                );
+                Response::error(
+                    500,
+                    "internal",
+                    "the handler failed; the server log has the cause",
+                )
+            }
+        };
+        if !head.keep_alive {
+            response.close = true;
+        }
+        out.clear();
+        response.write_to(
+            &mut out,
+            request.method == "HEAD",
+            head.http_1_0 && head.keep_alive,
+        );
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+        if response.close {
+            linger_close(&mut stream, &mut buf);
+            return;
+        }
+    }
+}
+
+fn next_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    peer: SocketAddr,
+    limits: &Limits,
+) -> Next {
+    // Idle: nothing of the next request yet.
+    if buf.is_empty() {
+        match read_some(stream, buf, Instant::now() + limits.idle_timeout) {
+            Ok(Read_::Data) => {}
+            Ok(Read_::Eof | Read_::TimedOut) | Err(_) => return Next::Closed,
+        }
+        if buf.is_empty() {
+            return Next::Closed;
+        }
+    }
+    // The whole request, head and body, must arrive within head_timeout of its first byte.
+    let deadline = Instant::now() + limits.head_timeout;
+    let too_slow = || {
+        Next::Reject(Response::error(
+            408,
+            "request_timeout",
+            format!(
+                "the request did not arrive within {} ms of its first byte",
+                limits.head_timeout.as_millis()
+            ),
+        ))
+    };
+    let header_too_large =
+        |what: String| Next::Reject(Response::error(431, "headers_too_large", what));
+
+    let parsed = loop {
+        // Slots borrow from `buf`, which the next read extends, so they live for one attempt.
+        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut req = httparse::Request::new(&mut slots);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                if len > limits.max_head_bytes {
+                    return header_too_large(format!(
+                        "the request head is {len} bytes; the limit is {}",
+                        limits.max_head_bytes
+                    ));
+                }
+                break ParsedHead::from(&req, len);
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return header_too_large(format!(
+                    "more than {} headers; the limit is {}",
+                    limits.max_headers, limits.max_headers
+                ))
+            }
+            Err(e) => {
+                return Next::Reject(Response::error(
+                    400,
+                    "bad_request",
+                    format!("malformed request head: {e}"),
+                ))
+            }
+        }
+        if buf.len() >= limits.max_head_bytes {
+            return header_too_large(format!(
+                "the request head exceeds {} bytes",
+                limits.max_head_bytes
+            ));
+        }
+        match read_some(stream, buf, deadline) {
+            Ok(Read_::Data) => {}
+            Ok(Read_::TimedOut) => return too_slow(),
+            Ok(Read_::Eof) | Err(_) => return Next::Closed,
+        }
+    };
+    buf.drain(..parsed.len);
+
+    let framing = match body_framing(&parsed.headers, parsed.http_1_0, limits) {
+        Ok(framing) => framing,
+        Err(response) => return Next::Reject(response),
+    };
+    let http_1_0 = parsed.http_1_0;
+    let connection = parsed
+        .headers
+        .iter()
+        .find(|(n, _)| n == "connection")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let has_token = |t: &str| connection.split(',').any(|c| c.trim() == t);
+    let keep_alive = if http_1_0 {
+        has_token("keep-alive")
+    } else {
+        !has_token("close")
+    };
+
+    // curl sends `Expect: 100-continue` before bodies over 1 KiB and waits a second for this.
+    let expects_continue = parsed
+        .headers
+        .iter()
+        .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue && framing != BodyFraming::None && buf.is_empty() && !http_1_0 {
+        if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+            return Next::Closed;
+        }
+    }
+
+    let body = match framing {
+        BodyFraming::None => Vec::new(),
+        BodyFraming::Length(len) => {
+            while buf.len() < len {
+                match read_some(stream, buf, deadline) {
+                    Ok(Read_::Data) => {}
+                    Ok(Read_::TimedOut) => return too_slow(),
+                    Ok(Read_::Eof) | Err(_) => return Next::Closed,
+                }
+            }
+            buf.drain(..len).collect()
+        }
+        BodyFraming::Chunked => {
+            let mut decoder = chunked::Decoder::new(limits.max_body_bytes);
+            let mut body = Vec::new();
+            // Framing bytes (sizes, extensions, trailers) count too, so endless extensions end.
+            let mut raw = 0usize;
+            let raw_limit = 2 * limits.max_body_bytes + limits.max_head_bytes;
+            loop {
+                match decoder.feed(buf, &mut body) {
+                    Ok(used) => {
+                        raw += used;
+                        buf.drain(..used);
+                    }
+                    Err(chunked::Error::TooLarge) => return body_too_large(limits),
+                    Err(chunked::Error::Malformed(why)) => {
+                        return Next::Reject(Response::error(
+                            400,
+                            "bad_request",
+                            format!("malformed chunked body: {why}"),
+                        ))
+                    }
+                }
+                if decoder.is_done() {
+                    break body;
+                }
+                if raw > raw_limit {
+                    return body_too_large(limits);
+                }
+                match read_some(stream, buf, deadline) {
+                    Ok(Read_::Data) => {}
+                    Ok(Read_::TimedOut) => return too_slow(),
+                    Ok(Read_::Eof) | Err(_) => return Next::Closed,
+                }
+            }
+        }
+    };
+
+    Next::Request(
+        Box::new(Request {
+            method: parsed.method,
+            path: parsed.path,
+            query: parsed.query,
+            headers: parsed.headers,
+            body,
+            framing,
+            peer,
+        }),
+        Head {
+            keep_alive,
+            http_1_0,
+        },
+    )
+}
+
+fn body_too_large(limits: &Limits) -> Next {
+    Next::Reject(Response::error(
+        413,
+        "body_too_large",
+        format!("the body exceeds {} bytes", limits.max_body_bytes),
+    ))
+}
+
+/// The head, copied out of the read buffer.
+struct ParsedHead {
+    len: usize,
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    http_1_0: bool,
+}
+
+impl ParsedHead {
+    fn from(req: &httparse::Request<'_, '_>, len: usize) -> ParsedHead {
+        let target = req.path.unwrap_or("/");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        ParsedHead {
+            len,
+            method: req.method.unwrap_or("").to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers: req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).trim().to_owned(),
+                    )
+                })
+                .collect(),
+            http_1_0: req.version == Some(0),
+        }
+    }
+}
+
+/// Decides how the body is framed, refusing what would let two parsers disagree (RFC 9112 §6).
+fn body_framing(
+    headers: &[(String, String)],
+    http_1_0: bool,
+    limits: &Limits,
+) -> Result<BodyFraming, Response> {
+    let bad = |detail: String| Err(Response::error(400, "bad_request", detail));
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for (name, value) in headers {
+        match name.as_str() {
+            "content-length" => {
+                for part in value.split(',') {
+                    let part = part.trim();
+                    let parsed = (!part.is_empty()
+                        && part.len() <= 19
+                        && part.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| part.parse::<u64>().ok())
+                    .flatten();
+                    match (parsed, length) {
+                        (None, _) => {
+                            return bad(format!("Content-Length {value:?} is not a number"))
+                        }
+                        (Some(n), Some(m)) if n != m => {
+                            return bad(format!("conflicting Content-Length values {m} and {n}"))
+                        }
+                        (Some(n), _) => length = Some(n),
+                    }
+                }
+            }
+            "transfer-encoding" => {
+                if http_1_0 {
+                    return bad("Transfer-Encoding is not allowed in HTTP/1.0".into());
+                }
+                if chunked || !value.eq_ignore_ascii_case("chunked") {
+                    return Err(Response::error(
+                        501,
+                        "unsupported_transfer_encoding",
+                        format!("Transfer-Encoding {value:?} is not supported; send chunked or Content-Length"),
+                    ));
+                }
+                chunked = true;
+            }
+            _ => {}
+        }
+    }
+    match (length, chunked) {
+        (Some(_), true) => bad("both Content-Length and Transfer-Encoding were sent".into()),
+        (None, true) => Ok(BodyFraming::Chunked),
+        (Some(n), false) if n > limits.max_body_bytes as u64 => Err(Response::error(
+            413,
+            "body_too_large",
+            format!(
+                "Content-Length {n} exceeds the limit of {} bytes",
+                limits.max_body_bytes
+            ),
+        )),
+        (Some(n), false) => Ok(BodyFraming::Length(n as usize)),
+        (None, false) => Ok(BodyFraming::None),
+    }
+}
+
+/// Stops writing, then reads and drops what the client still sends for a short while, so that
+/// closing with unread input does not reset the connection before the client reads our answer.
+fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        buf.clear();
+        match read_some(stream, buf, deadline) {
+            Ok(Read_::Data) => drained += buf.len(),
+            _ => break,
+        }
+    }
+}
+
+/// Answers a connection over `max_connections` with 503 and closes it, off the accept loop.
+pub(super) fn refuse_over_capacity(mut stream: TcpStream, max: usize) {
+    may::go!(move || {
+        let mut out = Vec::new();
+        Response::error(
+            503,
+            "over_capacity",
+            format!("the server has {max} connections open (HTTP_MAX_CONNECTIONS)"),
+        )
+        .closing()
+        .write_to(&mut out, false, false);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(&out);
+        linger_close(&mut stream, &mut Vec::new());
+    });
+}

@@ -1,0 +1,152 @@
+//! HTTP/1.1 server on `may::net` and `httparse`, in may_minihttp's shape: one coroutine per
+//! connection, a [`Service`] called once per request, buffers kept per connection.
+//!
+//! Owns framing, limits, timeouts and the JSON answers for malformed requests (design §5). It
+//! must not know any route: that is `routes`. It must not block outside `may::net`: handlers
+//! that need blocking work hand it to threads (see `exotel::pool`).
+//!
+//! Why not may_minihttp 0.1.11: a request with over 16 headers gets an empty reply, a bad
+//! `Content-Length` panics the connection, there is no body limit or timeout, and no WebSocket
+//! upgrade (design §2).
+
+mod chunked;
+mod conn;
+pub mod form;
+pub mod params;
+mod response;
+
+pub use params::Params;
+pub use response::{reason_phrase, Response};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every limit the HTTP layer enforces, with design §5's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Headers in one request; one more is a 431.
+    pub max_headers: usize,
+    /// Bytes of request line plus headers; one more is a 431.
+    pub max_head_bytes: usize,
+    /// Bytes of decoded body; one more is a 413.
+    pub max_body_bytes: usize,
+    /// A connection that sends nothing for this long is closed without an answer.
+    pub idle_timeout: Duration,
+    /// Time from a request's first byte to its last (head and body); past it, 408 and close.
+    pub head_timeout: Duration,
+    /// Open connections; the next one is answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_headers: 100,
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// How the request said its body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Neither `Content-Length` nor `Transfer-Encoding`: no body.
+    None,
+    Length(usize),
+    Chunked,
+}
+
+/// One parsed request, owned, with its whole body.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query, as sent (not percent-decoded).
+    pub path: String,
+    /// The query string without `?`, as sent.
+    pub query: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub framing: BodyFraming,
+    pub peer: SocketAddr,
+}
+
+impl Request {
+    /// The first header of that name (give it lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The media type of the body, lower-cased, without parameters (`application/json`).
+    pub fn content_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+}
+
+/// What the server calls for every request. A panic inside `call` becomes a 500 answer.
+pub trait Service: Send + Sync + 'static {
+    fn call(&self, request: &Request) -> Response;
+}
+
+/// A bound listener; [`Server::start`] spawns its accept loop on a coroutine.
+pub struct Server {
+    listener: may::net::TcpListener,
+}
+
+impl Server {
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Server> {
+        Ok(Server {
+            listener: may::net::TcpListener::bind(addr)?,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until the process ends, one coroutine each.
+    pub fn start(
+        self,
+        service: Arc<dyn Service>,
+        limits: Limits,
+    ) -> may::coroutine::JoinHandle<()> {
+        let limits = Arc::new(limits);
+        let open = Arc::new(AtomicUsize::new(0));
+        may::go!(move || loop {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    crate::warn!("http.accept_failed", error = e);
+                    may::coroutine::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+                open.fetch_sub(1, Ordering::AcqRel);
+                conn::refuse_over_capacity(stream, limits.max_connections);
+                continue;
+            }
+            let (service, limits, open) = (service.clone(), limits.clone(), open.clone());
+            may::go!(move || {
+                conn::serve(stream, peer, &*service, &limits);
+                open.fetch_sub(1, Ordering::AcqRel);
+            });
+        })
+    }
+}

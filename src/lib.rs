@@ -1,0 +1,86 @@
+//! exotel-voicebot: the telephony edge between Exotel and a voice bot, as one small binary.
+//!
+//! **The flow.** A user's `curl` sends `POST /call`; [`calls::place`] validates it and hands one
+//! `Calls/connect` request to [`exotel::pool`], whose OS threads make the blocking HTTPS request
+//! with [`exotel::client`]. Exotel dials the customer and then asks our connect webhook
+//! ([`exotel::webhook`]) where to stream the audio; the answer is a `wss://…/media` URL carrying a
+//! per-call token from [`calls::registry`] and the call's [`calls::CallLogId`], the one id that
+//! follows a call through Exotel's `CustomField`, the webhook, the media URL and every log line.
+//!
+//! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
+//! (design §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
+//! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over
+//! method and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
+//! [`log`] writes one line per event.
+//!
+//! **The rules.** Nothing that blocks in the kernel runs on a coroutine: blocking work goes to
+//! threads over `may` channels. Wire formats are typed at the edge. Every limit has a name and a
+//! test at its edge. The reference documents are `shared/design.md` and
+//! `shared/exotel-protocol.md`.
+
+pub mod log;
+
+pub mod app;
+pub mod auth;
+pub mod calls;
+pub mod config;
+pub mod exotel;
+pub mod http;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Coroutine stack size in bytes. may's default (32 KiB) is too tight for a handler that
+/// panics: unwinding and the panic message need more. Stacks are touched lazily, so resident
+/// memory grows only with the depth actually used.
+pub const COROUTINE_STACK_BYTES: usize = 128 * 1024;
+
+/// Binds the HTTP port, logs where it listens and serves until the process ends.
+pub fn serve(config: config::Config) -> std::io::Result<()> {
+    may::config().set_stack_size(COROUTINE_STACK_BYTES / std::mem::size_of::<usize>());
+    let addr = SocketAddr::new(config.bind, config.port);
+    let server = http::Server::bind(addr)?;
+    let bound = server.local_addr()?;
+    let limits = config.http.clone();
+    let app = app::App::new(config, bound.port());
+    warn_about_setup(&app);
+    info!(
+        "server.listening",
+        addr = bound,
+        mediaBase = app.media_base,
+        version = env!("CARGO_PKG_VERSION")
+    );
+    let handle = server.start(Arc::new(app), limits);
+    let _ = handle.join();
+    Ok(())
+}
+
+fn warn_about_setup(app: &app::App) {
+    let c = &app.config;
+    if c.api_token.is_none() {
+        warn!(
+            "config.no_api_token",
+            detail = "API_TOKEN is not set: POST /call accepts loopback clients only"
+        );
+    }
+    if let Err(missing) = &app.exotel {
+        warn!(
+            "config.calls_disabled",
+            detail = "POST /call answers 503 until these are set",
+            missing = missing.join(",")
+        );
+    }
+    if c.public_base_url.is_none() {
+        warn!(
+            "config.no_public_url",
+            detail = "WEBHOOK_BASE_URL (or RENDER_EXTERNAL_URL) is not set: media URLs point at localhost, which Exotel cannot reach"
+        );
+    }
+    if c.webhook_secret.is_none() {
+        warn!(
+            "config.no_webhook_secret",
+            detail = "WEBHOOK_SECRET is not set: anyone who knows the URL can ask for media tokens"
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The dispatcher: every route of the server in one `match` over method and path (design §3).
+//! Read it top to bottom to know what the server answers. Handlers live with the data they own;
+//! this file only chooses one.
+
+use crate::app::App;
+use crate::http::{Request, Response};
+
+pub fn dispatch(app: &App, request: &Request) -> Response {
+    match (request.method.as_str(), request.path.as_str()) {
+        // The user asks us to dial a customer.
+        ("POST", "/call") => crate::calls::place::handle(app, request),
+        (_, "/call") => method_not_allowed("POST"),
+
+        // Exotel asks where to stream a call's audio (both paths of the original server).
+        ("GET" | "POST", "/voicebot/connect" | "/api/v1/exotel/voice/connect") => {
+            crate::exotel::webhook::handle(app, request)
+        }
+        (_, "/voicebot/connect" | "/api/v1/exotel/voice/connect") => {
+            method_not_allowed("GET, POST")
+        }
+
+        // Probes.
+        ("GET" | "HEAD", "/health") => health(app),
+        (_, "/health") => method_not_allowed("GET, HEAD"),
+
+        (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::error(
+        405,
+        "method_not_allowed",
+        format!("this path accepts {allow}"),
+    )
+    .with_header("Allow", allow)
+}
+
+fn health(app: &App) -> Response {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Health {
+        status: &'static str,
+        active_calls: usize,
+        version: &'static str,
+    }
+    Response::json(
+        200,
+        &Health {
+            status: "ok",
+            active_calls: app.registry.active_calls(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
+}
