@@ -1,6 +1,7 @@
 //! The running server's shared state, built once from [`Config`]: what every handler needs and
 //! nothing else.
 
+use crate::calls::registry::MEDIA_TOKEN_TTL;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::config::Config;
 use crate::exotel::{ApiPool, ExotelClient};
@@ -26,11 +27,12 @@ impl App {
             Some(rest) => format!("wss://{rest}"),
             None => format!("ws://{}", public.trim_start_matches("http://")),
         };
+        let registry = Registry::new(MEDIA_TOKEN_TTL, config.max_pending_media_tokens);
         let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
         App {
             config,
             media_base,
-            registry: Registry::default(),
+            registry,
             exotel,
         }
     }

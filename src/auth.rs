@@ -72,3 +72,52 @@ pub fn basic_password(request: &Request) -> Option<String> {
     text.split_once(':')
         .map(|(_, password)| password.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::BodyFraming;
+
+    fn request_from(peer: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "POST".into(),
+            path: "/call".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+            framing: BodyFraming::None,
+            peer: peer.parse().unwrap(),
+        }
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn without_api_token_only_loopback_peers_may_call() {
+        let open = config(&[]);
+        assert!(user(&open, &request_from("127.0.0.1:5000", &[])).is_ok());
+        assert!(user(&open, &request_from("127.9.9.9:5000", &[])).is_ok());
+        assert!(user(&open, &request_from("[::1]:5000", &[])).is_ok());
+        assert!(user(&open, &request_from("[::ffff:127.0.0.1]:5000", &[])).is_ok());
+        let denied = user(&open, &request_from("10.1.2.3:5000", &[])).unwrap_err();
+        assert_eq!(denied.status, 401);
+        assert!(String::from_utf8_lossy(&denied.body).contains("API_TOKEN is not set"));
+    }
+
+    #[test]
+    fn with_api_token_every_peer_needs_it_even_loopback() {
+        let closed = config(&[("API_TOKEN", "t0k")]);
+        assert!(user(&closed, &request_from("127.0.0.1:1", &[])).is_err());
+        let good = [("authorization", "Bearer t0k")];
+        assert!(user(&closed, &request_from("203.0.113.9:1", &good)).is_ok());
+    }
+}

@@ -75,6 +75,8 @@ pub struct Config {
     pub webhook_secret: Option<String>,
     /// `SAMPLE_RATE`: the audio rate asked of Exotel in the media URL.
     pub sample_rate: u32,
+    /// `MAX_PENDING_MEDIA_TOKENS`: media tokens issued and not yet expired, at most.
+    pub max_pending_media_tokens: usize,
     pub http: Limits,
 }
 
@@ -177,6 +179,14 @@ impl Config {
             });
         }
 
+        let max_pending_media_tokens = ranged(
+            &var,
+            "MAX_PENDING_MEDIA_TOKENS",
+            crate::calls::registry::DEFAULT_MAX_PENDING_TOKENS as u64,
+            1,
+            10_000_000,
+        )? as usize;
+
         let defaults = Limits::default();
         let http = Limits {
             max_headers: ranged(
@@ -241,6 +251,7 @@ impl Config {
             api_token: var("API_TOKEN"),
             webhook_secret: var("WEBHOOK_SECRET"),
             sample_rate,
+            max_pending_media_tokens,
             http,
         })
     }

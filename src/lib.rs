@@ -31,14 +31,8 @@ pub mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Coroutine stack size in bytes. may's default (32 KiB) is too tight for a handler that
-/// panics: unwinding and the panic message need more. Stacks are touched lazily, so resident
-/// memory grows only with the depth actually used.
-pub const COROUTINE_STACK_BYTES: usize = 128 * 1024;
-
 /// Binds the HTTP port, logs where it listens and serves until the process ends.
 pub fn serve(config: config::Config) -> std::io::Result<()> {
-    may::config().set_stack_size(COROUTINE_STACK_BYTES / std::mem::size_of::<usize>());
     let addr = SocketAddr::new(config.bind, config.port);
     let server = http::Server::bind(addr)?;
     let bound = server.local_addr()?;

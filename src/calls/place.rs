@@ -256,7 +256,7 @@ fn exotel_failure(id: &CallLogId, failure: &ExotelError) -> Response {
             message,
             code,
         } => (Some(*status), Some(message.as_str()), code.as_deref()),
-        ExotelError::BadAnswer { status, .. } => (Some(*status), None, None),
+        ExotelError::BadAnswer { status, .. } => (*status, None, None),
         _ => (None, None, None),
     };
     let kind = match failure {

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 /// A token not used within this time after it was issued is void (issue 3).
 pub const MEDIA_TOKEN_TTL: Duration = Duration::from_secs(60);
-/// Tokens waiting to be used at once; past this the webhook answers 503, so a flood of webhook
-/// requests cannot grow memory without bound.
-pub const MAX_PENDING_TOKENS: usize = 100_000;
+/// Default for tokens waiting to be used at once (`MAX_PENDING_MEDIA_TOKENS`); past it the
+/// webhook answers 503, so a flood of webhook requests cannot grow memory without bound (about
+/// 200 bytes a token). Legitimate traffic needs one per call started in the last minute.
+pub const DEFAULT_MAX_PENDING_TOKENS: usize = 100_000;
 
 /// What a token stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct PendingMedia {
 pub struct Registry {
     pending: Mutex<HashMap<MediaToken, PendingMedia>>,
     ttl: Duration,
+    max_pending: usize,
     /// Media sessions running now; the media session (issue 3) counts itself in and out.
     live_media_sessions: AtomicUsize,
 }
@@ -36,15 +38,16 @@ pub struct RegistryFull;
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(MEDIA_TOKEN_TTL)
+        Registry::new(MEDIA_TOKEN_TTL, DEFAULT_MAX_PENDING_TOKENS)
     }
 }
 
 impl Registry {
-    pub fn new(ttl: Duration) -> Registry {
+    pub fn new(ttl: Duration, max_pending: usize) -> Registry {
         Registry {
             pending: Mutex::new(HashMap::new()),
             ttl,
+            max_pending,
             live_media_sessions: AtomicUsize::new(0),
         }
     }
@@ -54,9 +57,9 @@ impl Registry {
         let now = Instant::now();
         let token = MediaToken::generate();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.len() >= MAX_PENDING_TOKENS {
+        if pending.len() >= self.max_pending {
             pending.retain(|_, p| now.duration_since(p.issued_at) < self.ttl);
-            if pending.len() >= MAX_PENDING_TOKENS {
+            if pending.len() >= self.max_pending {
                 return Err(RegistryFull);
             }
         } else if pending.len().is_power_of_two() {
@@ -100,7 +103,7 @@ mod tests {
 
     #[test]
     fn tokens_open_their_own_call_until_they_expire() {
-        let registry = Registry::new(Duration::from_millis(50));
+        let registry = Registry::new(Duration::from_millis(50), 10);
         let id = CallLogId::parse("call-1").unwrap();
         let token = registry.issue_token(&id).unwrap();
         assert_eq!(registry.lookup(&token).unwrap().call_log_id, id);
@@ -110,5 +113,20 @@ mod tests {
         // The next issue at a power-of-two size sweeps the expired one.
         registry.issue_token(&id).unwrap();
         assert_eq!(registry.pending_tokens(), 1);
+    }
+
+    #[test]
+    fn the_pending_limit_counts_only_live_tokens() {
+        let registry = Registry::new(Duration::from_millis(50), 3);
+        let id = CallLogId::parse("call-2").unwrap();
+        for _ in 0..3 {
+            registry.issue_token(&id).unwrap();
+        }
+        assert_eq!(registry.issue_token(&id), Err(RegistryFull));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            registry.issue_token(&id).is_ok(),
+            "expired tokens make room"
+        );
     }
 }

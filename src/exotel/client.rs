@@ -121,8 +121,9 @@ pub enum ExotelError {
         message: String,
         code: Option<String>,
     },
-    /// Exotel answered 2xx but not with a call we can read.
-    BadAnswer { status: u16, detail: String },
+    /// Exotel answered, but not with anything we can read: a 2xx without a call, or bytes that
+    /// are not HTTP (then `status` is `None`).
+    BadAnswer { status: Option<u16>, detail: String },
     /// No connection could be made (DNS, refused, TLS).
     Unreachable(String),
     /// The request went out but no answer came in time: the call may or may not exist.
@@ -135,12 +136,17 @@ impl std::fmt::Display for ExotelError {
             ExotelError::Refused {
                 status, message, ..
             } => write!(f, "Exotel answered {status}: {message}"),
-            ExotelError::BadAnswer { status, detail } => {
-                write!(
-                    f,
-                    "Exotel answered {status} with an unreadable body: {detail}"
-                )
-            }
+            ExotelError::BadAnswer {
+                status: Some(status),
+                detail,
+            } => write!(
+                f,
+                "Exotel answered {status} with an unreadable body: {detail}"
+            ),
+            ExotelError::BadAnswer {
+                status: None,
+                detail,
+            } => write!(f, "Exotel's answer was not HTTP: {detail}"),
             ExotelError::Unreachable(why) => write!(f, "Exotel could not be reached: {why}"),
             ExotelError::TimedOut => write!(f, "Exotel did not answer in time"),
         }
@@ -208,9 +214,19 @@ impl ExotelClient {
             .with_max_redirects(0)
             .send()
             .map_err(classify_transport_error)?;
+        // minreq reads an answer without a status line as 503 with this reason phrase
+        // (minreq 2.14 response.rs, parse_status_line); that is not Exotel saying 503.
+        if response.status_code == 503 && response.reason_phrase == MINREQ_NO_STATUS_LINE {
+            return Err(ExotelError::BadAnswer {
+                status: None,
+                detail: format!("no status line; body {}", snippet(response.as_bytes())),
+            });
+        }
         read_answer(response.status_code as u16, response.as_bytes())
     }
 }
+
+const MINREQ_NO_STATUS_LINE: &str = "Server did not provide a status line";
 
 fn classify_transport_error(e: minreq::Error) -> ExotelError {
     match e {
@@ -249,7 +265,7 @@ pub fn read_answer(status: u16, body: &[u8]) -> Result<PlacedCall, ExotelError> 
                 status: field(c, &["Status", "status"]).unwrap_or_else(|| "queued".into()),
             }),
             None => Err(ExotelError::BadAnswer {
-                status,
+                status: Some(status),
                 detail: format!("no Call.Sid in {}", snippet(body)),
             }),
         };

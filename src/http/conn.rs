@@ -18,17 +18,21 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// At most this much unread input is drained before closing anyway.
 const LINGER_BYTES: usize = 1 << 20;
 
-enum Read_ {
+enum ReadOutcome {
     Data,
     Eof,
     TimedOut,
 }
 
 /// Reads whatever arrives before `deadline`, appended to `buf`.
-fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<Read_> {
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> io::Result<ReadOutcome> {
     let now = Instant::now();
     if now >= deadline {
-        return Ok(Read_::TimedOut);
+        return Ok(ReadOutcome::TimedOut);
     }
     stream.set_read_timeout(Some(deadline - now))?;
     let len = buf.len();
@@ -36,12 +40,12 @@ fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io
     let result = stream.read(&mut buf[len..]);
     buf.truncate(len + *result.as_ref().unwrap_or(&0));
     match result {
-        Ok(0) => Ok(Read_::Eof),
-        Ok(_) => Ok(Read_::Data),
+        Ok(0) => Ok(ReadOutcome::Eof),
+        Ok(_) => Ok(ReadOutcome::Data),
         Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-            Ok(Read_::TimedOut)
+            Ok(ReadOutcome::TimedOut)
         }
-        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(Read_::Data),
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(ReadOutcome::Data),
         Err(e) => Err(e),
     }
 }
@@ -139,8 +143,8 @@ fn next_request(
     // Idle: nothing of the next request yet.
     if buf.is_empty() {
         match read_some(stream, buf, Instant::now() + limits.idle_timeout) {
-            Ok(Read_::Data) => {}
-            Ok(Read_::Eof | Read_::TimedOut) | Err(_) => return Next::Closed,
+            Ok(ReadOutcome::Data) => {}
+            Ok(ReadOutcome::Eof | ReadOutcome::TimedOut) | Err(_) => return Next::Closed,
         }
         if buf.is_empty() {
             return Next::Closed;
@@ -197,9 +201,9 @@ fn next_request(
             ));
         }
         match read_some(stream, buf, deadline) {
-            Ok(Read_::Data) => {}
-            Ok(Read_::TimedOut) => return too_slow(),
-            Ok(Read_::Eof) | Err(_) => return Next::Closed,
+            Ok(ReadOutcome::Data) => {}
+            Ok(ReadOutcome::TimedOut) => return too_slow(),
+            Ok(ReadOutcome::Eof) | Err(_) => return Next::Closed,
         }
     };
     buf.drain(..parsed.len);
@@ -227,10 +231,10 @@ fn next_request(
         .headers
         .iter()
         .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
-    if expects_continue && framing != BodyFraming::None && buf.is_empty() && !http_1_0 {
-        if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-            return Next::Closed;
-        }
+    let wants_continue =
+        expects_continue && framing != BodyFraming::None && buf.is_empty() && !http_1_0;
+    if wants_continue && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+        return Next::Closed;
     }
 
     let body = match framing {
@@ -238,9 +242,9 @@ fn next_request(
         BodyFraming::Length(len) => {
             while buf.len() < len {
                 match read_some(stream, buf, deadline) {
-                    Ok(Read_::Data) => {}
-                    Ok(Read_::TimedOut) => return too_slow(),
-                    Ok(Read_::Eof) | Err(_) => return Next::Closed,
+                    Ok(ReadOutcome::Data) => {}
+                    Ok(ReadOutcome::TimedOut) => return too_slow(),
+                    Ok(ReadOutcome::Eof) | Err(_) => return Next::Closed,
                 }
             }
             buf.drain(..len).collect()
@@ -273,9 +277,9 @@ fn next_request(
                     return body_too_large(limits);
                 }
                 match read_some(stream, buf, deadline) {
-                    Ok(Read_::Data) => {}
-                    Ok(Read_::TimedOut) => return too_slow(),
-                    Ok(Read_::Eof) | Err(_) => return Next::Closed,
+                    Ok(ReadOutcome::Data) => {}
+                    Ok(ReadOutcome::TimedOut) => return too_slow(),
+                    Ok(ReadOutcome::Eof) | Err(_) => return Next::Closed,
                 }
             }
         }
@@ -412,7 +416,7 @@ fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
     while drained < LINGER_BYTES {
         buf.clear();
         match read_some(stream, buf, deadline) {
-            Ok(Read_::Data) => drained += buf.len(),
+            Ok(ReadOutcome::Data) => drained += buf.len(),
             _ => break,
         }
     }

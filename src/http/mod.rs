@@ -23,6 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Stack of each connection's coroutine, in bytes. may's default (32 KiB) is too tight for a
+/// handler that panics: unwinding and formatting the panic need more. Stacks are touched lazily,
+/// so resident memory grows only with the depth actually used. `tests/http_library.rs` runs the
+/// panicking path under it.
+pub const CONNECTION_STACK_BYTES: usize = 128 * 1024;
+const CONNECTION_STACK_WORDS: usize = CONNECTION_STACK_BYTES / std::mem::size_of::<usize>();
+
 /// Every limit the HTTP layer enforces, with design §5's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -143,10 +150,14 @@ impl Server {
                 continue;
             }
             let (service, limits, open) = (service.clone(), limits.clone(), open.clone());
-            may::go!(move || {
+            let builder = may::coroutine::Builder::new().stack_size(CONNECTION_STACK_WORDS);
+            let spawned = may::go!(builder, move || {
                 conn::serve(stream, peer, &*service, &limits);
                 open.fetch_sub(1, Ordering::AcqRel);
             });
+            if let Err(e) = spawned {
+                crate::error!("http.spawn_failed", peer = peer, error = e);
+            }
         })
     }
 }

@@ -1,0 +1,84 @@
+//! The webhook's round trip on loopback, through the real HTTP layer and dispatcher, against the
+//! cheapest route (`/health`) on the same kind of connection in the same run: the ratio is what
+//! the connect webhook costs over the HTTP floor (design §6: webhook answer p99 under 1 ms).
+//!
+//! `cargo bench --bench http`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use exotel_voicebot::app::App;
+use exotel_voicebot::config::Config;
+use exotel_voicebot::http::Server;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+
+fn start_server() -> SocketAddr {
+    let config = Config::from_lookup(|name| match name {
+        "WEBHOOK_BASE_URL" => Some("https://voice.example.com".into()),
+        // Every iteration issues a token that lives 60 s; the default cap (100,000) is for
+        // production traffic, not tens of thousands of webhooks a second.
+        "MAX_PENDING_MEDIA_TOKENS" => Some("10000000".into()),
+        _ => None,
+    })
+    .expect("bench config");
+    let limits = config.http.clone();
+    let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let app = App::new(config, addr.port());
+    let _ = server.start(Arc::new(app), limits);
+    addr
+}
+
+/// Sends one request on a keep-alive connection and reads exactly one answer.
+fn round_trip(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) {
+    stream.write_all(request).unwrap();
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..head_end]).unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if buf.len() >= head_end + 4 + len {
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                return;
+            }
+        }
+    }
+}
+
+fn webhook(c: &mut Criterion) {
+    let addr = start_server();
+    let mut group = c.benchmark_group("loopback_round_trip");
+    group.throughput(Throughput::Elements(1));
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("health_baseline", b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n".to_vec()),
+        (
+            "webhook_get",
+            b"GET /api/v1/exotel/voice/connect?CallSid=b1&CallFrom=%2B919876543210&CallTo=08047112233&Direction=outbound-api&CustomField=bench-call-1 HTTP/1.1\r\nHost: b\r\n\r\n".to_vec(),
+        ),
+        ("webhook_post_json", {
+            let body = r#"{"CallSid":"b1","CallFrom":"+919876543210","CallTo":"08047112233","Direction":"outbound-api","CustomField":"bench-call-1"}"#;
+            format!("POST /voicebot/connect HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+        }),
+    ];
+    for (name, request) in cases {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut buf = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter(|| round_trip(&mut stream, &request, &mut buf))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, webhook);
+criterion_main!(benches);

@@ -1,0 +1,145 @@
+//! The command line: help, version, configuration errors, and `call` through the same client.
+
+mod support;
+
+use std::process::Command;
+use support::fake_exotel::{Behaviour, FakeExotel};
+
+fn binary(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"));
+    c.current_dir(dir).env_clear();
+    c
+}
+
+#[test]
+fn help_and_version() {
+    let dir = support::temp_dir("cli");
+    let out = binary(&dir).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("exotel-voicebot {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = binary(&dir).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("call <to>"));
+    let out = binary(&dir).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_wrong_value_stops_the_start_with_one_line_naming_the_variable() {
+    let dir = support::temp_dir("cli");
+    for (var, value) in [
+        ("PORT", "abc"),
+        ("WEBHOOK_BASE_URL", "voice.example.com"),
+        ("SAMPLE_RATE", "44100"),
+        ("EXOTEL_TIMEOUT_MS", "ten"),
+    ] {
+        let out = binary(&dir).env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("{var}: ")), "{stderr}");
+        assert!(stderr.contains(value), "{stderr}");
+    }
+}
+
+#[test]
+fn a_taken_port_is_a_clear_failure() {
+    let dir = support::temp_dir("cli");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = binary(&dir)
+        .env("BIND", "127.0.0.1")
+        .env("PORT", &port)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve"));
+}
+
+#[test]
+fn call_places_one_call_through_the_same_client() {
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "cli-sid".into(),
+    });
+    let dir = support::temp_dir("cli");
+    let env = [
+        ("EXOTEL_API_KEY", "k"),
+        ("EXOTEL_API_TOKEN", "t"),
+        ("EXOTEL_SID", "acme"),
+        ("EXOTEL_APP_ID", "77"),
+        ("EXOTEL_CALLER_ID", "0801"),
+    ];
+    let out = binary(&dir)
+        .envs(env)
+        .env("EXOTEL_API_BASE_URL", fake.base_url())
+        .args(["call", "+919876543210", "--call-log-id", "cli-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"callLogId": "cli-1", "callSid": "cli-sid", "status": "queued"})
+    );
+    let got = fake.received();
+    assert_eq!(got[0].path, "/v1/Accounts/acme/Calls/connect.json");
+    assert_eq!(
+        support::form_pairs(&got[0].body),
+        [
+            ("From", "+919876543210"),
+            ("CallerId", "0801"),
+            ("Url", "http://my.exotel.com/acme/exoml/start_voice/77"),
+            ("CustomField", "cli-1")
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+
+    // Exotel refusing is exit 1 with Exotel's message.
+    fake.set(Behaviour::Answer {
+        status: 403,
+        body: r#"{"RestException":{"Status":403,"Message":"Not allowed"}}"#.into(),
+    });
+    let out = binary(&dir)
+        .envs(env)
+        .env("EXOTEL_API_BASE_URL", fake.base_url())
+        .args(["call", "+919876543210"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Exotel answered 403: Not allowed"));
+
+    // A bad number never reaches Exotel.
+    let before = fake.received().len();
+    let out = binary(&dir)
+        .envs(env)
+        .env("EXOTEL_API_BASE_URL", fake.base_url())
+        .args(["call", "12"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(fake.received().len(), before);
+}
+
+#[test]
+fn call_in_stream_mode_points_to_the_running_server() {
+    let dir = support::temp_dir("cli");
+    let out = binary(&dir)
+        .envs([
+            ("EXOTEL_API_KEY", "k"),
+            ("EXOTEL_API_TOKEN", "t"),
+            ("EXOTEL_SID", "s"),
+            ("EXOTEL_CALLER_ID", "0801"),
+        ])
+        .args(["call", "+919876543210"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("POST http://localhost:3000/call"));
+}

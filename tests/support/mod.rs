@@ -1,0 +1,334 @@
+//! Shared by the end-to-end tests: the real binary started on a loopback port, a fake Exotel API
+//! that is a real HTTP server recording what it receives, and a raw HTTP client that can send
+//! anything (bad framing included) and read the answer.
+#![allow(dead_code)]
+
+pub mod fake_exotel;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A fresh empty directory for one test (working directory, .env, data).
+pub fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "exotel-voicebot-test-{}-{name}-{n}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The real binary, serving on 127.0.0.1 with an OS-chosen port.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary with exactly these variables (the test process's own environment is not
+    /// passed on, so a developer's EXOTEL_* cannot leak in) in an empty working directory.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::start_in(temp_dir("server"), env)
+    }
+
+    pub fn start_in(dir: PathBuf, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"));
+        command
+            .arg("serve")
+            .current_dir(&dir)
+            .env_clear()
+            .env("PORT", "0")
+            .env("BIND", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start the binary");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split(" server.listening addr=").nth(1) {
+                        let addr = rest.split(' ').next().unwrap_or("").to_owned();
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not start; log: {:?}", log.lock().unwrap());
+            }
+        };
+        Server {
+            child,
+            addr,
+            log,
+            dir,
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits up to 5 s for a log line containing every one of `parts`.
+    pub fn wait_for_log(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self
+                .log()
+                .into_iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?} in {:#?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> TestResponse {
+        request(self.addr, "GET", path, &[], b"")
+    }
+
+    pub fn post_json(&self, path: &str, body: &str) -> TestResponse {
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+
+    /// Asserts the server still answers `/health` on a new connection.
+    pub fn assert_healthy(&self) {
+        let r = self.get("/health");
+        assert_eq!(r.status, 200, "health after the test: {r:?}");
+        assert_eq!(r.json()["status"], "ok");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An answer as read off the wire.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Asserts an error answer of design §5: this status and `{"error", "detail"}`.
+    pub fn assert_error(&self, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{self:?} body={}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let json = self.json();
+        assert_eq!(json["error"], kind, "{json}");
+        assert!(
+            json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "an error needs a detail: {json}"
+        );
+        json
+    }
+}
+
+/// A keep-alive connection that reads answers one by one.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one answer (Content-Length framed); panics if the connection closes first.
+    pub fn read_response(&mut self) -> TestResponse {
+        self.try_read_response()
+            .expect("the connection closed before an answer")
+    }
+
+    pub fn try_read_response(&mut self) -> Option<TestResponse> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&self.buf) {
+                let status = parsed.code.unwrap();
+                let headers: HashMap<String, String> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let len: usize = headers
+                    .get("content-length")
+                    .map(|v| v.parse().unwrap())
+                    .unwrap_or(0);
+                if status == 100 {
+                    self.buf.drain(..head_len);
+                    return Some(TestResponse {
+                        status,
+                        headers,
+                        body: Vec::new(),
+                    });
+                }
+                if self.buf.len() >= head_len + len {
+                    let body = self.buf[head_len..head_len + len].to_vec();
+                    self.buf.drain(..head_len + len);
+                    return Some(TestResponse {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads the head of an answer to `HEAD` (its Content-Length describes a body that is not sent).
+    pub fn read_response_head_only(&mut self) -> TestResponse {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&self.buf) {
+                let status = parsed.code.unwrap();
+                self.buf.drain(..head_len);
+                return TestResponse {
+                    status,
+                    headers: HashMap::new(),
+                    body: Vec::new(),
+                };
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => panic!("closed before the head"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Like `try_read_response`, but a read timeout just means "nothing yet" (None) and keeps
+    /// what was read so far.
+    pub fn try_read_response_nonfatal(&mut self) -> Option<TestResponse> {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                self.try_read_response()
+            }
+        }
+    }
+
+    /// True if the server closed the connection (EOF) within `wait`.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0))
+            || matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+}
+
+/// One request on a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> TestResponse {
+    let mut conn = Conn::open(addr);
+    conn.send(&request_bytes(method, path, headers, body));
+    conn.read_response()
+}
+
+/// A well-formed HTTP/1.1 request with Content-Length when there is a body.
+pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Decodes `a=1&b=%2B2` into pairs, for checking what the fake Exotel received.
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    exotel_voicebot::http::form::parse(std::str::from_utf8(body).unwrap())
+}
