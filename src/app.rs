@@ -37,6 +37,20 @@ impl App {
         }
     }
 
+    /// Issues a media token for the call and returns its media URL, or the 503 to answer when
+    /// too many tokens are pending.
+    pub fn issue_media_url(&self, call_log_id: &CallLogId) -> Result<String, Response> {
+        match self.registry.issue_token(call_log_id) {
+            Ok(token) => Ok(self.media_url(&token, call_log_id)),
+            Err(_) => Err(Response::error(
+                503,
+                "busy",
+                "too many media tokens are pending (MAX_PENDING_MEDIA_TOKENS); try again shortly",
+            )
+            .with_header("Retry-After", "5")),
+        }
+    }
+
     /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (design §3). `sample-rate` is
     /// Exotel's own parameter; `token` and `callLogId` are our two custom parameters, well under
     /// Exotel's 256 characters (22 + at most 128 + names).

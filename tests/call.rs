@@ -416,3 +416,44 @@ fn dotenv_is_read_and_the_environment_wins() {
     assert_eq!(got.path, "/v1/Accounts/sid-from-file/Calls/connect.json");
     assert_eq!(got.headers["authorization"], basic(KEY, TOKEN));
 }
+
+#[test]
+fn calls_waiting_on_exotel_do_not_stall_the_server() {
+    // If the blocking API request ran on a coroutine, eight of them would occupy every may worker
+    // (one per core) and /health would wait for the timeouts. It must answer before any of them.
+    let fake = FakeExotel::start(Behaviour::Silent);
+    let base = fake.base_url();
+    let server = Server::start(&applet_env(
+        &base,
+        &[("EXOTEL_TIMEOUT_MS", "1500"), ("EXOTEL_API_THREADS", "8")],
+    ));
+    let addr = server.addr;
+    let waiting: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"to": "+919876543210", "callLogId": "w-{i}"}}"#);
+                let r = request(
+                    addr,
+                    "POST",
+                    "/call",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                );
+                (r.status, std::time::Instant::now())
+            })
+        })
+        .collect();
+    while fake.received().len() < 8 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.assert_healthy();
+    let healthy_at = std::time::Instant::now();
+    for w in waiting {
+        let (status, returned_at) = w.join().unwrap();
+        assert_eq!(status, 504);
+        assert!(
+            healthy_at < returned_at,
+            "/health waited for a blocked Exotel request"
+        );
+    }
+}

@@ -153,18 +153,9 @@ pub fn handle(app: &App, request: &Request) -> Response {
         ConnectMode::Applet => CallTarget::Applet {
             app_id: e.app_id.clone().unwrap_or_default(),
         },
-        ConnectMode::Stream => match app.registry.issue_token(&call.call_log_id) {
-            Ok(token) => CallTarget::Stream {
-                stream_url: app.media_url(&token, &call.call_log_id),
-            },
-            Err(_) => {
-                return Response::error(
-                    503,
-                    "busy",
-                    "too many media tokens are pending; try again shortly",
-                )
-                .with_header("Retry-After", "5")
-            }
+        ConnectMode::Stream => match app.issue_media_url(&call.call_log_id) {
+            Ok(stream_url) => CallTarget::Stream { stream_url },
+            Err(busy) => return busy,
         },
     };
     let mode = match e.connect_mode {

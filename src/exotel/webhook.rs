@@ -70,16 +70,9 @@ pub fn handle(app: &App, request: &Request) -> Response {
         }
         None => CallLogId::generate(),
     };
-    let token = match app.registry.issue_token(&call_log_id) {
-        Ok(token) => token,
-        Err(_) => {
-            return Response::error(
-                503,
-                "busy",
-                "too many media tokens are pending; try again shortly",
-            )
-            .with_header("Retry-After", "5")
-        }
+    let url = match app.issue_media_url(&call_log_id) {
+        Ok(url) => url,
+        Err(busy) => return busy,
     };
     crate::info!(
         "webhook.connect",
@@ -90,10 +83,5 @@ pub fn handle(app: &App, request: &Request) -> Response {
         to = hook.call_to.as_deref().unwrap_or(""),
         method = request.method
     );
-    Response::json(
-        200,
-        &Answer {
-            url: app.media_url(&token, &call_log_id),
-        },
-    )
+    Response::json(200, &Answer { url })
 }

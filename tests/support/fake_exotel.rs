@@ -81,16 +81,7 @@ fn serve(mut stream: TcpStream, behaviour: &Mutex<Behaviour>, received: &Mutex<V
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
-            let headers: HashMap<String, String> = req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = super::header_map(req.headers);
             let len: usize = headers
                 .get("content-length")
                 .and_then(|v| v.parse().ok())

@@ -216,16 +216,7 @@ impl Conn {
             let mut parsed = httparse::Response::new(&mut headers);
             if let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&self.buf) {
                 let status = parsed.code.unwrap();
-                let headers: HashMap<String, String> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
+                let headers = header_map(parsed.headers);
                 let len: usize = headers
                     .get("content-length")
                     .map(|v| v.parse().unwrap())
@@ -298,6 +289,19 @@ impl Conn {
         matches!(self.stream.read(&mut byte), Ok(0))
             || matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
+}
+
+/// Headers by lower-cased name.
+pub fn header_map(headers: &[httparse::Header<'_>]) -> HashMap<String, String> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// One request on a fresh connection.
