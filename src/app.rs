@@ -1,6 +1,7 @@
 //! The running server's shared state, built once from [`Config`]: what every handler needs and
 //! nothing else.
 
+use crate::bot::BotFactory;
 use crate::calls::registry::MEDIA_TOKEN_TTL;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::config::Config;
@@ -14,11 +15,24 @@ pub struct App {
     pub registry: Registry,
     /// The API pool, or the variables missing to build one.
     pub exotel: Result<ApiPool, Vec<&'static str>>,
+    /// Makes each call's bot.
+    pub bots: Box<dyn BotFactory>,
+    pub media_settings: crate::media::session::SessionSettings,
 }
 
 impl App {
     /// `port` is the port actually bound (which differs from the configured one for `PORT=0`).
+    /// Calls get the echo bot (`BOT=echo`).
     pub fn new(config: Config, port: u16) -> App {
+        let delay = config.echo_delay_ms;
+        let echo = move |_: &crate::bot::CallStart<'_>| -> Box<dyn crate::bot::Bot> {
+            Box::new(crate::bot::echo::EchoBot::new(delay))
+        };
+        App::with_bots(config, port, Box::new(echo))
+    }
+
+    /// Like [`App::new`], with your own bots.
+    pub fn with_bots(config: Config, port: u16, bots: Box<dyn BotFactory>) -> App {
         let public = config
             .public_base_url
             .clone()
@@ -29,11 +43,18 @@ impl App {
         };
         let registry = Registry::new(MEDIA_TOKEN_TTL, config.max_pending_media_tokens);
         let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
+        let media_settings = crate::media::session::SessionSettings {
+            lead: config.media_lead,
+            idle_timeout: config.media_idle_timeout,
+            ..Default::default()
+        };
         App {
             config,
             media_base,
             registry,
             exotel,
+            bots,
+            media_settings,
         }
     }
 
@@ -86,5 +107,9 @@ pub fn exotel_client(config: &Config) -> Result<ExotelClient, Vec<&'static str>>
 impl Service for App {
     fn call(&self, request: &Request) -> Response {
         crate::routes::dispatch(self, request)
+    }
+
+    fn upgrade(&self, request: &Request, stream: may::net::TcpStream, already_read: Vec<u8>) {
+        crate::media::upgraded(self, request, stream, already_read);
     }
 }

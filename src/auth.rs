@@ -62,9 +62,14 @@ pub fn exotel(config: &Config, request: &Request, query: &Params) -> Result<(), 
     }
 }
 
-/// The password of an `Authorization: Basic` header.
+/// The password of a request's `Authorization: Basic` header.
 pub fn basic_password(request: &Request) -> Option<String> {
-    let encoded = request.header("authorization")?.strip_prefix("Basic ")?;
+    basic_password_of(request.header("authorization")?)
+}
+
+/// The password of an `Authorization: Basic …` value.
+pub fn basic_password_of(authorization: &str) -> Option<String> {
+    let encoded = authorization.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;

@@ -77,6 +77,16 @@ pub struct Config {
     pub sample_rate: u32,
     /// `MAX_PENDING_MEDIA_TOKENS`: media tokens issued and not yet expired, at most.
     pub max_pending_media_tokens: usize,
+    /// `MEDIA_PORT`: a dedicated listener for the media WebSocket (any path), besides `/media`.
+    pub media_port: Option<u16>,
+    /// `MEDIA_SECRET`: lets in a media socket without a per-call token (static applet URL).
+    pub media_secret: Option<String>,
+    /// `MEDIA_LEAD_MS`: how far ahead of real time bot audio is sent.
+    pub media_lead: Duration,
+    /// `MEDIA_IDLE_TIMEOUT_MS`: a media socket silent this long is closed.
+    pub media_idle_timeout: Duration,
+    /// `ECHO_DELAY_MS`: how far behind the caller the echo bot plays.
+    pub echo_delay_ms: u32,
     pub http: Limits,
 }
 
@@ -187,6 +197,32 @@ impl Config {
             10_000_000,
         )? as usize;
 
+        let media_port = match var("MEDIA_PORT") {
+            None => None,
+            Some(v) => Some(v.parse::<u16>().map_err(|_| ConfigError {
+                variable: "MEDIA_PORT",
+                problem: format!("{v:?} is not a port number (0-65535)"),
+            })?),
+        };
+        let media_lead = Duration::from_millis(ranged(&var, "MEDIA_LEAD_MS", 200, 0, 5_000)?);
+        let media_idle_timeout = Duration::from_millis(ranged(
+            &var,
+            "MEDIA_IDLE_TIMEOUT_MS",
+            30_000,
+            100,
+            3_600_000,
+        )?);
+        let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
+        match var("BOT").as_deref() {
+            None | Some("echo") => {}
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "BOT",
+                    problem: format!("{other:?} is not a bot this version has (echo)"),
+                })
+            }
+        }
+
         let defaults = Limits::default();
         let http = Limits {
             max_headers: ranged(
@@ -252,6 +288,11 @@ impl Config {
             webhook_secret: var("WEBHOOK_SECRET"),
             sample_rate,
             max_pending_media_tokens,
+            media_port,
+            media_secret: var("MEDIA_SECRET"),
+            media_lead,
+            media_idle_timeout,
+            echo_delay_ms,
             http,
         })
     }

@@ -22,30 +22,59 @@ pub mod log;
 
 pub mod app;
 pub mod auth;
+pub mod bot;
 pub mod calls;
 pub mod config;
 pub mod exotel;
 pub mod http;
+pub mod media;
 pub mod routes;
+pub mod sim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Binds the HTTP port, logs where it listens and serves until the process ends.
+/// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves until the process
+/// ends, with the echo bot.
 pub fn serve(config: config::Config) -> std::io::Result<()> {
+    let delay = config.echo_delay_ms;
+    serve_with_bots(
+        config,
+        Box::new(move |_: &bot::CallStart<'_>| -> Box<dyn bot::Bot> {
+            Box::new(bot::echo::EchoBot::new(delay))
+        }),
+    )
+}
+
+/// [`serve`] with your own bots: `bots` makes one per call (see `examples/`).
+pub fn serve_with_bots(
+    config: config::Config,
+    bots: Box<dyn bot::BotFactory>,
+) -> std::io::Result<()> {
     let addr = SocketAddr::new(config.bind, config.port);
     let server = http::Server::bind(addr)?;
     let bound = server.local_addr()?;
+    let media_listener = match config.media_port {
+        Some(port) => Some(may::net::TcpListener::bind(SocketAddr::new(
+            config.bind,
+            port,
+        ))?),
+        None => None,
+    };
     let limits = config.http.clone();
-    let app = app::App::new(config, bound.port());
+    let app = Arc::new(app::App::with_bots(config, bound.port(), bots));
     warn_about_setup(&app);
+    if let Some(listener) = media_listener {
+        info!("media.listening", addr = listener.local_addr()?);
+        media::listener::start(listener, app.clone());
+    }
     info!(
         "server.listening",
         addr = bound,
         mediaBase = app.media_base,
         version = env!("CARGO_PKG_VERSION")
     );
-    let handle = server.start(Arc::new(app), limits);
+    let handle = server.start(app, limits);
     let _ = handle.join();
     Ok(())
 }

@@ -19,6 +19,10 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
             method_not_allowed("GET, POST")
         }
 
+        // Exotel's media WebSocket (also on MEDIA_PORT, any path, when set).
+        ("GET", "/media") => crate::media::handshake(app, request),
+        (_, "/media") => method_not_allowed("GET"),
+
         // Probes.
         ("GET" | "HEAD", "/health") => health(app),
         (_, "/health") => method_not_allowed("GET, HEAD"),

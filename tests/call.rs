@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::fake_exotel::{Behaviour, FakeExotel};
+use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use support::{form_pairs, request, Server};
 
 const SID: &str = "acme1";

@@ -2,8 +2,8 @@
 
 mod support;
 
+use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::process::Command;
-use support::fake_exotel::{Behaviour, FakeExotel};
 
 fn binary(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"));

@@ -1,16 +1,20 @@
-//! The registry of media tokens: which token, issued by the webhook or `/call`, opens the media
-//! WebSocket of which call. Shared by all coroutines; every operation holds its lock briefly and
-//! never across I/O.
+//! The registry of media tokens and live media sessions: which token, issued by the webhook or
+//! `/call`, opens the media WebSocket of which call, and which session currently owns each call.
+//! Shared by all coroutines; every operation holds a lock briefly and never across I/O.
+//!
+//! Token rules (issue 3): a token never used expires `MEDIA_TOKEN_TTL` after issue; once used it
+//! stays valid while its call is live (Exotel may reconnect), and a second connection with it
+//! replaces the first; it is void when the call ends.
 //!
 //! It must not touch the disk or the network.
 
 use super::{CallLogId, MediaToken};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A token not used within this time after it was issued is void (issue 3).
+/// A token not used within this time after it was issued is void.
 pub const MEDIA_TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Default for tokens waiting to be used at once (`MAX_PENDING_MEDIA_TOKENS`); past it the
 /// webhook answers 503, so a flood of webhook requests cannot grow memory without bound (about
@@ -22,15 +26,33 @@ pub const DEFAULT_MAX_PENDING_TOKENS: usize = 100_000;
 pub struct PendingMedia {
     pub call_log_id: CallLogId,
     pub issued_at: Instant,
+    /// A session has started with it.
+    pub used: bool,
+}
+
+#[derive(Debug)]
+struct LiveSession {
+    generation: u64,
+    replaced: Arc<AtomicBool>,
+}
+
+/// A running media session's claim on its call.
+#[derive(Debug)]
+pub struct SessionTicket {
+    pub call_log_id: CallLogId,
+    token: Option<MediaToken>,
+    generation: u64,
+    /// Set when a newer connection for the same call takes over: the session must end.
+    pub replaced: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
 pub struct Registry {
     pending: Mutex<HashMap<MediaToken, PendingMedia>>,
+    live: Mutex<HashMap<CallLogId, LiveSession>>,
+    generations: AtomicU64,
     ttl: Duration,
     max_pending: usize,
-    /// Media sessions running now; the media session (issue 3) counts itself in and out.
-    live_media_sessions: AtomicUsize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,13 +64,18 @@ impl Default for Registry {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Registry {
     pub fn new(ttl: Duration, max_pending: usize) -> Registry {
         Registry {
             pending: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
             ttl,
             max_pending,
-            live_media_sessions: AtomicUsize::new(0),
         }
     }
 
@@ -56,44 +83,96 @@ impl Registry {
     pub fn issue_token(&self, call_log_id: &CallLogId) -> Result<MediaToken, RegistryFull> {
         let now = Instant::now();
         let token = MediaToken::generate();
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let ttl = self.ttl;
+        let keep = |p: &PendingMedia| p.used || now.duration_since(p.issued_at) < ttl;
+        let mut pending = lock(&self.pending);
         if pending.len() >= self.max_pending {
-            pending.retain(|_, p| now.duration_since(p.issued_at) < self.ttl);
+            pending.retain(|_, p| keep(p));
             if pending.len() >= self.max_pending {
                 return Err(RegistryFull);
             }
         } else if pending.len().is_power_of_two() {
             // Amortized sweep: cost proportional to growth.
-            pending.retain(|_, p| now.duration_since(p.issued_at) < self.ttl);
+            pending.retain(|_, p| keep(p));
         }
         pending.insert(
             token.clone(),
             PendingMedia {
                 call_log_id: call_log_id.clone(),
                 issued_at: now,
+                used: false,
             },
         );
         Ok(token)
     }
 
-    /// The call a token was issued for, if it is known and not expired. The token stays valid
-    /// until it expires, so a retried handshake for the same call is let in again.
+    /// The call a token opens, if it is valid now.
     pub fn lookup(&self, token: &MediaToken) -> Option<PendingMedia> {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending
-            .get(token)
-            .filter(|p| p.issued_at.elapsed() < self.ttl)
-            .cloned()
+        let pending = lock(&self.pending);
+        let p = pending.get(token)?;
+        let valid = if p.used {
+            lock(&self.live).contains_key(&p.call_log_id)
+        } else {
+            p.issued_at.elapsed() < self.ttl
+        };
+        valid.then(|| p.clone())
     }
 
-    /// Tokens issued and not yet expired or swept.
+    /// Claims the call for a new media session; a session already running for it is told to
+    /// end (its `replaced` flag is set).
+    pub fn begin_session(
+        &self,
+        call_log_id: &CallLogId,
+        token: Option<&MediaToken>,
+    ) -> SessionTicket {
+        if let Some(t) = token {
+            if let Some(p) = lock(&self.pending).get_mut(t) {
+                p.used = true;
+            }
+        }
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let replaced = Arc::new(AtomicBool::new(false));
+        let previous = lock(&self.live).insert(
+            call_log_id.clone(),
+            LiveSession {
+                generation,
+                replaced: replaced.clone(),
+            },
+        );
+        if let Some(old) = previous {
+            old.replaced.store(true, Ordering::Release);
+        }
+        SessionTicket {
+            call_log_id: call_log_id.clone(),
+            token: token.cloned(),
+            generation,
+            replaced,
+        }
+    }
+
+    /// Releases the call, unless a newer session has taken it over; the call's token is void.
+    pub fn end_session(&self, ticket: &SessionTicket) {
+        let mut live = lock(&self.live);
+        let current = live
+            .get(&ticket.call_log_id)
+            .is_some_and(|s| s.generation == ticket.generation);
+        if current {
+            live.remove(&ticket.call_log_id);
+            drop(live);
+            if let Some(t) = &ticket.token {
+                lock(&self.pending).remove(t);
+            }
+        }
+    }
+
+    /// Tokens issued and not yet expired, used up or swept.
     pub fn pending_tokens(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+        lock(&self.pending).len()
     }
 
     /// Calls with a live media stream.
     pub fn active_calls(&self) -> usize {
-        self.live_media_sessions.load(Ordering::Acquire)
+        lock(&self.live).len()
     }
 }
 
@@ -128,5 +207,32 @@ mod tests {
             registry.issue_token(&id).is_ok(),
             "expired tokens make room"
         );
+    }
+
+    #[test]
+    fn a_used_token_lives_with_its_call_and_a_second_session_replaces_the_first() {
+        let registry = Registry::new(Duration::from_millis(50), 10);
+        let id = CallLogId::parse("call-3").unwrap();
+        let token = registry.issue_token(&id).unwrap();
+        let first = registry.begin_session(&id, Some(&token));
+        assert_eq!(registry.active_calls(), 1);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            registry.lookup(&token).is_some(),
+            "valid past the TTL while the call is live"
+        );
+        let second = registry.begin_session(&id, Some(&token));
+        assert!(first.replaced.load(Ordering::Acquire));
+        assert!(!second.replaced.load(Ordering::Acquire));
+        assert_eq!(registry.active_calls(), 1);
+        registry.end_session(&first);
+        assert_eq!(
+            registry.active_calls(),
+            1,
+            "the replaced session does not end the call"
+        );
+        registry.end_session(&second);
+        assert_eq!(registry.active_calls(), 0);
+        assert_eq!(registry.lookup(&token), None, "void once the call ended");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod pool;
+pub mod stream;
 pub mod webhook;
 
 pub use client::{CallOptions, CallTarget, ConnectCall, ExotelClient, ExotelError, PlacedCall};

@@ -115,7 +115,7 @@ pub(super) fn serve(
                 )
             }
         };
-        if !head.keep_alive {
+        if !head.keep_alive && !response.upgrade {
             response.close = true;
         }
         out.clear();
@@ -125,6 +125,11 @@ pub(super) fn serve(
             head.http_1_0 && head.keep_alive,
         );
         if stream.write_all(&out).is_err() {
+            return;
+        }
+        if response.upgrade && response.status == 101 {
+            let _ = stream.set_read_timeout(None);
+            service.upgrade(&request, stream, std::mem::take(&mut buf));
             return;
         }
         if response.close {

@@ -108,6 +108,10 @@ impl Request {
 /// What the server calls for every request. A panic inside `call` becomes a 500 answer.
 pub trait Service: Send + Sync + 'static {
     fn call(&self, request: &Request) -> Response;
+
+    /// Takes over a connection after `call` answered it with an upgrade (a `101`), with the
+    /// bytes already read past the request. Runs on the connection's coroutine.
+    fn upgrade(&self, _request: &Request, _stream: may::net::TcpStream, _already_read: Vec<u8>) {}
 }
 
 /// A bound listener; [`Server::start`] spawns its accept loop on a coroutine.

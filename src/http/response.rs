@@ -11,6 +11,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this answer.
     pub close: bool,
+    /// A `101 Switching Protocols`: after it is written, the connection goes to
+    /// [`super::Service::upgrade`].
+    pub upgrade: bool,
 }
 
 #[derive(Serialize)]
@@ -28,6 +31,18 @@ impl Response {
             headers: vec![("Content-Type", "application/json".into())],
             body,
             close: false,
+            upgrade: false,
+        }
+    }
+
+    /// `101 Switching Protocols`, to which the caller adds the protocol's headers.
+    pub fn switching_protocols() -> Response {
+        Response {
+            status: 101,
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: false,
+            upgrade: true,
         }
     }
 
@@ -48,6 +63,7 @@ impl Response {
             headers: vec![("Content-Type", content_type.into())],
             body: body.into(),
             close: false,
+            upgrade: false,
         }
     }
 
@@ -66,11 +82,13 @@ impl Response {
         use std::io::Write as _;
         let _ = write!(
             out,
-            "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {} {}\r\n",
             self.status,
-            reason_phrase(self.status),
-            self.body.len()
+            reason_phrase(self.status)
         );
+        if !self.upgrade {
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        }
         for (name, value) in &self.headers {
             let _ = write!(out, "{name}: {value}\r\n");
         }
@@ -89,6 +107,7 @@ impl Response {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",

@@ -1,9 +1,8 @@
-//! Shared by the end-to-end tests: the real binary started on a loopback port, a fake Exotel API
-//! that is a real HTTP server recording what it receives, and a raw HTTP client that can send
-//! anything (bad framing included) and read the answer.
+//! Shared by the end-to-end tests: the real binary started on a loopback port and a raw HTTP
+//! client that can send anything (bad framing included) and read the answer. The fake Exotel
+//! (a real HTTP server recording what it receives) is `exotel_voicebot::sim::fake_exotel`, since
+//! `simulate --outbound` uses it too.
 #![allow(dead_code)]
-
-pub mod fake_exotel;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,5 +1,6 @@
-//! A fake Exotel API: a real HTTP server on 127.0.0.1 that records every request it receives and
-//! answers the way a test tells it to (accept, refuse, garbage, or never answer).
+//! A fake Exotel API: a real HTTP server on loopback that records every request it receives and
+//! answers the way it is told to (accept, refuse, garbage, or never answer). Used by the tests
+//! and by `simulate --outbound`; it listens on 127.0.0.1 only.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -36,9 +37,15 @@ pub struct FakeExotel {
 }
 
 impl FakeExotel {
+    /// On a free loopback port.
     pub fn start(behaviour: Behaviour) -> FakeExotel {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        FakeExotel::start_on(0, behaviour).expect("bind a loopback port")
+    }
+
+    /// On 127.0.0.1:`port` (0 for any).
+    pub fn start_on(port: u16, behaviour: Behaviour) -> std::io::Result<FakeExotel> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
         let behaviour = Arc::new(Mutex::new(behaviour));
         let received = Arc::new(Mutex::new(Vec::new()));
         let (b, r) = (behaviour.clone(), received.clone());
@@ -48,11 +55,11 @@ impl FakeExotel {
                 std::thread::spawn(move || serve(stream, &b, &r));
             }
         });
-        FakeExotel {
+        Ok(FakeExotel {
             addr,
             behaviour,
             received,
-        }
+        })
     }
 
     /// `http://127.0.0.1:port`, for `EXOTEL_API_BASE_URL`.
@@ -66,6 +73,17 @@ impl FakeExotel {
 
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The form fields of the `Calls/connect` request whose `CustomField` is `call_log_id`.
+    pub fn call_for(&self, call_log_id: &str) -> Option<Vec<(String, String)>> {
+        self.received().iter().find_map(|r| {
+            let fields = crate::http::form::parse(std::str::from_utf8(&r.body).ok()?);
+            fields
+                .iter()
+                .any(|(k, v)| k == "CustomField" && v == call_log_id)
+                .then_some(fields)
+        })
     }
 }
 
@@ -81,7 +99,16 @@ fn serve(mut stream: TcpStream, behaviour: &Mutex<Behaviour>, received: &Mutex<V
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
-            let headers = super::header_map(req.headers);
+            let headers: HashMap<String, String> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
             let len: usize = headers
                 .get("content-length")
                 .and_then(|v| v.parse().ok())

@@ -1,0 +1,70 @@
+//! The dedicated media listener on `MEDIA_PORT`: tungstenite's own handshake on any path, then
+//! the same session as the main port's `/media`.
+
+use super::session::{websocket_config, MediaStream};
+use super::{authorize, Grant};
+use crate::app::App;
+use std::sync::Arc;
+use std::time::Duration;
+use tungstenite::handshake::server::{ErrorResponse, Request as WsRequest, Response as WsResponse};
+
+/// Time allowed for a client to complete the WebSocket handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts media sockets until the process ends, one coroutine each.
+// tungstenite's handshake callback must return its `ErrorResponse`, a whole HTTP response.
+#[allow(clippy::result_large_err)]
+pub fn start(listener: may::net::TcpListener, app: Arc<App>) -> may::coroutine::JoinHandle<()> {
+    may::go!(move || loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                crate::warn!("media.accept_failed", error = e);
+                may::coroutine::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let app = app.clone();
+        let builder = may::coroutine::Builder::new()
+            .stack_size(crate::http::CONNECTION_STACK_BYTES / std::mem::size_of::<usize>());
+        let spawned = may::go!(builder, move || {
+            let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+            let mut grant: Option<Grant> = None;
+            let check = |request: &WsRequest, response: WsResponse| {
+                let query = request.uri().query().unwrap_or("");
+                let authorization = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                match authorize(&app, query, authorization) {
+                    Ok(g) => {
+                        grant = Some(g);
+                        Ok(response)
+                    }
+                    Err(why) => {
+                        crate::warn!("media.refused", peer = peer, detail = why);
+                        let body = serde_json::json!({"error": "unauthorized", "detail": why});
+                        let mut refusal = ErrorResponse::new(Some(body.to_string()));
+                        *refusal.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+                        Err(refusal)
+                    }
+                }
+            };
+            let accepted = tungstenite::accept_hdr_with_config(
+                MediaStream(stream),
+                check,
+                Some(websocket_config()),
+            )
+            // The error holds the callback (and its borrow of `grant`): keep only its text.
+            .map_err(|e| e.to_string());
+            match (accepted, grant) {
+                (Ok(ws), Some(grant)) => super::run(&app, ws, grant),
+                (Err(e), _) => crate::info!("media.handshake_failed", peer = peer, error = e),
+                (Ok(_), None) => {}
+            }
+        });
+        if let Err(e) = spawned {
+            crate::error!("media.spawn_failed", error = e);
+        }
+    })
+}

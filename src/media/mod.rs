@@ -1,0 +1,156 @@
+//! The media WebSocket: who may open it, the two ways in (the main port's `/media` upgrade and
+//! the dedicated listener on `MEDIA_PORT`), and handing the socket to a [`session::Session`].
+//!
+//! A socket is let in with the per-call token the webhook issued (`token=` in the URL), or with
+//! `MEDIA_SECRET` (as `secret=` or as the Basic auth password, which Exotel sends for a URL
+//! written `wss://user:pass@host/…`) for an applet configured with a static URL. Anything else is
+//! refused at the handshake with 401 and a log line.
+
+pub mod audio;
+pub mod listener;
+pub mod session;
+
+use crate::app::App;
+use crate::calls::ids::constant_time_eq;
+use crate::calls::{CallLogId, MediaToken};
+use crate::http::{form, Request, Response};
+use session::{MediaStream, Session};
+use std::time::Instant;
+use tungstenite::protocol::Role;
+use tungstenite::WebSocket;
+
+/// Who a media socket belongs to, decided at the handshake.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub call_log_id: CallLogId,
+    pub token: Option<MediaToken>,
+    /// The URL's query parameters other than `token` and `secret`.
+    pub url_parameters: Vec<(String, String)>,
+}
+
+/// Checks a media request's query and `Authorization` header.
+pub fn authorize(
+    app: &App,
+    query: &str,
+    authorization: Option<&str>,
+) -> Result<Grant, &'static str> {
+    let params = form::parse(query);
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let url_parameters: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "token" && k != "secret")
+        .cloned()
+        .collect();
+    if let Some(token) = get("token").and_then(MediaToken::parse) {
+        if let Some(pending) = app.registry.lookup(&token) {
+            return Ok(Grant {
+                call_log_id: pending.call_log_id,
+                token: Some(token),
+                url_parameters,
+            });
+        }
+    }
+    if let Some(secret) = &app.config.media_secret {
+        let basic = authorization.and_then(crate::auth::basic_password_of);
+        let given = [get("secret").map(str::to_owned), basic];
+        if given
+            .iter()
+            .flatten()
+            .any(|g| constant_time_eq(g.as_bytes(), secret.as_bytes()))
+        {
+            let call_log_id = get("callLogId")
+                .and_then(|id| CallLogId::parse(id).ok())
+                .unwrap_or_else(CallLogId::generate);
+            return Ok(Grant {
+                call_log_id,
+                token: None,
+                url_parameters,
+            });
+        }
+    }
+    if get("token").is_some() {
+        Err("the media token is unknown, expired or used up")
+    } else {
+        Err("no media token, and no valid MEDIA_SECRET")
+    }
+}
+
+/// `GET /media` on the main port: answers 101 for a valid WebSocket upgrade; the connection is
+/// then handed to [`upgraded`].
+pub fn handshake(app: &App, request: &Request) -> Response {
+    let header_has = |name: &str, token: &str| {
+        request
+            .header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let key = request.header("sec-websocket-key");
+    if !header_has("upgrade", "websocket") || !header_has("connection", "upgrade") || key.is_none()
+    {
+        return Response::error(
+            400,
+            "bad_request",
+            "/media is Exotel's media WebSocket: send a WebSocket upgrade",
+        );
+    }
+    if request.header("sec-websocket-version") != Some("13") {
+        return Response::error(400, "bad_request", "only WebSocket version 13 is supported")
+            .with_header("Sec-WebSocket-Version", "13");
+    }
+    if let Err(why) = authorize(app, &request.query, request.header("authorization")) {
+        crate::warn!("media.refused", peer = request.peer, detail = why);
+        return Response::error(401, "unauthorized", why);
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key.unwrap_or("").as_bytes());
+    Response::switching_protocols()
+        .with_header("Upgrade", "websocket")
+        .with_header("Connection", "Upgrade")
+        .with_header("Sec-WebSocket-Accept", accept)
+}
+
+/// After the 101: runs the call's session on this connection's coroutine.
+pub fn upgraded(app: &App, request: &Request, stream: may::net::TcpStream, already_read: Vec<u8>) {
+    // Authorized a moment ago in `handshake`; asked again so the grant is not carried through
+    // the HTTP layer. A token that expired in between is refused by closing.
+    let Ok(grant) = authorize(app, &request.query, request.header("authorization")) else {
+        return;
+    };
+    let ws = WebSocket::from_partially_read(
+        MediaStream(stream),
+        already_read,
+        Role::Server,
+        Some(session::websocket_config()),
+    );
+    run(app, ws, grant);
+}
+
+/// Runs one call's session to its end, holding the call's place in the registry meanwhile.
+pub fn run(app: &App, ws: WebSocket<MediaStream>, grant: Grant) {
+    let _ = ws.get_ref().0.set_nodelay(true);
+    let _ = ws
+        .get_ref()
+        .0
+        .set_write_timeout(Some(std::time::Duration::from_secs(5)));
+    let ticket = app
+        .registry
+        .begin_session(&grant.call_log_id, grant.token.as_ref());
+    crate::info!("media.connected", callLogId = grant.call_log_id);
+    let session = Session::new(
+        ws,
+        grant.call_log_id,
+        &*app.bots,
+        &app.media_settings,
+        grant.url_parameters,
+        ticket.replaced.clone(),
+        Instant::now(),
+    );
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
+    if outcome.is_err() {
+        crate::error!("media.session_panicked", callLogId = ticket.call_log_id);
+    }
+    app.registry.end_session(&ticket);
+}

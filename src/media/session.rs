@@ -1,0 +1,588 @@
+//! One call's media session: one coroutine, one loop, for the whole call (design §2). Each turn
+//! sends what pacing allows, then reads the socket with a timeout that ends when the next thing
+//! is due; a message is handed to the bot, a timeout just starts the next turn.
+//!
+//! Every buffer is allocated when the stream starts and reused: no allocation per media frame
+//! (`tests/alloc.rs` counts). Nothing here logs per frame; bad frames are logged at most once a
+//! second and counted.
+
+use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
+use crate::bot::{Bot, BotFactory, CallStart, Outbox};
+use crate::calls::CallLogId;
+use crate::exotel::stream::{decode_payload, Encoder, Inbound, StartEvent};
+use bytes::BytesMut;
+use std::io::{self, ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes, WebSocket};
+
+/// A text frame larger than this closes the socket with 1009 (design §5).
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// The longest a turn waits, so a replaced session notices within this.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+/// Bad frames are logged at most this often per call.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// The socket the session owns: reads and writes that can time out without losing state.
+pub trait MediaIo: Read + Write {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// A `may` TCP stream whose timeouts read as `WouldBlock`, the error tungstenite is built to
+/// resume after with its partial frame kept (design §2).
+pub struct MediaStream(pub may::net::TcpStream);
+
+fn timeout_as_would_block<T>(r: io::Result<T>) -> io::Result<T> {
+    r.map_err(|e| match e.kind() {
+        ErrorKind::TimedOut => io::Error::from(ErrorKind::WouldBlock),
+        _ => e,
+    })
+}
+
+impl Read for MediaStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        timeout_as_would_block(self.0.read(buf))
+    }
+}
+
+impl Write for MediaStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        timeout_as_would_block(self.0.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        timeout_as_would_block(self.0.flush())
+    }
+}
+
+impl MediaIo for MediaStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
+    }
+}
+
+/// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (design §2).
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_FRAME_BYTES)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// The session's settings (from `Config`).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// How far ahead of real time outbound audio may be sent (`MEDIA_LEAD_MS`).
+    pub lead: Duration,
+    /// A ping goes out after this long without sending anything.
+    pub ping_interval: Duration,
+    /// Nothing received for this long ends the call (`MEDIA_IDLE_TIMEOUT_MS`).
+    pub idle_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            lead: Duration::from_millis(200),
+            ping_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// Exotel's `stop`, with its reason.
+    Stopped(String),
+    BotHungUp,
+    ClosedByPeer,
+    /// A newer connection for the same call took over.
+    Replaced,
+    IdleTimeout,
+    FrameTooLarge,
+    SocketError(String),
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EndReason::Stopped(r) => r,
+            EndReason::BotHungUp => "bot-hung-up",
+            EndReason::ClosedByPeer => "socket-closed",
+            EndReason::Replaced => "replaced",
+            EndReason::IdleTimeout => "idle-timeout",
+            EndReason::FrameTooLarge => "frame-too-large",
+            EndReason::SocketError(_) => "socket-error",
+        }
+    }
+}
+
+/// Counts, reported when the call ends (and by the call log later).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SessionStats {
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    pub marks_out: u64,
+    pub marks_in: u64,
+    pub dtmf: String,
+    pub bad_frames: u64,
+}
+
+/// When Exotel's playout queue runs dry, measured against a clock taken when the first chunk of
+/// a burst was sent: chunk k is due at start + k·duration, never a fixed sleep (no drift).
+#[derive(Debug, Default)]
+struct Pacer {
+    started: Option<Instant>,
+    sent: Duration,
+}
+
+impl Pacer {
+    /// Audio sent and not yet played at `now`; zero (and a fresh clock) after an underrun.
+    fn ahead(&mut self, now: Instant) -> Duration {
+        match self.started {
+            Some(t0) if t0 + self.sent > now => t0 + self.sent - now,
+            _ => {
+                self.started = None;
+                self.sent = Duration::ZERO;
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn sent(&mut self, now: Instant, played: Duration) {
+        self.started.get_or_insert(now);
+        self.sent += played;
+    }
+
+    /// When Exotel will have played everything sent.
+    fn runs_dry_at(&self) -> Option<Instant> {
+        self.started.map(|t0| t0 + self.sent)
+    }
+
+    fn reset(&mut self) {
+        *self = Pacer::default();
+    }
+}
+
+/// The stream's state once `start` has arrived.
+struct Live {
+    bot: Box<dyn Bot>,
+    encoder: Encoder,
+    rules: ChunkRules,
+    pacer: Pacer,
+}
+
+/// One call.
+pub struct Session<'a, S: MediaIo> {
+    ws: WebSocket<S>,
+    pub call_log_id: CallLogId,
+    bots: &'a dyn BotFactory,
+    settings: &'a SessionSettings,
+    url_parameters: Vec<(String, String)>,
+    replaced: Arc<AtomicBool>,
+    live: Option<Live>,
+    start: Option<StartEvent>,
+    outbox: Outbox,
+    pcm_in: Vec<u8>,
+    samples_in: Vec<i16>,
+    chunk: Vec<i16>,
+    chunk_pcm: Vec<u8>,
+    frame: BytesMut,
+    pub stats: SessionStats,
+    last_received: Instant,
+    last_sent: Instant,
+    last_warning: Option<Instant>,
+    /// The time of the current turn: one clock for every decision in it.
+    clock: Instant,
+}
+
+impl<'a, S: MediaIo> Session<'a, S> {
+    pub fn new(
+        ws: WebSocket<S>,
+        call_log_id: CallLogId,
+        bots: &'a dyn BotFactory,
+        settings: &'a SessionSettings,
+        url_parameters: Vec<(String, String)>,
+        replaced: Arc<AtomicBool>,
+        now: Instant,
+    ) -> Self {
+        Session {
+            ws,
+            call_log_id,
+            bots,
+            settings,
+            url_parameters,
+            replaced,
+            live: None,
+            start: None,
+            outbox: Outbox::new(8000, 0),
+            pcm_in: Vec::new(),
+            samples_in: Vec::new(),
+            chunk: Vec::new(),
+            chunk_pcm: Vec::new(),
+            frame: BytesMut::new(),
+            stats: SessionStats::default(),
+            last_received: now,
+            last_sent: now,
+            last_warning: None,
+            clock: now,
+        }
+    }
+
+    /// The stream's `start`, once it arrived.
+    pub fn start_event(&self) -> Option<&StartEvent> {
+        self.start.as_ref()
+    }
+
+    /// Runs turns on the real clock until the call ends, then closes the socket and tells the
+    /// bot.
+    pub fn run(mut self) -> (EndReason, SessionStats) {
+        let reason = loop {
+            if let Some(reason) = self.turn(Instant::now()) {
+                break reason;
+            }
+        };
+        self.finish(&reason);
+        (reason, self.stats)
+    }
+
+    /// One turn at time `now`: send what is due, then wait for one message (or the next due
+    /// time) and handle it. `Some` when the call is over.
+    pub fn turn(&mut self, now: Instant) -> Option<EndReason> {
+        self.clock = now;
+        if self.replaced.load(Ordering::Acquire) {
+            return Some(EndReason::Replaced);
+        }
+        if let Err(reason) = self.send_due(now) {
+            return Some(reason);
+        }
+        if self.outbox.wants_hang_up() {
+            return Some(EndReason::BotHungUp);
+        }
+        let wait = self.next_wake(now).saturating_duration_since(now);
+        let wait = wait.clamp(Duration::from_millis(1), MAX_WAIT);
+        if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
+            return Some(EndReason::SocketError(e.to_string()));
+        }
+        match self.ws.read() {
+            Ok(Message::Text(text)) => {
+                self.last_received = now;
+                self.handle_text(&text, now)
+            }
+            Ok(Message::Binary(_)) => {
+                self.last_received = now;
+                self.bad_frame(now, "a binary frame (Exotel sends JSON text)");
+                None
+            }
+            Ok(Message::Close(_)) => Some(EndReason::ClosedByPeer),
+            Ok(_) => {
+                // Ping (tungstenite queues the pong), pong, raw frame.
+                self.last_received = now;
+                None
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                self.on_quiet(now)
+            }
+            Err(tungstenite::Error::Capacity(_)) => {
+                let close = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: Utf8Bytes::from_static("frame over 1 MiB"),
+                };
+                let _ = self.ws.close(Some(close));
+                let _ = self.ws.flush();
+                Some(EndReason::FrameTooLarge)
+            }
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                Some(EndReason::ClosedByPeer)
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                Some(EndReason::ClosedByPeer)
+            }
+            Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => Some(EndReason::ClosedByPeer),
+            Err(e) => Some(EndReason::SocketError(e.to_string())),
+        }
+    }
+
+    /// Nothing arrived before the wait ended: ping if we have been silent, end if the peer has.
+    fn on_quiet(&mut self, now: Instant) -> Option<EndReason> {
+        if now.duration_since(self.last_received) >= self.settings.idle_timeout {
+            return Some(EndReason::IdleTimeout);
+        }
+        if now.duration_since(self.last_sent) >= self.settings.ping_interval {
+            if let Err(reason) = self.send(Message::Ping(Default::default())) {
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    /// The earliest of: the next chunk allowed by pacing, Exotel running dry (to flush a short
+    /// last piece), the next ping, the idle limit.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = (self.last_sent + self.settings.ping_interval)
+            .min(self.last_received + self.settings.idle_timeout);
+        if let Some(live) = &self.live {
+            if self.outbox.queued_samples() > 0 {
+                let due = match live.pacer.runs_dry_at() {
+                    Some(dry)
+                        if self.outbox.queued_samples() >= live.rules.min_samples
+                            || self.outbox.samples_until_mark().is_some() =>
+                    {
+                        dry.checked_sub(self.settings.lead).unwrap_or(now)
+                    }
+                    Some(dry) => dry,
+                    None => now,
+                };
+                wake = wake.min(due);
+            }
+        }
+        wake
+    }
+
+    fn handle_text(&mut self, text: &str, now: Instant) -> Option<EndReason> {
+        let event = match Inbound::parse(text) {
+            Ok(event) => event,
+            Err(e) => {
+                self.bad_frame(now, &e.to_string());
+                return None;
+            }
+        };
+        match event {
+            Inbound::Connected => None,
+            Inbound::Start(start) => {
+                self.on_start(*start);
+                None
+            }
+            Inbound::Media {
+                payload,
+                inbound_track,
+                ..
+            } => {
+                let Some(live) = self.live.as_mut() else {
+                    self.bad_frame(now, "media before start");
+                    return None;
+                };
+                if !inbound_track {
+                    return None;
+                }
+                if decode_payload(&payload, &mut self.pcm_in).is_err() {
+                    self.bad_frame(now, "media payload is not base64");
+                    return None;
+                }
+                self.stats.frames_in += 1;
+                self.stats.bytes_in += self.pcm_in.len() as u64;
+                self.samples_in.clear();
+                pcm_to_samples(&self.pcm_in, &mut self.samples_in);
+                live.bot.on_audio(&self.samples_in, &mut self.outbox);
+                None
+            }
+            Inbound::Dtmf { digit, .. } => {
+                self.stats.dtmf.push(digit);
+                match self.live.as_mut() {
+                    Some(live) => live.bot.on_dtmf(digit, &mut self.outbox),
+                    None => self.bad_frame(now, "dtmf before start"),
+                }
+                None
+            }
+            Inbound::Mark { name } => {
+                self.stats.marks_in += 1;
+                if let Some(live) = self.live.as_mut() {
+                    live.bot.on_mark(&name, &mut self.outbox);
+                }
+                None
+            }
+            Inbound::Stop { reason } => Some(EndReason::Stopped(reason.into_owned())),
+        }
+    }
+
+    fn on_start(&mut self, start: StartEvent) {
+        if self.live.is_some() {
+            crate::warn!(
+                "media.second_start",
+                callLogId = self.call_log_id,
+                streamSid = start.stream_sid
+            );
+            return;
+        }
+        let rules = ChunkRules::for_rate(start.sample_rate);
+        // Room for two seconds each way before anything grows; inbound frames of up to one
+        // second (Exotel sends 20 to 100 ms).
+        let rate = start.sample_rate as usize;
+        self.outbox = Outbox::new(start.sample_rate, 2 * rate);
+        self.pcm_in = Vec::with_capacity(2 * rate + 4);
+        self.samples_in = Vec::with_capacity(rate);
+        self.chunk = Vec::with_capacity(rules.min_samples);
+        self.chunk_pcm = Vec::with_capacity(rules.min_samples * 2);
+        let encoder = Encoder::new(&start.stream_sid);
+        self.frame = BytesMut::with_capacity(encoder.media_len(rules.min_samples * 2) + 256);
+        let call = CallStart {
+            call_log_id: &self.call_log_id,
+            start: &start,
+            url_parameters: &self.url_parameters,
+        };
+        let mut bot = self.bots.create(&call);
+        bot.on_start(&call, &mut self.outbox);
+        crate::info!(
+            "media.start",
+            callLogId = self.call_log_id,
+            streamSid = start.stream_sid,
+            callSid = start.call_sid,
+            sampleRate = start.sample_rate,
+            from = start.from,
+            to = start.to
+        );
+        self.live = Some(Live {
+            bot,
+            encoder,
+            rules,
+            pacer: Pacer::default(),
+        });
+        self.start = Some(start);
+    }
+
+    /// Sends the clear, chunks and marks that are due at `now`.
+    fn send_due(&mut self, now: Instant) -> Result<(), EndReason> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(());
+        };
+        if self.outbox.take_clear() {
+            self.frame.clear();
+            live.encoder.clear(&mut self.frame);
+            live.pacer.reset();
+            self.send_frame()?;
+        }
+        loop {
+            let Some(live) = self.live.as_mut() else {
+                return Ok(());
+            };
+            if let Some(name) = self.outbox.pop_due_mark() {
+                self.frame.clear();
+                live.encoder.mark(&mut self.frame, &name);
+                self.stats.marks_out += 1;
+                self.send_frame()?;
+                continue;
+            }
+            let queued = self.outbox.queued_samples();
+            if queued == 0 {
+                return Ok(());
+            }
+            let ahead = live.pacer.ahead(now);
+            if ahead >= self.settings.lead {
+                return Ok(());
+            }
+            let until_mark = self.outbox.samples_until_mark();
+            let take = queued
+                .min(live.rules.min_samples)
+                .min(until_mark.unwrap_or(usize::MAX));
+            let full = take == live.rules.min_samples;
+            // A short piece goes out padded only when nothing more can join it: a mark follows
+            // it, the bot hangs up, or Exotel has played everything and would go silent anyway.
+            let flush = until_mark == Some(take) || self.outbox.wants_hang_up() || ahead.is_zero();
+            if !full && !flush {
+                return Ok(());
+            }
+            self.chunk.clear();
+            self.outbox.drain_into(take, &mut self.chunk);
+            let padded = live.rules.padded(self.chunk.len());
+            self.chunk.resize(padded, 0);
+            self.chunk_pcm.clear();
+            samples_to_pcm(&self.chunk, &mut self.chunk_pcm);
+            self.frame.clear();
+            live.encoder.media(&mut self.frame, &self.chunk_pcm);
+            live.pacer
+                .sent(now, Duration::from_micros(live.rules.micros(padded)));
+            self.stats.frames_out += 1;
+            self.stats.bytes_out += self.chunk_pcm.len() as u64;
+            self.send_frame()?;
+        }
+    }
+
+    /// Sends the encoded `frame` as a text message without copying it: the frozen bytes share
+    /// the buffer, which is reclaimed on the next `reserve` once tungstenite has written them.
+    fn send_frame(&mut self) -> Result<(), EndReason> {
+        let bytes = self.frame.split().freeze();
+        let text = Utf8Bytes::try_from(bytes)
+            .map_err(|_| EndReason::SocketError("encoded frame is not UTF-8".into()))?;
+        self.send(Message::Text(text))
+    }
+
+    fn send(&mut self, message: Message) -> Result<(), EndReason> {
+        match self.ws.send(message) {
+            Ok(()) => {}
+            // Buffered by tungstenite; written on a later flush.
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(EndReason::SocketError(e.to_string())),
+        }
+        self.last_sent = self.clock;
+        Ok(())
+    }
+
+    fn bad_frame(&mut self, now: Instant, what: &str) {
+        self.stats.bad_frames += 1;
+        let due = self
+            .last_warning
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
+        if due {
+            self.last_warning = Some(now);
+            crate::warn!(
+                "media.bad_frame",
+                callLogId = self.call_log_id,
+                detail = what,
+                badFrames = self.stats.bad_frames
+            );
+        }
+    }
+
+    /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
+    pub fn finish(&mut self, reason: &EndReason) {
+        if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
+            let code = match reason {
+                EndReason::FrameTooLarge => CloseCode::Size,
+                EndReason::IdleTimeout => CloseCode::Away,
+                _ => CloseCode::Normal,
+            };
+            let _ = self.ws.close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason.as_str().to_owned()),
+            }));
+            let _ = self
+                .ws
+                .get_mut()
+                .set_read_timeout(Some(Duration::from_millis(500)));
+            // Let the close handshake finish, briefly.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < deadline {
+                match self.ws.read() {
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(live) = self.live.as_mut() {
+            live.bot.on_stop(reason.as_str());
+        }
+        let s = &self.stats;
+        crate::info!(
+            "media.ended",
+            callLogId = self.call_log_id,
+            reason = reason.as_str(),
+            framesIn = s.frames_in,
+            bytesIn = s.bytes_in,
+            framesOut = s.frames_out,
+            bytesOut = s.bytes_out,
+            marksOut = s.marks_out,
+            marksIn = s.marks_in,
+            dtmf = s.dtmf,
+            badFrames = s.bad_frames
+        );
+    }
+}

@@ -1,0 +1,533 @@
+//! One simulated call: Exotel's side of the stream protocol over a real WebSocket.
+
+use super::fake_exotel::FakeExotel;
+use crate::media::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
+use base64::Engine as _;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+/// How the simulated call gets its media URL.
+#[derive(Clone)]
+pub enum Connect {
+    /// As Exotel's Voicebot applet does for an inbound call: `GET {path}?CallSid=…`.
+    Webhook {
+        path: String,
+        secret: Option<String>,
+    },
+    /// `POST /call`, answered by this fake Exotel; then the connect webhook with `CustomField`
+    /// (applet flow) or the `StreamUrl` it was sent (stream flow).
+    Outbound { to: String, fake: Arc<FakeExotel> },
+    /// A media URL as it is (a static applet URL with `MEDIA_SECRET`, or `MEDIA_PORT`).
+    Url(String),
+}
+
+/// What to play and how.
+#[derive(Clone)]
+pub struct CallPlan {
+    /// The server's HTTP address (webhook, `/call`, and `/media` unless the URL names a port).
+    pub server: SocketAddr,
+    pub connect: Connect,
+    /// The caller's audio, at `sample_rate`.
+    pub audio: Vec<i16>,
+    pub sample_rate: u32,
+    /// Inbound chunk length (Exotel sends 20 to 100 ms).
+    pub chunk_ms: u32,
+    /// Keys pressed after the audio, 300 ms apart.
+    pub dtmf: String,
+    /// Keys pressed during the audio: (ms after the first chunk, key).
+    pub dtmf_during: Vec<(u32, char)>,
+    /// The echo bot's delay, for checking that the audio came back.
+    pub echo_delay_ms: u32,
+    /// How long after the last audio (and keys) to wait for the bot before `stop`.
+    pub tail_ms: u32,
+    pub call_sid: String,
+    pub stream_sid: String,
+}
+
+impl CallPlan {
+    pub fn new(server: SocketAddr, audio: Vec<i16>) -> CallPlan {
+        let n = crate::calls::CallLogId::generate();
+        CallPlan {
+            server,
+            connect: Connect::Webhook {
+                path: "/voicebot/connect".into(),
+                secret: None,
+            },
+            audio,
+            sample_rate: 8000,
+            chunk_ms: 100,
+            dtmf: String::new(),
+            dtmf_during: Vec::new(),
+            echo_delay_ms: 400,
+            tail_ms: 1000,
+            call_sid: format!("CA{n}"),
+            stream_sid: format!("MZ{n}"),
+        }
+    }
+}
+
+/// Who ended the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndedBy {
+    /// We sent `stop`; the server closed after it.
+    Caller,
+    /// The server closed first (the bot hung up), with this close code.
+    Server(u16),
+    /// The connection broke.
+    Error(String),
+}
+
+impl Default for EndedBy {
+    fn default() -> Self {
+        EndedBy::Error("not started".into())
+    }
+}
+
+/// Something that happened, for tests that check order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    SentDtmf(char),
+    /// A bot chunk: where it starts in the received audio, and its length in samples.
+    ReceivedMedia {
+        at: usize,
+        samples: usize,
+    },
+    ReceivedMark(String),
+    ReceivedClear,
+}
+
+/// What one simulated call saw.
+#[derive(Debug, Clone, Default)]
+pub struct CallReport {
+    pub call_log_id: String,
+    pub media_url: String,
+    pub chunks_sent: u64,
+    pub bytes_sent: u64,
+    pub chunks_received: u64,
+    pub bytes_received: u64,
+    /// Bot chunk sizes in bytes, with counts.
+    pub chunk_sizes: BTreeMap<usize, u64>,
+    /// Bot chunks that break Exotel's chunk rules.
+    pub invalid_chunks: u64,
+    /// Events whose `stream_sid` was not ours.
+    pub wrong_stream_sid: u64,
+    pub marks_received: Vec<String>,
+    pub marks_echoed: u64,
+    pub clears: u64,
+    /// From the first caller chunk to the first bot chunk (negative: the bot spoke first).
+    pub first_bot_chunk_ms: Option<f64>,
+    /// Per bot chunk: from the caller chunk that completed its echo to its arrival.
+    pub turnaround_us: Vec<u64>,
+    /// Samples of the caller's audio that came back unchanged after the echo delay (up to the
+    /// first `clear`), that came back different, and that never came back.
+    pub echoed: usize,
+    pub echo_mismatched: usize,
+    pub echo_missing: usize,
+    pub ended_by: EndedBy,
+    /// Everything the bot sent, in order.
+    pub bot_audio: Vec<i16>,
+    pub events: Vec<(Duration, Event)>,
+}
+
+impl CallReport {
+    /// The call ran to its end with everything echoed, every chunk valid, every sid right.
+    pub fn is_clean(&self) -> bool {
+        !matches!(self.ended_by, EndedBy::Error(_))
+            && self.invalid_chunks == 0
+            && self.wrong_stream_sid == 0
+            && self.echo_mismatched == 0
+            && self.echo_missing == 0
+    }
+}
+
+fn get_json(url: &str, body: Option<String>) -> Result<serde_json::Value, String> {
+    let request = match body {
+        Some(body) => minreq::post(url)
+            .with_header("Content-Type", "application/json")
+            .with_body(body),
+        None => minreq::get(url),
+    };
+    let r = request
+        .with_timeout(10)
+        .send()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let json: serde_json::Value = serde_json::from_slice(r.as_bytes())
+        .map_err(|e| format!("{url} answered {} with non-JSON: {e}", r.status_code))?;
+    if r.status_code != 200 {
+        return Err(format!("{url} answered {}: {json}", r.status_code));
+    }
+    Ok(json)
+}
+
+fn webhook_url(plan: &CallPlan, path: &str, extra: &str) -> String {
+    format!(
+        "http://{}{path}?CallSid={}&CallFrom=%2B919876543210&CallTo=08047112233{extra}",
+        plan.server, plan.call_sid
+    )
+}
+
+/// Gets the media URL the way Exotel would.
+fn media_url(plan: &CallPlan) -> Result<String, String> {
+    let url_of = |json: serde_json::Value| {
+        json["url"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no url in {json}"))
+    };
+    match &plan.connect {
+        Connect::Url(url) => Ok(url.clone()),
+        Connect::Webhook { path, secret } => {
+            let extra = match secret {
+                Some(s) => format!("&Direction=incoming&secret={s}"),
+                None => "&Direction=incoming".into(),
+            };
+            url_of(get_json(&webhook_url(plan, path, &extra), None)?)
+        }
+        Connect::Outbound { to, fake } => {
+            let body = serde_json::json!({"to": to}).to_string();
+            let placed = get_json(&format!("http://{}/call", plan.server), Some(body))?;
+            let id = placed["callLogId"].as_str().unwrap_or("").to_owned();
+            let fields = fake
+                .call_for(&id)
+                .ok_or_else(|| format!("the fake Exotel got no Calls/connect for {id}"))?;
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            match field("StreamUrl") {
+                Some(url) => Ok(url),
+                None => {
+                    let extra = format!("&Direction=outbound-api&CustomField={id}");
+                    url_of(get_json(
+                        &webhook_url(plan, "/voicebot/connect", &extra),
+                        None,
+                    )?)
+                }
+            }
+        }
+    }
+}
+
+/// Where to open the socket: the URL's port on the server's host (public host names in the URL
+/// are not reachable from here; only the port, path and query matter).
+fn socket_target(plan: &CallPlan, url: &str) -> Result<(SocketAddr, String), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .ok_or_else(|| format!("not a ws:// URL: {url}"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let port = authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let addr = match port {
+        Some(p) if url.starts_with("ws://") => SocketAddr::new(plan.server.ip(), p),
+        _ => plan.server,
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((addr, format!("ws://{addr}{path}")))
+}
+
+/// Runs one call to its end.
+pub fn run_call(plan: &CallPlan) -> CallReport {
+    let mut report = CallReport {
+        echo_missing: plan.audio.len(),
+        ..Default::default()
+    };
+    if let Err(e) = stream_call(plan, &mut report) {
+        report.ended_by = EndedBy::Error(e);
+    }
+    check_echo(plan, &mut report);
+    report
+}
+
+fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
+    let url = media_url(plan)?;
+    report.media_url = url.clone();
+    report.call_log_id = url
+        .split("callLogId=")
+        .nth(1)
+        .map(|s| s.split('&').next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let (addr, ws_url) = socket_target(plan, &url)?;
+    let stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let (mut ws, _) =
+        tungstenite::client(ws_url.as_str(), stream).map_err(|e| format!("handshake: {e}"))?;
+
+    let rules = ChunkRules::for_rate(plan.sample_rate);
+    let send_text = |ws: &mut WebSocket<TcpStream>, text: String| -> Result<(), String> {
+        ws.send(Message::text(text)).map_err(|e| e.to_string())
+    };
+    send_text(
+        &mut ws,
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.into(),
+    )?;
+    let start = serde_json::json!({
+        "event": "start", "sequence_number": 1, "stream_sid": plan.stream_sid,
+        "start": {
+            "stream_sid": plan.stream_sid, "call_sid": plan.call_sid, "account_sid": "sim",
+            "from": "+919876543210", "to": "08047112233", "custom_parameters": {},
+            "media_format": {"encoding": "base64", "sample_rate": plan.sample_rate.to_string(), "bit_rate": "128kbps"}
+        }
+    });
+    send_text(&mut ws, start.to_string())?;
+
+    let chunk_samples = (plan.sample_rate * plan.chunk_ms / 1000) as usize;
+    let chunks: Vec<&[i16]> = plan.audio.chunks(chunk_samples.max(1)).collect();
+    let chunk_period = Duration::from_millis(plan.chunk_ms as u64);
+    let t0 = Instant::now();
+    // Like Exotel, a chunk goes out once its audio has been captured: chunk k at t0 + (k+1)·period.
+    let due = |k: usize| t0 + chunk_period * (k as u32 + 1);
+    let audio_end = due(chunks.len().saturating_sub(1));
+    let mut dtmf: VecDeque<(Instant, char)> = plan
+        .dtmf_during
+        .iter()
+        .map(|(ms, c)| (t0 + Duration::from_millis(*ms as u64), *c))
+        .collect();
+    for (i, c) in plan.dtmf.chars().enumerate() {
+        dtmf.push_back((audio_end + Duration::from_millis(300 * (i as u64 + 1)), c));
+    }
+    let stop_at = dtmf.back().map_or(audio_end, |(t, _)| (*t).max(audio_end))
+        + Duration::from_millis(plan.tail_ms as u64);
+
+    let mut sent_at: Vec<Instant> = Vec::with_capacity(chunks.len());
+    let mut next_chunk = 0usize;
+    let mut seq = 2u64;
+    let mut playout_end = Instant::now();
+    let mut pending_marks: VecDeque<(Instant, String)> = VecDeque::new();
+    let mut cleared = false;
+    let mut pcm = Vec::new();
+    let delay_samples = (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize;
+    let mut stop_sent = false;
+
+    loop {
+        let now = Instant::now();
+        // Caller audio due.
+        while next_chunk < chunks.len() && due(next_chunk) <= now {
+            pcm.clear();
+            samples_to_pcm(chunks[next_chunk], &mut pcm);
+            let payload = base64::engine::general_purpose::STANDARD.encode(&pcm);
+            let ts = plan.chunk_ms as usize * next_chunk;
+            let text = format!(
+                r#"{{"event":"media","sequence_number":{seq},"stream_sid":"{}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{payload}"}}}}"#,
+                plan.stream_sid,
+                next_chunk + 1
+            );
+            seq += 1;
+            send_text(&mut ws, text)?;
+            sent_at.push(Instant::now());
+            report.chunks_sent += 1;
+            report.bytes_sent += pcm.len() as u64;
+            next_chunk += 1;
+        }
+        // Keys due.
+        while dtmf.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, digit) = dtmf.pop_front().unwrap_or((now, '#'));
+            let text = format!(
+                r#"{{"event":"dtmf","sequence_number":{seq},"stream_sid":"{}","dtmf":{{"digit":"{digit}","duration":"200"}}}}"#,
+                plan.stream_sid
+            );
+            seq += 1;
+            send_text(&mut ws, text)?;
+            report.events.push((now - t0, Event::SentDtmf(digit)));
+        }
+        // Marks whose audio has been played.
+        while pending_marks.front().is_some_and(|(t, _)| *t <= now) {
+            if let Some((_, name)) = pending_marks.pop_front() {
+                echo_mark(&mut ws, plan, &mut seq, &name)?;
+                report.marks_echoed += 1;
+            }
+        }
+        if !stop_sent && now >= stop_at {
+            let text = format!(
+                r#"{{"event":"stop","sequence_number":{seq},"stream_sid":"{}","stop":{{"call_sid":"{}","account_sid":"sim","reason":"callended"}}}}"#,
+                plan.stream_sid, plan.call_sid
+            );
+            send_text(&mut ws, text)?;
+            stop_sent = true;
+        }
+        if stop_sent && now >= stop_at + Duration::from_secs(3) {
+            return Err("the server did not close the socket after stop".into());
+        }
+
+        // Wait for the server until the next thing is due.
+        let mut wake = stop_at;
+        if next_chunk < chunks.len() {
+            wake = wake.min(due(next_chunk));
+        }
+        if let Some((t, _)) = dtmf.front() {
+            wake = wake.min(*t);
+        }
+        if let Some((t, _)) = pending_marks.front() {
+            wake = wake.min(*t);
+        }
+        if stop_sent {
+            wake = now + Duration::from_millis(100);
+        }
+        let wait = wake
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        ws.get_mut()
+            .set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+        let message = match ws.read() {
+            Ok(m) => m,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                continue
+            }
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                report.ended_by = if stop_sent {
+                    EndedBy::Caller
+                } else {
+                    EndedBy::Server(1000)
+                };
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let received_at = Instant::now();
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Close(frame) => {
+                let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                report.ended_by = if stop_sent {
+                    EndedBy::Caller
+                } else {
+                    EndedBy::Server(code)
+                };
+                // Finish the closing handshake.
+                let _ = ws.flush();
+                return Ok(());
+            }
+            _ => continue,
+        };
+        let event: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("server sent non-JSON: {e}"))?;
+        if event["stream_sid"].as_str() != Some(plan.stream_sid.as_str()) {
+            report.wrong_stream_sid += 1;
+        }
+        match event["event"].as_str() {
+            Some("media") => {
+                let payload = event["media"]["payload"].as_str().unwrap_or("");
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(payload)
+                    .map_err(|e| format!("server sent bad base64: {e}"))?;
+                report.chunks_received += 1;
+                report.bytes_received += bytes.len() as u64;
+                *report.chunk_sizes.entry(bytes.len()).or_default() += 1;
+                if !rules.is_valid_chunk(bytes.len()) {
+                    report.invalid_chunks += 1;
+                }
+                let at = report.bot_audio.len();
+                pcm_to_samples(&bytes, &mut report.bot_audio);
+                let samples = report.bot_audio.len() - at;
+                report
+                    .events
+                    .push((received_at - t0, Event::ReceivedMedia { at, samples }));
+                if report.first_bot_chunk_ms.is_none() {
+                    let first_sent = sent_at.first().copied().unwrap_or(received_at);
+                    let ms = if received_at >= first_sent {
+                        (received_at - first_sent).as_secs_f64() * 1e3
+                    } else {
+                        -(first_sent - received_at).as_secs_f64() * 1e3
+                    };
+                    report.first_bot_chunk_ms = Some(ms);
+                }
+                // Exotel plays chunks back to back in real time.
+                playout_end =
+                    playout_end.max(received_at) + Duration::from_micros(rules.micros(samples));
+                if !cleared {
+                    // The echo of this chunk's last sample needed caller sample `end - delay`.
+                    let needed = (at + samples)
+                        .saturating_sub(delay_samples)
+                        .min(plan.audio.len());
+                    if needed > 0 && chunk_samples > 0 {
+                        let k = (needed - 1) / chunk_samples;
+                        if let Some(sent) = sent_at.get(k) {
+                            report.turnaround_us.push(
+                                received_at.saturating_duration_since(*sent).as_micros() as u64,
+                            );
+                        }
+                    }
+                }
+            }
+            Some("mark") => {
+                let name = event["mark"]["name"].as_str().unwrap_or("").to_owned();
+                report.marks_received.push(name.clone());
+                report
+                    .events
+                    .push((received_at - t0, Event::ReceivedMark(name.clone())));
+                pending_marks.push_back((playout_end.max(received_at), name));
+            }
+            Some("clear") => {
+                report.clears += 1;
+                cleared = true;
+                report.events.push((received_at - t0, Event::ReceivedClear));
+                playout_end = received_at;
+                // What was queued is dropped; its marks count as played now (as Twilio-style
+                // servers do; Exotel's documentation does not say).
+                while let Some((_, name)) = pending_marks.pop_front() {
+                    echo_mark(&mut ws, plan, &mut seq, &name)?;
+                    report.marks_echoed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn echo_mark(
+    ws: &mut WebSocket<TcpStream>,
+    plan: &CallPlan,
+    seq: &mut u64,
+    name: &str,
+) -> Result<(), String> {
+    let text = serde_json::json!({
+        "event": "mark", "sequence_number": *seq, "stream_sid": plan.stream_sid, "mark": {"name": name}
+    });
+    *seq += 1;
+    ws.send(Message::text(text.to_string()))
+        .map_err(|e| e.to_string())
+}
+
+/// Compares what came back with the caller's audio shifted by the echo delay, up to the first
+/// clear (after which the bot's queue was dropped on purpose).
+fn check_echo(plan: &CallPlan, report: &mut CallReport) {
+    let delay = (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize;
+    let until = if report.clears == 0 {
+        report.bot_audio.len()
+    } else {
+        report
+            .events
+            .iter()
+            .take_while(|(_, e)| *e != Event::ReceivedClear)
+            .filter_map(|(_, e)| match e {
+                Event::ReceivedMedia { at, samples } => Some(at + samples),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let back = until.saturating_sub(delay).min(plan.audio.len());
+    let got = &report.bot_audio[delay.min(until)..delay.min(until) + back];
+    report.echo_mismatched = got.iter().zip(&plan.audio).filter(|(a, b)| a != b).count();
+    report.echoed = back - report.echo_mismatched;
+    report.echo_missing = if report.clears == 0 {
+        plan.audio.len() - back
+    } else {
+        0
+    };
+}

@@ -1,0 +1,14 @@
+//! The simulated Exotel: plays Exotel's side of calls against a running server over real HTTP
+//! and WebSocket, for `exotel-voicebot simulate`, the tests and the load tool. It gets a media
+//! URL the way Exotel would (the connect webhook, or `POST /call` answered by a
+//! [`fake_exotel::FakeExotel`]), streams audio at real-time pace in Exotel-sized chunks, echoes
+//! marks when their audio would have been played, and reports what came back.
+//!
+//! It runs on plain threads (one per call) and talks to loopback addresses only.
+
+pub mod caller;
+pub mod fake_exotel;
+pub mod report;
+
+pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy};
+pub use report::{run_load, LoadReport};

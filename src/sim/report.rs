@@ -1,0 +1,180 @@
+//! Many simulated calls at once (`--calls N --ramp S`), and the printed reports.
+
+use super::caller::{run_call, CallPlan, CallReport, EndedBy};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Stack of each simulated call's thread.
+const CALL_THREAD_STACK: usize = 256 * 1024;
+
+/// What a load run saw.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub calls: Vec<CallReport>,
+    pub wall: Duration,
+}
+
+impl LoadReport {
+    pub fn clean_calls(&self) -> usize {
+        self.calls.iter().filter(|c| c.is_clean()).count()
+    }
+
+    pub fn turnarounds_us(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self
+            .calls
+            .iter()
+            .flat_map(|c| c.turnaround_us.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all
+    }
+}
+
+/// The `p`-th percentile (0–100) of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank).copied()
+}
+
+/// Runs `calls` copies of `plan`, started evenly over `ramp`, each on its own thread.
+pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..calls)
+        .map(|i| {
+            let mut plan = plan.clone();
+            let n = crate::calls::CallLogId::generate();
+            plan.call_sid = format!("CA{n}");
+            plan.stream_sid = format!("MZ{n}");
+            let delay = if calls > 1 {
+                ramp * i as u32 / calls as u32
+            } else {
+                Duration::ZERO
+            };
+            std::thread::Builder::new()
+                .stack_size(CALL_THREAD_STACK)
+                .spawn(move || {
+                    std::thread::sleep(delay);
+                    run_call(&plan)
+                })
+        })
+        .collect();
+    let calls = handles
+        .into_iter()
+        .map(|h| match h {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| failed("the call's thread panicked")),
+            Err(e) => failed(&format!("no thread for the call: {e}")),
+        })
+        .collect();
+    LoadReport {
+        calls,
+        wall: started.elapsed(),
+    }
+}
+
+fn failed(why: &str) -> CallReport {
+    CallReport {
+        ended_by: EndedBy::Error(why.into()),
+        ..Default::default()
+    }
+}
+
+fn ms(us: Option<u64>) -> String {
+    us.map_or("-".into(), |u| format!("{:.2} ms", u as f64 / 1000.0))
+}
+
+/// A human-readable report of calls (one or many).
+pub fn summary(calls: &[CallReport], wall: Duration) -> String {
+    let mut out = String::new();
+    let clean = calls.iter().filter(|c| c.is_clean()).count();
+    let _ = writeln!(
+        out,
+        "calls: {} run, {} clean, {} with problems, in {:.1} s",
+        calls.len(),
+        clean,
+        calls.len() - clean,
+        wall.as_secs_f64()
+    );
+    let sum = |f: fn(&CallReport) -> u64| calls.iter().map(f).sum::<u64>();
+    let _ = writeln!(
+        out,
+        "caller -> server: {} chunks, {} bytes",
+        sum(|c| c.chunks_sent),
+        sum(|c| c.bytes_sent)
+    );
+    let mut sizes = std::collections::BTreeMap::<usize, u64>::new();
+    for c in calls {
+        for (size, n) in &c.chunk_sizes {
+            *sizes.entry(*size).or_default() += n;
+        }
+    }
+    let sizes: Vec<String> = sizes.iter().map(|(s, n)| format!("{s} B x{n}")).collect();
+    let _ = writeln!(
+        out,
+        "server -> caller: {} chunks, {} bytes; chunk sizes {}; {} break Exotel's rules",
+        sum(|c| c.chunks_received),
+        sum(|c| c.bytes_received),
+        if sizes.is_empty() {
+            "-".into()
+        } else {
+            sizes.join(", ")
+        },
+        sum(|c| c.invalid_chunks)
+    );
+    let _ = writeln!(
+        out,
+        "marks: {} received, {} echoed; clears: {}; events with another stream_sid: {}",
+        calls
+            .iter()
+            .map(|c| c.marks_received.len() as u64)
+            .sum::<u64>(),
+        sum(|c| c.marks_echoed),
+        sum(|c| c.clears),
+        sum(|c| c.wrong_stream_sid)
+    );
+    let echoed: usize = calls.iter().map(|c| c.echoed).sum();
+    let mismatched: usize = calls.iter().map(|c| c.echo_mismatched).sum();
+    let missing: usize = calls.iter().map(|c| c.echo_missing).sum();
+    let _ = writeln!(
+        out,
+        "echo: {echoed} samples back unchanged, {mismatched} changed, {missing} lost"
+    );
+    let mut first: Vec<f64> = calls.iter().filter_map(|c| c.first_bot_chunk_ms).collect();
+    first.sort_by(|a, b| a.total_cmp(b));
+    if let Some(median) = first.get(first.len() / 2) {
+        let _ = writeln!(
+            out,
+            "first bot chunk after the first caller chunk: {median:.1} ms (median)"
+        );
+    }
+    let mut all: Vec<u64> = calls
+        .iter()
+        .flat_map(|c| c.turnaround_us.iter().copied())
+        .collect();
+    all.sort_unstable();
+    let _ = writeln!(
+        out,
+        "turnaround per chunk ({} chunks): p50 {}, p99 {}, max {}",
+        all.len(),
+        ms(percentile(&all, 50.0)),
+        ms(percentile(&all, 99.0)),
+        ms(all.last().copied())
+    );
+    let mut ended = std::collections::BTreeMap::<String, u64>::new();
+    for c in calls {
+        let key = match &c.ended_by {
+            EndedBy::Caller => "stop sent by the caller".to_string(),
+            EndedBy::Server(code) => format!("closed by the server ({code})"),
+            EndedBy::Error(e) => format!("error: {e}"),
+        };
+        *ended.entry(key).or_default() += 1;
+    }
+    for (how, n) in ended {
+        let _ = writeln!(out, "ended: {how} x{n}");
+    }
+    out
+}
