@@ -46,7 +46,7 @@ impl App {
         let media_settings = crate::media::session::SessionSettings {
             lead: config.media_lead,
             idle_timeout: config.media_idle_timeout,
-            ..Default::default()
+            ping_interval: config.media_ping_interval,
         };
         App {
             config,

@@ -85,6 +85,8 @@ pub struct Config {
     pub media_lead: Duration,
     /// `MEDIA_IDLE_TIMEOUT_MS`: a media socket silent this long is closed.
     pub media_idle_timeout: Duration,
+    /// `MEDIA_PING_INTERVAL_MS`: a ping goes out after this long without sending anything.
+    pub media_ping_interval: Duration,
     /// `ECHO_DELAY_MS`: how far behind the caller the echo bot plays.
     pub echo_delay_ms: u32,
     pub http: Limits,
@@ -212,6 +214,13 @@ impl Config {
             100,
             3_600_000,
         )?);
+        let media_ping_interval = Duration::from_millis(ranged(
+            &var,
+            "MEDIA_PING_INTERVAL_MS",
+            10_000,
+            100,
+            600_000,
+        )?);
         let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
         match var("BOT").as_deref() {
             None | Some("echo") => {}
@@ -292,6 +301,7 @@ impl Config {
             media_secret: var("MEDIA_SECRET"),
             media_lead,
             media_idle_timeout,
+            media_ping_interval,
             echo_delay_ms,
             http,
         })

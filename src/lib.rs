@@ -34,23 +34,36 @@ pub mod sim;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves until the process
-/// ends, with the echo bot.
+/// Serves with the echo bot until the process ends.
 pub fn serve(config: config::Config) -> std::io::Result<()> {
     let delay = config.echo_delay_ms;
-    serve_with_bots(
-        config,
-        Box::new(move |_: &bot::CallStart<'_>| -> Box<dyn bot::Bot> {
-            Box::new(bot::echo::EchoBot::new(delay))
-        }),
-    )
+    let echo = move |_: &bot::CallStart<'_>| -> Box<dyn bot::Bot> {
+        Box::new(bot::echo::EchoBot::new(delay))
+    };
+    start(config, Box::new(echo))?.wait();
+    Ok(())
 }
 
-/// [`serve`] with your own bots: `bots` makes one per call (see `examples/`).
-pub fn serve_with_bots(
-    config: config::Config,
-    bots: Box<dyn bot::BotFactory>,
-) -> std::io::Result<()> {
+/// A server started by [`start`].
+pub struct Running {
+    /// The HTTP port's address (with the real port when `PORT=0`).
+    pub addr: SocketAddr,
+    /// `MEDIA_PORT`'s address, when set.
+    pub media_addr: Option<SocketAddr>,
+    pub app: Arc<app::App>,
+    accept: may::coroutine::JoinHandle<()>,
+}
+
+impl Running {
+    /// Blocks until the server stops (it does not, short of the process ending).
+    pub fn wait(self) {
+        let _ = self.accept.join();
+    }
+}
+
+/// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves in the background,
+/// with `bots` making one bot per call (see `examples/custom_bot.rs`).
+pub fn start(config: config::Config, bots: Box<dyn bot::BotFactory>) -> std::io::Result<Running> {
     let addr = SocketAddr::new(config.bind, config.port);
     let server = http::Server::bind(addr)?;
     let bound = server.local_addr()?;
@@ -64,9 +77,12 @@ pub fn serve_with_bots(
     let limits = config.http.clone();
     let app = Arc::new(app::App::with_bots(config, bound.port(), bots));
     warn_about_setup(&app);
+    let mut media_addr = None;
     if let Some(listener) = media_listener {
-        info!("media.listening", addr = listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        info!("media.listening", addr = addr);
         media::listener::start(listener, app.clone());
+        media_addr = Some(addr);
     }
     info!(
         "server.listening",
@@ -74,9 +90,13 @@ pub fn serve_with_bots(
         mediaBase = app.media_base,
         version = env!("CARGO_PKG_VERSION")
     );
-    let handle = server.start(app, limits);
-    let _ = handle.join();
-    Ok(())
+    let accept = server.start(app.clone(), limits);
+    Ok(Running {
+        addr: bound,
+        media_addr,
+        app,
+        accept,
+    })
 }
 
 fn warn_about_setup(app: &app::App) {

@@ -290,19 +290,23 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                 self.on_quiet(now)
             }
-            Err(tungstenite::Error::Capacity(_)) => {
-                let close = CloseFrame {
-                    code: CloseCode::Size,
-                    reason: Utf8Bytes::from_static("frame over 1 MiB"),
-                };
-                let _ = self.ws.close(Some(close));
-                let _ = self.ws.flush();
-                Some(EndReason::FrameTooLarge)
-            }
+            // `finish` sends the 1009 close. tungstenite keeps the oversized frame's header after
+            // this error, and reading again trips its internal assertion (frame/mod.rs, read_in),
+            // so nothing more is read from this socket.
+            Err(tungstenite::Error::Capacity(_)) => Some(EndReason::FrameTooLarge),
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 Some(EndReason::ClosedByPeer)
             }
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+            // A peer that vanishes without a close (reset, broken pipe, EOF) hung up all the same.
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnexpectedEof
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                ) =>
+            {
                 Some(EndReason::ClosedByPeer)
             }
             Err(tungstenite::Error::Protocol(
@@ -554,27 +558,31 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 code,
                 reason: Utf8Bytes::from(reason.as_str().to_owned()),
             }));
-            let _ = self
-                .ws
-                .get_mut()
-                .set_read_timeout(Some(Duration::from_millis(500)));
-            // Let the close handshake finish, briefly.
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while Instant::now() < deadline {
-                match self.ws.read() {
-                    Ok(_) => continue,
-                    Err(_) => break,
-                }
+            let _ = self.ws.flush();
+            // After a too-large frame tungstenite must not be read again (see `turn`).
+            if *reason != EndReason::FrameTooLarge {
+                // Let the close handshake finish, briefly.
+                let _ = self
+                    .ws
+                    .get_mut()
+                    .set_read_timeout(Some(Duration::from_millis(500)));
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < deadline && self.ws.read().is_ok() {}
             }
         }
         if let Some(live) = self.live.as_mut() {
             live.bot.on_stop(reason.as_str());
         }
         let s = &self.stats;
+        let error = match reason {
+            EndReason::SocketError(e) => e.as_str(),
+            _ => "",
+        };
         crate::info!(
             "media.ended",
             callLogId = self.call_log_id,
             reason = reason.as_str(),
+            error = error,
             framesIn = s.frames_in,
             bytesIn = s.bytes_in,
             framesOut = s.frames_out,

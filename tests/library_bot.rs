@@ -1,0 +1,76 @@
+//! A bot of the user's own, run through the library API (`exotel_voicebot::start`), as
+//! `examples/custom_bot.rs` does: a greeting, a mark when it has been played, a hang-up.
+
+use exotel_voicebot::bot::{Bot, CallStart, Outbox};
+use exotel_voicebot::config::Config;
+use exotel_voicebot::media::audio::{speech_like, tone};
+use exotel_voicebot::sim::{run_call, CallPlan, EndedBy};
+use std::sync::{Arc, Mutex};
+
+struct Greeter {
+    heard: Arc<Mutex<Vec<String>>>,
+}
+
+impl Bot for Greeter {
+    fn on_start(&mut self, call: &CallStart<'_>, out: &mut Outbox) {
+        self.heard.lock().unwrap().push(format!(
+            "start {} {}",
+            call.call_log_id, call.start.sample_rate
+        ));
+        out.play(&tone(call.start.sample_rate, 523.0, 700, 6000));
+        out.mark("greeting-done");
+    }
+    fn on_audio(&mut self, _samples: &[i16], _out: &mut Outbox) {}
+    fn on_mark(&mut self, name: &str, out: &mut Outbox) {
+        self.heard.lock().unwrap().push(format!("mark {name}"));
+        out.hang_up();
+    }
+    fn on_stop(&mut self, reason: &str) {
+        self.heard.lock().unwrap().push(format!("stop {reason}"));
+    }
+}
+
+#[test]
+fn a_custom_bot_greets_marks_and_hangs_up() {
+    let config = Config::from_lookup(|name| match name {
+        "PORT" => Some("0".into()),
+        "BIND" => Some("127.0.0.1".into()),
+        _ => None,
+    })
+    .unwrap();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let for_bots = heard.clone();
+    let bots = move |_: &CallStart<'_>| -> Box<dyn Bot> {
+        Box::new(Greeter {
+            heard: for_bots.clone(),
+        })
+    };
+    let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
+
+    let mut plan = CallPlan::new(running.addr, speech_like(8000, 3000, 9));
+    plan.echo_delay_ms = 0;
+    let report = run_call(&plan);
+    assert_eq!(report.marks_received, ["greeting-done"]);
+    assert_eq!(report.marks_echoed, 1);
+    assert_eq!(
+        report.ended_by,
+        EndedBy::Server(1000),
+        "hung up once the greeting was played"
+    );
+    // 700 ms of tone, padded to whole 200 ms chunks: 4 chunks, the last padded with silence.
+    assert_eq!(report.chunk_sizes.get(&3200), Some(&4));
+    assert_eq!(report.bot_audio.len(), 6400);
+    assert!(
+        report.bot_audio[5600..].iter().all(|&s| s == 0),
+        "the padding is silence"
+    );
+    // on_stop runs once the close handshake is over, just after the caller saw the close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while heard.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 3, "{heard:?}");
+    assert!(heard[0].starts_with(&format!("start {} 8000", report.call_log_id)));
+    assert_eq!(heard[1..], ["mark greeting-done", "stop bot-hung-up"]);
+}
