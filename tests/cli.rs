@@ -143,3 +143,101 @@ fn call_in_stream_mode_points_to_the_running_server() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("POST http://localhost:3000/call"));
 }
+
+/// Runs `simulate` with `args`, requires success, returns its report.
+fn simulate_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = binary(dir).arg("simulate").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn simulate_runs_an_echo_call_and_prints_its_report() {
+    let server = support::Server::start(&[]);
+    let dir = support::temp_dir("sim");
+    let addr = server.addr.to_string();
+    let stdout = simulate_ok(
+        &dir,
+        &[
+            "--server",
+            &addr,
+            "--seconds",
+            "1",
+            "--dtmf",
+            "1#",
+            "--record",
+            "bot.wav",
+        ],
+    );
+    assert!(stdout.contains("calls: 1 run, 1 clean"), "{stdout}");
+    assert!(stdout.contains("marks: 1 received, 1 echoed"), "{stdout}");
+    assert!(
+        stdout.contains("ended: closed by the server (1000) x1"),
+        "{stdout}"
+    );
+    let wav = exotel_voicebot::media::audio::read_wav(
+        &mut std::fs::File::open(dir.join("bot.wav")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(wav.sample_rate, 8000);
+    assert!(
+        wav.samples.len() >= 8000,
+        "the echo and the goodbye: {} samples",
+        wav.samples.len()
+    );
+}
+
+#[test]
+fn simulate_outbound_goes_through_post_call_and_its_own_fake_exotel() {
+    let exotel_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{exotel_port}");
+    let server = support::Server::start(&[
+        ("EXOTEL_API_KEY", "k"),
+        ("EXOTEL_API_TOKEN", "t"),
+        ("EXOTEL_SID", "sim"),
+        ("EXOTEL_CALLER_ID", "0801"),
+        ("EXOTEL_API_BASE_URL", &base),
+    ]);
+    let dir = support::temp_dir("sim");
+    let (port, addr) = (exotel_port.to_string(), server.addr.to_string());
+    let stdout = simulate_ok(
+        &dir,
+        &[
+            "--outbound",
+            "--exotel-port",
+            &port,
+            "--server",
+            &addr,
+            "--seconds",
+            "1",
+        ],
+    );
+    assert!(stdout.contains("1 clean"), "{stdout}");
+    server.wait_for_log(&["call.placed", "callSid=sim-call"]);
+    // A call that cannot connect is reported and fails the command.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = binary(&dir)
+        .args([
+            "simulate",
+            "--server",
+            &closed.to_string(),
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 clean, 1 with problems"));
+}

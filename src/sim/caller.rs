@@ -90,6 +90,8 @@ impl Default for EndedBy {
 /// Something that happened, for tests that check order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A caller chunk, by its index.
+    SentMedia(usize),
     SentDtmf(char),
     /// A bot chunk: where it starts in the received audio, and its length in samples.
     ReceivedMedia {
@@ -244,7 +246,21 @@ pub fn run_call(plan: &CallPlan) -> CallReport {
         report.ended_by = EndedBy::Error(e);
     }
     check_echo(plan, &mut report);
+    report.first_bot_chunk_ms = first_bot_chunk_ms(&report.events);
     report
+}
+
+/// From the first caller chunk to the first bot chunk; negative when the bot spoke first.
+fn first_bot_chunk_ms(events: &[(Duration, Event)]) -> Option<f64> {
+    let first = |want: fn(&Event) -> bool| {
+        events
+            .iter()
+            .find(|(_, e)| want(e))
+            .map(|(t, _)| t.as_secs_f64())
+    };
+    let caller = first(|e| matches!(e, Event::SentMedia(_)))?;
+    let bot = first(|e| matches!(e, Event::ReceivedMedia { .. }))?;
+    Some((bot - caller) * 1e3)
 }
 
 fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
@@ -327,6 +343,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             seq += 1;
             send_text(&mut ws, text)?;
             sent_at.push(Instant::now());
+            report.events.push((now - t0, Event::SentMedia(next_chunk)));
             report.chunks_sent += 1;
             report.bytes_sent += pcm.len() as u64;
             next_chunk += 1;
@@ -437,15 +454,6 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
                 report
                     .events
                     .push((received_at - t0, Event::ReceivedMedia { at, samples }));
-                if report.first_bot_chunk_ms.is_none() {
-                    let first_sent = sent_at.first().copied().unwrap_or(received_at);
-                    let ms = if received_at >= first_sent {
-                        (received_at - first_sent).as_secs_f64() * 1e3
-                    } else {
-                        -(first_sent - received_at).as_secs_f64() * 1e3
-                    };
-                    report.first_bot_chunk_ms = Some(ms);
-                }
                 // Exotel plays chunks back to back in real time.
                 playout_end =
                     playout_end.max(received_at) + Duration::from_micros(rules.micros(samples));

@@ -148,7 +148,7 @@ pub fn summary(calls: &[CallReport], wall: Duration) -> String {
     if let Some(median) = first.get(first.len() / 2) {
         let _ = writeln!(
             out,
-            "first bot chunk after the first caller chunk: {median:.1} ms (median)"
+            "first bot chunk: {median:+.1} ms from the first caller chunk (median; negative: the bot spoke first)"
         );
     }
     let mut all: Vec<u64> = calls

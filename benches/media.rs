@@ -1,0 +1,87 @@
+//! The per-chunk protocol work of a call, in memory: decoding one inbound `media` frame (JSON,
+//! base64, PCM to samples) and encoding one outbound frame (samples to PCM, base64, JSON), for
+//! the chunk sizes of exotel-protocol.md §3. Criterion reports time per chunk and bytes of PCM
+//! per second.
+//!
+//! `cargo bench --bench media`
+
+use base64::Engine as _;
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use exotel_voicebot::exotel::stream::{decode_payload, Encoder, Inbound};
+use exotel_voicebot::media::audio::{pcm_to_samples, samples_to_pcm, speech_like};
+use std::hint::black_box;
+
+/// Inbound chunks Exotel has been seen to send: 20 and 100 ms at 8, 16 and 24 kHz.
+const INBOUND: [(&str, usize); 4] = [
+    ("8k_20ms", 320),
+    ("8k_100ms", 1600),
+    ("16k_100ms", 3200),
+    ("24k_100ms", 4800),
+];
+/// Outbound chunks we send: the minimum at each rate, and Exotel's 100 KB maximum.
+const OUTBOUND: [(&str, usize); 4] = [
+    ("8k_200ms", 3200),
+    ("16k_100ms", 3200),
+    ("24k_100ms", 4800),
+    ("max_99840B", 99_840),
+];
+
+fn pcm(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    samples_to_pcm(
+        &speech_like(8000, (bytes / 16) as u32 + 1, 1)[..bytes / 2],
+        &mut out,
+    );
+    out
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_inbound_media");
+    for (name, bytes) in INBOUND {
+        let payload = base64::engine::general_purpose::STANDARD.encode(pcm(bytes));
+        let frame = format!(
+            r#"{{"event":"media","sequence_number":"42","stream_sid":"MZ0123456789abcdef","media":{{"chunk":"41","timestamp":"4100","payload":"{payload}"}}}}"#
+        );
+        let mut pcm_buf = Vec::with_capacity(bytes + 4);
+        let mut samples = Vec::with_capacity(bytes / 2);
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), &frame, |b, frame| {
+            b.iter(|| {
+                let Ok(Inbound::Media { payload, .. }) = Inbound::parse(black_box(frame)) else {
+                    unreachable!()
+                };
+                decode_payload(&payload, &mut pcm_buf).unwrap();
+                samples.clear();
+                pcm_to_samples(&pcm_buf, &mut samples);
+                black_box(samples.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_outbound_media");
+    let encoder = Encoder::new("MZ0123456789abcdef");
+    for (name, bytes) in OUTBOUND {
+        let mut samples = Vec::new();
+        pcm_to_samples(&pcm(bytes), &mut samples);
+        let mut pcm_buf = Vec::with_capacity(bytes);
+        let mut frame = BytesMut::with_capacity(encoder.media_len(bytes) + 64);
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), &samples, |b, samples| {
+            b.iter(|| {
+                pcm_buf.clear();
+                samples_to_pcm(black_box(samples), &mut pcm_buf);
+                frame.clear();
+                encoder.media(&mut frame, &pcm_buf);
+                black_box(frame.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode);
+criterion_main!(benches);
