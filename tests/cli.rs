@@ -190,6 +190,17 @@ fn simulate_runs_an_echo_call_and_prints_its_report() {
         "the echo and the goodbye: {} samples",
         wav.samples.len()
     );
+
+    // The caller's audio from a WAV file (16 kHz here) comes back unchanged.
+    let caller = exotel_voicebot::media::audio::speech_like(16000, 1200, 4);
+    let mut file = std::fs::File::create(dir.join("caller.wav")).unwrap();
+    exotel_voicebot::media::audio::write_wav(&mut file, 16000, 1, &caller).unwrap();
+    let stdout = simulate_ok(&dir, &["--server", &addr, "--wav", "caller.wav"]);
+    let expected = format!(
+        "echo: {} samples back unchanged, 0 changed, 0 lost",
+        caller.len()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
 }
 
 #[test]
