@@ -18,13 +18,19 @@ fn start_server() -> SocketAddr {
         // Every iteration issues a token that lives 60 s; the default cap (100,000) is for
         // production traffic, not tens of thousands of webhooks a second.
         "MAX_PENDING_MEDIA_TOKENS" => Some("10000000".into()),
+        "DATA_DIR" => Some(
+            std::env::temp_dir()
+                .join("exotel-voicebot-bench")
+                .display()
+                .to_string(),
+        ),
         _ => None,
     })
     .expect("bench config");
     let limits = config.http.clone();
     let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
-    let app = App::new(config, addr.port());
+    let app = App::new(config, addr.port()).expect("bench app");
     let _ = server.start(Arc::new(app), limits);
     addr
 }

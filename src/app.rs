@@ -2,7 +2,9 @@
 //! nothing else.
 
 use crate::bot::BotFactory;
+use crate::calls::log::CallLog;
 use crate::calls::registry::MEDIA_TOKEN_TTL;
+use crate::calls::slots::Slots;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::config::Config;
 use crate::exotel::{ApiPool, ExotelClient};
@@ -10,9 +12,13 @@ use crate::http::{form, Request, Response, Service};
 
 pub struct App {
     pub config: Config,
+    /// The public base URL (`https://host[/prefix]`), no trailing slash.
+    pub public_base: String,
     /// `ws://` or `wss://` form of the public base URL, no trailing slash.
     pub media_base: String,
     pub registry: Registry,
+    pub slots: Slots,
+    pub call_log: CallLog,
     /// The API pool, or the variables missing to build one.
     pub exotel: Result<ApiPool, Vec<&'static str>>,
     /// Makes each call's bot.
@@ -23,7 +29,7 @@ pub struct App {
 impl App {
     /// `port` is the port actually bound (which differs from the configured one for `PORT=0`).
     /// Calls get the echo bot (`BOT=echo`).
-    pub fn new(config: Config, port: u16) -> App {
+    pub fn new(config: Config, port: u16) -> Result<App, String> {
         let delay = config.echo_delay_ms;
         let echo = move |_: &crate::bot::CallStart<'_>| -> Box<dyn crate::bot::Bot> {
             Box::new(crate::bot::echo::EchoBot::new(delay))
@@ -31,37 +37,63 @@ impl App {
         App::with_bots(config, port, Box::new(echo))
     }
 
-    /// Like [`App::new`], with your own bots.
-    pub fn with_bots(config: Config, port: u16, bots: Box<dyn BotFactory>) -> App {
-        let public = config
+    /// Like [`App::new`], with your own bots. Fails when `DATA_DIR` or its call log cannot be
+    /// opened; the text names the path and the cause.
+    pub fn with_bots(config: Config, port: u16, bots: Box<dyn BotFactory>) -> Result<App, String> {
+        let public_base = config
             .public_base_url
             .clone()
             .unwrap_or_else(|| format!("http://localhost:{port}"));
-        let media_base = match public.strip_prefix("https://") {
+        let media_base = match public_base.strip_prefix("https://") {
             Some(rest) => format!("wss://{rest}"),
-            None => format!("ws://{}", public.trim_start_matches("http://")),
+            None => format!("ws://{}", public_base.trim_start_matches("http://")),
         };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
+        let (call_log, opened) = CallLog::open(&config.data_dir.join("calls.db"))
+            .map_err(|e| format!("DATA_DIR call log {e}"))?;
+        if opened.interrupted > 0 {
+            crate::warn!(
+                "calllog.interrupted",
+                calls = opened.interrupted,
+                detail = "calls that were live when the process stopped are marked interrupted"
+            );
+        }
         let registry = Registry::new(MEDIA_TOKEN_TTL, config.max_pending_media_tokens);
+        let slots = Slots::new(config.max_concurrent_calls, config.call_slot_timeout);
         let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
         let media_settings = crate::media::session::SessionSettings {
             lead: config.media_lead,
             idle_timeout: config.media_idle_timeout,
             ping_interval: config.media_ping_interval,
         };
-        App {
+        Ok(App {
             config,
+            public_base,
             media_base,
             registry,
+            slots,
+            call_log,
             exotel,
             bots,
             media_settings,
-        }
+        })
     }
 
     /// Issues a media token for the call and returns its media URL, or the 503 to answer when
-    /// too many tokens are pending.
-    pub fn issue_media_url(&self, call_log_id: &CallLogId) -> Result<String, Response> {
-        match self.registry.issue_token(call_log_id) {
+    /// too many tokens are pending. An over-capacity call's token makes its session play a tone
+    /// and hang up.
+    pub fn issue_media_url(
+        &self,
+        call_log_id: &CallLogId,
+        over_capacity: bool,
+    ) -> Result<String, Response> {
+        let issued = if over_capacity {
+            self.registry.issue_over_capacity_token(call_log_id)
+        } else {
+            self.registry.issue_token(call_log_id)
+        };
+        match issued {
             Ok(token) => Ok(self.media_url(&token, call_log_id)),
             Err(_) => Err(Response::error(
                 503,
@@ -85,6 +117,16 @@ impl App {
         form::append_pair(&mut query, "token", token.as_str());
         form::append_pair(&mut query, "callLogId", call_log_id.as_str());
         format!("{}/media?{query}", self.media_base)
+    }
+
+    /// Our status callback URL for `Calls/connect`, with the webhook secret when one is set.
+    pub fn status_callback_url(&self) -> String {
+        let mut url = format!("{}/api/v1/exotel/status", self.public_base);
+        if let Some(secret) = &self.config.webhook_secret {
+            url.push_str("?secret=");
+            form::encode_into(&mut url, secret);
+        }
+        url
     }
 }
 

@@ -89,6 +89,12 @@ pub struct Config {
     pub media_ping_interval: Duration,
     /// `ECHO_DELAY_MS`: how far behind the caller the echo bot plays.
     pub echo_delay_ms: u32,
+    /// `DATA_DIR`: the call log database (and recordings) live here.
+    pub data_dir: std::path::PathBuf,
+    /// `MAX_CONCURRENT_CALLS`: live calls at once, inbound and outbound together.
+    pub max_concurrent_calls: usize,
+    /// `CALL_SLOT_TIMEOUT_S`: a call's slot is given back after this long whatever happened.
+    pub call_slot_timeout: Duration,
     pub http: Limits,
 }
 
@@ -222,6 +228,10 @@ impl Config {
             600_000,
         )?);
         let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
+        let max_concurrent_calls = ranged(&var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
+        let call_slot_timeout =
+            Duration::from_secs(ranged(&var, "CALL_SLOT_TIMEOUT_S", 7200, 1, 7 * 86_400)?);
+        let data_dir = std::path::PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
         match var("BOT").as_deref() {
             None | Some("echo") => {}
             Some(other) => {
@@ -303,6 +313,9 @@ impl Config {
             media_idle_timeout,
             media_ping_interval,
             echo_delay_ms,
+            data_dir,
+            max_concurrent_calls,
+            call_slot_timeout,
             http,
         })
     }

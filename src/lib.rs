@@ -75,7 +75,8 @@ pub fn start(config: config::Config, bots: Box<dyn bot::BotFactory>) -> std::io:
         None => None,
     };
     let limits = config.http.clone();
-    let app = Arc::new(app::App::with_bots(config, bound.port(), bots));
+    let app =
+        Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
     let mut media_addr = None;
     if let Some(listener) = media_listener {

@@ -11,6 +11,14 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         ("POST", "/call") => crate::calls::place::handle(app, request),
         (_, "/call") => method_not_allowed("POST"),
 
+        // The call log.
+        ("GET", "/calls") => crate::calls::history::list(app, request),
+        ("GET", path) if path.starts_with("/calls/") => {
+            crate::calls::history::get(app, request, &path["/calls/".len()..])
+        }
+        (_, "/calls") => method_not_allowed("GET"),
+        (_, path) if path.starts_with("/calls/") => method_not_allowed("GET"),
+
         // Exotel asks where to stream a call's audio (both paths of the original server).
         ("GET" | "POST", "/voicebot/connect" | "/api/v1/exotel/voice/connect") => {
             crate::exotel::webhook::handle(app, request)
@@ -18,6 +26,12 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         (_, "/voicebot/connect" | "/api/v1/exotel/voice/connect") => {
             method_not_allowed("GET, POST")
         }
+
+        // Exotel tells us how a call we placed is going (the StatusCallback of /call).
+        ("GET" | "POST", "/api/v1/exotel/status") => {
+            crate::exotel::webhook::handle_status(app, request)
+        }
+        (_, "/api/v1/exotel/status") => method_not_allowed("GET, POST"),
 
         // Exotel's media WebSocket (also on MEDIA_PORT, any path, when set).
         ("GET", "/media") => crate::media::handshake(app, request),
@@ -52,7 +66,7 @@ fn health(app: &App) -> Response {
         200,
         &Health {
             status: "ok",
-            active_calls: app.registry.active_calls(),
+            active_calls: app.slots.live(),
             version: env!("CARGO_PKG_VERSION"),
         },
     )

@@ -6,7 +6,9 @@
 use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
-use exotel_voicebot::media::session::{websocket_config, MediaIo, Session, SessionSettings};
+use exotel_voicebot::media::session::{
+    websocket_config, MediaIo, Session, SessionContext, SessionSettings,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
@@ -137,8 +139,11 @@ fn a_running_call_allocates_nothing_per_media_frame() {
     let mut session = Session::new(
         ws,
         CallLogId::parse("alloc-test").unwrap(),
-        &bots,
-        &settings,
+        SessionContext {
+            bots: &bots,
+            on_start: &|_, _| {},
+            settings: &settings,
+        },
         Vec::new(),
         Arc::new(AtomicBool::new(false)),
         t0,

@@ -75,6 +75,16 @@ fn readme_curl_example_sends_exactly_the_original_servers_request() {
             ("CallerId", "08047112233"),
             ("Url", "http://my.exotel.com/acme1/exoml/start_voice/4242"),
             ("CustomField", "test-call-123"),
+            // Added for the call log (issue 4): Exotel reports how the call ended.
+            (
+                "StatusCallback",
+                &format!(
+                    "http://localhost:{}/api/v1/exotel/status",
+                    server.addr.port()
+                )
+            ),
+            ("StatusCallbackEvents[]", "terminal"),
+            ("StatusCallbackEvents[]", "answered"),
         ])
     );
     server.wait_for_log(&["call.placed", "callLogId=test-call-123", "callSid=c0ffee"]);
@@ -100,7 +110,15 @@ fn without_call_log_id_one_is_generated_and_sent_as_custom_field() {
     let fields = form_pairs(&got[0].body);
     assert_eq!(
         fields.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-        ["From", "CallerId", "Url", "CustomField"]
+        [
+            "From",
+            "CallerId",
+            "Url",
+            "CustomField",
+            "StatusCallback",
+            "StatusCallbackEvents[]",
+            "StatusCallbackEvents[]"
+        ]
     );
     assert_eq!(fields[3].1, id);
     // A second call gets another id.
@@ -127,7 +145,20 @@ fn stream_mode_sends_stream_url_with_a_media_token_instead_of_url() {
     let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
-        ["From", "CallerId", "StreamType", "StreamUrl", "CustomField"]
+        [
+            "From",
+            "CallerId",
+            "StreamType",
+            "StreamUrl",
+            "CustomField",
+            "StatusCallback",
+            "StatusCallbackEvents[]",
+            "StatusCallbackEvents[]"
+        ]
+    );
+    assert_eq!(
+        fields[5].1,
+        "https://voice.example.com/api/v1/exotel/status"
     );
     assert_eq!(fields[2].1, "bidirectional");
     let url = &fields[3].1;
@@ -269,9 +300,9 @@ fn exotel_refusals_become_502_with_exotels_status_and_message() {
     });
     let base = fake.base_url();
     let server = Server::start(&applet_env(&base, &[]));
-    let call = r#"{"to": "+919876543210", "callLogId": "r-1"}"#;
+    let call = |n: u32| format!(r#"{{"to": "+919876543210", "callLogId": "r-{n}"}}"#);
     let json = server
-        .post_json("/call", call)
+        .post_json("/call", &call(1))
         .assert_error(502, "exotel_refused");
     assert_eq!(json["exotelStatus"], 401);
     assert_eq!(
@@ -286,7 +317,7 @@ fn exotel_refusals_become_502_with_exotels_status_and_message() {
         body: "upstream exploded".into(),
     });
     let json = server
-        .post_json("/call", call)
+        .post_json("/call", &call(2))
         .assert_error(502, "exotel_refused");
     assert_eq!(json["exotelStatus"], 500);
     assert!(json["exotelMessage"]
@@ -299,13 +330,13 @@ fn exotel_refusals_become_502_with_exotels_status_and_message() {
         body: "<html>maintenance</html>".into(),
     });
     let json = server
-        .post_json("/call", call)
+        .post_json("/call", &call(3))
         .assert_error(502, "exotel_bad_answer");
     assert_eq!(json["exotelStatus"], 200);
 
     fake.set(Behaviour::Garbage);
     let json = server
-        .post_json("/call", call)
+        .post_json("/call", &call(4))
         .assert_error(502, "exotel_bad_answer");
     assert!(
         json.get("exotelStatus").is_none(),

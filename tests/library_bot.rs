@@ -32,9 +32,12 @@ impl Bot for Greeter {
 
 #[test]
 fn a_custom_bot_greets_marks_and_hangs_up() {
+    let data_dir =
+        std::env::temp_dir().join(format!("exotel-voicebot-libbot-{}", std::process::id()));
     let config = Config::from_lookup(|name| match name {
         "PORT" => Some("0".into()),
         "BIND" => Some("127.0.0.1".into()),
+        "DATA_DIR" => Some(data_dir.display().to_string()),
         _ => None,
     })
     .unwrap();

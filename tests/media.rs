@@ -221,7 +221,7 @@ fn clear_empties_the_queue_within_one_chunk() {
 
 #[test]
 fn a_hundred_concurrent_calls_all_complete() {
-    let server = Server::start(&[]);
+    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);
     let p = plan(&server, 2000);
     let addr = server.addr;
     let load = std::thread::spawn(move || run_load(&p, 100, Duration::from_secs(1)));

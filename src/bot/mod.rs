@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+pub mod capacity;
 pub mod echo;
 
 use crate::calls::CallLogId;

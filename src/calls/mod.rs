@@ -1,9 +1,12 @@
 //! Calls as our server knows them: their identifiers, the registry of live calls and media
 //! tokens, and the placing of outbound calls (`POST /call`).
 
+pub mod history;
 pub mod ids;
+pub mod log;
 pub mod place;
 pub mod registry;
+pub mod slots;
 
 pub use ids::{CallLogId, MediaToken, PhoneNumber};
 pub use registry::Registry;

@@ -4,6 +4,7 @@
 //! Everything is validated before Exotel is asked; nothing is retried.
 
 use crate::app::App;
+use crate::calls::log::LogEvent;
 use crate::calls::{CallLogId, PhoneNumber};
 use crate::config::ConnectMode;
 use crate::exotel::client::RecordingChannels;
@@ -131,7 +132,7 @@ pub fn handle(app: &App, request: &Request) -> Response {
     if let Err(bad) = params.add_body(request) {
         return bad;
     }
-    let call = match PlaceCall::from_params(&params) {
+    let mut call = match PlaceCall::from_params(&params) {
         Ok(call) => call,
         Err(why) => return Response::error(400, "bad_request", why),
     };
@@ -148,36 +149,76 @@ pub fn handle(app: &App, request: &Request) -> Response {
             )
         }
     };
+    let id = call.call_log_id.clone();
+    // One row per callLogId: a used id would leave this call under another call's final status.
+    match app.call_log.get(id.as_str()) {
+        Ok(None) => {}
+        Ok(Some(existing)) => {
+            return Response::error(
+                409,
+                "call_log_id_taken",
+                format!(
+                    "callLogId {id} was already used (status {}); send a new one or none",
+                    existing.status
+                ),
+            )
+        }
+        Err(e) => return Response::error(503, "call_log_unavailable", e),
+    }
+    if let Err(full) = app.slots.acquire(&id) {
+        return Response::error(
+            429,
+            "too_many_calls",
+            format!(
+                "all {} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel",
+                full.max
+            ),
+        )
+        .with_header("Retry-After", "5");
+    }
     let e = &app.config.exotel;
     let target = match e.connect_mode {
         ConnectMode::Applet => CallTarget::Applet {
             app_id: e.app_id.clone().unwrap_or_default(),
         },
-        ConnectMode::Stream => match app.issue_media_url(&call.call_log_id) {
+        ConnectMode::Stream => match app.issue_media_url(&id, false) {
             Ok(stream_url) => CallTarget::Stream { stream_url },
-            Err(busy) => return busy,
+            Err(busy) => {
+                app.slots.release(&id);
+                return busy;
+            }
         },
     };
+    // Exotel tells us how the call ended through our status callback, unless the user asked
+    // for the callbacks to go elsewhere.
+    if call.options.status_callback.is_none() {
+        call.options.status_callback = Some(app.status_callback_url());
+        call.options.status_callback_events = vec!["terminal".into(), "answered".into()];
+    }
     let mode = match e.connect_mode {
         ConnectMode::Applet => "applet",
         ConnectMode::Stream => "stream",
     };
     crate::info!(
         "call.requested",
-        callLogId = call.call_log_id,
+        callLogId = id,
         to = call.to.as_str(),
         mode = mode
     );
+    app.call_log.record(LogEvent::Requested {
+        id: id.clone(),
+        to: call.to.as_str().to_owned(),
+        caller_id: e.caller_id.clone().unwrap_or_default(),
+    });
     let started = std::time::Instant::now();
     let result = pool.connect_call(ConnectCall {
         to: call.to,
         caller_id: e.caller_id.clone().unwrap_or_default(),
         target,
-        call_log_id: call.call_log_id.clone(),
+        call_log_id: id.clone(),
         options: call.options,
     });
     let ms = started.elapsed().as_millis();
-    let id = &call.call_log_id;
     match result {
         Ok(placed) => {
             crate::info!(
@@ -187,6 +228,10 @@ pub fn handle(app: &App, request: &Request) -> Response {
                 status = placed.status,
                 ms = ms
             );
+            app.call_log.record(LogEvent::Placed {
+                id: id.clone(),
+                call_sid: placed.call_sid.clone(),
+            });
             Response::json(
                 200,
                 &Placed {
@@ -198,30 +243,37 @@ pub fn handle(app: &App, request: &Request) -> Response {
         }
         Err(PoolError::Exotel(failure)) => {
             crate::warn!("call.refused", callLogId = id, error = failure, ms = ms);
-            exotel_failure(id, &failure)
+            app.slots.release(&id);
+            app.call_log.record(LogEvent::PlaceFailed {
+                id: id.clone(),
+                error: failure.to_string(),
+            });
+            exotel_failure(&id, &failure)
         }
         Err(PoolError::NotSent) => {
             crate::warn!("call.not_sent", callLogId = id, ms = ms);
-            Response::error(
-                503,
-                "exotel_busy",
-                format!(
-                    "every Exotel API thread was busy for {} ms; nothing was sent to Exotel, so it is safe to try again",
-                    ms
-                ),
-            )
-            .with_header("Retry-After", "1")
+            app.slots.release(&id);
+            let detail = format!(
+                "every Exotel API thread was busy for {ms} ms; nothing was sent to Exotel, so it is safe to try again with a new callLogId"
+            );
+            app.call_log.record(LogEvent::PlaceFailed {
+                id: id.clone(),
+                error: detail.clone(),
+            });
+            Response::error(503, "exotel_busy", detail).with_header("Retry-After", "1")
         }
         Err(PoolError::NoAnswer) => {
+            // The call may exist: it keeps its slot until a status callback or the slot timeout.
             crate::warn!("call.no_answer", callLogId = id, ms = ms);
-            Response::error(
-                504,
-                "exotel_timeout",
-                format!(
-                    "Exotel did not answer within {} ms; the call may still have been placed (callLogId {id}), so it was not retried",
-                    pool.timeout().as_millis()
-                ),
-            )
+            let detail = format!(
+                "Exotel did not answer within {} ms; the call may still have been placed (callLogId {id}), so it was not retried",
+                pool.timeout().as_millis()
+            );
+            app.call_log.record(LogEvent::PlaceUnknown {
+                id: id.clone(),
+                error: detail.clone(),
+            });
+            Response::error(504, "exotel_timeout", detail)
         }
     }
 }

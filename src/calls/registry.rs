@@ -28,6 +28,8 @@ pub struct PendingMedia {
     pub issued_at: Instant,
     /// A session has started with it.
     pub used: bool,
+    /// Every slot was taken when the webhook answered: the call hears a tone and is hung up.
+    pub over_capacity: bool,
 }
 
 #[derive(Debug)]
@@ -81,6 +83,22 @@ impl Registry {
 
     /// Issues a fresh token for the call's media stream.
     pub fn issue_token(&self, call_log_id: &CallLogId) -> Result<MediaToken, RegistryFull> {
+        self.issue(call_log_id, false)
+    }
+
+    /// Issues a token for a call that is over capacity (it will be refused with a tone).
+    pub fn issue_over_capacity_token(
+        &self,
+        call_log_id: &CallLogId,
+    ) -> Result<MediaToken, RegistryFull> {
+        self.issue(call_log_id, true)
+    }
+
+    fn issue(
+        &self,
+        call_log_id: &CallLogId,
+        over_capacity: bool,
+    ) -> Result<MediaToken, RegistryFull> {
         let now = Instant::now();
         let token = MediaToken::generate();
         let ttl = self.ttl;
@@ -101,6 +119,7 @@ impl Registry {
                 call_log_id: call_log_id.clone(),
                 issued_at: now,
                 used: false,
+                over_capacity,
             },
         );
         Ok(token)

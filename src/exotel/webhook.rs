@@ -7,6 +7,8 @@
 //! parameter is optional and logged.
 
 use crate::app::App;
+use crate::calls::log::{Direction, LogEvent, Status};
+use crate::calls::registry::MEDIA_TOKEN_TTL;
 use crate::calls::CallLogId;
 use crate::http::{Params, Request, Response};
 
@@ -40,14 +42,10 @@ struct Answer {
 }
 
 pub fn handle(app: &App, request: &Request) -> Response {
-    let query = Params::from_query(&request.query);
-    if let Err(denied) = crate::auth::exotel(&app.config, request, &query) {
-        return denied;
-    }
-    let mut params = query;
-    if let Err(bad) = params.add_body(request) {
-        return bad;
-    }
+    let params = match exotel_params(app, request) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
     let hook = match ConnectWebhook::from_params(&params) {
         Ok(hook) => hook,
         Err(why) => return Response::error(400, "bad_request", why),
@@ -70,7 +68,30 @@ pub fn handle(app: &App, request: &Request) -> Response {
         }
         None => CallLogId::generate(),
     };
-    let url = match app.issue_media_url(&call_log_id) {
+    // A call placed through /call already holds its slot; any other call takes one now, and
+    // gives it back if its media never connects (its token expires).
+    let direction = if app.slots.holds(&call_log_id) {
+        Direction::Outbound
+    } else {
+        match hook.direction.as_deref() {
+            Some(d) if d.starts_with("outbound") => Direction::Outbound,
+            _ => Direction::Inbound,
+        }
+    };
+    let connect_by = std::time::Instant::now() + MEDIA_TOKEN_TTL;
+    let over_capacity = app
+        .slots
+        .acquire_until_connected(&call_log_id, connect_by)
+        .is_err();
+    if over_capacity {
+        crate::warn!(
+            "webhook.over_capacity",
+            callLogId = call_log_id,
+            callSid = hook.call_sid,
+            max = app.slots.max()
+        );
+    }
+    let url = match app.issue_media_url(&call_log_id, over_capacity) {
         Ok(url) => url,
         Err(busy) => return busy,
     };
@@ -83,5 +104,75 @@ pub fn handle(app: &App, request: &Request) -> Response {
         to = hook.call_to.as_deref().unwrap_or(""),
         method = request.method
     );
+    app.call_log.record(LogEvent::Connected {
+        id: call_log_id,
+        direction,
+        call_sid: hook.call_sid,
+        from: hook.call_from.unwrap_or_default(),
+        to: hook.call_to.unwrap_or_default(),
+    });
     Response::json(200, &Answer { url })
+}
+
+/// Exotel's parameters from the query and the body, once `WEBHOOK_SECRET` (if set) is checked.
+fn exotel_params(app: &App, request: &Request) -> Result<Params, Response> {
+    let query = Params::from_query(&request.query);
+    crate::auth::exotel(&app.config, request, &query)?;
+    let mut params = query;
+    params.add_body(request)?;
+    Ok(params)
+}
+
+/// `/api/v1/exotel/status`: Exotel's status callback (exotel-protocol.md §4), form or JSON,
+/// matched by `CustomField`, else `CallSid`. Repeats and late arrivals change nothing (the call
+/// log never moves a status backwards). Answers 200 even for a call it does not know, so Exotel
+/// does not retry.
+pub fn handle_status(app: &App, request: &Request) -> Response {
+    let params = match exotel_params(app, request) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let get = |name: &str| params.get_non_empty(name).map(str::to_owned);
+    let custom_field = get("CustomField");
+    let call_sid = get("CallSid");
+    if custom_field.is_none() && call_sid.is_none() {
+        return Response::error(
+            400,
+            "bad_request",
+            "neither CustomField nor CallSid was sent",
+        );
+    }
+    let status_text = get("Status").or_else(|| get("CallStatus"));
+    let status = status_text.as_deref().and_then(Status::from_exotel);
+    let duration_s = get("ConversationDuration")
+        .or_else(|| get("Duration"))
+        .and_then(|d| d.parse::<u64>().ok());
+    crate::info!(
+        "webhook.status",
+        callLogId = custom_field.as_deref().unwrap_or(""),
+        callSid = call_sid.as_deref().unwrap_or(""),
+        status = status_text.as_deref().unwrap_or(""),
+        event = get("EventType").unwrap_or_default()
+    );
+    if let (
+        Some(
+            Status::Completed | Status::Failed | Status::Busy | Status::NoAnswer | Status::Canceled,
+        ),
+        Some(id),
+    ) = (
+        status,
+        custom_field
+            .as_deref()
+            .and_then(|f| CallLogId::parse(f).ok()),
+    ) {
+        app.slots.release(&id);
+    }
+    app.call_log.record(LogEvent::ExotelStatus {
+        custom_field,
+        call_sid,
+        status,
+        duration_s,
+        recording_url: get("RecordingUrl"),
+    });
+    Response::json(200, &serde_json::json!({"ok": true}))
 }

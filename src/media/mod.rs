@@ -11,10 +11,14 @@ pub mod listener;
 pub mod session;
 
 use crate::app::App;
+use crate::bot::capacity::CapacityBot;
+use crate::bot::{Bot, BotFactory, CallStart};
 use crate::calls::ids::constant_time_eq;
+use crate::calls::log::{LogEvent, MediaCounts, Status};
 use crate::calls::{CallLogId, MediaToken};
+use crate::exotel::stream::StartEvent;
 use crate::http::{form, Request, Response};
-use session::{MediaStream, Session};
+use session::{EndReason, MediaStream, Session, SessionContext, SessionStats};
 use std::time::Instant;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
@@ -26,6 +30,8 @@ pub struct Grant {
     pub token: Option<MediaToken>,
     /// The URL's query parameters other than `token` and `secret`.
     pub url_parameters: Vec<(String, String)>,
+    /// Every slot was taken when the webhook answered: a tone, then a hang-up.
+    pub over_capacity: bool,
 }
 
 /// Checks a media request's query and `Authorization` header.
@@ -52,6 +58,7 @@ pub fn authorize(
                 call_log_id: pending.call_log_id,
                 token: Some(token),
                 url_parameters,
+                over_capacity: pending.over_capacity,
             });
         }
     }
@@ -70,6 +77,7 @@ pub fn authorize(
                 call_log_id,
                 token: None,
                 url_parameters,
+                over_capacity: false,
             });
         }
     }
@@ -128,29 +136,80 @@ pub fn upgraded(app: &App, request: &Request, stream: may::net::TcpStream, alrea
     run(app, ws, grant);
 }
 
-/// Runs one call's session to its end, holding the call's place in the registry meanwhile.
-pub fn run(app: &App, ws: WebSocket<MediaStream>, grant: Grant) {
+/// Runs one call's session to its end, holding the call's place in the registry meanwhile, and
+/// writes its start and end to the call log.
+pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
     let _ = ws.get_ref().0.set_nodelay(true);
     let _ = ws
         .get_ref()
         .0
         .set_write_timeout(Some(std::time::Duration::from_secs(5)));
+    // A static MEDIA_SECRET URL has no webhook before it: the call takes its slot here.
+    if grant.token.is_none() && app.slots.acquire(&grant.call_log_id).is_err() {
+        grant.over_capacity = true;
+    }
     let ticket = app
         .registry
         .begin_session(&grant.call_log_id, grant.token.as_ref());
     crate::info!("media.connected", callLogId = grant.call_log_id);
+    let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(CapacityBot) };
+    let bots: &dyn BotFactory = if grant.over_capacity {
+        &capacity
+    } else {
+        &*app.bots
+    };
+    let on_start = |id: &CallLogId, start: &StartEvent| {
+        if !grant.over_capacity {
+            app.slots.connected(id);
+        }
+        app.call_log.record(LogEvent::MediaStarted {
+            id: id.clone(),
+            stream_sid: start.stream_sid.clone(),
+            call_sid: start.call_sid.clone(),
+            from: start.from.clone(),
+            to: start.to.clone(),
+        });
+    };
     let session = Session::new(
         ws,
-        grant.call_log_id,
-        &*app.bots,
-        &app.media_settings,
-        grant.url_parameters,
+        grant.call_log_id.clone(),
+        SessionContext {
+            bots,
+            on_start: &on_start,
+            settings: &app.media_settings,
+        },
+        grant.url_parameters.clone(),
         ticket.replaced.clone(),
         Instant::now(),
     );
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
-    if outcome.is_err() {
+    let (reason, stats) = outcome.unwrap_or_else(|_| {
         crate::error!("media.session_panicked", callLogId = ticket.call_log_id);
+        (
+            EndReason::SocketError("the session panicked".into()),
+            SessionStats::default(),
+        )
+    });
+    // A replaced session hands the call to its successor: counts only, the call goes on.
+    let status = match (&reason, grant.over_capacity) {
+        (EndReason::Replaced, _) => None,
+        (_, true) => Some(Status::RejectedCapacity),
+        (_, false) => Some(Status::Completed),
+    };
+    app.call_log.record(LogEvent::MediaEnded {
+        id: ticket.call_log_id.clone(),
+        status,
+        reason: reason.as_str().to_owned(),
+        counts: MediaCounts {
+            frames_in: stats.frames_in,
+            bytes_in: stats.bytes_in,
+            frames_out: stats.frames_out,
+            bytes_out: stats.bytes_out,
+            dtmf: stats.dtmf,
+        },
+    });
+    if status.is_some() {
+        app.slots.release(&ticket.call_log_id);
     }
     app.registry.end_session(&ticket);
 }

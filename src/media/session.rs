@@ -179,11 +179,24 @@ struct Live {
     pacer: Pacer,
 }
 
+/// Told when a call's stream starts (the call log's `in-progress`).
+pub type OnStart<'a> = &'a (dyn Fn(&CallLogId, &StartEvent) + Sync);
+
+/// What a session is given by the server: who makes its bot, who hears of its start, and its
+/// settings.
+#[derive(Clone, Copy)]
+pub struct SessionContext<'a> {
+    pub bots: &'a dyn BotFactory,
+    pub on_start: OnStart<'a>,
+    pub settings: &'a SessionSettings,
+}
+
 /// One call.
 pub struct Session<'a, S: MediaIo> {
     ws: WebSocket<S>,
     pub call_log_id: CallLogId,
     bots: &'a dyn BotFactory,
+    on_start: OnStart<'a>,
     settings: &'a SessionSettings,
     url_parameters: Vec<(String, String)>,
     replaced: Arc<AtomicBool>,
@@ -207,8 +220,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     pub fn new(
         ws: WebSocket<S>,
         call_log_id: CallLogId,
-        bots: &'a dyn BotFactory,
-        settings: &'a SessionSettings,
+        context: SessionContext<'a>,
         url_parameters: Vec<(String, String)>,
         replaced: Arc<AtomicBool>,
         now: Instant,
@@ -216,8 +228,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
         Session {
             ws,
             call_log_id,
-            bots,
-            settings,
+            bots: context.bots,
+            on_start: context.on_start,
+            settings: context.settings,
             url_parameters,
             replaced,
             live: None,
@@ -435,6 +448,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         };
         let mut bot = self.bots.create(&call);
         bot.on_start(&call, &mut self.outbox);
+        (self.on_start)(&self.call_log_id, &start);
         crate::info!(
             "media.start",
             callLogId = self.call_log_id,

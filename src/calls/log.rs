@@ -1,0 +1,790 @@
+//! The call log: one SQLite row per call in `$DATA_DIR/calls.db` (WAL, schema versioned with
+//! `PRAGMA user_version`), plus each call's status history.
+//!
+//! One OS thread owns the connection (design §2: SQLite blocks in the kernel, so never on a
+//! coroutine). Coroutines hand it [`LogEvent`]s without waiting; reads wait for their answer on a
+//! `may` channel. Events arrive at lifecycle moments only, never per media frame. A status never
+//! moves backwards, so repeated or late events (Exotel's callbacks repeat) change nothing.
+
+use super::CallLogId;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The schema this code writes; older databases are migrated on open.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Where a call is. Final states have the highest rank and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Queued,
+    Initiated,
+    Connected,
+    InProgress,
+    Completed,
+    Failed,
+    Busy,
+    NoAnswer,
+    Canceled,
+    Interrupted,
+    RejectedCapacity,
+}
+
+impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Queued,
+        Status::Initiated,
+        Status::Connected,
+        Status::InProgress,
+        Status::Completed,
+        Status::Failed,
+        Status::Busy,
+        Status::NoAnswer,
+        Status::Canceled,
+        Status::Interrupted,
+        Status::RejectedCapacity,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Initiated => "initiated",
+            Status::Connected => "connected",
+            Status::InProgress => "in-progress",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Busy => "busy",
+            Status::NoAnswer => "no-answer",
+            Status::Canceled => "canceled",
+            Status::Interrupted => "interrupted",
+            Status::RejectedCapacity => "rejected-capacity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Exotel's `Status` in a status callback (exotel-protocol.md §4).
+    pub fn from_exotel(s: &str) -> Option<Status> {
+        match s.to_ascii_lowercase().as_str() {
+            "completed" => Some(Status::Completed),
+            "failed" => Some(Status::Failed),
+            "busy" => Some(Status::Busy),
+            "no-answer" | "no_answer" | "noanswer" => Some(Status::NoAnswer),
+            "canceled" | "cancelled" => Some(Status::Canceled),
+            "in-progress" | "answered" => Some(Status::InProgress),
+            "ringing" => Some(Status::Initiated),
+            "queued" => Some(Status::Queued),
+            _ => None,
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Status::Queued => 0,
+            Status::Initiated => 1,
+            Status::Connected => 2,
+            Status::InProgress => 3,
+            _ => 4,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self.rank() == 4
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+/// Media counts for the row, from the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaCounts {
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    pub dtmf: String,
+}
+
+/// Something that happened to a call.
+#[derive(Debug, Clone)]
+pub enum LogEvent {
+    /// `POST /call` was accepted: a new outbound row, `queued`.
+    Requested {
+        id: CallLogId,
+        to: String,
+        caller_id: String,
+    },
+    /// Exotel accepted `Calls/connect`: `initiated`.
+    Placed { id: CallLogId, call_sid: String },
+    /// No call: Exotel refused, or nothing was sent. `failed` with the reason.
+    PlaceFailed { id: CallLogId, error: String },
+    /// `/call` could not tell whether Exotel placed the call (504); noted, status kept.
+    PlaceUnknown { id: CallLogId, error: String },
+    /// The connect webhook answered for the call (a new inbound row, or the outbound one).
+    Connected {
+        id: CallLogId,
+        direction: Direction,
+        call_sid: String,
+        from: String,
+        to: String,
+    },
+    /// The media stream started: `in-progress`.
+    MediaStarted {
+        id: CallLogId,
+        stream_sid: String,
+        call_sid: String,
+        from: String,
+        to: String,
+    },
+    /// The media stream ended: `status` (normally `completed`; none when another socket took
+    /// the call over), the reason and the counts.
+    MediaEnded {
+        id: CallLogId,
+        status: Option<Status>,
+        reason: String,
+        counts: MediaCounts,
+    },
+    /// Exotel's status callback, matched by `CustomField`, else `CallSid`.
+    ExotelStatus {
+        custom_field: Option<String>,
+        call_sid: Option<String>,
+        status: Option<Status>,
+        duration_s: Option<u64>,
+        recording_url: Option<String>,
+    },
+}
+
+/// One call as `GET /calls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRow {
+    pub call_log_id: String,
+    pub direction: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub caller_id: Option<String>,
+    pub call_sid: Option<String>,
+    pub stream_sid: Option<String>,
+    pub status: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub answered_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub duration_s: Option<i64>,
+    pub end_reason: Option<String>,
+    pub frames_in: i64,
+    pub bytes_in: i64,
+    pub frames_out: i64,
+    pub bytes_out: i64,
+    pub dtmf: String,
+    pub recording_path: Option<String>,
+    pub exotel_recording_url: Option<String>,
+    pub last_error: Option<String>,
+    /// Status changes in order, with Unix milliseconds (`GET /calls/{id}` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StatusChange>,
+    /// The `before` cursor value for the next page.
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusChange {
+    pub status: String,
+    pub at: i64,
+}
+
+/// What `GET /calls` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: usize,
+    /// Only calls older than this cursor.
+    pub before: Option<i64>,
+    pub status: Option<Status>,
+    pub direction: Option<Direction>,
+}
+
+enum Op {
+    Write(LogEvent),
+    List(
+        ListQuery,
+        may::sync::mpsc::Sender<Result<Vec<CallRow>, String>>,
+    ),
+    Get(
+        String,
+        may::sync::mpsc::Sender<Result<Option<CallRow>, String>>,
+    ),
+    /// Answers once everything sent before it is written.
+    Sync(may::sync::mpsc::Sender<()>),
+}
+
+/// The handle coroutines use. Cloning shares the writer.
+#[derive(Clone)]
+pub struct CallLog {
+    ops: mpsc::Sender<Op>,
+}
+
+/// What opening the log found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// Calls that were live when the process last died, now `interrupted`.
+    pub interrupted: usize,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl CallLog {
+    /// Opens (or creates) the database, migrates it, marks calls left live by a crash as
+    /// `interrupted`, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<(CallLog, Opened), String> {
+        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let interrupted = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (ops, queue) = mpsc::channel::<Op>();
+        std::thread::Builder::new()
+            .name("call-log".into())
+            .spawn(move || writer(conn, queue))
+            .map_err(|e| e.to_string())?;
+        Ok((CallLog { ops }, Opened { interrupted }))
+    }
+
+    /// Hands an event to the writer; never waits.
+    pub fn record(&self, event: LogEvent) {
+        if self.ops.send(Op::Write(event)).is_err() {
+            crate::error!("calllog.writer_gone", detail = "an event was not written");
+        }
+    }
+
+    /// Newest first. Waits for the writer (coroutine-safe).
+    pub fn list(&self, query: ListQuery) -> Result<Vec<CallRow>, String> {
+        let (tx, rx) = may::sync::mpsc::channel();
+        self.ops
+            .send(Op::List(query, tx))
+            .map_err(|_| "the call log is closed")?;
+        rx.recv()
+            .map_err(|_| "the call log is closed".to_string())?
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<CallRow>, String> {
+        let (tx, rx) = may::sync::mpsc::channel();
+        self.ops
+            .send(Op::Get(id.to_owned(), tx))
+            .map_err(|_| "the call log is closed")?;
+        rx.recv()
+            .map_err(|_| "the call log is closed".to_string())?
+    }
+
+    /// Waits until every event recorded so far is written.
+    pub fn sync(&self) {
+        let (tx, rx) = may::sync::mpsc::channel();
+        if self.ops.send(Op::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// Schema, migration and crash recovery; returns how many calls were marked interrupted.
+fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database has schema version {version}, newer than this program's {SCHEMA_VERSION}"
+        )));
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE calls (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 call_log_id TEXT NOT NULL UNIQUE,
+                 direction TEXT NOT NULL,
+                 from_number TEXT, to_number TEXT, caller_id TEXT,
+                 call_sid TEXT, stream_sid TEXT,
+                 status TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, answered_at INTEGER, ended_at INTEGER,
+                 duration_s INTEGER, end_reason TEXT,
+                 frames_in INTEGER NOT NULL DEFAULT 0, bytes_in INTEGER NOT NULL DEFAULT 0,
+                 frames_out INTEGER NOT NULL DEFAULT 0, bytes_out INTEGER NOT NULL DEFAULT 0,
+                 dtmf TEXT NOT NULL DEFAULT '',
+                 recording_path TEXT, exotel_recording_url TEXT, last_error TEXT
+             );
+             CREATE INDEX calls_call_sid ON calls(call_sid);
+             CREATE INDEX calls_status ON calls(status, seq);
+             CREATE TABLE call_history (
+                 call_log_id TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL
+             );
+             CREATE INDEX call_history_call ON call_history(call_log_id);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    let now = now_ms();
+    let live: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT call_log_id FROM calls WHERE status IN ('queued','initiated','connected','in-progress')",
+        )?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids
+    };
+    for id in &live {
+        conn.execute(
+            "UPDATE calls SET status = 'interrupted', ended_at = ?2,
+                 end_reason = COALESCE(end_reason, 'process-stopped') WHERE call_log_id = ?1",
+            params![id, now],
+        )?;
+        conn.execute(
+            "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, 'interrupted', ?2)",
+            params![id, now],
+        )?;
+    }
+    Ok(live.len())
+}
+
+fn writer(conn: Connection, queue: mpsc::Receiver<Op>) {
+    while let Ok(op) = queue.recv() {
+        match op {
+            Op::Write(event) => {
+                if let Err(e) = apply(&conn, &event) {
+                    crate::error!(
+                        "calllog.write_failed",
+                        error = e,
+                        event = format!("{event:?}")
+                    );
+                }
+            }
+            Op::List(query, reply) => {
+                let _ = reply.send(list(&conn, &query).map_err(|e| e.to_string()));
+            }
+            Op::Get(id, reply) => {
+                let _ = reply.send(get(&conn, &id).map_err(|e| e.to_string()));
+            }
+            Op::Sync(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status>> {
+    conn.query_row(
+        "SELECT status FROM calls WHERE call_log_id = ?1",
+        [id],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map(|s| s.and_then(|s| Status::parse(&s)))
+}
+
+/// Moves the call to `status` if that is forward; returns whether it moved.
+fn advance(conn: &Connection, id: &str, status: Status, now: i64) -> rusqlite::Result<bool> {
+    let Some(current) = current_status(conn, id)? else {
+        return Ok(false);
+    };
+    if status.rank() <= current.rank() {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE calls SET status = ?2 WHERE call_log_id = ?1",
+        params![id, status.as_str()],
+    )?;
+    conn.execute(
+        "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
+        params![id, status.as_str(), now],
+    )?;
+    Ok(true)
+}
+
+fn insert(
+    conn: &Connection,
+    id: &str,
+    direction: Direction,
+    status: Status,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO calls (call_log_id, direction, status, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id, direction.as_str(), status.as_str(), now],
+    )?;
+    if inserted == 1 {
+        conn.execute(
+            "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
+            params![id, status.as_str(), now],
+        )?;
+    }
+    Ok(())
+}
+
+fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
+    let now = now_ms();
+    match event {
+        LogEvent::Requested { id, to, caller_id } => {
+            insert(conn, id.as_str(), Direction::Outbound, Status::Queued, now)?;
+            conn.execute(
+                "UPDATE calls SET to_number = ?2, caller_id = ?3 WHERE call_log_id = ?1",
+                params![id.as_str(), to, caller_id],
+            )?;
+        }
+        LogEvent::Placed { id, call_sid } => {
+            conn.execute(
+                "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
+                params![id.as_str(), call_sid],
+            )?;
+            advance(conn, id.as_str(), Status::Initiated, now)?;
+        }
+        LogEvent::PlaceFailed { id, error } => {
+            conn.execute(
+                "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
+                params![id.as_str(), error, now],
+            )?;
+            advance(conn, id.as_str(), Status::Failed, now)?;
+        }
+        LogEvent::PlaceUnknown { id, error } => {
+            conn.execute(
+                "UPDATE calls SET last_error = ?2 WHERE call_log_id = ?1",
+                params![id.as_str(), error],
+            )?;
+        }
+        LogEvent::Connected {
+            id,
+            direction,
+            call_sid,
+            from,
+            to,
+        } => {
+            insert(conn, id.as_str(), *direction, Status::Connected, now)?;
+            conn.execute(
+                "UPDATE calls SET call_sid = COALESCE(call_sid, ?2),
+                     from_number = COALESCE(from_number, NULLIF(?3, '')),
+                     to_number = COALESCE(to_number, NULLIF(?4, '')) WHERE call_log_id = ?1",
+                params![id.as_str(), call_sid, from, to],
+            )?;
+            advance(conn, id.as_str(), Status::Connected, now)?;
+        }
+        LogEvent::MediaStarted {
+            id,
+            stream_sid,
+            call_sid,
+            from,
+            to,
+        } => {
+            // A static MEDIA_SECRET URL has no webhook before it: the row may start here.
+            insert(
+                conn,
+                id.as_str(),
+                Direction::Inbound,
+                Status::InProgress,
+                now,
+            )?;
+            conn.execute(
+                "UPDATE calls SET stream_sid = ?2, call_sid = COALESCE(call_sid, NULLIF(?3, '')),
+                     from_number = COALESCE(from_number, NULLIF(?4, '')),
+                     to_number = COALESCE(to_number, NULLIF(?5, '')),
+                     answered_at = COALESCE(answered_at, ?6) WHERE call_log_id = ?1",
+                params![id.as_str(), stream_sid, call_sid, from, to, now],
+            )?;
+            advance(conn, id.as_str(), Status::InProgress, now)?;
+        }
+        LogEvent::MediaEnded {
+            id,
+            status,
+            reason,
+            counts,
+        } => {
+            conn.execute(
+                "UPDATE calls SET frames_in = frames_in + ?2, bytes_in = bytes_in + ?3,
+                     frames_out = frames_out + ?4, bytes_out = bytes_out + ?5,
+                     dtmf = dtmf || ?6 WHERE call_log_id = ?1",
+                params![
+                    id.as_str(),
+                    counts.frames_in as i64,
+                    counts.bytes_in as i64,
+                    counts.frames_out as i64,
+                    counts.bytes_out as i64,
+                    counts.dtmf
+                ],
+            )?;
+            if let Some(status) = status {
+                conn.execute(
+                    "UPDATE calls SET ended_at = COALESCE(ended_at, ?2), end_reason = ?3,
+                         duration_s = COALESCE(duration_s, (?2 - answered_at) / 1000)
+                     WHERE call_log_id = ?1",
+                    params![id.as_str(), now, reason],
+                )?;
+                advance(conn, id.as_str(), *status, now)?;
+            }
+        }
+        LogEvent::ExotelStatus {
+            custom_field,
+            call_sid,
+            status,
+            duration_s,
+            recording_url,
+        } => {
+            let by_field = match custom_field {
+                Some(f) => conn
+                    .query_row(
+                        "SELECT call_log_id FROM calls WHERE call_log_id = ?1",
+                        [f],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let id: Option<String> = match (by_field, call_sid) {
+                (Some(id), _) => Some(id),
+                (None, Some(sid)) => conn
+                    .query_row(
+                        "SELECT call_log_id FROM calls WHERE call_sid = ?1",
+                        [sid],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                (None, None) => None,
+            };
+            let Some(id) = id else {
+                crate::warn!(
+                    "calllog.unmatched_status",
+                    customField = custom_field.as_deref().unwrap_or(""),
+                    callSid = call_sid.as_deref().unwrap_or("")
+                );
+                return Ok(());
+            };
+            // Exotel's billing duration is authoritative over ours.
+            conn.execute(
+                "UPDATE calls SET duration_s = COALESCE(?2, duration_s),
+                     exotel_recording_url = COALESCE(?3, exotel_recording_url),
+                     call_sid = COALESCE(call_sid, ?4) WHERE call_log_id = ?1",
+                params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
+            )?;
+            if let Some(status) = status {
+                if advance(conn, &id, *status, now)? && status.is_final() {
+                    conn.execute(
+                        "UPDATE calls SET ended_at = COALESCE(ended_at, ?2) WHERE call_log_id = ?1",
+                        params![id, now],
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const COLUMNS: &str =
+    "seq, call_log_id, direction, from_number, to_number, caller_id, call_sid, stream_sid,
+    status, created_at, answered_at, ended_at, duration_s, end_reason, frames_in, bytes_in,
+    frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        seq: r.get(0)?,
+        call_log_id: r.get(1)?,
+        direction: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        caller_id: r.get(5)?,
+        call_sid: r.get(6)?,
+        stream_sid: r.get(7)?,
+        status: r.get(8)?,
+        created_at: r.get(9)?,
+        answered_at: r.get(10)?,
+        ended_at: r.get(11)?,
+        duration_s: r.get(12)?,
+        end_reason: r.get(13)?,
+        frames_in: r.get(14)?,
+        bytes_in: r.get(15)?,
+        frames_out: r.get(16)?,
+        bytes_out: r.get(17)?,
+        dtmf: r.get(18)?,
+        recording_path: r.get(19)?,
+        exotel_recording_url: r.get(20)?,
+        last_error: r.get(21)?,
+        history: Vec::new(),
+    })
+}
+
+fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<CallRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM calls
+         WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR direction = ?3)
+         ORDER BY seq DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(
+            params![
+                q.before,
+                q.status.map(Status::as_str),
+                q.direction.map(Direction::as_str),
+                q.limit as i64
+            ],
+            row,
+        )?
+        .collect();
+    rows
+}
+
+fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_log_id = ?1");
+    let Some(mut call) = conn.query_row(&sql, [id], row).optional()? else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, at FROM call_history WHERE call_log_id = ?1 ORDER BY rowid",
+    )?;
+    call.history = stmt
+        .query_map([id], |r| {
+            Ok(StatusChange {
+                status: r.get(0)?,
+                at: r.get(1)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(call))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("evb-log-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("calls.db")
+    }
+
+    fn id(s: &str) -> CallLogId {
+        CallLogId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn statuses_only_move_forward_and_callbacks_are_idempotent() {
+        let (log, opened) = CallLog::open(&temp_db("forward")).unwrap();
+        assert_eq!(opened.interrupted, 0);
+        log.record(LogEvent::Requested {
+            id: id("c1"),
+            to: "+919876543210".into(),
+            caller_id: "0801".into(),
+        });
+        log.record(LogEvent::Placed {
+            id: id("c1"),
+            call_sid: "CA1".into(),
+        });
+        log.record(LogEvent::MediaStarted {
+            id: id("c1"),
+            stream_sid: "S1".into(),
+            call_sid: "CA1".into(),
+            from: "".into(),
+            to: "".into(),
+        });
+        // A late `connected` does not move it back.
+        log.record(LogEvent::Connected {
+            id: id("c1"),
+            direction: Direction::Outbound,
+            call_sid: "CA1".into(),
+            from: "x".into(),
+            to: "y".into(),
+        });
+        let status = LogEvent::ExotelStatus {
+            custom_field: Some("c1".into()),
+            call_sid: None,
+            status: Some(Status::Completed),
+            duration_s: Some(42),
+            recording_url: Some("https://rec/1".into()),
+        };
+        log.record(status.clone());
+        let once = log.get("c1").unwrap().unwrap();
+        log.record(status);
+        let twice = log.get("c1").unwrap().unwrap();
+        assert_eq!(once, twice, "the same callback twice changes nothing");
+        assert_eq!(once.status, "completed");
+        assert_eq!(once.duration_s, Some(42));
+        let history: Vec<&str> = once.history.iter().map(|h| h.status.as_str()).collect();
+        assert_eq!(history, ["queued", "initiated", "in-progress", "completed"]);
+    }
+
+    #[test]
+    fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
+        let path = temp_db("reopen");
+        {
+            let (log, _) = CallLog::open(&path).unwrap();
+            log.record(LogEvent::Requested {
+                id: id("done"),
+                to: "1".into(),
+                caller_id: "2".into(),
+            });
+            log.record(LogEvent::PlaceFailed {
+                id: id("done"),
+                error: "no".into(),
+            });
+            log.record(LogEvent::Connected {
+                id: id("live"),
+                direction: Direction::Inbound,
+                call_sid: "CA".into(),
+                from: "".into(),
+                to: "".into(),
+            });
+            log.sync();
+        }
+        let (log, opened) = CallLog::open(&path).unwrap();
+        assert_eq!(opened.interrupted, 1);
+        assert_eq!(log.get("live").unwrap().unwrap().status, "interrupted");
+        assert_eq!(log.get("done").unwrap().unwrap().status, "failed");
+        let all = log
+            .list(ListQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|c| c.call_log_id.as_str())
+                .collect::<Vec<_>>(),
+            ["live", "done"]
+        );
+        let failed = log
+            .list(ListQuery {
+                limit: 10,
+                status: Some(Status::Failed),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        let page = log
+            .list(ListQuery {
+                limit: 10,
+                before: Some(all[0].seq),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page[0].call_log_id, "done");
+    }
+}

@@ -1,0 +1,276 @@
+//! Issue 4 on the real binary: the SQLite call log, Exotel's status callbacks, concurrency slots,
+//! and what a `kill -9` leaves behind.
+
+mod support;
+
+use exotel_voicebot::media::audio::speech_like;
+use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+use exotel_voicebot::sim::{run_call, CallPlan, Connect, EndedBy};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{request, Server};
+
+fn credentials(base: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EXOTEL_API_KEY", "k".into()),
+        ("EXOTEL_API_TOKEN", "t".into()),
+        ("EXOTEL_SID", "acme".into()),
+        ("EXOTEL_APP_ID", "77".into()),
+        ("EXOTEL_CALLER_ID", "08047112233".into()),
+        ("EXOTEL_API_BASE_URL", base.into()),
+    ]
+}
+
+fn start(fake: &FakeExotel, extra: &[(&'static str, &str)]) -> Server {
+    let mut env: Vec<(&str, String)> = credentials(&fake.base_url());
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start(&env)
+}
+
+fn place(server: &Server, id: &str) -> support::TestResponse {
+    server.post_json(
+        "/call",
+        &format!(r#"{{"to": "+919876543210", "callLogId": "{id}"}}"#),
+    )
+}
+
+/// Waits until the call's row satisfies `done` (the log is written behind the answers).
+fn row_when(
+    server: &Server,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = server.get(&format!("/calls/{id}"));
+        if r.status == 200 && done(&r.json()) {
+            return r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "row {id}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status_callback(server: &Server, body: &str) -> support::TestResponse {
+    request(
+        server.addr,
+        "POST",
+        "/api/v1/exotel/status",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn an_outbound_call_leaves_one_row_that_the_status_callback_completes() {
+    let fake = Arc::new(FakeExotel::start(Behaviour::Accept {
+        sid: "CA-out-1".into(),
+    }));
+    let server = start(&fake, &[]);
+    let mut plan = CallPlan::new(server.addr, speech_like(8000, 1000, 2));
+    plan.connect = Connect::Outbound {
+        to: "+919876543210".into(),
+        fake: fake.clone(),
+    };
+    plan.dtmf = "1#".into();
+    let report = run_call(&plan);
+    assert_eq!(report.ended_by, EndedBy::Server(1000), "{report:#?}");
+    let id = report.call_log_id.clone();
+    // What Exotel was told: our status callback, for the end and the answer.
+    let fields = fake.call_for(&id).unwrap();
+    assert!(fields.contains(&(
+        "StatusCallback".into(),
+        format!(
+            "http://localhost:{}/api/v1/exotel/status",
+            server.addr.port()
+        )
+    )));
+
+    let row = row_when(&server, &id, |r| r["status"] == "completed");
+    assert_eq!(row["direction"], "outbound");
+    assert_eq!(row["to"], "+919876543210");
+    assert_eq!(row["callerId"], "08047112233");
+    assert_eq!(row["callSid"], "CA-out-1");
+    assert_eq!(row["streamSid"], plan.stream_sid);
+    assert_eq!(row["framesIn"], report.chunks_sent);
+    assert_eq!(row["bytesIn"], report.bytes_sent);
+    assert_eq!(row["framesOut"], report.chunks_received);
+    assert_eq!(row["dtmf"], "1#");
+    assert_eq!(row["endReason"], "bot-hung-up");
+    assert!(row["durationS"].as_i64().unwrap() >= 1);
+    let history: Vec<&str> = row["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "queued",
+            "initiated",
+            "connected",
+            "in-progress",
+            "completed"
+        ]
+    );
+    let times: Vec<i64> = row["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["at"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // Exotel's callback: its duration and recording win; sent twice, the second changes nothing.
+    let body = format!("CallSid=CA-out-1&Status=completed&EventType=terminal&ConversationDuration=7&RecordingUrl=https%3A%2F%2Frec.example%2F1.mp3&CustomField={id}");
+    assert_eq!(status_callback(&server, &body).status, 200);
+    let once = row_when(&server, &id, |r| r["durationS"] == 7);
+    assert_eq!(once["exotelRecordingUrl"], "https://rec.example/1.mp3");
+    assert_eq!(status_callback(&server, &body).status, 200);
+    // A late "answered" callback does not move the call back either.
+    status_callback(
+        &server,
+        &format!("CallSid=CA-out-1&Status=in-progress&EventType=answered&CustomField={id}"),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.get(&format!("/calls/{id}")).json(), once);
+
+    // And the list shows it, filtered.
+    let list = server
+        .get("/calls?direction=outbound&status=completed")
+        .json();
+    assert_eq!(list["calls"].as_array().unwrap().len(), 1);
+    server
+        .get("/calls?status=nonsense")
+        .assert_error(400, "bad_request");
+    server
+        .get("/calls/no-such-call")
+        .assert_error(404, "not_found");
+}
+
+#[test]
+fn the_sixth_call_over_a_limit_of_five_is_429_and_slots_come_back() {
+    let fake = FakeExotel::start(Behaviour::Accept { sid: "CA".into() });
+    let server = start(&fake, &[("MAX_CONCURRENT_CALLS", "5")]);
+    for i in 0..5 {
+        assert_eq!(place(&server, &format!("c{i}")).status, 200);
+    }
+    let r = place(&server, "c5");
+    r.assert_error(429, "too_many_calls");
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert_eq!(
+        fake.received().len(),
+        5,
+        "nothing was sent to Exotel for the sixth"
+    );
+    assert_eq!(server.get("/health").json()["activeCalls"], 5);
+
+    // A final status frees the call's slot.
+    assert_eq!(
+        status_callback(&server, "CallSid=CA&Status=busy&CustomField=c0").status,
+        200
+    );
+    assert_eq!(place(&server, "c6").status, 200);
+    place(&server, "c7").assert_error(429, "too_many_calls");
+
+    // A call Exotel refuses gives its slot back at once.
+    status_callback(&server, "CallSid=CA&Status=no-answer&CustomField=c1");
+    fake.set(Behaviour::Answer {
+        status: 403,
+        body: r#"{"RestException":{"Message":"nope"}}"#.into(),
+    });
+    place(&server, "c8").assert_error(502, "exotel_refused");
+    fake.set(Behaviour::Accept { sid: "CA".into() });
+    assert_eq!(place(&server, "c9").status, 200);
+    let row = row_when(&server, "c8", |r| r["status"] == "failed");
+    assert!(row["lastError"].as_str().unwrap().contains("nope"));
+    let row = row_when(&server, "c0", |r| r["status"] == "busy");
+    assert!(row["endedAt"].is_i64());
+}
+
+#[test]
+fn slots_come_back_after_the_slot_timeout() {
+    let fake = FakeExotel::start(Behaviour::Accept { sid: "CA".into() });
+    let server = start(
+        &fake,
+        &[("MAX_CONCURRENT_CALLS", "1"), ("CALL_SLOT_TIMEOUT_S", "1")],
+    );
+    assert_eq!(place(&server, "t0").status, 200);
+    place(&server, "t1").assert_error(429, "too_many_calls");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(place(&server, "t2").status, 200);
+}
+
+#[test]
+fn an_inbound_call_over_capacity_hears_a_tone_and_is_hung_up() {
+    let fake = FakeExotel::start(Behaviour::Accept { sid: "CA".into() });
+    let server = start(&fake, &[("MAX_CONCURRENT_CALLS", "1")]);
+    assert_eq!(place(&server, "holder").status, 200);
+    let report = run_call(&CallPlan::new(server.addr, speech_like(8000, 2000, 1)));
+    assert_eq!(report.marks_received, ["capacity-tone-played"]);
+    assert_eq!(report.ended_by, EndedBy::Server(1000));
+    let row = row_when(&server, &report.call_log_id, |r| {
+        r["status"] == "rejected-capacity"
+    });
+    assert_eq!(row["direction"], "inbound");
+    server.wait_for_log(&["webhook.over_capacity"]);
+    // Once the holder ends, inbound calls get the bot again.
+    status_callback(&server, "CallSid=CA&Status=completed&CustomField=holder");
+    let report = run_call(&CallPlan::new(server.addr, speech_like(8000, 1000, 1)));
+    assert!(report.is_clean(), "{report:#?}");
+}
+
+#[test]
+fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
+    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);
+    // One call that ended before the crash.
+    let done = run_call(&CallPlan::new(server.addr, speech_like(8000, 600, 1)));
+    assert!(done.is_clean());
+    let before = row_when(&server, &done.call_log_id, |r| r["status"] == "completed");
+
+    let addr = server.addr;
+    let live: Vec<_> = (0..20)
+        .map(|i| {
+            std::thread::spawn(move || run_call(&CallPlan::new(addr, speech_like(8000, 20_000, i))))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/calls?status=in-progress").json()["calls"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 20
+    {
+        assert!(Instant::now() < deadline, "the 20 calls did not all start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = server.kill_9();
+    for call in live {
+        assert!(
+            matches!(call.join().unwrap().ended_by, EndedBy::Error(_)),
+            "the calls died with the server"
+        );
+    }
+
+    let server = Server::start_in(dir, &[]);
+    server.wait_for_log(&["calllog.interrupted", "calls=20"]);
+    let all = server.get("/calls?limit=100").json();
+    let calls = all["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 21, "every call has its row");
+    let interrupted = calls
+        .iter()
+        .filter(|c| c["status"] == "interrupted")
+        .count();
+    assert_eq!(interrupted, 20);
+    assert_eq!(
+        server.get(&format!("/calls/{}", done.call_log_id)).json(),
+        before,
+        "an earlier row is unchanged"
+    );
+}
