@@ -19,6 +19,7 @@ pub struct App {
     pub registry: Registry,
     pub slots: Slots,
     pub call_log: CallLog,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The API pool, or the variables missing to build one.
     pub exotel: Result<ApiPool, Vec<&'static str>>,
     /// Makes each call's bot.
@@ -50,7 +51,8 @@ impl App {
         };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
-        let (call_log, opened) = CallLog::open(&config.data_dir.join("calls.db"))
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let (call_log, opened) = CallLog::open(&config.data_dir.join("calls.db"), metrics.clone())
             .map_err(|e| format!("DATA_DIR call log {e}"))?;
         if opened.interrupted > 0 {
             crate::warn!(
@@ -74,6 +76,7 @@ impl App {
             registry,
             slots,
             call_log,
+            metrics,
             exotel,
             bots,
             media_settings,

@@ -28,6 +28,7 @@ pub mod config;
 pub mod exotel;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod routes;
 pub mod sim;
 

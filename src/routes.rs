@@ -37,6 +37,15 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         ("GET", "/media") => crate::media::handshake(app, request),
         (_, "/media") => method_not_allowed("GET"),
 
+        // Prometheus.
+        ("GET", "/metrics") => Response::text(
+            200,
+            "text/plain; version=0.0.4",
+            app.metrics
+                .render(app.slots.live(), app.registry.active_calls()),
+        ),
+        (_, "/metrics") => method_not_allowed("GET"),
+
         // Probes.
         ("GET" | "HEAD", "/health") => health(app),
         (_, "/health") => method_not_allowed("GET, HEAD"),

@@ -134,6 +134,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
 
     let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
     let settings = SessionSettings::default();
+    let metrics = exotel_voicebot::metrics::Metrics::new();
     let ws = WebSocket::from_raw_socket(Pipe(wire.clone()), Role::Server, Some(websocket_config()));
     let t0 = Instant::now();
     let mut session = Session::new(
@@ -143,6 +144,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
             bots: &bots,
             on_start: &|_, _| {},
             settings: &settings,
+            metrics: &metrics,
         },
         Vec::new(),
         Arc::new(AtomicBool::new(false)),

@@ -7,10 +7,11 @@
 //! moves backwards, so repeated or late events (Exotel's callbacks repeat) change nothing.
 
 use super::CallLogId;
+use crate::metrics::Metrics;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
@@ -260,13 +261,13 @@ fn now_ms() -> i64 {
 impl CallLog {
     /// Opens (or creates) the database, migrates it, marks calls left live by a crash as
     /// `interrupted`, and starts the writer thread.
-    pub fn open(path: &Path) -> Result<(CallLog, Opened), String> {
+    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<(CallLog, Opened), String> {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let interrupted = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         let (ops, queue) = mpsc::channel::<Op>();
         std::thread::Builder::new()
             .name("call-log".into())
-            .spawn(move || writer(conn, queue))
+            .spawn(move || writer(conn, queue, &metrics))
             .map_err(|e| e.to_string())?;
         Ok((CallLog { ops }, Opened { interrupted }))
     }
@@ -368,11 +369,11 @@ fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(live.len())
 }
 
-fn writer(conn: Connection, queue: mpsc::Receiver<Op>) {
+fn writer(conn: Connection, queue: mpsc::Receiver<Op>, metrics: &Metrics) {
     while let Ok(op) = queue.recv() {
         match op {
             Op::Write(event) => {
-                if let Err(e) = apply(&conn, &event) {
+                if let Err(e) = apply(&conn, &event, metrics) {
                     crate::error!(
                         "calllog.write_failed",
                         error = e,
@@ -403,8 +404,15 @@ fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status
     .map(|s| s.and_then(|s| Status::parse(&s)))
 }
 
-/// Moves the call to `status` if that is forward; returns whether it moved.
-fn advance(conn: &Connection, id: &str, status: Status, now: i64) -> rusqlite::Result<bool> {
+/// Moves the call to `status` if that is forward; returns whether it moved. A call reaching a
+/// final status is counted in the metrics here, once.
+fn advance(
+    conn: &Connection,
+    metrics: &Metrics,
+    id: &str,
+    status: Status,
+    now: i64,
+) -> rusqlite::Result<bool> {
     let Some(current) = current_status(conn, id)? else {
         return Ok(false);
     };
@@ -419,6 +427,9 @@ fn advance(conn: &Connection, id: &str, status: Status, now: i64) -> rusqlite::R
         "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
         params![id, status.as_str(), now],
     )?;
+    if status.is_final() {
+        metrics.call_ended(status);
+    }
     Ok(true)
 }
 
@@ -442,7 +453,7 @@ fn insert(
     Ok(())
 }
 
-fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
+fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Result<()> {
     let now = now_ms();
     match event {
         LogEvent::Requested { id, to, caller_id } => {
@@ -457,14 +468,14 @@ fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
                 "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
                 params![id.as_str(), call_sid],
             )?;
-            advance(conn, id.as_str(), Status::Initiated, now)?;
+            advance(conn, metrics, id.as_str(), Status::Initiated, now)?;
         }
         LogEvent::PlaceFailed { id, error } => {
             conn.execute(
                 "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
                 params![id.as_str(), error, now],
             )?;
-            advance(conn, id.as_str(), Status::Failed, now)?;
+            advance(conn, metrics, id.as_str(), Status::Failed, now)?;
         }
         LogEvent::PlaceUnknown { id, error } => {
             conn.execute(
@@ -486,7 +497,7 @@ fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
                      to_number = COALESCE(to_number, NULLIF(?4, '')) WHERE call_log_id = ?1",
                 params![id.as_str(), call_sid, from, to],
             )?;
-            advance(conn, id.as_str(), Status::Connected, now)?;
+            advance(conn, metrics, id.as_str(), Status::Connected, now)?;
         }
         LogEvent::MediaStarted {
             id,
@@ -510,7 +521,7 @@ fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
                      answered_at = COALESCE(answered_at, ?6) WHERE call_log_id = ?1",
                 params![id.as_str(), stream_sid, call_sid, from, to, now],
             )?;
-            advance(conn, id.as_str(), Status::InProgress, now)?;
+            advance(conn, metrics, id.as_str(), Status::InProgress, now)?;
         }
         LogEvent::MediaEnded {
             id,
@@ -538,7 +549,7 @@ fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
                      WHERE call_log_id = ?1",
                     params![id.as_str(), now, reason],
                 )?;
-                advance(conn, id.as_str(), *status, now)?;
+                advance(conn, metrics, id.as_str(), *status, now)?;
             }
         }
         LogEvent::ExotelStatus {
@@ -585,7 +596,7 @@ fn apply(conn: &Connection, event: &LogEvent) -> rusqlite::Result<()> {
                 params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
             )?;
             if let Some(status) = status {
-                if advance(conn, &id, *status, now)? && status.is_final() {
+                if advance(conn, metrics, &id, *status, now)? && status.is_final() {
                     conn.execute(
                         "UPDATE calls SET ended_at = COALESCE(ended_at, ?2) WHERE call_log_id = ?1",
                         params![id, now],
@@ -687,7 +698,7 @@ mod tests {
 
     #[test]
     fn statuses_only_move_forward_and_callbacks_are_idempotent() {
-        let (log, opened) = CallLog::open(&temp_db("forward")).unwrap();
+        let (log, opened) = CallLog::open(&temp_db("forward"), Arc::new(Metrics::new())).unwrap();
         assert_eq!(opened.interrupted, 0);
         log.record(LogEvent::Requested {
             id: id("c1"),
@@ -735,7 +746,7 @@ mod tests {
     fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
         let path = temp_db("reopen");
         {
-            let (log, _) = CallLog::open(&path).unwrap();
+            let (log, _) = CallLog::open(&path, Arc::new(Metrics::new())).unwrap();
             log.record(LogEvent::Requested {
                 id: id("done"),
                 to: "1".into(),
@@ -754,7 +765,7 @@ mod tests {
             });
             log.sync();
         }
-        let (log, opened) = CallLog::open(&path).unwrap();
+        let (log, opened) = CallLog::open(&path, Arc::new(Metrics::new())).unwrap();
         assert_eq!(opened.interrupted, 1);
         assert_eq!(log.get("live").unwrap().unwrap().status, "interrupted");
         assert_eq!(log.get("done").unwrap().unwrap().status, "failed");

@@ -10,6 +10,7 @@ use crate::config::ConnectMode;
 use crate::exotel::client::RecordingChannels;
 use crate::exotel::{CallOptions, CallTarget, ConnectCall, ExotelError, PoolError};
 use crate::http::{BodyFraming, Params, Request, Response};
+use crate::metrics::ExotelOutcome;
 use serde::Serialize;
 
 /// Exotel's upper bound for `TimeLimit`, in seconds.
@@ -218,7 +219,19 @@ pub fn handle(app: &App, request: &Request) -> Response {
         call_log_id: id.clone(),
         options: call.options,
     });
-    let ms = started.elapsed().as_millis();
+    let took = started.elapsed();
+    let ms = took.as_millis();
+    let outcome = match &result {
+        Ok(_) => ExotelOutcome::Placed,
+        Err(PoolError::Exotel(ExotelError::Refused { .. })) => ExotelOutcome::Refused,
+        Err(PoolError::Exotel(ExotelError::BadAnswer { .. })) => ExotelOutcome::BadAnswer,
+        Err(PoolError::Exotel(ExotelError::Unreachable(_))) => ExotelOutcome::Unreachable,
+        Err(PoolError::Exotel(ExotelError::TimedOut) | PoolError::NoAnswer) => {
+            ExotelOutcome::Timeout
+        }
+        Err(PoolError::NotSent) => ExotelOutcome::NotSent,
+    };
+    app.metrics.exotel_request(outcome, took);
     match result {
         Ok(placed) => {
             crate::info!(

@@ -42,6 +42,13 @@ struct Answer {
 }
 
 pub fn handle(app: &App, request: &Request) -> Response {
+    let started = std::time::Instant::now();
+    let response = connect(app, request);
+    app.metrics.webhook_latency.observe(started.elapsed());
+    response
+}
+
+fn connect(app: &App, request: &Request) -> Response {
     let params = match exotel_params(app, request) {
         Ok(params) => params,
         Err(refused) => return refused,

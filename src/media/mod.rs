@@ -177,6 +177,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
             bots,
             on_start: &on_start,
             settings: &app.media_settings,
+            metrics: &app.metrics,
         },
         grant.url_parameters.clone(),
         ticket.replaced.clone(),

@@ -10,6 +10,7 @@ use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
 use crate::bot::{Bot, BotFactory, CallStart, Outbox};
 use crate::calls::CallLogId;
 use crate::exotel::stream::{decode_payload, Encoder, Inbound, StartEvent};
+use crate::metrics::{MediaDelta, Metrics};
 use bytes::BytesMut;
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,8 @@ pub const MAX_FRAME_BYTES: usize = 1 << 20;
 const MAX_WAIT: Duration = Duration::from_millis(200);
 /// Bad frames are logged at most this often per call.
 const WARN_EVERY: Duration = Duration::from_secs(1);
+/// A session adds its media counts to the metrics this often.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// The socket the session owns: reads and writes that can time out without losing state.
 pub trait MediaIo: Read + Write {
@@ -189,6 +192,7 @@ pub struct SessionContext<'a> {
     pub bots: &'a dyn BotFactory,
     pub on_start: OnStart<'a>,
     pub settings: &'a SessionSettings,
+    pub metrics: &'a Metrics,
 }
 
 /// One call.
@@ -197,6 +201,9 @@ pub struct Session<'a, S: MediaIo> {
     pub call_log_id: CallLogId,
     bots: &'a dyn BotFactory,
     on_start: OnStart<'a>,
+    metrics: &'a Metrics,
+    /// The counts already added to the metrics, and when.
+    reported: (SessionStats, Instant),
     settings: &'a SessionSettings,
     url_parameters: Vec<(String, String)>,
     replaced: Arc<AtomicBool>,
@@ -230,6 +237,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             call_log_id,
             bots: context.bots,
             on_start: context.on_start,
+            metrics: context.metrics,
+            reported: (SessionStats::default(), now),
             settings: context.settings,
             url_parameters,
             replaced,
@@ -270,6 +279,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// time) and handle it. `Some` when the call is over.
     pub fn turn(&mut self, now: Instant) -> Option<EndReason> {
         self.clock = now;
+        if now.duration_since(self.reported.1) >= METRICS_EVERY {
+            self.report_metrics(now);
+        }
         if self.replaced.load(Ordering::Acquire) {
             return Some(EndReason::Replaced);
         }
@@ -493,6 +505,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
             if queued == 0 {
                 return Ok(());
             }
+            let allowed_at = live
+                .pacer
+                .runs_dry_at()
+                .and_then(|dry| dry.checked_sub(self.settings.lead));
             let ahead = live.pacer.ahead(now);
             if ahead >= self.settings.lead {
                 return Ok(());
@@ -516,6 +532,11 @@ impl<'a, S: MediaIo> Session<'a, S> {
             samples_to_pcm(&self.chunk, &mut self.chunk_pcm);
             self.frame.clear();
             live.encoder.media(&mut self.frame, &self.chunk_pcm);
+            if let Some(at) = allowed_at {
+                self.metrics
+                    .chunk_send_delay
+                    .observe(now.saturating_duration_since(at));
+            }
             live.pacer
                 .sent(now, Duration::from_micros(live.rules.micros(padded)));
             self.stats.frames_out += 1;
@@ -542,6 +563,20 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
         self.last_sent = self.clock;
         Ok(())
+    }
+
+    /// Adds what happened since the last report to the metrics (about once a second).
+    fn report_metrics(&mut self, now: Instant) {
+        let (before, s) = (&self.reported.0, &self.stats);
+        self.metrics.add_media(MediaDelta {
+            frames_in: s.frames_in - before.frames_in,
+            bytes_in: s.bytes_in - before.bytes_in,
+            frames_out: s.frames_out - before.frames_out,
+            bytes_out: s.bytes_out - before.bytes_out,
+            bad_frames: s.bad_frames - before.bad_frames,
+        });
+        self.reported.0.clone_from(&self.stats);
+        self.reported.1 = now;
     }
 
     fn bad_frame(&mut self, now: Instant, what: &str) {
@@ -587,6 +622,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Some(live) = self.live.as_mut() {
             live.bot.on_stop(reason.as_str());
         }
+        self.report_metrics(self.clock);
         let s = &self.stats;
         let error = match reason {
             EndReason::SocketError(e) => e.as_str(),
