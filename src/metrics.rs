@@ -154,7 +154,7 @@ impl Metrics {
     /// The exposition text; `live_calls` and `media_sessions` are read by the caller.
     pub fn render(&self, live_calls: usize, media_sessions: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let mut family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
         };
