@@ -25,6 +25,8 @@ pub struct App {
     /// Makes each call's bot.
     pub bots: Box<dyn BotFactory>,
     pub media_settings: crate::media::session::SessionSettings,
+    /// Set on SIGTERM/SIGINT: no new calls, live ones may finish.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -80,6 +82,7 @@ impl App {
             exotel,
             bots,
             media_settings,
+            draining: Default::default(),
         })
     }
 
@@ -120,6 +123,20 @@ impl App {
         form::append_pair(&mut query, "token", token.as_str());
         form::append_pair(&mut query, "callLogId", call_log_id.as_str());
         format!("{}/media?{query}", self.media_base)
+    }
+
+    /// The 503 for a new call while the server shuts down.
+    pub fn refuse_if_draining(&self) -> Result<(), Response> {
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            Err(Response::error(
+                503,
+                "shutting_down",
+                "the server is shutting down and takes no new calls",
+            )
+            .with_header("Retry-After", "30"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Our status callback URL for `Calls/connect`, with the webhook secret when one is set.

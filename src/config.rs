@@ -95,6 +95,8 @@ pub struct Config {
     pub max_concurrent_calls: usize,
     /// `CALL_SLOT_TIMEOUT_S`: a call's slot is given back after this long whatever happened.
     pub call_slot_timeout: Duration,
+    /// `SHUTDOWN_GRACE_S`: after SIGTERM or SIGINT, how long live calls may go on.
+    pub shutdown_grace: Duration,
     pub http: Limits,
 }
 
@@ -231,6 +233,7 @@ impl Config {
         let max_concurrent_calls = ranged(&var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
         let call_slot_timeout =
             Duration::from_secs(ranged(&var, "CALL_SLOT_TIMEOUT_S", 7200, 1, 7 * 86_400)?);
+        let shutdown_grace = Duration::from_secs(ranged(&var, "SHUTDOWN_GRACE_S", 30, 0, 3600)?);
         let data_dir = std::path::PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
         match var("BOT").as_deref() {
             None | Some("echo") => {}
@@ -316,6 +319,7 @@ impl Config {
             data_dir,
             max_concurrent_calls,
             call_slot_timeout,
+            shutdown_grace,
             http,
         })
     }

@@ -35,13 +35,21 @@ pub mod sim;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Serves with the echo bot until the process ends.
+/// Serves with the echo bot until SIGTERM or SIGINT, then shuts down gracefully.
 pub fn serve(config: config::Config) -> std::io::Result<()> {
     let delay = config.echo_delay_ms;
     let echo = move |_: &bot::CallStart<'_>| -> Box<dyn bot::Bot> {
         Box::new(bot::echo::EchoBot::new(delay))
     };
-    start(config, Box::new(echo))?.wait();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let running = start(config, Box::new(echo))?;
+    if let Some(signal) = signals.forever().next() {
+        info!("server.signal", signal = signal);
+        running.shut_down(&mut signals);
+    }
     Ok(())
 }
 
@@ -55,10 +63,49 @@ pub struct Running {
     accept: may::coroutine::JoinHandle<()>,
 }
 
+/// How often a draining server looks whether its calls have ended.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// After the grace period, how long closed sessions get to write their rows.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Running {
     /// Blocks until the server stops (it does not, short of the process ending).
     pub fn wait(self) {
         let _ = self.accept.join();
+    }
+
+    /// Graceful shutdown: no new calls (503 on `/call` and the webhook), live calls go on for
+    /// up to `SHUTDOWN_GRACE_S` (a second signal cuts it short), then are closed; returns once
+    /// their rows are written.
+    pub fn shut_down(self, signals: &mut signal_hook::iterator::Signals) {
+        let app = &self.app;
+        app.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        let grace = app.config.shutdown_grace;
+        info!(
+            "server.draining",
+            liveCalls = app.registry.active_calls(),
+            graceS = grace.as_secs()
+        );
+        let deadline = std::time::Instant::now() + grace;
+        while app.registry.active_calls() > 0 && std::time::Instant::now() < deadline {
+            if signals.pending().next().is_some() {
+                warn!("server.second_signal", detail = "closing live calls now");
+                break;
+            }
+            std::thread::sleep(DRAIN_POLL);
+        }
+        let left = app.registry.active_calls();
+        if left > 0 {
+            warn!("server.closing_calls", calls = left);
+            app.registry.stop_all();
+            let deadline = std::time::Instant::now() + CLOSE_WAIT;
+            while app.registry.active_calls() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(DRAIN_POLL);
+            }
+        }
+        app.call_log.sync();
+        info!("server.stopped", closedCalls = left);
     }
 }
 

@@ -13,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -147,7 +147,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
             metrics: &metrics,
         },
         Vec::new(),
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU8::new(0)),
         t0,
     );
     let mut sent_out = 0usize;

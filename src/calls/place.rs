@@ -122,6 +122,9 @@ pub fn handle(app: &App, request: &Request) -> Response {
     if let Err(denied) = crate::auth::user(&app.config, request) {
         return denied;
     }
+    if let Err(draining) = app.refuse_if_draining() {
+        return draining;
+    }
     if request.framing == BodyFraming::None {
         return Response::error(
             411,

@@ -10,7 +10,7 @@
 
 use super::{CallLogId, MediaToken};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,10 +32,17 @@ pub struct PendingMedia {
     pub over_capacity: bool,
 }
 
+/// Values of a session's stop flag.
+pub const RUNNING: u8 = 0;
+/// A newer connection for the same call took over: the session ends, the call goes on.
+pub const REPLACED: u8 = 1;
+/// The server is shutting down: the session ends the call.
+pub const SHUTDOWN: u8 = 2;
+
 #[derive(Debug)]
 struct LiveSession {
     generation: u64,
-    replaced: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
 }
 
 /// A running media session's claim on its call.
@@ -44,8 +51,8 @@ pub struct SessionTicket {
     pub call_log_id: CallLogId,
     token: Option<MediaToken>,
     generation: u64,
-    /// Set when a newer connection for the same call takes over: the session must end.
-    pub replaced: Arc<AtomicBool>,
+    /// [`RUNNING`], or why the session must end ([`REPLACED`], [`SHUTDOWN`]).
+    pub stop: Arc<AtomicU8>,
 }
 
 #[derive(Debug)]
@@ -150,22 +157,22 @@ impl Registry {
             }
         }
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let replaced = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicU8::new(RUNNING));
         let previous = lock(&self.live).insert(
             call_log_id.clone(),
             LiveSession {
                 generation,
-                replaced: replaced.clone(),
+                stop: stop.clone(),
             },
         );
         if let Some(old) = previous {
-            old.replaced.store(true, Ordering::Release);
+            old.stop.store(REPLACED, Ordering::Release);
         }
         SessionTicket {
             call_log_id: call_log_id.clone(),
             token: token.cloned(),
             generation,
-            replaced,
+            stop,
         }
     }
 
@@ -192,6 +199,13 @@ impl Registry {
     /// Calls with a live media stream.
     pub fn active_calls(&self) -> usize {
         lock(&self.live).len()
+    }
+
+    /// Tells every live session to end its call (graceful shutdown, after the grace period).
+    pub fn stop_all(&self) {
+        for session in lock(&self.live).values() {
+            session.stop.store(SHUTDOWN, Ordering::Release);
+        }
     }
 }
 
@@ -241,8 +255,10 @@ mod tests {
             "valid past the TTL while the call is live"
         );
         let second = registry.begin_session(&id, Some(&token));
-        assert!(first.replaced.load(Ordering::Acquire));
-        assert!(!second.replaced.load(Ordering::Acquire));
+        assert_eq!(first.stop.load(Ordering::Acquire), REPLACED);
+        assert_eq!(second.stop.load(Ordering::Acquire), RUNNING);
+        registry.stop_all();
+        assert_eq!(second.stop.load(Ordering::Acquire), SHUTDOWN);
         assert_eq!(registry.active_calls(), 1);
         registry.end_session(&first);
         assert_eq!(

@@ -53,6 +53,9 @@ fn connect(app: &App, request: &Request) -> Response {
         Ok(params) => params,
         Err(refused) => return refused,
     };
+    if let Err(draining) = app.refuse_if_draining() {
+        return draining;
+    }
     let hook = match ConnectWebhook::from_params(&params) {
         Ok(hook) => hook,
         Err(why) => return Response::error(400, "bad_request", why),

@@ -180,7 +180,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
             metrics: &app.metrics,
         },
         grant.url_parameters.clone(),
-        ticket.replaced.clone(),
+        ticket.stop.clone(),
         Instant::now(),
     );
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
@@ -192,6 +192,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
         )
     });
     // A replaced session hands the call to its successor: counts only, the call goes on.
+    // A call ended by the shutdown is complete from our side (end reason server-shutdown).
     let status = match (&reason, grant.over_capacity) {
         (EndReason::Replaced, _) => None,
         (_, true) => Some(Status::RejectedCapacity),

@@ -8,12 +8,13 @@
 
 use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
 use crate::bot::{Bot, BotFactory, CallStart, Outbox};
+use crate::calls::registry::{REPLACED, SHUTDOWN};
 use crate::calls::CallLogId;
 use crate::exotel::stream::{decode_payload, Encoder, Inbound, StartEvent};
 use crate::metrics::{MediaDelta, Metrics};
 use bytes::BytesMut;
 use std::io::{self, ErrorKind, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -106,6 +107,8 @@ pub enum EndReason {
     ClosedByPeer,
     /// A newer connection for the same call took over.
     Replaced,
+    /// The server is shutting down and the grace period is over.
+    Shutdown,
     IdleTimeout,
     FrameTooLarge,
     SocketError(String),
@@ -118,6 +121,7 @@ impl EndReason {
             EndReason::BotHungUp => "bot-hung-up",
             EndReason::ClosedByPeer => "socket-closed",
             EndReason::Replaced => "replaced",
+            EndReason::Shutdown => "server-shutdown",
             EndReason::IdleTimeout => "idle-timeout",
             EndReason::FrameTooLarge => "frame-too-large",
             EndReason::SocketError(_) => "socket-error",
@@ -206,7 +210,8 @@ pub struct Session<'a, S: MediaIo> {
     reported: (SessionStats, Instant),
     settings: &'a SessionSettings,
     url_parameters: Vec<(String, String)>,
-    replaced: Arc<AtomicBool>,
+    /// The registry's stop flag for this session (see `calls::registry`).
+    stop: Arc<AtomicU8>,
     live: Option<Live>,
     start: Option<StartEvent>,
     outbox: Outbox,
@@ -229,7 +234,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         call_log_id: CallLogId,
         context: SessionContext<'a>,
         url_parameters: Vec<(String, String)>,
-        replaced: Arc<AtomicBool>,
+        stop: Arc<AtomicU8>,
         now: Instant,
     ) -> Self {
         Session {
@@ -241,7 +246,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             reported: (SessionStats::default(), now),
             settings: context.settings,
             url_parameters,
-            replaced,
+            stop,
             live: None,
             start: None,
             outbox: Outbox::new(8000, 0),
@@ -282,8 +287,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if now.duration_since(self.reported.1) >= METRICS_EVERY {
             self.report_metrics(now);
         }
-        if self.replaced.load(Ordering::Acquire) {
-            return Some(EndReason::Replaced);
+        match self.stop.load(Ordering::Acquire) {
+            REPLACED => return Some(EndReason::Replaced),
+            SHUTDOWN => return Some(EndReason::Shutdown),
+            _ => {}
         }
         if let Err(reason) = self.send_due(now) {
             return Some(reason);
@@ -600,7 +607,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
             let code = match reason {
                 EndReason::FrameTooLarge => CloseCode::Size,
-                EndReason::IdleTimeout => CloseCode::Away,
+                EndReason::IdleTimeout | EndReason::Shutdown => CloseCode::Away,
                 _ => CloseCode::Normal,
             };
             let _ = self.ws.close(Some(CloseFrame {

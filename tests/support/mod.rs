@@ -134,6 +134,29 @@ impl Server {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Sends a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code (None if it did not exit or
+    /// died by a signal) and its working directory, kept.
+    pub fn wait_exit(mut self, within: Duration) -> (Option<i32>, PathBuf) {
+        let deadline = Instant::now() + within;
+        let code = loop {
+            match self.child.try_wait().unwrap() {
+                Some(status) => break status.code(),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        (code, std::mem::take(&mut self.dir))
+    }
+
     /// `kill -9`: no chance to clean up. Returns the working directory, kept for a restart.
     pub fn kill_9(mut self) -> PathBuf {
         let _ = self.child.kill();

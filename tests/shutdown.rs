@@ -1,0 +1,123 @@
+//! Graceful shutdown on the real binary: SIGTERM stops new calls, lets live ones finish within
+//! SHUTDOWN_GRACE_S, closes the rest, writes every row and exits 0.
+
+mod support;
+
+use exotel_voicebot::media::audio::speech_like;
+use exotel_voicebot::sim::{run_call, CallPlan, EndedBy};
+use std::time::{Duration, Instant};
+use support::Server;
+
+/// Starts `n` echo calls of `ms` each and waits until all are streaming.
+fn live_calls(
+    server: &Server,
+    n: usize,
+    ms: u32,
+) -> Vec<std::thread::JoinHandle<exotel_voicebot::sim::CallReport>> {
+    let addr = server.addr;
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            std::thread::spawn(move || {
+                run_call(&CallPlan::new(addr, speech_like(8000, ms, i as u64)))
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/calls?status=in-progress").json()["calls"]
+        .as_array()
+        .unwrap()
+        .len()
+        < n
+    {
+        assert!(Instant::now() < deadline, "the calls did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    calls
+}
+
+/// The rows, read by the same binary restarted on the same data.
+fn rows_after_restart(dir: std::path::PathBuf) -> Vec<serde_json::Value> {
+    let server = Server::start_in(dir, &[]);
+    server.get("/calls?limit=100").json()["calls"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn sigterm_lets_live_calls_finish_then_exits_0_with_rows_complete() {
+    let server = Server::start(&[("SHUTDOWN_GRACE_S", "20")]);
+    let calls = live_calls(&server, 3, 2500);
+    server.signal("TERM");
+    server.wait_for_log(&["server.draining", "liveCalls=3"]);
+    // No new calls meanwhile, on either door.
+    server
+        .get("/voicebot/connect?CallSid=late")
+        .assert_error(503, "shutting_down");
+    server
+        .post_json("/call", r#"{"to": "+919876543210"}"#)
+        .assert_error(503, "shutting_down");
+    for call in calls {
+        let report = call.join().unwrap();
+        assert!(
+            report.is_clean(),
+            "a live call finished normally: {report:#?}"
+        );
+        assert_eq!(report.ended_by, EndedBy::Caller);
+    }
+    let (code, dir) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let rows = rows_after_restart(dir);
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "completed" && r["endReason"] == "callended"),
+        "{rows:#?}"
+    );
+}
+
+#[test]
+fn calls_still_live_after_the_grace_period_are_closed_and_written() {
+    let server = Server::start(&[("SHUTDOWN_GRACE_S", "1")]);
+    let calls = live_calls(&server, 2, 20_000);
+    let signalled = Instant::now();
+    server.signal("TERM");
+    for call in calls {
+        let report = call.join().unwrap();
+        assert_eq!(
+            report.ended_by,
+            EndedBy::Server(1001),
+            "closed as going away"
+        );
+        assert_eq!(
+            report.echo_mismatched, 0,
+            "what came back before the close was exact"
+        );
+    }
+    let (code, dir) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(8),
+        "the grace period was kept short"
+    );
+    let rows = rows_after_restart(dir);
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row["status"], "completed", "{row}");
+        assert_eq!(row["endReason"], "server-shutdown");
+        assert!(
+            row["framesIn"].as_i64().unwrap() > 5,
+            "counts written: {row}"
+        );
+    }
+}
+
+#[test]
+fn sigint_on_an_idle_server_exits_0_at_once() {
+    let server = Server::start(&[]);
+    let started = Instant::now();
+    server.signal("INT");
+    let (code, _) = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
