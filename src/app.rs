@@ -20,6 +20,8 @@ pub struct App {
     pub slots: Slots,
     pub call_log: CallLog,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The recordings' writer, when `RECORD` is on.
+    pub recorder: Option<crate::media::recorder::Recorder>,
     /// The API pool, or the variables missing to build one.
     pub exotel: Result<ApiPool, Vec<&'static str>>,
     /// Makes each call's bot.
@@ -63,6 +65,22 @@ impl App {
                 detail = "calls that were live when the process stopped are marked interrupted"
             );
         }
+        let recorder = if config.record {
+            let dir = config.data_dir.join("recordings");
+            let (recorder, repaired) =
+                crate::media::recorder::Recorder::start(&dir, metrics.clone())
+                    .map_err(|e| format!("DATA_DIR recordings {}: {e}", dir.display()))?;
+            if repaired > 0 {
+                crate::warn!(
+                    "recording.repaired",
+                    files = repaired,
+                    detail = "WAV headers fixed after a crash"
+                );
+            }
+            Some(recorder)
+        } else {
+            None
+        };
         let registry = Registry::new(MEDIA_TOKEN_TTL, config.max_pending_media_tokens);
         let slots = Slots::new(config.max_concurrent_calls, config.call_slot_timeout);
         let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
@@ -79,6 +97,7 @@ impl App {
             slots,
             call_log,
             metrics,
+            recorder,
             exotel,
             bots,
             media_settings,

@@ -97,6 +97,8 @@ pub struct Config {
     pub call_slot_timeout: Duration,
     /// `SHUTDOWN_GRACE_S`: after SIGTERM or SIGINT, how long live calls may go on.
     pub shutdown_grace: Duration,
+    /// `RECORD`: write each call as a stereo WAV under `$DATA_DIR/recordings`.
+    pub record: bool,
     pub http: Limits,
 }
 
@@ -233,6 +235,20 @@ impl Config {
         let max_concurrent_calls = ranged(&var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
         let call_slot_timeout =
             Duration::from_secs(ranged(&var, "CALL_SLOT_TIMEOUT_S", 7200, 1, 7 * 86_400)?);
+        let record = match var("RECORD")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("0" | "false" | "off" | "no") => false,
+            Some("1" | "true" | "on" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "RECORD",
+                    problem: format!("{other:?} is neither 1/true/on nor 0/false/off"),
+                })
+            }
+        };
         let shutdown_grace = Duration::from_secs(ranged(&var, "SHUTDOWN_GRACE_S", 30, 0, 3600)?);
         let data_dir = std::path::PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
         match var("BOT").as_deref() {
@@ -320,6 +336,7 @@ impl Config {
             max_concurrent_calls,
             call_slot_timeout,
             shutdown_grace,
+            record,
             http,
         })
     }

@@ -134,7 +134,11 @@ fn a_running_call_allocates_nothing_per_media_frame() {
 
     let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
     let settings = SessionSettings::default();
-    let metrics = exotel_voicebot::metrics::Metrics::new();
+    let metrics = Arc::new(exotel_voicebot::metrics::Metrics::new());
+    // Recording on: the session hands audio to the recorder's thread for every frame.
+    let dir = std::env::temp_dir().join(format!("exotel-voicebot-alloc-{}", std::process::id()));
+    let (recorder, _) =
+        exotel_voicebot::media::recorder::Recorder::start(&dir, metrics.clone()).unwrap();
     let ws = WebSocket::from_raw_socket(Pipe(wire.clone()), Role::Server, Some(websocket_config()));
     let t0 = Instant::now();
     let mut session = Session::new(
@@ -145,6 +149,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
             on_start: &|_, _| {},
             settings: &settings,
             metrics: &metrics,
+            recorder: Some(&recorder),
         },
         Vec::new(),
         Arc::new(AtomicU8::new(0)),
@@ -180,4 +185,30 @@ fn a_running_call_allocates_nothing_per_media_frame() {
     );
     assert!(sent_out > 0);
     assert_eq!(counted, 0, "allocations during {MEASURED} media frames");
+
+    // And the recording really got the audio: the session's end closes the WAV.
+    drop(session);
+    let wav = dir.join("alloc-test.wav");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reader = loop {
+        if let Ok(r) = hound::WavReader::open(&wav) {
+            if r.duration() > 0 {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "no recording written");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let dropped = metrics.recording_frames_dropped.load(Ordering::Relaxed);
+    let caller_samples = (WARM_UP + MEASURED) * 800;
+    eprintln!(
+        "recorded {} frames, dropped {dropped} pushes",
+        reader.duration()
+    );
+    assert_eq!(reader.spec().channels, 2);
+    assert!(
+        reader.duration() as usize >= caller_samples * 9 / 10,
+        "{} of {caller_samples}",
+        reader.duration()
+    );
 }

@@ -228,7 +228,7 @@ fn an_inbound_call_over_capacity_hears_a_tone_and_is_hung_up() {
 
 #[test]
 fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
-    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);
+    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100"), ("RECORD", "1")]);
     // One call that ended before the crash.
     let done = run_call(&CallPlan::new(server.addr, speech_like(8000, 600, 1)));
     assert!(done.is_clean());
@@ -250,6 +250,8 @@ fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
         assert!(Instant::now() < deadline, "the 20 calls did not all start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Let the recordings get some audio onto the disk first (the writer holds the last 2 s).
+    std::thread::sleep(Duration::from_secs(4));
     let dir = server.kill_9();
     for call in live {
         assert!(
@@ -258,8 +260,33 @@ fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
         );
     }
 
-    let server = Server::start_in(dir, &[]);
+    let server = Server::start_in(dir, &[("RECORD", "1")]);
     server.wait_for_log(&["calllog.interrupted", "calls=20"]);
+    server.wait_for_log(&["recording.repaired"]);
+    // Every recording opens in a standard reader, the crashed ones included.
+    let recordings: Vec<_> = std::fs::read_dir(server.dir.join("data/recordings"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(recordings.len(), 21);
+    let mut with_audio = 0;
+    for path in &recordings {
+        let reader =
+            hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(reader.spec().channels, 2);
+        let frames = reader.duration() as usize;
+        assert_eq!(
+            reader.into_samples::<i16>().count(),
+            frames * 2,
+            "{}: every stated sample is there",
+            path.display()
+        );
+        with_audio += usize::from(frames > 8000);
+    }
+    assert!(
+        with_audio >= 20,
+        "{with_audio} recordings hold more than a second of audio"
+    );
     let all = server.get("/calls?limit=100").json();
     let calls = all["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 21, "every call has its row");

@@ -155,6 +155,7 @@ pub enum LogEvent {
         call_sid: String,
         from: String,
         to: String,
+        recording_path: Option<String>,
     },
     /// The media stream ended: `status` (normally `completed`; none when another socket took
     /// the call over), the reason and the counts.
@@ -505,6 +506,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
             call_sid,
             from,
             to,
+            recording_path,
         } => {
             // A static MEDIA_SECRET URL has no webhook before it: the row may start here.
             insert(
@@ -521,6 +523,12 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                      answered_at = COALESCE(answered_at, ?6) WHERE call_log_id = ?1",
                 params![id.as_str(), stream_sid, call_sid, from, to, now],
             )?;
+            if let Some(path) = recording_path {
+                conn.execute(
+                    "UPDATE calls SET recording_path = ?2 WHERE call_log_id = ?1",
+                    params![id.as_str(), path],
+                )?;
+            }
             advance(conn, metrics, id.as_str(), Status::InProgress, now)?;
         }
         LogEvent::MediaEnded {
@@ -715,6 +723,7 @@ mod tests {
             call_sid: "CA1".into(),
             from: "".into(),
             to: "".into(),
+            recording_path: None,
         });
         // A late `connected` does not move it back.
         log.record(LogEvent::Connected {

@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod listener;
+pub mod recorder;
 pub mod session;
 
 use crate::app::App;
@@ -168,6 +169,10 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
             call_sid: start.call_sid.clone(),
             from: start.from.clone(),
             to: start.to.clone(),
+            recording_path: app
+                .recorder
+                .as_ref()
+                .map(|r| r.path_for(id).display().to_string()),
         });
     };
     let session = Session::new(
@@ -178,6 +183,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
             on_start: &on_start,
             settings: &app.media_settings,
             metrics: &app.metrics,
+            recorder: app.recorder.as_ref(),
         },
         grant.url_parameters.clone(),
         ticket.stop.clone(),

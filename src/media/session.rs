@@ -7,6 +7,7 @@
 //! second and counted.
 
 use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
+use super::recorder::{CallRecording, Recorder, Track};
 use crate::bot::{Bot, BotFactory, CallStart, Outbox};
 use crate::calls::registry::{REPLACED, SHUTDOWN};
 use crate::calls::CallLogId;
@@ -197,6 +198,8 @@ pub struct SessionContext<'a> {
     pub on_start: OnStart<'a>,
     pub settings: &'a SessionSettings,
     pub metrics: &'a Metrics,
+    /// Set when calls are recorded (`RECORD`).
+    pub recorder: Option<&'a Recorder>,
 }
 
 /// One call.
@@ -206,6 +209,10 @@ pub struct Session<'a, S: MediaIo> {
     bots: &'a dyn BotFactory,
     on_start: OnStart<'a>,
     metrics: &'a Metrics,
+    recorder: Option<&'a Recorder>,
+    /// This call's recording, once the stream started, with the stream's start time and the
+    /// caller's sample count (the recording's clock).
+    recording: Option<(CallRecording, Instant, u64)>,
     /// The counts already added to the metrics, and when.
     reported: (SessionStats, Instant),
     settings: &'a SessionSettings,
@@ -243,6 +250,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             bots: context.bots,
             on_start: context.on_start,
             metrics: context.metrics,
+            recorder: context.recorder,
+            recording: None,
             reported: (SessionStats::default(), now),
             settings: context.settings,
             url_parameters,
@@ -418,6 +427,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 self.stats.bytes_in += self.pcm_in.len() as u64;
                 self.samples_in.clear();
                 pcm_to_samples(&self.pcm_in, &mut self.samples_in);
+                if let Some((recording, _, position)) = self.recording.as_mut() {
+                    recording.push(Track::Caller, *position, &self.samples_in);
+                    *position += self.samples_in.len() as u64;
+                }
                 live.bot.on_audio(&self.samples_in, &mut self.outbox);
                 None
             }
@@ -465,6 +478,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
             start: &start,
             url_parameters: &self.url_parameters,
         };
+        if let Some(recorder) = self.recorder {
+            let recording = recorder.open(&self.call_log_id, start.sample_rate);
+            self.recording = Some((recording, self.clock, 0));
+        }
         let mut bot = self.bots.create(&call);
         bot.on_start(&call, &mut self.outbox);
         (self.on_start)(&self.call_log_id, &start);
@@ -543,6 +560,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 self.metrics
                     .chunk_send_delay
                     .observe(now.saturating_duration_since(at));
+            }
+            if let Some((recording, started, _)) = self.recording.as_mut() {
+                // The bot's audio is heard when Exotel has played what was sent before it.
+                let plays_at = live.pacer.runs_dry_at().map_or(now, |dry| dry.max(now));
+                let at = plays_at.saturating_duration_since(*started).as_micros() as u64
+                    * live.rules.sample_rate as u64
+                    / 1_000_000;
+                recording.push(Track::Bot, at, &self.chunk);
             }
             live.pacer
                 .sent(now, Duration::from_micros(live.rules.micros(padded)));

@@ -1,0 +1,340 @@
+//! Call recordings (`RECORD=1`): each call as a stereo 16-bit WAV in `$DATA_DIR/recordings/`,
+//! caller on the left, bot on the right, placed in time on one sample clock.
+//!
+//! Sessions never touch the disk (design §2): they copy audio into buffers from a small per-call
+//! pool and hand them to one writer thread through a bounded queue. When the queue or the pool
+//! is full the audio is dropped from the recording (counted), never from the call, and nothing is
+//! allocated per frame. A WAV left unfinished by a crash has its header repaired at the next
+//! start.
+
+use crate::calls::CallLogId;
+use crate::metrics::Metrics;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+/// Audio messages waiting for the writer, across all calls.
+pub const QUEUE_FRAMES: usize = 8192;
+/// Buffers each call's session can have in flight.
+const POOL_BUFFERS: usize = 32;
+/// The writer keeps this much of both tracks open for late audio before writing it out; a crash
+/// loses at most this much (and an 8 KiB write buffer) of a call's recording.
+const WINDOW_SECONDS: u64 = 2;
+const WAV_HEADER: u64 = 44;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    Caller,
+    Bot,
+}
+
+/// A recording's key in the writer: a number, so that a message costs no allocation.
+type RecordingKey = u64;
+
+enum Message {
+    Open {
+        id: RecordingKey,
+        path: PathBuf,
+        sample_rate: u32,
+        returns: SyncSender<Vec<i16>>,
+    },
+    Audio {
+        id: RecordingKey,
+        track: Track,
+        /// Sample position from the start of the stream.
+        at: u64,
+        samples: Vec<i16>,
+    },
+    Close {
+        id: RecordingKey,
+    },
+}
+
+/// The writer thread's handle. Cloning shares it.
+#[derive(Clone)]
+pub struct Recorder {
+    dir: PathBuf,
+    queue: SyncSender<Message>,
+    metrics: Arc<Metrics>,
+    keys: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Recorder {
+    /// Creates `dir`, repairs WAVs a crash left unfinished, starts the writer.
+    pub fn start(dir: &Path, metrics: Arc<Metrics>) -> io::Result<(Recorder, usize)> {
+        std::fs::create_dir_all(dir)?;
+        let repaired = repair_dir(dir)?;
+        let (queue, incoming) = sync_channel(QUEUE_FRAMES);
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || writer(incoming))?;
+        Ok((
+            Recorder {
+                dir: dir.to_owned(),
+                queue,
+                metrics,
+                keys: Default::default(),
+            },
+            repaired,
+        ))
+    }
+
+    /// Where a call's recording is written.
+    pub fn path_for(&self, id: &CallLogId) -> PathBuf {
+        self.dir.join(format!("{id}.wav"))
+    }
+
+    /// Starts a call's recording: its path, and the handle its session pushes audio through.
+    /// Allocates the call's buffers now, once.
+    pub fn open(&self, id: &CallLogId, sample_rate: u32) -> CallRecording {
+        let path = self.path_for(id);
+        let (returns, returned) = sync_channel(POOL_BUFFERS);
+        let frame = sample_rate as usize / 5;
+        let free = (0..POOL_BUFFERS)
+            .map(|_| Vec::with_capacity(frame))
+            .collect();
+        let key = self.keys.fetch_add(1, Ordering::Relaxed);
+        let opened = self
+            .queue
+            .send(Message::Open {
+                id: key,
+                path: path.clone(),
+                sample_rate,
+                returns,
+            })
+            .is_ok();
+        CallRecording {
+            id: key,
+            path,
+            queue: self.queue.clone(),
+            free,
+            returned,
+            metrics: self.metrics.clone(),
+            open: opened,
+        }
+    }
+}
+
+/// One call's side of the recorder, owned by its session.
+pub struct CallRecording {
+    id: RecordingKey,
+    pub path: PathBuf,
+    queue: SyncSender<Message>,
+    free: Vec<Vec<i16>>,
+    returned: Receiver<Vec<i16>>,
+    metrics: Arc<Metrics>,
+    open: bool,
+}
+
+impl CallRecording {
+    /// Queues `samples` of `track` at sample position `at`; drops them (counted) when the writer
+    /// is behind. No allocation once the pool's buffers have grown to the call's frame size.
+    pub fn push(&mut self, track: Track, at: u64, samples: &[i16]) {
+        if !self.open || samples.is_empty() {
+            return;
+        }
+        while let Ok(buffer) = self.returned.try_recv() {
+            self.free.push(buffer);
+        }
+        let Some(mut buffer) = self.free.pop() else {
+            self.metrics
+                .recording_frames_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        buffer.clear();
+        buffer.extend_from_slice(samples);
+        let message = Message::Audio {
+            id: self.id,
+            track,
+            at,
+            samples: buffer,
+        };
+        match self.queue.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Message::Audio { samples, .. }))
+            | Err(TrySendError::Disconnected(Message::Audio { samples, .. })) => {
+                self.free.push(samples);
+                self.metrics
+                    .recording_frames_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Drop for CallRecording {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.queue.send(Message::Close { id: self.id });
+        }
+    }
+}
+
+/// A WAV being written: both tracks from sample `base` on, not yet written out.
+struct Open {
+    file: BufWriter<File>,
+    sample_rate: u32,
+    base: u64,
+    left: Vec<i16>,
+    right: Vec<i16>,
+    returns: SyncSender<Vec<i16>>,
+    frames_written: u64,
+}
+
+impl Open {
+    fn place(&mut self, track: Track, at: u64, samples: &[i16]) {
+        // Audio older than what was already written out is dropped.
+        let skip = self.base.saturating_sub(at) as usize;
+        if skip >= samples.len() {
+            return;
+        }
+        let start = (at + skip as u64 - self.base) as usize;
+        let end = start + samples.len() - skip;
+        let lane = match track {
+            Track::Caller => &mut self.left,
+            Track::Bot => &mut self.right,
+        };
+        if lane.len() < end {
+            lane.resize(end, 0);
+        }
+        lane[start..end].copy_from_slice(&samples[skip..]);
+    }
+
+    /// Writes out everything before `until` (a sample position), interleaved.
+    fn write_until(&mut self, until: u64) -> io::Result<()> {
+        let n = until.saturating_sub(self.base) as usize;
+        if n == 0 {
+            return Ok(());
+        }
+        self.left.resize(self.left.len().max(n), 0);
+        self.right.resize(self.right.len().max(n), 0);
+        let mut bytes = Vec::with_capacity(n * 4);
+        for i in 0..n {
+            bytes.extend_from_slice(&self.left[i].to_le_bytes());
+            bytes.extend_from_slice(&self.right[i].to_le_bytes());
+        }
+        self.file.write_all(&bytes)?;
+        self.left.drain(..n);
+        self.right.drain(..n);
+        self.base += n as u64;
+        self.frames_written += n as u64;
+        Ok(())
+    }
+
+    /// Everything out, header sizes right.
+    fn finish(mut self) -> io::Result<()> {
+        let end = self.base + self.left.len().max(self.right.len()) as u64;
+        self.write_until(end)?;
+        self.file.flush()?;
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        write_sizes(&mut file, self.frames_written * 4)?;
+        file.sync_data()
+    }
+}
+
+fn writer(incoming: Receiver<Message>) {
+    let mut open: HashMap<RecordingKey, Open> = HashMap::new();
+    while let Ok(message) = incoming.recv() {
+        let result = match message {
+            Message::Open {
+                id,
+                path,
+                sample_rate,
+                returns,
+            } => create(&path, sample_rate).map(|file| {
+                open.insert(
+                    id,
+                    Open {
+                        file,
+                        sample_rate,
+                        base: 0,
+                        left: Vec::new(),
+                        right: Vec::new(),
+                        returns,
+                        frames_written: 0,
+                    },
+                );
+            }),
+            Message::Audio {
+                id,
+                track,
+                at,
+                samples,
+            } => match open.get_mut(&id) {
+                Some(wav) => {
+                    wav.place(track, at, &samples);
+                    let _ = wav.returns.try_send(samples);
+                    // The caller's clock drives the file: keep a window open for late audio.
+                    let window = WINDOW_SECONDS * wav.sample_rate as u64;
+                    let until = (wav.base + wav.left.len() as u64).saturating_sub(window);
+                    wav.write_until(until)
+                }
+                None => Ok(()),
+            },
+            Message::Close { id } => match open.remove(&id) {
+                Some(wav) => wav.finish(),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            crate::error!("recording.write_failed", error = e);
+        }
+    }
+}
+
+fn create(path: &Path, sample_rate: u32) -> io::Result<BufWriter<File>> {
+    let mut file = BufWriter::new(File::create(path)?);
+    let mut head = Vec::new();
+    crate::media::audio::write_wav(&mut head, sample_rate, 2, &[])?;
+    file.write_all(&head)?;
+    Ok(file)
+}
+
+/// Sets the RIFF and data sizes of a 44-byte-header WAV for `data_len` bytes of audio.
+fn write_sizes(file: &mut File, data_len: u64) -> io::Result<()> {
+    let data_len = u32::try_from(data_len).unwrap_or(u32::MAX - 36);
+    file.seek(SeekFrom::Start(4))?;
+    file.write_all(&(36 + data_len).to_le_bytes())?;
+    file.seek(SeekFrom::Start(40))?;
+    file.write_all(&data_len.to_le_bytes())?;
+    Ok(())
+}
+
+/// Fixes the header of every WAV in `dir` whose sizes do not match its length (left by a
+/// crash), trimming a partial last frame. Returns how many were repaired.
+pub fn repair_dir(dir: &Path) -> io::Result<usize> {
+    let mut repaired = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wav") && repair(&path)? {
+            repaired += 1;
+        }
+    }
+    Ok(repaired)
+}
+
+fn repair(path: &Path) -> io::Result<bool> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 44];
+    if len < WAV_HEADER || file.read_exact(&mut head).is_err() || &head[..4] != b"RIFF" {
+        return Ok(false);
+    }
+    let block = u16::from_le_bytes([head[32], head[33]]).max(1) as u64;
+    let data = (len - WAV_HEADER) / block * block;
+    let riff = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default()) as u64;
+    let stated = u32::from_le_bytes(head[40..44].try_into().unwrap_or_default()) as u64;
+    if stated == data && riff == data + 36 && len == WAV_HEADER + data {
+        return Ok(false);
+    }
+    file.set_len(WAV_HEADER + data)?;
+    write_sizes(&mut file, data)?;
+    file.sync_data()?;
+    Ok(true)
+}
