@@ -301,3 +301,83 @@ fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
         "an earlier row is unchanged"
     );
 }
+
+#[test]
+fn status_callbacks_take_json_and_the_call_log_is_guarded_like_call() {
+    let fake = FakeExotel::start(Behaviour::Accept { sid: "CA-j".into() });
+    let server = start(
+        &fake,
+        &[("WEBHOOK_SECRET", "hook"), ("API_TOKEN", "user-token")],
+    );
+    let auth = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer user-token"),
+    ];
+    let r = request(
+        server.addr,
+        "POST",
+        "/call",
+        &auth,
+        br#"{"to": "+919876543210", "callLogId": "j1"}"#,
+    );
+    assert_eq!(r.status, 200);
+    // Our callback URL carries the webhook secret, as Exotel will call it.
+    let fields = fake.call_for("j1").unwrap();
+    let callback = fields
+        .iter()
+        .find(|(k, _)| k == "StatusCallback")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        callback.ends_with("/api/v1/exotel/status?secret=hook"),
+        "{callback}"
+    );
+
+    let json = br#"{"CallSid": "CA-j", "CustomField": "j1", "Status": "no-answer", "EventType": "terminal"}"#;
+    request(
+        server.addr,
+        "POST",
+        "/api/v1/exotel/status",
+        &[("Content-Type", "application/json")],
+        json,
+    )
+    .assert_error(401, "unauthorized");
+    let r = request(
+        server.addr,
+        "POST",
+        "/api/v1/exotel/status?secret=hook",
+        &[("Content-Type", "application/json")],
+        json,
+    );
+    assert_eq!(r.status, 200);
+
+    server.get("/calls").assert_error(401, "unauthorized");
+    server.get("/calls/j1").assert_error(401, "unauthorized");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let row = request(
+            server.addr,
+            "GET",
+            "/calls/j1",
+            &[("Authorization", "Bearer user-token")],
+            b"",
+        )
+        .json();
+        if row["status"] == "no-answer" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{row}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let list = request(
+        server.addr,
+        "GET",
+        "/calls?limit=1",
+        &[("Authorization", "Bearer user-token")],
+        b"",
+    )
+    .json();
+    assert_eq!(list["calls"][0]["callLogId"], "j1");
+    assert!(list["next"].is_string(), "a full page has a cursor: {list}");
+}
