@@ -234,22 +234,7 @@ fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
     assert!(done.is_clean());
     let before = row_when(&server, &done.call_log_id, |r| r["status"] == "completed");
 
-    let addr = server.addr;
-    let live: Vec<_> = (0..20)
-        .map(|i| {
-            std::thread::spawn(move || run_call(&CallPlan::new(addr, speech_like(8000, 20_000, i))))
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.get("/calls?status=in-progress").json()["calls"]
-        .as_array()
-        .unwrap()
-        .len()
-        < 20
-    {
-        assert!(Instant::now() < deadline, "the 20 calls did not all start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let live = support::start_live_calls(&server, 20, 20_000);
     // Let the recordings get some audio onto the disk first (the writer holds the last 2 s).
     std::thread::sleep(Duration::from_secs(4));
     let dir = server.kill_9();

@@ -3,37 +3,9 @@
 
 mod support;
 
-use exotel_voicebot::media::audio::speech_like;
-use exotel_voicebot::sim::{run_call, CallPlan, EndedBy};
+use exotel_voicebot::sim::EndedBy;
 use std::time::{Duration, Instant};
 use support::Server;
-
-/// Starts `n` echo calls of `ms` each and waits until all are streaming.
-fn live_calls(
-    server: &Server,
-    n: usize,
-    ms: u32,
-) -> Vec<std::thread::JoinHandle<exotel_voicebot::sim::CallReport>> {
-    let addr = server.addr;
-    let calls: Vec<_> = (0..n)
-        .map(|i| {
-            std::thread::spawn(move || {
-                run_call(&CallPlan::new(addr, speech_like(8000, ms, i as u64)))
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.get("/calls?status=in-progress").json()["calls"]
-        .as_array()
-        .unwrap()
-        .len()
-        < n
-    {
-        assert!(Instant::now() < deadline, "the calls did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    calls
-}
 
 /// The rows, read by the same binary restarted on the same data.
 fn rows_after_restart(dir: std::path::PathBuf) -> Vec<serde_json::Value> {
@@ -47,7 +19,7 @@ fn rows_after_restart(dir: std::path::PathBuf) -> Vec<serde_json::Value> {
 #[test]
 fn sigterm_lets_live_calls_finish_then_exits_0_with_rows_complete() {
     let server = Server::start(&[("SHUTDOWN_GRACE_S", "20")]);
-    let calls = live_calls(&server, 3, 2500);
+    let calls = support::start_live_calls(&server, 3, 2500);
     server.signal("TERM");
     server.wait_for_log(&["server.draining", "liveCalls=3"]);
     // No new calls meanwhile, on either door.
@@ -79,7 +51,7 @@ fn sigterm_lets_live_calls_finish_then_exits_0_with_rows_complete() {
 #[test]
 fn calls_still_live_after_the_grace_period_are_closed_and_written() {
     let server = Server::start(&[("SHUTDOWN_GRACE_S", "1")]);
-    let calls = live_calls(&server, 2, 20_000);
+    let calls = support::start_live_calls(&server, 2, 20_000);
     let signalled = Instant::now();
     server.signal("TERM");
     for call in calls {

@@ -175,6 +175,33 @@ impl Drop for Server {
     }
 }
 
+/// Starts `n` simulated echo calls of `ms` each against `server` and waits until all of them
+/// are streaming (`in-progress` in the call log).
+pub fn start_live_calls(
+    server: &Server,
+    n: usize,
+    ms: u32,
+) -> Vec<std::thread::JoinHandle<exotel_voicebot::sim::CallReport>> {
+    use exotel_voicebot::sim::{run_call, CallPlan};
+    let addr = server.addr;
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let audio = exotel_voicebot::media::audio::speech_like(8000, ms, i as u64);
+            std::thread::spawn(move || run_call(&CallPlan::new(addr, audio)))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/calls?status=in-progress").json()["calls"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < n
+    {
+        assert!(Instant::now() < deadline, "the {n} calls did not all start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    calls
+}
+
 /// An answer as read off the wire.
 #[derive(Debug, Clone)]
 pub struct TestResponse {
