@@ -497,6 +497,36 @@ mod tests {
     }
 
     #[test]
+    fn media_and_call_log_variables_are_checked_too() {
+        for (var, value) in [
+            ("RECORD", "maybe"),
+            ("MAX_CONCURRENT_CALLS", "0"),
+            ("MEDIA_PORT", "http"),
+            ("MEDIA_LEAD_MS", "-5"),
+            ("SHUTDOWN_GRACE_S", "forever"),
+            ("CALL_SLOT_TIMEOUT_S", "0"),
+            ("BOT", "relay"),
+        ] {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{e}");
+        }
+        let c = config(&[("RECORD", "on"), ("MEDIA_PORT", "3001")]).unwrap();
+        assert!(c.record);
+        assert_eq!(c.media_port, Some(3001));
+        let d = config(&[]).unwrap();
+        assert_eq!(
+            (
+                d.max_concurrent_calls,
+                d.call_slot_timeout.as_secs(),
+                d.shutdown_grace.as_secs()
+            ),
+            (50, 7200, 30)
+        );
+        assert_eq!(d.data_dir, std::path::PathBuf::from("./data"));
+        assert!(!d.record);
+    }
+
+    #[test]
     fn base_url_precedence_and_applet_mode() {
         let c = config(&[
             ("RENDER_EXTERNAL_URL", "https://render.example/"),
