@@ -71,10 +71,12 @@ fn health(app: &App) -> Response {
         active_calls: usize,
         version: &'static str,
     }
+    // While shutting down, a load balancer should stop sending new calls here: 503.
+    let draining = app.draining.load(std::sync::atomic::Ordering::Acquire);
     Response::json(
-        200,
+        if draining { 503 } else { 200 },
         &Health {
-            status: "ok",
+            status: if draining { "draining" } else { "ok" },
             active_calls: app.slots.live(),
             version: env!("CARGO_PKG_VERSION"),
         },

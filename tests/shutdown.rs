@@ -29,6 +29,11 @@ fn sigterm_lets_live_calls_finish_then_exits_0_with_rows_complete() {
     server
         .post_json("/call", r#"{"to": "+919876543210"}"#)
         .assert_error(503, "shutting_down");
+    // Probes see it too, so a load balancer stops sending calls here.
+    let health = server.get("/health");
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["status"], "draining");
+    assert_eq!(health.json()["activeCalls"], 3);
     for call in calls {
         let report = call.join().unwrap();
         assert!(
