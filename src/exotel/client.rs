@@ -189,10 +189,6 @@ impl ExotelClient {
         }
     }
 
-    pub fn sid(&self) -> &str {
-        &self.sid
-    }
-
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -63,10 +63,6 @@ impl ApiPool {
         ApiPool { client, jobs }
     }
 
-    pub fn client(&self) -> &ExotelClient {
-        &self.client
-    }
-
     /// Places a call on a pool thread and waits up to the client's timeout for the answer.
     /// Callable from a coroutine (it parks the coroutine, not the worker thread).
     pub fn connect_call(&self, call: ConnectCall) -> Result<PlacedCall, PoolError> {

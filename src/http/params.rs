@@ -95,8 +95,4 @@ impl Params {
             .map(|(_, v)| v.as_str())
             .collect()
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
 }

@@ -109,7 +109,6 @@ impl Recorder {
             .is_ok();
         CallRecording {
             id: key,
-            path,
             queue: self.queue.clone(),
             free,
             returned,
@@ -122,7 +121,6 @@ impl Recorder {
 /// One call's side of the recorder, owned by its session.
 pub struct CallRecording {
     id: RecordingKey,
-    pub path: PathBuf,
     queue: SyncSender<Message>,
     free: Vec<Vec<i16>>,
     returned: Receiver<Vec<i16>>,

@@ -220,7 +220,6 @@ pub struct Session<'a, S: MediaIo> {
     /// The registry's stop flag for this session (see `calls::registry`).
     stop: Arc<AtomicU8>,
     live: Option<Live>,
-    start: Option<StartEvent>,
     outbox: Outbox,
     pcm_in: Vec<u8>,
     samples_in: Vec<i16>,
@@ -257,7 +256,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
             url_parameters,
             stop,
             live: None,
-            start: None,
             outbox: Outbox::new(8000, 0),
             pcm_in: Vec::new(),
             samples_in: Vec::new(),
@@ -270,11 +268,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
             last_warning: None,
             clock: now,
         }
-    }
-
-    /// The stream's `start`, once it arrived.
-    pub fn start_event(&self) -> Option<&StartEvent> {
-        self.start.as_ref()
     }
 
     /// Runs turns on the real clock until the call ends, then closes the socket and tells the
@@ -500,7 +493,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
             rules,
             pacer: Pacer::default(),
         });
-        self.start = Some(start);
     }
 
     /// Sends the clear, chunks and marks that are due at `now`.

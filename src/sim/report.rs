@@ -18,16 +18,6 @@ impl LoadReport {
     pub fn clean_calls(&self) -> usize {
         self.calls.iter().filter(|c| c.is_clean()).count()
     }
-
-    pub fn turnarounds_us(&self) -> Vec<u64> {
-        let mut all: Vec<u64> = self
-            .calls
-            .iter()
-            .flat_map(|c| c.turnaround_us.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all
-    }
 }
 
 /// The `p`-th percentile (0–100) of sorted values.
