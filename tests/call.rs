@@ -488,3 +488,30 @@ fn calls_waiting_on_exotel_do_not_stall_the_server() {
         );
     }
 }
+
+#[test]
+fn a_call_log_id_still_being_placed_cannot_be_placed_again() {
+    // The first /call waits on a silent Exotel; the same id meanwhile must not ring anyone twice.
+    let fake = FakeExotel::start(Behaviour::Silent);
+    let base = fake.base_url();
+    let server = Server::start(&applet_env(&base, &[("EXOTEL_TIMEOUT_MS", "1500")]));
+    let addr = server.addr;
+    let body = br#"{"to": "+919876543210", "callLogId": "dup-1"}"#;
+    let first = std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            "/call",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    });
+    while fake.received().is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server
+        .post_json("/call", std::str::from_utf8(body).unwrap())
+        .assert_error(409, "call_log_id_taken");
+    assert_eq!(first.join().unwrap().status, 504);
+    assert_eq!(fake.received().len(), 1, "Exotel was asked once");
+}

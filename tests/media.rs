@@ -223,7 +223,6 @@ fn clear_empties_the_queue_within_one_chunk() {
 fn a_hundred_concurrent_calls_all_complete() {
     let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);
     let p = plan(&server, 2000);
-    let addr = server.addr;
     let load = std::thread::spawn(move || run_load(&p, 100, Duration::from_secs(1)));
     std::thread::sleep(Duration::from_millis(1800));
     let active = server.get("/health").json()["activeCalls"]
@@ -237,7 +236,6 @@ fn a_hundred_concurrent_calls_all_complete() {
         "{}",
         exotel_voicebot::sim::report::summary(&report.calls, report.wall)
     );
-    let _ = addr;
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.get("/health").json()["activeCalls"] != 0 {
         assert!(Instant::now() < deadline, "calls still counted as active");

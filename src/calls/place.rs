@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::calls::log::LogEvent;
+use crate::calls::slots::NewCallRefused;
 use crate::calls::{CallLogId, PhoneNumber};
 use crate::config::ConnectMode;
 use crate::exotel::client::RecordingChannels;
@@ -169,16 +170,23 @@ pub fn handle(app: &App, request: &Request) -> Response {
         }
         Err(e) => return Response::error(503, "call_log_unavailable", e),
     }
-    if let Err(full) = app.slots.acquire(&id) {
-        return Response::error(
-            429,
-            "too_many_calls",
-            format!(
-                "all {} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel",
-                full.max
-            ),
-        )
-        .with_header("Retry-After", "5");
+    match app.slots.acquire_new(&id) {
+        Ok(()) => {}
+        Err(NewCallRefused::InUse) => {
+            return Response::error(
+                409,
+                "call_log_id_taken",
+                format!("callLogId {id} belongs to a call that is live; send a new one or none"),
+            )
+        }
+        Err(NewCallRefused::Full { max }) => {
+            return Response::error(
+                429,
+                "too_many_calls",
+                format!("all {max} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel"),
+            )
+            .with_header("Retry-After", "5")
+        }
     }
     let e = &app.config.exotel;
     let target = match e.connect_mode {

@@ -36,6 +36,16 @@ pub struct SlotsFull {
     pub max: usize,
 }
 
+/// Why [`Slots::acquire_new`] gave no slot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NewCallRefused {
+    Full {
+        max: usize,
+    },
+    /// A live call already holds this id.
+    InUse,
+}
+
 impl Slots {
     pub fn new(max: usize, timeout: Duration) -> Slots {
         Slots {
@@ -47,7 +57,14 @@ impl Slots {
 
     /// Takes a slot for the call; a call that holds one already keeps it.
     pub fn acquire(&self, id: &CallLogId) -> Result<(), SlotsFull> {
-        self.take(id, None)
+        self.take(id, None, true)
+            .map_err(|_| SlotsFull { max: self.max })
+    }
+
+    /// Takes a slot for a call that must not be live yet (`POST /call`). Checked and taken under
+    /// one lock, so two requests with the same id cannot both get one.
+    pub fn acquire_new(&self, id: &CallLogId) -> Result<(), NewCallRefused> {
+        self.take(id, None, false)
     }
 
     /// Takes a slot that is given back at `connect_by` unless [`Slots::connected`] is called.
@@ -56,7 +73,8 @@ impl Slots {
         id: &CallLogId,
         connect_by: Instant,
     ) -> Result<(), SlotsFull> {
-        self.take(id, Some(connect_by))
+        self.take(id, Some(connect_by), true)
+            .map_err(|_| SlotsFull { max: self.max })
     }
 
     /// The call's media stream started: its slot no longer waits for it.
@@ -71,17 +89,27 @@ impl Slots {
         }
     }
 
-    fn take(&self, id: &CallLogId, connect_by: Option<Instant>) -> Result<(), SlotsFull> {
+    /// Takes a slot; a call already holding one keeps it when `held_is_ok`, else is refused.
+    fn take(
+        &self,
+        id: &CallLogId,
+        connect_by: Option<Instant>,
+        held_is_ok: bool,
+    ) -> Result<(), NewCallRefused> {
         let now = Instant::now();
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.contains_key(id) {
-            return Ok(());
+        if held.get(id).is_some_and(|h| h.live(now, self.timeout)) {
+            return if held_is_ok {
+                Ok(())
+            } else {
+                Err(NewCallRefused::InUse)
+            };
         }
         if held.len() >= self.max {
             let timeout = self.timeout;
             held.retain(|_, h| h.live(now, timeout));
             if held.len() >= self.max {
-                return Err(SlotsFull { max: self.max });
+                return Err(NewCallRefused::Full { max: self.max });
             }
         }
         held.insert(
@@ -143,6 +171,21 @@ mod tests {
         assert_eq!(slots.live(), 0);
         slots.acquire(&a).unwrap();
         assert!(slots.holds(&a) && !slots.holds(&b));
+    }
+
+    #[test]
+    fn a_new_call_cannot_take_an_id_that_is_live() {
+        let slots = Slots::new(1, Duration::from_millis(50));
+        let a = CallLogId::generate();
+        slots.acquire_new(&a).unwrap();
+        assert_eq!(slots.acquire_new(&a), Err(NewCallRefused::InUse));
+        assert_eq!(
+            slots.acquire_new(&CallLogId::generate()),
+            Err(NewCallRefused::Full { max: 1 })
+        );
+        // Once the slot has timed out, the id is no longer live.
+        std::thread::sleep(Duration::from_millis(60));
+        slots.acquire_new(&a).unwrap();
     }
 
     #[test]

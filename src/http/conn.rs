@@ -187,8 +187,8 @@ fn next_request(
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => {
                 return header_too_large(format!(
-                    "more than {} headers; the limit is {}",
-                    limits.max_headers, limits.max_headers
+                    "the request has more than {} headers (HTTP_MAX_HEADERS)",
+                    limits.max_headers
                 ))
             }
             Err(e) => {

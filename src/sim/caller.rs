@@ -350,7 +350,9 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
         }
         // Keys due.
         while dtmf.front().is_some_and(|(t, _)| *t <= now) {
-            let (_, digit) = dtmf.pop_front().unwrap_or((now, '#'));
+            let Some((_, digit)) = dtmf.pop_front() else {
+                break;
+            };
             let text = format!(
                 r#"{{"event":"dtmf","sequence_number":{seq},"stream_sid":"{}","dtmf":{{"digit":"{digit}","duration":"200"}}}}"#,
                 plan.stream_sid
