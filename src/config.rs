@@ -60,6 +60,179 @@ impl ExotelConfig {
     }
 }
 
+/// `BOT`: what answers each call.
+#[derive(Clone, Debug)]
+pub enum BotChoice {
+    /// The echo bot (or the bots a library user passes to `start`).
+    Echo,
+    /// Each call relayed to an upstream bot (`BOT=relay`).
+    Relay(RelayConfig),
+}
+
+/// What a call gets when its relayed bot cannot be reached (`BOT_FALLBACK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// A short tone, then the call is hung up (`bot-unavailable`).
+    Hangup,
+    /// The server's own bot (the echo bot) takes the call over.
+    Echo,
+}
+
+/// The upstream bot of `BOT=relay`.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// `BOT_URL`, as given: `ws://` or `wss://`, host, optional port, path and query.
+    pub url: String,
+    pub tls: bool,
+    /// The host as written (an IPv6 address without its brackets).
+    pub host: String,
+    pub port: u16,
+    /// `BOT_HEADERS`: extra handshake headers, from a JSON object of strings.
+    pub headers: Vec<(String, String)>,
+    /// `BOT_FALLBACK`
+    pub fallback: Fallback,
+    /// `BOT_CONNECT_TIMEOUT_MS`: connecting and the handshake at call start, at most.
+    pub connect_timeout: Duration,
+    /// `BOT_RECONNECT_MS`: the one reconnect after the bot dropped mid-call, at most.
+    pub reconnect: Duration,
+    /// `BOT_SEND_BUFFER_BYTES`: caller frames waiting for a slow bot, at most; beyond it frames
+    /// are dropped and counted.
+    pub send_buffer_bytes: usize,
+}
+
+/// Handshake headers a user may not set: the WebSocket handshake writes them itself.
+const RESERVED_HEADERS: [&str; 6] = [
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "content-length",
+];
+
+impl RelayConfig {
+    fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<RelayConfig, ConfigError> {
+        let url = var("BOT_URL").ok_or(ConfigError {
+            variable: "BOT_URL",
+            problem: "is required with BOT=relay (ws://host:port/path or wss://…)".into(),
+        })?;
+        let bad = |why: &str| ConfigError {
+            variable: "BOT_URL",
+            problem: format!("{url:?} {why}"),
+        };
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else {
+            return Err(bad("has no ws:// or wss:// scheme"));
+        };
+        if url.contains([' ', '#']) {
+            return Err(bad("must not hold spaces or a fragment"));
+        }
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        if authority.contains('@') {
+            return Err(bad(
+                "holds credentials: put them in BOT_HEADERS as an Authorization header",
+            ));
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6
+                    .split_once(']')
+                    .ok_or_else(|| bad("has an unclosed [IPv6 address"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        let port = match port {
+            None => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("has a port that is not 1..=65535"))?,
+        };
+        let headers = match var("BOT_HEADERS") {
+            None => Vec::new(),
+            Some(json) => parse_headers(&json).map_err(|problem| ConfigError {
+                variable: "BOT_HEADERS",
+                problem,
+            })?,
+        };
+        let fallback = match var("BOT_FALLBACK").as_deref() {
+            None | Some("hangup") => Fallback::Hangup,
+            Some("echo") => Fallback::Echo,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "BOT_FALLBACK",
+                    problem: format!("{other:?} is neither hangup nor echo"),
+                })
+            }
+        };
+        Ok(RelayConfig {
+            tls,
+            host: host.to_owned(),
+            port,
+            headers,
+            fallback,
+            connect_timeout: Duration::from_millis(ranged(
+                var,
+                "BOT_CONNECT_TIMEOUT_MS",
+                3000,
+                50,
+                60_000,
+            )?),
+            reconnect: Duration::from_millis(ranged(var, "BOT_RECONNECT_MS", 1000, 50, 60_000)?),
+            send_buffer_bytes: ranged(
+                var,
+                "BOT_SEND_BUFFER_BYTES",
+                256 * 1024,
+                16 * 1024,
+                64 * 1024 * 1024,
+            )? as usize,
+            url,
+        })
+    }
+}
+
+/// `BOT_HEADERS`: `{"Authorization": "Bearer …", "X-Tenant": "a"}`.
+fn parse_headers(json: &str) -> Result<Vec<(String, String)>, String> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+        .map_err(|e| format!("is not a JSON object of header names and strings ({e})"))?;
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let serde_json::Value::String(value) = value else {
+            return Err(format!("the value of {name:?} is not a string"));
+        };
+        if tungstenite::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("{name:?} is not a valid header name"));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{name:?} is written by the WebSocket handshake itself"
+            ));
+        }
+        if tungstenite::http::HeaderValue::from_str(&value).is_err() {
+            return Err(format!("the value of {name:?} holds control characters"));
+        }
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
 /// Everything the server reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -89,6 +262,8 @@ pub struct Config {
     pub media_ping_interval: Duration,
     /// `ECHO_DELAY_MS`: how far behind the caller the echo bot plays.
     pub echo_delay_ms: u32,
+    /// `BOT`: the echo bot, or a relay to an upstream bot (`BOT_URL`, …).
+    pub bot: BotChoice,
     /// `DATA_DIR`: the call log database (and recordings) live here.
     pub data_dir: std::path::PathBuf,
     /// `MAX_CONCURRENT_CALLS`: live calls at once, inbound and outbound together.
@@ -251,15 +426,16 @@ impl Config {
         };
         let shutdown_grace = Duration::from_secs(ranged(&var, "SHUTDOWN_GRACE_S", 30, 0, 3600)?);
         let data_dir = std::path::PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        match var("BOT").as_deref() {
-            None | Some("echo") => {}
+        let bot = match var("BOT").as_deref() {
+            None | Some("echo") => BotChoice::Echo,
+            Some("relay") => BotChoice::Relay(RelayConfig::from_vars(&var)?),
             Some(other) => {
                 return Err(ConfigError {
                     variable: "BOT",
-                    problem: format!("{other:?} is not a bot this version has (echo)"),
+                    problem: format!("{other:?} is not a bot this version has (echo, relay)"),
                 })
             }
-        }
+        };
 
         let defaults = Limits::default();
         let http = Limits {
@@ -332,6 +508,7 @@ impl Config {
             media_idle_timeout,
             media_ping_interval,
             echo_delay_ms,
+            bot,
             data_dir,
             max_concurrent_calls,
             call_slot_timeout,
@@ -497,6 +674,60 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_is_configured_and_checked() {
+        let relay = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("BOT", "relay")];
+            all.extend_from_slice(pairs);
+            config(&all)
+        };
+        assert_eq!(relay(&[]).unwrap_err().variable, "BOT_URL");
+        for (var, value) in [
+            ("BOT_URL", "http://bot/ws"),
+            ("BOT_URL", "ws://"),
+            ("BOT_URL", "ws://bot:0/x"),
+            ("BOT_URL", "ws://bot:99999"),
+            ("BOT_URL", "wss://user:pw@bot/x"),
+            ("BOT_URL", "ws://[::1/x"),
+            ("BOT_HEADERS", "Authorization: x"),
+            ("BOT_HEADERS", r#"{"Authorization": 5}"#),
+            ("BOT_HEADERS", r#"{"Bad Name": "x"}"#),
+            ("BOT_HEADERS", r#"{"Host": "x"}"#),
+            ("BOT_HEADERS", r#"{"X-A": "a\nb"}"#),
+            ("BOT_FALLBACK", "retry"),
+            ("BOT_RECONNECT_MS", "10"),
+            ("BOT_CONNECT_TIMEOUT_MS", "soon"),
+            ("BOT_SEND_BUFFER_BYTES", "100"),
+        ] {
+            let mut pairs = vec![("BOT_URL", "ws://127.0.0.1:9/bot")];
+            pairs.retain(|(k, _)| *k != var);
+            pairs.push((var, value));
+            let e = relay(&pairs).unwrap_err();
+            assert_eq!(e.variable, var, "{value}: {e}");
+        }
+        let c = relay(&[
+            ("BOT_URL", "wss://bot.example/ws?team=a"),
+            ("BOT_HEADERS", r#"{"Authorization": "Bearer t"}"#),
+            ("BOT_FALLBACK", "echo"),
+        ])
+        .unwrap();
+        let BotChoice::Relay(r) = c.bot else {
+            panic!("BOT=relay gave {:?}", c.bot)
+        };
+        assert_eq!((r.tls, r.host.as_str(), r.port), (true, "bot.example", 443));
+        assert_eq!(r.headers, [("Authorization".into(), "Bearer t".into())]);
+        assert_eq!(r.fallback, Fallback::Echo);
+        assert_eq!(
+            (r.reconnect.as_millis(), r.connect_timeout.as_millis()),
+            (1000, 3000)
+        );
+        let BotChoice::Relay(v6) = relay(&[("BOT_URL", "ws://[::1]:8080")]).unwrap().bot else {
+            panic!("not a relay")
+        };
+        assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 8080, false));
+        assert!(matches!(config(&[]).unwrap().bot, BotChoice::Echo));
+    }
+
+    #[test]
     fn media_and_call_log_variables_are_checked_too() {
         for (var, value) in [
             ("RECORD", "maybe"),
@@ -505,7 +736,7 @@ mod tests {
             ("MEDIA_LEAD_MS", "-5"),
             ("SHUTDOWN_GRACE_S", "forever"),
             ("CALL_SLOT_TIMEOUT_S", "0"),
-            ("BOT", "relay"),
+            ("BOT", "llm"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var, "{e}");

@@ -98,6 +98,39 @@ pub struct MediaDelta {
     pub frames_out: u64,
     pub bytes_out: u64,
     pub bad_frames: u64,
+    /// The relay's drops and bad frames (`BOT=relay`).
+    pub relay_dropped_to_bot: u64,
+    pub relay_dropped_to_caller: u64,
+    pub relay_bad_frames: u64,
+}
+
+/// What happened to a relayed call's connection to its bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEvent {
+    Connected,
+    /// Unreachable or refused, at the start or after a drop: the fallback took over.
+    Unavailable,
+    /// The connection broke mid-call without a close.
+    Dropped,
+    Reconnected,
+}
+
+impl RelayEvent {
+    pub const ALL: [RelayEvent; 4] = [
+        RelayEvent::Connected,
+        RelayEvent::Unavailable,
+        RelayEvent::Dropped,
+        RelayEvent::Reconnected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayEvent::Connected => "connected",
+            RelayEvent::Unavailable => "unavailable",
+            RelayEvent::Dropped => "dropped",
+            RelayEvent::Reconnected => "reconnected",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -115,6 +148,10 @@ pub struct Metrics {
     bad_frames: AtomicU64,
     /// Recording frames dropped because the disk was slower than the calls.
     pub recording_frames_dropped: AtomicU64,
+    relay_events: [AtomicU64; RelayEvent::ALL.len()],
+    relay_dropped_to_bot: AtomicU64,
+    relay_dropped_to_caller: AtomicU64,
+    relay_bad_frames: AtomicU64,
     started_at: AtomicU64,
 }
 
@@ -143,7 +180,19 @@ impl Metrics {
         }
     }
 
+    pub fn relay_event(&self, event: RelayEvent) {
+        if let Some(i) = RelayEvent::ALL.iter().position(|e| *e == event) {
+            self.relay_events[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn add_media(&self, d: MediaDelta) {
+        self.relay_dropped_to_bot
+            .fetch_add(d.relay_dropped_to_bot, Ordering::Relaxed);
+        self.relay_dropped_to_caller
+            .fetch_add(d.relay_dropped_to_caller, Ordering::Relaxed);
+        self.relay_bad_frames
+            .fetch_add(d.relay_bad_frames, Ordering::Relaxed);
         self.frames_in.fetch_add(d.frames_in, Ordering::Relaxed);
         self.bytes_in.fetch_add(d.bytes_in, Ordering::Relaxed);
         self.frames_out.fetch_add(d.frames_out, Ordering::Relaxed);
@@ -281,6 +330,47 @@ impl Metrics {
             out,
             "exotel_voicebot_recording_frames_dropped_total {}",
             load(&self.recording_frames_dropped)
+        );
+        family(
+            &mut out,
+            "exotel_voicebot_relay_connections_total",
+            "counter",
+            "Relayed calls' connections to their bot, by what happened (BOT=relay).",
+        );
+        for (i, e) in RelayEvent::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "exotel_voicebot_relay_connections_total{{event=\"{}\"}} {}",
+                e.as_str(),
+                load(&self.relay_events[i])
+            );
+        }
+        family(
+            &mut out,
+            "exotel_voicebot_relay_frames_dropped_total",
+            "counter",
+            "Frames the relay dropped: to a bot whose send buffer was full, or bot audio beyond the queue limit.",
+        );
+        let _ = writeln!(
+            out,
+            "exotel_voicebot_relay_frames_dropped_total{{direction=\"to_bot\"}} {}",
+            load(&self.relay_dropped_to_bot)
+        );
+        let _ = writeln!(
+            out,
+            "exotel_voicebot_relay_frames_dropped_total{{direction=\"to_caller\"}} {}",
+            load(&self.relay_dropped_to_caller)
+        );
+        family(
+            &mut out,
+            "exotel_voicebot_relay_bad_frames_total",
+            "counter",
+            "Frames from relayed bots skipped as unusable.",
+        );
+        let _ = writeln!(
+            out,
+            "exotel_voicebot_relay_bad_frames_total {}",
+            load(&self.relay_bad_frames)
         );
         family(
             &mut out,

@@ -150,6 +150,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
             settings: &settings,
             metrics: &metrics,
             recorder: Some(&recorder),
+            relay: None,
         },
         Vec::new(),
         Arc::new(AtomicU8::new(0)),

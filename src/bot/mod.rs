@@ -22,8 +22,9 @@
 //! }
 //! ```
 
-pub mod capacity;
 pub mod echo;
+pub mod hangup;
+pub mod relay;
 
 use crate::calls::CallLogId;
 use crate::exotel::stream::StartEvent;

@@ -32,10 +32,12 @@ pub enum Status {
     Canceled,
     Interrupted,
     RejectedCapacity,
+    /// A relayed call whose bot could not be reached (`BOT_FALLBACK=hangup`).
+    BotUnavailable,
 }
 
 impl Status {
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Status::Queued,
         Status::Initiated,
         Status::Connected,
@@ -47,6 +49,7 @@ impl Status {
         Status::Canceled,
         Status::Interrupted,
         Status::RejectedCapacity,
+        Status::BotUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Status {
             Status::Canceled => "canceled",
             Status::Interrupted => "interrupted",
             Status::RejectedCapacity => "rejected-capacity",
+            Status::BotUnavailable => "bot-unavailable",
         }
     }
 

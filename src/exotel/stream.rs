@@ -322,6 +322,38 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// What a bot sends toward Exotel (§3, "To Exotel"), as a relayed bot writes it: the same
+/// three events we send ourselves.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BotCommand<'a> {
+    /// Base64 of 16-bit little-endian mono PCM, any length.
+    Media {
+        payload: Cow<'a, str>,
+    },
+    Mark {
+        name: Cow<'a, str>,
+    },
+    Clear,
+}
+
+impl<'a> BotCommand<'a> {
+    /// Decodes one text frame from a bot. Allocates nothing unless a string holds JSON escapes.
+    pub fn parse(text: &'a str) -> Result<BotCommand<'a>, DecodeError> {
+        let raw: RawEvent<'a> =
+            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+        match raw.event.0.as_ref() {
+            "media" => Ok(BotCommand::Media {
+                payload: raw.media.ok_or(DecodeError::Missing("media"))?.payload.0,
+            }),
+            "mark" => Ok(BotCommand::Mark {
+                name: raw.mark.ok_or(DecodeError::Missing("mark"))?.name.0,
+            }),
+            "clear" => Ok(BotCommand::Clear),
+            other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+        }
+    }
+}
+
 /// The events we send. Encoded by hand into the session's buffer: the layout is fixed, and the
 /// only strings (stream sid, mark names) go through serde_json's escaping.
 pub struct Encoder {
@@ -366,6 +398,22 @@ impl Encoder {
         out.put_slice(b"}}");
     }
 
+    /// `{"event":"stop","stream_sid":"S…","stop":{"call_sid":"C…","account_sid":"A…","reason":"…"}}`,
+    /// Exotel's own `stop`, for telling a relayed bot that the call ended when Exotel's `stop`
+    /// never came (the caller's socket broke, the server is shutting down, …).
+    pub fn stop(&self, out: &mut BytesMut, start: &StartEvent, reason: &str) {
+        out.put_slice(b"{\"event\":\"stop\",\"stream_sid\":");
+        out.put_slice(self.stream_sid_json.as_bytes());
+        out.put_slice(b",\"stop\":");
+        let stop = serde_json::json!({
+            "call_sid": start.call_sid,
+            "account_sid": start.account_sid,
+            "reason": reason,
+        });
+        let _ = serde_json::to_writer(out.writer(), &stop);
+        out.put_slice(b"}");
+    }
+
     /// `{"event":"clear","stream_sid":"S…"}`
     pub fn clear(&self, out: &mut BytesMut) {
         out.put_slice(b"{\"event\":\"clear\",\"stream_sid\":");
@@ -387,6 +435,64 @@ pub fn decode_payload(payload: &str, pcm: &mut Vec<u8>) -> Result<(), base64::De
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_a_bot_sends() {
+        let media = r#"{"event":"media","stream_sid":"S","media":{"payload":"AAA=","chunk":3}}"#;
+        assert_eq!(
+            BotCommand::parse(media),
+            Ok(BotCommand::Media {
+                payload: Cow::Borrowed("AAA=")
+            })
+        );
+        assert_eq!(
+            BotCommand::parse(r#"{"event":"mark","mark":{"name":"a\"b"}}"#),
+            Ok(BotCommand::Mark {
+                name: Cow::Owned("a\"b".into())
+            })
+        );
+        assert_eq!(
+            BotCommand::parse(r#"{"event":"clear"}"#),
+            Ok(BotCommand::Clear)
+        );
+        assert!(matches!(
+            BotCommand::parse(r#"{"event":"start"}"#),
+            Err(DecodeError::UnknownEvent(_))
+        ));
+        assert!(matches!(
+            BotCommand::parse(r#"{"event":"media"}"#),
+            Err(DecodeError::Missing("media"))
+        ));
+        assert!(matches!(
+            BotCommand::parse("hello"),
+            Err(DecodeError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn a_synthesized_stop_reads_as_exotels_own() {
+        let start = StartEvent {
+            stream_sid: "S1".into(),
+            call_sid: "C1".into(),
+            account_sid: "A1".into(),
+            from: String::new(),
+            to: String::new(),
+            custom_parameters: BTreeMap::new(),
+            sample_rate: 8000,
+        };
+        let mut out = BytesMut::new();
+        Encoder::new("S1").stop(&mut out, &start, "socket-closed");
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            Inbound::parse(text),
+            Ok(Inbound::Stop {
+                reason: Cow::Borrowed("socket-closed")
+            })
+        );
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["stream_sid"], "S1");
+        assert_eq!(v["stop"]["call_sid"], "C1");
+    }
 
     #[test]
     fn parses_the_documented_events() {

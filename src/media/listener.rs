@@ -51,7 +51,7 @@ pub fn start(listener: may::net::TcpListener, app: Arc<App>) -> may::coroutine::
                 }
             };
             let accepted = tungstenite::accept_hdr_with_config(
-                MediaStream(stream),
+                MediaStream::Direct(stream),
                 check,
                 Some(websocket_config()),
             )

@@ -8,15 +8,17 @@
 
 pub mod audio;
 pub mod listener;
+pub mod pump;
 pub mod recorder;
 pub mod session;
 
 use crate::app::App;
-use crate::bot::capacity::CapacityBot;
+use crate::bot::hangup::ToneThenHangUp;
 use crate::bot::{Bot, BotFactory, CallStart};
 use crate::calls::ids::constant_time_eq;
 use crate::calls::log::{LogEvent, MediaCounts, Status};
 use crate::calls::{CallLogId, MediaToken};
+use crate::config::BotChoice;
 use crate::exotel::stream::StartEvent;
 use crate::http::{form, Request, Response};
 use session::{EndReason, MediaStream, Session, SessionContext, SessionStats};
@@ -129,7 +131,7 @@ pub fn upgraded(app: &App, request: &Request, stream: may::net::TcpStream, alrea
         return;
     };
     let ws = WebSocket::from_partially_read(
-        MediaStream(stream),
+        MediaStream::Direct(stream),
         already_read,
         Role::Server,
         Some(session::websocket_config()),
@@ -139,12 +141,28 @@ pub fn upgraded(app: &App, request: &Request, stream: may::net::TcpStream, alrea
 
 /// Runs one call's session to its end, holding the call's place in the registry meanwhile, and
 /// writes its start and end to the call log.
-pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
-    let _ = ws.get_ref().0.set_nodelay(true);
+pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
+    let _ = ws.get_ref().socket().set_nodelay(true);
     let _ = ws
         .get_ref()
-        .0
+        .socket()
         .set_write_timeout(Some(std::time::Duration::from_secs(5)));
+    let relay = match &app.config.bot {
+        BotChoice::Relay(relay) => Some(relay),
+        BotChoice::Echo => None,
+    };
+    // The relayed bot's frames must wake the session too: Exotel's socket gets a pump.
+    if relay.is_some() {
+        if let Err(e) = ws.get_mut().start_pump() {
+            // The call still works: the session then hears its bot at its next turn (within
+            // 200 ms) instead of at once.
+            crate::error!(
+                "media.pump_failed",
+                callLogId = grant.call_log_id,
+                error = e
+            );
+        }
+    }
     // A static MEDIA_SECRET URL has no webhook before it: the call takes its slot here.
     if grant.token.is_none() && app.slots.acquire(&grant.call_log_id).is_err() {
         grant.over_capacity = true;
@@ -153,7 +171,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
         .registry
         .begin_session(&grant.call_log_id, grant.token.as_ref());
     crate::info!("media.connected", callLogId = grant.call_log_id);
-    let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(CapacityBot) };
+    let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(ToneThenHangUp::capacity()) };
     let bots: &dyn BotFactory = if grant.over_capacity {
         &capacity
     } else {
@@ -184,6 +202,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
             settings: &app.media_settings,
             metrics: &app.metrics,
             recorder: app.recorder.as_ref(),
+            relay,
         },
         grant.url_parameters.clone(),
         ticket.stop.clone(),
@@ -202,6 +221,7 @@ pub fn run(app: &App, ws: WebSocket<MediaStream>, mut grant: Grant) {
     let status = match (&reason, grant.over_capacity) {
         (EndReason::Replaced, _) => None,
         (_, true) => Some(Status::RejectedCapacity),
+        (EndReason::BotUnavailable, false) => Some(Status::BotUnavailable),
         (_, false) => Some(Status::Completed),
     };
     app.call_log.record(LogEvent::MediaEnded {

@@ -7,12 +7,16 @@
 //! second and counted.
 
 use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
+use super::pump::{Pumped, Writes};
 use super::recorder::{CallRecording, Recorder, Track};
+use crate::bot::hangup::ToneThenHangUp;
+use crate::bot::relay::{ConnectError, Lost, Relay, RelayCounts};
 use crate::bot::{Bot, BotFactory, CallStart, Outbox};
 use crate::calls::registry::{REPLACED, SHUTDOWN};
 use crate::calls::CallLogId;
+use crate::config::{Fallback, RelayConfig};
 use crate::exotel::stream::{decode_payload, Encoder, Inbound, StartEvent};
-use crate::metrics::{MediaDelta, Metrics};
+use crate::metrics::{MediaDelta, Metrics, RelayEvent};
 use bytes::BytesMut;
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -36,9 +40,31 @@ pub trait MediaIo: Read + Write {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
-/// A `may` TCP stream whose timeouts read as `WouldBlock`, the error tungstenite is built to
-/// resume after with its partial frame kept (design §2).
-pub struct MediaStream(pub may::net::TcpStream);
+/// Exotel's socket: a `may` TCP stream whose timeouts read as `WouldBlock`, the error
+/// tungstenite is built to resume after with its partial frame kept (design §2). With a relayed
+/// bot it is pumped (see `media::pump`), so that the bot's frames can wake the session too.
+pub enum MediaStream {
+    Direct(may::net::TcpStream),
+    Pumped(Pumped),
+}
+
+impl MediaStream {
+    pub fn socket(&self) -> &may::net::TcpStream {
+        match self {
+            MediaStream::Direct(s) => s,
+            MediaStream::Pumped(p) => p.socket(),
+        }
+    }
+
+    /// From now on the socket is read by a pump that wakes the current coroutine. Bytes
+    /// tungstenite has already read stay where they are.
+    pub fn start_pump(&mut self) -> io::Result<()> {
+        if let MediaStream::Direct(s) = self {
+            *self = MediaStream::Pumped(Pumped::start(s.try_clone()?, Writes::Blocking)?);
+        }
+        Ok(())
+    }
+}
 
 fn timeout_as_would_block<T>(r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| match e.kind() {
@@ -49,22 +75,37 @@ fn timeout_as_would_block<T>(r: io::Result<T>) -> io::Result<T> {
 
 impl Read for MediaStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        timeout_as_would_block(self.0.read(buf))
+        match self {
+            MediaStream::Direct(s) => timeout_as_would_block(s.read(buf)),
+            MediaStream::Pumped(p) => p.read(buf),
+        }
     }
 }
 
 impl Write for MediaStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        timeout_as_would_block(self.0.write(buf))
+        match self {
+            MediaStream::Direct(s) => timeout_as_would_block(s.write(buf)),
+            MediaStream::Pumped(p) => p.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        timeout_as_would_block(self.0.flush())
+        match self {
+            MediaStream::Direct(s) => timeout_as_would_block(s.flush()),
+            MediaStream::Pumped(p) => p.flush(),
+        }
     }
 }
 
 impl MediaIo for MediaStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.set_read_timeout(timeout)
+        match self {
+            MediaStream::Direct(s) => s.set_read_timeout(timeout),
+            MediaStream::Pumped(p) => {
+                p.set_wait(timeout);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -105,6 +146,8 @@ pub enum EndReason {
     /// Exotel's `stop`, with its reason.
     Stopped(String),
     BotHungUp,
+    /// The relayed bot could not be reached (`BOT_FALLBACK=hangup`): a tone, then the hang-up.
+    BotUnavailable,
     ClosedByPeer,
     /// A newer connection for the same call took over.
     Replaced,
@@ -120,6 +163,7 @@ impl EndReason {
         match self {
             EndReason::Stopped(r) => r,
             EndReason::BotHungUp => "bot-hung-up",
+            EndReason::BotUnavailable => "bot-unavailable",
             EndReason::ClosedByPeer => "socket-closed",
             EndReason::Replaced => "replaced",
             EndReason::Shutdown => "server-shutdown",
@@ -141,6 +185,8 @@ pub struct SessionStats {
     pub marks_in: u64,
     pub dtmf: String,
     pub bad_frames: u64,
+    /// The relay's own counts (`BOT=relay`).
+    pub relay: RelayCounts,
 }
 
 /// When Exotel's playout queue runs dry, measured against a clock taken when the first chunk of
@@ -179,12 +225,22 @@ impl Pacer {
     }
 }
 
+/// Who answers the call: a bot in this process, or the relay to an upstream one.
+enum Handler {
+    Bot(Box<dyn Bot>),
+    Relay(Box<Relay>),
+}
+
 /// The stream's state once `start` has arrived.
 struct Live {
-    bot: Box<dyn Bot>,
+    handler: Handler,
     encoder: Encoder,
     rules: ChunkRules,
     pacer: Pacer,
+    /// Exotel's `start`, kept for a relay's reconnect, its fallback and its `stop`.
+    start: StartEvent,
+    /// The `start` frame as Exotel sent it (relay only), re-sent on a reconnect.
+    start_text: String,
 }
 
 /// Told when a call's stream starts (the call log's `in-progress`).
@@ -200,6 +256,9 @@ pub struct SessionContext<'a> {
     pub metrics: &'a Metrics,
     /// Set when calls are recorded (`RECORD`).
     pub recorder: Option<&'a Recorder>,
+    /// Set with `BOT=relay`: each call goes to this upstream bot, and `bots` makes only the
+    /// fallback (`BOT_FALLBACK=echo`).
+    pub relay: Option<&'a RelayConfig>,
 }
 
 /// One call.
@@ -210,6 +269,11 @@ pub struct Session<'a, S: MediaIo> {
     on_start: OnStart<'a>,
     metrics: &'a Metrics,
     recorder: Option<&'a Recorder>,
+    relay_config: Option<&'a RelayConfig>,
+    /// Exotel's `connected` frame, kept for the relay (it connects at `start`).
+    connected_text: Option<String>,
+    /// The relayed bot was unreachable and the hang-up fallback is playing.
+    bot_unavailable: bool,
     /// This call's recording, once the stream started, with the stream's start time and the
     /// caller's sample count (the recording's clock).
     recording: Option<(CallRecording, Instant, u64)>,
@@ -250,6 +314,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
             on_start: context.on_start,
             metrics: context.metrics,
             recorder: context.recorder,
+            relay_config: context.relay,
+            connected_text: None,
+            bot_unavailable: false,
             recording: None,
             reported: (SessionStats::default(), now),
             settings: context.settings,
@@ -294,11 +361,17 @@ impl<'a, S: MediaIo> Session<'a, S> {
             SHUTDOWN => return Some(EndReason::Shutdown),
             _ => {}
         }
+        if let Err(reason) = self.poll_relay(now) {
+            return Some(reason);
+        }
         if let Err(reason) = self.send_due(now) {
             return Some(reason);
         }
         if self.outbox.wants_hang_up() {
-            return Some(EndReason::BotHungUp);
+            return Some(match self.bot_unavailable {
+                true => EndReason::BotUnavailable,
+                false => EndReason::BotHungUp,
+            });
         }
         let wait = self.next_wake(now).saturating_duration_since(now);
         let wait = wait.clamp(Duration::from_millis(1), MAX_WAIT);
@@ -308,6 +381,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
         match self.ws.read() {
             Ok(Message::Text(text)) => {
                 self.last_received = now;
+                if let Err(reason) = self.forward_to_relay(&text, now) {
+                    return Some(reason);
+                }
                 self.handle_text(&text, now)
             }
             Ok(Message::Binary(_)) => {
@@ -395,9 +471,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
         };
         match event {
-            Inbound::Connected => None,
+            Inbound::Connected => {
+                if self.relay_config.is_some() && self.live.is_none() {
+                    self.connected_text = Some(text.to_owned());
+                }
+                None
+            }
             Inbound::Start(start) => {
-                self.on_start(*start);
+                self.on_start(*start, text);
                 None
             }
             Inbound::Media {
@@ -424,21 +505,25 @@ impl<'a, S: MediaIo> Session<'a, S> {
                     recording.push(Track::Caller, *position, &self.samples_in);
                     *position += self.samples_in.len() as u64;
                 }
-                live.bot.on_audio(&self.samples_in, &mut self.outbox);
+                // A relayed bot already has the frame as Exotel sent it.
+                if let Handler::Bot(bot) = &mut live.handler {
+                    bot.on_audio(&self.samples_in, &mut self.outbox);
+                }
                 None
             }
             Inbound::Dtmf { digit, .. } => {
                 self.stats.dtmf.push(digit);
-                match self.live.as_mut() {
-                    Some(live) => live.bot.on_dtmf(digit, &mut self.outbox),
+                match self.live.as_mut().map(|l| &mut l.handler) {
+                    Some(Handler::Bot(bot)) => bot.on_dtmf(digit, &mut self.outbox),
+                    Some(Handler::Relay(_)) => {}
                     None => self.bad_frame(now, "dtmf before start"),
                 }
                 None
             }
             Inbound::Mark { name } => {
                 self.stats.marks_in += 1;
-                if let Some(live) = self.live.as_mut() {
-                    live.bot.on_mark(&name, &mut self.outbox);
+                if let Some(Handler::Bot(bot)) = self.live.as_mut().map(|l| &mut l.handler) {
+                    bot.on_mark(&name, &mut self.outbox);
                 }
                 None
             }
@@ -446,7 +531,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
     }
 
-    fn on_start(&mut self, start: StartEvent) {
+    fn on_start(&mut self, start: StartEvent, text: &str) {
         if self.live.is_some() {
             crate::warn!(
                 "media.second_start",
@@ -475,8 +560,39 @@ impl<'a, S: MediaIo> Session<'a, S> {
             let recording = recorder.open(&self.call_log_id, start.sample_rate);
             self.recording = Some((recording, self.clock, 0));
         }
-        let mut bot = self.bots.create(&call);
-        bot.on_start(&call, &mut self.outbox);
+        let handler = match self.relay_config {
+            None => {
+                let mut bot = self.bots.create(&call);
+                bot.on_start(&call, &mut self.outbox);
+                Handler::Bot(bot)
+            }
+            Some(config) => {
+                let deadline = Instant::now() + config.connect_timeout;
+                match Relay::connect(
+                    config,
+                    &call,
+                    self.connected_text.as_deref(),
+                    text,
+                    deadline,
+                ) {
+                    Ok(relay) => {
+                        self.metrics.relay_event(RelayEvent::Connected);
+                        crate::info!(
+                            "relay.connected",
+                            callLogId = self.call_log_id,
+                            bot = config.url
+                        );
+                        Handler::Relay(Box::new(relay))
+                    }
+                    Err(e) => {
+                        let (handler, unavailable) =
+                            fallback(config, &e, self.bots, &call, &mut self.outbox, self.metrics);
+                        self.bot_unavailable = unavailable;
+                        handler
+                    }
+                }
+            }
+        };
         (self.on_start)(&self.call_log_id, &start);
         crate::info!(
             "media.start",
@@ -487,12 +603,94 @@ impl<'a, S: MediaIo> Session<'a, S> {
             from = start.from,
             to = start.to
         );
+        let start_text = match self.relay_config {
+            Some(_) => text.to_owned(),
+            None => String::new(),
+        };
         self.live = Some(Live {
-            bot,
+            handler,
             encoder,
             rules,
             pacer: Pacer::default(),
+            start,
+            start_text,
         });
+    }
+
+    /// Hands one of Exotel's frames to the relayed bot, if there is one.
+    fn forward_to_relay(&mut self, text: &Utf8Bytes, now: Instant) -> Result<(), EndReason> {
+        let Some(Live {
+            handler: Handler::Relay(relay),
+            ..
+        }) = self.live.as_mut()
+        else {
+            return Ok(());
+        };
+        let forwarded = relay.forward(text, &mut self.stats.relay);
+        self.on_relay_result(forwarded, now)
+    }
+
+    /// Moves what the relayed bot sent into the outbox, if there is a relayed bot.
+    fn poll_relay(&mut self, now: Instant) -> Result<(), EndReason> {
+        let Some(Live {
+            handler: Handler::Relay(relay),
+            ..
+        }) = self.live.as_mut()
+        else {
+            return Ok(());
+        };
+        // Only a bad frame allocates here (its description, for the log).
+        let mut bad: Option<String> = None;
+        let polled = relay.poll(&mut self.outbox, &mut self.stats.relay, &mut |what| {
+            bad = Some(what.to_owned())
+        });
+        if let Some(what) = bad {
+            self.warn_limited(now, "relay.bad_frame", &what);
+        }
+        self.on_relay_result(polled, now)
+    }
+
+    /// A bot that closed hung up; a bot that dropped gets one reconnect within
+    /// `BOT_RECONNECT_MS` with a fresh `start`, then the fallback.
+    fn on_relay_result(&mut self, result: Result<(), Lost>, now: Instant) -> Result<(), EndReason> {
+        let why = match result {
+            Ok(()) => return Ok(()),
+            Err(Lost::HungUp) => return Err(EndReason::BotHungUp),
+            Err(Lost::Dropped(why)) => why,
+        };
+        let (Some(config), Some(live)) = (self.relay_config, self.live.as_mut()) else {
+            return Ok(());
+        };
+        self.metrics.relay_event(RelayEvent::Dropped);
+        crate::warn!("relay.dropped", callLogId = self.call_log_id, error = why);
+        let call = CallStart {
+            call_log_id: &self.call_log_id,
+            start: &live.start,
+            url_parameters: &self.url_parameters,
+        };
+        // The new bot (or the fallback) starts the conversation afresh: what the old bot had
+        // queued is dropped here and at Exotel.
+        self.outbox.clear();
+        let deadline = Instant::now() + config.reconnect;
+        let connected = self.connected_text.as_deref();
+        match Relay::connect(config, &call, connected, &live.start_text, deadline) {
+            Ok(relay) => {
+                self.metrics.relay_event(RelayEvent::Reconnected);
+                crate::info!(
+                    "relay.reconnected",
+                    callLogId = self.call_log_id,
+                    tookMs = now.elapsed().as_millis()
+                );
+                live.handler = Handler::Relay(Box::new(relay));
+            }
+            Err(e) => {
+                let (handler, unavailable) =
+                    fallback(config, &e, self.bots, &call, &mut self.outbox, self.metrics);
+                live.handler = handler;
+                self.bot_unavailable = unavailable;
+            }
+        }
+        Ok(())
     }
 
     /// Sends the clear, chunks and marks that are due at `now`.
@@ -598,6 +796,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
             frames_out: s.frames_out - before.frames_out,
             bytes_out: s.bytes_out - before.bytes_out,
             bad_frames: s.bad_frames - before.bad_frames,
+            relay_dropped_to_bot: s.relay.dropped_to_bot - before.relay.dropped_to_bot,
+            relay_dropped_to_caller: s.relay.dropped_to_caller - before.relay.dropped_to_caller,
+            relay_bad_frames: s.relay.bad_frames - before.relay.bad_frames,
         });
         self.reported.0.clone_from(&self.stats);
         self.reported.1 = now;
@@ -605,22 +806,47 @@ impl<'a, S: MediaIo> Session<'a, S> {
 
     fn bad_frame(&mut self, now: Instant, what: &str) {
         self.stats.bad_frames += 1;
+        self.warn_limited(now, "media.bad_frame", what);
+    }
+
+    /// Logs a bad frame at most once a `WARN_EVERY`, with the counts so far.
+    fn warn_limited(&mut self, now: Instant, event: &str, what: &str) {
         let due = self
             .last_warning
             .is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
         if due {
             self.last_warning = Some(now);
             crate::warn!(
-                "media.bad_frame",
+                event,
                 callLogId = self.call_log_id,
                 detail = what,
-                badFrames = self.stats.bad_frames
+                badFrames = self.stats.bad_frames,
+                relayBadFrames = self.stats.relay.bad_frames
             );
         }
     }
 
     /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
     pub fn finish(&mut self, reason: &EndReason) {
+        // The bot first: it hears of the end even when Exotel's socket takes its time to close.
+        if let Some(live) = self.live.as_mut() {
+            match &mut live.handler {
+                Handler::Bot(bot) => bot.on_stop(reason.as_str()),
+                Handler::Relay(relay) => {
+                    // Exotel's own `stop` was forwarded; a bot that hung up needs none.
+                    let stop = match reason {
+                        EndReason::Stopped(_) | EndReason::BotHungUp => None,
+                        _ => {
+                            self.frame.clear();
+                            live.encoder
+                                .stop(&mut self.frame, &live.start, reason.as_str());
+                            std::str::from_utf8(&self.frame).ok()
+                        }
+                    };
+                    relay.close(stop);
+                }
+            }
+        }
         if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
             let code = match reason {
                 EndReason::FrameTooLarge => CloseCode::Size,
@@ -643,9 +869,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 while Instant::now() < deadline && self.ws.read().is_ok() {}
             }
         }
-        if let Some(live) = self.live.as_mut() {
-            live.bot.on_stop(reason.as_str());
-        }
         self.report_metrics(self.clock);
         let s = &self.stats;
         let error = match reason {
@@ -664,7 +887,36 @@ impl<'a, S: MediaIo> Session<'a, S> {
             marksOut = s.marks_out,
             marksIn = s.marks_in,
             dtmf = s.dtmf,
-            badFrames = s.bad_frames
+            badFrames = s.bad_frames,
+            relayDroppedToBot = s.relay.dropped_to_bot,
+            relayDroppedToCaller = s.relay.dropped_to_caller,
+            relayBadFrames = s.relay.bad_frames
         );
     }
+}
+
+/// The relayed bot cannot be reached: the call gets `BOT_FALLBACK`'s bot, started now. The
+/// flag is true when that bot is the tone and hang-up (`bot-unavailable`).
+fn fallback(
+    config: &RelayConfig,
+    error: &ConnectError,
+    bots: &dyn BotFactory,
+    call: &CallStart<'_>,
+    out: &mut Outbox,
+    metrics: &Metrics,
+) -> (Handler, bool) {
+    metrics.relay_event(RelayEvent::Unavailable);
+    let (mut bot, unavailable): (Box<dyn Bot>, bool) = match config.fallback {
+        Fallback::Echo => (bots.create(call), false),
+        Fallback::Hangup => (Box::new(ToneThenHangUp::bot_unavailable()), true),
+    };
+    crate::warn!(
+        "relay.unavailable",
+        callLogId = call.call_log_id,
+        bot = config.url,
+        error = error,
+        fallback = if unavailable { "hangup" } else { "echo" }
+    );
+    bot.on_start(call, out);
+    (Handler::Bot(bot), unavailable)
 }

@@ -4,8 +4,12 @@
 //! [`fake_exotel::FakeExotel`]), streams audio at real-time pace in Exotel-sized chunks, echoes
 //! marks when their audio would have been played, and reports what came back.
 //!
+//! [`bot::TestBot`] is the other end of a relayed call: an upstream bot that speaks Exotel's
+//! protocol.
+//!
 //! It runs on plain threads (one per call) and talks to loopback addresses only.
 
+pub mod bot;
 pub mod caller;
 pub mod fake_exotel;
 pub mod report;

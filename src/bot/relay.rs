@@ -1,0 +1,480 @@
+//! The relay (`BOT=relay`): each call handed to an upstream voice bot that speaks Exotel's own
+//! stream protocol, over a WebSocket client connection to `BOT_URL` (`ws://`, or `wss://` with
+//! rustls). A bot written for Exotel works unchanged behind it.
+//!
+//! Caller → bot: every frame Exotel sends (`connected`, `start`, `media`, `dtmf`, `mark`,
+//! `stop`) is forwarded as it arrived, byte for byte, the moment it arrives. Bot → caller: the
+//! bot's `media`, `mark` and `clear` go into the session's [`Outbox`], so its audio is chunked
+//! and paced to Exotel's rules like any bot's.
+//!
+//! Owns: connecting (the call's ids as query parameters, `BOT_HEADERS`), forwarding, reading
+//! the bot's frames, closing. Must not pace, chunk, or choose what happens when the bot is
+//! gone: the session does, and is the only writer on both sockets. Nothing here blocks the
+//! caller's side: writes to the bot never wait (a slow bot's frames queue in tungstenite up to
+//! `BOT_SEND_BUFFER_BYTES`, then are dropped and counted), and reads only take what arrived.
+
+use super::{CallStart, Outbox};
+use crate::config::RelayConfig;
+use crate::exotel::stream::{decode_payload, BotCommand};
+use crate::media::audio::pcm_to_samples;
+use crate::media::pump::{Pumped, Writes};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes, WebSocket};
+
+/// Bot frames handled per session turn at most, so a chatty bot cannot starve the caller.
+const FRAMES_PER_POLL: usize = 64;
+/// Bot audio queued for the caller beyond this many seconds is dropped and counted: a bot
+/// cannot make the server hold unbounded audio.
+pub const MAX_QUEUED_BOT_SECONDS: usize = 120;
+/// How long closing waits for the bot's answering close.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
+/// Why the relay could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// No address, no TCP connection, or TLS failed.
+    Unreachable(String),
+    /// The bot answered the handshake with this HTTP status instead of 101.
+    Refused(u16),
+    /// The handshake broke or timed out.
+    Handshake(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            ConnectError::Refused(status) => write!(f, "refused the handshake with {status}"),
+            ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
+        }
+    }
+}
+
+/// The bot is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lost {
+    /// The bot closed its WebSocket: in Exotel's protocol that is how a bot hangs up.
+    HungUp,
+    /// The connection broke without a close (the bot crashed, the network failed).
+    Dropped(String),
+}
+
+/// Counts the session reports for the relay.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelayCounts {
+    /// Caller frames not sent because the bot's send buffer was full.
+    pub dropped_to_bot: u64,
+    /// Bot audio frames not queued because `MAX_QUEUED_BOT_SECONDS` were already waiting.
+    pub dropped_to_caller: u64,
+    /// Bot frames that were not an event we know (logged and skipped).
+    pub bad_frames: u64,
+}
+
+/// The bot's socket: plain, or TLS on top of the pumped socket (rustls only turns bytes into
+/// bytes; the pump still does the waiting).
+enum BotStream {
+    Plain(Pumped),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Pumped>>),
+}
+
+impl BotStream {
+    fn pumped(&mut self) -> &mut Pumped {
+        match self {
+            BotStream::Plain(p) => p,
+            BotStream::Tls(t) => &mut t.sock,
+        }
+    }
+}
+
+impl Read for BotStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BotStream::Plain(p) => p.read(buf),
+            BotStream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for BotStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            BotStream::Plain(p) => p.write(buf),
+            BotStream::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            BotStream::Plain(p) => p.flush(),
+            BotStream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// The TLS settings, built once: the web's root certificates (webpki-roots, as minreq uses).
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| {
+                rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(
+                    ta.subject,
+                    ta.spki,
+                    ta.name_constraints,
+                )
+            }));
+            Arc::new(
+                rustls::ClientConfig::builder()
+                    .with_safe_defaults()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
+}
+
+/// One call's connection to the bot.
+pub struct Relay {
+    ws: WebSocket<BotStream>,
+    /// The bot's audio, decoded: allocated once, reused for every frame.
+    pcm: Vec<u8>,
+    samples: Vec<i16>,
+    /// Bytes tungstenite holds because the bot's socket was full.
+    unflushed: bool,
+}
+
+/// The bot's URL for this call: `BOT_URL` plus `callLogId`, `CallSid`, `from` and `to`.
+pub fn url_for(config: &RelayConfig, call: &CallStart<'_>) -> String {
+    let mut query = String::new();
+    crate::http::form::append_pair(&mut query, "callLogId", call.call_log_id.as_str());
+    crate::http::form::append_pair(&mut query, "CallSid", &call.start.call_sid);
+    crate::http::form::append_pair(&mut query, "from", &call.start.from);
+    crate::http::form::append_pair(&mut query, "to", &call.start.to);
+    let joiner = match config.url.find('?') {
+        None => "?",
+        Some(i) if i + 1 == config.url.len() || config.url.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    format!("{}{joiner}{query}", config.url)
+}
+
+/// The bot's addresses. A name is resolved on a thread of its own: `getaddrinfo` blocks in
+/// libc and must not run on a coroutine (design §2).
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, ConnectError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = may::sync::mpsc::channel();
+    let name = (host.to_owned(), port);
+    std::thread::Builder::new()
+        .name("bot-dns".into())
+        .spawn(move || {
+            let _ = tx.send(name.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        })
+        .map_err(|e| ConnectError::Unreachable(format!("cannot start a resolver: {e}")))?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(ConnectError::Unreachable(format!("{host} has no address"))),
+        Ok(Err(e)) => Err(ConnectError::Unreachable(format!("{host}: {e}"))),
+        Err(_) => Err(ConnectError::Unreachable(format!(
+            "{host} did not resolve in time"
+        ))),
+    }
+}
+
+impl Relay {
+    /// Connects to the bot for this call before `deadline` and sends it Exotel's `connected`
+    /// and `start` frames (`connected` as Exotel sent it, or a plain one). Runs on the session's
+    /// coroutine, which the bot's pump then wakes.
+    pub fn connect(
+        config: &RelayConfig,
+        call: &CallStart<'_>,
+        connected: Option<&str>,
+        start: &str,
+        deadline: Instant,
+    ) -> Result<Relay, ConnectError> {
+        let url = url_for(config, call);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        for (name, value) in &config.headers {
+            // Both were checked when the configuration was read.
+            if let (Ok(name), Ok(value)) = (
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()),
+                tungstenite::http::HeaderValue::from_str(value),
+            ) {
+                request.headers_mut().insert(name, value);
+            }
+        }
+        let mut last_error = None;
+        let mut socket = None;
+        for addr in resolve(&config.host, config.port, deadline)? {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match may::net::TcpStream::connect_timeout(&addr, left) {
+                Ok(s) => {
+                    socket = Some(s);
+                    break;
+                }
+                Err(e) => last_error = Some(format!("{addr}: {e}")),
+            }
+        }
+        let socket = socket.ok_or_else(|| {
+            ConnectError::Unreachable(last_error.unwrap_or_else(|| "timed out".into()))
+        })?;
+        let _ = socket.set_nodelay(true);
+        let mut pumped = Pumped::start(socket, Writes::NonBlocking)
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        pumped.set_wait(Some(Duration::from_millis(20)));
+        let stream = if config.tls {
+            let name = rustls::ServerName::try_from(config.host.as_str())
+                .map_err(|e| ConnectError::Unreachable(format!("TLS name: {e}")))?;
+            let tls = rustls::ClientConnection::new(tls_config(), name)
+                .map_err(|e| ConnectError::Unreachable(format!("TLS: {e}")))?;
+            BotStream::Tls(Box::new(rustls::StreamOwned::new(tls, pumped)))
+        } else {
+            BotStream::Plain(pumped)
+        };
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0)
+            .max_write_buffer_size(config.send_buffer_bytes)
+            .max_message_size(Some(crate::media::session::MAX_FRAME_BYTES))
+            .max_frame_size(Some(crate::media::session::MAX_FRAME_BYTES));
+        let mut attempt = tungstenite::client::client_with_config(request, stream, Some(ws_config));
+        let mut ws = loop {
+            match attempt {
+                Ok((ws, _response)) => break ws,
+                Err(HandshakeError::Interrupted(mid)) => {
+                    if Instant::now() >= deadline {
+                        return Err(ConnectError::Handshake("timed out".into()));
+                    }
+                    attempt = mid.handshake();
+                }
+                Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                    return Err(ConnectError::Refused(response.status().as_u16()))
+                }
+                Err(HandshakeError::Failure(tungstenite::Error::Io(e)))
+                    if e.kind() == ErrorKind::InvalidData =>
+                {
+                    // rustls reports certificate and protocol failures as InvalidData.
+                    return Err(ConnectError::Unreachable(format!("TLS: {e}")));
+                }
+                Err(HandshakeError::Failure(e)) => {
+                    return Err(ConnectError::Handshake(e.to_string()))
+                }
+            }
+        };
+        // From now on reads never wait: the session waits on Exotel's socket, which either
+        // pump wakes.
+        ws.get_mut().pumped().set_wait(Some(Duration::ZERO));
+        let rate = call.start.sample_rate as usize;
+        let mut relay = Relay {
+            ws,
+            pcm: Vec::with_capacity(2 * rate + 4),
+            samples: Vec::with_capacity(rate),
+            unflushed: false,
+        };
+        let mut counts = RelayCounts::default();
+        let connected = connected.unwrap_or(r#"{"event":"connected"}"#);
+        for text in [connected, start] {
+            relay
+                .forward(&Utf8Bytes::from(text.to_owned()), &mut counts)
+                .map_err(|e| ConnectError::Handshake(format!("{e:?}")))?;
+        }
+        Ok(relay)
+    }
+
+    /// Sends one of Exotel's frames to the bot as it is. A full send buffer drops the frame
+    /// (counted); a socket that is merely full keeps it for the next flush.
+    pub fn forward(&mut self, text: &Utf8Bytes, counts: &mut RelayCounts) -> Result<(), Lost> {
+        match self.ws.send(Message::Text(text.clone())) {
+            Ok(()) => {
+                self.unflushed = false;
+                Ok(())
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                self.unflushed = true;
+                Ok(())
+            }
+            Err(tungstenite::Error::WriteBufferFull(_)) => {
+                counts.dropped_to_bot += 1;
+                self.unflushed = true;
+                Ok(())
+            }
+            Err(e) => Err(lost(e)),
+        }
+    }
+
+    /// Writes what a full socket held back, if anything.
+    pub fn flush(&mut self) -> Result<(), Lost> {
+        if !self.unflushed {
+            return Ok(());
+        }
+        match self.ws.flush() {
+            Ok(()) => {
+                self.unflushed = false;
+                Ok(())
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(lost(e)),
+        }
+    }
+
+    /// Moves what the bot has sent into `out`: audio to play, marks, `clear`. Bad frames are
+    /// counted and handed to `bad` (to log), then skipped.
+    pub fn poll(
+        &mut self,
+        out: &mut Outbox,
+        counts: &mut RelayCounts,
+        bad: &mut dyn FnMut(&str),
+    ) -> Result<(), Lost> {
+        self.flush()?;
+        for _ in 0..FRAMES_PER_POLL {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => self.handle(&text, out, counts, bad),
+                Ok(Message::Binary(_)) => {
+                    counts.bad_frames += 1;
+                    bad("a binary frame (a bot sends JSON text)");
+                }
+                Ok(Message::Close(_)) => return Err(Lost::HungUp),
+                // Ping (tungstenite queues the pong and sends it with the next write), pong.
+                Ok(_) => self.unflushed = true,
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    return Ok(())
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Err(Lost::HungUp)
+                }
+                Err(e) => return Err(lost(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        text: &str,
+        out: &mut Outbox,
+        counts: &mut RelayCounts,
+        bad: &mut dyn FnMut(&str),
+    ) {
+        match BotCommand::parse(text) {
+            Ok(BotCommand::Media { payload }) => {
+                if decode_payload(&payload, &mut self.pcm).is_err() || self.pcm.len() % 2 != 0 {
+                    counts.bad_frames += 1;
+                    bad("media payload is not base64 of 16-bit samples");
+                    return;
+                }
+                let limit = MAX_QUEUED_BOT_SECONDS * out.sample_rate() as usize;
+                if out.queued_samples() + self.pcm.len() / 2 > limit {
+                    counts.dropped_to_caller += 1;
+                    return;
+                }
+                self.samples.clear();
+                pcm_to_samples(&self.pcm, &mut self.samples);
+                out.play(&self.samples);
+            }
+            Ok(BotCommand::Mark { name }) => out.mark(name.into_owned()),
+            Ok(BotCommand::Clear) => out.clear(),
+            Err(e) => {
+                counts.bad_frames += 1;
+                bad(&e.to_string());
+            }
+        }
+    }
+
+    /// Ends the bot's side of the call: `stop` (when Exotel's own did not reach it), a close
+    /// frame, and a short wait for the bot's answering close.
+    pub fn close(&mut self, stop: Option<&str>) {
+        if let Some(stop) = stop {
+            let _ = self
+                .ws
+                .send(Message::Text(Utf8Bytes::from(stop.to_owned())));
+        }
+        let _ = self.ws.close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: Utf8Bytes::from_static("call ended"),
+        }));
+        self.ws
+            .get_mut()
+            .pumped()
+            .set_wait(Some(Duration::from_millis(20)));
+        let deadline = Instant::now() + CLOSE_WAIT;
+        // `can_read` turns false once both closes have crossed (at once when the bot closed).
+        while self.ws.can_read() && Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self.ws.flush();
+    }
+}
+
+fn lost(e: tungstenite::Error) -> Lost {
+    match e {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => Lost::HungUp,
+        other => Lost::Dropped(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::CallLogId;
+    use crate::config::Fallback;
+    use crate::exotel::stream::StartEvent;
+
+    fn config(url: &str) -> RelayConfig {
+        RelayConfig {
+            url: url.into(),
+            tls: false,
+            host: "h".into(),
+            port: 80,
+            headers: Vec::new(),
+            fallback: Fallback::Hangup,
+            connect_timeout: Duration::from_secs(1),
+            reconnect: Duration::from_secs(1),
+            send_buffer_bytes: 1 << 16,
+        }
+    }
+
+    #[test]
+    fn the_call_ids_are_added_to_the_bot_url() {
+        let id = CallLogId::parse("order-42").unwrap();
+        let start = StartEvent {
+            stream_sid: "S".into(),
+            call_sid: "CA1".into(),
+            account_sid: "A".into(),
+            from: "+91 98".into(),
+            to: "080".into(),
+            custom_parameters: Default::default(),
+            sample_rate: 8000,
+        };
+        let call = CallStart {
+            call_log_id: &id,
+            start: &start,
+            url_parameters: &[],
+        };
+        let tail = "callLogId=order-42&CallSid=CA1&from=%2B91%2098&to=080";
+        for (base, joined) in [
+            ("ws://h/bot", format!("ws://h/bot?{tail}")),
+            ("ws://h/bot?team=a", format!("ws://h/bot?team=a&{tail}")),
+            ("ws://h/bot?", format!("ws://h/bot?{tail}")),
+        ] {
+            assert_eq!(url_for(&config(base), &call), joined);
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! `BOT=relay` end to end: the real binary between the simulated Exotel caller and an upstream
+//! bot that is a real WebSocket server on loopback (`exotel_voicebot::sim::bot::TestBot`,
+//! written only from the protocol file).
+
+mod support;
+
+use exotel_voicebot::media::audio::{speech_like, ChunkRules};
+use exotel_voicebot::sim::bot::{BotCall, TestBot};
+use exotel_voicebot::sim::caller::Event;
+use exotel_voicebot::sim::{run_call, run_load, CallPlan, EndedBy};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::Server;
+use tungstenite::{Message, WebSocket};
+
+const ECHO_DELAY_MS: u32 = 400;
+
+fn relay_server(bot_url: &str, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("BOT", "relay"), ("BOT_URL", bot_url)];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+fn plan(server: &Server, rate: u32, ms: u32) -> CallPlan {
+    let mut plan = CallPlan::new(server.addr, speech_like(rate, ms, 7));
+    plan.sample_rate = rate;
+    plan.echo_delay_ms = ECHO_DELAY_MS;
+    plan.tail_ms = 800;
+    plan
+}
+
+/// A loopback port with nothing listening.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn only_call(bot: &TestBot) -> BotCall {
+    let calls = bot.wait_ended(1, Duration::from_secs(5));
+    assert_eq!(calls.len(), 1, "one connection to the bot: {calls:#?}");
+    calls.into_iter().next().unwrap()
+}
+
+#[test]
+fn audio_goes_both_ways_bit_exact_and_frames_arrive_as_exotel_sent_them() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(
+        &format!("{}?tenant=a", bot.url()),
+        &[("BOT_HEADERS", r#"{"Authorization": "Bearer bot-secret"}"#)],
+    );
+    let p = plan(&server, 8000, 3000);
+    let report = run_call(&p);
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.echoed, p.audio.len(), "every sample came back");
+    assert_eq!(report.echo_mismatched, 0);
+    assert_eq!(
+        report.chunk_sizes.keys().copied().collect::<Vec<_>>(),
+        [3200],
+        "the bot's 100 ms frames were re-chunked to Exotel's 200 ms"
+    );
+    assert_eq!(report.ended_by, EndedBy::Caller);
+
+    let call = only_call(&bot);
+    assert!(
+        call.caller_audio == p.audio,
+        "the bot heard the caller sample for sample ({} of {} samples)",
+        call.caller_audio.len(),
+        p.audio.len()
+    );
+    assert_eq!(
+        call.frames[0], r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+        "connected is forwarded as Exotel sent it"
+    );
+    let start: serde_json::Value = serde_json::from_str(&call.frames[1]).unwrap();
+    assert_eq!(start["start"]["call_sid"], p.call_sid.as_str());
+    assert_eq!(start["start"]["media_format"]["sample_rate"], "8000");
+    assert_eq!(call.events.first().map(String::as_str), Some("connected"));
+    assert_eq!(call.events.last().map(String::as_str), Some("stop"));
+    assert_eq!(
+        call.events.iter().filter(|e| *e == "media").count(),
+        30,
+        "one media frame per caller frame, none batched or lost"
+    );
+    assert_eq!(call.stop_reason.as_deref(), Some("callended"));
+    assert!(
+        call.closed_cleanly,
+        "the relay closed the bot's socket with a close frame"
+    );
+    assert_eq!(call.header("authorization"), Some("Bearer bot-secret"));
+    assert_eq!(call.query("tenant").as_deref(), Some("a"));
+    assert_eq!(call.query("callLogId"), Some(report.call_log_id.clone()));
+    assert_eq!(call.query("CallSid"), Some(p.call_sid.clone()));
+    assert_eq!(call.query("from").as_deref(), Some("+919876543210"));
+    assert_eq!(call.query("to").as_deref(), Some("08047112233"));
+    server.wait_for_log(&[
+        "relay.connected",
+        &format!("callLogId={}", report.call_log_id),
+    ]);
+    server.wait_for_log(&[
+        "media.ended",
+        &format!("callLogId={}", report.call_log_id),
+        "reason=callended",
+        "relayDroppedToBot=0",
+        "relayBadFrames=0",
+    ]);
+}
+
+#[test]
+fn a_bot_sending_20_ms_frames_at_16_and_24_khz_is_re_chunked_to_exotels_rules() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    for rate in [16000u32, 24000] {
+        let mut p = plan(&server, rate, 1500);
+        p.chunk_ms = 20;
+        let report = run_call(&p);
+        assert!(report.is_clean(), "{rate} Hz: {report:#?}");
+        assert_eq!(report.echoed, p.audio.len());
+        let rules = ChunkRules::for_rate(rate);
+        assert!(
+            report.chunk_sizes.keys().all(|&s| rules.is_valid_chunk(s)),
+            "{rate} Hz: {:?}",
+            report.chunk_sizes
+        );
+    }
+}
+
+#[test]
+fn marks_and_dtmf_reach_the_bot_and_its_close_hangs_up() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    let mut p = plan(&server, 8000, 1000);
+    p.dtmf = "1#".into();
+    let report = run_call(&p);
+    assert_eq!(
+        report.marks_received,
+        ["m1", "goodbye"],
+        "the bot's marks reached the caller after the audio queued before them"
+    );
+    assert_eq!(report.marks_echoed, 2);
+    assert_eq!(report.clears, 1, "the bot's clear before its goodbye");
+    assert_eq!(report.invalid_chunks, 0);
+    assert_eq!(
+        report.ended_by,
+        EndedBy::Server(1000),
+        "the bot closed its socket, which hangs the call up: {:#?} {:#?}",
+        report.events.iter().rev().take(8).collect::<Vec<_>>(),
+        server.log()
+    );
+    let call = only_call(&bot);
+    assert_eq!(call.dtmf, "1#", "the caller's keys reached the bot");
+    assert_eq!(
+        call.marks,
+        ["m1", "goodbye"],
+        "Exotel's echoed marks reached the bot with their names"
+    );
+    server.wait_for_log(&[
+        "media.ended",
+        &format!("callLogId={}", report.call_log_id),
+        "reason=bot-hung-up",
+        "marksOut=2",
+        "marksIn=2",
+    ]);
+}
+
+#[test]
+fn a_clear_from_the_bot_drops_what_is_queued() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    let mut p = plan(&server, 8000, 3000);
+    p.dtmf_during = vec![(1500, '*')];
+    let report = run_call(&p);
+    let dtmf_at = report
+        .events
+        .iter()
+        .position(|(_, e)| *e == Event::SentDtmf('*'))
+        .expect("dtmf sent");
+    let clear_at = report
+        .events
+        .iter()
+        .position(|(_, e)| *e == Event::ReceivedClear)
+        .expect("the bot's clear reached the caller");
+    let media_between = report.events[dtmf_at..clear_at]
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::ReceivedMedia { .. }))
+        .count();
+    assert!(
+        media_between <= 1,
+        "{media_between} chunks arrived between * and clear"
+    );
+    assert_eq!(
+        report.echo_mismatched, 0,
+        "audio before the clear was exact"
+    );
+}
+
+#[test]
+fn an_unreachable_bot_gets_the_caller_a_tone_and_a_hang_up() {
+    let port = closed_port();
+    let server = relay_server(&format!("ws://127.0.0.1:{port}/bot"), &[]);
+    let p = plan(&server, 8000, 3000);
+    let report = run_call(&p);
+    assert_eq!(report.ended_by, EndedBy::Server(1000), "{report:#?}");
+    assert!(
+        report.bot_audio.iter().any(|&s| s != 0),
+        "the caller heard a tone"
+    );
+    assert_eq!(report.marks_received, ["bot-unavailable-tone-played"]);
+    assert_eq!(report.invalid_chunks, 0);
+    server.wait_for_log(&["relay.unavailable", "unreachable", "fallback=hangup"]);
+    server.wait_for_log(&[
+        "media.ended",
+        &format!("callLogId={}", report.call_log_id),
+        "reason=bot-unavailable",
+    ]);
+    let row = server.get(&format!("/calls/{}", report.call_log_id)).json();
+    assert_eq!(row["status"], "bot-unavailable", "{row}");
+    let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
+    assert!(
+        metrics.contains("exotel_voicebot_relay_connections_total{event=\"unavailable\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_bot_refusing_the_handshake_is_unavailable_too() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    bot.refuse(503);
+    let server = relay_server(&bot.url(), &[]);
+    let report = run_call(&plan(&server, 8000, 2000));
+    assert_eq!(report.ended_by, EndedBy::Server(1000), "{report:#?}");
+    server.wait_for_log(&["relay.unavailable", "refused the handshake with 503"]);
+}
+
+#[test]
+fn with_the_echo_fallback_an_unreachable_bot_is_replaced_by_the_echo_bot() {
+    let port = closed_port();
+    let server = relay_server(
+        &format!("ws://127.0.0.1:{port}/bot"),
+        &[("BOT_FALLBACK", "echo")],
+    );
+    let p = plan(&server, 8000, 2000);
+    let report = run_call(&p);
+    assert!(report.is_clean(), "the echo bot answered: {report:#?}");
+    assert_eq!(report.echoed, p.audio.len());
+    server.wait_for_log(&["relay.unavailable", "fallback=echo"]);
+}
+
+#[test]
+fn a_bot_that_drops_mid_call_is_reconnected_with_a_fresh_start() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    let p = plan(&server, 8000, 4000);
+    let call = std::thread::spawn(move || run_call(&p));
+    std::thread::sleep(Duration::from_millis(1500));
+    bot.drop_all();
+    let report = call.join().unwrap();
+    assert_eq!(report.ended_by, EndedBy::Caller, "{report:#?}");
+    let calls = bot.wait_ended(2, Duration::from_secs(5));
+    assert_eq!(calls.len(), 2, "one reconnect: {calls:#?}");
+    let again = &calls[1];
+    assert_eq!(
+        again.events[..2],
+        ["connected", "start"],
+        "the new connection starts afresh"
+    );
+    assert!(
+        again.events.iter().filter(|e| *e == "media").count() >= 10,
+        "the caller's audio went on to the new connection: {:?}",
+        again.events
+    );
+    assert_eq!(again.stop_reason.as_deref(), Some("callended"));
+    assert!(
+        report.bot_audio.len() > 3 * 8000,
+        "the new connection's echo reached the caller"
+    );
+    server.wait_for_log(&[
+        "relay.dropped",
+        &format!("callLogId={}", report.call_log_id),
+    ]);
+    server.wait_for_log(&[
+        "relay.reconnected",
+        &format!("callLogId={}", report.call_log_id),
+    ]);
+}
+
+#[test]
+fn a_bot_that_drops_and_cannot_come_back_gets_the_fallback() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[("BOT_RECONNECT_MS", "300")]);
+    let p = plan(&server, 8000, 4000);
+    let call = std::thread::spawn(move || run_call(&p));
+    std::thread::sleep(Duration::from_millis(1500));
+    bot.refuse(503);
+    bot.drop_all();
+    let report = call.join().unwrap();
+    assert_eq!(
+        report.ended_by,
+        EndedBy::Server(1000),
+        "tone, then hang-up: {report:#?}"
+    );
+    server.wait_for_log(&["relay.dropped"]);
+    server.wait_for_log(&["relay.unavailable", "refused the handshake with 503"]);
+    server.wait_for_log(&[
+        "media.ended",
+        &format!("callLogId={}", report.call_log_id),
+        "reason=bot-unavailable",
+    ]);
+}
+
+#[test]
+fn a_caller_that_vanishes_still_gets_the_bot_a_stop_and_a_clean_close() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    let url = server.get("/voicebot/connect?CallSid=CAgone").json()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = &url[url.find("/media").unwrap()..];
+    let stream = TcpStream::connect(server.addr).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://{}{path}", server.addr), stream).unwrap();
+    ws.send(Message::text(r#"{"event":"connected"}"#)).unwrap();
+    ws.send(Message::text(
+        r#"{"event":"start","stream_sid":"MZgone","start":{"call_sid":"CAgone","account_sid":"A","from":"1","to":"2","media_format":{"encoding":"base64","sample_rate":"8000"}}}"#,
+    ))
+    .unwrap();
+    ws.send(Message::text(
+        r#"{"event":"media","stream_sid":"MZgone","media":{"payload":"AAABAAIA"}}"#,
+    ))
+    .unwrap();
+    ws.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(ws); // no stop, no close: the connection just ends
+    let call = only_call(&bot);
+    assert_eq!(call.caller_audio, [0, 1, 2]);
+    assert_eq!(
+        call.stop_reason.as_deref(),
+        Some("socket-closed"),
+        "{call:#?}"
+    );
+    let stop: serde_json::Value = serde_json::from_str(call.frames.last().unwrap()).unwrap();
+    assert_eq!(stop["stream_sid"], "MZgone");
+    assert_eq!(stop["stop"]["call_sid"], "CAgone");
+    assert!(call.closed_cleanly);
+}
+
+#[test]
+fn garbage_from_the_bot_is_logged_and_skipped() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    let mut p = plan(&server, 8000, 3000);
+    p.dtmf_during = vec![(1000, '9')];
+    let report = run_call(&p);
+    assert!(report.is_clean(), "the call went on untouched: {report:#?}");
+    assert_eq!(report.echoed, p.audio.len());
+    server.wait_for_log(&[
+        "relay.bad_frame",
+        &format!("callLogId={}", report.call_log_id),
+    ]);
+    server.wait_for_log(&[
+        "media.ended",
+        &format!("callLogId={}", report.call_log_id),
+        "relayBadFrames=2",
+    ]);
+    let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
+    assert!(
+        metrics.contains("exotel_voicebot_relay_bad_frames_total 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_bot_that_stops_reading_never_holds_up_the_caller() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[("BOT_SEND_BUFFER_BYTES", "16384")]);
+    let url = server.get("/voicebot/connect?CallSid=CAflood").json()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = &url[url.find("/media").unwrap()..];
+    let stream = TcpStream::connect(server.addr).unwrap();
+    let (mut ws, _): (WebSocket<TcpStream>, _) =
+        tungstenite::client(format!("ws://{}{path}", server.addr), stream).unwrap();
+    ws.send(Message::text(
+        r#"{"event":"start","stream_sid":"MZf","start":{"call_sid":"CAflood","media_format":{"sample_rate":"8000"}}}"#,
+    ))
+    .unwrap();
+    // `5` makes the test bot stop reading for 6 s.
+    ws.send(Message::text(
+        r#"{"event":"dtmf","stream_sid":"MZf","dtmf":{"digit":"5"}}"#,
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Far more than the kernel's buffers and the relay's 16 KiB hold, as fast as possible.
+    let payload = base64_of(&speech_like(8000, 100, 1));
+    let frame =
+        format!(r#"{{"event":"media","stream_sid":"MZf","media":{{"payload":"{payload}"}}}}"#);
+    let started = Instant::now();
+    for _ in 0..12_000 {
+        ws.write(Message::text(frame.clone())).unwrap();
+    }
+    ws.flush().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the server kept reading the caller while the bot did not read ({took:?})"
+    );
+    ws.send(Message::text(
+        r#"{"event":"stop","stream_sid":"MZf","stop":{"reason":"callended"}}"#,
+    ))
+    .unwrap();
+    let line = server.wait_for_log(&["media.ended", "framesIn=12000"]);
+    let dropped: u64 = line
+        .split("relayDroppedToBot=")
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("relayDroppedToBot in the log line");
+    assert!(
+        dropped > 0,
+        "frames beyond the send buffer were dropped and counted: {line}"
+    );
+    let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
+    assert!(
+        metrics.contains(&format!(
+            "exotel_voicebot_relay_frames_dropped_total{{direction=\"to_bot\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+}
+
+fn base64_of(samples: &[i16]) -> String {
+    use base64::Engine as _;
+    let mut pcm = Vec::new();
+    exotel_voicebot::media::audio::samples_to_pcm(samples, &mut pcm);
+    base64::engine::general_purpose::STANDARD.encode(pcm)
+}
+
+#[test]
+fn two_hundred_relayed_calls_at_once_all_come_back_exact() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[("MAX_CONCURRENT_CALLS", "200")]);
+    let p = plan(&server, 8000, 3000);
+    let report = run_load(&p, 200, Duration::from_secs(2));
+    assert_eq!(
+        report.clean_calls(),
+        200,
+        "{}",
+        exotel_voicebot::sim::report::summary(&report.calls, report.wall)
+    );
+    let calls = bot.wait_ended(200, Duration::from_secs(10));
+    assert_eq!(calls.len(), 200);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.caller_audio == p.audio && c.closed_cleanly),
+        "every bot connection heard its caller exactly and was closed cleanly"
+    );
+}
