@@ -240,4 +240,9 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         app.slots.release(&ticket.call_log_id);
     }
     app.registry.end_session(&ticket);
+    if relay.is_some() {
+        // The session parked on its coroutine's own park (media::pump): it must not end
+        // inside may's Park::subscribe.
+        pump::leave_parking();
+    }
 }

@@ -118,6 +118,9 @@ impl Pumped {
     /// that is the coroutine the pump wakes.
     pub fn start(socket: may::net::TcpStream, writes: Writes) -> io::Result<Pumped> {
         let reader = socket.try_clone()?;
+        // A clone keeps the original's timeouts (the media listener's handshake timeout, for
+        // one): the pump waits for as long as the socket is open.
+        reader.set_read_timeout(None)?;
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Inbox {
                 ring: Ring::new(RING_BYTES),
@@ -131,7 +134,10 @@ impl Pumped {
         let for_pump = shared.clone();
         // A pump's stack holds one read loop: 16 KiB is plenty (its buffer is on the heap).
         let builder = may::coroutine::Builder::new().stack_size(16 * 1024 / size_of::<usize>());
-        may::go!(builder, move || pump(reader, &for_pump))?;
+        may::go!(builder, move || {
+            pump(reader, &for_pump);
+            leave_parking();
+        })?;
         Ok(Pumped {
             socket,
             shared,
@@ -148,6 +154,17 @@ impl Pumped {
     pub fn set_wait(&mut self, wait: Option<Duration>) {
         self.wait = wait;
     }
+}
+
+/// Call before a coroutine that parked (`may::coroutine::park*`) ends. may's `Park::subscribe`
+/// may run the parked coroutine inline when it was unparked while parking (`fast_wake_up`,
+/// may 0.3 park.rs), holding the park's `wait_kernel` flag meanwhile. A coroutine that finishes
+/// inside that call drops its own `Park`, whose `Drop` waits for `wait_kernel` to clear: it
+/// never does, and the worker thread spins in `sched_yield` for good (seen under load: gdb
+/// showed a worker in `drop_in_place<may::park::Park>` under `Park::subscribe`). Yielding
+/// once returns to the scheduler first, so the coroutine ends outside any `subscribe`.
+pub fn leave_parking() {
+    may::coroutine::yield_now();
 }
 
 /// The pump: socket → ring, waking the session, until the socket ends or the session leaves.
