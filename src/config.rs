@@ -98,6 +98,9 @@ pub struct RelayConfig {
     /// `BOT_SEND_BUFFER_BYTES`: caller frames waiting for a slow bot, at most; beyond it frames
     /// are dropped and counted.
     pub send_buffer_bytes: usize,
+    /// `BOT_CA_FILE`: certificates (PEM) trusted for `wss://` besides the web's root
+    /// certificates, as DER: for a bot behind a private CA.
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 /// Handshake headers a user may not set: the WebSocket handshake writes them itself.
@@ -182,7 +185,15 @@ impl RelayConfig {
                 })
             }
         };
+        let extra_roots = match var("BOT_CA_FILE") {
+            None => Vec::new(),
+            Some(path) => read_ca_file(&path).map_err(|problem| ConfigError {
+                variable: "BOT_CA_FILE",
+                problem: format!("{path:?} {problem}"),
+            })?,
+        };
         Ok(RelayConfig {
+            extra_roots,
             tls,
             host: host.to_owned(),
             port,
@@ -206,6 +217,43 @@ impl RelayConfig {
             url,
         })
     }
+}
+
+/// The certificates of a PEM file, each checked to be usable as a trust anchor.
+fn read_ca_file(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let certs = pem_blocks(&text, "CERTIFICATE")?;
+    if certs.is_empty() {
+        return Err("holds no -----BEGIN CERTIFICATE----- block".into());
+    }
+    for (i, der) in certs.iter().enumerate() {
+        rustls::RootCertStore::empty()
+            .add(&rustls::Certificate(der.clone()))
+            .map_err(|e| format!("certificate {} is not usable: {e}", i + 1))?;
+    }
+    Ok(certs)
+}
+
+/// The DER contents of every `-----BEGIN {label}-----` block of a PEM text.
+pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&begin) {
+        let body = &rest[at + begin.len()..];
+        let stop = body
+            .find(&end)
+            .ok_or_else(|| format!("has a {begin} without its {end}"))?;
+        let b64: String = body[..stop].split_whitespace().collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("has a {label} block that is not base64 ({e})"))?;
+        blocks.push(der);
+        rest = &body[stop + end.len()..];
+    }
+    Ok(blocks)
 }
 
 /// `BOT_HEADERS`: `{"Authorization": "Bearer …", "X-Tenant": "a"}`.
@@ -697,6 +745,8 @@ mod tests {
             ("BOT_RECONNECT_MS", "10"),
             ("BOT_CONNECT_TIMEOUT_MS", "soon"),
             ("BOT_SEND_BUFFER_BYTES", "100"),
+            ("BOT_CA_FILE", "/nonexistent/ca.pem"),
+            ("BOT_CA_FILE", "Cargo.toml"),
         ] {
             let mut pairs = vec![("BOT_URL", "ws://127.0.0.1:9/bot")];
             pairs.retain(|(k, _)| *k != var);
@@ -725,6 +775,15 @@ mod tests {
         };
         assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 8080, false));
         assert!(matches!(config(&[]).unwrap().bot, BotChoice::Echo));
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ca.pem");
+        let BotChoice::Relay(private) =
+            relay(&[("BOT_URL", "wss://localhost/x"), ("BOT_CA_FILE", ca)])
+                .unwrap()
+                .bot
+        else {
+            panic!("not a relay")
+        };
+        assert_eq!(private.extra_roots.len(), 1);
     }
 
     #[test]

@@ -456,3 +456,39 @@ fn two_hundred_relayed_calls_at_once_all_come_back_exact() {
         "every bot connection heard its caller exactly and was closed cleanly"
     );
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tls_bot() -> TestBot {
+    let read = |name: &str| std::fs::read_to_string(fixture(name)).unwrap();
+    TestBot::start_tls(ECHO_DELAY_MS, &read("bot-cert.pem"), &read("bot-key.pem"))
+}
+
+#[test]
+fn a_wss_bot_behind_a_private_ca_is_relayed_bit_exact() {
+    // tests/fixtures: a test-only CA and a certificate for localhost signed by it.
+    let bot = tls_bot();
+    let ca = fixture("ca.pem");
+    let server = relay_server(&bot.url(), &[("BOT_CA_FILE", &ca)]);
+    let p = plan(&server, 8000, 2000);
+    let report = run_call(&p);
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.echoed, p.audio.len());
+    let call = only_call(&bot);
+    assert!(
+        call.caller_audio == p.audio,
+        "the bot heard the caller exactly"
+    );
+    assert!(call.closed_cleanly);
+}
+
+#[test]
+fn a_wss_bot_whose_certificate_is_not_trusted_is_unavailable() {
+    let bot = tls_bot();
+    let server = relay_server(&bot.url(), &[]);
+    let report = run_call(&plan(&server, 8000, 1000));
+    assert_eq!(report.ended_by, EndedBy::Server(1000), "{report:#?}");
+    server.wait_for_log(&["relay.unavailable", "TLS"]);
+}

@@ -20,7 +20,7 @@ use crate::media::audio::pcm_to_samples;
 use crate::media::pump::{Pumped, Writes};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -117,27 +117,35 @@ impl Write for BotStream {
     }
 }
 
-/// The TLS settings, built once: the web's root certificates (webpki-roots, as minreq uses).
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| {
-                rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(
-                    ta.subject,
-                    ta.spki,
-                    ta.name_constraints,
-                )
-            }));
-            Arc::new(
-                rustls::ClientConfig::builder()
-                    .with_safe_defaults()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            )
-        })
-        .clone()
+/// The TLS settings: the web's root certificates (webpki-roots, as minreq uses) plus
+/// `BOT_CA_FILE`'s. Built once per set of extra roots, not per call.
+fn tls_config(extra_roots: &[Vec<u8>]) -> Arc<rustls::ClientConfig> {
+    type Built = Vec<(Vec<Vec<u8>>, Arc<rustls::ClientConfig>)>;
+    static BUILT: Mutex<Built> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, config)) = built.iter().find(|(roots, _)| roots == extra_roots) {
+        return config.clone();
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| {
+        rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(
+            ta.subject,
+            ta.spki,
+            ta.name_constraints,
+        )
+    }));
+    for der in extra_roots {
+        // Checked when the configuration was read.
+        let _ = roots.add(&rustls::Certificate(der.clone()));
+    }
+    let config = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_safe_defaults()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    built.push((extra_roots.to_vec(), config.clone()));
+    config
 }
 
 /// One call's connection to the bot.
@@ -239,7 +247,7 @@ impl Relay {
         let stream = if config.tls {
             let name = rustls::ServerName::try_from(config.host.as_str())
                 .map_err(|e| ConnectError::Unreachable(format!("TLS name: {e}")))?;
-            let tls = rustls::ClientConnection::new(tls_config(), name)
+            let tls = rustls::ClientConnection::new(tls_config(&config.extra_roots), name)
                 .map_err(|e| ConnectError::Unreachable(format!("TLS: {e}")))?;
             BotStream::Tls(Box::new(rustls::StreamOwned::new(tls, pumped)))
         } else {
@@ -448,6 +456,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             reconnect: Duration::from_secs(1),
             send_buffer_bytes: 1 << 16,
+            extra_roots: Vec::new(),
         }
     }
 

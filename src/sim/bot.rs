@@ -10,6 +10,7 @@
 //! told to refuse handshakes or to drop every connection without a close (a crash).
 
 use base64::Engine as _;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,8 @@ struct Shared {
     /// Non-zero: handshakes are refused with this HTTP status.
     refuse: AtomicU16,
     echo_delay_ms: u32,
+    /// Set for `wss://`: connections are TLS with this certificate.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The bot server. Runs until the process ends.
@@ -81,6 +84,34 @@ impl TestBot {
 
     /// On 127.0.0.1:`port` (0 for any).
     pub fn start_on(port: u16, echo_delay_ms: u32) -> std::io::Result<TestBot> {
+        TestBot::listen(port, echo_delay_ms, None)
+    }
+
+    /// A `wss://` bot on a free loopback port, with this certificate chain and PKCS#8 key (PEM).
+    pub fn start_tls(echo_delay_ms: u32, cert_pem: &str, key_pem: &str) -> TestBot {
+        let chain = crate::config::pem_blocks(cert_pem, "CERTIFICATE")
+            .expect("a PEM certificate chain")
+            .into_iter()
+            .map(rustls::Certificate)
+            .collect();
+        let key = crate::config::pem_blocks(key_pem, "PRIVATE KEY")
+            .expect("a PEM key")
+            .into_iter()
+            .next()
+            .expect("a PKCS#8 key");
+        let config = rustls::ServerConfig::builder()
+            .with_safe_defaults()
+            .with_no_client_auth()
+            .with_single_cert(chain, rustls::PrivateKey(key))
+            .expect("a usable certificate and key");
+        TestBot::listen(0, echo_delay_ms, Some(Arc::new(config))).expect("bind a loopback port")
+    }
+
+    fn listen(
+        port: u16,
+        echo_delay_ms: u32,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<TestBot> {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -88,6 +119,7 @@ impl TestBot {
             sockets: Mutex::new(Vec::new()),
             refuse: AtomicU16::new(0),
             echo_delay_ms,
+            tls,
         });
         let for_accept = shared.clone();
         std::thread::spawn(move || {
@@ -101,9 +133,12 @@ impl TestBot {
         Ok(TestBot { addr, shared })
     }
 
-    /// `ws://127.0.0.1:port/bot`
+    /// `ws://127.0.0.1:port/bot`, or `wss://localhost:port/bot` (the certificate's name).
     pub fn url(&self) -> String {
-        format!("ws://{}/bot", self.addr)
+        match self.shared.tls {
+            None => format!("ws://{}/bot", self.addr),
+            Some(_) => format!("wss://localhost:{}/bot", self.addr.port()),
+        }
     }
 
     /// From now on, answer handshakes with `status` (0: accept again).
@@ -176,7 +211,29 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let Ok(clone) = stream.try_clone() else {
         return;
     };
-    let accepted = tungstenite::accept_hdr(stream, check).map_err(|e| e.to_string());
+    match &shared.tls {
+        None => {
+            let accepted = tungstenite::accept_hdr(stream, check).map_err(|e| e.to_string());
+            run(accepted, clone, &call, shared);
+        }
+        Some(config) => {
+            let Ok(tls) = rustls::ServerConnection::new(config.clone()) else {
+                return;
+            };
+            let stream = rustls::StreamOwned::new(tls, stream);
+            let accepted = tungstenite::accept_hdr(stream, check).map_err(|e| e.to_string());
+            run(accepted, clone, &call, shared);
+        }
+    }
+}
+
+/// After the handshake: converse, then close.
+fn run<S: Read + Write>(
+    accepted: Result<WebSocket<S>, String>,
+    clone: TcpStream,
+    call: &Arc<Mutex<BotCall>>,
+    shared: &Shared,
+) {
     let number = {
         let mut calls = shared.calls.lock().unwrap_or_else(|p| p.into_inner());
         calls.push(call.clone());
@@ -191,7 +248,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push((number, clone));
-    converse(&mut ws, &call, shared.echo_delay_ms);
+    converse(&mut ws, call, shared.echo_delay_ms);
     // Closing the TCP connection after the close handshake is the server's part (RFC 6455 §7).
     let mut sockets = shared.sockets.lock().unwrap_or_else(|p| p.into_inner());
     sockets.retain(|(n, _)| *n != number);
@@ -201,7 +258,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
 }
 
 /// The bot's side of one call: read, record, answer.
-fn converse(ws: &mut WebSocket<TcpStream>, call: &Mutex<BotCall>, echo_delay_ms: u32) {
+fn converse<S: Read + Write>(ws: &mut WebSocket<S>, call: &Mutex<BotCall>, echo_delay_ms: u32) {
     let mut stream_sid = String::new();
     let mut rate = 8000u32;
     let b64 = base64::engine::general_purpose::STANDARD;
