@@ -7,6 +7,15 @@
 //! per-call token from [`calls::registry`] and the call's [`calls::CallLogId`], the one id that
 //! follows a call through Exotel's `CustomField`, the webhook, the media URL and every log line.
 //!
+//! **The media.** Exotel opens that URL; [`media`] checks the token and runs one
+//! [`media::session::Session`] per call on the connection's coroutine: it parses Exotel's frames
+//! ([`exotel::stream`]), hands the audio to a [`bot::Bot`] and paces what the bot answers in
+//! Exotel-sized chunks. With `BOT=relay` the call goes instead to an upstream bot over a second
+//! WebSocket ([`bot::relay`]); both sockets are then read by pump coroutines
+//! ([`media::pump`]) so that either can wake the session. [`calls::log`] keeps every call in
+//! SQLite; [`media::recorder`] writes WAVs off the media path. [`sim`] plays Exotel (and an
+//! upstream bot) for the tests and the load tools.
+//!
 //! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
 //! (design §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
 //! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over

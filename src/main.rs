@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `call <to>`, `--help`, `--version`.
+//! The command line: `serve` (the default), `call <to>`, `simulate`, `test-bot`, `--help`,
+//! `--version`.
 //! Exit codes: 0 success, 1 failure at run time (Exotel refused, port taken), 2 bad usage or
 //! configuration.
 
@@ -15,6 +16,9 @@ usage:
   exotel-voicebot [serve]                         run the server (PORT, default 3000)
   exotel-voicebot call <to> [--call-log-id ID]    place one call through Exotel, print the answer
   exotel-voicebot simulate [options]              play Exotel's side of calls against a server
+  exotel-voicebot test-bot [--port P] [--echo-delay-ms MS]
+                                                  run an upstream echo bot for BOT=relay to try
+                                                  (ws://127.0.0.1:P/bot, default port 3002)
   exotel-voicebot --help | --version
 
 simulate options:
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         [] | ["serve"] => serve(),
         ["call", rest @ ..] => call(rest),
         ["simulate", rest @ ..] => simulate(rest),
+        ["test-bot", rest @ ..] => test_bot(rest),
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -57,6 +62,45 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// An upstream bot written from Exotel's protocol (`sim::bot::TestBot`) on loopback, until
+/// killed: for trying `BOT=relay` and for measuring it (`bench/relay-latency`).
+fn test_bot(args: &[&str]) -> ExitCode {
+    let mut port = 3002u16;
+    let mut delay = 400u32;
+    let mut rest = args;
+    while let [name, value, tail @ ..] = rest {
+        let parsed = match *name {
+            "--port" => value.parse().map(|v| port = v).is_ok(),
+            "--echo-delay-ms" => value.parse().map(|v| delay = v).is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            eprintln!("exotel-voicebot test-bot: bad option {name} {value:?} (see --help)");
+            return ExitCode::from(2);
+        }
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        eprintln!(
+            "exotel-voicebot test-bot: {:?} needs a value (see --help)",
+            rest[0]
+        );
+        return ExitCode::from(2);
+    }
+    match exotel_voicebot::sim::bot::TestBot::start_on(port, delay) {
+        Ok(bot) => {
+            println!("test bot listening on {}", bot.url());
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            eprintln!("exotel-voicebot test-bot: 127.0.0.1:{port}: {e}");
+            ExitCode::from(1)
         }
     }
 }
