@@ -384,7 +384,7 @@ fn a_bot_that_stops_reading_never_holds_up_the_caller() {
         r#"{"event":"start","stream_sid":"MZf","start":{"call_sid":"CAflood","media_format":{"sample_rate":"8000"}}}"#,
     ))
     .unwrap();
-    // `5` makes the test bot stop reading for 6 s.
+    // `5` makes the test bot stop reading for 15 s: sending must end long before.
     ws.send(Message::text(
         r#"{"event":"dtmf","stream_sid":"MZf","dtmf":{"digit":"5"}}"#,
     ))
@@ -400,8 +400,9 @@ fn a_bot_that_stops_reading_never_holds_up_the_caller() {
     }
     ws.flush().unwrap();
     let took = started.elapsed();
+    eprintln!("12,000 frames sent in {took:?} while the bot did not read");
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(12),
         "the server kept reading the caller while the bot did not read ({took:?})"
     );
     ws.send(Message::text(

@@ -4,7 +4,7 @@
 //!
 //! What it does, per connection: after `start` it sends the echo delay as silence, then echoes
 //! every `media` payload back as it came, at once (no pacing: Exotel, or the relay, queues).
-//! Keys: `*` sends `clear`; `1` sends a mark `m1`; `5` stops reading for 6 s (a stuck bot);
+//! Keys: `*` sends `clear`; `1` sends a mark `m1`; `5` stops reading for 15 s (a stuck bot);
 //! `9` sends a text frame that is not JSON and a binary frame; `#` sends `clear`, a goodbye tone and a mark `goodbye`, and hangs up (closes)
 //! when that mark comes back. Everything it receives is recorded for the tests, and it can be
 //! told to refuse handshakes or to drop every connection without a close (a crash).
@@ -322,7 +322,7 @@ fn converse<S: Read + Write>(ws: &mut WebSocket<S>, call: &Mutex<BotCall>, echo_
                     "*" => replies.push(clear(&sid)),
                     "1" => replies.push(mark(&sid, "m1")),
                     // A bot that stops reading: what the relay sends it piles up.
-                    "5" => std::thread::sleep(Duration::from_secs(6)),
+                    "5" => std::thread::sleep(Duration::from_secs(15)),
                     "9" => {
                         replies.push(Message::text("this is not an event"));
                         replies.push(Message::binary(vec![1u8, 2, 3]));
