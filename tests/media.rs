@@ -8,35 +8,13 @@ use exotel_voicebot::sim::caller::Event;
 use exotel_voicebot::sim::{run_call, run_load, CallPlan, Connect, EndedBy};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use support::Server;
+use support::{chunks_between_key_and_clear, ws_connect, Server};
 use tungstenite::{Message, WebSocket};
 
 fn plan(server: &Server, ms: u32) -> CallPlan {
     let mut plan = CallPlan::new(server.addr, speech_like(8000, ms, 3));
     plan.tail_ms = 800;
     plan
-}
-
-/// A media URL's path and query, from the webhook.
-fn media_path(server: &Server, call_sid: &str) -> String {
-    let r = server.get(&format!("/voicebot/connect?CallSid={call_sid}"));
-    let url = r.json()["url"].as_str().unwrap().to_owned();
-    url[url.find("/media").unwrap()..].to_owned()
-}
-
-fn connect(addr: SocketAddr, path: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    tungstenite::client(format!("ws://{addr}{path}").as_str(), stream)
-        .map(|(ws, _)| ws)
-        .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
-            tungstenite::HandshakeError::Interrupted(_) => {
-                tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())
-            }
-        })
 }
 
 fn refused_status(result: Result<WebSocket<TcpStream>, tungstenite::Error>) -> u16 {
@@ -174,26 +152,18 @@ fn clear_empties_the_queue_within_one_chunk() {
     let mut p = plan(&server, 3000);
     p.dtmf_during = vec![(1500, '*')];
     let report = run_call(&p);
-    let dtmf_at = report
-        .events
-        .iter()
-        .position(|(_, e)| *e == Event::SentDtmf('*'))
-        .expect("dtmf sent");
-    let clear_at = report
-        .events
-        .iter()
-        .position(|(_, e)| *e == Event::ReceivedClear)
-        .expect("clear received");
-    let media_between = report.events[dtmf_at..clear_at]
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::ReceivedMedia { .. }))
-        .count();
+    let media_between = chunks_between_key_and_clear(&report, '*');
     assert!(
         media_between <= 1,
         "{media_between} chunks arrived between * and clear"
     );
     // After the clear, what comes back is the caller's audio from about the time of the key,
     // not the older audio that was queued: find the first chunk after it in the caller's audio.
+    let clear_at = report
+        .events
+        .iter()
+        .position(|(_, e)| *e == Event::ReceivedClear)
+        .expect("clear received");
     let Some(Event::ReceivedMedia { at, .. }) = report.events[clear_at..]
         .iter()
         .map(|(_, e)| e.clone())
@@ -252,7 +222,7 @@ fn bad_frames_are_skipped_and_leave_other_calls_untouched() {
     };
 
     // A caller that sends everything wrong, and then a proper call on the same socket.
-    let mut ws = connect(server.addr, &media_path(&server, "bad-1")).unwrap();
+    let mut ws = ws_connect(server.addr, &server.media_path("bad-1")).unwrap();
     ws.send(Message::text(media_event("S-bad", &[1; 800])))
         .unwrap(); // media before start
     ws.send(Message::text("this is not JSON")).unwrap();
@@ -287,7 +257,7 @@ fn bad_frames_are_skipped_and_leave_other_calls_untouched() {
     assert_eq!(code, 1009);
 
     // A caller whose connection drops mid-call, without a close.
-    let mut dropped = connect(server.addr, &media_path(&server, "drop-1")).unwrap();
+    let mut dropped = ws_connect(server.addr, &server.media_path("drop-1")).unwrap();
     dropped
         .send(Message::text(start_event("S-drop", 8000)))
         .unwrap();
@@ -312,16 +282,16 @@ fn bad_frames_are_skipped_and_leave_other_calls_untouched() {
 #[test]
 fn sockets_without_a_valid_token_are_refused_at_the_handshake() {
     let server = Server::start(&[("MEDIA_SECRET", "static-pass")]);
-    assert_eq!(refused_status(connect(server.addr, "/media")), 401);
+    assert_eq!(refused_status(ws_connect(server.addr, "/media")), 401);
     assert_eq!(
-        refused_status(connect(
+        refused_status(ws_connect(
             server.addr,
             "/media?token=AAAAAAAAAAAAAAAAAAAAAA&callLogId=x"
         )),
         401
     );
     assert_eq!(
-        refused_status(connect(server.addr, "/media?secret=wrong")),
+        refused_status(ws_connect(server.addr, "/media?secret=wrong")),
         401
     );
     server.wait_for_log(&["media.refused", "unknown, expired or used up"]);
@@ -366,8 +336,8 @@ fn sockets_without_a_valid_token_are_refused_at_the_handshake() {
 #[test]
 fn a_token_is_void_after_its_call_and_a_second_socket_replaces_the_first() {
     let server = Server::start(&[]);
-    let path = media_path(&server, "replace-1");
-    let mut first = connect(server.addr, &path).unwrap();
+    let path = server.media_path("replace-1");
+    let mut first = ws_connect(server.addr, &path).unwrap();
     first
         .send(Message::text(start_event("S-r1", 8000)))
         .unwrap();
@@ -376,7 +346,7 @@ fn a_token_is_void_after_its_call_and_a_second_socket_replaces_the_first() {
         "the echo bot's first audio"
     );
     // Exotel reconnects with the same URL: the new socket takes the call over.
-    let mut second = connect(server.addr, &path).unwrap();
+    let mut second = ws_connect(server.addr, &path).unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     let code = loop {
         match first.read() {
@@ -404,7 +374,7 @@ fn a_token_is_void_after_its_call_and_a_second_socket_replaces_the_first() {
     server.wait_for_log(&["media.ended", "reason=replaced"]);
     server.wait_for_log(&["media.ended", "reason=callended"]);
     // The call is over: its token opens nothing now.
-    assert_eq!(refused_status(connect(server.addr, &path)), 401);
+    assert_eq!(refused_status(ws_connect(server.addr, &path)), 401);
 }
 
 #[test]
@@ -416,13 +386,13 @@ fn the_media_port_takes_any_path_and_checks_tokens_too() {
         .port();
     let server = Server::start(&[("MEDIA_PORT", &free.to_string())]);
     let media_addr: SocketAddr = format!("127.0.0.1:{free}").parse().unwrap();
-    let path = media_path(&server, "port-1");
+    let path = server.media_path("port-1");
     let query = &path[path.find('?').unwrap()..];
     let mut p = plan(&server, 1000);
     p.connect = Connect::Url(format!("ws://{media_addr}/any/path{query}"));
     let report = run_call(&p);
     assert!(report.is_clean(), "{report:#?}");
-    assert_eq!(refused_status(connect(media_addr, "/any/path")), 401);
+    assert_eq!(refused_status(ws_connect(media_addr, "/any/path")), 401);
     server.wait_for_log(&["media.refused"]);
 }
 
@@ -432,7 +402,7 @@ fn an_idle_socket_is_pinged_and_a_silent_peer_is_closed() {
         ("MEDIA_PING_INTERVAL_MS", "300"),
         ("MEDIA_IDLE_TIMEOUT_MS", "1500"),
     ]);
-    let mut ws = connect(server.addr, &media_path(&server, "ping-1")).unwrap();
+    let mut ws = ws_connect(server.addr, &server.media_path("ping-1")).unwrap();
     ws.send(Message::text(start_event("S-p", 8000))).unwrap();
     // Stay silent and answer nothing (a client's read would send pongs): read the server's
     // frames straight off the socket instead.

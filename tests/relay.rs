@@ -6,12 +6,10 @@ mod support;
 
 use exotel_voicebot::media::audio::{speech_like, ChunkRules};
 use exotel_voicebot::sim::bot::{BotCall, TestBot};
-use exotel_voicebot::sim::caller::Event;
 use exotel_voicebot::sim::{run_call, run_load, CallPlan, EndedBy};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::Server;
-use tungstenite::{Message, WebSocket};
+use support::{chunks_between_key_and_clear, ws_connect, Server};
+use tungstenite::Message;
 
 const ECHO_DELAY_MS: u32 = 400;
 
@@ -169,20 +167,7 @@ fn a_clear_from_the_bot_drops_what_is_queued() {
     let mut p = plan(&server, 8000, 3000);
     p.dtmf_during = vec![(1500, '*')];
     let report = run_call(&p);
-    let dtmf_at = report
-        .events
-        .iter()
-        .position(|(_, e)| *e == Event::SentDtmf('*'))
-        .expect("dtmf sent");
-    let clear_at = report
-        .events
-        .iter()
-        .position(|(_, e)| *e == Event::ReceivedClear)
-        .expect("the bot's clear reached the caller");
-    let media_between = report.events[dtmf_at..clear_at]
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::ReceivedMedia { .. }))
-        .count();
+    let media_between = chunks_between_key_and_clear(&report, '*');
     assert!(
         media_between <= 1,
         "{media_between} chunks arrived between * and clear"
@@ -311,13 +296,7 @@ fn a_bot_that_drops_and_cannot_come_back_gets_the_fallback() {
 fn a_caller_that_vanishes_still_gets_the_bot_a_stop_and_a_clean_close() {
     let bot = TestBot::start(ECHO_DELAY_MS);
     let server = relay_server(&bot.url(), &[]);
-    let url = server.get("/voicebot/connect?CallSid=CAgone").json()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = &url[url.find("/media").unwrap()..];
-    let stream = TcpStream::connect(server.addr).unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{}{path}", server.addr), stream).unwrap();
+    let mut ws = ws_connect(server.addr, &server.media_path("CAgone")).unwrap();
     ws.send(Message::text(r#"{"event":"connected"}"#)).unwrap();
     ws.send(Message::text(
         r#"{"event":"start","stream_sid":"MZgone","start":{"call_sid":"CAgone","account_sid":"A","from":"1","to":"2","media_format":{"encoding":"base64","sample_rate":"8000"}}}"#,
@@ -372,14 +351,7 @@ fn garbage_from_the_bot_is_logged_and_skipped() {
 fn a_bot_that_stops_reading_never_holds_up_the_caller() {
     let bot = TestBot::start(ECHO_DELAY_MS);
     let server = relay_server(&bot.url(), &[("BOT_SEND_BUFFER_BYTES", "16384")]);
-    let url = server.get("/voicebot/connect?CallSid=CAflood").json()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = &url[url.find("/media").unwrap()..];
-    let stream = TcpStream::connect(server.addr).unwrap();
-    let (mut ws, _): (WebSocket<TcpStream>, _) =
-        tungstenite::client(format!("ws://{}{path}", server.addr), stream).unwrap();
+    let mut ws = ws_connect(server.addr, &server.media_path("CAflood")).unwrap();
     ws.send(Message::text(
         r#"{"event":"start","stream_sid":"MZf","start":{"call_sid":"CAflood","media_format":{"sample_rate":"8000"}}}"#,
     ))

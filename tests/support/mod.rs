@@ -85,6 +85,13 @@ impl Server {
         }
     }
 
+    /// A media URL's path and query, as the connect webhook gives it for `call_sid`.
+    pub fn media_path(&self, call_sid: &str) -> String {
+        let r = self.get(&format!("/voicebot/connect?CallSid={call_sid}"));
+        let url = r.json()["url"].as_str().unwrap().to_owned();
+        url[url.find("/media").unwrap()..].to_owned()
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -393,4 +400,43 @@ pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &
 /// Decodes `a=1&b=%2B2` into pairs, for checking what the fake Exotel received.
 pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     exotel_voicebot::http::form::parse(std::str::from_utf8(body).unwrap())
+}
+
+/// A WebSocket client on `path` of `addr`, reads timing out after 5 s; a refused handshake is
+/// the error (its HTTP answer inside).
+pub fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<tungstenite::WebSocket<TcpStream>, tungstenite::Error> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    tungstenite::client(format!("ws://{addr}{path}").as_str(), stream)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => {
+                tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())
+            }
+        })
+}
+
+/// Bot chunks that reached the caller between its pressing `key` and the `clear` that followed.
+/// Panics when the key was not sent or no clear came.
+pub fn chunks_between_key_and_clear(report: &exotel_voicebot::sim::CallReport, key: char) -> usize {
+    use exotel_voicebot::sim::caller::Event;
+    let events = &report.events;
+    let pressed = events
+        .iter()
+        .position(|(_, e)| *e == Event::SentDtmf(key))
+        .expect("the key was sent");
+    let cleared = events
+        .iter()
+        .position(|(_, e)| *e == Event::ReceivedClear)
+        .expect("a clear reached the caller");
+    events[pressed..cleared]
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::ReceivedMedia { .. }))
+        .count()
 }
