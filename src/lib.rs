@@ -40,6 +40,7 @@ pub mod media;
 pub mod metrics;
 pub mod routes;
 pub mod sim;
+pub mod timer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

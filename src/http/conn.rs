@@ -34,7 +34,8 @@ fn read_some(
     if now >= deadline {
         return Ok(ReadOutcome::TimedOut);
     }
-    stream.set_read_timeout(Some(deadline - now))?;
+    // Whole milliseconds (crate::timer): the deadline is kept to within 1 ms.
+    stream.set_read_timeout(Some(crate::timer::whole_millis(deadline - now)))?;
     let len = buf.len();
     buf.resize(len + READ_CHUNK, 0);
     let result = stream.read(&mut buf[len..]);

@@ -119,15 +119,6 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
-/// `wait` rounded up to whole milliseconds. may keeps one timer queue per distinct duration
-/// (timeout_list.rs: a map keyed by the interval in nanoseconds), so waits of arbitrary length
-/// would allocate a queue, install it and wake the timer thread on every turn; whole
-/// milliseconds up to `MAX_WAIT` reuse at most 200 queues. Waking up to 1 ms late is far inside
-/// the pacing lead.
-fn whole_millis(wait: Duration) -> Duration {
-    Duration::from_millis(wait.as_nanos().div_ceil(1_000_000) as u64)
-}
-
 /// The session's settings (from `Config`).
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -383,7 +374,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             });
         }
         let wait = self.next_wake(now).saturating_duration_since(now);
-        let wait = whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
+        // Whole milliseconds (crate::timer): 1 ms late at most, far inside the pacing lead.
+        let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
         if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
             return Some(EndReason::SocketError(e.to_string()));
         }
