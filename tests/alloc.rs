@@ -2,6 +2,10 @@
 //! path (WebSocket frame in, JSON, base64, the echo bot, chunking, pacing, JSON and base64 out,
 //! WebSocket frame out) is driven through the real `Session` over an in-memory socket while a
 //! counting allocator watches this thread.
+//!
+//! The relay (issue 5) is counted on real sockets: the session, its two pumps and the relay run
+//! on may's only worker thread, and that thread's allocations are counted while the caller (a
+//! plain thread) and the test bot (threads of its own) stream audio both ways.
 
 use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
@@ -13,7 +17,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -23,26 +27,70 @@ use tungstenite::WebSocket;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+// Per thread, so the tests of this file can run at once: each counts its own thread.
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Set: each counted allocation's stack is kept (unresolved: resolving needs more stack
+    /// than a pump coroutine has), to tell may's own allocations from ours afterwards.
+    static SORTING: Cell<bool> = const { Cell::new(false) };
+    static STACKS: RefCell<Vec<std::backtrace::Backtrace>> = const { RefCell::new(Vec::new()) };
+    /// Inside the stack capture, whose own allocations are not counted.
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called for every allocation and reallocation.
+fn on_allocation() {
+    if !COUNTING.with(Cell::get) || CAPTURING.with(Cell::get) {
+        return;
+    }
+    if SORTING.with(Cell::get) {
+        CAPTURING.with(|c| c.set(true));
+        let stack = std::backtrace::Backtrace::force_capture();
+        STACKS.with(|s| s.borrow_mut().push(stack));
+        CAPTURING.with(|c| c.set(false));
+    }
+    ALLOCATIONS.with(|a| a.set(a.get() + 1));
+}
+
+/// The kept stacks, resolved: (allocations by the server's code, allocations by may itself).
+/// may allocates a node for every timed wait (timeout_list.rs, `add_timer`) and a block of its
+/// run queue now and then (may_queue's spmc `BlockNode`).
+fn sort_kept_stacks() -> (u64, u64) {
+    SORTING.with(|s| s.set(false));
+    let stacks = STACKS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let by_may = stacks
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|s| s.contains("may::timeout_list::") || s.contains("may_queue::"))
+        .count() as u64;
+    (stacks.len() as u64 - by_may, by_may)
+}
+
+/// Starts counting this thread's allocations from zero.
+fn count_from_here() {
+    ALLOCATIONS.with(|a| a.set(0));
+    STACKS.with(|s| s.borrow_mut().clear());
+    COUNTING.with(|c| c.set(true));
+}
+
+/// Stops counting; the allocations since `count_from_here`.
+fn counted_so_far() -> u64 {
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
 }
 
 // SAFETY: defers every call to the system allocator unchanged; it only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        on_allocation();
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        on_allocation();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -160,8 +208,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
     let mut counted = 0u64;
     for (k, frame) in frames.iter().enumerate() {
         if k == WARM_UP {
-            ALLOCATIONS.store(0, Ordering::Relaxed);
-            COUNTING.with(|c| c.set(true));
+            count_from_here();
         }
         wire.borrow_mut().inbound.extend_from_slice(frame);
         // Real time, simulated: each caller chunk is 100 ms after the last.
@@ -173,8 +220,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
         sent_out += w.outbound.len();
         w.outbound.clear();
         if k + 1 == WARM_UP + MEASURED {
-            COUNTING.with(|c| c.set(false));
-            counted = ALLOCATIONS.load(Ordering::Relaxed);
+            counted = counted_so_far();
         }
     }
     assert_eq!(session.stats.frames_in as usize, WARM_UP + MEASURED);
@@ -211,5 +257,171 @@ fn a_running_call_allocates_nothing_per_media_frame() {
         reader.duration() as usize >= caller_samples * 9 / 10,
         "{} of {caller_samples}",
         reader.duration()
+    );
+}
+
+/// A text frame of 20 ms of caller audio, masked as a client sends it.
+fn media_frame_20ms(k: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    let samples = exotel_voicebot::media::audio::speech_like(8000, 20, k as u64);
+    let mut pcm = Vec::new();
+    exotel_voicebot::media::audio::samples_to_pcm(&samples, &mut pcm);
+    let payload = base64::engine::general_purpose::STANDARD.encode(&pcm);
+    client_frame(format!(
+        r#"{{"event":"media","sequence_number":"{}","stream_sid":"MZ2","media":{{"chunk":"{k}","timestamp":"{}","payload":"{payload}"}}}}"#,
+        k + 2,
+        k * 20
+    ))
+}
+
+#[test]
+fn a_relayed_call_allocates_nothing_per_media_frame() {
+    use exotel_voicebot::config::{Fallback, RelayConfig};
+    use exotel_voicebot::media::session::{EndReason, MediaStream};
+    use exotel_voicebot::sim::bot::TestBot;
+    use std::net::TcpStream;
+
+    const WARM_UP: u64 = 50;
+    const MEASURED: u64 = 150;
+    const FRAMES: usize = 250;
+    // One worker: everything of the call on the server side runs on the thread that counts.
+    may::config().set_workers(1);
+    // Stacks need symbols: the test profile has them.
+    let bot = TestBot::start(400);
+    let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = RelayConfig {
+        url: bot.url(),
+        tls: false,
+        host: "127.0.0.1".into(),
+        port: bot.addr.port(),
+        headers: Vec::new(),
+        fallback: Fallback::Hangup,
+        connect_timeout: Duration::from_secs(3),
+        reconnect: Duration::from_secs(1),
+        send_buffer_bytes: 256 * 1024,
+        extra_roots: Vec::new(),
+    };
+    let (done, outcome) = std::sync::mpsc::channel();
+    // Reading a stack with symbols (the sorting above) needs far more than the 128 KiB a
+    // connection's coroutine gets in the server.
+    let builder = may::coroutine::Builder::new().stack_size(4 * 1024 * 1024 / size_of::<usize>());
+    let server = may::go!(builder, move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws =
+            tungstenite::accept_with_config(MediaStream::Direct(stream), Some(websocket_config()))
+                .unwrap();
+        ws.get_mut().start_pump().unwrap();
+        let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
+        let settings = SessionSettings::default();
+        let metrics = exotel_voicebot::metrics::Metrics::new();
+        let mut session = Session::new(
+            ws,
+            CallLogId::parse("relay-alloc-test").unwrap(),
+            SessionContext {
+                bots: &bots,
+                on_start: &|_, _| {},
+                settings: &settings,
+                metrics: &metrics,
+                recorder: None,
+                relay: Some(&relay),
+            },
+            Vec::new(),
+            Arc::new(AtomicU8::new(0)),
+            Instant::now(),
+        );
+        let (mut counted, mut out_at_start, mut out_in_window) = (None, 0, 0);
+        STACKS.with(|s| s.borrow_mut().reserve(4096));
+        SORTING.with(|s| s.set(true));
+        let reason = loop {
+            let frames_in = session.stats.frames_in;
+            if frames_in == WARM_UP && counted.is_none() && !COUNTING.with(Cell::get) {
+                out_at_start = session.stats.frames_out;
+                count_from_here();
+            }
+            if frames_in == WARM_UP + MEASURED && COUNTING.with(Cell::get) {
+                let all = counted_so_far();
+                let (ours, by_may) = sort_kept_stacks();
+                assert_eq!(
+                    ours + by_may,
+                    all,
+                    "every counted allocation's stack was kept"
+                );
+                counted = Some((ours, by_may));
+                out_in_window = session.stats.frames_out - out_at_start;
+            }
+            if let Some(reason) = session.turn(Instant::now()) {
+                break reason;
+            }
+        };
+        COUNTING.with(|c| c.set(false));
+        session.finish(&reason);
+        let _ = done.send((reason, counted, out_in_window, session.stats.relay.clone()));
+        exotel_voicebot::media::pump::leave_parking();
+    })
+    .unwrap();
+
+    // The caller, on a plain thread: Exotel's frames at real time, and whatever comes back read
+    // and dropped (its allocations are its own thread's, not counted).
+    let stream = TcpStream::connect(addr).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://{addr}/media"), stream).unwrap();
+    let mut reader = ws.get_ref().try_clone().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    });
+    let start = client_frame(
+        r#"{"event":"start","sequence_number":"1","stream_sid":"MZ2","start":{"stream_sid":"MZ2","call_sid":"CA2","account_sid":"AC2","from":"+919876543210","to":"08047112233","custom_parameters":{},"media_format":{"encoding":"base64","sample_rate":"8000","bit_rate":"128kbps"}}}"#
+            .to_string(),
+    );
+    let frames: Vec<Vec<u8>> = (0..FRAMES).map(media_frame_20ms).collect();
+    let socket = ws.get_mut();
+    socket.write_all(&start).unwrap();
+    let t0 = Instant::now();
+    for (k, frame) in frames.iter().enumerate() {
+        let due = t0 + Duration::from_millis(20 * (k as u64 + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        socket.write_all(frame).unwrap();
+    }
+    socket
+        .write_all(&client_frame(
+            r#"{"event":"stop","stream_sid":"MZ2","stop":{"reason":"callended"}}"#.to_string(),
+        ))
+        .unwrap();
+    let (reason, counted, out_in_window, relay_counts) = outcome
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the relayed call ended");
+    let _ = server.join();
+    drop(ws);
+    let received = drain.join().unwrap();
+
+    assert_eq!(reason, EndReason::Stopped("callended".into()));
+    assert_eq!(relay_counts.dropped_to_bot, 0);
+    let heard = &bot.wait_ended(1, Duration::from_secs(5))[0];
+    assert_eq!(
+        heard.caller_audio.len(),
+        FRAMES * 160,
+        "the bot heard every caller frame"
+    );
+    assert!(
+        out_in_window >= 10,
+        "the bot's echo went out to the caller during the window: {out_in_window} chunks"
+    );
+    assert!(received > 0);
+    let (ours, may_nodes) = counted.expect("the window was counted");
+    eprintln!(
+        "{MEASURED} relayed frames: {ours} allocations by the server's code, {may_nodes} by may \
+         (timer nodes, one per timed wait; run-queue blocks)"
+    );
+    assert_eq!(
+        ours, 0,
+        "allocations on the worker during {MEASURED} relayed frames, besides may's own nodes"
     );
 }
