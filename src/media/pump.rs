@@ -239,11 +239,9 @@ impl Read for Pumped {
 impl Write for Pumped {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.writes {
-            Writes::Blocking => self.socket.write(buf).map_err(|e| match e.kind() {
-                // A write timeout leaves the frame to tungstenite, which resumes it.
-                ErrorKind::TimedOut => ErrorKind::WouldBlock.into(),
-                _ => e,
-            }),
+            // A write timeout is the socket's own error; `MediaStream` turns it into the
+            // `WouldBlock` tungstenite resumes after, as for an unpumped socket.
+            Writes::Blocking => self.socket.write(buf),
             // may's sockets are non-blocking underneath: writing to the std socket never waits.
             Writes::NonBlocking => self.socket.inner().write(buf),
         }

@@ -86,13 +86,13 @@ impl Write for MediaStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             MediaStream::Direct(s) => timeout_as_would_block(s.write(buf)),
-            MediaStream::Pumped(p) => p.write(buf),
+            MediaStream::Pumped(p) => timeout_as_would_block(p.write(buf)),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             MediaStream::Direct(s) => timeout_as_would_block(s.flush()),
-            MediaStream::Pumped(p) => p.flush(),
+            MediaStream::Pumped(p) => timeout_as_would_block(p.flush()),
         }
     }
 }
