@@ -154,6 +154,9 @@ impl RelayConfig {
         if host.is_empty() {
             return Err(bad("has no host"));
         }
+        if host.contains(':') && !authority.starts_with('[') {
+            return Err(bad("has an IPv6 address without [brackets]"));
+        }
         let port = match port {
             None => {
                 if tls {
@@ -736,6 +739,7 @@ mod tests {
             ("BOT_URL", "ws://bot:99999"),
             ("BOT_URL", "wss://user:pw@bot/x"),
             ("BOT_URL", "ws://[::1/x"),
+            ("BOT_URL", "ws://::1/x"),
             ("BOT_HEADERS", "Authorization: x"),
             ("BOT_HEADERS", r#"{"Authorization": 5}"#),
             ("BOT_HEADERS", r#"{"Bad Name": "x"}"#),
