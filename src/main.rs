@@ -119,7 +119,23 @@ fn serve() -> ExitCode {
     };
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
-        exotel_voicebot::error!("panic", at = location, detail = info);
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        // A backtrace only when asked for (RUST_BACKTRACE=1), on the same line.
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            exotel_voicebot::error!(
+                "panic",
+                at = location,
+                thread = thread,
+                detail = info,
+                backtrace = trace
+            );
+        } else {
+            exotel_voicebot::error!("panic", at = location, thread = thread, detail = info);
+        }
     }));
     match exotel_voicebot::serve(config) {
         Ok(()) => ExitCode::SUCCESS,
