@@ -1,19 +1,30 @@
-//! The webhook's round trip on loopback, through the real HTTP layer and dispatcher, against the
-//! cheapest route (`/health`) on the same kind of connection in the same run: the ratio is what
-//! the connect webhook costs over the HTTP floor (design §6: webhook answer p99 under 1 ms).
+//! The HTTP side of the server, three ways:
+//! - `loopback_round_trip`: the webhook's round trip on loopback, through the real HTTP layer
+//!   and dispatcher, against the cheapest route (`/health`) on the same kind of connection in
+//!   the same run: the ratio is what the connect webhook costs over the HTTP floor (design §6:
+//!   webhook answer p99 under 1 ms).
+//! - `in_memory`: the same requests parsed, dispatched and answered without a socket
+//!   (`http::answer_in_memory`), so the HTTP layer's own cost shows apart from the kernel's.
+//! - `place_call`: `POST /call` up to the point of the Exotel request: the JSON body read into
+//!   parameters, validated into a `PlaceCall`, and the `Calls/connect` form body built. (The
+//!   call-log lookup and the slot are left out: one is a SQLite read on its own thread, the
+//!   other a mutex.)
 //!
 //! `cargo bench --bench http`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use exotel_voicebot::app::App;
+use exotel_voicebot::calls::place::PlaceCall;
 use exotel_voicebot::config::Config;
-use exotel_voicebot::http::Server;
+use exotel_voicebot::exotel::{CallTarget, ConnectCall};
+use exotel_voicebot::http::{answer_in_memory, BodyFraming, Params, Request, Server};
+use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
-fn start_server() -> SocketAddr {
-    let config = Config::from_lookup(|name| match name {
+fn bench_config() -> Config {
+    Config::from_lookup(|name| match name {
         "WEBHOOK_BASE_URL" => Some("https://voice.example.com".into()),
         // Every iteration issues a token that lives 60 s; the default cap (100,000) is for
         // production traffic, not tens of thousands of webhooks a second.
@@ -26,7 +37,11 @@ fn start_server() -> SocketAddr {
         ),
         _ => None,
     })
-    .expect("bench config");
+    .expect("bench config")
+}
+
+fn start_server() -> SocketAddr {
+    let config = bench_config();
     let limits = config.http.clone();
     let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
@@ -60,11 +75,9 @@ fn round_trip(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) {
     }
 }
 
-fn webhook(c: &mut Criterion) {
-    let addr = start_server();
-    let mut group = c.benchmark_group("loopback_round_trip");
-    group.throughput(Throughput::Elements(1));
-    let cases: [(&str, Vec<u8>); 3] = [
+/// The requests both groups send: `/health` (the floor), the webhook as GET and as JSON POST.
+fn requests() -> [(&'static str, Vec<u8>); 3] {
+    [
         ("health_baseline", b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n".to_vec()),
         (
             "webhook_get",
@@ -74,8 +87,14 @@ fn webhook(c: &mut Criterion) {
             let body = r#"{"CallSid":"b1","CallFrom":"+919876543210","CallTo":"08047112233","Direction":"outbound-api","CustomField":"bench-call-1"}"#;
             format!("POST /voicebot/connect HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
         }),
-    ];
-    for (name, request) in cases {
+    ]
+}
+
+fn webhook(c: &mut Criterion) {
+    let addr = start_server();
+    let mut group = c.benchmark_group("loopback_round_trip");
+    group.throughput(Throughput::Elements(1));
+    for (name, request) in requests() {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
         let mut buf = Vec::new();
@@ -86,5 +105,60 @@ fn webhook(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, webhook);
+fn in_memory(c: &mut Criterion) {
+    let config = bench_config();
+    let limits = config.http.clone();
+    let app = App::new(config, 3000).expect("bench app");
+    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut group = c.benchmark_group("in_memory");
+    group.throughput(Throughput::Elements(1));
+    for (name, request) in requests() {
+        let mut out = Vec::with_capacity(4096);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                answer_in_memory(&app, black_box(&request), peer, &limits, &mut out);
+                assert!(out.starts_with(b"HTTP/1.1 200"));
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn place_call(c: &mut Criterion) {
+    let body =
+        br#"{"to":"+919876543210","callLogId":"bench-call-1","timeLimit":"600","record":"true"}"#;
+    let request = Request {
+        method: "POST".into(),
+        path: "/call".into(),
+        query: String::new(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_vec(),
+        framing: BodyFraming::Length(body.len()),
+        peer: "127.0.0.1:40000".parse().unwrap(),
+    };
+    let mut group = c.benchmark_group("place_call");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("json_to_exotel_form", |b| {
+        b.iter(|| {
+            let mut params = Params::default();
+            params.add_body(black_box(&request)).unwrap();
+            let call = PlaceCall::from_params(&params).unwrap();
+            let connect = ConnectCall {
+                to: call.to,
+                caller_id: "08047112233".into(),
+                target: CallTarget::Applet {
+                    app_id: "123456".into(),
+                },
+                call_log_id: call.call_log_id,
+                options: call.options,
+            };
+            black_box(connect.form_body("exotelsid"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, webhook, in_memory, place_call);
 criterion_main!(benches);

@@ -10,18 +10,15 @@
 use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
-use exotel_voicebot::media::session::{
-    websocket_config, MediaIo, Session, SessionContext, SessionSettings,
-};
+use exotel_voicebot::media::session::{websocket_config, Session, SessionContext, SessionSettings};
+use exotel_voicebot::sim::wire::{client_frame, media_frame, start_frame, Pipe, Wire};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
@@ -98,75 +95,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The socket: what the caller has sent and not yet been read, and what the server wrote.
-#[derive(Default)]
-struct Wire {
-    inbound: Vec<u8>,
-    read_pos: usize,
-    outbound: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct Pipe(Rc<RefCell<Wire>>);
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut w = self.0.borrow_mut();
-        let left = w.inbound.len() - w.read_pos;
-        if left == 0 {
-            return Err(ErrorKind::WouldBlock.into());
-        }
-        let n = left.min(buf.len());
-        let at = w.read_pos;
-        buf[..n].copy_from_slice(&w.inbound[at..at + n]);
-        w.read_pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().outbound.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl MediaIo for Pipe {
-    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A text frame as a client sends it (masked).
-fn client_frame(text: String) -> Vec<u8> {
-    let mut frame = Frame::message(text.into_bytes(), OpCode::Data(Data::Text), true);
-    frame.header_mut().mask = Some([7, 1, 9, 3]);
-    let mut out = Vec::new();
-    frame.format(&mut out).unwrap();
-    out
-}
-
-fn media_frame(k: usize) -> Vec<u8> {
-    use base64::Engine as _;
-    let samples = exotel_voicebot::media::audio::speech_like(8000, 100, k as u64);
-    let mut pcm = Vec::new();
-    exotel_voicebot::media::audio::samples_to_pcm(&samples, &mut pcm);
-    let payload = base64::engine::general_purpose::STANDARD.encode(&pcm);
-    client_frame(format!(
-        r#"{{"event":"media","sequence_number":"{}","stream_sid":"MZ1","media":{{"chunk":"{k}","timestamp":"{}","payload":"{payload}"}}}}"#,
-        k + 2,
-        k * 100
-    ))
-}
-
 #[test]
 fn a_running_call_allocates_nothing_per_media_frame() {
     const WARM_UP: usize = 50;
     const MEASURED: usize = 200;
-    let frames: Vec<Vec<u8>> = (0..WARM_UP + MEASURED).map(media_frame).collect();
+    let frames: Vec<Vec<u8>> = (0..WARM_UP + MEASURED)
+        .map(|k| media_frame("MZ1", k, 100))
+        .collect();
     let wire = Rc::new(RefCell::new(Wire::default()));
     {
         let mut w = wire.borrow_mut();
@@ -174,10 +109,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
             .reserve(frames.iter().map(Vec::len).sum::<usize>() + 4096);
         w.outbound.reserve(1 << 20);
     }
-    let start = client_frame(
-        r#"{"event":"start","sequence_number":"1","stream_sid":"MZ1","start":{"stream_sid":"MZ1","call_sid":"CA1","account_sid":"AC1","from":"+919876543210","to":"08047112233","custom_parameters":{},"media_format":{"encoding":"base64","sample_rate":"8000","bit_rate":"128kbps"}}}"#
-            .to_string(),
-    );
+    let start = start_frame("MZ1", 8000);
     wire.borrow_mut().inbound.extend_from_slice(&start);
 
     let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
@@ -258,20 +190,6 @@ fn a_running_call_allocates_nothing_per_media_frame() {
         "{} of {caller_samples}",
         reader.duration()
     );
-}
-
-/// A text frame of 20 ms of caller audio, masked as a client sends it.
-fn media_frame_20ms(k: usize) -> Vec<u8> {
-    use base64::Engine as _;
-    let samples = exotel_voicebot::media::audio::speech_like(8000, 20, k as u64);
-    let mut pcm = Vec::new();
-    exotel_voicebot::media::audio::samples_to_pcm(&samples, &mut pcm);
-    let payload = base64::engine::general_purpose::STANDARD.encode(&pcm);
-    client_frame(format!(
-        r#"{{"event":"media","sequence_number":"{}","stream_sid":"MZ2","media":{{"chunk":"{k}","timestamp":"{}","payload":"{payload}"}}}}"#,
-        k + 2,
-        k * 20
-    ))
 }
 
 #[test]
@@ -377,11 +295,8 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
         }
         total
     });
-    let start = client_frame(
-        r#"{"event":"start","sequence_number":"1","stream_sid":"MZ2","start":{"stream_sid":"MZ2","call_sid":"CA2","account_sid":"AC2","from":"+919876543210","to":"08047112233","custom_parameters":{},"media_format":{"encoding":"base64","sample_rate":"8000","bit_rate":"128kbps"}}}"#
-            .to_string(),
-    );
-    let frames: Vec<Vec<u8>> = (0..FRAMES).map(media_frame_20ms).collect();
+    let start = start_frame("MZ2", 8000);
+    let frames: Vec<Vec<u8>> = (0..FRAMES).map(|k| media_frame("MZ2", k, 20)).collect();
     let socket = ws.get_mut();
     socket.write_all(&start).unwrap();
     let t0 = Instant::now();

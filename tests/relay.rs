@@ -6,26 +6,12 @@ mod support;
 
 use exotel_voicebot::media::audio::{speech_like, ChunkRules};
 use exotel_voicebot::sim::bot::{BotCall, TestBot};
-use exotel_voicebot::sim::{run_call, run_load, CallPlan, EndedBy};
+use exotel_voicebot::sim::{run_call, EndedBy};
 use std::time::{Duration, Instant};
-use support::{chunks_between_key_and_clear, ws_connect, Server};
+use support::{chunks_between_key_and_clear, ws_connect};
 use tungstenite::Message;
 
-const ECHO_DELAY_MS: u32 = 400;
-
-fn relay_server(bot_url: &str, extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![("BOT", "relay"), ("BOT_URL", bot_url)];
-    env.extend_from_slice(extra);
-    Server::start(&env)
-}
-
-fn plan(server: &Server, rate: u32, ms: u32) -> CallPlan {
-    let mut plan = CallPlan::new(server.addr, speech_like(rate, ms, 7));
-    plan.sample_rate = rate;
-    plan.echo_delay_ms = ECHO_DELAY_MS;
-    plan.tail_ms = 800;
-    plan
-}
+use support::{relay_plan as plan, relay_server, RELAY_ECHO_DELAY_MS as ECHO_DELAY_MS};
 
 /// A loopback port with nothing listening.
 fn closed_port() -> u16 {
@@ -406,28 +392,6 @@ fn base64_of(samples: &[i16]) -> String {
     let mut pcm = Vec::new();
     exotel_voicebot::media::audio::samples_to_pcm(samples, &mut pcm);
     base64::engine::general_purpose::STANDARD.encode(pcm)
-}
-
-#[test]
-fn two_hundred_relayed_calls_at_once_all_come_back_exact() {
-    let bot = TestBot::start(ECHO_DELAY_MS);
-    let server = relay_server(&bot.url(), &[("MAX_CONCURRENT_CALLS", "200")]);
-    let p = plan(&server, 8000, 3000);
-    let report = run_load(&p, 200, Duration::from_secs(2));
-    assert_eq!(
-        report.clean_calls(),
-        200,
-        "{}",
-        exotel_voicebot::sim::report::summary(&report.calls, report.wall)
-    );
-    let calls = bot.wait_ended(200, Duration::from_secs(10));
-    assert_eq!(calls.len(), 200);
-    assert!(
-        calls
-            .iter()
-            .all(|c| c.caller_audio == p.audio && c.closed_cleanly),
-        "every bot connection heard its caller exactly and was closed cleanly"
-    );
 }
 
 fn fixture(name: &str) -> String {

@@ -24,9 +24,48 @@ enum ReadOutcome {
     TimedOut,
 }
 
+/// What requests are read from: a socket, or bytes in memory ([`answer_all`], for the benches).
+trait Source: Read + Write {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Source for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// Requests already in memory; the end of `input` is the client closing. Answers `100
+/// Continue` into `out` like a socket would.
+struct InMemory<'a> {
+    input: &'a [u8],
+    out: &'a mut Vec<u8>,
+}
+
+impl Read for InMemory<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for InMemory<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for InMemory<'_> {
+    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads whatever arrives before `deadline`, appended to `buf`.
 fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut impl Source,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> io::Result<ReadOutcome> {
@@ -95,36 +134,8 @@ pub(super) fn serve(
                 return;
             }
         };
-        let mut response = match catch_unwind(AssertUnwindSafe(|| service.call(&request))) {
-            Ok(response) => response,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                crate::error!(
-                    "http.handler_panicked",
-                    method = request.method,
-                    path = request.path,
-                    panic = what
-                );
-                Response::error(
-                    500,
-                    "internal",
-                    "the handler failed; the server log has the cause",
-                )
-            }
-        };
-        if !head.keep_alive && !response.upgrade {
-            response.close = true;
-        }
         out.clear();
-        response.write_to(
-            &mut out,
-            request.method == "HEAD",
-            head.http_1_0 && head.keep_alive,
-        );
+        let response = answer(service, &request, &head, &mut out);
         if stream.write_all(&out).is_err() {
             return;
         }
@@ -140,8 +151,70 @@ pub(super) fn serve(
     }
 }
 
+/// Calls the service for `request` (a panic becomes a 500) and appends its answer to `out`.
+fn answer(service: &dyn Service, request: &Request, head: &Head, out: &mut Vec<u8>) -> Response {
+    let mut response = match catch_unwind(AssertUnwindSafe(|| service.call(request))) {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            crate::error!(
+                "http.handler_panicked",
+                method = request.method,
+                path = request.path,
+                panic = what
+            );
+            Response::error(
+                500,
+                "internal",
+                "the handler failed; the server log has the cause",
+            )
+        }
+    };
+    if !head.keep_alive && !response.upgrade {
+        response.close = true;
+    }
+    response.write_to(
+        out,
+        request.method == "HEAD",
+        head.http_1_0 && head.keep_alive,
+    );
+    response
+}
+
+/// Answers every request in `input` as a connection would, appending the answers to `out`.
+/// Stops at the end of `input`, at an answer that closes, or at an upgrade (not taken).
+pub(super) fn answer_all(
+    service: &dyn Service,
+    input: &[u8],
+    peer: SocketAddr,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) {
+    let mut source = InMemory { input, out };
+    let mut buf = Vec::new();
+    loop {
+        match next_request(&mut source, &mut buf, peer, limits) {
+            Next::Request(request, head) => {
+                let response = answer(service, &request, &head, source.out);
+                if response.close || response.upgrade {
+                    return;
+                }
+            }
+            Next::Reject(response) => {
+                response.closing().write_to(source.out, false, false);
+                return;
+            }
+            Next::Closed => return,
+        }
+    }
+}
+
 fn next_request(
-    stream: &mut TcpStream,
+    stream: &mut impl Source,
     buf: &mut Vec<u8>,
     peer: SocketAddr,
     limits: &Limits,

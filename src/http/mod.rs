@@ -114,6 +114,19 @@ pub trait Service: Send + Sync + 'static {
     fn upgrade(&self, _request: &Request, _stream: may::net::TcpStream, _already_read: Vec<u8>) {}
 }
 
+/// Answers the requests in `input` as a connection on `peer` would (framing, limits, dispatch,
+/// answer), appending the answers to `out`, without a socket or timeouts: the HTTP path on its
+/// own, for `benches/http.rs`.
+pub fn answer_in_memory(
+    service: &dyn Service,
+    input: &[u8],
+    peer: SocketAddr,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) {
+    conn::answer_all(service, input, peer, limits, out)
+}
+
 /// A bound listener; [`Server::start`] spawns its accept loop on a coroutine.
 pub struct Server {
     listener: may::net::TcpListener,

@@ -174,20 +174,21 @@ impl Drop for CallRecording {
     }
 }
 
-/// A WAV being written: both tracks from sample `base` on, not yet written out.
-struct Open {
-    file: BufWriter<File>,
-    sample_rate: u32,
+/// Both tracks of a recording from sample `base` on, not yet written out: the WAV writer's
+/// work (placing audio on one sample clock, interleaving it) without the file, so that
+/// `benches/recording.rs` can measure it. Its buffers are reused, not allocated per write.
+#[derive(Default)]
+pub struct StereoWindow {
     base: u64,
     left: Vec<i16>,
     right: Vec<i16>,
-    returns: SyncSender<Vec<i16>>,
-    frames_written: u64,
+    bytes: Vec<u8>,
 }
 
-impl Open {
-    fn place(&mut self, track: Track, at: u64, samples: &[i16]) {
-        // Audio older than what was already written out is dropped.
+impl StereoWindow {
+    /// Puts `samples` of `track` at sample position `at`; audio before what was already written
+    /// out is dropped.
+    pub fn place(&mut self, track: Track, at: u64, samples: &[i16]) {
         let skip = self.base.saturating_sub(at) as usize;
         if skip >= samples.len() {
             return;
@@ -204,31 +205,57 @@ impl Open {
         lane[start..end].copy_from_slice(&samples[skip..]);
     }
 
-    /// Writes out everything before `until` (a sample position), interleaved.
-    fn write_until(&mut self, until: u64) -> io::Result<()> {
+    /// The sample position after the last sample placed on either track.
+    pub fn end(&self) -> u64 {
+        self.base + self.left.len().max(self.right.len()) as u64
+    }
+
+    /// The sample position after the last caller sample placed.
+    pub fn caller_end(&self) -> u64 {
+        self.base + self.left.len() as u64
+    }
+
+    /// Writes everything before `until` (a sample position) to `out`, interleaved as 16-bit
+    /// little-endian stereo frames; returns the frames written.
+    pub fn write_until(&mut self, until: u64, out: &mut impl Write) -> io::Result<u64> {
         let n = until.saturating_sub(self.base) as usize;
         if n == 0 {
-            return Ok(());
+            return Ok(0);
         }
         self.left.resize(self.left.len().max(n), 0);
         self.right.resize(self.right.len().max(n), 0);
-        let mut bytes = Vec::with_capacity(n * 4);
-        for i in 0..n {
-            bytes.extend_from_slice(&self.left[i].to_le_bytes());
-            bytes.extend_from_slice(&self.right[i].to_le_bytes());
+        self.bytes.clear();
+        self.bytes.reserve(n * 4);
+        for (l, r) in self.left[..n].iter().zip(&self.right[..n]) {
+            self.bytes.extend_from_slice(&l.to_le_bytes());
+            self.bytes.extend_from_slice(&r.to_le_bytes());
         }
-        self.file.write_all(&bytes)?;
+        out.write_all(&self.bytes)?;
         self.left.drain(..n);
         self.right.drain(..n);
         self.base += n as u64;
-        self.frames_written += n as u64;
+        Ok(n as u64)
+    }
+}
+
+/// A WAV being written.
+struct Open {
+    file: BufWriter<File>,
+    sample_rate: u32,
+    window: StereoWindow,
+    returns: SyncSender<Vec<i16>>,
+    frames_written: u64,
+}
+
+impl Open {
+    fn write_until(&mut self, until: u64) -> io::Result<()> {
+        self.frames_written += self.window.write_until(until, &mut self.file)?;
         Ok(())
     }
 
     /// Everything out, header sizes right.
     fn finish(mut self) -> io::Result<()> {
-        let end = self.base + self.left.len().max(self.right.len()) as u64;
-        self.write_until(end)?;
+        self.write_until(self.window.end())?;
         self.file.flush()?;
         let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
         write_sizes(&mut file, self.frames_written * 4)?;
@@ -251,9 +278,7 @@ fn writer(incoming: Receiver<Message>) {
                     Open {
                         file,
                         sample_rate,
-                        base: 0,
-                        left: Vec::new(),
-                        right: Vec::new(),
+                        window: StereoWindow::default(),
                         returns,
                         frames_written: 0,
                     },
@@ -266,11 +291,11 @@ fn writer(incoming: Receiver<Message>) {
                 samples,
             } => match open.get_mut(&id) {
                 Some(wav) => {
-                    wav.place(track, at, &samples);
+                    wav.window.place(track, at, &samples);
                     let _ = wav.returns.try_send(samples);
                     // The caller's clock drives the file: keep a window open for late audio.
                     let window = WINDOW_SECONDS * wav.sample_rate as u64;
-                    let until = (wav.base + wav.left.len() as u64).saturating_sub(window);
+                    let until = wav.window.caller_end().saturating_sub(window);
                     wav.write_until(until)
                 }
                 None => Ok(()),

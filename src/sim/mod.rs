@@ -7,12 +7,14 @@
 //! [`bot::TestBot`] is the other end of a relayed call: an upstream bot that speaks Exotel's
 //! protocol.
 //!
-//! It runs on plain threads (one per call) and talks to loopback addresses only.
+//! It runs on plain threads (one per call) and talks to loopback addresses only; [`wire`] is
+//! the in-memory socket for driving a session without one.
 
 pub mod bot;
 pub mod caller;
 pub mod fake_exotel;
 pub mod report;
+pub mod wire;
 
 pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy};
 pub use report::{run_load, LoadReport};

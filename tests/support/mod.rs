@@ -440,3 +440,23 @@ pub fn chunks_between_key_and_clear(report: &exotel_voicebot::sim::CallReport, k
         .filter(|(_, e)| matches!(e, Event::ReceivedMedia { .. }))
         .count()
 }
+
+/// The test bot's echo delay in the relay tests.
+pub const RELAY_ECHO_DELAY_MS: u32 = 400;
+
+/// A server with `BOT=relay` to `bot_url`, and `extra` environment.
+pub fn relay_server(bot_url: &str, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("BOT", "relay"), ("BOT_URL", bot_url)];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+/// `ms` of voice-like caller audio at `rate`, checked against the relay tests' echo delay.
+pub fn relay_plan(server: &Server, rate: u32, ms: u32) -> exotel_voicebot::sim::CallPlan {
+    let audio = exotel_voicebot::media::audio::speech_like(rate, ms, 7);
+    let mut plan = exotel_voicebot::sim::CallPlan::new(server.addr, audio);
+    plan.sample_rate = rate;
+    plan.echo_delay_ms = RELAY_ECHO_DELAY_MS;
+    plan.tail_ms = 800;
+    plan
+}
