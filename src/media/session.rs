@@ -119,6 +119,9 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
+/// Inbound frame length the per-call buffers are sized for, in ms (Exotel sends 20 to 100).
+const INBOUND_FRAME_ROOM_MS: usize = 200;
+
 /// The session's settings (from `Config`).
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -542,12 +545,16 @@ impl<'a, S: MediaIo> Session<'a, S> {
             return;
         }
         let rules = ChunkRules::for_rate(start.sample_rate);
-        // Room for two seconds each way before anything grows; inbound frames of up to one
-        // second (Exotel sends 20 to 100 ms).
+        // Room for one second of the bot's audio before the outbox grows (the echo bot keeps its
+        // delay plus the lead queued, 0.6 s by default; a bot that queues more grows it once, not
+        // per frame). A ring is touched end to end as it turns, so every second here is resident
+        // memory per call: 16 KiB at 8 kHz. Inbound frames: room for INBOUND_FRAME_ROOM_MS
+        // (Exotel sends 20 to 100 ms); a longer frame grows the buffers once.
         let rate = start.sample_rate as usize;
-        self.outbox = Outbox::new(start.sample_rate, 2 * rate);
-        self.pcm_in = Vec::with_capacity(2 * rate + 4);
-        self.samples_in = Vec::with_capacity(rate);
+        self.outbox = Outbox::new(start.sample_rate, rate);
+        let frame_room = rate * INBOUND_FRAME_ROOM_MS / 1000;
+        self.pcm_in = Vec::with_capacity(2 * frame_room + 4);
+        self.samples_in = Vec::with_capacity(frame_room);
         self.chunk = Vec::with_capacity(rules.min_samples);
         self.chunk_pcm = Vec::with_capacity(rules.min_samples * 2);
         let encoder = Encoder::new(&start.stream_sid);

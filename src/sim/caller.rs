@@ -1,8 +1,10 @@
 //! One simulated call: Exotel's side of the stream protocol over a real WebSocket.
 
 use super::fake_exotel::FakeExotel;
+use crate::exotel::stream::decode_payload;
 use crate::media::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
 use base64::Engine as _;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
@@ -278,8 +280,12 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    // The server's own frame limits and read buffer: tungstenite's default read buffer is
+    // 128 KiB, zero-filled on every read, which made memset the load generator's top cost.
+    let config = crate::media::session::websocket_config();
     let (mut ws, _) =
-        tungstenite::client(ws_url.as_str(), stream).map_err(|e| format!("handshake: {e}"))?;
+        tungstenite::client::client_with_config(ws_url.as_str(), stream, Some(config))
+            .map_err(|e| format!("handshake: {e}"))?;
 
     let rules = ChunkRules::for_rate(plan.sample_rate);
     let send_text = |ws: &mut WebSocket<TcpStream>, text: String| -> Result<(), String> {
@@ -326,6 +332,8 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
     let mut pcm = Vec::new();
     let delay_samples = (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize;
     let mut stop_sent = false;
+    // The bot's PCM, decoded into one buffer for the whole call.
+    let mut bytes = Vec::new();
 
     loop {
         let now = Instant::now();
@@ -433,16 +441,15 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             }
             _ => continue,
         };
-        let event: serde_json::Value =
+        let event: ServerEvent<'_> =
             serde_json::from_str(&text).map_err(|e| format!("server sent non-JSON: {e}"))?;
-        if event["stream_sid"].as_str() != Some(plan.stream_sid.as_str()) {
+        if event.stream_sid.as_deref() != Some(plan.stream_sid.as_str()) {
             report.wrong_stream_sid += 1;
         }
-        match event["event"].as_str() {
-            Some("media") => {
-                let payload = event["media"]["payload"].as_str().unwrap_or("");
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(payload)
+        match event.event.as_ref() {
+            "media" => {
+                let payload = event.media.map(|m| m.payload).unwrap_or_default();
+                decode_payload(&payload, &mut bytes)
                     .map_err(|e| format!("server sent bad base64: {e}"))?;
                 report.chunks_received += 1;
                 report.bytes_received += bytes.len() as u64;
@@ -474,15 +481,15 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
                     }
                 }
             }
-            Some("mark") => {
-                let name = event["mark"]["name"].as_str().unwrap_or("").to_owned();
+            "mark" => {
+                let name = event.mark.map(|m| m.name.into_owned()).unwrap_or_default();
                 report.marks_received.push(name.clone());
                 report
                     .events
                     .push((received_at - t0, Event::ReceivedMark(name.clone())));
                 pending_marks.push_back((playout_end.max(received_at), name));
             }
-            Some("clear") => {
+            "clear" => {
                 report.clears += 1;
                 cleared = true;
                 report.events.push((received_at - t0, Event::ReceivedClear));
@@ -497,6 +504,32 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             _ => {}
         }
     }
+}
+
+/// What the simulator reads of the server's events; strings borrow from the frame unless
+/// escaped.
+#[derive(serde::Deserialize)]
+struct ServerEvent<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    stream_sid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    media: Option<MediaPayload<'a>>,
+    #[serde(borrow, default)]
+    mark: Option<MarkName<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MediaPayload<'a> {
+    #[serde(borrow, default)]
+    payload: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct MarkName<'a> {
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
 }
 
 fn echo_mark(
