@@ -14,7 +14,13 @@
 //! WebSocket ([`bot::relay`]); both sockets are then read by pump coroutines
 //! ([`media::pump`]) so that either can wake the session. [`calls::log`] keeps every call in
 //! SQLite; [`media::recorder`] writes WAVs off the media path. [`sim`] plays Exotel (and an
-//! upstream bot) for the tests and the load tools.
+//! upstream bot) for the tests and the load tools; [`sim::wire`] is Exotel's socket in memory,
+//! for the allocation test and the benches.
+//!
+//! **Performance.** `bench/compare` runs the same load against this binary and Node.js and
+//! Python baselines (`bench/baselines/`); `benches/` time the pieces (HTTP in memory and on
+//! loopback, `/call` up to Exotel, the per-chunk protocol work, the session per frame, the WAV
+//! writer). `vendor/may_queue` is may's queue with one panic removed (`vendor/README.md`).
 //!
 //! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
 //! (design §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
