@@ -140,10 +140,7 @@ pub fn start(config: config::Config, bots: Box<dyn bot::BotFactory>) -> std::io:
     let server = http::Server::bind(addr)?;
     let bound = server.local_addr()?;
     let media_listener = match config.media_port {
-        Some(port) => Some(may::net::TcpListener::bind(SocketAddr::new(
-            config.bind,
-            port,
-        ))?),
+        Some(port) => Some(http::bind_exclusive(SocketAddr::new(config.bind, port))?),
         None => None,
     };
     let limits = config.http.clone();

@@ -60,6 +60,35 @@ fn a_taken_port_is_a_clear_failure() {
 }
 
 #[test]
+fn a_port_another_exotel_voicebot_serves_is_taken_too() {
+    // may binds with SO_REUSEPORT; two servers on one port would share its connections.
+    let first = support::Server::start(&[("BIND", "127.0.0.1")]);
+    let dir = support::temp_dir("cli");
+    let mut second = binary(&dir)
+        .env("BIND", "127.0.0.1")
+        .env("PORT", first.addr.port().to_string())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server started on the port the first one serves");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("cannot serve"), "{stderr}");
+    assert_eq!(first.get("/health").status, 200);
+}
+
+#[test]
 fn call_places_one_call_through_the_same_client() {
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "cli-sid".into(),

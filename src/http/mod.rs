@@ -132,10 +132,22 @@ pub struct Server {
     listener: may::net::TcpListener,
 }
 
+/// A listener on `addr` that no other process is listening on. may's `TcpListener::bind` sets
+/// SO_REUSEPORT (may 0.3 net/tcp.rs), so a second exotel-voicebot on the same port bound too
+/// and the kernel shared the connections between the two: the other server's media tokens then
+/// failed with 401. A plain bind first (no SO_REUSEPORT, so it fails on any socket already
+/// bound there) makes a taken port an error; port 0 asks for a fresh port and needs no check.
+pub fn bind_exclusive(addr: SocketAddr) -> std::io::Result<may::net::TcpListener> {
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    may::net::TcpListener::bind(addr)
+}
+
 impl Server {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Server> {
         Ok(Server {
-            listener: may::net::TcpListener::bind(addr)?,
+            listener: bind_exclusive(addr)?,
         })
     }
 
