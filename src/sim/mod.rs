@@ -7,7 +7,7 @@
 //! [`bot::TestBot`] is the other end of a relayed call: an upstream bot that speaks Exotel's
 //! protocol.
 //!
-//! It runs on plain threads (one per call) and talks to loopback addresses only; [`wire`] is
+//! A load runs each call on a may coroutine; it talks to loopback addresses only. [`wire`] is
 //! the in-memory socket for driving a session without one.
 
 pub mod bot;
