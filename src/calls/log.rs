@@ -405,8 +405,9 @@ fn write_batch(
 ) -> Option<Op> {
     let batched = conn.execute_batch("BEGIN").is_ok();
     write_logged(conn, &first, metrics);
+    let mut written = 1;
     let mut next = None;
-    for _ in 1..WRITE_BATCH {
+    while written < WRITE_BATCH {
         match queue.try_recv() {
             Ok(Op::Write(event)) => write_logged(conn, &event, metrics),
             Ok(other) => {
@@ -415,10 +416,17 @@ fn write_batch(
             }
             Err(_) => break,
         }
+        written += 1;
     }
     if batched {
         if let Err(e) = conn.execute_batch("COMMIT") {
-            crate::error!("calllog.write_failed", error = e, event = "COMMIT");
+            // busy_timeout has already waited: this is the disk failing, and the batch is lost.
+            crate::error!(
+                "calllog.write_failed",
+                error = e,
+                event = "COMMIT",
+                lostEvents = written
+            );
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
