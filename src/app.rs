@@ -88,6 +88,7 @@ impl App {
             lead: config.media_lead,
             idle_timeout: config.media_idle_timeout,
             ping_interval: config.media_ping_interval,
+            start_timeout: config.media_start_timeout,
         };
         Ok(App {
             config,

@@ -297,6 +297,10 @@ pub struct Config {
     pub api_token: Option<String>,
     /// `WEBHOOK_SECRET`: required on the connect webhooks when set.
     pub webhook_secret: Option<String>,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer $METRICS_TOKEN`.
+    pub metrics_token: Option<String>,
+    /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
+    pub trust_proxy: Vec<IpAddr>,
     /// `SAMPLE_RATE`: the audio rate asked of Exotel in the media URL.
     pub sample_rate: u32,
     /// `MAX_PENDING_MEDIA_TOKENS`: media tokens issued and not yet expired, at most.
@@ -311,6 +315,8 @@ pub struct Config {
     pub media_idle_timeout: Duration,
     /// `MEDIA_PING_INTERVAL_MS`: a ping goes out after this long without sending anything.
     pub media_ping_interval: Duration,
+    /// `MEDIA_START_TIMEOUT_MS`: a media socket with no `start` and no audio this long is ended.
+    pub media_start_timeout: Duration,
     /// `ECHO_DELAY_MS`: how far behind the caller the echo bot plays.
     pub echo_delay_ms: u32,
     /// `BOT`: the echo bot, or a relay to an upstream bot (`BOT_URL`, …).
@@ -384,40 +390,7 @@ impl Config {
             },
         };
 
-        let subdomain = var("EXOTEL_SUBDOMAIN").unwrap_or_else(|| "api.exotel.com".into());
-        let subdomain = subdomain
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        if subdomain.is_empty() || subdomain.contains(['/', ' ', '@']) {
-            return Err(ConfigError {
-                variable: "EXOTEL_SUBDOMAIN",
-                problem: format!(
-                    "{subdomain:?} is not a host name (api.exotel.com or api.in.exotel.com)"
-                ),
-            });
-        }
-        let api_base_url = match var("EXOTEL_API_BASE_URL") {
-            Some(v) => base_url("EXOTEL_API_BASE_URL", &v)?,
-            None => format!("https://{subdomain}"),
-        };
-
-        let app_id = var("EXOTEL_APP_ID");
-        let connect_mode = match var("EXOTEL_CONNECT_MODE").as_deref() {
-            None if app_id.is_some() => ConnectMode::Applet,
-            None => ConnectMode::Stream,
-            Some("applet") => ConnectMode::Applet,
-            Some("stream") => ConnectMode::Stream,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "EXOTEL_CONNECT_MODE",
-                    problem: format!("{other:?} is neither \"applet\" nor \"stream\""),
-                })
-            }
-        };
-        let timeout_ms = ranged(&var, "EXOTEL_TIMEOUT_MS", 10_000, 100, 120_000)?;
-        let api_threads = ranged(&var, "EXOTEL_API_THREADS", 4, 1, 64)?;
+        let exotel = exotel_from_vars(&var)?;
 
         let sample_rate = ranged(&var, "SAMPLE_RATE", 8000, 8000, 24000)? as u32;
         if ![8000, 16000, 24000].contains(&sample_rate) {
@@ -457,6 +430,8 @@ impl Config {
             100,
             600_000,
         )?);
+        let media_start_timeout =
+            Duration::from_millis(ranged(&var, "MEDIA_START_TIMEOUT_MS", 5_000, 100, 600_000)?);
         let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
         let max_concurrent_calls = ranged(&var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
         let call_slot_timeout =
@@ -488,69 +463,17 @@ impl Config {
             }
         };
 
-        let defaults = Limits::default();
-        let http = Limits {
-            max_headers: ranged(
-                &var,
-                "HTTP_MAX_HEADERS",
-                defaults.max_headers as u64,
-                8,
-                1000,
-            )? as usize,
-            max_head_bytes: ranged(
-                &var,
-                "HTTP_MAX_HEAD_BYTES",
-                defaults.max_head_bytes as u64,
-                1024,
-                1 << 20,
-            )? as usize,
-            max_body_bytes: ranged(
-                &var,
-                "HTTP_MAX_BODY_BYTES",
-                defaults.max_body_bytes as u64,
-                1024,
-                16 << 20,
-            )? as usize,
-            idle_timeout: Duration::from_millis(ranged(
-                &var,
-                "HTTP_IDLE_TIMEOUT_MS",
-                defaults.idle_timeout.as_millis() as u64,
-                50,
-                3_600_000,
-            )?),
-            head_timeout: Duration::from_millis(ranged(
-                &var,
-                "HTTP_HEAD_TIMEOUT_MS",
-                defaults.head_timeout.as_millis() as u64,
-                50,
-                600_000,
-            )?),
-            max_connections: ranged(
-                &var,
-                "HTTP_MAX_CONNECTIONS",
-                defaults.max_connections as u64,
-                1,
-                1_000_000,
-            )? as usize,
-        };
+        let http = limits_from_vars(&var)?;
 
         Ok(Config {
             bind,
             port,
             public_base_url: configured_base,
-            exotel: ExotelConfig {
-                api_key: var("EXOTEL_API_KEY"),
-                api_token: var("EXOTEL_API_TOKEN"),
-                sid: var("EXOTEL_SID"),
-                app_id,
-                caller_id: var("EXOTEL_CALLER_ID"),
-                api_base_url,
-                connect_mode,
-                timeout: Duration::from_millis(timeout_ms),
-                api_threads: api_threads as usize,
-            },
+            exotel,
             api_token: var("API_TOKEN"),
             webhook_secret: var("WEBHOOK_SECRET"),
+            metrics_token: var("METRICS_TOKEN"),
+            trust_proxy: trust_proxy_from_vars(&var)?,
             sample_rate,
             max_pending_media_tokens,
             media_port,
@@ -558,6 +481,7 @@ impl Config {
             media_lead,
             media_idle_timeout,
             media_ping_interval,
+            media_start_timeout,
             echo_delay_ms,
             bot,
             data_dir,
@@ -568,6 +492,125 @@ impl Config {
             http,
         })
     }
+}
+
+/// The `EXOTEL_*` variables.
+fn exotel_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<ExotelConfig, ConfigError> {
+    let subdomain = var("EXOTEL_SUBDOMAIN").unwrap_or_else(|| "api.exotel.com".into());
+    let subdomain = subdomain
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    if subdomain.is_empty() || subdomain.contains(['/', ' ', '@']) {
+        return Err(ConfigError {
+            variable: "EXOTEL_SUBDOMAIN",
+            problem: format!(
+                "{subdomain:?} is not a host name (api.exotel.com or api.in.exotel.com)"
+            ),
+        });
+    }
+    let api_base_url = match var("EXOTEL_API_BASE_URL") {
+        Some(v) => base_url("EXOTEL_API_BASE_URL", &v)?,
+        None => format!("https://{subdomain}"),
+    };
+
+    let app_id = var("EXOTEL_APP_ID");
+    let connect_mode = match var("EXOTEL_CONNECT_MODE").as_deref() {
+        None if app_id.is_some() => ConnectMode::Applet,
+        None => ConnectMode::Stream,
+        Some("applet") => ConnectMode::Applet,
+        Some("stream") => ConnectMode::Stream,
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "EXOTEL_CONNECT_MODE",
+                problem: format!("{other:?} is neither \"applet\" nor \"stream\""),
+            })
+        }
+    };
+    let timeout_ms = ranged(var, "EXOTEL_TIMEOUT_MS", 10_000, 100, 120_000)?;
+    let api_threads = ranged(var, "EXOTEL_API_THREADS", 4, 1, 64)?;
+
+    Ok(ExotelConfig {
+        api_key: var("EXOTEL_API_KEY"),
+        api_token: var("EXOTEL_API_TOKEN"),
+        sid: var("EXOTEL_SID"),
+        app_id,
+        caller_id: var("EXOTEL_CALLER_ID"),
+        api_base_url,
+        connect_mode,
+        timeout: Duration::from_millis(timeout_ms),
+        api_threads: api_threads as usize,
+    })
+}
+
+/// The `HTTP_*` limits.
+fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    Ok(Limits {
+        max_headers: ranged(
+            &var,
+            "HTTP_MAX_HEADERS",
+            defaults.max_headers as u64,
+            8,
+            1000,
+        )? as usize,
+        max_head_bytes: ranged(
+            var,
+            "HTTP_MAX_HEAD_BYTES",
+            defaults.max_head_bytes as u64,
+            1024,
+            1 << 20,
+        )? as usize,
+        max_body_bytes: ranged(
+            var,
+            "HTTP_MAX_BODY_BYTES",
+            defaults.max_body_bytes as u64,
+            1024,
+            16 << 20,
+        )? as usize,
+        idle_timeout: Duration::from_millis(ranged(
+            var,
+            "HTTP_IDLE_TIMEOUT_MS",
+            defaults.idle_timeout.as_millis() as u64,
+            50,
+            3_600_000,
+        )?),
+        head_timeout: Duration::from_millis(ranged(
+            var,
+            "HTTP_HEAD_TIMEOUT_MS",
+            defaults.head_timeout.as_millis() as u64,
+            50,
+            600_000,
+        )?),
+        max_connections: ranged(
+            var,
+            "HTTP_MAX_CONNECTIONS",
+            defaults.max_connections as u64,
+            1,
+            1_000_000,
+        )? as usize,
+    })
+}
+
+/// `TRUST_PROXY`: the addresses of reverse proxies whose forwarded requests may use `/call`,
+/// `/calls` and `/metrics` without a token (comma-separated IPs).
+fn trust_proxy_from_vars(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<IpAddr>, ConfigError> {
+    let Some(list) = var("TRUST_PROXY") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>().map_err(|_| ConfigError {
+                variable: "TRUST_PROXY",
+                problem: format!("{s:?} is not an IP address (list the proxies' addresses)"),
+            })
+        })
+        .collect()
 }
 
 fn parse_or<T: std::str::FromStr>(

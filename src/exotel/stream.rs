@@ -1,59 +1,217 @@
-//! Exotel's stream protocol (exotel-protocol.md §3) as plain types: the events Exotel sends,
+//! Exotel's stream protocol (see `docs/exotel.md`) as plain types: the events Exotel sends,
 //! decoded without allocating (strings borrow from the frame), and the events we send, encoded
 //! straight into a buffer the session owns.
 //!
-//! Owns field names and their tolerated variants (numbers as strings, `stream_sid` at the top
-//! level or inside `start`). Must not know about sockets, bots or pacing.
+//! Owns field names and their tolerated variants. Reading is lenient where Exotel may vary: a
+//! field in an unexpected shape (an id as a number, a sequence number as an object, custom
+//! parameters as a query string) is set aside and named in [`Oddities`], never the reason a
+//! frame is dropped; base64 is read with or without padding, across whitespace and in either
+//! alphabet. Only what a frame cannot be used without (its `event` name, a media `payload`) is
+//! strict. Must not know about sockets, bots or pacing.
 
 use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// A number Exotel may send as a JSON number or as a string (`"sequence_number": "2"`).
+/// Optional fields that arrived in a shape we do not read, as bits: the frame was used without
+/// them. A session names each one in its log once per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Num(pub u64);
+pub struct Oddities(pub u16);
 
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+impl Oddities {
+    pub const STREAM_SID: Oddities = Oddities(1);
+    pub const CALL_SID: Oddities = Oddities(1 << 1);
+    pub const ACCOUNT_SID: Oddities = Oddities(1 << 2);
+    pub const FROM_TO: Oddities = Oddities(1 << 3);
+    pub const CUSTOM_PARAMETERS: Oddities = Oddities(1 << 4);
+    pub const SAMPLE_RATE: Oddities = Oddities(1 << 5);
+    pub const ENCODING: Oddities = Oddities(1 << 6);
+    pub const CHUNK: Oddities = Oddities(1 << 7);
+    pub const TIMESTAMP: Oddities = Oddities(1 << 8);
+    pub const TRACK: Oddities = Oddities(1 << 9);
+    pub const DTMF_DURATION: Oddities = Oddities(1 << 10);
+    pub const STOP_REASON: Oddities = Oddities(1 << 11);
+    pub const MEDIA_FORMAT: Oddities = Oddities(1 << 12);
+    /// The payload needed the lenient base64 reader (no padding, whitespace, URL-safe).
+    pub const BASE64_VARIANT: Oddities = Oddities(1 << 13);
+    /// The payload's length was odd: its last byte waits for the next frame.
+    pub const ODD_LENGTH: Oddities = Oddities(1 << 14);
+
+    const NAMES: [&'static str; 15] = [
+        "stream_sid",
+        "start.call_sid",
+        "start.account_sid",
+        "start.from/to",
+        "start.custom_parameters",
+        "media_format.sample_rate",
+        "media_format.encoding",
+        "media.chunk",
+        "media.timestamp",
+        "media.track",
+        "dtmf.duration",
+        "stop.reason",
+        "start.media_format",
+        "media.payload (base64 variant)",
+        "media.payload (odd length)",
+    ];
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn add(&mut self, other: Oddities) {
+        self.0 |= other.0;
+    }
+
+    /// The bits of `self` not in `seen`.
+    pub fn new_since(self, seen: Oddities) -> Oddities {
+        Oddities(self.0 & !seen.0)
+    }
+
+    /// The field names, comma-separated (for a log line).
+    pub fn names(self) -> String {
+        Oddities::NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A field read leniently: absent (or `null`), in a shape we do not read, or a value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Loose<T> {
+    #[default]
+    Absent,
+    Odd,
+    Value(T),
+}
+
+impl<T> Loose<T> {
+    /// The value, noting `flag` in `odd` when the field was there in another shape.
+    fn take(self, odd: &mut Oddities, flag: Oddities) -> Option<T> {
+        match self {
+            Loose::Absent => None,
+            Loose::Odd => {
+                odd.add(flag);
+                None
+            }
+            Loose::Value(v) => Some(v),
+        }
+    }
+}
+
+/// Drains a sequence or map the visitor did not expect, so that the frame reads on.
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Text: a string (borrowed when it has no JSON escapes), or a number or boolean as its JSON
+/// text (ids sent as numbers); `null` is absent; an object or array is odd.
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<Cow<'a, str>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl Visitor<'_> for V {
-            type Value = Num;
+        impl<'de> Visitor<'de> for V {
+            type Value = Loose<Cow<'de, str>>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number or a string holding one")
+                f.write_str("any JSON value")
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Num, E> {
-                Ok(Num(v))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Value(Cow::Borrowed(v)))
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Num, E> {
-                u64::try_from(v)
-                    .map(Num)
-                    .map_err(|_| E::custom("negative number"))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Value(Cow::Owned(v.to_owned())))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Num, E> {
-                if v >= 0.0 && v.fract() == 0.0 {
-                    Ok(Num(v as u64))
-                } else {
-                    Err(E::custom("not a whole number"))
-                }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Value(Cow::Owned(v.to_string())))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Num, E> {
-                // "128kbps" style values are not numbers; digits only, else an error.
-                v.trim()
-                    .parse()
-                    .map(Num)
-                    .map_err(|_| E::custom("not a number"))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Loose::Value(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Loose::Value(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Value(Cow::Owned(v.to_string())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| Loose::Odd)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                drain_map(map).map(|_| Loose::Odd)
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// A string from the frame: borrowed when it has no JSON escapes, owned otherwise. serde
-/// borrows a bare `Cow<str>` field but not one inside `Option`, which would copy every
-/// `stream_sid` of every media frame.
+/// A whole number, as a JSON number or a string holding one (`"sequence_number": "2"`);
+/// anything else (`"128kbps"`, a fraction, an object) is odd.
+impl<'de> Deserialize<'de> for Loose<u64> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Loose<u64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Value(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(u64::try_from(v).map_or(Loose::Odd, Loose::Value))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                let whole = v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64;
+                Ok(if whole {
+                    Loose::Value(v as u64)
+                } else {
+                    Loose::Odd
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(v.trim().parse().map_or(Loose::Odd, Loose::Value))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Odd)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| Loose::Odd)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                drain_map(map).map(|_| Loose::Odd)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string from the frame that the frame cannot be used without (`event`, `payload`):
+/// borrowed when it has no JSON escapes, owned otherwise. serde borrows a bare `Cow<str>` field
+/// but not one inside `Option`, which would copy every payload of every media frame.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Text<'a>(pub Cow<'a, str>);
 
@@ -76,84 +234,104 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// An object the event needs (`media`, `dtmf`, …): the object, or `Odd` for any other shape, so
+/// that the frame still reads and the event reports what it lacks.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Loose<Obj<T>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Loose<Obj<T>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|t| Loose::Value(Obj(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| Loose::Odd)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Odd)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Odd)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Loose::Odd)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Loose::Odd)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Odd)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A nested object of the frame (see `Loose<Obj<T>>`).
+#[derive(Debug, Default)]
+struct Obj<T>(T);
+
 /// The frame as Exotel writes it: every event's fields, all optional, so one parse reads any
-/// event. Unknown fields are skipped.
+/// event. Unknown fields (`sequence_number`, `protocol`, …) are skipped whatever their shape.
+/// `start` arrives once per call and is read as a JSON value, by hand (see [`start_event`]).
 #[derive(Deserialize, Debug, Default)]
 struct RawEvent<'a> {
     #[serde(borrow)]
     event: Text<'a>,
     #[serde(default, borrow, alias = "streamSid")]
-    stream_sid: Option<Text<'a>>,
+    stream_sid: Loose<Cow<'a, str>>,
     #[serde(default)]
-    sequence_number: Option<Num>,
+    start: Option<serde_json::Value>,
     #[serde(default, borrow)]
-    start: Option<RawStart<'a>>,
+    media: Loose<Obj<RawMedia<'a>>>,
     #[serde(default, borrow)]
-    media: Option<RawMedia<'a>>,
+    dtmf: Loose<Obj<RawDtmf<'a>>>,
     #[serde(default, borrow)]
-    dtmf: Option<RawDtmf<'a>>,
+    mark: Loose<Obj<RawMark<'a>>>,
     #[serde(default, borrow)]
-    mark: Option<RawMark<'a>>,
-    #[serde(default, borrow)]
-    stop: Option<RawStop<'a>>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-struct RawStart<'a> {
-    #[serde(default, borrow, alias = "streamSid")]
-    stream_sid: Option<Text<'a>>,
-    #[serde(default, borrow, alias = "callSid")]
-    call_sid: Option<Text<'a>>,
-    #[serde(default, borrow, alias = "accountSid")]
-    account_sid: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    from: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    to: Option<Text<'a>>,
-    #[serde(default, alias = "customParameters")]
-    custom_parameters: Option<BTreeMap<String, serde_json::Value>>,
-    #[serde(default, borrow, alias = "mediaFormat")]
-    media_format: Option<RawFormat<'a>>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-struct RawFormat<'a> {
-    #[serde(default, borrow)]
-    encoding: Option<Text<'a>>,
-    #[serde(default, alias = "sampleRate")]
-    sample_rate: Option<Num>,
+    stop: Loose<Obj<RawStop<'a>>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 struct RawMedia<'a> {
     #[serde(default)]
-    chunk: Option<Num>,
+    chunk: Loose<u64>,
     #[serde(default)]
-    timestamp: Option<Num>,
-    #[serde(borrow)]
-    payload: Text<'a>,
+    timestamp: Loose<u64>,
     #[serde(default, borrow)]
-    track: Option<Text<'a>>,
+    payload: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    track: Loose<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 struct RawDtmf<'a> {
-    #[serde(borrow)]
-    digit: Text<'a>,
+    #[serde(default, borrow)]
+    digit: Loose<Cow<'a, str>>,
     #[serde(default)]
-    duration: Option<Num>,
+    duration: Loose<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 struct RawMark<'a> {
-    #[serde(borrow)]
-    name: Text<'a>,
+    #[serde(default, borrow)]
+    name: Loose<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 struct RawStop<'a> {
     #[serde(default, borrow)]
-    reason: Option<Text<'a>>,
+    reason: Loose<Cow<'a, str>>,
 }
 
 /// `start`: who is calling and how the audio is encoded. Owned: it arrives once per call.
@@ -196,6 +374,15 @@ pub enum Inbound<'a> {
     },
 }
 
+/// One frame read: its event, the top-level `stream_sid` when it had one, and the optional
+/// fields that were set aside.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub event: Inbound<'a>,
+    pub stream_sid: Option<Cow<'a, str>>,
+    pub odd: Oddities,
+}
+
 /// Why a frame is not an event we can use. Logged and skipped: the call goes on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -211,7 +398,7 @@ impl std::fmt::Display for DecodeError {
         match self {
             DecodeError::NotJson(e) => write!(f, "not a JSON event: {e}"),
             DecodeError::UnknownEvent(name) => write!(f, "unknown event {name:?}"),
-            DecodeError::Missing(what) => write!(f, "event without its {what:?} object"),
+            DecodeError::Missing(what) => write!(f, "event without its {what:?}"),
             DecodeError::BadField(field, why) => write!(f, "{field}: {why}"),
         }
     }
@@ -220,105 +407,220 @@ impl std::fmt::Display for DecodeError {
 /// Sample rates Exotel streams at.
 pub const SAMPLE_RATES: [u32; 3] = [8000, 16000, 24000];
 
+/// Encodings that name the 16-bit PCM Exotel streams (base64, linear16 and raw/slin have all
+/// been seen for the same audio).
+const PCM_ENCODINGS: [&str; 6] = [
+    "base64",
+    "linear16",
+    "raw/slin",
+    "slin",
+    "pcm",
+    "audio/x-l16",
+];
+
 impl<'a> Inbound<'a> {
-    /// Decodes one text frame. Allocates nothing for `media`, `dtmf`, `mark` and `stop` unless a
-    /// string holds JSON escapes.
+    /// Decodes one text frame, its event only (see [`Frame::read`]).
     pub fn parse(text: &'a str) -> Result<Inbound<'a>, DecodeError> {
+        Frame::read(text, 8000).map(|f| f.event)
+    }
+}
+
+impl<'a> Frame<'a> {
+    /// Decodes one text frame. Allocates nothing for `media`, `dtmf`, `mark` and `stop` unless a
+    /// string holds JSON escapes or a number stands where text was expected. `default_rate` is
+    /// the sample rate a `start` without a usable one is taken to have (the rate the media URL
+    /// asked for).
+    pub fn read(text: &'a str, default_rate: u32) -> Result<Frame<'a>, DecodeError> {
         let raw: RawEvent<'a> =
             serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let _ = raw.sequence_number;
-        match raw.event.0.as_ref() {
-            "connected" => Ok(Inbound::Connected),
+        let mut odd = Oddities::default();
+        let stream_sid = raw.stream_sid.take(&mut odd, Oddities::STREAM_SID);
+        let event = match raw.event.0.as_ref() {
+            "connected" => Inbound::Connected,
             "start" => {
-                let s = raw.start.ok_or(DecodeError::Missing("start"))?;
-                let stream_sid = raw
-                    .stream_sid
-                    .or(s.stream_sid)
-                    .map(|t| t.0.into_owned())
-                    .unwrap_or_default();
-                let format = s.media_format.unwrap_or_default();
-                let sample_rate = format.sample_rate.map(|n| n.0).unwrap_or(8000);
-                let sample_rate = u32::try_from(sample_rate)
-                    .ok()
-                    .filter(|r| SAMPLE_RATES.contains(r))
-                    .ok_or_else(|| {
-                        DecodeError::BadField(
-                            "media_format.sample_rate",
-                            format!("{sample_rate} is not 8000, 16000 or 24000"),
-                        )
-                    })?;
-                if let Some(enc) = format.encoding.as_ref().map(|t| t.0.as_ref()) {
-                    // base64, linear16 and raw/slin have all been seen for the same PCM.
-                    let known = [
-                        "base64",
-                        "linear16",
-                        "raw/slin",
-                        "slin",
-                        "pcm",
-                        "audio/x-l16",
-                    ];
-                    if !known.iter().any(|k| enc.eq_ignore_ascii_case(k)) {
-                        return Err(DecodeError::BadField(
-                            "media_format.encoding",
-                            format!("{enc:?} is not 16-bit PCM"),
-                        ));
-                    }
+                let start = raw.start.ok_or(DecodeError::Missing("start"))?;
+                let mut s = start_event(start, default_rate, &mut odd)?;
+                if let Some(sid) = &stream_sid {
+                    s.stream_sid = sid.as_ref().to_owned();
                 }
-                let text_of = |v: Option<Text<'_>>| v.map(|t| t.0.into_owned()).unwrap_or_default();
-                Ok(Inbound::Start(Box::new(StartEvent {
-                    stream_sid,
-                    call_sid: text_of(s.call_sid),
-                    account_sid: text_of(s.account_sid),
-                    from: text_of(s.from),
-                    to: text_of(s.to),
-                    custom_parameters: s
-                        .custom_parameters
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| match v {
-                            serde_json::Value::String(s) => (k, s),
-                            other => (k, other.to_string()),
-                        })
-                        .collect(),
-                    sample_rate,
-                })))
+                Inbound::Start(Box::new(s))
             }
             "media" => {
-                let m = raw.media.ok_or(DecodeError::Missing("media"))?;
-                Ok(Inbound::Media {
-                    payload: m.payload.0,
-                    timestamp: m.timestamp.map(|n| n.0),
-                    chunk: m.chunk.map(|n| n.0),
-                    inbound_track: m.track.as_ref().map(|t| t.0.as_ref()) != Some("outbound"),
-                })
-            }
-            "dtmf" => {
-                let d = raw.dtmf.ok_or(DecodeError::Missing("dtmf"))?;
-                let mut chars = d.digit.0.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None) if c.is_ascii_digit() || "*#ABCD".contains(c) => {
-                        Ok(Inbound::Dtmf {
-                            digit: c,
-                            duration_ms: d.duration.map(|n| n.0),
-                        })
-                    }
-                    _ => Err(DecodeError::BadField(
-                        "dtmf.digit",
-                        format!("{:?} is not one key", d.digit.0),
-                    )),
+                let m = object(raw.media, "media")?;
+                Inbound::Media {
+                    payload: m.payload.ok_or(DecodeError::Missing("media.payload"))?.0,
+                    timestamp: m.timestamp.take(&mut odd, Oddities::TIMESTAMP),
+                    chunk: m.chunk.take(&mut odd, Oddities::CHUNK),
+                    inbound_track: m.track.take(&mut odd, Oddities::TRACK).as_deref()
+                        != Some("outbound"),
                 }
             }
-            "mark" => Ok(Inbound::Mark {
-                name: raw.mark.ok_or(DecodeError::Missing("mark"))?.name.0,
-            }),
-            "stop" => Ok(Inbound::Stop {
-                reason: raw
-                    .stop
-                    .and_then(|s| s.reason)
-                    .map_or(Cow::Borrowed("unspecified"), |t| t.0),
-            }),
-            other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+            "dtmf" => {
+                let d = object(raw.dtmf, "dtmf")?;
+                let digit = d.digit.take(&mut odd, Oddities::default());
+                let duration_ms = d.duration.take(&mut odd, Oddities::DTMF_DURATION);
+                let text = digit.as_deref().unwrap_or("").trim();
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if c.is_ascii_digit() || "*#ABCD".contains(c) => {
+                        Inbound::Dtmf {
+                            digit: c,
+                            duration_ms,
+                        }
+                    }
+                    _ => {
+                        return Err(DecodeError::BadField(
+                            "dtmf.digit",
+                            format!("{text:?} is not one key"),
+                        ))
+                    }
+                }
+            }
+            "mark" => Inbound::Mark {
+                name: object(raw.mark, "mark")?
+                    .name
+                    .take(&mut odd, Oddities::default())
+                    .ok_or(DecodeError::Missing("mark.name"))?,
+            },
+            "stop" => Inbound::Stop {
+                reason: match raw.stop {
+                    Loose::Value(Obj(s)) => s.reason.take(&mut odd, Oddities::STOP_REASON),
+                    Loose::Odd => {
+                        odd.add(Oddities::STOP_REASON);
+                        None
+                    }
+                    Loose::Absent => None,
+                }
+                .unwrap_or(Cow::Borrowed("unspecified")),
+            },
+            other => return Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
+        };
+        Ok(Frame {
+            event,
+            stream_sid,
+            odd,
+        })
+    }
+}
+
+/// The object an event is named for, or what it lacks.
+fn object<T>(field: Loose<Obj<T>>, name: &'static str) -> Result<T, DecodeError> {
+    match field {
+        Loose::Value(Obj(t)) => Ok(t),
+        Loose::Absent => Err(DecodeError::Missing(name)),
+        Loose::Odd => Err(DecodeError::BadField(name, "not an object".into())),
+    }
+}
+
+/// `start`, read by hand from its JSON value: every field optional, any shape tolerated. A
+/// `start` that is a string holding a JSON object is read as that object.
+fn start_event(
+    start: serde_json::Value,
+    default_rate: u32,
+    odd: &mut Oddities,
+) -> Result<StartEvent, DecodeError> {
+    use serde_json::Value;
+    let start = match start {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+        other => other,
+    };
+    let Value::Object(s) = start else {
+        return Err(DecodeError::BadField("start", "not an object".into()));
+    };
+    let field = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| s.get(*n))
+            .filter(|v| !v.is_null())
+    };
+    let mut text = |names: &[&str], flag: Oddities| match field(names) {
+        None => String::new(),
+        Some(v) => scalar_text(v).unwrap_or_else(|| {
+            odd.add(flag);
+            String::new()
+        }),
+    };
+    let stream_sid = text(&["stream_sid", "streamSid"], Oddities::STREAM_SID);
+    let call_sid = text(&["call_sid", "callSid", "CallSid"], Oddities::CALL_SID);
+    let account_sid = text(&["account_sid", "accountSid"], Oddities::ACCOUNT_SID);
+    let from = text(&["from", "From"], Oddities::FROM_TO);
+    let to = text(&["to", "To"], Oddities::FROM_TO);
+    let custom_parameters = match field(&["custom_parameters", "customParameters"]) {
+        None => BTreeMap::new(),
+        Some(v) => custom_parameters(v).unwrap_or_else(|| {
+            odd.add(Oddities::CUSTOM_PARAMETERS);
+            BTreeMap::new()
+        }),
+    };
+    let mut sample_rate = default_rate;
+    match field(&["media_format", "mediaFormat"]) {
+        None => {}
+        Some(Value::Object(format)) => {
+            let get = |names: &[&str]| names.iter().find_map(|n| format.get(*n));
+            if let Some(rate) = get(&["sample_rate", "sampleRate"]).filter(|v| !v.is_null()) {
+                let rate = scalar_text(rate).and_then(|t| t.trim().parse::<u32>().ok());
+                match rate.filter(|r| SAMPLE_RATES.contains(r)) {
+                    Some(r) => sample_rate = r,
+                    None => odd.add(Oddities::SAMPLE_RATE),
+                }
+            }
+            if let Some(enc) = get(&["encoding"]).filter(|v| !v.is_null()) {
+                let known = scalar_text(enc)
+                    .is_some_and(|e| PCM_ENCODINGS.iter().any(|k| e.eq_ignore_ascii_case(k)));
+                if !known {
+                    // Read as 16-bit PCM all the same: a call with odd audio can be heard and
+                    // hung up on; a dropped `start` is silence.
+                    odd.add(Oddities::ENCODING);
+                }
+            }
         }
+        Some(_) => odd.add(Oddities::MEDIA_FORMAT),
+    }
+    Ok(StartEvent {
+        stream_sid,
+        call_sid,
+        account_sid,
+        from,
+        to,
+        custom_parameters,
+        sample_rate,
+    })
+}
+
+/// A string, number or boolean as text; `None` for objects and arrays.
+fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `custom_parameters` as an object, a JSON string holding one, or a query string
+/// (`a=1&b=2`); values as text.
+fn custom_parameters(v: &serde_json::Value) -> Option<BTreeMap<String, String>> {
+    let as_text = |(k, v): (&String, &serde_json::Value)| {
+        let text = scalar_text(v).unwrap_or_else(|| v.to_string());
+        (k.clone(), text)
+    };
+    match v {
+        serde_json::Value::Object(map) => Some(map.iter().map(as_text).collect()),
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            if s.starts_with('{') {
+                let parsed: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(s).ok()?;
+                Some(parsed.iter().map(as_text).collect())
+            } else {
+                Some(
+                    crate::http::form::parse(s.trim_start_matches('?'))
+                        .into_iter()
+                        .collect(),
+                )
+            }
+        }
+        _ => None,
     }
 }
 
@@ -343,10 +645,16 @@ impl<'a> BotCommand<'a> {
             serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
         match raw.event.0.as_ref() {
             "media" => Ok(BotCommand::Media {
-                payload: raw.media.ok_or(DecodeError::Missing("media"))?.payload.0,
+                payload: object(raw.media, "media")?
+                    .payload
+                    .ok_or(DecodeError::Missing("media.payload"))?
+                    .0,
             }),
             "mark" => Ok(BotCommand::Mark {
-                name: raw.mark.ok_or(DecodeError::Missing("mark"))?.name.0,
+                name: match object(raw.mark, "mark")?.name {
+                    Loose::Value(name) => name,
+                    _ => return Err(DecodeError::Missing("mark.name")),
+                },
             }),
             "clear" => Ok(BotCommand::Clear),
             other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
@@ -422,14 +730,82 @@ impl Encoder {
     }
 }
 
-/// Decodes a base64 payload into `pcm` (cleared first; no allocation within its capacity).
-pub fn decode_payload(payload: &str, pcm: &mut Vec<u8>) -> Result<(), base64::DecodeSliceError> {
+/// Decodes a base64 payload into `pcm` after what it already holds (no allocation within its
+/// capacity). Standard base64 takes the fast path; anything else Exotel might send — no
+/// padding, line breaks or spaces, the URL-safe alphabet — goes through [`decode_lenient`].
+/// `Ok(true)` when the lenient path was needed.
+pub fn decode_payload_into(payload: &str, pcm: &mut Vec<u8>) -> Result<bool, PayloadError> {
+    let start = pcm.len();
     let max = payload.len().div_ceil(4) * 3;
+    pcm.resize(start + max, 0);
+    match base64::engine::general_purpose::STANDARD
+        .decode_slice(payload.as_bytes(), &mut pcm[start..])
+    {
+        Ok(n) => {
+            pcm.truncate(start + n);
+            Ok(false)
+        }
+        Err(_) => match decode_lenient(payload.as_bytes(), &mut pcm[start..]) {
+            Some(n) => {
+                pcm.truncate(start + n);
+                Ok(true)
+            }
+            None => {
+                pcm.truncate(start);
+                Err(PayloadError)
+            }
+        },
+    }
+}
+
+/// Decodes a base64 payload into `pcm` (cleared first; see [`decode_payload_into`]).
+pub fn decode_payload(payload: &str, pcm: &mut Vec<u8>) -> Result<(), PayloadError> {
     pcm.clear();
-    pcm.resize(max, 0);
-    let n = base64::engine::general_purpose::STANDARD.decode_slice(payload.as_bytes(), pcm)?;
-    pcm.truncate(n);
-    Ok(())
+    decode_payload_into(payload, pcm).map(|_| ())
+}
+
+/// A payload that is not base64 in any variant we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadError;
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("media payload is not base64")
+    }
+}
+
+/// Base64 in either alphabet (`+/` or `-_`), padded or not, with ASCII whitespace anywhere.
+/// Writes into `out` (at least 3/4 of the input long) and returns the bytes written, or `None`
+/// for a character outside both alphabets, data after padding, or a lone trailing character.
+pub fn decode_lenient(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    let (mut acc, mut bits, mut n, mut padded) = (0u32, 0u32, 0usize, false);
+    for &c in input {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => {
+                padded = true;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        if padded {
+            return None;
+        }
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            *out.get_mut(n)? = (acc >> bits) as u8;
+            n += 1;
+        }
+    }
+    // Six bits left over is a lone character: not a byte of anything.
+    (bits < 6).then_some(n)
 }
 
 #[cfg(test)]
@@ -596,14 +972,6 @@ mod tests {
             Err(DecodeError::BadField(..))
         ));
         assert!(matches!(
-            Inbound::parse(r#"{"event":"start","start":{"media_format":{"sample_rate":11025}}}"#),
-            Err(DecodeError::BadField(..))
-        ));
-        assert!(matches!(
-            Inbound::parse(r#"{"event":"start","start":{"media_format":{"encoding":"mulaw"}}}"#),
-            Err(DecodeError::BadField(..))
-        ));
-        assert!(matches!(
             Inbound::parse(r#"{"no_event":1}"#),
             Err(DecodeError::NotJson(_))
         ));
@@ -647,5 +1015,103 @@ mod tests {
         decode_payload("AQID", &mut pcm).unwrap();
         assert_eq!(pcm, [1, 2, 3]);
         assert!(decode_payload("!!!!", &mut pcm).is_err());
+    }
+
+    #[test]
+    fn base64_variants_decode_the_same_bytes() {
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let standard = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let variants = [
+            standard.clone(),
+            standard.trim_end_matches('=').to_owned(),
+            base64::engine::general_purpose::URL_SAFE.encode(&bytes),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes),
+            format!("  {standard}\n"),
+            standard
+                .as_bytes()
+                .chunks(76)
+                .map(|l| std::str::from_utf8(l).unwrap())
+                .collect::<Vec<_>>()
+                .join("\r\n"),
+        ];
+        for v in &variants {
+            let mut pcm = Vec::new();
+            decode_payload(v, &mut pcm).unwrap_or_else(|_| panic!("{v:?}"));
+            assert_eq!(pcm, bytes, "{v:?}");
+        }
+        let mut pcm = vec![9u8];
+        assert_eq!(decode_payload_into("AQI", &mut pcm), Ok(true));
+        assert_eq!(pcm, [9, 1, 2], "appended after what the buffer held");
+        for bad in ["A", "AQ==AQ", "AQ*=", "ü"] {
+            assert_eq!(decode_payload(bad, &mut pcm), Err(PayloadError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn optional_fields_in_other_shapes_are_set_aside_not_fatal() {
+        let start = r#"{"event":"start","sequence_number":{"n":1},"stream_sid":12345,
+            "start":{"call_sid":98765,"account_sid":["x"],"from":919876543210,"to":null,
+            "custom_parameters":"a=1&b=two","media_format":{"encoding":"mulaw","sample_rate":"fast"}}}"#;
+        let frame = Frame::read(start, 16000).unwrap();
+        let Inbound::Start(s) = frame.event else {
+            panic!()
+        };
+        assert_eq!(s.stream_sid, "12345");
+        assert_eq!(s.call_sid, "98765");
+        assert_eq!(s.from, "919876543210");
+        assert_eq!(
+            s.sample_rate, 16000,
+            "the URL's rate when the frame's is unusable"
+        );
+        assert_eq!(s.custom_parameters["b"], "two");
+        assert_eq!(
+            frame.odd.names(),
+            "start.account_sid,media_format.sample_rate,media_format.encoding"
+        );
+        let as_json_string = r#"{"event":"start","start":{"custom_parameters":"{\"k\":7}"}}"#;
+        let Inbound::Start(s) = Inbound::parse(as_json_string).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.custom_parameters["k"], "7");
+        let odd_params = r#"{"event":"start","start":{"custom_parameters":[1,2]}}"#;
+        let frame = Frame::read(odd_params, 8000).unwrap();
+        assert!(matches!(frame.event, Inbound::Start(_)));
+        assert_eq!(frame.odd, Oddities::CUSTOM_PARAMETERS);
+        let start_as_string = r#"{"event":"start","start":"{\"stream_sid\":\"S9\"}"}"#;
+        let Inbound::Start(s) = Inbound::parse(start_as_string).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.stream_sid, "S9");
+
+        let media = r#"{"event":"media","sequence_number":[],"stream_sid":{"x":1},
+            "media":{"chunk":"one","timestamp":-5,"track":7,"payload":"AAA="}}"#;
+        let frame = Frame::read(media, 8000).unwrap();
+        assert_eq!(
+            frame.event,
+            Inbound::Media {
+                payload: "AAA=".into(),
+                timestamp: None,
+                chunk: None,
+                inbound_track: true
+            }
+        );
+        assert_eq!(frame.odd.names(), "stream_sid,media.chunk,media.timestamp");
+        assert_eq!(
+            Inbound::parse(r#"{"event":"dtmf","dtmf":{"digit":5,"duration":{}}}"#),
+            Ok(Inbound::Dtmf {
+                digit: '5',
+                duration_ms: None
+            })
+        );
+        assert_eq!(
+            Inbound::parse(r#"{"event":"stop","stop":"callended"}"#),
+            Ok(Inbound::Stop {
+                reason: "unspecified".into()
+            })
+        );
+        assert!(matches!(
+            Inbound::parse(r#"{"event":"media","media":"AAA="}"#),
+            Err(DecodeError::BadField("media", _))
+        ));
     }
 }

@@ -222,6 +222,8 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         (EndReason::Replaced, _) => None,
         (_, true) => Some(Status::RejectedCapacity),
         (EndReason::BotUnavailable, false) => Some(Status::BotUnavailable),
+        // A stream that never started was never a conversation, whatever ended it.
+        (_, false) if !stats.started => Some(Status::Failed),
         (_, false) => Some(Status::Completed),
     };
     app.call_log.record(LogEvent::MediaEnded {

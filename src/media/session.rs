@@ -15,7 +15,7 @@ use crate::bot::{Bot, BotFactory, CallStart, Outbox};
 use crate::calls::registry::{REPLACED, SHUTDOWN};
 use crate::calls::CallLogId;
 use crate::config::{Fallback, RelayConfig};
-use crate::exotel::stream::{decode_payload, Encoder, Inbound, StartEvent};
+use crate::exotel::stream::{decode_payload_into, Encoder, Frame, Inbound, Oddities, StartEvent};
 use crate::metrics::{MediaDelta, Metrics, RelayEvent};
 use bytes::BytesMut;
 use std::io::{self, ErrorKind, Read, Write};
@@ -131,6 +131,10 @@ pub struct SessionSettings {
     pub ping_interval: Duration,
     /// Nothing received for this long ends the call (`MEDIA_IDLE_TIMEOUT_MS`).
     pub idle_timeout: Duration,
+    /// A stream with no usable `start` and no media this long after the socket opened is ended
+    /// (`no-start`); one whose media arrives without a `start` gets one made up at once
+    /// (`MEDIA_START_TIMEOUT_MS`).
+    pub start_timeout: Duration,
 }
 
 impl Default for SessionSettings {
@@ -139,6 +143,7 @@ impl Default for SessionSettings {
             lead: Duration::from_millis(200),
             ping_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -157,7 +162,13 @@ pub enum EndReason {
     /// The server is shutting down and the grace period is over.
     Shutdown,
     IdleTimeout,
+    /// No usable `start` and no media within `MEDIA_START_TIMEOUT_MS`.
+    NoStart,
     FrameTooLarge,
+    /// The peer broke the WebSocket protocol (an unmasked frame, a reserved opcode, …): 1002.
+    ProtocolError(String),
+    /// A text frame that is not UTF-8: 1007.
+    InvalidUtf8,
     SocketError(String),
 }
 
@@ -171,7 +182,10 @@ impl EndReason {
             EndReason::Replaced => "replaced",
             EndReason::Shutdown => "server-shutdown",
             EndReason::IdleTimeout => "idle-timeout",
+            EndReason::NoStart => "no-start",
             EndReason::FrameTooLarge => "frame-too-large",
+            EndReason::ProtocolError(_) => "protocol-error",
+            EndReason::InvalidUtf8 => "invalid-utf8",
             EndReason::SocketError(_) => "socket-error",
         }
     }
@@ -188,6 +202,10 @@ pub struct SessionStats {
     pub marks_in: u64,
     pub dtmf: String,
     pub bad_frames: u64,
+    /// The stream started: Exotel's `start`, or one made up from the URL (see `start_timeout`).
+    pub started: bool,
+    /// Its `start` was made up because media came without one.
+    pub start_synthesized: bool,
     /// The relay's own counts (`BOT=relay`).
     pub relay: RelayCounts,
 }
@@ -284,6 +302,18 @@ pub struct Session<'a, S: MediaIo> {
     reported: (SessionStats, Instant),
     settings: &'a SessionSettings,
     url_parameters: Vec<(String, String)>,
+    /// The sample rate the media URL asked Exotel for (a `start` without one gets it).
+    url_sample_rate: u32,
+    /// The call's CallSid as the webhook told it, for a `start` made up without Exotel's.
+    known_call_sid: String,
+    /// The first `stream_sid` a frame carried before `start`, for the same.
+    early_stream_sid: Option<String>,
+    /// Optional fields already named in the log for this call.
+    odd_seen: Oddities,
+    /// The last byte of an odd-length payload, waiting for the next frame's first.
+    carry: Option<u8>,
+    /// When the socket opened (the `no-start` clock).
+    opened: Instant,
     /// The registry's stop flag for this session (see `calls::registry`).
     stop: Arc<AtomicU8>,
     live: Option<Live>,
@@ -310,6 +340,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
         stop: Arc<AtomicU8>,
         now: Instant,
     ) -> Self {
+        let url_sample_rate = url_parameters
+            .iter()
+            .find(|(k, _)| k == "sample-rate")
+            .and_then(|(_, v)| v.parse().ok())
+            .filter(|r| crate::exotel::stream::SAMPLE_RATES.contains(r))
+            .unwrap_or(8000);
         Session {
             ws,
             call_log_id,
@@ -324,6 +360,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
             reported: (SessionStats::default(), now),
             settings: context.settings,
             url_parameters,
+            url_sample_rate,
+            known_call_sid: String::new(),
+            early_stream_sid: None,
+            odd_seen: Oddities::default(),
+            carry: None,
+            opened: now,
             stop,
             live: None,
             outbox: Outbox::new(8000, 0),
@@ -338,6 +380,13 @@ impl<'a, S: MediaIo> Session<'a, S> {
             last_warning: None,
             clock: now,
         }
+    }
+
+    /// The call's CallSid as the webhook was told it (used only if Exotel's `start` never
+    /// comes).
+    pub fn with_call_sid(mut self, call_sid: Option<String>) -> Self {
+        self.known_call_sid = call_sid.unwrap_or_default();
+        self
     }
 
     /// Runs turns on the real clock until the call ends, then closes the socket and tells the
@@ -369,6 +418,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
         if let Err(reason) = self.send_due(now) {
             return Some(reason);
+        }
+        if self.live.is_none() && now.duration_since(self.opened) >= self.settings.start_timeout {
+            return Some(EndReason::NoStart);
         }
         if self.outbox.wants_hang_up() {
             return Some(match self.bot_unavailable {
@@ -426,6 +478,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Err(tungstenite::Error::Protocol(
                 tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
             )) => Some(EndReason::ClosedByPeer),
+            Err(tungstenite::Error::Protocol(e)) => Some(EndReason::ProtocolError(e.to_string())),
+            Err(tungstenite::Error::Utf8(_)) => Some(EndReason::InvalidUtf8),
             Err(e) => Some(EndReason::SocketError(e.to_string())),
         }
     }
@@ -448,6 +502,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
     fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = (self.last_sent + self.settings.ping_interval)
             .min(self.last_received + self.settings.idle_timeout);
+        if self.live.is_none() {
+            wake = wake.min(self.opened + self.settings.start_timeout);
+        }
         if let Some(live) = &self.live {
             if self.outbox.queued_samples() > 0 {
                 let due = match live.pacer.runs_dry_at() {
@@ -467,14 +524,18 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     fn handle_text(&mut self, text: &str, now: Instant) -> Option<EndReason> {
-        let event = match Inbound::parse(text) {
-            Ok(event) => event,
+        let frame = match Frame::read(text, self.url_sample_rate) {
+            Ok(frame) => frame,
             Err(e) => {
                 self.bad_frame(now, &e.to_string());
                 return None;
             }
         };
-        match event {
+        self.note_oddities(frame.odd);
+        if self.live.is_none() && self.early_stream_sid.is_none() {
+            self.early_stream_sid = frame.stream_sid.as_deref().map(str::to_owned);
+        }
+        match frame.event {
             Inbound::Connected => {
                 if self.relay_config.is_some() && self.live.is_none() {
                     self.connected_text = Some(text.to_owned());
@@ -490,17 +551,29 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 inbound_track,
                 ..
             } => {
-                let Some(live) = self.live.as_mut() else {
-                    self.bad_frame(now, "media before start");
-                    return None;
-                };
-                if !inbound_track {
+                if self.live.is_none() {
+                    self.synthesize_start();
+                }
+                if self.live.is_none() || !inbound_track {
                     return None;
                 }
-                if decode_payload(&payload, &mut self.pcm_in).is_err() {
-                    self.bad_frame(now, "media payload is not base64");
-                    return None;
+                // An odd byte left from the last payload is this one's first.
+                self.pcm_in.clear();
+                self.pcm_in.extend(self.carry.take());
+                match decode_payload_into(&payload, &mut self.pcm_in) {
+                    Ok(false) => {}
+                    Ok(true) => self.note_oddities(Oddities::BASE64_VARIANT),
+                    Err(e) => {
+                        self.pcm_in.clear();
+                        self.bad_frame(now, &e.to_string());
+                        return None;
+                    }
                 }
+                if self.pcm_in.len() % 2 == 1 {
+                    self.carry = self.pcm_in.pop();
+                    self.note_oddities(Oddities::ODD_LENGTH);
+                }
+                let live = self.live.as_mut()?;
                 self.stats.frames_in += 1;
                 self.stats.bytes_in += self.pcm_in.len() as u64;
                 self.samples_in.clear();
@@ -535,6 +608,58 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
     }
 
+    /// Names, once per call, the optional fields that came in a shape we do not read.
+    fn note_oddities(&mut self, odd: Oddities) {
+        let new = odd.new_since(self.odd_seen);
+        if !new.is_empty() {
+            self.odd_seen.add(new);
+            crate::warn!(
+                "media.odd_fields",
+                callLogId = self.call_log_id,
+                fields = new.names(),
+                detail = "set aside; the frame was used without them"
+            );
+        }
+    }
+
+    /// Media came before any usable `start`: the stream starts now from what the media URL and
+    /// the webhook told us (its sample rate, the CallSid, the frames' `stream_sid`), so that the
+    /// caller is heard and answered rather than left in silence.
+    fn synthesize_start(&mut self) {
+        let start = StartEvent {
+            stream_sid: self.early_stream_sid.clone().unwrap_or_default(),
+            call_sid: self.known_call_sid.clone(),
+            account_sid: String::new(),
+            from: String::new(),
+            to: String::new(),
+            custom_parameters: Default::default(),
+            sample_rate: self.url_sample_rate,
+        };
+        crate::warn!(
+            "media.start_synthesized",
+            callLogId = self.call_log_id,
+            streamSid = start.stream_sid,
+            sampleRate = start.sample_rate,
+            detail = "media arrived without a usable start"
+        );
+        let text = serde_json::json!({
+            "event": "start",
+            "stream_sid": start.stream_sid,
+            "start": {
+                "stream_sid": start.stream_sid,
+                "call_sid": start.call_sid,
+                "account_sid": "",
+                "from": "",
+                "to": "",
+                "custom_parameters": {},
+                "media_format": {"encoding": "base64", "sample_rate": start.sample_rate.to_string()},
+            },
+        })
+        .to_string();
+        self.stats.start_synthesized = true;
+        self.on_start(start, &text);
+    }
+
     fn on_start(&mut self, start: StartEvent, text: &str) {
         if self.live.is_some() {
             crate::warn!(
@@ -544,6 +669,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             );
             return;
         }
+        self.stats.started = true;
         let rules = ChunkRules::for_rate(start.sample_rate);
         // Room for one second of the bot's audio before the outbox grows (the echo bot keeps its
         // delay plus the lead queued, 0.6 s by default; a bot that queues more grows it once, not
@@ -858,6 +984,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
             let code = match reason {
                 EndReason::FrameTooLarge => CloseCode::Size,
+                EndReason::ProtocolError(_) => CloseCode::Protocol,
+                EndReason::InvalidUtf8 => CloseCode::Invalid,
                 EndReason::IdleTimeout | EndReason::Shutdown => CloseCode::Away,
                 _ => CloseCode::Normal,
             };
@@ -866,8 +994,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 reason: Utf8Bytes::from(reason.as_str().to_owned()),
             }));
             let _ = self.ws.flush();
-            // After a too-large frame tungstenite must not be read again (see `turn`).
-            if *reason != EndReason::FrameTooLarge {
+            // After a too-large or broken frame tungstenite must not be read again (see `turn`).
+            let broken = matches!(
+                reason,
+                EndReason::FrameTooLarge | EndReason::ProtocolError(_) | EndReason::InvalidUtf8
+            );
+            if !broken {
                 // Let the close handshake finish, briefly.
                 let _ = self
                     .ws
@@ -880,7 +1012,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         self.report_metrics(self.clock);
         let s = &self.stats;
         let error = match reason {
-            EndReason::SocketError(e) => e.as_str(),
+            EndReason::SocketError(e) | EndReason::ProtocolError(e) => e.as_str(),
             _ => "",
         };
         crate::info!(
