@@ -148,6 +148,18 @@ pub struct Metrics {
     bad_frames: AtomicU64,
     /// Recording frames dropped because the disk was slower than the calls.
     pub recording_frames_dropped: AtomicU64,
+    /// Recordings given up on a disk error.
+    pub recordings_failed: AtomicU64,
+    /// Calls not recorded because the writer was too far behind.
+    pub recordings_skipped: AtomicU64,
+    /// Call-log events waiting for a retry (a gauge the writer sets).
+    pub call_log_pending: AtomicU64,
+    /// Call-log transactions that failed.
+    pub call_log_failures: AtomicU64,
+    /// 1 while the data directory or the database file is gone.
+    pub data_dir_missing: AtomicU64,
+    /// Requests refused by a guard.
+    pub requests_refused: AtomicU64,
     relay_events: [AtomicU64; RelayEvent::ALL.len()],
     relay_dropped_to_bot: AtomicU64,
     relay_dropped_to_caller: AtomicU64,
@@ -202,184 +214,217 @@ impl Metrics {
 
     /// The exposition text; `live_calls` and `media_sessions` are read by the caller.
     pub fn render(&self, live_calls: usize, media_sessions: usize) -> String {
-        let mut out = String::with_capacity(4096);
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        family(
-            &mut out,
+        let mut out = Exposition(String::with_capacity(6144));
+        out.gauge(
             "exotel_voicebot_calls_live",
-            "gauge",
             "Calls holding a concurrency slot.",
+            live_calls as u64,
         );
-        let _ = writeln!(out, "exotel_voicebot_calls_live {live_calls}");
-        family(
-            &mut out,
+        out.gauge(
             "exotel_voicebot_media_sessions",
-            "gauge",
             "Media WebSockets open.",
+            media_sessions as u64,
         );
-        let _ = writeln!(out, "exotel_voicebot_media_sessions {media_sessions}");
-        family(
-            &mut out,
+        self.render_calls(&mut out);
+        self.render_media(&mut out);
+        self.render_relay(&mut out);
+        self.render_faults(&mut out);
+        out.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch.",
+            load(&self.started_at),
+        );
+        out.0
+    }
+
+    /// Final statuses, Exotel's API and the webhook.
+    fn render_calls(&self, out: &mut Exposition) {
+        out.family(
             "exotel_voicebot_calls_ended_total",
             "counter",
             "Calls that reached a final status, by status.",
         );
         for (i, s) in Status::ALL.iter().enumerate().filter(|(_, s)| s.is_final()) {
-            let _ = writeln!(
-                out,
-                "exotel_voicebot_calls_ended_total{{status=\"{}\"}} {}",
-                s.as_str(),
-                load(&self.calls_ended[i])
+            out.sample(
+                "exotel_voicebot_calls_ended_total",
+                ("status", s.as_str()),
+                load(&self.calls_ended[i]),
             );
         }
-        family(
-            &mut out,
+        out.family(
             "exotel_voicebot_exotel_requests_total",
             "counter",
-            "Calls/connect requests, by outcome.",
+            "Requests to Exotel's API (Calls/connect, call details), by outcome.",
         );
         for (i, o) in ExotelOutcome::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "exotel_voicebot_exotel_requests_total{{outcome=\"{}\"}} {}",
-                o.as_str(),
-                load(&self.exotel_requests[i])
+            out.sample(
+                "exotel_voicebot_exotel_requests_total",
+                ("outcome", o.as_str()),
+                load(&self.exotel_requests[i]),
             );
         }
-        family(
-            &mut out,
+        out.histogram(
             "exotel_voicebot_exotel_request_seconds",
-            "histogram",
             "Time Exotel took to answer Calls/connect.",
+            &self.exotel_latency,
         );
-        self.exotel_latency
-            .write(&mut out, "exotel_voicebot_exotel_request_seconds", "");
-        family(
-            &mut out,
+        out.histogram(
             "exotel_voicebot_webhook_seconds",
-            "histogram",
             "Time to answer the connect webhook.",
+            &self.webhook_latency,
         );
-        self.webhook_latency
-            .write(&mut out, "exotel_voicebot_webhook_seconds", "");
-        family(
-            &mut out,
+    }
+
+    /// Audio through the media sockets.
+    fn render_media(&self, out: &mut Exposition) {
+        out.histogram(
             "exotel_voicebot_media_chunk_send_delay_seconds",
-            "histogram",
             "How late each outbound chunk left after pacing allowed it.",
+            &self.chunk_send_delay,
         );
-        self.chunk_send_delay.write(
-            &mut out,
-            "exotel_voicebot_media_chunk_send_delay_seconds",
-            "",
-        );
-        family(
-            &mut out,
+        out.family(
             "exotel_voicebot_media_frames_total",
             "counter",
             "Media frames, by direction (in: from Exotel).",
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_media_frames_total{{direction=\"in\"}} {}",
-            load(&self.frames_in)
+        out.sample(
+            "exotel_voicebot_media_frames_total",
+            ("direction", "in"),
+            load(&self.frames_in),
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_media_frames_total{{direction=\"out\"}} {}",
-            load(&self.frames_out)
+        out.sample(
+            "exotel_voicebot_media_frames_total",
+            ("direction", "out"),
+            load(&self.frames_out),
         );
-        family(
-            &mut out,
+        out.family(
             "exotel_voicebot_media_bytes_total",
             "counter",
             "PCM bytes of media, by direction.",
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_media_bytes_total{{direction=\"in\"}} {}",
-            load(&self.bytes_in)
+        out.sample(
+            "exotel_voicebot_media_bytes_total",
+            ("direction", "in"),
+            load(&self.bytes_in),
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_media_bytes_total{{direction=\"out\"}} {}",
-            load(&self.bytes_out)
+        out.sample(
+            "exotel_voicebot_media_bytes_total",
+            ("direction", "out"),
+            load(&self.bytes_out),
         );
-        family(
-            &mut out,
+        out.counter(
             "exotel_voicebot_media_bad_frames_total",
-            "counter",
             "Inbound frames skipped as unusable.",
+            load(&self.bad_frames),
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_media_bad_frames_total {}",
-            load(&self.bad_frames)
-        );
-        family(
-            &mut out,
-            "exotel_voicebot_recording_frames_dropped_total",
-            "counter",
-            "Audio dropped from recordings (never from calls).",
-        );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_recording_frames_dropped_total {}",
-            load(&self.recording_frames_dropped)
-        );
-        family(
-            &mut out,
+    }
+
+    /// The relay to upstream bots (`BOT=relay`).
+    fn render_relay(&self, out: &mut Exposition) {
+        out.family(
             "exotel_voicebot_relay_connections_total",
             "counter",
             "Relayed calls' connections to their bot, by what happened (BOT=relay).",
         );
         for (i, e) in RelayEvent::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "exotel_voicebot_relay_connections_total{{event=\"{}\"}} {}",
-                e.as_str(),
-                load(&self.relay_events[i])
+            out.sample(
+                "exotel_voicebot_relay_connections_total",
+                ("event", e.as_str()),
+                load(&self.relay_events[i]),
             );
         }
-        family(
-            &mut out,
+        out.family(
             "exotel_voicebot_relay_frames_dropped_total",
             "counter",
             "Frames the relay dropped: to a bot whose send buffer was full, or bot audio beyond the queue limit.",
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_relay_frames_dropped_total{{direction=\"to_bot\"}} {}",
-            load(&self.relay_dropped_to_bot)
+        out.sample(
+            "exotel_voicebot_relay_frames_dropped_total",
+            ("direction", "to_bot"),
+            load(&self.relay_dropped_to_bot),
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_relay_frames_dropped_total{{direction=\"to_caller\"}} {}",
-            load(&self.relay_dropped_to_caller)
+        out.sample(
+            "exotel_voicebot_relay_frames_dropped_total",
+            ("direction", "to_caller"),
+            load(&self.relay_dropped_to_caller),
         );
-        family(
-            &mut out,
+        out.counter(
             "exotel_voicebot_relay_bad_frames_total",
-            "counter",
             "Frames from relayed bots skipped as unusable.",
+            load(&self.relay_bad_frames),
         );
-        let _ = writeln!(
-            out,
-            "exotel_voicebot_relay_bad_frames_total {}",
-            load(&self.relay_bad_frames)
+    }
+
+    /// What a slow, full or vanished disk has cost: never calls, only recordings and delay.
+    fn render_faults(&self, out: &mut Exposition) {
+        out.counter(
+            "exotel_voicebot_recording_frames_dropped_total",
+            "Audio dropped from recordings (never from calls).",
+            load(&self.recording_frames_dropped),
         );
-        family(
-            &mut out,
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch.",
+        out.counter(
+            "exotel_voicebot_recordings_failed_total",
+            "Recordings given up on a disk error (each logged once, with its call).",
+            load(&self.recordings_failed),
         );
-        let _ = writeln!(out, "process_start_time_seconds {}", load(&self.started_at));
-        out
+        out.counter(
+            "exotel_voicebot_recordings_skipped_total",
+            "Calls not recorded because the recording writer was too far behind (a hung disk).",
+            load(&self.recordings_skipped),
+        );
+        out.gauge(
+            "exotel_voicebot_call_log_writes_pending",
+            "Call-log events kept in memory after a failed write, retried until the disk takes them.",
+            load(&self.call_log_pending),
+        );
+        out.counter(
+            "exotel_voicebot_call_log_write_failures_total",
+            "Call-log transactions that failed and were kept for a retry.",
+            load(&self.call_log_failures),
+        );
+        out.gauge(
+            "exotel_voicebot_data_dir_missing",
+            "1 while DATA_DIR or calls.db has vanished from under the running server.",
+            load(&self.data_dir_missing),
+        );
+        out.counter(
+            "exotel_voicebot_requests_refused_total",
+            "Requests refused by a guard (forwarded without TRUST_PROXY, a CallSid that does not match its call).",
+            load(&self.requests_refused),
+        );
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// The text being written, one family at a time.
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, (label, value): (&str, &str), v: u64) {
+        let _ = writeln!(self.0, "{name}{{{label}=\"{value}\"}} {v}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.family(name, "counter", help);
+        let _ = writeln!(self.0, "{name} {v}");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: u64) {
+        self.family(name, "gauge", help);
+        let _ = writeln!(self.0, "{name} {v}");
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.family(name, "histogram", help);
+        h.write(&mut self.0, name, "");
     }
 }
 

@@ -10,9 +10,11 @@ use super::CallLogId;
 use crate::metrics::Metrics;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -229,8 +231,15 @@ pub struct ListQuery {
     pub direction: Option<Direction>,
 }
 
+/// An event and when it happened: a write retried after a disk failure keeps its own time.
+#[derive(Debug, Clone)]
+struct Stamped {
+    event: LogEvent,
+    at: i64,
+}
+
 enum Op {
-    Write(LogEvent),
+    Write(Stamped),
     List(
         ListQuery,
         may::sync::mpsc::Sender<Result<Vec<CallRow>, String>>,
@@ -270,16 +279,18 @@ impl CallLog {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let interrupted = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         let (ops, queue) = mpsc::channel::<Op>();
+        let writer = Writer::new(conn, path.to_owned(), metrics);
         std::thread::Builder::new()
             .name("call-log".into())
-            .spawn(move || writer(conn, queue, &metrics))
+            .spawn(move || writer.run(queue))
             .map_err(|e| e.to_string())?;
         Ok((CallLog { ops }, Opened { interrupted }))
     }
 
     /// Hands an event to the writer; never waits.
     pub fn record(&self, event: LogEvent) {
-        if self.ops.send(Op::Write(event)).is_err() {
+        let at = now_ms();
+        if self.ops.send(Op::Write(Stamped { event, at })).is_err() {
             crate::error!("calllog.writer_gone", detail = "an event was not written");
         }
     }
@@ -312,11 +323,18 @@ impl CallLog {
     }
 }
 
-/// Schema, migration and crash recovery; returns how many calls were marked interrupted.
-fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
+/// The connection's settings: WAL, and waiting up to 5 s for a lock.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Schema, migration and crash recovery; returns how many calls were marked interrupted.
+fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
+    configure(conn)?;
     let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -374,8 +392,17 @@ fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(live.len())
 }
 
-/// Events written in one transaction at most: the ones already queued when the first arrives.
+/// Events written in one transaction at most.
 const WRITE_BATCH: usize = 256;
+/// Events kept for a retry while the disk fails; past it the oldest are dropped (and counted in
+/// the log). About 200 bytes an event: 20 MB at most.
+pub const MAX_PENDING_WRITES: usize = 100_000;
+/// How often kept events are tried again while the disk fails.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the writer looks whether `calls.db` is still where it was opened.
+const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// A failing disk is logged at most this often (with the count of events waiting).
+const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs one statement through the connection's statement cache. Parsing SQL again for every
 /// event was a third of this thread's time under a call-heavy load (perf: `sqlite3RunParser`).
@@ -383,81 +410,266 @@ fn exec<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlit
     conn.prepare_cached(sql)?.execute(params)
 }
 
-fn write_logged(conn: &Connection, event: &LogEvent, metrics: &Metrics) {
-    if let Err(e) = apply(conn, event, metrics) {
-        crate::error!(
-            "calllog.write_failed",
-            error = e,
-            event = format!("{event:?}")
-        );
-    }
+/// Whether an error is the disk's (full, failing, gone, locked) rather than the event's: the
+/// disk's are retried, an event's own is logged and skipped.
+fn is_disk_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | CannotOpen
+                | ReadOnly
+                | DatabaseBusy
+                | DatabaseLocked
+                | FileLockingProtocolFailed
+                | OutOfMemory
+        )
+    )
 }
 
-/// Writes `first` and the writes queued behind it (up to [`WRITE_BATCH`]) in one transaction:
-/// one WAL commit and one round of file locks for the lot instead of one per event. A failed
-/// event is logged and skipped; the others still commit. Returns the first non-write it met,
-/// for the caller to answer after the commit.
-fn write_batch(
-    conn: &Connection,
-    first: LogEvent,
-    queue: &mpsc::Receiver<Op>,
-    metrics: &Metrics,
-) -> Option<Op> {
-    let batched = conn.execute_batch("BEGIN").is_ok();
-    write_logged(conn, &first, metrics);
-    let mut written = 1;
-    let mut next = None;
-    while written < WRITE_BATCH {
-        match queue.try_recv() {
-            Ok(Op::Write(event)) => write_logged(conn, &event, metrics),
-            Ok(other) => {
-                next = Some(other);
-                break;
+/// The file's identity, to notice it replaced or deleted under us.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The thread that owns the connection. Events wait in `pending`, in order, until a transaction
+/// that holds them commits: a disk that fails costs time, never a row.
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+    pending: VecDeque<Stamped>,
+    metrics: Arc<Metrics>,
+    /// Set while writes fail: when to try again, and when the failure was last logged.
+    retry_at: Option<Instant>,
+    last_failure_log: Option<Instant>,
+    dropped: u64,
+    next_file_check: Instant,
+}
+
+impl Writer {
+    fn new(conn: Connection, path: PathBuf, metrics: Arc<Metrics>) -> Writer {
+        let identity = file_identity(&path);
+        Writer {
+            conn,
+            path,
+            identity,
+            pending: VecDeque::new(),
+            metrics,
+            retry_at: None,
+            last_failure_log: None,
+            dropped: 0,
+            next_file_check: Instant::now() + FILE_CHECK_EVERY,
+        }
+    }
+
+    fn run(mut self, queue: mpsc::Receiver<Op>) {
+        loop {
+            let now = Instant::now();
+            let wake = self
+                .retry_at
+                .map_or(self.next_file_check, |r| r.min(self.next_file_check));
+            let op = match queue.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(op) => Some(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            };
+            let answer_after = match op {
+                Some(Op::Write(event)) => {
+                    self.keep(event);
+                    let next = self.take_queued_writes(&queue);
+                    if self.retry_at.is_none() {
+                        self.flush();
+                    }
+                    next
+                }
+                other => other,
+            };
+            if let Some(op) = answer_after {
+                self.answer(op);
             }
-            Err(_) => break,
-        }
-        written += 1;
-    }
-    if batched {
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            // busy_timeout has already waited: this is the disk failing, and the batch is lost.
-            crate::error!(
-                "calllog.write_failed",
-                error = e,
-                event = "COMMIT",
-                lostEvents = written
-            );
-            let _ = conn.execute_batch("ROLLBACK");
+            if self.retry_at.is_some_and(|r| Instant::now() >= r) {
+                self.flush();
+            }
+            if Instant::now() >= self.next_file_check {
+                self.check_file();
+            }
         }
     }
-    next
-}
 
-fn writer(conn: Connection, queue: mpsc::Receiver<Op>, metrics: &Metrics) {
-    conn.set_prepared_statement_cache_capacity(64);
-    let mut pending: Option<Op> = None;
-    loop {
-        let op = match pending.take() {
-            Some(op) => op,
-            None => match queue.recv() {
-                Ok(op) => op,
-                Err(_) => return,
-            },
-        };
+    /// Moves the writes already queued into `pending` (up to a batch); returns the first
+    /// other operation met, to answer once they are written.
+    fn take_queued_writes(&mut self, queue: &mpsc::Receiver<Op>) -> Option<Op> {
+        for _ in 1..WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(Op::Write(event)) => self.keep(event),
+                Ok(other) => return Some(other),
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    fn keep(&mut self, event: Stamped) {
+        if self.pending.len() >= MAX_PENDING_WRITES {
+            self.pending.pop_front();
+            self.dropped += 1;
+        }
+        self.pending.push_back(event);
+    }
+
+    fn answer(&mut self, op: Op) {
         match op {
-            Op::Write(event) => {
-                pending = write_batch(&conn, event, &queue, metrics);
-            }
+            Op::Write(event) => self.keep(event),
             Op::List(query, reply) => {
-                let _ = reply.send(list(&conn, &query).map_err(|e| e.to_string()));
+                let _ = reply.send(list(&self.conn, &query).map_err(|e| e.to_string()));
             }
             Op::Get(id, reply) => {
-                let _ = reply.send(get(&conn, &id).map_err(|e| e.to_string()));
+                let _ = reply.send(get(&self.conn, &id).map_err(|e| e.to_string()));
             }
+            // Answered at once even while writes fail: a shutdown must not wait for a disk.
             Op::Sync(reply) => {
+                if self.retry_at.is_none() {
+                    self.flush();
+                }
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// Writes everything pending, a batch per transaction, oldest first. On a disk error the
+    /// batch is rolled back and kept, and the next try is set; an event's own error (a bug, not
+    /// the disk) is logged and skipped.
+    fn flush(&mut self) {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(WRITE_BATCH);
+            match self.commit(n) {
+                Ok(()) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    return;
+                }
+            }
+        }
+        if self.retry_at.take().is_some() {
+            self.last_failure_log = None;
+            crate::info!(
+                "calllog.recovered",
+                detail = "the call log is written again; every kept event is in",
+                droppedEvents = self.dropped
+            );
+        }
+        self.metrics.call_log_pending.store(0, Ordering::Relaxed);
+    }
+
+    /// One transaction of the first `n` pending events; final statuses reach the metrics only
+    /// once it has committed.
+    fn commit(&mut self, n: usize) -> rusqlite::Result<()> {
+        let conn = &self.conn;
+        conn.execute_batch("BEGIN")?;
+        let mut ended = Vec::new();
+        for stamped in self.pending.iter().take(n) {
+            match apply(conn, &stamped.event, stamped.at, &mut ended) {
+                Ok(()) => {}
+                Err(e) if is_disk_error(&e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+                Err(e) => crate::error!(
+                    "calllog.write_failed",
+                    error = e,
+                    event = format!("{:?}", stamped.event)
+                ),
+            }
+        }
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        for status in ended {
+            self.metrics.call_ended(status);
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, e: &rusqlite::Error) {
+        let now = Instant::now();
+        self.retry_at = Some(now + RETRY_EVERY);
+        self.metrics
+            .call_log_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .call_log_pending
+            .store(self.pending.len() as u64, Ordering::Relaxed);
+        let due = self
+            .last_failure_log
+            .is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_EVERY);
+        if due {
+            self.last_failure_log = Some(now);
+            crate::error!(
+                "calllog.write_failed",
+                error = e,
+                pendingEvents = self.pending.len(),
+                droppedEvents = self.dropped,
+                detail = "kept in memory and retried every second until the disk takes them"
+            );
+        }
+    }
+
+    /// Notices `calls.db` (or `DATA_DIR` with it) deleted or replaced while running, says so
+    /// loudly, and writes the open database back where it belongs: SQLite still holds the
+    /// deleted file, so nothing is lost unless the process dies first.
+    fn check_file(&mut self) {
+        self.next_file_check = Instant::now() + FILE_CHECK_EVERY;
+        let now_identity = file_identity(&self.path);
+        if now_identity.is_some() && now_identity == self.identity {
+            return;
+        }
+        self.metrics.data_dir_missing.store(1, Ordering::Relaxed);
+        crate::error!(
+            "calllog.file_missing",
+            path = self.path.display(),
+            detail = "calls.db was deleted or replaced while the server ran; writing it back"
+        );
+        match self.restore() {
+            Ok(()) => {
+                self.metrics.data_dir_missing.store(0, Ordering::Relaxed);
+                crate::warn!("calllog.restored", path = self.path.display());
+            }
+            Err(e) => crate::error!(
+                "calllog.restore_failed",
+                path = self.path.display(),
+                error = e,
+                detail = "history since the last start lives only in this process until it can be written"
+            ),
+        }
+    }
+
+    fn restore(&mut self) -> Result<(), String> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        if self.path.exists() {
+            // Someone else's file is there now: keep ours where it is and leave theirs alone.
+            return Err("another file now stands at this path".into());
+        }
+        let target = self.path.to_string_lossy().into_owned();
+        self.conn
+            .execute("VACUUM INTO ?1", [&target])
+            .map_err(|e| e.to_string())?;
+        let conn = Connection::open(&self.path).map_err(|e| e.to_string())?;
+        configure(&conn).map_err(|e| e.to_string())?;
+        self.conn = conn;
+        self.identity = file_identity(&self.path);
+        Ok(())
     }
 }
 
@@ -469,10 +681,10 @@ fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status
 }
 
 /// Moves the call to `status` if that is forward; returns whether it moved. A call reaching a
-/// final status is counted in the metrics here, once.
+/// final status is noted in `ended`, counted in the metrics once its transaction commits.
 fn advance(
     conn: &Connection,
-    metrics: &Metrics,
+    ended: &mut Vec<Status>,
     id: &str,
     status: Status,
     now: i64,
@@ -494,7 +706,7 @@ fn advance(
         params![id, status.as_str(), now],
     )?;
     if status.is_final() {
-        metrics.call_ended(status);
+        ended.push(status);
     }
     Ok(true)
 }
@@ -521,8 +733,13 @@ fn insert(
     Ok(())
 }
 
-fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Result<()> {
-    let now = now_ms();
+/// Writes one event, as of `now` (when it happened, in ms since the epoch).
+fn apply(
+    conn: &Connection,
+    event: &LogEvent,
+    now: i64,
+    ended: &mut Vec<Status>,
+) -> rusqlite::Result<()> {
     match event {
         LogEvent::Requested { id, to, caller_id } => {
             insert(conn, id.as_str(), Direction::Outbound, Status::Queued, now)?;
@@ -538,7 +755,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                 "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
                 params![id.as_str(), call_sid],
             )?;
-            advance(conn, metrics, id.as_str(), Status::Initiated, now)?;
+            advance(conn, ended, id.as_str(), Status::Initiated, now)?;
         }
         LogEvent::PlaceFailed { id, error } => {
             exec(
@@ -546,7 +763,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                 "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
                 params![id.as_str(), error, now],
             )?;
-            advance(conn, metrics, id.as_str(), Status::Failed, now)?;
+            advance(conn, ended, id.as_str(), Status::Failed, now)?;
         }
         LogEvent::PlaceUnknown { id, error } => {
             exec(
@@ -570,7 +787,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                      to_number = COALESCE(to_number, NULLIF(?4, '')) WHERE call_log_id = ?1",
                 params![id.as_str(), call_sid, from, to],
             )?;
-            advance(conn, metrics, id.as_str(), Status::Connected, now)?;
+            advance(conn, ended, id.as_str(), Status::Connected, now)?;
         }
         LogEvent::MediaStarted {
             id,
@@ -603,7 +820,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                     params![id.as_str(), path],
                 )?;
             }
-            advance(conn, metrics, id.as_str(), Status::InProgress, now)?;
+            advance(conn, ended, id.as_str(), Status::InProgress, now)?;
         }
         LogEvent::MediaEnded {
             id,
@@ -633,7 +850,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                      WHERE call_log_id = ?1",
                     params![id.as_str(), now, reason],
                 )?;
-                advance(conn, metrics, id.as_str(), *status, now)?;
+                advance(conn, ended, id.as_str(), *status, now)?;
             }
         }
         LogEvent::ExotelStatus {
@@ -681,7 +898,7 @@ fn apply(conn: &Connection, event: &LogEvent, metrics: &Metrics) -> rusqlite::Re
                 params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
             )?;
             if let Some(status) = status {
-                if advance(conn, metrics, &id, *status, now)? && status.is_final() {
+                if advance(conn, ended, &id, *status, now)? && status.is_final() {
                     exec(
                         conn,
                         "UPDATE calls SET ended_at = COALESCE(ended_at, ?2) WHERE call_log_id = ?1",

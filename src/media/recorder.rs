@@ -1,11 +1,14 @@
 //! Call recordings (`RECORD=1`): each call as a stereo 16-bit WAV in `$DATA_DIR/recordings/`,
 //! caller on the left, bot on the right, placed in time on one sample clock.
 //!
-//! Sessions never touch the disk (design §2): they copy audio into buffers from a small per-call
-//! pool and hand them to one writer thread through a bounded queue. When the queue or the pool
-//! is full the audio is dropped from the recording (counted), never from the call, and nothing is
-//! allocated per frame. A WAV left unfinished by a crash has its header repaired at the next
-//! start.
+//! Sessions never touch the disk and never wait for it (see `docs/design.md`): they copy audio
+//! into buffers from a small per-call pool and hand them to one writer thread. Nothing a
+//! coroutine sends can block: the channel is unbounded and what may enter it is counted instead.
+//! Audio past [`QUEUE_FRAMES`] in flight is dropped from the recording (counted), never from the
+//! call; a call that starts while [`MAX_PENDING_OPENS`] recordings wait for the writer (a hung
+//! disk: NFS, a failing SD card) is not recorded (counted). A disk error ends that one recording,
+//! logged once with its call id, and no more than once a second overall. A WAV left unfinished
+//! by a crash has its header repaired at the next start.
 
 use crate::calls::CallLogId;
 use crate::metrics::Metrics;
@@ -13,12 +16,17 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Audio messages waiting for the writer, across all calls.
 pub const QUEUE_FRAMES: usize = 8192;
+/// Recordings opened and not yet taken by the writer; past it a new call is not recorded.
+pub const MAX_PENDING_OPENS: usize = 1024;
+/// Disk errors are logged at most this often, across all recordings.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Buffers each call's session can have in flight.
 const POOL_BUFFERS: usize = 32;
 /// The writer keeps this much of both tracks open for late audio before writing it out; a crash
@@ -38,6 +46,7 @@ type RecordingKey = u64;
 enum Message {
     Open {
         id: RecordingKey,
+        call: CallLogId,
         path: PathBuf,
         sample_rate: u32,
         returns: SyncSender<Vec<i16>>,
@@ -54,11 +63,34 @@ enum Message {
     },
 }
 
+/// What is in the writer's channel, counted so that senders never wait.
+#[derive(Default)]
+struct InFlight {
+    audio: AtomicUsize,
+    opens: AtomicUsize,
+}
+
+impl InFlight {
+    /// Takes one of `limit` places in `count`, or says there is none.
+    fn admit(count: &AtomicUsize, limit: usize) -> bool {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn leave(count: &AtomicUsize) {
+        count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The writer thread's handle. Cloning shares it.
 #[derive(Clone)]
 pub struct Recorder {
     dir: PathBuf,
-    queue: SyncSender<Message>,
+    queue: Sender<Message>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
     keys: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -68,14 +100,19 @@ impl Recorder {
     pub fn start(dir: &Path, metrics: Arc<Metrics>) -> io::Result<(Recorder, usize)> {
         std::fs::create_dir_all(dir)?;
         let repaired = repair_dir(dir)?;
-        let (queue, incoming) = sync_channel(QUEUE_FRAMES);
-        std::thread::Builder::new()
-            .name("recorder".into())
-            .spawn(move || writer(incoming))?;
+        let (queue, incoming) = channel();
+        let in_flight = Arc::new(InFlight::default());
+        {
+            let (in_flight, metrics) = (in_flight.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("recorder".into())
+                .spawn(move || writer(incoming, &in_flight, &metrics))?;
+        }
         Ok((
             Recorder {
                 dir: dir.to_owned(),
                 queue,
+                in_flight,
                 metrics,
                 keys: Default::default(),
             },
@@ -88,29 +125,41 @@ impl Recorder {
         self.dir.join(format!("{id}.wav"))
     }
 
-    /// Starts a call's recording: its path, and the handle its session pushes audio through.
-    /// Allocates the call's buffers now, once.
+    /// Starts a call's recording: the handle its session pushes audio through. Allocates the
+    /// call's buffers now, once. Never waits: with the writer too far behind, the call is not
+    /// recorded (counted in `recordings_skipped`).
     pub fn open(&self, id: &CallLogId, sample_rate: u32) -> CallRecording {
-        let path = self.path_for(id);
         let (returns, returned) = sync_channel(POOL_BUFFERS);
-        let frame = sample_rate as usize / 5;
-        let free = (0..POOL_BUFFERS)
-            .map(|_| Vec::with_capacity(frame))
-            .collect();
         let key = self.keys.fetch_add(1, Ordering::Relaxed);
-        let opened = self
-            .queue
-            .send(Message::Open {
-                id: key,
-                path: path.clone(),
-                sample_rate,
-                returns,
-            })
-            .is_ok();
+        let admitted = InFlight::admit(&self.in_flight.opens, MAX_PENDING_OPENS);
+        let opened = admitted
+            && self
+                .queue
+                .send(Message::Open {
+                    id: key,
+                    call: id.clone(),
+                    path: self.path_for(id),
+                    sample_rate,
+                    returns,
+                })
+                .is_ok();
+        if !opened {
+            self.metrics
+                .recordings_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            crate::warn!(
+                "recording.skipped",
+                callLogId = id,
+                detail = "the recording writer is too far behind (is the disk hung?); this call is not recorded"
+            );
+        }
+        let frame = sample_rate as usize / 5;
+        let pool = if opened { POOL_BUFFERS } else { 0 };
         CallRecording {
             id: key,
             queue: self.queue.clone(),
-            free,
+            in_flight: self.in_flight.clone(),
+            free: (0..pool).map(|_| Vec::with_capacity(frame)).collect(),
             returned,
             metrics: self.metrics.clone(),
             open: opened,
@@ -121,7 +170,8 @@ impl Recorder {
 /// One call's side of the recorder, owned by its session.
 pub struct CallRecording {
     id: RecordingKey,
-    queue: SyncSender<Message>,
+    queue: Sender<Message>,
+    in_flight: Arc<InFlight>,
     free: Vec<Vec<i16>>,
     returned: Receiver<Vec<i16>>,
     metrics: Arc<Metrics>,
@@ -138,7 +188,9 @@ impl CallRecording {
         while let Ok(buffer) = self.returned.try_recv() {
             self.free.push(buffer);
         }
-        let Some(mut buffer) = self.free.pop() else {
+        let admitted =
+            !self.free.is_empty() && InFlight::admit(&self.in_flight.audio, QUEUE_FRAMES);
+        let Some(mut buffer) = self.free.pop().filter(|_| admitted) else {
             self.metrics
                 .recording_frames_dropped
                 .fetch_add(1, Ordering::Relaxed);
@@ -152,16 +204,15 @@ impl CallRecording {
             at,
             samples: buffer,
         };
-        match self.queue.try_send(message) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Message::Audio { samples, .. }))
-            | Err(TrySendError::Disconnected(Message::Audio { samples, .. })) => {
-                self.free.push(samples);
-                self.metrics
-                    .recording_frames_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {}
+        if let Err(std::sync::mpsc::SendError(Message::Audio { samples, .. })) =
+            self.queue.send(message)
+        {
+            // The writer is gone: the buffer comes back, the audio is not recorded.
+            InFlight::leave(&self.in_flight.audio);
+            self.free.push(samples);
+            self.metrics
+                .recording_frames_dropped
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -169,6 +220,7 @@ impl CallRecording {
 impl Drop for CallRecording {
     fn drop(&mut self) {
         if self.open {
+            // Unbounded: a closing call never waits for the disk.
             let _ = self.queue.send(Message::Close { id: self.id });
         }
     }
@@ -240,6 +292,7 @@ impl StereoWindow {
 
 /// A WAV being written.
 struct Open {
+    call: CallLogId,
     file: BufWriter<File>,
     sample_rate: u32,
     window: StereoWindow,
@@ -248,6 +301,32 @@ struct Open {
 }
 
 impl Open {
+    fn new(
+        call: CallLogId,
+        file: BufWriter<File>,
+        sample_rate: u32,
+        returns: SyncSender<Vec<i16>>,
+    ) -> Open {
+        Open {
+            call,
+            file,
+            sample_rate,
+            window: StereoWindow::default(),
+            returns,
+            frames_written: 0,
+        }
+    }
+
+    /// Places a buffer of audio, returns the buffer to its call, writes what is settled.
+    fn place(&mut self, track: Track, at: u64, samples: Vec<i16>) -> io::Result<()> {
+        self.window.place(track, at, &samples);
+        let _ = self.returns.try_send(samples);
+        // The caller's clock drives the file: keep a window open for late audio.
+        let window = WINDOW_SECONDS * self.sample_rate as u64;
+        let until = self.window.caller_end().saturating_sub(window);
+        self.write_until(until)
+    }
+
     fn write_until(&mut self, until: u64) -> io::Result<()> {
         self.frames_written += self.window.write_until(until, &mut self.file)?;
         Ok(())
@@ -263,56 +342,103 @@ impl Open {
     }
 }
 
-fn writer(incoming: Receiver<Message>) {
+fn writer(incoming: Receiver<Message>, in_flight: &InFlight, metrics: &Metrics) {
     let mut open: HashMap<RecordingKey, Open> = HashMap::new();
+    let mut errors = ErrorLog::default();
     while let Ok(message) = incoming.recv() {
-        let result = match message {
+        let (id, result) = match message {
             Message::Open {
                 id,
+                call,
                 path,
                 sample_rate,
                 returns,
-            } => create(&path, sample_rate).map(|file| {
-                open.insert(
-                    id,
-                    Open {
-                        file,
-                        sample_rate,
-                        window: StereoWindow::default(),
-                        returns,
-                        frames_written: 0,
-                    },
-                );
-            }),
+            } => {
+                InFlight::leave(&in_flight.opens);
+                match create(&path, sample_rate) {
+                    Ok(file) => {
+                        open.insert(id, Open::new(call, file, sample_rate, returns));
+                    }
+                    Err(e) => errors.failed(&call, "open", e, metrics),
+                }
+                continue;
+            }
             Message::Audio {
                 id,
                 track,
                 at,
                 samples,
-            } => match open.get_mut(&id) {
-                Some(wav) => {
-                    wav.window.place(track, at, &samples);
-                    let _ = wav.returns.try_send(samples);
-                    // The caller's clock drives the file: keep a window open for late audio.
-                    let window = WINDOW_SECONDS * wav.sample_rate as u64;
-                    let until = wav.window.caller_end().saturating_sub(window);
-                    wav.write_until(until)
-                }
-                None => Ok(()),
-            },
+            } => {
+                InFlight::leave(&in_flight.audio);
+                let result = match open.get_mut(&id) {
+                    Some(wav) => wav.place(track, at, samples),
+                    None => Ok(()),
+                };
+                (id, result)
+            }
             Message::Close { id } => match open.remove(&id) {
-                Some(wav) => wav.finish(),
-                None => Ok(()),
+                Some(wav) => {
+                    let call = wav.call.clone();
+                    if let Err(e) = wav.finish() {
+                        errors.failed(&call, "close", e, metrics);
+                    }
+                    continue;
+                }
+                None => continue,
             },
         };
         if let Err(e) = result {
-            crate::error!("recording.write_failed", error = e);
+            // This recording is given up; the others and every call go on.
+            if let Some(wav) = open.remove(&id) {
+                errors.failed(&wav.call, "write", e, metrics);
+            }
         }
     }
 }
 
+/// Disk errors of the recordings: each recording's logged once, with its call id, and no more
+/// than one line a second overall (the lines left out are counted in the next).
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn failed(&mut self, call: &CallLogId, during: &str, error: io::Error, metrics: &Metrics) {
+        metrics.recordings_failed.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < ERROR_LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        self.last = Some(now);
+        crate::error!(
+            "recording.failed",
+            callLogId = call,
+            during = during,
+            error = error,
+            suppressedSinceLast = std::mem::take(&mut self.suppressed),
+            detail = "this call's recording is given up; the call goes on"
+        );
+    }
+}
+
+/// Creates the WAV with its header; a recordings directory deleted while running is made again.
 fn create(path: &Path, sample_rate: u32) -> io::Result<BufWriter<File>> {
-    let mut file = BufWriter::new(File::create(path)?);
+    let file = match File::create(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            File::create(path)?
+        }
+        other => other?,
+    };
+    let mut file = BufWriter::new(file);
     let mut head = Vec::new();
     crate::media::audio::write_wav(&mut head, sample_rate, 2, &[])?;
     file.write_all(&head)?;
