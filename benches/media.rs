@@ -1,6 +1,6 @@
 //! The per-chunk protocol work of a call, in memory: decoding one inbound `media` frame (JSON,
 //! base64, PCM to samples) and encoding one outbound frame (samples to PCM, base64, JSON), for
-//! the chunk sizes of exotel-protocol.md §3. Criterion reports time per chunk and bytes of PCM
+//! the chunk sizes of docs/exotel.md §3. Criterion reports time per chunk and bytes of PCM
 //! per second.
 //!
 //! `cargo bench --bench media`

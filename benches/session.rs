@@ -40,7 +40,7 @@ fn per_frame(c: &mut Criterion, name: &str, recorder: Option<&Recorder>) {
         CallLogId::parse("bench-session").unwrap(),
         SessionContext {
             bots: &bots,
-            on_start: &|_, _| {},
+            on_start: &|_, _| Ok(()),
             settings: &settings,
             metrics: &metrics,
             recorder,

@@ -3,7 +3,6 @@
 
 use crate::bot::BotFactory;
 use crate::calls::log::CallLog;
-use crate::calls::registry::MEDIA_TOKEN_TTL;
 use crate::calls::slots::Slots;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::config::Config;
@@ -17,7 +16,7 @@ pub struct App {
     /// `ws://` or `wss://` form of the public base URL, no trailing slash.
     pub media_base: String,
     pub registry: Registry,
-    pub slots: Slots,
+    pub slots: std::sync::Arc<Slots>,
     pub call_log: CallLog,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The recordings' writer, when `RECORD` is on.
@@ -81,8 +80,11 @@ impl App {
         } else {
             None
         };
-        let registry = Registry::new(MEDIA_TOKEN_TTL, config.max_pending_media_tokens);
-        let slots = Slots::new(config.max_concurrent_calls, config.call_slot_timeout);
+        let registry = Registry::new(config.media_token_ttl, config.max_pending_media_tokens);
+        let slots = std::sync::Arc::new(Slots::new(
+            config.max_concurrent_calls,
+            config.call_slot_timeout,
+        ));
         let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
         let media_settings = crate::media::session::SessionSettings {
             lead: config.media_lead,
@@ -121,16 +123,24 @@ impl App {
         };
         match issued {
             Ok(token) => Ok(self.media_url(&token, call_log_id)),
-            Err(_) => Err(Response::error(
-                503,
-                "busy",
-                "too many media tokens are pending (MAX_PENDING_MEDIA_TOKENS); try again shortly",
-            )
-            .with_header("Retry-After", "5")),
+            Err(_) => Err(tokens_busy()),
         }
     }
 
-    /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (design §3). `sample-rate` is
+    /// Like [`App::issue_media_url`] for a token that may wait `lifetime` to be used (a
+    /// stream-mode call that Exotel may ring for a while).
+    pub fn issue_media_url_for(
+        &self,
+        call_log_id: &CallLogId,
+        lifetime: std::time::Duration,
+    ) -> Result<String, Response> {
+        match self.registry.issue_token_for(call_log_id, lifetime) {
+            Ok(token) => Ok(self.media_url(&token, call_log_id)),
+            Err(_) => Err(tokens_busy()),
+        }
+    }
+
+    /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (docs/design.md §3). `sample-rate` is
     /// Exotel's own parameter; `token` and `callLogId` are our two custom parameters, well under
     /// Exotel's 256 characters (22 + at most 128 + names).
     pub fn media_url(&self, token: &MediaToken, call_log_id: &CallLogId) -> String {
@@ -168,6 +178,16 @@ impl App {
         }
         url
     }
+}
+
+/// The 503 while `MAX_PENDING_MEDIA_TOKENS` tokens wait to be used.
+fn tokens_busy() -> Response {
+    Response::error(
+        503,
+        "busy",
+        "too many media tokens are pending (MAX_PENDING_MEDIA_TOKENS); try again shortly",
+    )
+    .with_header("Retry-After", "5")
 }
 
 /// The Exotel client, or the names of the variables needed to make one.

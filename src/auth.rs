@@ -1,5 +1,11 @@
-//! Who may ask what (design §3): the user's `/call` with `API_TOKEN` (or loopback only without
-//! it), and Exotel's webhooks with `WEBHOOK_SECRET` when one is set.
+//! Who may ask what (see `docs/design.md`): the user's `/call` and `/calls` with `API_TOKEN`
+//! (or local clients only without it), `/metrics` with `METRICS_TOKEN` when one is set, and
+//! Exotel's webhooks with `WEBHOOK_SECRET` when one is set.
+//!
+//! "Local" means the client, not the last hop: a request that came through a reverse proxy
+//! (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is some stranger's until the operator names the
+//! proxy in `TRUST_PROXY`, and then the client is the address that proxy reports. So putting a
+//! proxy in front for HTTPS never opens `/call` to the internet by accident.
 //!
 //! Owns the checks and their 401 answers; every secret is compared in constant time.
 
@@ -7,6 +13,7 @@ use crate::calls::ids::constant_time_eq;
 use crate::config::Config;
 use crate::http::{Params, Request, Response};
 use base64::Engine as _;
+use std::net::IpAddr;
 
 /// `/call` and the call log: `Authorization: Bearer $API_TOKEN`, or a loopback peer when no
 /// `API_TOKEN` is set.
@@ -29,13 +36,108 @@ pub fn user(config: &Config, request: &Request) -> Result<(), Response> {
                 .with_header("WWW-Authenticate", "Bearer")),
             }
         }
-        None if request.peer.ip().to_canonical().is_loopback() => Ok(()),
-        None => Err(Response::error(
+        None => match client_address(config, request) {
+            Client::Direct(ip) | Client::Forwarded(ip) if ip.to_canonical().is_loopback() => Ok(()),
+            Client::Untrusted => Err(Response::error(
+                401,
+                "unauthorized",
+                "this request came through a proxy (Forwarded, X-Forwarded-For or X-Real-IP) and API_TOKEN is not set: set API_TOKEN, or name the proxy's address in TRUST_PROXY",
+            )),
+            _ => Err(Response::error(
+                401,
+                "unauthorized",
+                "API_TOKEN is not set, so only loopback clients may use this endpoint; set API_TOKEN and send Authorization: Bearer <API_TOKEN>",
+            )),
+        },
+    }
+}
+
+/// `/metrics`: `Authorization: Bearer $METRICS_TOKEN` when one is set; open otherwise.
+pub fn metrics(config: &Config, request: &Request) -> Result<(), Response> {
+    let Some(token) = &config.metrics_token else {
+        return Ok(());
+    };
+    let given = request
+        .header("authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(Response::error(
             401,
             "unauthorized",
-            "API_TOKEN is not set, so only loopback clients may use this endpoint; set API_TOKEN and send Authorization: Bearer <API_TOKEN>",
-        )),
+            "METRICS_TOKEN is set: send Authorization: Bearer <METRICS_TOKEN>",
+        )
+        .with_header("WWW-Authenticate", "Bearer")),
     }
+}
+
+/// Who sent a request, as far as it can be known.
+#[derive(Debug, PartialEq, Eq)]
+enum Client {
+    /// No proxy headers: the peer is the client.
+    Direct(IpAddr),
+    /// Through a proxy named in `TRUST_PROXY`: the client it reports.
+    Forwarded(IpAddr),
+    /// Proxy headers from a peer not named in `TRUST_PROXY`, or a trusted proxy that named no
+    /// readable client.
+    Untrusted,
+}
+
+/// The client behind `request`. With a trusted proxy, the client is the rightmost address of
+/// `X-Forwarded-For` that is not itself a trusted proxy (the one the first trusted hop saw),
+/// else `X-Real-IP`, else `Forwarded: for=`.
+fn client_address(config: &Config, request: &Request) -> Client {
+    let peer = request.peer.ip().to_canonical();
+    let forwarded_for = request.header("x-forwarded-for");
+    let real_ip = request.header("x-real-ip");
+    let forwarded = request.header("forwarded");
+    if forwarded_for.is_none() && real_ip.is_none() && forwarded.is_none() {
+        return Client::Direct(peer);
+    }
+    let trusted = |ip: &IpAddr| {
+        config
+            .trust_proxy
+            .iter()
+            .any(|t| t.to_canonical() == ip.to_canonical())
+    };
+    if !trusted(&peer) {
+        return Client::Untrusted;
+    }
+    let parse = |s: &str| -> Option<IpAddr> {
+        let s = s.trim().trim_matches('"');
+        let s = s
+            .strip_prefix('[')
+            .map_or(s, |r| r.split(']').next().unwrap_or(r));
+        s.parse()
+            .ok()
+            .or_else(|| s.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
+    };
+    // The first hop from the right that is not a trusted proxy; all trusted: the leftmost.
+    let from_xff = forwarded_for.and_then(|v| {
+        let hops: Vec<Option<IpAddr>> = v.split(',').map(parse).collect();
+        let untrusted = hops
+            .iter()
+            .rev()
+            .find(|ip| ip.as_ref().is_none_or(|ip| !trusted(ip)));
+        untrusted.or(hops.first()).copied().flatten()
+    });
+    let from_forwarded = || {
+        forwarded?.split([',', ';']).rev().find_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("for")
+                .then(|| parse(v))
+                .flatten()
+        })
+    };
+    from_xff
+        .or_else(|| real_ip.and_then(parse))
+        .or_else(from_forwarded)
+        .map_or(Client::Untrusted, Client::Forwarded)
 }
 
 /// Exotel's requests: when `WEBHOOK_SECRET` is set, it must come as the `secret` query parameter
@@ -116,6 +218,46 @@ mod tests {
         let denied = user(&open, &request_from("10.1.2.3:5000", &[])).unwrap_err();
         assert_eq!(denied.status, 401);
         assert!(String::from_utf8_lossy(&denied.body).contains("API_TOKEN is not set"));
+    }
+
+    #[test]
+    fn a_forwarded_request_is_a_strangers_until_its_proxy_is_trusted() {
+        let open = config(&[]);
+        for header in ["x-forwarded-for", "x-real-ip", "forwarded"] {
+            let value = if header == "forwarded" {
+                "for=203.0.113.7"
+            } else {
+                "203.0.113.7"
+            };
+            let r = user(&open, &request_from("127.0.0.1:5000", &[(header, value)]));
+            let denied = r.unwrap_err();
+            assert!(
+                String::from_utf8_lossy(&denied.body).contains("TRUST_PROXY"),
+                "{header}"
+            );
+        }
+        let trusting = config(&[("TRUST_PROXY", "127.0.0.1, 10.0.0.2")]);
+        let via_proxy = |xff: &str| request_from("127.0.0.1:5000", &[("x-forwarded-for", xff)]);
+        assert!(
+            user(&trusting, &via_proxy("203.0.113.7")).is_err(),
+            "a stranger behind it"
+        );
+        assert!(
+            user(&trusting, &via_proxy("127.0.0.1")).is_ok(),
+            "curl on the proxy's host"
+        );
+        assert!(
+            user(&trusting, &via_proxy("203.0.113.7, 127.0.0.1")).is_err(),
+            "a client that claims to be local is not believed past the first untrusted hop"
+        );
+        assert!(user(&trusting, &via_proxy("127.0.0.1, 10.0.0.2")).is_ok());
+        let untrusted_peer = request_from("127.0.0.2:1", &[("x-real-ip", "127.0.0.1")]);
+        assert!(user(&trusting, &untrusted_peer).is_err());
+        let forwarded = request_from(
+            "127.0.0.1:1",
+            &[("forwarded", "for=\"[::1]:443\";proto=https")],
+        );
+        assert!(user(&trusting, &forwarded).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// How `POST /call` asks Exotel to connect the call to us (exotel-protocol.md §1).
+/// How `POST /call` asks Exotel to connect the call to us (docs/exotel.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectMode {
     /// `Url` = the flow with the Voicebot applet; Exotel then calls our connect webhook.
@@ -315,8 +315,14 @@ pub struct Config {
     pub media_idle_timeout: Duration,
     /// `MEDIA_PING_INTERVAL_MS`: a ping goes out after this long without sending anything.
     pub media_ping_interval: Duration,
+    /// `MEDIA_TOKEN_TTL_S`: an unused media token expires this long after the webhook issued it
+    /// (and a webhook call whose media has not connected by then is ended, `no-media`).
+    pub media_token_ttl: Duration,
     /// `MEDIA_START_TIMEOUT_MS`: a media socket with no `start` and no audio this long is ended.
     pub media_start_timeout: Duration,
+    /// `CALL_CHECK_MARGIN_S`: after a placed call's ring time plus this with no status, Exotel
+    /// is asked about it; also what a stream-mode media token outlives the ring time by.
+    pub call_check_margin: Duration,
     /// `ECHO_DELAY_MS`: how far behind the caller the echo bot plays.
     pub echo_delay_ms: u32,
     /// `BOT`: the echo bot, or a relay to an upstream bot (`BOT_URL`, …).
@@ -432,6 +438,15 @@ impl Config {
         )?);
         let media_start_timeout =
             Duration::from_millis(ranged(&var, "MEDIA_START_TIMEOUT_MS", 5_000, 100, 600_000)?);
+        let media_token_ttl = Duration::from_secs(ranged(
+            &var,
+            "MEDIA_TOKEN_TTL_S",
+            crate::calls::registry::MEDIA_TOKEN_TTL.as_secs(),
+            1,
+            3600,
+        )?);
+        let call_check_margin =
+            Duration::from_secs(ranged(&var, "CALL_CHECK_MARGIN_S", 60, 1, 86_400)?);
         let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
         let max_concurrent_calls = ranged(&var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
         let call_slot_timeout =
@@ -482,6 +497,8 @@ impl Config {
             media_idle_timeout,
             media_ping_interval,
             media_start_timeout,
+            media_token_ttl,
+            call_check_margin,
             echo_delay_ms,
             bot,
             data_dir,

@@ -13,7 +13,10 @@
 //! Exotel-sized chunks. With `BOT=relay` the call goes instead to an upstream bot over a second
 //! WebSocket ([`bot::relay`]); both sockets are then read by pump coroutines
 //! ([`media::pump`]) so that either can wake the session. [`calls::log`] keeps every call in
-//! SQLite; [`media::recorder`] writes WAVs off the media path. [`sim`] plays Exotel (and an
+//! SQLite, retrying writes a failing disk refused; [`media::recorder`] writes WAVs off the media
+//! path; [`calls::slots`] holds each live call's place, bound to its CallSid; and
+//! [`calls::watchdog`] ends the calls nobody else will (media that never came, a status
+//! callback Exotel never delivered, asked about through Exotel's call details API). [`sim`] plays Exotel (and an
 //! upstream bot) for the tests and the load tools; [`sim::wire`] is Exotel's socket in memory,
 //! for the allocation test and the benches.
 //!
@@ -23,15 +26,16 @@
 //! writer). `vendor/may_queue` is may's queue with one panic removed (`vendor/README.md`).
 //!
 //! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
-//! (design §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
+//! (docs/design.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
 //! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over
 //! method and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
 //! [`log`] writes one line per event.
 //!
 //! **The rules.** Nothing that blocks in the kernel runs on a coroutine: blocking work goes to
-//! threads over `may` channels. Wire formats are typed at the edge. Every limit has a name and a
-//! test at its edge. The reference documents are `shared/design.md` and
-//! `shared/exotel-protocol.md`.
+//! threads over `may` channels, and nothing a coroutine sends to a thread can wait. Wire formats
+//! are typed at the edge, lenient in what Exotel may vary and strict in what we send. Every limit
+//! has a name and a test at its edge. The reference documents are `docs/design.md` and
+//! `docs/exotel.md`.
 
 pub mod log;
 
@@ -130,7 +134,11 @@ impl Running {
 
 /// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves in the background,
 /// with `bots` making one bot per call (see `examples/custom_bot.rs`).
-pub fn start(config: config::Config, bots: Box<dyn bot::BotFactory>) -> std::io::Result<Running> {
+pub fn start(
+    mut config: config::Config,
+    bots: Box<dyn bot::BotFactory>,
+) -> std::io::Result<Running> {
+    fit_connections_to_open_files(&mut config);
     // may fills a pool with 1,000 idle coroutines of its default stack size when its scheduler
     // first starts (may 0.3 pool.rs), about 8 MiB resident. Every coroutine here asks for a
     // stack size of its own, which the pool never serves, so the pool is only memory. Takes
@@ -147,6 +155,11 @@ pub fn start(config: config::Config, bots: Box<dyn bot::BotFactory>) -> std::io:
     let app =
         Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
+    calls::watchdog::start(
+        app.slots.clone(),
+        app.call_log.clone(),
+        app::exotel_client(&app.config).ok(),
+    );
     let mut media_addr = None;
     if let Some(listener) = media_listener {
         let addr = listener.local_addr()?;
@@ -169,12 +182,64 @@ pub fn start(config: config::Config, bots: Box<dyn bot::BotFactory>) -> std::io:
     })
 }
 
+/// File descriptors kept for everything that is not a client connection: listeners, the call
+/// log's database and WAL, the Exotel API's sockets, the process's own.
+const RESERVED_FILES: u64 = 64;
+
+/// Raises the open-file limit to its hard limit, then caps `HTTP_MAX_CONNECTIONS` below what
+/// that leaves (each connection may also hold a relay socket and a recording), so that past
+/// the limit new clients get a 503 instead of hanging in the accept queue.
+fn fit_connections_to_open_files(config: &mut config::Config) {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("server.nofile_unknown", error = e);
+            return;
+        }
+    };
+    let per_connection =
+        1 + u64::from(matches!(config.bot, config::BotChoice::Relay(_))) + u64::from(config.record);
+    let fits = (soft.saturating_sub(RESERVED_FILES) / per_connection).max(1) as usize;
+    info!("server.open_files", limit = soft, connectionsFit = fits);
+    if config.http.max_connections > fits {
+        warn!(
+            "config.max_connections_capped",
+            configured = config.http.max_connections,
+            capped = fits,
+            openFileLimit = soft,
+            detail = "HTTP_MAX_CONNECTIONS is more than the open-file limit allows; raise the hard limit (ulimit -Hn, LimitNOFILE=) to allow more"
+        );
+        config.http.max_connections = fits;
+    }
+}
+
+/// One line per thing a stranger who can reach the port could do, so the operator reads at
+/// start exactly what is open and which variable closes it.
 fn warn_about_setup(app: &app::App) {
     let c = &app.config;
+    let public = !c.bind.is_loopback();
     if c.api_token.is_none() {
         warn!(
             "config.no_api_token",
-            detail = "API_TOKEN is not set: POST /call accepts loopback clients only"
+            detail = "API_TOKEN is not set: POST /call and /calls answer loopback clients only, and refuse requests a proxy forwarded unless TRUST_PROXY names the proxy (then its client must be local)"
+        );
+    }
+    if c.webhook_secret.is_none() {
+        warn!(
+            "config.no_webhook_secret",
+            detail = "WEBHOOK_SECRET is not set: anyone who can reach the webhooks can get media tokens (each holds a call slot until its token expires) and send status callbacks for calls that are not live; a live call's stream and slot are still bound to its CallSid"
+        );
+    }
+    if c.metrics_token.is_none() && public {
+        warn!(
+            "config.open_metrics",
+            detail = "METRICS_TOKEN is not set and BIND is not loopback: /metrics (counts only, no numbers or ids) is open to anyone who can reach the port"
+        );
+    }
+    if c.media_secret.is_some() {
+        warn!(
+            "config.media_secret",
+            detail = "MEDIA_SECRET is set: a media socket with it needs no per-call token and takes a call slot of its own"
         );
     }
     if let Err(missing) = &app.exotel {
@@ -188,12 +253,6 @@ fn warn_about_setup(app: &app::App) {
         warn!(
             "config.no_public_url",
             detail = "WEBHOOK_BASE_URL (or RENDER_EXTERNAL_URL) is not set: media URLs point at localhost, which Exotel cannot reach"
-        );
-    }
-    if c.webhook_secret.is_none() {
-        warn!(
-            "config.no_webhook_secret",
-            detail = "WEBHOOK_SECRET is not set: anyone who knows the URL can ask for media tokens"
         );
     }
 }

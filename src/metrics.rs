@@ -254,7 +254,7 @@ impl Metrics {
         out.family(
             "exotel_voicebot_exotel_requests_total",
             "counter",
-            "Requests to Exotel's API (Calls/connect, call details), by outcome.",
+            "Calls/connect requests, by outcome.",
         );
         for (i, o) in ExotelOutcome::ALL.iter().enumerate() {
             out.sample(

@@ -1,4 +1,4 @@
-//! The dispatcher: every route of the server in one `match` over method and path (design §3).
+//! The dispatcher: every route of the server in one `match` over method and path (docs/design.md §3).
 //! Read it top to bottom to know what the server answers. Handlers live with the data they own;
 //! this file only chooses one.
 
@@ -38,12 +38,15 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         (_, "/media") => method_not_allowed("GET"),
 
         // Prometheus.
-        ("GET", "/metrics") => Response::text(
-            200,
-            "text/plain; version=0.0.4",
-            app.metrics
-                .render(app.slots.live(), app.registry.active_calls()),
-        ),
+        ("GET", "/metrics") => match crate::auth::metrics(&app.config, request) {
+            Ok(()) => Response::text(
+                200,
+                "text/plain; version=0.0.4",
+                app.metrics
+                    .render(app.slots.live(), app.registry.active_calls()),
+            ),
+            Err(denied) => denied,
+        },
         (_, "/metrics") => method_not_allowed("GET"),
 
         // Probes.

@@ -1,9 +1,9 @@
-//! No heap allocation per media frame once a call is running (design §6, issue 3): the whole
+//! No heap allocation per media frame once a call is running (docs/design.md §6): the whole
 //! path (WebSocket frame in, JSON, base64, the echo bot, chunking, pacing, JSON and base64 out,
 //! WebSocket frame out) is driven through the real `Session` over an in-memory socket while a
 //! counting allocator watches this thread.
 //!
-//! The relay (issue 5) is counted on real sockets: the session, its two pumps and the relay run
+//! The relay is counted on real sockets: the session, its two pumps and the relay run
 //! on may's only worker thread, and that thread's allocations are counted while the caller (a
 //! plain thread) and the test bot (threads of its own) stream audio both ways.
 
@@ -126,7 +126,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
         CallLogId::parse("alloc-test").unwrap(),
         SessionContext {
             bots: &bots,
-            on_start: &|_, _| {},
+            on_start: &|_, _| Ok(()),
             settings: &settings,
             metrics: &metrics,
             recorder: Some(&recorder),
@@ -238,7 +238,7 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
             CallLogId::parse("relay-alloc-test").unwrap(),
             SessionContext {
                 bots: &bots,
-                on_start: &|_, _| {},
+                on_start: &|_, _| Ok(()),
                 settings: &settings,
                 metrics: &metrics,
                 recorder: None,

@@ -75,7 +75,7 @@ fn readme_curl_example_sends_exactly_the_original_servers_request() {
             ("CallerId", "08047112233"),
             ("Url", "http://my.exotel.com/acme1/exoml/start_voice/4242"),
             ("CustomField", "test-call-123"),
-            // Added for the call log (issue 4): Exotel reports how the call ended.
+            // Added for the call log : Exotel reports how the call ended.
             (
                 "StatusCallback",
                 &format!(

@@ -61,7 +61,7 @@ fn hang_the_writer(server: &Server, id: &str) {
     ));
     let url = r.json()["url"].as_str().unwrap().to_owned();
     let mut ws = support::ws_connect(server.addr, &url[url.find("/media").unwrap()..]).unwrap();
-    let start = r#"{"event":"start","start":{"stream_sid":"S","call_sid":"C"}}"#;
+    let start = format!(r#"{{"event":"start","start":{{"stream_sid":"S","call_sid":"CA-{id}"}}}}"#);
     ws.send(Message::text(start)).unwrap();
     let payload = base64::engine::general_purpose::STANDARD.encode([1u8; 1600]);
     let media = format!(r#"{{"event":"media","media":{{"payload":"{payload}"}}}}"#);
@@ -106,6 +106,11 @@ fn a_recordings_directory_whose_writes_hang_costs_recordings_never_calls() {
     assert!(
         dropped > 0.0,
         "the hung writer's queue filled: audio was dropped"
+    );
+    let skipped = metric(&server, "exotel_voicebot_recordings_skipped_total");
+    assert!(
+        skipped > 0.0,
+        "calls that started behind the full queue were not recorded"
     );
     server.assert_healthy();
     // Unblock the writer so the process can end cleanly.

@@ -1,6 +1,6 @@
 //! `BOT=relay` end to end: the real binary between the simulated Exotel caller and an upstream
 //! bot that is a real WebSocket server on loopback (`exotel_voicebot::sim::bot::TestBot`,
-//! written only from the protocol file).
+//! written only from docs/exotel.md).
 
 mod support;
 

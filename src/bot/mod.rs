@@ -37,7 +37,7 @@ pub struct CallStart<'a> {
     /// Exotel's `start` event: stream and call sids, numbers, custom parameters, sample rate.
     pub start: &'a StartEvent,
     /// Query parameters of the media URL other than our token and secret (Exotel's custom
-    /// parameters may arrive only here; protocol file, open question 2).
+    /// parameters may arrive only here; docs/exotel.md §6).
     pub url_parameters: &'a [(String, String)],
 }
 

@@ -1,7 +1,7 @@
 //! The call log: one SQLite row per call in `$DATA_DIR/calls.db` (WAL, schema versioned with
 //! `PRAGMA user_version`), plus each call's status history.
 //!
-//! One OS thread owns the connection (design §2: SQLite blocks in the kernel, so never on a
+//! One OS thread owns the connection (docs/design.md §2: SQLite blocks in the kernel, so never on a
 //! coroutine). Coroutines hand it [`LogEvent`]s without waiting; reads wait for their answer on a
 //! `may` channel. Events arrive at lifecycle moments only, never per media frame. A status never
 //! moves backwards, so repeated or late events (Exotel's callbacks repeat) change nothing.
@@ -75,7 +75,7 @@ impl Status {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// Exotel's `Status` in a status callback (exotel-protocol.md §4).
+    /// Exotel's `Status` in a status callback (docs/exotel.md §4).
     pub fn from_exotel(s: &str) -> Option<Status> {
         match s.to_ascii_lowercase().as_str() {
             "completed" => Some(Status::Completed),
@@ -860,16 +860,29 @@ fn apply(
             duration_s,
             recording_url,
         } => {
-            let by_field = match custom_field {
+            let by_field: Option<(String, Option<String>)> = match custom_field {
                 Some(f) => conn
                     .query_row(
-                        "SELECT call_log_id FROM calls WHERE call_log_id = ?1",
+                        "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
                         [f],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?,
                 None => None,
             };
+            // A callback naming another CallSid than the call's is not about this call.
+            if let (Some((id, Some(row_sid))), Some(given)) = (&by_field, call_sid) {
+                if !row_sid.is_empty() && row_sid != given {
+                    crate::warn!(
+                        "calllog.status_call_sid_mismatch",
+                        callLogId = id,
+                        callSid = given,
+                        rowCallSid = row_sid
+                    );
+                    return Ok(());
+                }
+            }
+            let by_field = by_field.map(|(id, _)| id);
             let id: Option<String> = match (by_field, call_sid) {
                 (Some(id), _) => Some(id),
                 (None, Some(sid)) => conn

@@ -1,5 +1,5 @@
 //! `POST /call`: check the caller, read and validate the request, then hand one `Calls/connect`
-//! to the API pool and turn Exotel's answer into ours (design §3, §5).
+//! to the API pool and turn Exotel's answer into ours (docs/design.md §3).
 //!
 //! Everything is validated before Exotel is asked; nothing is retried.
 
@@ -9,10 +9,13 @@ use crate::calls::slots::NewCallRefused;
 use crate::calls::{CallLogId, PhoneNumber};
 use crate::config::ConnectMode;
 use crate::exotel::client::RecordingChannels;
-use crate::exotel::{CallOptions, CallTarget, ConnectCall, ExotelError, PoolError};
+use crate::exotel::{
+    ApiPool, CallOptions, CallTarget, ConnectCall, ExotelError, PlacedCall, PoolError,
+};
 use crate::http::{BodyFraming, Params, Request, Response};
 use crate::metrics::ExotelOutcome;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 
 /// Exotel's upper bound for `TimeLimit`, in seconds.
 pub const MAX_TIME_LIMIT_S: u32 = 14_400;
@@ -119,87 +122,27 @@ struct Placed<'a> {
     status: &'a str,
 }
 
+/// How long Exotel rings a customer when `/call` gives no `timeOut`: an assumption on the long
+/// side (Exotel's documentation gives no default), used for the media token's lifetime in stream
+/// mode and for when to ask Exotel about a call whose status callback never came.
+pub const DEFAULT_RING_S: u64 = 60;
+
 pub fn handle(app: &App, request: &Request) -> Response {
-    if let Err(denied) = crate::auth::user(&app.config, request) {
-        return denied;
-    }
-    if let Err(draining) = app.refuse_if_draining() {
-        return draining;
-    }
-    if request.framing == BodyFraming::None {
-        return Response::error(
-            411,
-            "length_required",
-            "POST /call needs a body with Content-Length (or chunked): {\"to\": \"+91…\"}",
-        );
-    }
-    let mut params = Params::default();
-    if let Err(bad) = params.add_body(request) {
-        return bad;
-    }
-    let mut call = match PlaceCall::from_params(&params) {
-        Ok(call) => call,
-        Err(why) => return Response::error(400, "bad_request", why),
-    };
-    let pool = match &app.exotel {
-        Ok(pool) => pool,
-        Err(missing) => {
-            return Response::error(
-                503,
-                "not_configured",
-                format!(
-                    "placing calls needs {} in the environment or .env",
-                    missing.join(", ")
-                ),
-            )
-        }
+    let (mut call, pool) = match read_request(app, request) {
+        Ok(ready) => ready,
+        Err(refused) => return refused,
     };
     let id = call.call_log_id.clone();
-    // One row per callLogId: a used id would leave this call under another call's final status.
-    match app.call_log.get(id.as_str()) {
-        Ok(None) => {}
-        Ok(Some(existing)) => {
-            return Response::error(
-                409,
-                "call_log_id_taken",
-                format!(
-                    "callLogId {id} was already used (status {}); send a new one or none",
-                    existing.status
-                ),
-            )
-        }
-        Err(e) => return Response::error(503, "call_log_unavailable", e),
+    if let Err(refused) = claim(app, &id) {
+        return refused;
     }
-    match app.slots.acquire_new(&id) {
-        Ok(()) => {}
-        Err(NewCallRefused::InUse) => {
-            return Response::error(
-                409,
-                "call_log_id_taken",
-                format!("callLogId {id} belongs to a call that is live; send a new one or none"),
-            )
+    let ring = Duration::from_secs(call.options.time_out.map_or(DEFAULT_RING_S, u64::from));
+    let target = match target(app, &id, ring) {
+        Ok(target) => target,
+        Err(busy) => {
+            app.slots.release(&id);
+            return busy;
         }
-        Err(NewCallRefused::Full { max }) => {
-            return Response::error(
-                429,
-                "too_many_calls",
-                format!("all {max} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel"),
-            )
-            .with_header("Retry-After", "5")
-        }
-    }
-    let e = &app.config.exotel;
-    let target = match e.connect_mode {
-        ConnectMode::Applet => CallTarget::Applet {
-            app_id: e.app_id.clone().unwrap_or_default(),
-        },
-        ConnectMode::Stream => match app.issue_media_url(&id, false) {
-            Ok(stream_url) => CallTarget::Stream { stream_url },
-            Err(busy) => {
-                app.slots.release(&id);
-                return busy;
-            }
-        },
     };
     // Exotel tells us how the call ended through our status callback, unless the user asked
     // for the callbacks to go elsewhere.
@@ -207,22 +150,22 @@ pub fn handle(app: &App, request: &Request) -> Response {
         call.options.status_callback = Some(app.status_callback_url());
         call.options.status_callback_events = vec!["terminal".into(), "answered".into()];
     }
-    let mode = match e.connect_mode {
-        ConnectMode::Applet => "applet",
-        ConnectMode::Stream => "stream",
-    };
+    let e = &app.config.exotel;
     crate::info!(
         "call.requested",
         callLogId = id,
         to = call.to.as_str(),
-        mode = mode
+        mode = match e.connect_mode {
+            ConnectMode::Applet => "applet",
+            ConnectMode::Stream => "stream",
+        }
     );
     app.call_log.record(LogEvent::Requested {
         id: id.clone(),
         to: call.to.as_str().to_owned(),
         caller_id: e.caller_id.clone().unwrap_or_default(),
     });
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let result = pool.connect_call(ConnectCall {
         to: call.to,
         caller_id: e.caller_id.clone().unwrap_or_default(),
@@ -231,8 +174,89 @@ pub fn handle(app: &App, request: &Request) -> Response {
         options: call.options,
     });
     let took = started.elapsed();
-    let ms = took.as_millis();
-    let outcome = match &result {
+    app.metrics.exotel_request(outcome_of(&result), took);
+    answer(app, pool, &id, result, ring, took)
+}
+
+/// Step 1: who asks, whether we take calls, and what they ask for.
+fn read_request<'a>(app: &'a App, request: &Request) -> Result<(PlaceCall, &'a ApiPool), Response> {
+    crate::auth::user(&app.config, request)?;
+    app.refuse_if_draining()?;
+    if request.framing == BodyFraming::None {
+        return Err(Response::error(
+            411,
+            "length_required",
+            "POST /call needs a body with Content-Length (or chunked): {\"to\": \"+91…\"}",
+        ));
+    }
+    let mut params = Params::default();
+    params.add_body(request)?;
+    let call =
+        PlaceCall::from_params(&params).map_err(|why| Response::error(400, "bad_request", why))?;
+    let pool = app.exotel.as_ref().map_err(|missing| {
+        Response::error(
+            503,
+            "not_configured",
+            format!(
+                "placing calls needs {} in the environment or .env",
+                missing.join(", ")
+            ),
+        )
+    })?;
+    Ok((call, pool))
+}
+
+/// Step 2: the callLogId is new, and a slot is free for it.
+fn claim(app: &App, id: &CallLogId) -> Result<(), Response> {
+    // One row per callLogId: a used id would leave this call under another call's final status.
+    match app.call_log.get(id.as_str()) {
+        Ok(None) => {}
+        Ok(Some(existing)) => {
+            return Err(Response::error(
+                409,
+                "call_log_id_taken",
+                format!(
+                    "callLogId {id} was already used (status {}); send a new one or none",
+                    existing.status
+                ),
+            ))
+        }
+        Err(e) => return Err(Response::error(503, "call_log_unavailable", e)),
+    }
+    match app.slots.acquire_new(id) {
+        Ok(()) => Ok(()),
+        Err(NewCallRefused::InUse) => Err(Response::error(
+            409,
+            "call_log_id_taken",
+            format!("callLogId {id} belongs to a call that is live; send a new one or none"),
+        )),
+        Err(NewCallRefused::Full { max }) => Err(Response::error(
+            429,
+            "too_many_calls",
+            format!("all {max} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel"),
+        )
+        .with_header("Retry-After", app.slots.retry_after().to_string())),
+    }
+}
+
+/// Step 3: where Exotel connects the answered call. In stream mode the media token must
+/// outlive the ringing: a customer who answers late still gets the call.
+fn target(app: &App, id: &CallLogId, ring: Duration) -> Result<CallTarget, Response> {
+    let e = &app.config.exotel;
+    match e.connect_mode {
+        ConnectMode::Applet => Ok(CallTarget::Applet {
+            app_id: e.app_id.clone().unwrap_or_default(),
+        }),
+        ConnectMode::Stream => {
+            let lifetime = ring + app.config.call_check_margin;
+            app.issue_media_url_for(id, lifetime)
+                .map(|stream_url| CallTarget::Stream { stream_url })
+        }
+    }
+}
+
+fn outcome_of(result: &Result<PlacedCall, PoolError>) -> ExotelOutcome {
+    match result {
         Ok(_) => ExotelOutcome::Placed,
         Err(PoolError::Exotel(ExotelError::Refused { .. })) => ExotelOutcome::Refused,
         Err(PoolError::Exotel(ExotelError::BadAnswer { .. })) => ExotelOutcome::BadAnswer,
@@ -241,8 +265,21 @@ pub fn handle(app: &App, request: &Request) -> Response {
             ExotelOutcome::Timeout
         }
         Err(PoolError::NotSent) => ExotelOutcome::NotSent,
-    };
-    app.metrics.exotel_request(outcome, took);
+    }
+}
+
+/// Step 4: Exotel's answer as ours, and the slot and row brought along. A placed call's slot
+/// is bound to its CallSid, and Exotel is asked about it if no status has come by the end of
+/// its ring time plus `CALL_CHECK_MARGIN_S`.
+fn answer(
+    app: &App,
+    pool: &ApiPool,
+    id: &CallLogId,
+    result: Result<PlacedCall, PoolError>,
+    ring: Duration,
+    took: Duration,
+) -> Response {
+    let ms = took.as_millis();
     match result {
         Ok(placed) => {
             crate::info!(
@@ -252,6 +289,9 @@ pub fn handle(app: &App, request: &Request) -> Response {
                 status = placed.status,
                 ms = ms
             );
+            let _ = app.slots.bind_call_sid(id, &placed.call_sid);
+            app.slots
+                .check_at(id, Instant::now() + ring + app.config.call_check_margin);
             app.call_log.record(LogEvent::Placed {
                 id: id.clone(),
                 call_sid: placed.call_sid.clone(),
@@ -267,16 +307,16 @@ pub fn handle(app: &App, request: &Request) -> Response {
         }
         Err(PoolError::Exotel(failure)) => {
             crate::warn!("call.refused", callLogId = id, error = failure, ms = ms);
-            app.slots.release(&id);
+            app.slots.release(id);
             app.call_log.record(LogEvent::PlaceFailed {
                 id: id.clone(),
                 error: failure.to_string(),
             });
-            exotel_failure(&id, &failure)
+            exotel_failure(id, &failure)
         }
         Err(PoolError::NotSent) => {
             crate::warn!("call.not_sent", callLogId = id, ms = ms);
-            app.slots.release(&id);
+            app.slots.release(id);
             let detail = format!(
                 "every Exotel API thread was busy for {ms} ms; nothing was sent to Exotel, so it is safe to try again with a new callLogId"
             );

@@ -2,9 +2,13 @@
 //! `/call`, opens the media WebSocket of which call, and which session currently owns each call.
 //! Shared by all coroutines; every operation holds a lock briefly and never across I/O.
 //!
-//! Token rules (issue 3): a token never used expires `MEDIA_TOKEN_TTL` after issue; once used it
-//! stays valid while its call is live (Exotel may reconnect), and a second connection with it
-//! replaces the first; it is void when the call ends.
+//! Token rules: a token never used expires after its lifetime (`MEDIA_TOKEN_TTL`, or the
+//! ring time plus a margin for a stream-mode call); once used it stays valid while its own
+//! session owns the call (Exotel may reconnect with it, and the second connection replaces the
+//! first). It is void, and gone from memory, the moment a session with another token takes the
+//! call or the call ends, so repeated connects cannot fill `MAX_PENDING_MEDIA_TOKENS` and an old
+//! token never comes back to life when a later call reuses the callLogId. A token is bound to
+//! the CallSid of the first `start` it carried; a later `start` under another CallSid is refused.
 //!
 //! It must not touch the disk or the network.
 
@@ -14,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A token not used within this time after it was issued is void.
+/// A token not used within this time after it was issued is void (`MEDIA_TOKEN_TTL_S`).
 pub const MEDIA_TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Default for tokens waiting to be used at once (`MAX_PENDING_MEDIA_TOKENS`); past it the
 /// webhook answers 503, so a flood of webhook requests cannot grow memory without bound (about
@@ -26,6 +30,10 @@ pub const DEFAULT_MAX_PENDING_TOKENS: usize = 100_000;
 pub struct PendingMedia {
     pub call_log_id: CallLogId,
     pub issued_at: Instant,
+    /// How long it may wait to be used.
+    pub ttl: Duration,
+    /// The CallSid of the first `start` it carried.
+    pub call_sid: Option<String>,
     /// A session has started with it.
     pub used: bool,
     /// Every slot was taken when the webhook answered: the call hears a tone and is hung up.
@@ -42,6 +50,7 @@ pub const SHUTDOWN: u8 = 2;
 #[derive(Debug)]
 struct LiveSession {
     generation: u64,
+    token: Option<MediaToken>,
     stop: Arc<AtomicU8>,
 }
 
@@ -90,7 +99,17 @@ impl Registry {
 
     /// Issues a fresh token for the call's media stream.
     pub fn issue_token(&self, call_log_id: &CallLogId) -> Result<MediaToken, RegistryFull> {
-        self.issue(call_log_id, false)
+        self.issue(call_log_id, false, self.ttl)
+    }
+
+    /// Issues a token that may wait `ttl` to be used (a stream-mode call, which Exotel may ring
+    /// for longer than `MEDIA_TOKEN_TTL` before the customer answers).
+    pub fn issue_token_for(
+        &self,
+        call_log_id: &CallLogId,
+        ttl: Duration,
+    ) -> Result<MediaToken, RegistryFull> {
+        self.issue(call_log_id, false, ttl.max(self.ttl))
     }
 
     /// Issues a token for a call that is over capacity (it will be refused with a tone).
@@ -98,18 +117,18 @@ impl Registry {
         &self,
         call_log_id: &CallLogId,
     ) -> Result<MediaToken, RegistryFull> {
-        self.issue(call_log_id, true)
+        self.issue(call_log_id, true, self.ttl)
     }
 
     fn issue(
         &self,
         call_log_id: &CallLogId,
         over_capacity: bool,
+        ttl: Duration,
     ) -> Result<MediaToken, RegistryFull> {
         let now = Instant::now();
         let token = MediaToken::generate();
-        let ttl = self.ttl;
-        let keep = |p: &PendingMedia| p.used || now.duration_since(p.issued_at) < ttl;
+        let keep = |p: &PendingMedia| p.used || now.duration_since(p.issued_at) < p.ttl;
         let mut pending = lock(&self.pending);
         if pending.len() >= self.max_pending {
             pending.retain(|_, p| keep(p));
@@ -125,6 +144,8 @@ impl Registry {
             PendingMedia {
                 call_log_id: call_log_id.clone(),
                 issued_at: now,
+                ttl,
+                call_sid: None,
                 used: false,
                 over_capacity,
             },
@@ -137,9 +158,11 @@ impl Registry {
         let pending = lock(&self.pending);
         let p = pending.get(token)?;
         let valid = if p.used {
-            lock(&self.live).contains_key(&p.call_log_id)
+            lock(&self.live)
+                .get(&p.call_log_id)
+                .is_some_and(|live| live.token.as_ref() == Some(token))
         } else {
-            p.issued_at.elapsed() < self.ttl
+            p.issued_at.elapsed() < p.ttl
         };
         valid.then(|| p.clone())
     }
@@ -151,8 +174,9 @@ impl Registry {
         call_log_id: &CallLogId,
         token: Option<&MediaToken>,
     ) -> SessionTicket {
+        let mut pending = lock(&self.pending);
         if let Some(t) = token {
-            if let Some(p) = lock(&self.pending).get_mut(t) {
+            if let Some(p) = pending.get_mut(t) {
                 p.used = true;
             }
         }
@@ -162,11 +186,16 @@ impl Registry {
             call_log_id.clone(),
             LiveSession {
                 generation,
+                token: token.cloned(),
                 stop: stop.clone(),
             },
         );
         if let Some(old) = previous {
             old.stop.store(REPLACED, Ordering::Release);
+            // The replaced session's token dies with its claim, unless it is this one.
+            if let Some(old_token) = old.token.filter(|t| Some(t) != token) {
+                pending.remove(&old_token);
+            }
         }
         SessionTicket {
             call_log_id: call_log_id.clone(),
@@ -176,17 +205,43 @@ impl Registry {
         }
     }
 
-    /// Releases the call, unless a newer session has taken it over; the call's token is void.
+    /// Releases the call, unless a newer session has taken it over. The session's token is
+    /// void either way, unless the newer session carries the same one (Exotel reconnecting).
     pub fn end_session(&self, ticket: &SessionTicket) {
+        let mut pending = lock(&self.pending);
         let mut live = lock(&self.live);
-        let current = live
-            .get(&ticket.call_log_id)
-            .is_some_and(|s| s.generation == ticket.generation);
-        if current {
-            live.remove(&ticket.call_log_id);
-            drop(live);
-            if let Some(t) = &ticket.token {
-                lock(&self.pending).remove(t);
+        let successor_token = match live.get(&ticket.call_log_id) {
+            Some(s) if s.generation == ticket.generation => {
+                live.remove(&ticket.call_log_id);
+                None
+            }
+            Some(s) => s.token.clone(),
+            None => None,
+        };
+        if let Some(t) = &ticket.token {
+            if successor_token.as_ref() != Some(t) {
+                pending.remove(t);
+            }
+        }
+    }
+
+    /// Binds the session's token to the CallSid of its `start`. A token already bound to
+    /// another CallSid refuses it (with that CallSid). A session without a token, or a `start`
+    /// without a CallSid, binds nothing.
+    pub fn bind_call_sid(&self, ticket: &SessionTicket, call_sid: &str) -> Result<(), String> {
+        let (Some(token), false) = (&ticket.token, call_sid.is_empty()) else {
+            return Ok(());
+        };
+        let mut pending = lock(&self.pending);
+        let Some(p) = pending.get_mut(token) else {
+            return Ok(());
+        };
+        match &p.call_sid {
+            Some(bound) if bound != call_sid => Err(bound.clone()),
+            Some(_) => Ok(()),
+            None => {
+                p.call_sid = Some(call_sid.to_owned());
+                Ok(())
             }
         }
     }
@@ -194,6 +249,11 @@ impl Registry {
     /// Tokens issued and not yet expired, used up or swept.
     pub fn pending_tokens(&self) -> usize {
         lock(&self.pending).len()
+    }
+
+    /// How long an unused token lives (the webhook's calls wait this long for their media).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Calls with a live media stream.

@@ -2,6 +2,11 @@
 //! from the moment `/call` is accepted (or the webhook answers an inbound call) until its media
 //! stream stops, a final status arrives, or `CALL_SLOT_TIMEOUT_S` passes.
 //!
+//! A slot also knows its call's CallSid once Exotel has given it, so that a webhook or a status
+//! callback for the same callLogId under another CallSid cannot take the call over or end it,
+//! and when an outbound call that never connected is due to be asked about (see
+//! `exotel::watchdog`), so that a lost status callback costs minutes, not hours.
+//!
 //! In memory only: after a restart no call is live (the call log marks them interrupted).
 
 use super::CallLogId;
@@ -14,20 +19,68 @@ pub struct Slots {
     max: usize,
     timeout: Duration,
     held: Mutex<HashMap<CallLogId, Held>>,
+    /// Slots that ran out while another call was being admitted, for the next sweep to report.
+    expired: Mutex<Vec<Expired>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Held {
     taken: Instant,
-    /// An inbound call whose media has not connected by then gives its slot back (its token
-    /// has expired, so it never will).
+    /// A call whose media has not connected by then gives its slot back (its token has
+    /// expired, so it never will).
     connect_by: Option<Instant>,
+    /// Exotel's CallSid for the call, once known.
+    call_sid: Option<String>,
+    /// An outbound call placed and not yet streaming: when to ask Exotel how it went.
+    check_at: Option<Instant>,
 }
 
 impl Held {
     fn live(&self, now: Instant, timeout: Duration) -> bool {
-        now.duration_since(self.taken) < timeout && self.connect_by.is_none_or(|by| now < by)
+        self.expiry(now, timeout).is_none()
     }
+
+    /// Why the slot has run out at `now`, if it has.
+    fn expiry(&self, now: Instant, timeout: Duration) -> Option<Expiry> {
+        if now.duration_since(self.taken) >= timeout {
+            Some(Expiry::SlotTimeout)
+        } else if self.connect_by.is_some_and(|by| now >= by) {
+            Some(Expiry::NoMedia)
+        } else {
+            None
+        }
+    }
+
+    /// The earliest moment this slot may come back without anyone releasing it.
+    fn comes_back_by(&self, timeout: Duration) -> Instant {
+        let mut at = self.taken + timeout;
+        for t in [self.connect_by, self.check_at].into_iter().flatten() {
+            at = at.min(t);
+        }
+        at
+    }
+}
+
+/// Why a slot ran out without being released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Its media never connected before its token expired.
+    NoMedia,
+    /// `CALL_SLOT_TIMEOUT_S` passed.
+    SlotTimeout,
+}
+
+/// A slot that ran out, for its row to be closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub id: CallLogId,
+    pub why: Expiry,
+}
+
+/// The call is live under another CallSid.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OtherCallSid {
+    pub live: String,
 }
 
 /// Every slot is taken.
@@ -52,7 +105,12 @@ impl Slots {
             max,
             timeout,
             held: Mutex::new(HashMap::new()),
+            expired: Mutex::new(Vec::new()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CallLogId, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes a slot for the call; a call that holds one already keeps it.
@@ -77,16 +135,88 @@ impl Slots {
             .map_err(|_| SlotsFull { max: self.max })
     }
 
-    /// The call's media stream started: its slot no longer waits for it.
+    /// The call's media stream started: its slot no longer waits for it, and Exotel need not
+    /// be asked about it.
     pub fn connected(&self, id: &CallLogId) {
-        if let Some(h) = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(id)
-        {
+        if let Some(h) = self.lock().get_mut(id) {
             h.connect_by = None;
+            h.check_at = None;
         }
+    }
+
+    /// Binds the call's slot to Exotel's CallSid. A slot already bound to another CallSid is
+    /// refused: that request is not about this call. A call holding no slot binds nothing.
+    pub fn bind_call_sid(&self, id: &CallLogId, call_sid: &str) -> Result<(), OtherCallSid> {
+        let mut held = self.lock();
+        let Some(h) = held.get_mut(id) else {
+            return Ok(());
+        };
+        match &h.call_sid {
+            Some(live) if live != call_sid => Err(OtherCallSid { live: live.clone() }),
+            Some(_) => Ok(()),
+            None => {
+                h.call_sid = Some(call_sid.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// The CallSid the call's slot is bound to, if it holds one that is.
+    pub fn call_sid(&self, id: &CallLogId) -> Option<String> {
+        self.lock().get(id).and_then(|h| h.call_sid.clone())
+    }
+
+    /// Asks for Exotel to be asked about this call at `at`, unless its media starts first.
+    pub fn check_at(&self, id: &CallLogId, at: Instant) {
+        if let Some(h) = self.lock().get_mut(id) {
+            h.check_at = Some(at);
+        }
+    }
+
+    /// The calls due to be asked about at `now`, with their CallSids; each is due again only
+    /// when [`Slots::check_at`] says so.
+    pub fn due_for_check(&self, now: Instant) -> Vec<(CallLogId, String)> {
+        let mut held = self.lock();
+        let mut due = Vec::new();
+        for (id, h) in held.iter_mut() {
+            if h.check_at.is_some_and(|at| now >= at) {
+                h.check_at = None;
+                if let Some(sid) = &h.call_sid {
+                    due.push((id.clone(), sid.clone()));
+                }
+            }
+        }
+        due
+    }
+
+    /// Takes out every slot that has run out, with why, including those dropped while making
+    /// room for other calls since the last sweep.
+    pub fn sweep(&self, now: Instant) -> Vec<Expired> {
+        let mut out = std::mem::take(&mut *self.expired.lock().unwrap_or_else(|e| e.into_inner()));
+        let timeout = self.timeout;
+        self.lock().retain(|id, h| match h.expiry(now, timeout) {
+            Some(why) => {
+                out.push(Expired {
+                    id: id.clone(),
+                    why,
+                });
+                false
+            }
+            None => true,
+        });
+        out
+    }
+
+    /// Seconds until a slot is expected back without anyone releasing one: the earliest of
+    /// every held slot's token expiry, Exotel check and slot timeout (at least 1).
+    pub fn retry_after(&self) -> u64 {
+        let now = Instant::now();
+        let timeout = self.timeout;
+        self.lock()
+            .values()
+            .map(|h| h.comes_back_by(timeout).saturating_duration_since(now))
+            .min()
+            .map_or(1, |d| d.as_secs().max(1))
     }
 
     /// Takes a slot; a call already holding one keeps it when `held_is_ok`, else is refused.
@@ -97,7 +227,7 @@ impl Slots {
         held_is_ok: bool,
     ) -> Result<(), NewCallRefused> {
         let now = Instant::now();
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.lock();
         if held.get(id).is_some_and(|h| h.live(now, self.timeout)) {
             return if held_is_ok {
                 Ok(())
@@ -107,7 +237,17 @@ impl Slots {
         }
         if held.len() >= self.max {
             let timeout = self.timeout;
-            held.retain(|_, h| h.live(now, timeout));
+            let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|id, h| match h.expiry(now, timeout) {
+                Some(why) => {
+                    expired.push(Expired {
+                        id: id.clone(),
+                        why,
+                    });
+                    false
+                }
+                None => true,
+            });
             if held.len() >= self.max {
                 return Err(NewCallRefused::Full { max: self.max });
             }
@@ -117,6 +257,8 @@ impl Slots {
             Held {
                 taken: now,
                 connect_by,
+                call_sid: None,
+                check_at: None,
             },
         );
         Ok(())
@@ -124,24 +266,20 @@ impl Slots {
 
     /// Gives the call's slot back (nothing if it holds none).
     pub fn release(&self, id: &CallLogId) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.lock().remove(id);
     }
 
     pub fn holds(&self, id: &CallLogId) -> bool {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(id)
+        self.lock().contains_key(id)
     }
 
     /// Live calls (slots held and not timed out).
     pub fn live(&self) -> usize {
         let now = Instant::now();
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.values().filter(|h| h.live(now, self.timeout)).count()
+        self.lock()
+            .values()
+            .filter(|h| h.live(now, self.timeout))
+            .count()
     }
 
     pub fn max(&self) -> usize {

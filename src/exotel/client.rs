@@ -1,5 +1,5 @@
 //! The blocking client for Exotel's v1 REST API: `POST /v1/Accounts/{sid}/Calls/connect.json`
-//! with HTTP Basic auth and a form body (exotel-protocol.md §1).
+//! with HTTP Basic auth and a form body (docs/exotel.md §1).
 //!
 //! It blocks in the kernel (minreq's std sockets), so it must never be called on a coroutine:
 //! `pool::ApiPool` runs it on OS threads. It never retries: a retried `Calls/connect` can ring a
@@ -27,7 +27,7 @@ pub enum RecordingChannels {
     Dual,
 }
 
-/// The optional fields of `Calls/connect` a user may ask for (exotel-protocol.md §1).
+/// The optional fields of `Calls/connect` a user may ask for (docs/exotel.md §1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallOptions {
     /// `TimeLimit`: longest call in seconds, at most 14400.
@@ -220,6 +220,49 @@ impl ExotelClient {
         }
         read_answer(response.status_code as u16, response.as_bytes())
     }
+}
+
+impl ExotelClient {
+    /// `GET /v1/Accounts/{sid}/Calls/{CallSid}.json`: how a call we placed is going, for a call
+    /// whose status callback never came. Blocks like [`ExotelClient::connect_call`].
+    pub fn call_details(&self, call_sid: &str) -> Result<CallDetails, ExotelError> {
+        let mut url = format!("{}/v1/Accounts/{}/Calls/", self.base_url, self.sid);
+        form::encode_into(&mut url, call_sid);
+        url.push_str(".json");
+        let seconds = self.timeout.as_millis().div_ceil(1000).max(1) as u64;
+        let response = minreq::get(url)
+            .with_header("Authorization", &self.authorization)
+            .with_header("Accept", "application/json")
+            .with_timeout(seconds)
+            .with_max_redirects(0)
+            .send()
+            .map_err(classify_transport_error)?;
+        let status = response.status_code as u16;
+        let placed = read_answer(status, response.as_bytes())?;
+        let json: serde_json::Value =
+            serde_json::from_slice(response.as_bytes()).unwrap_or_default();
+        let call = json.get("Call").or_else(|| json.get("call"));
+        let duration_s = call
+            .and_then(|c| c.get("Duration").or_else(|| c.get("duration")))
+            .and_then(|d| match d {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            });
+        Ok(CallDetails {
+            status: placed.status,
+            duration_s,
+        })
+    }
+}
+
+/// What Exotel's call-details API says of a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallDetails {
+    /// `Call.Status`: `queued`, `ringing`, `in-progress`, `completed`, `busy`, `no-answer`, …
+    pub status: String,
+    /// `Call.Duration`, seconds.
+    pub duration_s: Option<u64>,
 }
 
 const MINREQ_NO_STATUS_LINE: &str = "Server did not provide a status line";

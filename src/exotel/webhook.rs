@@ -1,14 +1,13 @@
 //! The connect webhook (`GET|POST /voicebot/connect`, `/api/v1/exotel/voice/connect`): Exotel
 //! asks where to stream the call, and we answer `{"url": "wss://…/media?…"}` with a fresh media
-//! token for the call (exotel-protocol.md §2).
+//! token for the call (docs/exotel.md §2).
 //!
-//! Open question 1 of the protocol file (GET or POST, which parameters): we accept both, from the
-//! query, a form or JSON, and require only `CallSid`, as the protocol file says; every other
+//! Point 1 of docs/exotel.md §6 (GET or POST, which parameters): we accept both, from the
+//! query, a form or JSON, and require only `CallSid`, as docs/exotel.md says; every other
 //! parameter is optional and logged.
 
 use crate::app::App;
 use crate::calls::log::{Direction, LogEvent, Status};
-use crate::calls::registry::MEDIA_TOKEN_TTL;
 use crate::calls::CallLogId;
 use crate::http::{Params, Request, Response};
 
@@ -78,6 +77,11 @@ fn connect(app: &App, request: &Request) -> Response {
         }
         None => CallLogId::generate(),
     };
+    // A call that is live under another CallSid is not this request's to take over: a
+    // stranger who knows a callLogId must not get its media token.
+    if let Err(other) = app.slots.bind_call_sid(&call_log_id, &hook.call_sid) {
+        return refuse_other_call_sid(app, &call_log_id, &hook.call_sid, &other.live);
+    }
     // A call placed through /call already holds its slot; any other call takes one now, and
     // gives it back if its media never connects (its token expires).
     let direction = if app.slots.holds(&call_log_id) {
@@ -88,11 +92,15 @@ fn connect(app: &App, request: &Request) -> Response {
             _ => Direction::Inbound,
         }
     };
-    let connect_by = std::time::Instant::now() + MEDIA_TOKEN_TTL;
+    let connect_by = std::time::Instant::now() + app.registry.ttl();
     let over_capacity = app
         .slots
         .acquire_until_connected(&call_log_id, connect_by)
         .is_err();
+    if !over_capacity {
+        // Taken just now, so no other CallSid can hold it.
+        let _ = app.slots.bind_call_sid(&call_log_id, &hook.call_sid);
+    }
     if over_capacity {
         crate::warn!(
             "webhook.over_capacity",
@@ -124,6 +132,26 @@ fn connect(app: &App, request: &Request) -> Response {
     Response::json(200, &Answer { url })
 }
 
+/// 409 for a request about a callLogId that is live under another CallSid (counted, logged).
+fn refuse_other_call_sid(app: &App, id: &CallLogId, given: &str, live: &str) -> Response {
+    app.metrics
+        .requests_refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::warn!(
+        "webhook.call_sid_mismatch",
+        callLogId = id,
+        callSid = given,
+        liveCallSid = live
+    );
+    Response::error(
+        409,
+        "call_sid_mismatch",
+        format!(
+            "callLogId {id} is live under another CallSid; this request is not about that call"
+        ),
+    )
+}
+
 /// Exotel's parameters from the query and the body, once `WEBHOOK_SECRET` (if set) is checked.
 fn exotel_params(app: &App, request: &Request) -> Result<Params, Response> {
     let query = Params::from_query(&request.query);
@@ -133,7 +161,7 @@ fn exotel_params(app: &App, request: &Request) -> Result<Params, Response> {
     Ok(params)
 }
 
-/// `/api/v1/exotel/status`: Exotel's status callback (exotel-protocol.md §4), form or JSON,
+/// `/api/v1/exotel/status`: Exotel's status callback (docs/exotel.md §4), form or JSON,
 /// matched by `CustomField`, else `CallSid`. Repeats and late arrivals change nothing (the call
 /// log never moves a status backwards). Answers 200 even for a call it does not know, so Exotel
 /// does not retry.
@@ -152,6 +180,18 @@ pub fn handle_status(app: &App, request: &Request) -> Response {
             "neither CustomField nor CallSid was sent",
         );
     }
+    // A live call's callback must carry the CallSid Exotel gave it: a made-up callback must not
+    // end a live call or free its slot.
+    let live_id = custom_field
+        .as_deref()
+        .and_then(|f| CallLogId::parse(f).ok());
+    if let Some(id) = &live_id {
+        if let Some(bound) = app.slots.call_sid(id) {
+            if call_sid.as_deref() != Some(bound.as_str()) {
+                return refuse_other_call_sid(app, id, call_sid.as_deref().unwrap_or(""), &bound);
+            }
+        }
+    }
     let status_text = get("Status").or_else(|| get("CallStatus"));
     let status = status_text.as_deref().and_then(Status::from_exotel);
     let duration_s = get("ConversationDuration")
@@ -169,13 +209,9 @@ pub fn handle_status(app: &App, request: &Request) -> Response {
             Status::Completed | Status::Failed | Status::Busy | Status::NoAnswer | Status::Canceled,
         ),
         Some(id),
-    ) = (
-        status,
-        custom_field
-            .as_deref()
-            .and_then(|f| CallLogId::parse(f).ok()),
-    ) {
-        app.slots.release(&id);
+    ) = (status, &live_id)
+    {
+        app.slots.release(id);
     }
     app.call_log.record(LogEvent::ExotelStatus {
         custom_field,

@@ -64,6 +64,64 @@ pub fn encode_into(out: &mut String, s: &str) {
     }
 }
 
+/// The text fields of a `multipart/form-data` body (what Exotel sends a status callback as
+/// when `/call` asked for `statusCallbackContentType: multipart/form-data`), given the
+/// `Content-Type` header with its `boundary`. Parts that are files are skipped. `None` when the
+/// boundary is missing or the body does not start with it.
+pub fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, String)>> {
+    let boundary = content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })?;
+    if boundary.is_empty() || boundary.len() > 200 {
+        return None;
+    }
+    let delimiter = format!("--{boundary}");
+    let text = String::from_utf8_lossy(body);
+    let mut parts = text.split(delimiter.as_str());
+    // Before the first delimiter: only a preamble, which must not hold a part.
+    parts.next()?;
+    let mut fields = Vec::new();
+    for part in parts {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .unwrap_or(part);
+        let (head, value) = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))?;
+        let disposition = head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-disposition")
+                .then_some(value)
+        })?;
+        let param = |wanted: &str| {
+            disposition.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case(wanted)
+                    .then(|| v.trim().trim_matches('"').to_owned())
+            })
+        };
+        if param("filename").is_some() {
+            continue;
+        }
+        let Some(name) = param("name") else { continue };
+        let value = value
+            .strip_suffix("\r\n")
+            .or_else(|| value.strip_suffix('\n'))
+            .unwrap_or(value);
+        fields.push((name, value.to_owned()));
+    }
+    Some(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

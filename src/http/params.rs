@@ -13,8 +13,8 @@ impl Params {
         Params(form::parse(query))
     }
 
-    /// Adds the body's parameters. `application/json` and `application/x-www-form-urlencoded`
-    /// are read; a body without a content type is read as JSON if it starts with `{`, else as a
+    /// Adds the body's parameters. `application/json`, `application/x-www-form-urlencoded` and
+    /// `multipart/form-data` (text fields) are read; a body without a content type is read as JSON if it starts with `{`, else as a
     /// form. Anything else is a 415.
     pub fn add_body(&mut self, request: &Request) -> Result<(), Response> {
         if request.body.iter().all(u8::is_ascii_whitespace) {
@@ -29,10 +29,24 @@ impl Params {
                 self.0.extend(form::parse(text.trim()));
                 Ok(())
             }
+            Some("multipart/form-data") => {
+                let header = request.header("content-type").unwrap_or("");
+                match form::parse_multipart(header, &request.body) {
+                    Some(fields) => {
+                        self.0.extend(fields);
+                        Ok(())
+                    }
+                    None => Err(Response::error(
+                        400,
+                        "bad_request",
+                        "the multipart/form-data body has no boundary or does not start with it",
+                    )),
+                }
+            }
             Some(other) => Err(Response::error(
                 415,
                 "unsupported_media_type",
-                format!("Content-Type {other:?} is not accepted; send application/json or application/x-www-form-urlencoded"),
+                format!("Content-Type {other:?} is not accepted; send application/json, application/x-www-form-urlencoded or multipart/form-data"),
             )),
         }
     }

@@ -1,4 +1,4 @@
-//! Audio as Exotel wants it: the chunk rules per sample rate (exotel-protocol.md §3), WAV files
+//! Audio as Exotel wants it: the chunk rules per sample rate (docs/exotel.md §3), WAV files
 //! in and out, and the test signals (`simulate`'s speech-like voice, the echo bot's tones).
 //!
 //! Pure functions over sample slices; no I/O except the WAV helpers' readers and writers.
@@ -14,7 +14,7 @@ pub struct ChunkRules {
     pub sample_rate: u32,
     /// 20 ms of samples: every chunk is a whole number of these (320 bytes at 8 kHz).
     pub frame_samples: usize,
-    /// The smallest chunk: 3,200 bytes (200 ms) at 8 kHz. The protocol file leaves 16 and
+    /// The smallest chunk: 3,200 bytes (200 ms) at 8 kHz. docs/exotel.md leaves 16 and
     /// 24 kHz open (its open question 3); we keep whole 20 ms frames and at least 100 ms there.
     pub min_samples: usize,
     /// The largest chunk: 100 KB, rounded down to whole frames.

@@ -177,7 +177,21 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     } else {
         &*app.bots
     };
-    let on_start = |id: &CallLogId, start: &StartEvent| {
+    let on_start = |id: &CallLogId, start: &StartEvent| -> Result<(), String> {
+        if let Err(bound) = app.registry.bind_call_sid(&ticket, &start.call_sid) {
+            return Err(format!("this media token belongs to CallSid {bound}"));
+        }
+        if !start.call_sid.is_empty() && !grant.over_capacity {
+            if let Err(other) = app.slots.bind_call_sid(id, &start.call_sid) {
+                app.metrics
+                    .requests_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(format!(
+                    "callLogId {id} is live under CallSid {}",
+                    other.live
+                ));
+            }
+        }
         if !grant.over_capacity {
             app.slots.connected(id);
         }
@@ -192,6 +206,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
                 .as_ref()
                 .map(|r| r.path_for(id).display().to_string()),
         });
+        Ok(())
     };
     let session = Session::new(
         ws,
@@ -219,7 +234,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     // A replaced session hands the call to its successor: counts only, the call goes on.
     // A call ended by the shutdown is complete from our side (end reason server-shutdown).
     let status = match (&reason, grant.over_capacity) {
-        (EndReason::Replaced, _) => None,
+        (EndReason::Replaced | EndReason::CallSidMismatch(_), _) => None,
         (_, true) => Some(Status::RejectedCapacity),
         (EndReason::BotUnavailable, false) => Some(Status::BotUnavailable),
         // A stream that never started was never a conversation, whatever ended it.

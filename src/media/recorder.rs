@@ -2,11 +2,11 @@
 //! caller on the left, bot on the right, placed in time on one sample clock.
 //!
 //! Sessions never touch the disk and never wait for it (see `docs/design.md`): they copy audio
-//! into buffers from a small per-call pool and hand them to one writer thread. Nothing a
-//! coroutine sends can block: the channel is unbounded and what may enter it is counted instead.
-//! Audio past [`QUEUE_FRAMES`] in flight is dropped from the recording (counted), never from the
-//! call; a call that starts while [`MAX_PENDING_OPENS`] recordings wait for the writer (a hung
-//! disk: NFS, a failing SD card) is not recorded (counted). A disk error ends that one recording,
+//! into buffers from a small per-call pool and hand them to one writer thread through a bounded,
+//! preallocated queue, always with `try_send`. With the queue full (a slow or hung disk: NFS, a
+//! failing SD card) audio is dropped from the recording (counted), never from the call, a call
+//! that starts is not recorded (counted), and a closing call leaves its close on a side list the
+//! writer reads between messages. Nothing is allocated per frame. A disk error ends that one recording,
 //! logged once with its call id, and no more than once a second overall. A WAV left unfinished
 //! by a crash has its header repaired at the next start.
 
@@ -16,15 +16,15 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Audio messages waiting for the writer, across all calls.
 pub const QUEUE_FRAMES: usize = 8192;
-/// Recordings opened and not yet taken by the writer; past it a new call is not recorded.
-pub const MAX_PENDING_OPENS: usize = 1024;
+/// How often the writer looks at closes left on the side list when no message comes.
+const LATE_CLOSE_POLL: Duration = Duration::from_millis(500);
 /// Disk errors are logged at most this often, across all recordings.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Buffers each call's session can have in flight.
@@ -63,34 +63,15 @@ enum Message {
     },
 }
 
-/// What is in the writer's channel, counted so that senders never wait.
-#[derive(Default)]
-struct InFlight {
-    audio: AtomicUsize,
-    opens: AtomicUsize,
-}
-
-impl InFlight {
-    /// Takes one of `limit` places in `count`, or says there is none.
-    fn admit(count: &AtomicUsize, limit: usize) -> bool {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    fn leave(count: &AtomicUsize) {
-        count.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// Closes that found the queue full, for the writer to take between messages.
+type LateCloses = Arc<Mutex<Vec<RecordingKey>>>;
 
 /// The writer thread's handle. Cloning shares it.
 #[derive(Clone)]
 pub struct Recorder {
     dir: PathBuf,
-    queue: Sender<Message>,
-    in_flight: Arc<InFlight>,
+    queue: SyncSender<Message>,
+    late_closes: LateCloses,
     metrics: Arc<Metrics>,
     keys: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -100,19 +81,19 @@ impl Recorder {
     pub fn start(dir: &Path, metrics: Arc<Metrics>) -> io::Result<(Recorder, usize)> {
         std::fs::create_dir_all(dir)?;
         let repaired = repair_dir(dir)?;
-        let (queue, incoming) = channel();
-        let in_flight = Arc::new(InFlight::default());
+        let (queue, incoming) = sync_channel(QUEUE_FRAMES);
+        let late_closes = LateCloses::default();
         {
-            let (in_flight, metrics) = (in_flight.clone(), metrics.clone());
+            let (late_closes, metrics) = (late_closes.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name("recorder".into())
-                .spawn(move || writer(incoming, &in_flight, &metrics))?;
+                .spawn(move || writer(incoming, &late_closes, &metrics))?;
         }
         Ok((
             Recorder {
                 dir: dir.to_owned(),
                 queue,
-                in_flight,
+                late_closes,
                 metrics,
                 keys: Default::default(),
             },
@@ -126,23 +107,21 @@ impl Recorder {
     }
 
     /// Starts a call's recording: the handle its session pushes audio through. Allocates the
-    /// call's buffers now, once. Never waits: with the writer too far behind, the call is not
+    /// call's buffers now, once. Never waits: with the writer's queue full, the call is not
     /// recorded (counted in `recordings_skipped`).
     pub fn open(&self, id: &CallLogId, sample_rate: u32) -> CallRecording {
         let (returns, returned) = sync_channel(POOL_BUFFERS);
         let key = self.keys.fetch_add(1, Ordering::Relaxed);
-        let admitted = InFlight::admit(&self.in_flight.opens, MAX_PENDING_OPENS);
-        let opened = admitted
-            && self
-                .queue
-                .send(Message::Open {
-                    id: key,
-                    call: id.clone(),
-                    path: self.path_for(id),
-                    sample_rate,
-                    returns,
-                })
-                .is_ok();
+        let opened = self
+            .queue
+            .try_send(Message::Open {
+                id: key,
+                call: id.clone(),
+                path: self.path_for(id),
+                sample_rate,
+                returns,
+            })
+            .is_ok();
         if !opened {
             self.metrics
                 .recordings_skipped
@@ -158,7 +137,7 @@ impl Recorder {
         CallRecording {
             id: key,
             queue: self.queue.clone(),
-            in_flight: self.in_flight.clone(),
+            late_closes: self.late_closes.clone(),
             free: (0..pool).map(|_| Vec::with_capacity(frame)).collect(),
             returned,
             metrics: self.metrics.clone(),
@@ -170,8 +149,8 @@ impl Recorder {
 /// One call's side of the recorder, owned by its session.
 pub struct CallRecording {
     id: RecordingKey,
-    queue: Sender<Message>,
-    in_flight: Arc<InFlight>,
+    queue: SyncSender<Message>,
+    late_closes: LateCloses,
     free: Vec<Vec<i16>>,
     returned: Receiver<Vec<i16>>,
     metrics: Arc<Metrics>,
@@ -188,9 +167,7 @@ impl CallRecording {
         while let Ok(buffer) = self.returned.try_recv() {
             self.free.push(buffer);
         }
-        let admitted =
-            !self.free.is_empty() && InFlight::admit(&self.in_flight.audio, QUEUE_FRAMES);
-        let Some(mut buffer) = self.free.pop().filter(|_| admitted) else {
+        let Some(mut buffer) = self.free.pop() else {
             self.metrics
                 .recording_frames_dropped
                 .fetch_add(1, Ordering::Relaxed);
@@ -204,11 +181,11 @@ impl CallRecording {
             at,
             samples: buffer,
         };
-        if let Err(std::sync::mpsc::SendError(Message::Audio { samples, .. })) =
-            self.queue.send(message)
+        if let Err(TrySendError::Full(Message::Audio { samples, .. }))
+        | Err(TrySendError::Disconnected(Message::Audio { samples, .. })) =
+            self.queue.try_send(message)
         {
-            // The writer is gone: the buffer comes back, the audio is not recorded.
-            InFlight::leave(&self.in_flight.audio);
+            // The writer is behind or gone: the buffer comes back, the audio is not recorded.
             self.free.push(samples);
             self.metrics
                 .recording_frames_dropped
@@ -219,9 +196,16 @@ impl CallRecording {
 
 impl Drop for CallRecording {
     fn drop(&mut self) {
+        // A closing call never waits for the disk: with the queue full, its close waits on the
+        // side list instead (the recording then loses what is still queued behind it).
         if self.open {
-            // Unbounded: a closing call never waits for the disk.
-            let _ = self.queue.send(Message::Close { id: self.id });
+            if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Close { id: self.id })
+            {
+                self.late_closes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.id);
+            }
         }
     }
 }
@@ -342,10 +326,31 @@ impl Open {
     }
 }
 
-fn writer(incoming: Receiver<Message>, in_flight: &InFlight, metrics: &Metrics) {
+fn writer(incoming: Receiver<Message>, late_closes: &Mutex<Vec<RecordingKey>>, metrics: &Metrics) {
     let mut open: HashMap<RecordingKey, Open> = HashMap::new();
     let mut errors = ErrorLog::default();
-    while let Ok(message) = incoming.recv() {
+    // Late closes whose open is still queued: that recording is not started at all.
+    let mut closed_before_open = std::collections::HashSet::new();
+    loop {
+        let late = std::mem::take(&mut *late_closes.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in late {
+            match open.remove(&id) {
+                Some(wav) => {
+                    let call = wav.call.clone();
+                    if let Err(e) = wav.finish() {
+                        errors.failed(&call, "close", e, metrics);
+                    }
+                }
+                None => {
+                    closed_before_open.insert(id);
+                }
+            }
+        }
+        let message = match incoming.recv_timeout(LATE_CLOSE_POLL) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let (id, result) = match message {
             Message::Open {
                 id,
@@ -354,7 +359,9 @@ fn writer(incoming: Receiver<Message>, in_flight: &InFlight, metrics: &Metrics) 
                 sample_rate,
                 returns,
             } => {
-                InFlight::leave(&in_flight.opens);
+                if closed_before_open.remove(&id) {
+                    continue;
+                }
                 match create(&path, sample_rate) {
                     Ok(file) => {
                         open.insert(id, Open::new(call, file, sample_rate, returns));
@@ -369,7 +376,6 @@ fn writer(incoming: Receiver<Message>, in_flight: &InFlight, metrics: &Metrics) 
                 at,
                 samples,
             } => {
-                InFlight::leave(&in_flight.audio);
                 let result = match open.get_mut(&id) {
                     Some(wav) => wav.place(track, at, samples),
                     None => Ok(()),

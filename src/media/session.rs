@@ -1,4 +1,4 @@
-//! One call's media session: one coroutine, one loop, for the whole call (design §2). Each turn
+//! One call's media session: one coroutine, one loop, for the whole call (docs/design.md §2). Each turn
 //! sends what pacing allows, then reads the socket with a timeout that ends when the next thing
 //! is due; a message is handed to the bot, a timeout just starts the next turn.
 //!
@@ -26,7 +26,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes, WebSocket};
 
-/// A text frame larger than this closes the socket with 1009 (design §5).
+/// A text frame larger than this closes the socket with 1009 (docs/design.md §5).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// The longest a turn waits, so a replaced session notices within this.
 const MAX_WAIT: Duration = Duration::from_millis(200);
@@ -41,7 +41,7 @@ pub trait MediaIo: Read + Write {
 }
 
 /// Exotel's socket: a `may` TCP stream whose timeouts read as `WouldBlock`, the error
-/// tungstenite is built to resume after with its partial frame kept (design §2). With a relayed
+/// tungstenite is built to resume after with its partial frame kept (docs/design.md §2). With a relayed
 /// bot it is pumped (see `media::pump`), so that the bot's frames can wake the session too.
 pub enum MediaStream {
     Direct(may::net::TcpStream),
@@ -109,7 +109,7 @@ impl MediaIo for MediaStream {
     }
 }
 
-/// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (design §2).
+/// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (docs/design.md §2).
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
@@ -159,6 +159,8 @@ pub enum EndReason {
     ClosedByPeer,
     /// A newer connection for the same call took over.
     Replaced,
+    /// The stream's `start` named another CallSid than the call's: not this call's audio.
+    CallSidMismatch(String),
     /// The server is shutting down and the grace period is over.
     Shutdown,
     IdleTimeout,
@@ -180,6 +182,7 @@ impl EndReason {
             EndReason::BotUnavailable => "bot-unavailable",
             EndReason::ClosedByPeer => "socket-closed",
             EndReason::Replaced => "replaced",
+            EndReason::CallSidMismatch(_) => "call-sid-mismatch",
             EndReason::Shutdown => "server-shutdown",
             EndReason::IdleTimeout => "idle-timeout",
             EndReason::NoStart => "no-start",
@@ -264,8 +267,9 @@ struct Live {
     start_text: String,
 }
 
-/// Told when a call's stream starts (the call log's `in-progress`).
-pub type OnStart<'a> = &'a (dyn Fn(&CallLogId, &StartEvent) + Sync);
+/// Told when a call's stream starts (the call log's `in-progress`); an `Err` refuses the stream
+/// (its CallSid is not the call's) and ends the session with [`EndReason::CallSidMismatch`].
+pub type OnStart<'a> = &'a (dyn Fn(&CallLogId, &StartEvent) -> Result<(), String> + Sync);
 
 /// What a session is given by the server: who makes its bot, who hears of its start, and its
 /// settings.
@@ -542,17 +546,16 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 }
                 None
             }
-            Inbound::Start(start) => {
-                self.on_start(*start, text);
-                None
-            }
+            Inbound::Start(start) => self.on_start(*start, text),
             Inbound::Media {
                 payload,
                 inbound_track,
                 ..
             } => {
                 if self.live.is_none() {
-                    self.synthesize_start();
+                    if let Some(end) = self.synthesize_start() {
+                        return Some(end);
+                    }
                 }
                 if self.live.is_none() || !inbound_track {
                     return None;
@@ -625,7 +628,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// Media came before any usable `start`: the stream starts now from what the media URL and
     /// the webhook told us (its sample rate, the CallSid, the frames' `stream_sid`), so that the
     /// caller is heard and answered rather than left in silence.
-    fn synthesize_start(&mut self) {
+    fn synthesize_start(&mut self) -> Option<EndReason> {
         let start = StartEvent {
             stream_sid: self.early_stream_sid.clone().unwrap_or_default(),
             call_sid: self.known_call_sid.clone(),
@@ -657,17 +660,26 @@ impl<'a, S: MediaIo> Session<'a, S> {
         })
         .to_string();
         self.stats.start_synthesized = true;
-        self.on_start(start, &text);
+        self.on_start(start, &text)
     }
 
-    fn on_start(&mut self, start: StartEvent, text: &str) {
+    fn on_start(&mut self, start: StartEvent, text: &str) -> Option<EndReason> {
         if self.live.is_some() {
             crate::warn!(
                 "media.second_start",
                 callLogId = self.call_log_id,
                 streamSid = start.stream_sid
             );
-            return;
+            return None;
+        }
+        if let Err(why) = (self.on_start)(&self.call_log_id, &start) {
+            crate::warn!(
+                "media.refused_start",
+                callLogId = self.call_log_id,
+                callSid = start.call_sid,
+                detail = why
+            );
+            return Some(EndReason::CallSidMismatch(why));
         }
         self.stats.started = true;
         let rules = ChunkRules::for_rate(start.sample_rate);
@@ -727,7 +739,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 }
             }
         };
-        (self.on_start)(&self.call_log_id, &start);
         crate::info!(
             "media.start",
             callLogId = self.call_log_id,
@@ -749,6 +760,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             start,
             start_text,
         });
+        None
     }
 
     /// Hands one of Exotel's frames to the relayed bot, if there is one.

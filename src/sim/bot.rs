@@ -1,4 +1,4 @@
-//! An upstream voice bot written only from `exotel-protocol.md` (it knows nothing of this
+//! An upstream voice bot written only from `docs/exotel.md` (it knows nothing of this
 //! server): a real WebSocket server on loopback that speaks Exotel's stream protocol, for the
 //! relay's tests, `exotel-voicebot test-bot`, and the relay's latency measurement.
 //!
@@ -343,7 +343,7 @@ fn converse<S: Read + Write>(ws: &mut WebSocket<S>, call: &Mutex<BotCall>, echo_
                 let goodbye = name == "goodbye";
                 record(&mut |c| c.marks.push(name.clone()));
                 if goodbye {
-                    // Closing the socket is how a bot hangs up (exotel-protocol.md §2).
+                    // Closing the socket is how a bot hangs up (docs/exotel.md §3).
                     let _ = ws.close(None);
                 }
             }

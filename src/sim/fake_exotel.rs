@@ -33,6 +33,8 @@ pub struct Received {
 pub struct FakeExotel {
     pub addr: SocketAddr,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// What `GET …/Calls/{sid}.json` answers, by CallSid (404 for others).
+    call_statuses: Arc<Mutex<HashMap<String, String>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -48,16 +50,18 @@ impl FakeExotel {
         let addr = listener.local_addr()?;
         let behaviour = Arc::new(Mutex::new(behaviour));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (b, r) = (behaviour.clone(), received.clone());
+        let call_statuses = Arc::new(Mutex::new(HashMap::new()));
+        let (b, r, c) = (behaviour.clone(), received.clone(), call_statuses.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (b, r) = (b.clone(), r.clone());
-                std::thread::spawn(move || serve(stream, &b, &r));
+                let (b, r, c) = (b.clone(), r.clone(), c.clone());
+                std::thread::spawn(move || serve(stream, &b, &r, &c));
             }
         });
         Ok(FakeExotel {
             addr,
             behaviour,
+            call_statuses,
             received,
         })
     }
@@ -69,6 +73,15 @@ impl FakeExotel {
 
     pub fn set(&self, behaviour: Behaviour) {
         *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// What the call-details API answers for `call_sid` from now on (`completed`, `no-answer`,
+    /// `in-progress`, …).
+    pub fn set_call_status(&self, call_sid: &str, status: &str) {
+        self.call_statuses
+            .lock()
+            .unwrap()
+            .insert(call_sid.to_owned(), status.to_owned());
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -87,7 +100,12 @@ impl FakeExotel {
     }
 }
 
-fn serve(mut stream: TcpStream, behaviour: &Mutex<Behaviour>, received: &Mutex<Vec<Received>>) {
+fn serve(
+    mut stream: TcpStream,
+    behaviour: &Mutex<Behaviour>,
+    received: &Mutex<Vec<Received>>,
+    call_statuses: &Mutex<HashMap<String, String>>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -123,7 +141,32 @@ fn serve(mut stream: TcpStream, behaviour: &Mutex<Behaviour>, received: &Mutex<V
             }
         }
     };
+    let details_of = request
+        .path
+        .rsplit_once("/Calls/")
+        .and_then(|(_, rest)| rest.strip_suffix(".json"))
+        .filter(|sid| request.method == "GET" && *sid != "connect")
+        .map(crate::http::form::decode);
     received.lock().unwrap().push(request);
+    if let Some(sid) = details_of {
+        let (status, body) = match call_statuses.lock().unwrap().get(&sid) {
+            Some(s) => (
+                200,
+                format!(r#"{{"Call":{{"Sid":"{sid}","Status":"{s}","Duration":"7"}}}}"#),
+            ),
+            None => (
+                404,
+                r#"{"RestException":{"Status":404,"Message":"Call not found"}}"#.to_owned(),
+            ),
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body.as_bytes());
+        return;
+    }
     let behaviour = behaviour.lock().unwrap().clone();
     let (status, body) = match behaviour {
         Behaviour::Accept { sid } => (

@@ -42,8 +42,24 @@ impl Server {
 
     pub fn start_in(dir: PathBuf, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"));
+        command.arg("serve");
+        Server::spawn(command, dir, env)
+    }
+
+    /// Like [`Server::start`], under open-file limits of `soft` and `hard` (set by the shell's
+    /// `ulimit` before the binary starts, as a service manager would).
+    pub fn start_with_open_files(soft: u64, hard: u64, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" serve"),
+            env!("CARGO_BIN_EXE_exotel-voicebot"),
+        ]);
+        Server::spawn(command, temp_dir("server"), env)
+    }
+
+    fn spawn(mut command: Command, dir: PathBuf, env: &[(&str, &str)]) -> Server {
         command
-            .arg("serve")
             .current_dir(&dir)
             .env_clear()
             .env("PORT", "0")
@@ -229,7 +245,7 @@ impl TestResponse {
             .map(String::as_str)
     }
 
-    /// Asserts an error answer of design §5: this status and `{"error", "detail"}`.
+    /// Asserts an error answer of docs/design.md §5: this status and `{"error", "detail"}`.
     pub fn assert_error(&self, status: u16, kind: &str) -> serde_json::Value {
         assert_eq!(
             self.status,
