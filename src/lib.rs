@@ -45,6 +45,7 @@ pub mod bot;
 pub mod calls;
 pub mod config;
 pub mod exotel;
+pub mod fuzzing;
 pub mod http;
 pub mod media;
 pub mod metrics;

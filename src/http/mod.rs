@@ -9,7 +9,7 @@
 //! `Content-Length` panics the connection, there is no body limit or timeout, and no WebSocket
 //! upgrade (docs/design.md §2).
 
-mod chunked;
+pub(crate) mod chunked;
 mod conn;
 pub mod form;
 pub mod params;
