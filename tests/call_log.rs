@@ -57,13 +57,7 @@ fn row_when(
 }
 
 fn status_callback(server: &Server, body: &str) -> support::TestResponse {
-    request(
-        server.addr,
-        "POST",
-        "/api/v1/exotel/status",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    )
+    server.post_form("/api/v1/exotel/status", body)
 }
 
 #[test]

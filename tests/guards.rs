@@ -89,13 +89,7 @@ fn a_made_up_status_callback_cannot_end_a_live_call() {
         if let Some(sid) = sid {
             body.push_str(&format!("&CallSid={sid}"));
         }
-        request(
-            server.addr,
-            "POST",
-            "/api/v1/exotel/status",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            body.as_bytes(),
-        )
+        server.post_form("/api/v1/exotel/status", &body)
     };
     form(Some("CA-made-up")).assert_error(409, "call_sid_mismatch");
     form(None).assert_error(409, "call_sid_mismatch");

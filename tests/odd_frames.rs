@@ -99,18 +99,27 @@ fn echo_call(server: &Server, id: &str, start: &str, payload_of: &dyn Fn(&[u8]) 
     let mut ws = ws_connect(server.addr, &media_path(server, id)).unwrap();
     ws.send(Message::text(r#"{"event":"connected"}"#)).unwrap();
     ws.send(Message::text(start)).unwrap();
-    // 1.2 s of audio in 100 ms frames, the first sample 1 (0 would read as the echo's silence).
+    send_ramp(&mut ws, &format!("S-{id}"), payload_of);
+    assert_ramp(id, &hear(&mut ws, 9600), 9600);
+    let row = call_row(server, id);
+    assert_eq!(row["status"], "completed", "{id}: {row}");
+}
+
+/// 1.2 s of the ramp in 100 ms media frames, the first sample 1 (0 would read as the echo's
+/// silence), each payload written by `payload_of`.
+fn send_ramp(
+    ws: &mut WebSocket<TcpStream>,
+    stream_sid: &str,
+    payload_of: &dyn Fn(&[u8]) -> String,
+) {
     for k in 0..12 {
         let pcm = ramp_pcm(1 + k * 800, 800);
         let frame = format!(
-            r#"{{"event":"media","stream_sid":"S-{id}","media":{{"payload":"{}"}}}}"#,
+            r#"{{"event":"media","stream_sid":"{stream_sid}","media":{{"payload":"{}"}}}}"#,
             payload_of(&pcm)
         );
         ws.send(Message::text(frame)).unwrap();
     }
-    assert_ramp(id, &hear(&mut ws, 9600), 9600);
-    let row = call_row(server, id);
-    assert_eq!(row["status"], "completed", "{id}: {row}");
 }
 
 fn start_frame(id: &str, start_fields: &str) -> String {
@@ -234,13 +243,7 @@ fn a_lost_start_is_made_up_from_the_url_and_no_start_at_all_fails_the_call() {
         r#"{"event":"start","stream_sid":"S-lost","start":5}"#,
     ))
     .unwrap();
-    for k in 0..12 {
-        let frame = format!(
-            r#"{{"event":"media","stream_sid":"S-lost","media":{{"payload":"{}"}}}}"#,
-            B64.encode(ramp_pcm(1 + k * 800, 800))
-        );
-        ws.send(Message::text(frame)).unwrap();
-    }
+    send_ramp(&mut ws, "S-lost", &|pcm| B64.encode(pcm));
     assert_ramp(id, &hear(&mut ws, 9600), 9600);
     server.wait_for_log(&[
         "media.start_synthesized",

@@ -34,10 +34,26 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 const WARN_EVERY: Duration = Duration::from_secs(1);
 /// A session adds its media counts to the metrics this often.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// A session gives its worker thread to the other calls at least every this many turns. may's
+/// coroutines are cooperative: a peer that floods its socket would otherwise keep its session
+/// from ever parking, and every call on that worker would stall (seen: seconds of silence for
+/// dozens of calls next to one client sending as fast as loopback allows).
+const YIELD_EVERY_TURNS: u32 = 8;
+/// A caller whose audio is more than this far ahead of real time (since its first frame) is not
+/// read until real time catches up: Exotel sends in real time, and a peer that floods would
+/// otherwise queue hours of audio for the bot and hold a worker in seconds. Not reading is
+/// TCP's back-pressure on the sender; nothing is dropped.
+pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
 
 /// The socket the session owns: reads and writes that can time out without losing state.
 pub trait MediaIo: Read + Write {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Waits `d` without reading (a caller too far ahead of real time; see
+    /// [`MAX_INBOUND_LEAD`]).
+    fn pause(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
 }
 
 /// Exotel's socket: a `may` TCP stream whose timeouts read as `WouldBlock`, the error
@@ -106,6 +122,11 @@ impl MediaIo for MediaStream {
                 Ok(())
             }
         }
+    }
+
+    /// Parks the coroutine (a thread sleeps, outside one).
+    fn pause(&mut self, d: Duration) {
+        may::coroutine::sleep(d);
     }
 }
 
@@ -318,6 +339,9 @@ pub struct Session<'a, S: MediaIo> {
     carry: Option<u8>,
     /// When the socket opened (the `no-start` clock).
     opened: Instant,
+    /// When the caller's first audio arrived, and the samples it has sent since (the
+    /// real-time check, see [`MAX_INBOUND_LEAD`]).
+    inbound_clock: Option<(Instant, u64)>,
     /// The registry's stop flag for this session (see `calls::registry`).
     stop: Arc<AtomicU8>,
     live: Option<Live>,
@@ -370,6 +394,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             odd_seen: Oddities::default(),
             carry: None,
             opened: now,
+            inbound_clock: None,
             stop,
             live: None,
             outbox: Outbox::new(8000, 0),
@@ -396,9 +421,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// Runs turns on the real clock until the call ends, then closes the socket and tells the
     /// bot.
     pub fn run(mut self) -> (EndReason, SessionStats) {
+        let mut turns = 0u32;
         let reason = loop {
             if let Some(reason) = self.turn(Instant::now()) {
                 break reason;
+            }
+            turns = turns.wrapping_add(1);
+            if turns % YIELD_EVERY_TURNS == 0 {
+                may::coroutine::yield_now();
             }
         };
         self.finish(&reason);
@@ -435,6 +465,13 @@ impl<'a, S: MediaIo> Session<'a, S> {
         let wait = self.next_wake(now).saturating_duration_since(now);
         // Whole milliseconds (crate::timer): 1 ms late at most, far inside the pacing lead.
         let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
+        if let Some(ahead) = self.caller_ahead(now) {
+            let hold = crate::timer::whole_millis(ahead).clamp(Duration::from_millis(1), wait);
+            self.ws.get_mut().pause(hold);
+            // Not hearing from a caller we chose not to read is not the caller's silence.
+            self.last_received = now;
+            return None;
+        }
         if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
             return Some(EndReason::SocketError(e.to_string()));
         }
@@ -579,6 +616,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 let live = self.live.as_mut()?;
                 self.stats.frames_in += 1;
                 self.stats.bytes_in += self.pcm_in.len() as u64;
+                let (_, samples) = self.inbound_clock.get_or_insert((now, 0));
+                *samples += self.pcm_in.len() as u64 / 2;
                 self.samples_in.clear();
                 pcm_to_samples(&self.pcm_in, &mut self.samples_in);
                 if let Some((recording, _, position)) = self.recording.as_mut() {
@@ -609,6 +648,15 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
             Inbound::Stop { reason } => Some(EndReason::Stopped(reason.into_owned())),
         }
+    }
+
+    /// How far past [`MAX_INBOUND_LEAD`] ahead of real time the caller's audio is, if it is.
+    fn caller_ahead(&self, now: Instant) -> Option<Duration> {
+        let (first, sent) = self.inbound_clock?;
+        let rate = self.live.as_ref()?.rules.sample_rate as u64;
+        let sent = Duration::from_micros(sent * 1_000_000 / rate);
+        let allowed = now.duration_since(first) + MAX_INBOUND_LEAD;
+        sent.checked_sub(allowed).filter(|d| !d.is_zero())
     }
 
     /// Names, once per call, the optional fields that came in a shape we do not read.

@@ -58,6 +58,9 @@ impl MediaIo for Pipe {
     fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
         Ok(())
     }
+
+    /// The caller of the session owns the clock here: nothing to wait for.
+    fn pause(&mut self, _: Duration) {}
 }
 
 /// A text frame as a WebSocket client (Exotel) sends it: masked.

@@ -146,11 +146,40 @@ impl Server {
         )
     }
 
+    /// `POST path` with a form body, as Exotel sends its callbacks.
+    pub fn post_form(&self, path: &str, body: &str) -> TestResponse {
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+    }
+
     /// Asserts the server still answers `/health` on a new connection.
     pub fn assert_healthy(&self) {
         let r = self.get("/health");
         assert_eq!(r.status, 200, "health after the test: {r:?}");
         assert_eq!(r.json()["status"], "ok");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory (`VmRSS`) in KiB and open file descriptors, from `/proc`.
+    pub fn rss_kib_and_fds(&self) -> (u64, usize) {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        (rss, fds)
     }
 
     pub fn is_running(&mut self) -> bool {
