@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::calls::log::Status;
+use crate::calls::status::Status;
 
 /// Upper bounds, in seconds, shared by every histogram: 100 µs to 10 s.
 const BUCKETS: [f64; 12] = [

@@ -257,8 +257,8 @@ impl Relay {
             .read_buffer_size(8 * 1024)
             .write_buffer_size(0)
             .max_write_buffer_size(config.send_buffer_bytes)
-            .max_message_size(Some(crate::media::session::MAX_FRAME_BYTES))
-            .max_frame_size(Some(crate::media::session::MAX_FRAME_BYTES));
+            .max_message_size(Some(crate::exotel::stream::MAX_FRAME_BYTES))
+            .max_frame_size(Some(crate::exotel::stream::MAX_FRAME_BYTES));
         let mut attempt = tungstenite::client::client_with_config(request, stream, Some(ws_config));
         let mut ws = loop {
             match attempt {

@@ -6,6 +6,7 @@
 //! `may` channel. Events arrive at lifecycle moments only, never per media frame. A status never
 //! moves backwards, so repeated or late events (Exotel's callbacks repeat) change nothing.
 
+pub use super::status::Status;
 use super::CallLogId;
 use crate::metrics::Metrics;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -18,92 +19,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
 pub const SCHEMA_VERSION: i32 = 1;
-
-/// Where a call is. Final states have the highest rank and never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Queued,
-    Initiated,
-    Connected,
-    InProgress,
-    Completed,
-    Failed,
-    Busy,
-    NoAnswer,
-    Canceled,
-    Interrupted,
-    RejectedCapacity,
-    /// A relayed call whose bot could not be reached (`BOT_FALLBACK=hangup`).
-    BotUnavailable,
-}
-
-impl Status {
-    pub const ALL: [Status; 12] = [
-        Status::Queued,
-        Status::Initiated,
-        Status::Connected,
-        Status::InProgress,
-        Status::Completed,
-        Status::Failed,
-        Status::Busy,
-        Status::NoAnswer,
-        Status::Canceled,
-        Status::Interrupted,
-        Status::RejectedCapacity,
-        Status::BotUnavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Initiated => "initiated",
-            Status::Connected => "connected",
-            Status::InProgress => "in-progress",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Busy => "busy",
-            Status::NoAnswer => "no-answer",
-            Status::Canceled => "canceled",
-            Status::Interrupted => "interrupted",
-            Status::RejectedCapacity => "rejected-capacity",
-            Status::BotUnavailable => "bot-unavailable",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Exotel's `Status` in a status callback (docs/exotel.md §4).
-    pub fn from_exotel(s: &str) -> Option<Status> {
-        match s.to_ascii_lowercase().as_str() {
-            "completed" => Some(Status::Completed),
-            "failed" => Some(Status::Failed),
-            "busy" => Some(Status::Busy),
-            "no-answer" | "no_answer" | "noanswer" => Some(Status::NoAnswer),
-            "canceled" | "cancelled" => Some(Status::Canceled),
-            "in-progress" | "answered" => Some(Status::InProgress),
-            "ringing" => Some(Status::Initiated),
-            "queued" => Some(Status::Queued),
-            _ => None,
-        }
-    }
-
-    fn rank(self) -> u8 {
-        match self {
-            Status::Queued => 0,
-            Status::Initiated => 1,
-            Status::Connected => 2,
-            Status::InProgress => 3,
-            _ => 4,
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        self.rank() == 4
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -692,7 +607,7 @@ fn advance(
     let Some(current) = current_status(conn, id)? else {
         return Ok(false);
     };
-    if status.rank() <= current.rank() {
+    if !status.is_after(current) {
         return Ok(false);
     }
     exec(

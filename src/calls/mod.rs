@@ -7,6 +7,7 @@ pub mod log;
 pub mod place;
 pub mod registry;
 pub mod slots;
+pub mod status;
 pub mod watchdog;
 
 pub use ids::{CallLogId, MediaToken, PhoneNumber};

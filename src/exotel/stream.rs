@@ -404,6 +404,10 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
+/// A text frame larger than this closes the socket with 1009 (docs/design.md §5), ours and a
+/// relayed bot's alike.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
 /// Sample rates Exotel streams at.
 pub const SAMPLE_RATES: [u32; 3] = [8000, 16000, 24000];
 

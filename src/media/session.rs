@@ -26,8 +26,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes, WebSocket};
 
-/// A text frame larger than this closes the socket with 1009 (docs/design.md §5).
-pub const MAX_FRAME_BYTES: usize = 1 << 20;
+pub use crate::exotel::stream::MAX_FRAME_BYTES;
 /// The longest a turn waits, so a replaced session notices within this.
 const MAX_WAIT: Duration = Duration::from_millis(200);
 /// Bad frames are logged at most this often per call.

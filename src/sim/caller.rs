@@ -168,15 +168,16 @@ fn get_json(url: &str, body: Option<String>) -> Result<serde_json::Value, String
     Ok(json)
 }
 
-fn webhook_url(plan: &CallPlan, path: &str, extra: &str) -> String {
+fn webhook_url(plan: &CallPlan, call_sid: &str, path: &str, extra: &str) -> String {
     format!(
-        "http://{}{path}?CallSid={}&CallFrom=%2B919876543210&CallTo=08047112233{extra}",
-        plan.server, plan.call_sid
+        "http://{}{path}?CallSid={call_sid}&CallFrom=%2B919876543210&CallTo=08047112233{extra}",
+        plan.server
     )
 }
 
-/// Gets the media URL the way Exotel would.
-fn media_url(plan: &CallPlan) -> Result<String, String> {
+/// Gets the media URL the way Exotel would, with the CallSid Exotel uses for the call: the
+/// plan's, or for a call placed through `/call` the one the fake Exotel gave it.
+fn media_url(plan: &CallPlan) -> Result<(String, String), String> {
     let url_of = |json: serde_json::Value| {
         json["url"]
             .as_str()
@@ -184,18 +185,23 @@ fn media_url(plan: &CallPlan) -> Result<String, String> {
             .ok_or_else(|| format!("no url in {json}"))
     };
     match &plan.connect {
-        Connect::Url(url) => Ok(url.clone()),
+        Connect::Url(url) => Ok((url.clone(), plan.call_sid.clone())),
         Connect::Webhook { path, secret } => {
             let extra = match secret {
                 Some(s) => format!("&Direction=incoming&secret={s}"),
                 None => "&Direction=incoming".into(),
             };
-            url_of(get_json(&webhook_url(plan, path, &extra), None)?)
+            let url = url_of(get_json(
+                &webhook_url(plan, &plan.call_sid, path, &extra),
+                None,
+            )?)?;
+            Ok((url, plan.call_sid.clone()))
         }
         Connect::Outbound { to, fake } => {
             let body = serde_json::json!({"to": to}).to_string();
             let placed = get_json(&format!("http://{}/call", plan.server), Some(body))?;
             let id = placed["callLogId"].as_str().unwrap_or("").to_owned();
+            let call_sid = placed["callSid"].as_str().unwrap_or("").to_owned();
             let fields = fake
                 .call_for(&id)
                 .ok_or_else(|| format!("the fake Exotel got no Calls/connect for {id}"))?;
@@ -206,13 +212,14 @@ fn media_url(plan: &CallPlan) -> Result<String, String> {
                     .map(|(_, v)| v.clone())
             };
             match field("StreamUrl") {
-                Some(url) => Ok(url),
+                Some(url) => Ok((url, call_sid)),
                 None => {
                     let extra = format!("&Direction=outbound-api&CustomField={id}");
-                    url_of(get_json(
-                        &webhook_url(plan, "/voicebot/connect", &extra),
+                    let url = url_of(get_json(
+                        &webhook_url(plan, &call_sid, "/voicebot/connect", &extra),
                         None,
-                    )?)
+                    )?)?;
+                    Ok((url, call_sid))
                 }
             }
         }
@@ -267,7 +274,7 @@ fn first_bot_chunk_ms(events: &[(Duration, Event)]) -> Option<f64> {
 }
 
 fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
-    let url = media_url(plan)?;
+    let (url, call_sid) = media_url(plan)?;
     report.media_url = url.clone();
     report.call_log_id = url
         .split("callLogId=")
@@ -299,7 +306,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
     let start = serde_json::json!({
         "event": "start", "sequence_number": 1, "stream_sid": plan.stream_sid,
         "start": {
-            "stream_sid": plan.stream_sid, "call_sid": plan.call_sid, "account_sid": "sim",
+            "stream_sid": plan.stream_sid, "call_sid": call_sid, "account_sid": "sim",
             "from": "+919876543210", "to": "08047112233", "custom_parameters": {},
             "media_format": {"encoding": "base64", "sample_rate": plan.sample_rate.to_string(), "bit_rate": "128kbps"}
         }
@@ -380,7 +387,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
         if !stop_sent && now >= stop_at {
             let text = format!(
                 r#"{{"event":"stop","sequence_number":{seq},"stream_sid":"{}","stop":{{"call_sid":"{}","account_sid":"sim","reason":"callended"}}}}"#,
-                plan.stream_sid, plan.call_sid
+                plan.stream_sid, call_sid
             );
             send_text(&mut ws, text)?;
             stop_sent = true;
