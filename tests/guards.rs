@@ -209,3 +209,37 @@ fn past_the_open_file_limit_clients_get_503_not_silence() {
     std::thread::sleep(Duration::from_millis(300));
     server.assert_healthy();
 }
+
+#[test]
+fn a_media_token_is_bound_to_the_callsid_of_its_first_start() {
+    let server = Server::start(&[]);
+    let r = server.get("/voicebot/connect?CallSid=CA-one&CustomField=bound-1");
+    let url = r.json()["url"].as_str().unwrap().to_owned();
+    let path = &url[url.find("/media").unwrap()..];
+    let mut first = ws_connect(server.addr, path).unwrap();
+    first
+        .send(Message::text(
+            r#"{"event":"start","stream_sid":"S1","start":{"call_sid":"CA-one"}}"#,
+        ))
+        .unwrap();
+    server.wait_for_log(&["media.start", "callLogId=bound-1"]);
+    // The same token under another CallSid is not this call's stream: refused at its start.
+    let mut other = ws_connect(server.addr, path).unwrap();
+    other
+        .send(Message::text(
+            r#"{"event":"start","stream_sid":"S2","start":{"call_sid":"CA-two"}}"#,
+        ))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let reason = loop {
+        match other.read() {
+            Ok(Message::Close(Some(frame))) => break frame.reason.to_string(),
+            Ok(_) => assert!(Instant::now() < deadline, "not closed"),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(reason, "call-sid-mismatch");
+    server.wait_for_log(&["media.refused_start", "callLogId=bound-1", "CA-one"]);
+    // The call's row was not touched by the refused stream.
+    assert_eq!(server.get("/calls/bound-1").json()["status"], "in-progress");
+}

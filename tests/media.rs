@@ -356,9 +356,9 @@ fn a_token_is_void_after_its_call_and_a_second_socket_replaces_the_first() {
         }
     };
     assert_eq!(code, 1000);
-    second
-        .send(Message::text(start_event("S-r2", 8000)))
-        .unwrap();
+    // Exotel reconnecting is the same call: a new stream, the same CallSid.
+    let restart = start_event("S-r2", 8000).replace("CA-S-r2", "CA-S-r1");
+    second.send(Message::text(restart)).unwrap();
     assert!(next_media(&mut second, Duration::from_secs(2)).is_some());
     assert_eq!(
         server.get("/health").json()["activeCalls"],

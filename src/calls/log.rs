@@ -238,9 +238,15 @@ impl CallLog {
     }
 }
 
-/// The connection's settings: WAL, and waiting up to 5 s for a lock.
+/// SQLite's page cache, in KiB. Its default (2 MiB) fills as the call log grows and would be a
+/// fifth of the server's memory on a small board; the call log appends and looks up single rows,
+/// which the kernel's page cache serves as well.
+const PAGE_CACHE_KIB: i64 = 512;
+
+/// The connection's settings: WAL, a bounded page cache, and waiting up to 5 s for a lock.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);

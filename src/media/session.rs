@@ -33,11 +33,13 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 const WARN_EVERY: Duration = Duration::from_secs(1);
 /// A session adds its media counts to the metrics this often.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
-/// A session gives its worker thread to the other calls at least every this many turns. may's
-/// coroutines are cooperative: a peer that floods its socket would otherwise keep its session
-/// from ever parking, and every call on that worker would stall (seen: seconds of silence for
-/// dozens of calls next to one client sending as fast as loopback allows).
-const YIELD_EVERY_TURNS: u32 = 8;
+/// Frames read from one socket in one second at most (Exotel sends about 50); past it the
+/// session waits for the second to end before reading on. may's coroutines are cooperative: a
+/// peer that floods its socket would otherwise keep its session from ever parking, and every
+/// call on that worker would stall (seen: seconds of silence for dozens of calls next to one
+/// client sending as fast as loopback allows). `may::coroutine::yield_now` was tried first and
+/// lost the session's next read timeout (the window `vendor/README.md` describes).
+pub const MAX_FRAMES_PER_SECOND: u32 = 1000;
 /// A caller whose audio is more than this far ahead of real time (since its first frame) is not
 /// read until real time catches up: Exotel sends in real time, and a peer that floods would
 /// otherwise queue hours of audio for the bot and hold a worker in seconds. Not reading is
@@ -341,6 +343,9 @@ pub struct Session<'a, S: MediaIo> {
     /// When the caller's first audio arrived, and the samples it has sent since (the
     /// real-time check, see [`MAX_INBOUND_LEAD`]).
     inbound_clock: Option<(Instant, u64)>,
+    /// The current one-second window of reads and how many frames it has had
+    /// ([`MAX_FRAMES_PER_SECOND`]).
+    read_window: (Instant, u32),
     /// The registry's stop flag for this session (see `calls::registry`).
     stop: Arc<AtomicU8>,
     live: Option<Live>,
@@ -394,6 +399,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             carry: None,
             opened: now,
             inbound_clock: None,
+            read_window: (now, 0),
             stop,
             live: None,
             outbox: Outbox::new(8000, 0),
@@ -420,14 +426,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// Runs turns on the real clock until the call ends, then closes the socket and tells the
     /// bot.
     pub fn run(mut self) -> (EndReason, SessionStats) {
-        let mut turns = 0u32;
         let reason = loop {
             if let Some(reason) = self.turn(Instant::now()) {
                 break reason;
-            }
-            turns = turns.wrapping_add(1);
-            if turns % YIELD_EVERY_TURNS == 0 {
-                may::coroutine::yield_now();
             }
         };
         self.finish(&reason);
@@ -464,7 +465,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
         let wait = self.next_wake(now).saturating_duration_since(now);
         // Whole milliseconds (crate::timer): 1 ms late at most, far inside the pacing lead.
         let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
-        if let Some(ahead) = self.caller_ahead(now) {
+        if let Some(ahead) = self
+            .caller_ahead(now)
+            .or_else(|| self.reading_too_fast(now))
+        {
             let hold = crate::timer::whole_millis(ahead).clamp(Duration::from_millis(1), wait);
             self.ws.get_mut().pause(hold);
             // Not hearing from a caller we chose not to read is not the caller's silence.
@@ -474,6 +478,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
             return Some(EndReason::SocketError(e.to_string()));
         }
+        self.read_window.1 += 1;
         match self.ws.read() {
             Ok(Message::Text(text)) => {
                 self.last_received = now;
@@ -647,6 +652,18 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
             Inbound::Stop { reason } => Some(EndReason::Stopped(reason.into_owned())),
         }
+    }
+
+    /// Until when reading must wait, if this second's reads have reached
+    /// [`MAX_FRAMES_PER_SECOND`]; starts a new window once the second is over.
+    fn reading_too_fast(&mut self, now: Instant) -> Option<Duration> {
+        let (start, reads) = self.read_window;
+        let ends = start + Duration::from_secs(1);
+        if now >= ends {
+            self.read_window = (now, 0);
+            return None;
+        }
+        (reads >= MAX_FRAMES_PER_SECOND).then(|| ends - now)
     }
 
     /// How far past [`MAX_INBOUND_LEAD`] ahead of real time the caller's audio is, if it is.
