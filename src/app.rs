@@ -91,6 +91,8 @@ impl App {
             idle_timeout: config.media_idle_timeout,
             ping_interval: config.media_ping_interval,
             start_timeout: config.media_start_timeout,
+            max_inbound_lead: config.media_max_ahead,
+            max_frames_per_second: config.media_max_frames_per_second,
         };
         Ok(App {
             config,

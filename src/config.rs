@@ -318,6 +318,11 @@ pub struct Config {
     /// `MEDIA_TOKEN_TTL_S`: an unused media token expires this long after the webhook issued it
     /// (and a webhook call whose media has not connected by then is ended, `no-media`).
     pub media_token_ttl: Duration,
+    /// `MEDIA_MAX_AHEAD_S`: a caller's audio this far ahead of real time is not read until real
+    /// time catches up.
+    pub media_max_ahead: Duration,
+    /// `MEDIA_MAX_FRAMES_PER_S`: frames read from one media socket per second at most.
+    pub media_max_frames_per_second: u32,
     /// `MEDIA_START_TIMEOUT_MS`: a media socket with no `start` and no audio this long is ended.
     pub media_start_timeout: Duration,
     /// `CALL_CHECK_MARGIN_S`: after a placed call's ring time plus this with no status, Exotel
@@ -445,6 +450,20 @@ impl Config {
             1,
             3600,
         )?);
+        let media_max_ahead = Duration::from_secs(ranged(
+            &var,
+            "MEDIA_MAX_AHEAD_S",
+            crate::media::session::MAX_INBOUND_LEAD.as_secs(),
+            1,
+            86_400,
+        )?);
+        let media_max_frames_per_second = ranged(
+            &var,
+            "MEDIA_MAX_FRAMES_PER_S",
+            crate::media::session::MAX_FRAMES_PER_SECOND.into(),
+            10,
+            1_000_000,
+        )? as u32;
         let call_check_margin =
             Duration::from_secs(ranged(&var, "CALL_CHECK_MARGIN_S", 60, 1, 86_400)?);
         let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
@@ -498,6 +517,8 @@ impl Config {
             media_ping_interval,
             media_start_timeout,
             media_token_ttl,
+            media_max_ahead,
+            media_max_frames_per_second,
             call_check_margin,
             echo_delay_ms,
             bot,

@@ -331,3 +331,32 @@ fn broken_websocket_frames_get_the_close_codes_of_rfc_6455() {
     server.assert_healthy();
     assert_eq!(server.get("/health").json()["activeCalls"], 0);
 }
+
+#[test]
+fn a_caller_faster_than_real_time_is_read_at_real_time_and_loses_nothing() {
+    let server = Server::start(&[("MEDIA_MAX_AHEAD_S", "1")]);
+    let id = "too-fast";
+    let mut ws = ws_connect(server.addr, &media_path(&server, id)).unwrap();
+    ws.send(Message::text(start_frame(
+        id,
+        r#""call_sid":"CA-too-fast""#,
+    )))
+    .unwrap();
+    // 3.2 s of audio at once: 2.2 s more than the server reads ahead of real time.
+    for k in 0..32 {
+        let frame = format!(
+            r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+            B64.encode(ramp_pcm(1 + k * 800, 800))
+        );
+        ws.send(Message::text(frame)).unwrap();
+    }
+    server.wait_for_log(&["media.caller_held_back", "callLogId=too-fast"]);
+    // Held, not dropped: every sample comes back, in order.
+    assert_ramp(id, &hear(&mut ws, 25_600), 25_600);
+    server.wait_for_log(&[
+        "media.ended",
+        "callLogId=too-fast",
+        "framesIn=32",
+        "badFrames=0",
+    ]);
+}

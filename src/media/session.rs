@@ -157,6 +157,12 @@ pub struct SessionSettings {
     /// (`no-start`); one whose media arrives without a `start` gets one made up at once
     /// (`MEDIA_START_TIMEOUT_MS`).
     pub start_timeout: Duration,
+    /// How far ahead of real time a caller's audio may run before reading waits
+    /// (`MEDIA_MAX_AHEAD_S`, default [`MAX_INBOUND_LEAD`]).
+    pub max_inbound_lead: Duration,
+    /// Frames read from one socket per second at most (`MEDIA_MAX_FRAMES_PER_S`, default
+    /// [`MAX_FRAMES_PER_SECOND`]).
+    pub max_frames_per_second: u32,
 }
 
 impl Default for SessionSettings {
@@ -166,6 +172,8 @@ impl Default for SessionSettings {
             ping_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(5),
+            max_inbound_lead: MAX_INBOUND_LEAD,
+            max_frames_per_second: MAX_FRAMES_PER_SECOND,
         }
     }
 }
@@ -231,6 +239,8 @@ pub struct SessionStats {
     pub started: bool,
     /// Its `start` was made up because media came without one.
     pub start_synthesized: bool,
+    /// Reading waited at least once for a caller faster than real time.
+    pub held_back: bool,
     /// The relay's own counts (`BOT=relay`).
     pub relay: RelayCounts,
 }
@@ -469,6 +479,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
             .caller_ahead(now)
             .or_else(|| self.reading_too_fast(now))
         {
+            if !self.stats.held_back {
+                self.stats.held_back = true;
+                crate::warn!(
+                    "media.caller_held_back",
+                    callLogId = self.call_log_id,
+                    detail = "the caller sends faster than real time (MEDIA_MAX_AHEAD_S, MEDIA_MAX_FRAMES_PER_S): read at real time from now on"
+                );
+            }
             let hold = crate::timer::whole_millis(ahead).clamp(Duration::from_millis(1), wait);
             self.ws.get_mut().pause(hold);
             // Not hearing from a caller we chose not to read is not the caller's silence.
@@ -663,7 +681,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             self.read_window = (now, 0);
             return None;
         }
-        (reads >= MAX_FRAMES_PER_SECOND).then(|| ends - now)
+        (reads >= self.settings.max_frames_per_second).then(|| ends - now)
     }
 
     /// How far past [`MAX_INBOUND_LEAD`] ahead of real time the caller's audio is, if it is.
@@ -671,7 +689,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         let (first, sent) = self.inbound_clock?;
         let rate = self.live.as_ref()?.rules.sample_rate as u64;
         let sent = Duration::from_micros(sent * 1_000_000 / rate);
-        let allowed = now.duration_since(first) + MAX_INBOUND_LEAD;
+        let allowed = now.duration_since(first) + self.settings.max_inbound_lead;
         sent.checked_sub(allowed).filter(|d| !d.is_zero())
     }
 
