@@ -7,7 +7,7 @@ use crate::calls::slots::Slots;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::config::Config;
 use crate::exotel::{ApiPool, ExotelClient};
-use crate::http::{form, Request, Response, Service};
+use crate::http::{form, Response};
 
 pub struct App {
     pub config: Config,
@@ -205,15 +205,5 @@ pub fn exotel_client(config: &Config) -> Result<ExotelClient, Vec<&'static str>>
             e.timeout,
         )),
         _ => Err(missing),
-    }
-}
-
-impl Service for App {
-    fn call(&self, request: &Request) -> Response {
-        crate::routes::dispatch(self, request)
-    }
-
-    fn upgrade(&self, request: &Request, stream: may::net::TcpStream, already_read: Vec<u8>) {
-        crate::media::upgraded(self, request, stream, already_read);
     }
 }

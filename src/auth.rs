@@ -19,23 +19,17 @@ use std::net::IpAddr;
 /// `API_TOKEN` is set.
 pub fn user(config: &Config, request: &Request) -> Result<(), Response> {
     match &config.api_token {
-        Some(token) => {
-            let given = request
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .map(str::trim);
-            match given {
-                Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-                Some(_) => Err(Response::error(401, "unauthorized", "the bearer token is wrong")
-                    .with_header("WWW-Authenticate", "Bearer")),
-                None => Err(Response::error(
-                    401,
-                    "unauthorized",
-                    "send Authorization: Bearer <API_TOKEN>",
-                )
+        Some(token) => match bearer_matches(request, token) {
+            Some(true) => Ok(()),
+            Some(false) => Err(Response::error(401, "unauthorized", "the bearer token is wrong")
                 .with_header("WWW-Authenticate", "Bearer")),
-            }
-        }
+            None => Err(Response::error(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <API_TOKEN>",
+            )
+            .with_header("WWW-Authenticate", "Bearer")),
+        },
         None => match client_address(config, request) {
             Client::Direct(ip) | Client::Forwarded(ip) if ip.to_canonical().is_loopback() => Ok(()),
             Client::Untrusted => Err(Response::error(
@@ -57,15 +51,8 @@ pub fn metrics(config: &Config, request: &Request) -> Result<(), Response> {
     let Some(token) = &config.metrics_token else {
         return Ok(());
     };
-    let given = request
-        .header("authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+    match bearer_matches(request, token) {
+        Some(true) => Ok(()),
         _ => Err(Response::error(
             401,
             "unauthorized",
@@ -73,6 +60,16 @@ pub fn metrics(config: &Config, request: &Request) -> Result<(), Response> {
         )
         .with_header("WWW-Authenticate", "Bearer")),
     }
+}
+
+/// Whether the request's `Authorization: Bearer …` is `token` (compared in constant time);
+/// `None` when it sends no bearer token.
+fn bearer_matches(request: &Request, token: &str) -> Option<bool> {
+    let given = request.header("authorization").and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    })?;
+    Some(constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
 }
 
 /// Who sent a request, as far as it can be known.

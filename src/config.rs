@@ -11,6 +11,20 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+/// Frames read from one media socket in one second at most (`MEDIA_MAX_FRAMES_PER_S`; Exotel
+/// sends about 50); past it the session waits for the second to end before reading on. may's
+/// coroutines are cooperative: a peer that floods its socket would otherwise keep its session
+/// from ever parking, and every call on that worker would stall (seen: seconds of silence for
+/// dozens of calls next to one client sending as fast as loopback allows).
+/// `may::coroutine::yield_now` was tried first and lost the session's next read timeout (the
+/// window `vendor/README.md` describes).
+pub const MAX_FRAMES_PER_SECOND: u32 = 1000;
+/// A caller whose audio is more than this far ahead of real time (since its first frame) is not
+/// read until real time catches up (`MEDIA_MAX_AHEAD_S`): Exotel sends in real time, and a peer
+/// that floods would otherwise queue hours of audio for the bot and hold a worker in seconds.
+/// Not reading is TCP's back-pressure on the sender; nothing is dropped.
+pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
+
 /// How `POST /call` asks Exotel to connect the call to us (docs/exotel.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectMode {
@@ -453,14 +467,14 @@ impl Config {
         let media_max_ahead = Duration::from_secs(ranged(
             &var,
             "MEDIA_MAX_AHEAD_S",
-            crate::media::session::MAX_INBOUND_LEAD.as_secs(),
+            MAX_INBOUND_LEAD.as_secs(),
             1,
             86_400,
         )?);
         let media_max_frames_per_second = ranged(
             &var,
             "MEDIA_MAX_FRAMES_PER_S",
-            crate::media::session::MAX_FRAMES_PER_SECOND.into(),
+            MAX_FRAMES_PER_SECOND.into(),
             10,
             1_000_000,
         )? as u32;

@@ -389,7 +389,7 @@ impl Metrics {
         );
         out.counter(
             "exotel_voicebot_requests_refused_total",
-            "Requests refused by a guard (forwarded without TRUST_PROXY, a CallSid that does not match its call).",
+            "Webhooks and status callbacks refused because their CallSid is not the live call's.",
             load(&self.requests_refused),
         );
     }

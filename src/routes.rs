@@ -3,7 +3,19 @@
 //! this file only chooses one.
 
 use crate::app::App;
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, Service};
+
+/// The HTTP server's service is the app; this file, which knows every route, wires it in, so
+/// that the app's state does not import the handlers that use it.
+impl Service for App {
+    fn call(&self, request: &Request) -> Response {
+        dispatch(self, request)
+    }
+
+    fn upgrade(&self, request: &Request, stream: may::net::TcpStream, already_read: Vec<u8>) {
+        crate::media::upgraded(self, request, stream, already_read);
+    }
+}
 
 pub fn dispatch(app: &App, request: &Request) -> Response {
     match (request.method.as_str(), request.path.as_str()) {

@@ -117,6 +117,33 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     Ok(())
 }
 
+/// The arms every `Loose` visitor shares: `null` is absent, and an array or object (drained,
+/// so that the frame reads on) is odd; `expecting` names what is accepted.
+macro_rules! absent_or_odd {
+    ($($shape:ident),*) => {
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Loose::Absent)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Loose::Absent)
+        }
+        $(absent_or_odd!(@$shape);)*
+    };
+    (@seq) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            drain_seq(seq).map(|_| Loose::Odd)
+        }
+    };
+    (@map) => {
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            drain_map(map).map(|_| Loose::Odd)
+        }
+    };
+}
+
 /// Text: a string (borrowed when it has no JSON escapes), or a number or boolean as its JSON
 /// text (ids sent as numbers); `null` is absent; an object or array is odd.
 impl<'de: 'a, 'a> Deserialize<'de> for Loose<Cow<'a, str>> {
@@ -124,9 +151,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<Cow<'a, str>> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Loose<Cow<'de, str>>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(Loose::Value(Cow::Borrowed(v)))
             }
@@ -145,18 +169,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<Cow<'a, str>> {
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
                 Ok(Loose::Value(Cow::Owned(v.to_string())))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Absent)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Absent)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain_seq(seq).map(|_| Loose::Odd)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                drain_map(map).map(|_| Loose::Odd)
-            }
+            absent_or_odd!(seq, map);
         }
         d.deserialize_any(V)
     }
@@ -169,9 +182,6 @@ impl<'de> Deserialize<'de> for Loose<u64> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Loose<u64>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(Loose::Value(v))
             }
@@ -192,18 +202,7 @@ impl<'de> Deserialize<'de> for Loose<u64> {
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(Loose::Odd)
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Absent)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Absent)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain_seq(seq).map(|_| Loose::Odd)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                drain_map(map).map(|_| Loose::Odd)
-            }
+            absent_or_odd!(seq, map);
         }
         d.deserialize_any(V)
     }
@@ -241,22 +240,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Loose<Obj<T>> {
         struct V<T>(std::marker::PhantomData<T>);
         impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
             type Value = Loose<Obj<T>>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 T::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(|t| Loose::Value(Obj(t)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain_seq(seq).map(|_| Loose::Odd)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Absent)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Absent)
-            }
+            absent_or_odd!(seq);
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(Loose::Odd)
             }

@@ -77,11 +77,6 @@ fn connect(app: &App, request: &Request) -> Response {
         }
         None => CallLogId::generate(),
     };
-    // A call that is live under another CallSid is not this request's to take over: a
-    // stranger who knows a callLogId must not get its media token.
-    if let Err(other) = app.slots.bind_call_sid(&call_log_id, &hook.call_sid) {
-        return refuse_other_call_sid(app, &call_log_id, &hook.call_sid, &other.live);
-    }
     // A call placed through /call already holds its slot; any other call takes one now, and
     // gives it back if its media never connects (its token expires).
     let direction = if app.slots.holds(&call_log_id) {
@@ -97,9 +92,11 @@ fn connect(app: &App, request: &Request) -> Response {
         .slots
         .acquire_until_connected(&call_log_id, connect_by)
         .is_err();
-    if !over_capacity {
-        // Taken just now, so no other CallSid can hold it.
-        let _ = app.slots.bind_call_sid(&call_log_id, &hook.call_sid);
+    // A call that is live under another CallSid is not this request's to take over: a
+    // stranger who knows a callLogId must not get its media token. (Taking the slot leaves a
+    // slot already held as it was, so the binding below sees the live call's CallSid.)
+    if let Err(other) = app.slots.bind_call_sid(&call_log_id, &hook.call_sid) {
+        return refuse_other_call_sid(app, &call_log_id, &hook.call_sid, &other.live);
     }
     if over_capacity {
         crate::warn!(

@@ -33,18 +33,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 const WARN_EVERY: Duration = Duration::from_secs(1);
 /// A session adds its media counts to the metrics this often.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
-/// Frames read from one socket in one second at most (Exotel sends about 50); past it the
-/// session waits for the second to end before reading on. may's coroutines are cooperative: a
-/// peer that floods its socket would otherwise keep its session from ever parking, and every
-/// call on that worker would stall (seen: seconds of silence for dozens of calls next to one
-/// client sending as fast as loopback allows). `may::coroutine::yield_now` was tried first and
-/// lost the session's next read timeout (the window `vendor/README.md` describes).
-pub const MAX_FRAMES_PER_SECOND: u32 = 1000;
-/// A caller whose audio is more than this far ahead of real time (since its first frame) is not
-/// read until real time catches up: Exotel sends in real time, and a peer that floods would
-/// otherwise queue hours of audio for the bot and hold a worker in seconds. Not reading is
-/// TCP's back-pressure on the sender; nothing is dropped.
-pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
+pub use crate::config::{MAX_FRAMES_PER_SECOND, MAX_INBOUND_LEAD};
 
 /// The socket the session owns: reads and writes that can time out without losing state.
 pub trait MediaIo: Read + Write {
