@@ -1,7 +1,9 @@
 //! Your own bot in front of Exotel: greets the caller with a tone, then beeps back every key
 //! they press, and hangs up on `#` once its goodbye has played.
 //!
-//! `cargo run --example custom_bot`, then `cargo run -- simulate --dtmf 12#` in another terminal.
+//! `cargo run --example custom_bot`, then `cargo run -- simulate --no-echo-check --dtmf 12#` in
+//! another terminal (`--no-echo-check`: this bot beeps, it does not echo). Like `serve`, it
+//! drains live calls on SIGTERM and reloads its certificate on SIGHUP.
 
 use exotel_voicebot::bot::{Bot, CallStart, Outbox};
 use exotel_voicebot::media::audio::tone;
@@ -30,6 +32,7 @@ impl Bot for Beeper {
 fn main() -> std::io::Result<()> {
     let config = exotel_voicebot::config::Config::from_env().map_err(std::io::Error::other)?;
     let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(Beeper) };
-    exotel_voicebot::start(config, Box::new(bots))?.wait();
+    let signals = exotel_voicebot::signals()?;
+    exotel_voicebot::start(config, Box::new(bots))?.serve_signals(signals);
     Ok(())
 }

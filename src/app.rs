@@ -47,7 +47,10 @@ impl App {
         let public_base = config
             .public_base_url
             .clone()
-            .unwrap_or_else(|| format!("http://localhost:{port}"));
+            .unwrap_or_else(|| match config.tls {
+                Some(_) => format!("https://localhost:{port}"),
+                None => format!("http://localhost:{port}"),
+            });
         let media_base = match public_base.strip_prefix("https://") {
             Some(rest) => format!("wss://{rest}"),
             None => format!("ws://{}", public_base.trim_start_matches("http://")),

@@ -204,10 +204,14 @@ impl RelayConfig {
         };
         let extra_roots = match var("BOT_CA_FILE") {
             None => Vec::new(),
-            Some(path) => read_ca_file(&path).map_err(|problem| ConfigError {
-                variable: "BOT_CA_FILE",
-                problem: format!("{path:?} {problem}"),
-            })?,
+            Some(path) => {
+                crate::tls::trust_anchors(std::path::Path::new(&path)).map_err(|problem| {
+                    ConfigError {
+                        variable: "BOT_CA_FILE",
+                        problem: format!("{path:?} {problem}"),
+                    }
+                })?
+            }
         };
         Ok(RelayConfig {
             extra_roots,
@@ -234,43 +238,6 @@ impl RelayConfig {
             url,
         })
     }
-}
-
-/// The certificates of a PEM file, each checked to be usable as a trust anchor.
-fn read_ca_file(path: &str) -> Result<Vec<Vec<u8>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let certs = pem_blocks(&text, "CERTIFICATE")?;
-    if certs.is_empty() {
-        return Err("holds no -----BEGIN CERTIFICATE----- block".into());
-    }
-    for (i, der) in certs.iter().enumerate() {
-        rustls::RootCertStore::empty()
-            .add(&rustls::Certificate(der.clone()))
-            .map_err(|e| format!("certificate {} is not usable: {e}", i + 1))?;
-    }
-    Ok(certs)
-}
-
-/// The DER contents of every `-----BEGIN {label}-----` block of a PEM text.
-pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, String> {
-    use base64::Engine as _;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(&begin) {
-        let body = &rest[at + begin.len()..];
-        let stop = body
-            .find(&end)
-            .ok_or_else(|| format!("has a {begin} without its {end}"))?;
-        let b64: String = body[..stop].split_whitespace().collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("has a {label} block that is not base64 ({e})"))?;
-        blocks.push(der);
-        rest = &body[stop + end.len()..];
-    }
-    Ok(blocks)
 }
 
 /// `BOT_HEADERS`: `{"Authorization": "Bearer …", "X-Tenant": "a"}`.
@@ -321,6 +288,9 @@ pub struct Config {
     pub max_pending_media_tokens: usize,
     /// `MEDIA_PORT`: a dedicated listener for the media WebSocket (any path), besides `/media`.
     pub media_port: Option<u16>,
+    /// `TLS_CERT` and `TLS_KEY`: PEM files that make `PORT` (and `MEDIA_PORT`) serve HTTPS and
+    /// `wss://`, read again on SIGHUP.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// `MEDIA_SECRET`: lets in a media socket without a per-call token (static applet URL).
     pub media_secret: Option<String>,
     /// `MEDIA_LEAD_MS`: how far ahead of real time bot audio is sent.
@@ -357,6 +327,11 @@ pub struct Config {
     /// `RECORD`: write each call as a stereo WAV under `$DATA_DIR/recordings`.
     pub record: bool,
     pub http: Limits,
+    /// `LOG_LEVEL` and `LOG_FORMAT`.
+    pub log: crate::log::Settings,
+    /// `RETENTION_DAYS`: calls (rows and recordings) older than this are deleted by the server;
+    /// `None` keeps everything.
+    pub retention: Option<Duration>,
 }
 
 /// A variable that is present but wrong: names it and says what is wrong.
@@ -525,6 +500,7 @@ impl Config {
             sample_rate,
             max_pending_media_tokens,
             media_port,
+            tls: tls_from_vars(&var)?,
             media_secret: var("MEDIA_SECRET"),
             media_lead,
             media_idle_timeout,
@@ -542,8 +518,79 @@ impl Config {
             shutdown_grace,
             record,
             http,
+            log: log_from_vars(&var)?,
+            retention: match var("RETENTION_DAYS") {
+                None => None,
+                Some(_) => Some(Duration::from_secs(
+                    86_400 * ranged(&var, "RETENTION_DAYS", 0, 1, 36_500)?,
+                )),
+            },
         })
     }
+}
+
+/// `LOG_LEVEL` (info, warn, error, off) and `LOG_FORMAT` (text, json).
+fn log_from_vars(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::log::Settings, ConfigError> {
+    let level = match var("LOG_LEVEL") {
+        None => crate::log::Settings::DEFAULT.level,
+        Some(v) => crate::log::Settings::parse_level(&v).ok_or_else(|| ConfigError {
+            variable: "LOG_LEVEL",
+            problem: format!("{v:?} is not one of info, warn, error, off"),
+        })?,
+    };
+    let json = match var("LOG_FORMAT").map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "LOG_FORMAT",
+                problem: format!("{other:?} is neither text nor json"),
+            })
+        }
+    };
+    Ok(crate::log::Settings { level, json })
+}
+
+/// `TLS_CERT` and `TLS_KEY`, both or neither, read once here so that a broken pair stops the
+/// server at start with the variable named.
+fn tls_from_vars(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let files = match (var("TLS_CERT"), var("TLS_KEY")) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => crate::tls::TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        },
+        (cert, _) => {
+            let (variable, other) = match cert {
+                Some(_) => ("TLS_KEY", "TLS_CERT"),
+                None => ("TLS_CERT", "TLS_KEY"),
+            };
+            return Err(ConfigError {
+                variable,
+                problem: format!("is needed with {other} (HTTPS takes a certificate and its key)"),
+            });
+        }
+    };
+    crate::tls::server_config(&files).map_err(|problem| {
+        let variable = if problem.starts_with("TLS_KEY") {
+            "TLS_KEY"
+        } else {
+            "TLS_CERT"
+        };
+        let problem = problem
+            .strip_prefix(variable)
+            .unwrap_or(&problem)
+            .trim_start();
+        ConfigError {
+            variable,
+            problem: problem.to_owned(),
+        }
+    })?;
+    Ok(Some(files))
 }
 
 /// The `EXOTEL_*` variables.

@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod routes;
 pub mod sim;
 pub mod timer;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,16 +63,18 @@ pub fn serve(config: config::Config) -> std::io::Result<()> {
     let echo = move |_: &bot::CallStart<'_>| -> Box<dyn bot::Bot> {
         Box::new(bot::echo::EchoBot::new(delay))
     };
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
+    // Before the server starts, so a signal as soon as it listens is not lost.
+    let signals = signals()?;
     let running = start(config, Box::new(echo))?;
-    if let Some(signal) = signals.forever().next() {
-        info!("server.signal", signal = signal);
-        running.shut_down(&mut signals);
-    }
+    running.serve_signals(signals);
     Ok(())
+}
+
+/// The signals a server answers (see [`Running::serve_signals`]): SIGTERM and SIGINT shut it down,
+/// SIGHUP reloads its certificate.
+pub fn signals() -> std::io::Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
 }
 
 /// Idle coroutines may keeps for reuse (see [`start`]); 0 would mean may's default, 1,000.
@@ -84,6 +87,8 @@ pub struct Running {
     /// `MEDIA_PORT`'s address, when set.
     pub media_addr: Option<SocketAddr>,
     pub app: Arc<app::App>,
+    /// The HTTPS certificate, when `TLS_CERT` is set; [`Running::reload_tls`] replaces it.
+    tls: Option<Arc<tls::ServerTls>>,
     accept: may::coroutine::JoinHandle<()>,
 }
 
@@ -93,6 +98,38 @@ const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Running {
+    /// SIGHUP: reads `TLS_CERT`/`TLS_KEY` again. New connections get the new certificate;
+    /// connections already open, live calls among them, keep theirs. A broken file keeps the
+    /// one in use and logs why.
+    pub fn reload_tls(&self) {
+        let Some(tls) = &self.tls else {
+            info!("server.reload", detail = "no TLS_CERT: nothing to reload");
+            return;
+        };
+        match tls.reload() {
+            Ok(()) => info!("tls.reloaded"),
+            Err(e) => error!(
+                "tls.reload_failed",
+                error = e,
+                detail = "the certificate in use stays"
+            ),
+        }
+    }
+
+    /// Until SIGTERM or SIGINT, then a graceful shutdown; SIGHUP reloads the certificate.
+    /// `signals` comes from [`signals`], made before [`start`].
+    pub fn serve_signals(self, mut signals: signal_hook::iterator::Signals) {
+        for signal in signals.forever() {
+            info!("server.signal", signal = signal);
+            if signal == signal_hook::consts::SIGHUP {
+                self.reload_tls();
+                continue;
+            }
+            break;
+        }
+        self.shut_down(&mut signals);
+    }
+
     /// Blocks until the server stops (it does not, short of the process ending).
     pub fn wait(self) {
         let _ = self.accept.join();
@@ -145,11 +182,22 @@ pub fn start(
     // stack size of its own, which the pool never serves, so the pool is only memory. Takes
     // effect when this runs before anything else has used may, as in the binary.
     may::config().set_pool_capacity(COROUTINE_POOL);
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(
+            tls::ServerTls::load(files).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
     let addr = SocketAddr::new(config.bind, config.port);
-    let server = http::Server::bind(addr)?;
+    let server = http::Server::bind(addr)
+        .map_err(|e| port_error("PORT", addr, e))?
+        .with_tls(tls.clone());
     let bound = server.local_addr()?;
     let media_listener = match config.media_port {
-        Some(port) => Some(http::bind_exclusive(SocketAddr::new(config.bind, port))?),
+        Some(port) => {
+            let addr = SocketAddr::new(config.bind, port);
+            Some(http::bind_exclusive(addr).map_err(|e| port_error("MEDIA_PORT", addr, e))?)
+        }
         None => None,
     };
     let limits = config.http.clone();
@@ -161,16 +209,24 @@ pub fn start(
         app.call_log.clone(),
         app::exotel_client(&app.config).ok(),
     );
+    if let Some(keep) = app.config.retention {
+        calls::upkeep::start_retention(
+            app.call_log.clone(),
+            app.config.data_dir.join("recordings"),
+            keep,
+        );
+    }
     let mut media_addr = None;
     if let Some(listener) = media_listener {
         let addr = listener.local_addr()?;
         info!("media.listening", addr = addr);
-        media::listener::start(listener, app.clone());
+        media::listener::start(listener, tls.clone(), app.clone());
         media_addr = Some(addr);
     }
     info!(
         "server.listening",
         addr = bound,
+        tls = tls.is_some(),
         mediaBase = app.media_base,
         version = env!("CARGO_PKG_VERSION")
     );
@@ -179,8 +235,27 @@ pub fn start(
         addr: bound,
         media_addr,
         app,
+        tls,
         accept,
     })
+}
+
+/// A listener that cannot bind, with the variable that chose its port: the operator's fix.
+fn port_error(variable: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another process is listening on port {}; stop it or set {variable} to a free port",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; set {variable} to 1024 or above"
+        ),
+        _ => format!("check {variable}"),
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!("{variable}={} ({addr}): {e}: {hint}", addr.port()),
+    )
 }
 
 /// File descriptors kept for everything that is not a client connection: listeners, the call

@@ -1,4 +1,7 @@
-//! One line per event on stderr: `2026-11-24T17:52:22.123Z INFO call.placed callLogId=… key=value`.
+//! One line per event on stderr: `2026-11-24T17:52:22.123Z INFO call.placed callLogId=… key=value`,
+//! or with `LOG_FORMAT=json` one JSON object per line for log shippers:
+//! `{"ts":"2026-11-24T17:52:22.123Z","level":"INFO","event":"call.placed","callLogId":"…"}`.
+//! `LOG_LEVEL` (`info`, `warn`, `error`, `off`) drops the lines below it.
 //!
 //! Owns the log format and nothing else. It must not be called per media frame: the hot path
 //! counts, and a later event reports the counts.
@@ -26,6 +29,51 @@ impl Level {
 }
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The lowest level written: 0 info, 1 warn, 2 error, 3 nothing.
+static MIN_LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `LOG_LEVEL` and `LOG_FORMAT`, read by `config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// The lowest level written; `None` writes nothing.
+    pub level: Option<Level>,
+    pub json: bool,
+}
+
+impl Settings {
+    /// Everything from info up, as text: the default.
+    pub const DEFAULT: Settings = Settings {
+        level: Some(Level::Info),
+        json: false,
+    };
+
+    /// `LOG_LEVEL`'s value.
+    pub fn parse_level(text: &str) -> Option<Option<Level>> {
+        match text.to_ascii_lowercase().as_str() {
+            "info" | "debug" | "trace" => Some(Some(Level::Info)),
+            "warn" | "warning" => Some(Some(Level::Warn)),
+            "error" => Some(Some(Level::Error)),
+            "off" | "none" => Some(None),
+            _ => None,
+        }
+    }
+}
+
+fn rank(level: Level) -> u8 {
+    match level {
+        Level::Info => 0,
+        Level::Warn => 1,
+        Level::Error => 2,
+    }
+}
+
+/// Applies `LOG_LEVEL` and `LOG_FORMAT` to every line from now on.
+pub fn init(settings: &Settings) {
+    use std::sync::atomic::Ordering::Relaxed;
+    MIN_LEVEL.store(settings.level.map_or(3, rank), Relaxed);
+    JSON.store(settings.json, Relaxed);
+}
 
 /// Stops (or resumes) every log line of this process: for the fuzzers, whose millions of
 /// inputs would otherwise spend their time writing lines nobody reads.
@@ -35,9 +83,20 @@ pub fn set_quiet(quiet: bool) {
 
 /// Writes one event line. `fields` are `key=value` pairs; values with spaces or quotes are quoted.
 pub fn event(level: Level, name: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if QUIET.load(Relaxed) || rank(level) < MIN_LEVEL.load(Relaxed) {
         return;
     }
+    let line = if JSON.load(Relaxed) {
+        json_line(level, name, fields)
+    } else {
+        text_line(level, name, fields)
+    };
+    // One write call per line keeps lines whole when several threads log at once.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+fn text_line(level: Level, name: &str, fields: &[(&str, &dyn std::fmt::Display)]) -> String {
     let mut line = String::with_capacity(128);
     write_utc_timestamp(&mut line, SystemTime::now());
     let _ = write!(line, " {} {}", level.as_str(), name);
@@ -50,8 +109,23 @@ pub fn event(level: Level, name: &str, fields: &[(&str, &dyn std::fmt::Display)]
         }
     }
     line.push('\n');
-    // One write call per line keeps lines whole when several threads log at once.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    line
+}
+
+/// One JSON object; every value is a string, as the text format writes it.
+fn json_line(level: Level, name: &str, fields: &[(&str, &dyn std::fmt::Display)]) -> String {
+    let mut ts = String::with_capacity(24);
+    write_utc_timestamp(&mut ts, SystemTime::now());
+    let mut object = serde_json::Map::with_capacity(fields.len() + 3);
+    object.insert("ts".into(), ts.into());
+    object.insert("level".into(), level.as_str().into());
+    object.insert("event".into(), name.into());
+    for (key, value) in fields {
+        object.insert((*key).into(), value.to_string().into());
+    }
+    let mut line = serde_json::Value::Object(object).to_string();
+    line.push('\n');
+    line
 }
 
 /// `info!("event.name", key = value, ...)`

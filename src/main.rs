@@ -1,28 +1,57 @@
-//! The command line: `serve` (the default), `call <to>`, `simulate`, `test-bot`, `--help`,
-//! `--version`.
-//! Exit codes: 0 success, 1 failure at run time (Exotel refused, port taken), 2 bad usage or
-//! configuration.
+//! The command line: `serve` (the default), `call <to>`, `simulate`, `test-bot`, `backup
+//! <file>`, `--help`, `--version`. Parsed with lexopt: every subcommand has its own `--help` on
+//! stdout, an unknown flag or a missing value is an error naming it.
+//! Exit codes: 0 success, 1 failure at run time (Exotel refused, port taken, a call failed), 2
+//! bad usage or configuration.
 
-use exotel_voicebot::app::exotel_client;
-use exotel_voicebot::calls::{CallLogId, PhoneNumber};
-use exotel_voicebot::config::{Config, ConnectMode};
-use exotel_voicebot::exotel::{CallOptions, CallTarget, ConnectCall};
+use exotel_voicebot::config::Config;
+use lexopt::prelude::*;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
 exotel-voicebot: the telephony edge between Exotel and a voice bot
 
 usage:
-  exotel-voicebot [serve]                         run the server (PORT, default 3000)
-  exotel-voicebot call <to> [--call-log-id ID]    place one call through Exotel, print the answer
-  exotel-voicebot simulate [options]              play Exotel's side of calls against a server
-  exotel-voicebot test-bot [--port P] [--echo-delay-ms MS]
-                                                  run an upstream echo bot for BOT=relay to try
-                                                  (ws://127.0.0.1:P/bot, default port 3002)
+  exotel-voicebot [serve]          run the server (PORT, default 3000)
+  exotel-voicebot call <to>        place one call through the running server's POST /call
+  exotel-voicebot simulate         play Exotel's side of calls against a server
+  exotel-voicebot test-bot         run an upstream echo bot to try BOT=relay with
+  exotel-voicebot backup <file>    copy the call log (DATA_DIR/calls.db) safely while serving
   exotel-voicebot --help | --version
 
-simulate options:
+`exotel-voicebot <command> --help` describes each command.
+Configuration comes from the environment and a .env file in the working directory;
+README.md lists every variable.";
+
+const SERVE_USAGE: &str = "\
+usage: exotel-voicebot [serve]
+
+Runs the server on PORT (default 3000) until SIGTERM or SIGINT, which drain live calls for up
+to SHUTDOWN_GRACE_S; SIGHUP reloads TLS_CERT/TLS_KEY. Configuration comes from the environment
+and ./.env; README.md lists every variable.";
+
+const CALL_USAGE: &str = "\
+usage: exotel-voicebot call <to> [options]
+
+Places one call through the running server's POST /call (so the call is logged, its status
+callback is matched, and both Exotel flows work), and prints the server's answer.
+
+options:
+  --server ADDR        the server (default 127.0.0.1:$PORT, PORT default 3000)
+  --call-log-id ID     your id for the call (default: one is generated)
+  --tls-ca FILE        the server speaks HTTPS (TLS_CERT); trust this CA (PEM)
+
+Sends API_TOKEN from the environment as its bearer token when set.";
+
+const SIMULATE_USAGE: &str = "\
+usage: exotel-voicebot simulate [options]
+
+Plays Exotel's side of calls against a running server, and checks that the echo bot's audio
+came back (--no-echo-check for another bot). Exits 0 when every call was clean.
+
+options:
   --server ADDR        the server (default 127.0.0.1:3000)
+  --tls-ca FILE        the server speaks HTTPS and wss:// (TLS_CERT); trust this CA (PEM)
   --path PATH          connect webhook to ask (default /voicebot/connect)
   --secret S           WEBHOOK_SECRET for the webhook
   --url WS_URL         skip the webhook and open this media URL (MEDIA_SECRET, MEDIA_PORT)
@@ -36,87 +65,140 @@ simulate options:
   --chunk-ms MS        caller chunk length (default 100)
   --dtmf KEYS          keys to press after the audio, e.g. 12# (# makes the echo bot hang up)
   --echo-delay-ms MS   the server's ECHO_DELAY_MS, to check the echo (default 400)
+  --no-echo-check      check the protocol only, not that the audio came back
   --calls N            calls at once (default 1)
   --ramp S             seconds over which to start them (default 1)
-  --record FILE        save what the bot sent (the first call) as WAV
+  --record FILE        save what the bot sent (the first call) as WAV";
 
-Configuration comes from the environment and a .env file in the working directory;
-README.md lists every variable.";
+const TEST_BOT_USAGE: &str = "\
+usage: exotel-voicebot test-bot [options]
+
+Runs an upstream bot that speaks Exotel's protocol and echoes, on ws://127.0.0.1:PORT/bot,
+for trying BOT=relay (BOT_URL=ws://127.0.0.1:3002/bot) and for bench/relay-latency.
+
+options:
+  --port P             its port (default 3002)
+  --echo-delay-ms MS   how far behind the caller it echoes (default 400)";
+
+const BACKUP_USAGE: &str = "\
+usage: exotel-voicebot backup <file>
+
+Copies the call log, DATA_DIR/calls.db, to <file> with SQLite's online backup: a consistent
+copy while the server runs and writes (copying the file with cp under WAL is not). <file> must
+not exist yet. Restore by stopping the server and putting the copy at DATA_DIR/calls.db.";
+
+/// What a command's run ended with: an exit code, with the message for stderr.
+type Outcome = Result<(), (u8, String)>;
+
+fn usage_error(command: &str, e: impl std::fmt::Display) -> (u8, String) {
+    let help = match command {
+        "" => "exotel-voicebot --help".to_owned(),
+        c => format!("exotel-voicebot {c} --help"),
+    };
+    (2, format!("{e} (see {help})"))
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        [] | ["serve"] => serve(),
-        ["call", rest @ ..] => call(rest),
-        ["simulate", rest @ ..] => simulate(rest),
-        ["test-bot", rest @ ..] => test_bot(rest),
-        ["--help" | "-h" | "help"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let mut parser = lexopt::Parser::from_env();
+    let outcome = match parser.next() {
+        Ok(None) => serve(&mut parser),
+        Ok(Some(Value(command))) => match command.to_str() {
+            Some("serve") => serve(&mut parser),
+            Some("call") => call(&mut parser),
+            Some("simulate") => simulate(&mut parser),
+            Some("test-bot") => test_bot(&mut parser),
+            Some("backup") => backup(&mut parser),
+            Some("help") => print(USAGE),
+            _ => Err(usage_error("", format!("unknown command {command:?}"))),
+        },
+        Ok(Some(Long("help") | Short('h'))) => print(USAGE),
+        Ok(Some(Long("version") | Short('V'))) => {
+            print(&format!("exotel-voicebot {}", env!("CARGO_PKG_VERSION")))
         }
-        ["--version" | "-V"] => {
-            println!("exotel-voicebot {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// An upstream bot written from Exotel's protocol (`sim::bot::TestBot`) on loopback, until
-/// killed: for trying `BOT=relay` and for measuring it (`bench/relay-latency`).
-fn test_bot(args: &[&str]) -> ExitCode {
-    let mut port = 3002u16;
-    let mut delay = 400u32;
-    let mut rest = args;
-    while let [name, value, tail @ ..] = rest {
-        let parsed = match *name {
-            "--port" => value.parse().map(|v| port = v).is_ok(),
-            "--echo-delay-ms" => value.parse().map(|v| delay = v).is_ok(),
-            _ => false,
-        };
-        if !parsed {
-            eprintln!("exotel-voicebot test-bot: bad option {name} {value:?} (see --help)");
-            return ExitCode::from(2);
-        }
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        eprintln!(
-            "exotel-voicebot test-bot: {:?} needs a value (see --help)",
-            rest[0]
-        );
-        return ExitCode::from(2);
-    }
-    match exotel_voicebot::sim::bot::TestBot::start_on(port, delay) {
-        Ok(bot) => {
-            println!("test bot listening on {}", bot.url());
-            loop {
-                std::thread::park();
-            }
-        }
-        Err(e) => {
-            eprintln!("exotel-voicebot test-bot: 127.0.0.1:{port}: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn load_config() -> Result<Config, ExitCode> {
-    Config::from_env().map_err(|e| {
-        eprintln!("exotel-voicebot: configuration error: {e}");
-        ExitCode::from(2)
-    })
-}
-
-fn serve() -> ExitCode {
-    let config = match load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
+        Ok(Some(arg)) => Err(usage_error("", arg.unexpected())),
+        Err(e) => Err(usage_error("", e)),
     };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("exotel-voicebot: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn print(text: &str) -> Outcome {
+    println!("{text}");
+    Ok(())
+}
+
+/// A flag's value, parsed; errors name the flag.
+fn value<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
+    let raw = parser.value().map_err(|e| e.to_string())?;
+    let text = raw
+        .to_str()
+        .ok_or_else(|| format!("{flag}: {raw:?} is not UTF-8"))?;
+    text.parse()
+        .map_err(|_| format!("{flag} {text:?} is not a valid value"))
+}
+
+/// One argument, owned, so that its flag's value can be read after it.
+enum Arg {
+    /// `--name` or `-n`, as typed.
+    Flag(String),
+    Value(std::ffi::OsString),
+}
+
+impl Arg {
+    fn unexpected(&self) -> String {
+        match self {
+            Arg::Flag(flag) => format!("unknown option {flag}"),
+            Arg::Value(v) => format!("unexpected argument {v:?}"),
+        }
+    }
+}
+
+/// Reads the command's arguments: `--help` prints `usage` and answers `false`; every other
+/// argument goes to `each`.
+fn arguments(
+    parser: &mut lexopt::Parser,
+    command: &str,
+    usage: &str,
+    mut each: impl FnMut(&mut lexopt::Parser, Arg) -> Result<(), String>,
+) -> Result<bool, (u8, String)> {
+    loop {
+        let arg = match parser.next() {
+            Ok(None) => return Ok(true),
+            Ok(Some(Long("help") | Short('h'))) => {
+                println!("{usage}");
+                return Ok(false);
+            }
+            Ok(Some(Long(name))) => Arg::Flag(format!("--{name}")),
+            Ok(Some(Short(c))) => Arg::Flag(format!("-{c}")),
+            Ok(Some(Value(v))) => Arg::Value(v),
+            Err(e) => return Err(usage_error(command, e)),
+        };
+        each(parser, arg).map_err(|e| usage_error(command, e))?;
+    }
+}
+
+fn load_config() -> Result<Config, (u8, String)> {
+    Config::from_env().map_err(|e| (2, format!("configuration error: {e}")))
+}
+
+fn serve(parser: &mut lexopt::Parser) -> Outcome {
+    let go = arguments(parser, "serve", SERVE_USAGE, |_, arg| Err(arg.unexpected()))?;
+    if !go {
+        return Ok(());
+    }
+    let config = load_config()?;
+    exotel_voicebot::log::init(&config.log);
+    install_panic_log();
+    exotel_voicebot::serve(config).map_err(|e| (1, format!("cannot serve: {e}")))
+}
+
+/// Panics as one log line each, like every other event.
+fn install_panic_log() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
         let thread = std::thread::current()
@@ -137,202 +219,290 @@ fn serve() -> ExitCode {
             exotel_voicebot::error!("panic", at = location, thread = thread, detail = info);
         }
     }));
-    match exotel_voicebot::serve(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("exotel-voicebot: cannot serve: {e}");
-            ExitCode::from(1)
+}
+
+/// Trusts a CA file for `--tls-ca`.
+fn tls_roots(path: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let roots = exotel_voicebot::tls::trust_anchors(std::path::Path::new(path))
+        .map_err(|e| format!("--tls-ca {path}: {e}"))?;
+    Ok(exotel_voicebot::tls::client_config(&roots))
+}
+
+fn server_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    let text = text
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("--server {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--server {text:?} resolves to nothing"))
+}
+
+fn call(parser: &mut lexopt::Parser) -> Outcome {
+    let mut to: Option<String> = None;
+    let mut server: Option<String> = None;
+    let mut call_log_id: Option<String> = None;
+    let mut tls_ca: Option<String> = None;
+    let go = arguments(parser, "call", CALL_USAGE, |p, arg| {
+        match &arg {
+            Arg::Flag(f) if f == "--server" => server = Some(value(p, f)?),
+            Arg::Flag(f) if f == "--call-log-id" => call_log_id = Some(value(p, f)?),
+            Arg::Flag(f) if f == "--tls-ca" => tls_ca = Some(value(p, f)?),
+            Arg::Value(v) if to.is_none() => to = Some(v.to_string_lossy().into_owned()),
+            other => return Err(other.unexpected()),
+        }
+        Ok(())
+    })?;
+    if !go {
+        return Ok(());
+    }
+    let to = to.ok_or_else(|| usage_error("call", "the number to call is missing"))?;
+    let config = load_config()?;
+    let server = match server {
+        Some(s) => server_addr(&s),
+        None => server_addr(&format!("127.0.0.1:{}", config.port)),
+    }
+    .map_err(|e| usage_error("call", e))?;
+    let tls = tls_ca
+        .map(|path| tls_roots(&path))
+        .transpose()
+        .map_err(|e| usage_error("call", e))?;
+    let target = exotel_voicebot::sim::client::Server { addr: server, tls };
+    let mut body = serde_json::json!({ "to": to });
+    if let Some(id) = call_log_id {
+        body["callLogId"] = id.into();
+    }
+    let (status, answer) = target
+        .fetch_with_token(
+            "POST",
+            "/call",
+            Some(&body.to_string()),
+            config.api_token.as_deref(),
+        )
+        .map_err(|e| {
+            (
+                1,
+                format!("{}: {e} (is the server running?)", target.base_url()),
+            )
+        })?;
+    let answer = String::from_utf8_lossy(&answer);
+    println!("{}", answer.trim_end());
+    match status {
+        200..=299 => Ok(()),
+        400..=499 => Err((2, format!("the server answered {status}"))),
+        _ => Err((1, format!("the server answered {status}"))),
+    }
+}
+
+fn test_bot(parser: &mut lexopt::Parser) -> Outcome {
+    let mut port = 3002u16;
+    let mut delay = 400u32;
+    let go = arguments(parser, "test-bot", TEST_BOT_USAGE, |p, arg| {
+        match &arg {
+            Arg::Flag(f) if f == "--port" => port = value(p, f)?,
+            Arg::Flag(f) if f == "--echo-delay-ms" => delay = value(p, f)?,
+            other => return Err(other.unexpected()),
+        }
+        Ok(())
+    })?;
+    if !go {
+        return Ok(());
+    }
+    let bot = exotel_voicebot::sim::bot::TestBot::start_on(port, delay)
+        .map_err(|e| (1, format!("test-bot on 127.0.0.1:{port}: {e}")))?;
+    println!("test bot listening on {}", bot.url());
+    loop {
+        std::thread::park();
+    }
+}
+
+fn backup(parser: &mut lexopt::Parser) -> Outcome {
+    let mut file: Option<std::path::PathBuf> = None;
+    let go = arguments(parser, "backup", BACKUP_USAGE, |_, arg| {
+        match arg {
+            Arg::Value(v) if file.is_none() => file = Some(v.into()),
+            other => return Err(other.unexpected()),
+        }
+        Ok(())
+    })?;
+    if !go {
+        return Ok(());
+    }
+    let file = file.ok_or_else(|| usage_error("backup", "the file to write is missing"))?;
+    let config = load_config()?;
+    let source = config.data_dir.join("calls.db");
+    let copied = exotel_voicebot::calls::upkeep::backup(&source, &file).map_err(|e| {
+        (
+            1,
+            format!("backup of {} to {}: {e}", source.display(), file.display()),
+        )
+    })?;
+    println!(
+        "{} calls from {} backed up to {}",
+        copied,
+        source.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+/// What `simulate` was asked.
+struct SimulateArgs {
+    server: String,
+    tls_ca: Option<String>,
+    path: String,
+    secret: Option<String>,
+    url: Option<String>,
+    outbound: bool,
+    exotel_port: u16,
+    to: String,
+    wav: Option<String>,
+    seconds: u32,
+    rate: u32,
+    chunk_ms: u32,
+    dtmf: String,
+    echo_delay_ms: u32,
+    check_echo: bool,
+    calls: usize,
+    ramp_s: u64,
+    record: Option<String>,
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        SimulateArgs {
+            server: "127.0.0.1:3000".into(),
+            tls_ca: None,
+            path: "/voicebot/connect".into(),
+            secret: None,
+            url: None,
+            outbound: false,
+            exotel_port: 3001,
+            to: "+919876543210".into(),
+            wav: None,
+            seconds: 3,
+            rate: 8000,
+            chunk_ms: 100,
+            dtmf: String::new(),
+            echo_delay_ms: 400,
+            check_echo: true,
+            calls: 1,
+            ramp_s: 1,
+            record: None,
         }
     }
 }
 
-fn call(args: &[&str]) -> ExitCode {
-    let (to, call_log_id) = match args {
-        [to] => (*to, None),
-        [to, "--call-log-id", id] => (*to, Some(*id)),
-        _ => {
-            eprintln!("usage: exotel-voicebot call <to> [--call-log-id ID]");
-            return ExitCode::from(2);
+impl SimulateArgs {
+    fn take(&mut self, p: &mut lexopt::Parser, arg: Arg) -> Result<(), String> {
+        let flag = match arg {
+            Arg::Flag(flag) => flag,
+            value => return Err(value.unexpected()),
+        };
+        let f = flag.as_str();
+        match f {
+            "--server" => self.server = value(p, f)?,
+            "--tls-ca" => self.tls_ca = Some(value(p, f)?),
+            "--path" => self.path = value(p, f)?,
+            "--secret" => self.secret = Some(value(p, f)?),
+            "--url" => self.url = Some(value(p, f)?),
+            "--outbound" => self.outbound = true,
+            "--exotel-port" => self.exotel_port = value(p, f)?,
+            "--to" => self.to = value(p, f)?,
+            "--wav" => self.wav = Some(value(p, f)?),
+            "--seconds" => self.seconds = value(p, f)?,
+            "--rate" => self.rate = value(p, f)?,
+            "--chunk-ms" => self.chunk_ms = value(p, f)?,
+            "--dtmf" => self.dtmf = value(p, f)?,
+            "--echo-delay-ms" => self.echo_delay_ms = value(p, f)?,
+            "--no-echo-check" => self.check_echo = false,
+            "--calls" => self.calls = value(p, f)?,
+            "--ramp" => self.ramp_s = value(p, f)?,
+            "--record" => self.record = Some(value(p, f)?),
+            _ => return Err(Arg::Flag(flag).unexpected()),
         }
-    };
-    let to = match PhoneNumber::parse(to) {
-        Ok(to) => to,
-        Err(e) => {
-            eprintln!("exotel-voicebot: to: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let call_log_id = match call_log_id.map(CallLogId::parse).transpose() {
-        Ok(id) => id.unwrap_or_else(CallLogId::generate),
-        Err(e) => {
-            eprintln!("exotel-voicebot: --call-log-id {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    // In stream mode the media token in StreamUrl must be one the running server issued, which a
-    // separate process cannot do: ask the server instead.
-    if config.exotel.connect_mode == ConnectMode::Stream {
-        eprintln!(
-            "exotel-voicebot: `call` needs the applet flow (EXOTEL_APP_ID set); in stream mode the media token must come from the running server, so use: curl -X POST http://localhost:{}/call -H 'Content-Type: application/json' -d '{{\"to\":\"{}\"}}'",
-            config.port,
-            to.as_str()
-        );
-        return ExitCode::from(2);
-    }
-    let client = match exotel_client(&config) {
-        Ok(client) => client,
-        Err(missing) => {
-            eprintln!(
-                "exotel-voicebot: placing calls needs {}",
-                missing.join(", ")
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let request = ConnectCall {
-        to,
-        caller_id: config.exotel.caller_id.clone().unwrap_or_default(),
-        target: CallTarget::Applet {
-            app_id: config.exotel.app_id.clone().unwrap_or_default(),
-        },
-        call_log_id: call_log_id.clone(),
-        options: CallOptions::default(),
-    };
-    // A plain thread, not a coroutine: blocking here is fine.
-    match client.connect_call(&request) {
-        Ok(placed) => {
-            let answer = serde_json::json!({
-                "callLogId": call_log_id.as_str(),
-                "callSid": placed.call_sid,
-                "status": placed.status,
-            });
-            println!("{answer}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("exotel-voicebot: {e}");
-            ExitCode::from(1)
-        }
+        Ok(())
     }
 }
 
-fn simulate(args: &[&str]) -> ExitCode {
-    match simulate_with(args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("exotel-voicebot simulate: {e}");
-            ExitCode::from(2)
-        }
+fn simulate(parser: &mut lexopt::Parser) -> Outcome {
+    let mut args = SimulateArgs::default();
+    let go = arguments(parser, "simulate", SIMULATE_USAGE, |p, arg| {
+        args.take(p, arg)
+    })?;
+    if !go {
+        return Ok(());
     }
+    match simulate_with(&args) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((1, "simulate: not every call was clean".into())),
+        Err(e) => Err((2, format!("simulate: {e}"))),
+    }
+}
+
+/// The caller's audio: the WAV file, or the built-in signal.
+fn caller_audio(args: &SimulateArgs) -> Result<(u32, Vec<i16>), String> {
+    use exotel_voicebot::exotel::stream::SAMPLE_RATES;
+    let Some(path) = &args.wav else {
+        if !SAMPLE_RATES.contains(&args.rate) {
+            return Err(format!("--rate {}: use 8000, 16000 or 24000", args.rate));
+        }
+        let audio = exotel_voicebot::media::audio::speech_like(args.rate, args.seconds * 1000, 1);
+        return Ok((args.rate, audio));
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| format!("--wav {path}: {e}"))?;
+    let wav = exotel_voicebot::media::audio::read_wav(&mut file)
+        .map_err(|e| format!("--wav {path}: {e}"))?;
+    if !SAMPLE_RATES.contains(&wav.sample_rate) {
+        return Err(format!(
+            "--wav {path}: {} Hz; Exotel streams 8000, 16000 or 24000",
+            wav.sample_rate
+        ));
+    }
+    Ok((wav.sample_rate, wav.samples))
 }
 
 /// Runs the simulation; `Ok(true)` when every call was clean.
-fn simulate_with(args: &[&str]) -> Result<bool, String> {
+fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
     use exotel_voicebot::sim::{self, CallPlan, Connect};
-    use std::collections::HashMap;
-    use std::time::Duration;
-    let flags = ["--outbound"];
-    let mut opts: HashMap<&str, &str> = HashMap::new();
-    let mut i = 0;
-    while i < args.len() {
-        let name = args[i];
-        if flags.contains(&name) {
-            opts.insert(name, "");
-            i += 1;
-        } else if name.starts_with("--") && i + 1 < args.len() {
-            opts.insert(name, args[i + 1]);
-            i += 2;
-        } else {
-            return Err(format!("unexpected {name:?} (see --help)"));
-        }
-    }
-    let num = |name: &str, default: u64| -> Result<u64, String> {
-        opts.get(name)
-            .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{name} {v:?} is not a whole number"))
-            })
-            .unwrap_or(Ok(default))
-    };
-    let server_text = opts.get("--server").copied().unwrap_or("127.0.0.1:3000");
-    let server_text = server_text
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let server: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(server_text)
-        .map_err(|e| format!("--server {server_text:?}: {e}"))?
-        .next()
-        .ok_or("--server resolves to nothing")?;
-    let (rate, audio) = match opts.get("--wav") {
-        Some(path) => {
-            let mut file = std::fs::File::open(path).map_err(|e| format!("--wav {path}: {e}"))?;
-            let wav = exotel_voicebot::media::audio::read_wav(&mut file)
-                .map_err(|e| format!("--wav {path}: {e}"))?;
-            if !exotel_voicebot::exotel::stream::SAMPLE_RATES.contains(&wav.sample_rate) {
-                return Err(format!(
-                    "--wav {path}: {} Hz; Exotel streams 8000, 16000 or 24000",
-                    wav.sample_rate
-                ));
-            }
-            (wav.sample_rate, wav.samples)
-        }
-        None => {
-            let rate = num("--rate", 8000)? as u32;
-            if !exotel_voicebot::exotel::stream::SAMPLE_RATES.contains(&rate) {
-                return Err(format!("--rate {rate}: use 8000, 16000 or 24000"));
-            }
-            let ms = num("--seconds", 3)? as u32 * 1000;
-            (
-                rate,
-                exotel_voicebot::media::audio::speech_like(rate, ms, 1),
-            )
-        }
-    };
+    use std::sync::Arc;
+    let server = server_addr(&args.server)?;
+    let (rate, audio) = caller_audio(args)?;
     let mut plan = CallPlan::new(server, audio);
     plan.sample_rate = rate;
-    plan.chunk_ms = num("--chunk-ms", 100)? as u32;
-    plan.echo_delay_ms = num("--echo-delay-ms", 400)? as u32;
-    plan.dtmf = opts.get("--dtmf").copied().unwrap_or("").to_owned();
+    plan.chunk_ms = args.chunk_ms;
+    plan.echo_delay_ms = args.echo_delay_ms;
+    plan.dtmf = args.dtmf.clone();
+    plan.check_echo = args.check_echo;
+    plan.tls = args.tls_ca.as_deref().map(tls_roots).transpose()?;
     let _fake;
-    plan.connect = if let Some(url) = opts.get("--url") {
-        Connect::Url(url.to_string())
-    } else if opts.contains_key("--outbound") {
-        let port = num("--exotel-port", 3001)? as u16;
-        let fake = std::sync::Arc::new(
-            sim::fake_exotel::FakeExotel::start_on(
-                port,
-                sim::fake_exotel::Behaviour::Accept {
-                    sid: "sim-call".into(),
-                },
-            )
-            .map_err(|e| format!("fake Exotel on 127.0.0.1:{port}: {e}"))?,
+    plan.connect = if let Some(url) = &args.url {
+        Connect::Url(url.clone())
+    } else if args.outbound {
+        let port = args.exotel_port;
+        let behaviour = sim::fake_exotel::Behaviour::Accept {
+            sid: "sim-call".into(),
+        };
+        let fake = Arc::new(
+            sim::fake_exotel::FakeExotel::start_on(port, behaviour)
+                .map_err(|e| format!("fake Exotel on 127.0.0.1:{port}: {e}"))?,
         );
         _fake = fake.clone();
-        let to = opts
-            .get("--to")
-            .copied()
-            .unwrap_or("+919876543210")
-            .to_owned();
-        Connect::Outbound { to, fake }
+        Connect::Outbound {
+            to: args.to.clone(),
+            fake,
+        }
     } else {
         Connect::Webhook {
-            path: opts
-                .get("--path")
-                .copied()
-                .unwrap_or("/voicebot/connect")
-                .to_owned(),
-            secret: opts.get("--secret").map(|s| s.to_string()),
+            path: args.path.clone(),
+            secret: args.secret.clone(),
         }
     };
-    let calls = num("--calls", 1)? as usize;
-    let ramp = Duration::from_millis(num("--ramp", 1)? * 1000);
-    let report = sim::run_load(&plan, calls.max(1), ramp);
+    let ramp = std::time::Duration::from_secs(args.ramp_s);
+    let report = sim::run_load(&plan, args.calls.max(1), ramp);
     print!("{}", sim::report::summary(&report.calls, report.wall));
-    if let (Some(path), Some(first)) = (opts.get("--record"), report.calls.first()) {
+    if let (Some(path), Some(first)) = (&args.record, report.calls.first()) {
         let mut file = std::fs::File::create(path).map_err(|e| format!("--record {path}: {e}"))?;
         exotel_voicebot::media::audio::write_wav(&mut file, rate, 1, &first.bot_audio)
             .map_err(|e| format!("--record {path}: {e}"))?;

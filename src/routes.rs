@@ -12,7 +12,7 @@ impl Service for App {
         dispatch(self, request)
     }
 
-    fn upgrade(&self, request: &Request, stream: may::net::TcpStream, already_read: Vec<u8>) {
+    fn upgrade(&self, request: &Request, stream: crate::http::Conn, already_read: Vec<u8>) {
         crate::media::upgraded(self, request, stream, already_read);
     }
 }

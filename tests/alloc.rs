@@ -226,9 +226,11 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
     let builder = may::coroutine::Builder::new().stack_size(4 * 1024 * 1024 / size_of::<usize>());
     let server = may::go!(builder, move || {
         let (stream, _) = listener.accept().unwrap();
-        let mut ws =
-            tungstenite::accept_with_config(MediaStream::Direct(stream), Some(websocket_config()))
-                .unwrap();
+        let mut ws = tungstenite::accept_with_config(
+            MediaStream::Direct(exotel_voicebot::http::Conn::Plain(stream)),
+            Some(websocket_config()),
+        )
+        .unwrap();
         ws.get_mut().start_pump().unwrap();
         let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
         let settings = SessionSettings::default();

@@ -56,7 +56,11 @@ fn a_taken_port_is_a_clear_failure() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot serve"), "{stderr}");
+    // The message names the variable and the port, so the fix is plain.
+    assert!(stderr.contains(&format!("PORT={port}")), "{stderr}");
+    assert!(stderr.contains("set PORT to a free port"), "{stderr}");
 }
 
 #[test]
@@ -88,89 +92,138 @@ fn a_port_another_exotel_voicebot_serves_is_taken_too() {
     assert_eq!(first.get("/health").status, 200);
 }
 
-#[test]
-fn call_places_one_call_through_the_same_client() {
-    let fake = FakeExotel::start(Behaviour::Accept {
-        sid: "cli-sid".into(),
-    });
-    let dir = support::temp_dir("cli");
-    let env = [
-        ("EXOTEL_API_KEY", "k"),
-        ("EXOTEL_API_TOKEN", "t"),
-        ("EXOTEL_SID", "acme"),
-        ("EXOTEL_APP_ID", "77"),
-        ("EXOTEL_CALLER_ID", "0801"),
+/// The variables of a server that places calls through `fake` (applet flow unless `stream`).
+fn exotel_env(fake: &FakeExotel, stream: bool) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("EXOTEL_API_KEY", "k".to_string()),
+        ("EXOTEL_API_TOKEN", "t".into()),
+        ("EXOTEL_SID", "acme".into()),
+        ("EXOTEL_CALLER_ID", "0801".into()),
+        ("EXOTEL_API_BASE_URL", fake.base_url()),
     ];
-    let out = binary(&dir)
-        .envs(env)
-        .env("EXOTEL_API_BASE_URL", fake.base_url())
-        .args(["call", "+919876543210", "--call-log-id", "cli-1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        answer,
-        serde_json::json!({"callLogId": "cli-1", "callSid": "cli-sid", "status": "queued"})
-    );
-    let got = fake.received();
-    assert_eq!(got[0].path, "/v1/Accounts/acme/Calls/connect.json");
-    assert_eq!(
-        support::form_pairs(&got[0].body),
-        [
-            ("From", "+919876543210"),
-            ("CallerId", "0801"),
-            ("Url", "http://my.exotel.com/acme/exoml/start_voice/77"),
-            ("CustomField", "cli-1")
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-    );
+    if !stream {
+        env.push(("EXOTEL_APP_ID", "77".into()));
+    }
+    env
+}
 
-    // Exotel refusing is exit 1 with Exotel's message.
-    fake.set(Behaviour::Answer {
-        status: 403,
-        body: r#"{"RestException":{"Status":403,"Message":"Not allowed"}}"#.into(),
-    });
-    let out = binary(&dir)
-        .envs(env)
-        .env("EXOTEL_API_BASE_URL", fake.base_url())
-        .args(["call", "+919876543210"])
+fn call_cli(
+    dir: &std::path::Path,
+    server: &support::Server,
+    args: &[&str],
+) -> std::process::Output {
+    binary(dir)
+        .arg("call")
+        .args(args)
+        .args(["--server", &server.addr.to_string()])
         .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Exotel answered 403: Not allowed"));
-
-    // A bad number never reaches Exotel.
-    let before = fake.received().len();
-    let out = binary(&dir)
-        .envs(env)
-        .env("EXOTEL_API_BASE_URL", fake.base_url())
-        .args(["call", "12"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(fake.received().len(), before);
+        .unwrap()
 }
 
 #[test]
-fn call_in_stream_mode_points_to_the_running_server() {
+fn call_goes_through_the_running_server_in_both_flows_and_is_logged() {
+    for stream in [false, true] {
+        let fake = FakeExotel::start(Behaviour::Accept {
+            sid: "cli-sid".into(),
+        });
+        let env = exotel_env(&fake, stream);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let server = support::Server::start(&env);
+        let dir = support::temp_dir("cli");
+        let out = call_cli(&dir, &server, &["+919876543210", "--call-log-id", "cli-1"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["callLogId"], "cli-1");
+        assert_eq!(answer["callSid"], "cli-sid");
+        // Through POST /call: the fake Exotel got the call with our id, and the log has its row.
+        let got = fake.received();
+        let fields = support::form_pairs(&got[0].body);
+        assert!(
+            fields.contains(&("CustomField".into(), "cli-1".into())),
+            "{fields:?}"
+        );
+        let has_stream_url = fields.iter().any(|(k, _)| k == "StreamUrl");
+        assert_eq!(has_stream_url, stream, "{fields:?}");
+        let row = server.get("/calls/cli-1").json();
+        assert_eq!(row["callSid"], "cli-sid", "{row}");
+
+        // A used callLogId is refused by the server, exit 2, with its answer on stdout.
+        let again = call_cli(&dir, &server, &["+919876543210", "--call-log-id", "cli-1"]);
+        assert_eq!(again.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("answered 409"));
+        assert!(String::from_utf8_lossy(&again.stdout).contains("cli-1"));
+
+        // A bad number never reaches Exotel.
+        let before = fake.received().len();
+        let bad = call_cli(&dir, &server, &["12"]);
+        assert_eq!(bad.status.code(), Some(2));
+        assert_eq!(fake.received().len(), before);
+    }
+}
+
+#[test]
+fn call_without_a_server_says_so() {
     let dir = support::temp_dir("cli");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
     let out = binary(&dir)
-        .envs([
-            ("EXOTEL_API_KEY", "k"),
-            ("EXOTEL_API_TOKEN", "t"),
-            ("EXOTEL_SID", "s"),
-            ("EXOTEL_CALLER_ID", "0801"),
-        ])
-        .args(["call", "+919876543210"])
+        .args(["call", "+919876543210", "--server", &addr])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("POST http://localhost:3000/call"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is the server running?"), "{stderr}");
+}
+
+#[test]
+fn every_command_prints_its_own_help_on_stdout() {
+    let dir = support::temp_dir("cli");
+    for command in ["serve", "call", "simulate", "test-bot", "backup"] {
+        for flag in ["--help", "-h"] {
+            let out = binary(&dir).args([command, flag]).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{command} {flag}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.starts_with(&format!(
+                    "usage: exotel-voicebot {}",
+                    if command == "serve" {
+                        "[serve]"
+                    } else {
+                        command
+                    }
+                )),
+                "{command} {flag}: {stdout}"
+            );
+            assert!(out.stderr.is_empty(), "{command} {flag}");
+        }
+    }
+}
+
+#[test]
+fn unknown_flags_and_missing_values_are_errors_naming_the_flag() {
+    let dir = support::temp_dir("cli");
+    let cases: [(&[&str], &str); 7] = [
+        (&["simulate", "--call", "5"], "--call"),
+        (&["simulate", "--calls"], "--calls"),
+        (&["simulate", "--calls", "many"], "--calls"),
+        (&["call", "+919876543210", "--sever", "x"], "--sever"),
+        (&["test-bot", "--prot", "1"], "--prot"),
+        (&["serve", "--port", "1"], "--port"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, named) in cases {
+        let out = binary(&dir).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }
 
 /// Runs `simulate` with `args`, requires success, returns its report.

@@ -20,7 +20,6 @@ use crate::media::audio::pcm_to_samples;
 use crate::media::pump::{Pumped, Writes};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -115,37 +114,6 @@ impl Write for BotStream {
             BotStream::Tls(t) => t.flush(),
         }
     }
-}
-
-/// The TLS settings: the web's root certificates (webpki-roots, as minreq uses) plus
-/// `BOT_CA_FILE`'s. Built once per set of extra roots, not per call.
-fn tls_config(extra_roots: &[Vec<u8>]) -> Arc<rustls::ClientConfig> {
-    type Built = Vec<(Vec<Vec<u8>>, Arc<rustls::ClientConfig>)>;
-    static BUILT: Mutex<Built> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, config)) = built.iter().find(|(roots, _)| roots == extra_roots) {
-        return config.clone();
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| {
-        rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(
-            ta.subject,
-            ta.spki,
-            ta.name_constraints,
-        )
-    }));
-    for der in extra_roots {
-        // Checked when the configuration was read.
-        let _ = roots.add(&rustls::Certificate(der.clone()));
-    }
-    let config = Arc::new(
-        rustls::ClientConfig::builder()
-            .with_safe_defaults()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
-    built.push((extra_roots.to_vec(), config.clone()));
-    config
 }
 
 /// One call's connection to the bot.
@@ -245,9 +213,10 @@ impl Relay {
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         pumped.set_wait(Some(Duration::from_millis(20)));
         let stream = if config.tls {
-            let name = rustls::ServerName::try_from(config.host.as_str())
+            let name = rustls::pki_types::ServerName::try_from(config.host.clone())
                 .map_err(|e| ConnectError::Unreachable(format!("TLS name: {e}")))?;
-            let tls = rustls::ClientConnection::new(tls_config(&config.extra_roots), name)
+            let roots = crate::tls::client_config(&config.extra_roots);
+            let tls = rustls::ClientConnection::new(roots, name)
                 .map_err(|e| ConnectError::Unreachable(format!("TLS: {e}")))?;
             BotStream::Tls(Box::new(rustls::StreamOwned::new(tls, pumped)))
         } else {

@@ -165,6 +165,9 @@ enum Op {
     ),
     /// Answers once everything sent before it is written.
     Sync(may::sync::mpsc::Sender<()>),
+    /// Deletes ended calls created before this time (ms since the epoch); answers the
+    /// recordings they held.
+    Prune(i64, mpsc::Sender<Result<Pruned, String>>),
 }
 
 /// The handle coroutines use. Cloning shares the writer.
@@ -229,6 +232,22 @@ impl CallLog {
             .map_err(|_| "the call log is closed".to_string())?
     }
 
+    /// Deletes the rows (and status history) of calls created before `cutoff` that have
+    /// ended; answers how many and the recording files they named, for the caller to delete.
+    /// Blocks: call it from a thread.
+    pub fn prune(&self, cutoff: SystemTime) -> Result<Pruned, String> {
+        let cutoff_ms = cutoff
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let (tx, rx) = mpsc::channel();
+        self.ops
+            .send(Op::Prune(cutoff_ms, tx))
+            .map_err(|_| "the call log is closed")?;
+        rx.recv()
+            .map_err(|_| "the call log is closed".to_string())?
+    }
+
     /// Waits until every event recorded so far is written.
     pub fn sync(&self) {
         let (tx, rx) = may::sync::mpsc::channel();
@@ -236,6 +255,37 @@ impl CallLog {
             let _ = rx.recv();
         }
     }
+}
+
+/// What [`CallLog::prune`] deleted.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub calls: usize,
+    /// The recording files the deleted rows named, for the caller to delete.
+    pub recordings: Vec<String>,
+}
+
+/// Deletes ended calls created before `cutoff`, in one transaction.
+fn prune(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<Pruned> {
+    let tx = conn.transaction()?;
+    let ended =
+        "created_at < ?1 AND status NOT IN ('queued','initiated','connected','in-progress')";
+    let recordings = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT recording_path FROM calls WHERE {ended} AND recording_path IS NOT NULL"
+        ))?;
+        let paths = stmt
+            .query_map([cutoff], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        paths
+    };
+    tx.execute(
+        &format!("DELETE FROM call_history WHERE call_log_id IN (SELECT call_log_id FROM calls WHERE {ended})"),
+        [cutoff],
+    )?;
+    let calls = tx.execute(&format!("DELETE FROM calls WHERE {ended}"), [cutoff])?;
+    tx.commit()?;
+    Ok(Pruned { calls, recordings })
 }
 
 /// SQLite's page cache, in KiB. Its default (2 MiB) fills as the call log grows and would be a
@@ -453,6 +503,9 @@ impl Writer {
             }
             Op::Get(id, reply) => {
                 let _ = reply.send(get(&self.conn, &id).map_err(|e| e.to_string()));
+            }
+            Op::Prune(cutoff, reply) => {
+                let _ = reply.send(prune(&mut self.conn, cutoff).map_err(|e| e.to_string()));
             }
             // Answered at once even while writes fail: a shutdown must not wait for a disk.
             Op::Sync(reply) => {

@@ -8,6 +8,7 @@ pub mod place;
 pub mod registry;
 pub mod slots;
 pub mod status;
+pub mod upkeep;
 pub mod watchdog;
 
 pub use ids::{CallLogId, MediaToken, PhoneNumber};

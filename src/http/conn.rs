@@ -3,8 +3,8 @@
 //! Pipelined requests are already in `buf` and are answered in order by the same loop.
 
 use super::chunked;
+use super::socket::Conn;
 use super::{BodyFraming, Limits, Request, Response, Service};
-use may::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,9 +29,9 @@ trait Source: Read + Write {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
-impl Source for TcpStream {
+impl Source for Conn {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, timeout)
+        Conn::set_read_timeout(self, timeout)
     }
 }
 
@@ -63,30 +63,33 @@ impl Source for InMemory<'_> {
     }
 }
 
-/// Reads whatever arrives before `deadline`, appended to `buf`.
+/// Reads whatever arrives before `deadline`, appended to `buf`. A read that made progress
+/// without data to give (part of a TLS record) is retried until the deadline.
 fn read_some(
     stream: &mut impl Source,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> io::Result<ReadOutcome> {
-    let now = Instant::now();
-    if now >= deadline {
-        return Ok(ReadOutcome::TimedOut);
-    }
-    // Whole milliseconds (crate::timer): the deadline is kept to within 1 ms.
-    stream.set_read_timeout(Some(crate::timer::whole_millis(deadline - now)))?;
-    let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
-    let result = stream.read(&mut buf[len..]);
-    buf.truncate(len + *result.as_ref().unwrap_or(&0));
-    match result {
-        Ok(0) => Ok(ReadOutcome::Eof),
-        Ok(_) => Ok(ReadOutcome::Data),
-        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-            Ok(ReadOutcome::TimedOut)
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(ReadOutcome::TimedOut);
         }
-        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(ReadOutcome::Data),
-        Err(e) => Err(e),
+        // Whole milliseconds (crate::timer): the deadline is kept to within 1 ms.
+        stream.set_read_timeout(Some(crate::timer::whole_millis(deadline - now)))?;
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        let result = stream.read(&mut buf[len..]);
+        buf.truncate(len + *result.as_ref().unwrap_or(&0));
+        return match result {
+            Ok(0) => Ok(ReadOutcome::Eof),
+            Ok(_) => Ok(ReadOutcome::Data),
+            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                Ok(ReadOutcome::TimedOut)
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
     }
 }
 
@@ -105,15 +108,10 @@ struct Head {
     http_1_0: bool,
 }
 
-pub(super) fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    service: &dyn Service,
-    limits: &Limits,
-) {
-    let _ = stream.set_nodelay(true);
+pub(super) fn serve(mut stream: Conn, peer: SocketAddr, service: &dyn Service, limits: &Limits) {
+    let _ = stream.socket().set_nodelay(true);
     // A client that stops reading our answers must not hold the coroutine forever.
-    let _ = stream.set_write_timeout(Some(limits.idle_timeout));
+    let _ = stream.socket().set_write_timeout(Some(limits.idle_timeout));
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(1024);
     loop {
@@ -487,9 +485,12 @@ fn body_framing(
 
 /// Stops writing, then reads and drops what the client still sends for a short while, so that
 /// closing with unread input does not reset the connection before the client reads our answer.
-fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+fn linger_close(stream: &mut Conn, buf: &mut Vec<u8>) {
     let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Write);
+    if let Conn::Tls(tls) = stream {
+        tls.close_notify();
+    }
+    let _ = stream.socket().shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER_TIME;
     let mut drained = 0;
     while drained < LINGER_BYTES {
@@ -502,7 +503,11 @@ fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
 }
 
 /// Answers a connection over `max_connections` with 503 and closes it, off the accept loop.
-pub(super) fn refuse_over_capacity(mut stream: TcpStream, max: usize) {
+/// A TLS connection is closed without an answer: a handshake is the work being refused.
+pub(super) fn refuse_over_capacity(mut stream: Conn, max: usize) {
+    if stream.is_tls() {
+        return;
+    }
     may::go!(move || {
         let mut out = Vec::new();
         Response::error(
@@ -512,7 +517,9 @@ pub(super) fn refuse_over_capacity(mut stream: TcpStream, max: usize) {
         )
         .closing()
         .write_to(&mut out, false, false);
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream
+            .socket()
+            .set_write_timeout(Some(Duration::from_secs(1)));
         let _ = stream.write_all(&out);
         linger_close(&mut stream, &mut Vec::new());
     });

@@ -14,9 +14,11 @@ mod conn;
 pub mod form;
 pub mod params;
 mod response;
+pub mod socket;
 
 pub use params::Params;
 pub use response::{reason_phrase, Response};
+pub use socket::Conn;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,7 +113,7 @@ pub trait Service: Send + Sync + 'static {
 
     /// Takes over a connection after `call` answered it with an upgrade (a `101`), with the
     /// bytes already read past the request. Runs on the connection's coroutine.
-    fn upgrade(&self, _request: &Request, _stream: may::net::TcpStream, _already_read: Vec<u8>) {}
+    fn upgrade(&self, _request: &Request, _stream: Conn, _already_read: Vec<u8>) {}
 }
 
 /// Answers the requests in `input` as a connection on `peer` would (framing, limits, dispatch,
@@ -130,6 +132,8 @@ pub fn answer_in_memory(
 /// A bound listener; [`Server::start`] spawns its accept loop on a coroutine.
 pub struct Server {
     listener: may::net::TcpListener,
+    /// `TLS_CERT`/`TLS_KEY`: every connection speaks TLS.
+    tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 /// A listener on `addr` that no other process is listening on. may's `TcpListener::bind` sets
@@ -148,11 +152,18 @@ impl Server {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Server> {
         Ok(Server {
             listener: bind_exclusive(addr)?,
+            tls: None,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Serves HTTPS: each accepted connection takes `tls`'s configuration of that moment.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::ServerTls>>) -> Server {
+        self.tls = tls;
+        self
     }
 
     /// Accepts connections until the process ends, one coroutine each.
@@ -164,7 +175,7 @@ impl Server {
         let limits = Arc::new(limits);
         let open = Arc::new(AtomicUsize::new(0));
         may::go!(move || loop {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer) = match accept(&self.listener, self.tls.as_deref()) {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -189,4 +200,18 @@ impl Server {
             }
         })
     }
+}
+
+/// The next connection, under TLS when the server has a certificate. The handshake itself
+/// happens on the connection's coroutine, at its first read, within the request deadlines.
+pub fn accept(
+    listener: &may::net::TcpListener,
+    tls: Option<&crate::tls::ServerTls>,
+) -> std::io::Result<(Conn, SocketAddr)> {
+    let (stream, peer) = listener.accept()?;
+    let conn = match tls {
+        Some(tls) => Conn::Tls(Box::new(tls.accept(stream)?)),
+        None => Conn::Plain(stream),
+    };
+    Ok((conn, peer))
 }

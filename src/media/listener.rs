@@ -4,9 +4,11 @@
 use super::session::{websocket_config, MediaStream};
 use super::{authorize, Grant};
 use crate::app::App;
+use crate::tls::ServerTls;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{ErrorResponse, Request as WsRequest, Response as WsResponse};
+use tungstenite::HandshakeError;
 
 /// Time allowed for a client to complete the WebSocket handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -14,9 +16,13 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts media sockets until the process ends, one coroutine each.
 // tungstenite's handshake callback must return its `ErrorResponse`, a whole HTTP response.
 #[allow(clippy::result_large_err)]
-pub fn start(listener: may::net::TcpListener, app: Arc<App>) -> may::coroutine::JoinHandle<()> {
+pub fn start(
+    listener: may::net::TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    app: Arc<App>,
+) -> may::coroutine::JoinHandle<()> {
     may::go!(move || loop {
-        let (stream, peer) = match listener.accept() {
+        let (stream, peer) = match crate::http::accept(&listener, tls.as_deref()) {
             Ok(accepted) => accepted,
             Err(e) => {
                 crate::warn!("media.accept_failed", error = e);
@@ -28,6 +34,7 @@ pub fn start(listener: may::net::TcpListener, app: Arc<App>) -> may::coroutine::
         let builder = may::coroutine::Builder::new()
             .stack_size(crate::http::CONNECTION_STACK_BYTES / std::mem::size_of::<usize>());
         let spawned = may::go!(builder, move || {
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
             let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
             let mut grant: Option<Grant> = None;
             let check = |request: &WsRequest, response: WsResponse| {
@@ -50,13 +57,24 @@ pub fn start(listener: may::net::TcpListener, app: Arc<App>) -> may::coroutine::
                     }
                 }
             };
-            let accepted = tungstenite::accept_hdr_with_config(
+            let mut attempt = tungstenite::accept_hdr_with_config(
                 MediaStream::Direct(stream),
                 check,
                 Some(websocket_config()),
-            )
+            );
+            // `WouldBlock` is the socket's timeout, or part of a TLS record: go on until the
+            // handshake's deadline.
+            while let Err(HandshakeError::Interrupted(midway)) = attempt {
+                if Instant::now() >= deadline {
+                    attempt = Err(HandshakeError::Failure(tungstenite::Error::Io(
+                        std::io::ErrorKind::TimedOut.into(),
+                    )));
+                    break;
+                }
+                attempt = midway.handshake();
+            }
             // The error holds the callback (and its borrow of `grant`): keep only its text.
-            .map_err(|e| e.to_string());
+            let accepted = attempt.map_err(|e| e.to_string());
             match (accepted, grant) {
                 (Ok(ws), Some(grant)) => super::run(&app, ws, grant),
                 (Err(e), _) => crate::info!("media.handshake_failed", peer = peer, error = e),

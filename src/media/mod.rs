@@ -124,7 +124,7 @@ pub fn handshake(app: &App, request: &Request) -> Response {
 }
 
 /// After the 101: runs the call's session on this connection's coroutine.
-pub fn upgraded(app: &App, request: &Request, stream: may::net::TcpStream, already_read: Vec<u8>) {
+pub fn upgraded(app: &App, request: &Request, stream: crate::http::Conn, already_read: Vec<u8>) {
     // Authorized a moment ago in `handshake`; asked again so the grant is not carried through
     // the HTTP layer. A token that expired in between is refused by closing.
     let Ok(grant) = authorize(app, &request.query, request.header("authorization")) else {

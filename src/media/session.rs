@@ -16,7 +16,9 @@ use crate::calls::registry::{REPLACED, SHUTDOWN};
 use crate::calls::CallLogId;
 use crate::config::{Fallback, RelayConfig};
 use crate::exotel::stream::{decode_payload_into, Encoder, Frame, Inbound, Oddities, StartEvent};
+use crate::http::Conn;
 use crate::metrics::{MediaDelta, Metrics, RelayEvent};
+use crate::tls::TlsStream;
 use bytes::BytesMut;
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -46,37 +48,68 @@ pub trait MediaIo: Read + Write {
     }
 }
 
-/// Exotel's socket: a `may` TCP stream whose timeouts read as `WouldBlock`, the error
+/// Exotel's socket: a `may` TCP stream (plain or TLS) whose timeouts read as `WouldBlock`, the error
 /// tungstenite is built to resume after with its partial frame kept (docs/design.md §2). With a relayed
 /// bot it is pumped (see `media::pump`), so that the bot's frames can wake the session too.
 pub enum MediaStream {
-    Direct(may::net::TcpStream),
+    Direct(Conn),
     Pumped(Pumped),
+    PumpedTls(Box<TlsStream<rustls::ServerConnection, Pumped>>),
+    /// Only while the stream changes form in [`MediaStream::start_pump`].
+    Moving,
 }
 
 impl MediaStream {
     pub fn socket(&self) -> &may::net::TcpStream {
         match self {
-            MediaStream::Direct(s) => s,
+            MediaStream::Direct(c) => c.socket(),
             MediaStream::Pumped(p) => p.socket(),
+            MediaStream::PumpedTls(t) => t.get_ref().socket(),
+            MediaStream::Moving => unreachable!("a media stream is only moving inside start_pump"),
         }
     }
 
     /// From now on the socket is read by a pump that wakes the current coroutine. Bytes
-    /// tungstenite has already read stay where they are.
+    /// tungstenite has already read stay where they are, and so do TLS records rustls holds.
     pub fn start_pump(&mut self) -> io::Result<()> {
-        if let MediaStream::Direct(s) = self {
-            *self = MediaStream::Pumped(Pumped::start(s.try_clone()?, Writes::Blocking)?);
-        }
+        let MediaStream::Direct(conn) = std::mem::replace(self, MediaStream::Moving) else {
+            return Ok(());
+        };
+        let pumped = |s: &may::net::TcpStream| Pumped::start(s.try_clone()?, Writes::Blocking);
+        *self = match conn {
+            Conn::Plain(s) => match pumped(&s) {
+                Ok(p) => MediaStream::Pumped(p),
+                Err(e) => {
+                    *self = MediaStream::Direct(Conn::Plain(s));
+                    return Err(e);
+                }
+            },
+            Conn::Tls(tls) => match pumped(tls.get_ref()) {
+                Ok(p) => {
+                    let (session, _socket) = tls.into_parts();
+                    MediaStream::PumpedTls(Box::new(TlsStream::resume(session, p)))
+                }
+                Err(e) => {
+                    *self = MediaStream::Direct(Conn::Tls(tls));
+                    return Err(e);
+                }
+            },
+        };
         Ok(())
     }
 }
 
+/// A socket's timeout is tungstenite's `WouldBlock`, and so is part of a TLS record: the
+/// session's next turn reads again.
 fn timeout_as_would_block<T>(r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| match e.kind() {
-        ErrorKind::TimedOut => io::Error::from(ErrorKind::WouldBlock),
+        ErrorKind::TimedOut | ErrorKind::Interrupted => io::Error::from(ErrorKind::WouldBlock),
         _ => e,
     })
+}
+
+fn moving() -> io::Error {
+    io::Error::new(ErrorKind::NotConnected, "the media stream is changing form")
 }
 
 impl Read for MediaStream {
@@ -84,6 +117,8 @@ impl Read for MediaStream {
         match self {
             MediaStream::Direct(s) => timeout_as_would_block(s.read(buf)),
             MediaStream::Pumped(p) => p.read(buf),
+            MediaStream::PumpedTls(t) => timeout_as_would_block(t.read(buf)),
+            MediaStream::Moving => Err(moving()),
         }
     }
 }
@@ -93,12 +128,16 @@ impl Write for MediaStream {
         match self {
             MediaStream::Direct(s) => timeout_as_would_block(s.write(buf)),
             MediaStream::Pumped(p) => timeout_as_would_block(p.write(buf)),
+            MediaStream::PumpedTls(t) => timeout_as_would_block(t.write(buf)),
+            MediaStream::Moving => Err(moving()),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             MediaStream::Direct(s) => timeout_as_would_block(s.flush()),
             MediaStream::Pumped(p) => timeout_as_would_block(p.flush()),
+            MediaStream::PumpedTls(t) => timeout_as_would_block(t.flush()),
+            MediaStream::Moving => Err(moving()),
         }
     }
 }
@@ -111,6 +150,11 @@ impl MediaIo for MediaStream {
                 p.set_wait(timeout);
                 Ok(())
             }
+            MediaStream::PumpedTls(t) => {
+                t.get_mut().set_wait(timeout);
+                Ok(())
+            }
+            MediaStream::Moving => Err(moving()),
         }
     }
 

@@ -89,20 +89,13 @@ impl TestBot {
 
     /// A `wss://` bot on a free loopback port, with this certificate chain and PKCS#8 key (PEM).
     pub fn start_tls(echo_delay_ms: u32, cert_pem: &str, key_pem: &str) -> TestBot {
-        let chain = crate::config::pem_blocks(cert_pem, "CERTIFICATE")
-            .expect("a PEM certificate chain")
-            .into_iter()
-            .map(rustls::Certificate)
-            .collect();
-        let key = crate::config::pem_blocks(key_pem, "PRIVATE KEY")
-            .expect("a PEM key")
-            .into_iter()
-            .next()
-            .expect("a PKCS#8 key");
+        let chain = crate::tls::certificates(cert_pem.as_bytes()).expect("a PEM certificate chain");
+        use rustls::pki_types::pem::PemObject as _;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .expect("a PEM key");
         let config = rustls::ServerConfig::builder()
-            .with_safe_defaults()
             .with_no_client_auth()
-            .with_single_cert(chain, rustls::PrivateKey(key))
+            .with_single_cert(chain, key)
             .expect("a usable certificate and key");
         TestBot::listen(0, echo_delay_ms, Some(Arc::new(config))).expect("bind a loopback port")
     }

@@ -1,10 +1,10 @@
 //! One simulated call: Exotel's side of the stream protocol over a real WebSocket.
 
+use super::client::Socket;
 use super::fake_exotel::FakeExotel;
 use crate::exotel::stream::decode_payload;
 use crate::media::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
 use base64::Engine as _;
-use may::net::TcpStream;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::ErrorKind;
@@ -49,6 +49,11 @@ pub struct CallPlan {
     pub tail_ms: u32,
     pub call_sid: String,
     pub stream_sid: String,
+    /// Speak HTTPS and `wss://` to the server, trusting these roots (`TLS_CERT` on the server).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Compare what comes back with the caller's audio (the echo bot); off for a bot that says
+    /// something else, when only the protocol is checked.
+    pub check_echo: bool,
 }
 
 impl CallPlan {
@@ -69,6 +74,16 @@ impl CallPlan {
             tail_ms: 1000,
             call_sid: format!("CA{n}"),
             stream_sid: format!("MZ{n}"),
+            tls: None,
+            check_echo: true,
+        }
+    }
+
+    /// The server as the simulator reaches it.
+    pub fn target(&self) -> super::client::Server {
+        super::client::Server {
+            addr: self.server,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -149,30 +164,23 @@ impl CallReport {
     }
 }
 
-fn get_json(url: &str, body: Option<String>) -> Result<serde_json::Value, String> {
-    let request = match body {
-        Some(body) => minreq::post(url)
-            .with_header("Content-Type", "application/json")
-            .with_body(body),
-        None => minreq::get(url),
-    };
-    let r = request
-        .with_timeout(10)
-        .send()
-        .map_err(|e| format!("{url}: {e}"))?;
-    let json: serde_json::Value = serde_json::from_slice(r.as_bytes())
-        .map_err(|e| format!("{url} answered {} with non-JSON: {e}", r.status_code))?;
-    if r.status_code != 200 {
-        return Err(format!("{url} answered {}: {json}", r.status_code));
+fn get_json(
+    plan: &CallPlan,
+    target: &str,
+    body: Option<String>,
+) -> Result<serde_json::Value, String> {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let (status, answer) = plan.target().fetch(method, target, body.as_deref())?;
+    let json: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|e| format!("{target} answered {status} with non-JSON: {e}"))?;
+    if status != 200 {
+        return Err(format!("{target} answered {status}: {json}"));
     }
     Ok(json)
 }
 
-fn webhook_url(plan: &CallPlan, call_sid: &str, path: &str, extra: &str) -> String {
-    format!(
-        "http://{}{path}?CallSid={call_sid}&CallFrom=%2B919876543210&CallTo=08047112233{extra}",
-        plan.server
-    )
+fn webhook_target(call_sid: &str, path: &str, extra: &str) -> String {
+    format!("{path}?CallSid={call_sid}&CallFrom=%2B919876543210&CallTo=08047112233{extra}")
 }
 
 /// Gets the media URL the way Exotel would, with the CallSid Exotel uses for the call: the
@@ -192,14 +200,15 @@ fn media_url(plan: &CallPlan) -> Result<(String, String), String> {
                 None => "&Direction=incoming".into(),
             };
             let url = url_of(get_json(
-                &webhook_url(plan, &plan.call_sid, path, &extra),
+                plan,
+                &webhook_target(&plan.call_sid, path, &extra),
                 None,
             )?)?;
             Ok((url, plan.call_sid.clone()))
         }
         Connect::Outbound { to, fake } => {
             let body = serde_json::json!({"to": to}).to_string();
-            let placed = get_json(&format!("http://{}/call", plan.server), Some(body))?;
+            let placed = get_json(plan, "/call", Some(body))?;
             let id = placed["callLogId"].as_str().unwrap_or("").to_owned();
             let call_sid = placed["callSid"].as_str().unwrap_or("").to_owned();
             let fields = fake
@@ -216,7 +225,8 @@ fn media_url(plan: &CallPlan) -> Result<(String, String), String> {
                 None => {
                     let extra = format!("&Direction=outbound-api&CustomField={id}");
                     let url = url_of(get_json(
-                        &webhook_url(plan, &call_sid, "/voicebot/connect", &extra),
+                        plan,
+                        &webhook_target(&call_sid, "/voicebot/connect", &extra),
                         None,
                     )?)?;
                     Ok((url, call_sid))
@@ -238,8 +248,11 @@ fn socket_target(plan: &CallPlan, url: &str) -> Result<(SocketAddr, String), Str
     let port = authority
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok());
+    // A wss:// URL names the server's own port only when the server speaks TLS itself; else
+    // it is a proxy's public address.
+    let direct = url.starts_with("ws://") || plan.tls.is_some();
     let addr = match port {
-        Some(p) if url.starts_with("ws://") => SocketAddr::new(plan.server.ip(), p),
+        Some(p) if direct => SocketAddr::new(plan.server.ip(), p),
         _ => plan.server,
     };
     let path = if path.is_empty() { "/" } else { path };
@@ -255,7 +268,11 @@ pub fn run_call(plan: &CallPlan) -> CallReport {
     if let Err(e) = stream_call(plan, &mut report) {
         report.ended_by = EndedBy::Error(e);
     }
-    check_echo(plan, &mut report);
+    if plan.check_echo {
+        check_echo(plan, &mut report);
+    } else {
+        report.echo_missing = 0;
+    }
     report.first_bot_chunk_ms = first_bot_chunk_ms(&report.events);
     report
 }
@@ -282,12 +299,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
         .map(|s| s.split('&').next().unwrap_or("").to_owned())
         .unwrap_or_default();
     let (addr, ws_url) = socket_target(plan, &url)?;
-    let stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+    let stream = plan.target().connect(addr).map_err(|e| e.to_string())?;
     // The server's own frame limits and read buffer: tungstenite's default read buffer is
     // 128 KiB, zero-filled on every read, which made memset the load generator's top cost.
     let config = crate::media::session::websocket_config();
@@ -296,7 +308,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             .map_err(|e| format!("handshake: {e}"))?;
 
     let rules = ChunkRules::for_rate(plan.sample_rate);
-    let send_text = |ws: &mut WebSocket<TcpStream>, text: String| -> Result<(), String> {
+    let send_text = |ws: &mut WebSocket<Socket>, text: String| -> Result<(), String> {
         ws.send(Message::text(text)).map_err(|e| e.to_string())
     };
     send_text(
@@ -541,7 +553,7 @@ struct MarkName<'a> {
 }
 
 fn echo_mark(
-    ws: &mut WebSocket<TcpStream>,
+    ws: &mut WebSocket<Socket>,
     plan: &CallPlan,
     seq: &mut u64,
     name: &str,

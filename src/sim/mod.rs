@@ -12,6 +12,7 @@
 
 pub mod bot;
 pub mod caller;
+pub mod client;
 pub mod fake_exotel;
 pub mod report;
 pub mod wire;

@@ -1,0 +1,170 @@
+//! How the simulated Exotel reaches the server: plain HTTP and `ws://`, or HTTPS and `wss://`
+//! trusting a CA file (`simulate --tls-ca`, for a server with `TLS_CERT`). One request per
+//! connection, as Exotel's webhooks come.
+
+use may::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The server as the simulator sees it.
+#[derive(Clone)]
+pub struct Server {
+    pub addr: SocketAddr,
+    /// Speak TLS, trusting these roots; the server's name is `localhost`, the name a test
+    /// certificate carries.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The name asked of a TLS server.
+pub const TLS_NAME: &str = "localhost";
+
+impl Server {
+    pub fn plain(addr: SocketAddr) -> Server {
+        Server { addr, tls: None }
+    }
+
+    /// `http://addr` or `https://localhost:port`.
+    pub fn base_url(&self) -> String {
+        match self.tls {
+            None => format!("http://{}", self.addr),
+            Some(_) => format!("https://{TLS_NAME}:{}", self.addr.port()),
+        }
+    }
+
+    /// A socket to `addr` (the server's, or a port of its host), under TLS when the server
+    /// speaks it.
+    pub fn connect(&self, addr: SocketAddr) -> io::Result<Socket> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        Ok(match &self.tls {
+            None => Socket::Plain(stream),
+            Some(config) => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(TLS_NAME).map_err(io::Error::other)?;
+                let conn = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(io::Error::other)?;
+                Socket::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+            }
+        })
+    }
+
+    /// One request, `Connection: close`; the status and body of the answer.
+    pub fn fetch(
+        &self,
+        method: &str,
+        target: &str,
+        json: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        self.fetch_with_token(method, target, json, None)
+    }
+
+    /// [`Server::fetch`] with `Authorization: Bearer {token}`.
+    pub fn fetch_with_token(
+        &self,
+        method: &str,
+        target: &str,
+        json: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let mut socket = self
+            .connect(self.addr)
+            .map_err(|e| format!("{}: {e}", self.addr))?;
+        let body = json.unwrap_or("");
+        let mut request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if json.is_some() {
+            request.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        socket
+            .write_all(request.as_bytes())
+            .and_then(|()| socket.flush())
+            .map_err(|e| format!("sending {method} {target}: {e}"))?;
+        let mut answer = Vec::new();
+        if let Err(e) = socket.read_to_end(&mut answer) {
+            // A peer that closes without TLS's close_notify: the length says if all came.
+            if e.kind() != io::ErrorKind::UnexpectedEof || answer.is_empty() {
+                return Err(format!("reading the answer to {method} {target}: {e}"));
+            }
+        }
+        parse_answer(&answer).map_err(|e| format!("the answer to {method} {target}: {e}"))
+    }
+}
+
+fn parse_answer(answer: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let head = match response.parse(answer) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Err("cut short".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = response.code.unwrap_or(0);
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        });
+    let body = &answer[head..];
+    match length {
+        Some(n) if body.len() < n => Err(format!("{} of {n} body bytes", body.len())),
+        Some(n) => Ok((status, body[..n].to_vec())),
+        None => Ok((status, body.to_vec())),
+    }
+}
+
+/// A connection to the server, plain or TLS.
+pub enum Socket {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Socket {
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Plain(s) => s.set_read_timeout(timeout),
+            Socket::Tls(t) => t.get_ref().set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Plain(s) => s.read(buf),
+            Socket::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Plain(s) => s.write(buf),
+            Socket::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Plain(s) => s.flush(),
+            Socket::Tls(t) => t.flush(),
+        }
+    }
+}
