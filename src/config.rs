@@ -353,7 +353,10 @@ impl Config {
     /// Reads `.env` in the working directory (if any), then the environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut vars = match std::fs::read_to_string(Path::new(".env")) {
-            Ok(text) => parse_dotenv(&text),
+            Ok(text) => parse_dotenv(&text).map_err(|problem| ConfigError {
+                variable: ".env",
+                problem,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
             Err(e) => {
                 return Err(ConfigError {
@@ -614,7 +617,7 @@ fn exotel_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<ExotelConfi
         None => format!("https://{subdomain}"),
     };
 
-    let app_id = var("EXOTEL_APP_ID");
+    let app_id = url_segment(var, "EXOTEL_APP_ID")?;
     let connect_mode = match var("EXOTEL_CONNECT_MODE").as_deref() {
         None if app_id.is_some() => ConnectMode::Applet,
         None => ConnectMode::Stream,
@@ -633,7 +636,7 @@ fn exotel_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<ExotelConfi
     Ok(ExotelConfig {
         api_key: var("EXOTEL_API_KEY"),
         api_token: var("EXOTEL_API_TOKEN"),
-        sid: var("EXOTEL_SID"),
+        sid: url_segment(var, "EXOTEL_SID")?,
         app_id,
         caller_id: var("EXOTEL_CALLER_ID"),
         api_base_url,
@@ -641,6 +644,28 @@ fn exotel_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<ExotelConfi
         timeout: Duration::from_millis(timeout_ms),
         api_threads: api_threads as usize,
     })
+}
+
+/// A value that becomes one segment of an Exotel URL path (the account SID, the app id):
+/// letters, digits, `.`, `_` and `-` only, so that it cannot change the URL around it.
+fn url_segment(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(value) = var(name) else {
+        return Ok(None);
+    };
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if !value.chars().all(fits) || value == "." || value == ".." {
+        return Err(ConfigError {
+            variable: name,
+            problem: format!(
+                "{value:?} goes into Exotel's URLs and may hold only letters, digits, '.', '_' and '-' \
+                 (copy it from the Exotel dashboard's API settings)"
+            ),
+        });
+    }
+    Ok(Some(value))
 }
 
 /// The `HTTP_*` limits.
@@ -763,49 +788,21 @@ fn base_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// Parses a `.env` file: `KEY=value` lines, optional `export `, `#` comments, values optionally
-/// in single or double quotes (double quotes understand `\n`, `\"` and `\\`).
-pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
-    let mut vars = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim();
-        let value = if let Some(inner) = value
-            .strip_prefix('"')
-            .and_then(|v| v.rfind('"').map(|end| &v[..end]))
-        {
-            let mut out = String::with_capacity(inner.len());
-            let mut chars = inner.chars();
-            while let Some(c) = chars.next() {
-                match (c, c == '\\') {
-                    (_, true) => match chars.next() {
-                        Some('n') => out.push('\n'),
-                        Some(other) => out.push(other),
-                        None => out.push('\\'),
-                    },
-                    (c, false) => out.push(c),
+/// The variables of a `.env` text, by dotenvy's rules (the ones the Node server's `dotenv` and
+/// most tools share): `KEY=value`, `export KEY=value`, `#` comments, single quotes taken as they
+/// are, double quotes with escapes and `${OTHER}` substitution. A line it cannot read is an
+/// error naming the line, not a value silently dropped.
+pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
+    dotenvy::from_read_iter(text.as_bytes())
+        .map(|item| {
+            item.map_err(|e| match e {
+                dotenvy::Error::LineParse(line, at) => {
+                    format!("cannot read {line:?} (at character {at}): write it as KEY=value")
                 }
-            }
-            out
-        } else if let Some(inner) = value
-            .strip_prefix('\'')
-            .and_then(|v| v.rfind('\'').map(|end| &v[..end]))
-        {
-            inner.to_owned()
-        } else {
-            // An unquoted value ends at ` #` (a trailing comment).
-            value.split(" #").next().unwrap_or("").trim_end().to_owned()
-        };
-        vars.insert(key.trim().to_owned(), value);
-    }
-    vars
+                other => other.to_string(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -984,13 +981,43 @@ mod tests {
     #[test]
     fn dotenv_lines() {
         let vars = parse_dotenv(
-            "# comment\nEXOTEL_SID=abc # trailing\nexport PORT=8080\nA=\"x \\\"y\\\"\"\nB='raw # kept'\nEMPTY=\nnot a line\n",
-        );
+            "# comment\nEXOTEL_SID=abc # trailing\nexport PORT=8080\nA=\"x \\\"y\\\"\"\nB='raw # kept'\nEMPTY=\n",
+        )
+        .unwrap();
         assert_eq!(vars["EXOTEL_SID"], "abc");
         assert_eq!(vars["PORT"], "8080");
         assert_eq!(vars["A"], "x \"y\"");
         assert_eq!(vars["B"], "raw # kept");
         assert_eq!(vars["EMPTY"], "");
         assert_eq!(vars.len(), 5);
+    }
+
+    #[test]
+    fn dotenv_quoted_value_with_a_quoted_comment() {
+        // The newcomer's case: a quote inside the comment after a quoted value.
+        let vars =
+            parse_dotenv("EXOTEL_SID=\"abc\" # say \"hi\"\nPORT='3001' # it's 'ours'\n").unwrap();
+        assert_eq!(vars["EXOTEL_SID"], "abc");
+        assert_eq!(vars["PORT"], "3001");
+        // A line that is not KEY=value is an error naming it.
+        let e = parse_dotenv("PORT=1\nnot a line\n").unwrap_err();
+        assert!(e.contains("not a line"), "{e}");
+    }
+
+    #[test]
+    fn values_that_go_into_urls_are_checked() {
+        for (var, value) in [
+            ("EXOTEL_SID", "acme/../other"),
+            ("EXOTEL_SID", "acme?x=1"),
+            ("EXOTEL_SID", ".."),
+            ("EXOTEL_APP_ID", "77 78"),
+            ("EXOTEL_APP_ID", "77#"),
+        ] {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{value}");
+            assert!(e.problem.contains(value), "{e}");
+        }
+        let ok = config(&[("EXOTEL_SID", "acme_co-1.in"), ("EXOTEL_APP_ID", "12345")]).unwrap();
+        assert_eq!(ok.exotel.sid.as_deref(), Some("acme_co-1.in"));
     }
 }

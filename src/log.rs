@@ -68,6 +68,34 @@ fn rank(level: Level) -> u8 {
     }
 }
 
+/// Lines kept instead of written while capturing (see [`Captured`]), the newest at most.
+const CAPTURE_LINES: usize = 10_000;
+static CAPTURING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CAPTURED: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// For tests that run a server inside their own process: from the first `Captured::start`, the
+/// process's log lines are kept in memory instead of written, and a test that fails prints them
+/// when its guard drops. A passing run stays quiet, even where a test provokes errors on purpose.
+pub struct Captured(());
+
+impl Captured {
+    pub fn start() -> Captured {
+        CAPTURING.store(true, std::sync::atomic::Ordering::Relaxed);
+        Captured(())
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lines = std::mem::take(&mut *CAPTURED.lock().unwrap_or_else(|p| p.into_inner()));
+            // eprint!, not stderr: the test harness shows it with the failure.
+            eprint!("server log:\n{}", lines.into_iter().collect::<String>());
+        }
+    }
+}
+
 /// Applies `LOG_LEVEL` and `LOG_FORMAT` to every line from now on.
 pub fn init(settings: &Settings) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -92,6 +120,14 @@ pub fn event(level: Level, name: &str, fields: &[(&str, &dyn std::fmt::Display)]
     } else {
         text_line(level, name, fields)
     };
+    if CAPTURING.load(Relaxed) {
+        let mut kept = CAPTURED.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == CAPTURE_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(line);
+        return;
+    }
     // One write call per line keeps lines whole when several threads log at once.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

@@ -97,6 +97,8 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn a_running_call_allocates_nothing_per_media_frame() {
+    // Quiet unless the test fails: the server runs in this process.
+    let _logs = exotel_voicebot::log::Captured::start();
     const WARM_UP: usize = 50;
     const MEASURED: usize = 200;
     let frames: Vec<Vec<u8>> = (0..WARM_UP + MEASURED)
@@ -194,6 +196,8 @@ fn a_running_call_allocates_nothing_per_media_frame() {
 
 #[test]
 fn a_relayed_call_allocates_nothing_per_media_frame() {
+    // Quiet unless the test fails: the server runs in this process.
+    let _logs = exotel_voicebot::log::Captured::start();
     use exotel_voicebot::config::{Fallback, RelayConfig};
     use exotel_voicebot::media::session::{EndReason, MediaStream};
     use exotel_voicebot::sim::bot::TestBot;

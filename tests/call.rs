@@ -515,3 +515,39 @@ fn a_call_log_id_still_being_placed_cannot_be_placed_again() {
     assert_eq!(first.join().unwrap().status, 504);
     assert_eq!(fake.received().len(), 1, "Exotel was asked once");
 }
+
+#[test]
+fn a_raw_plus_in_a_form_gets_a_hint_and_unknown_fields_are_named() {
+    let fake = accepting();
+    let server = Server::start(&applet_env(&fake.base_url(), &[]));
+    // `to=+91 98765 43210`, the plus unencoded: it arrives as a space.
+    let r = request(
+        server.addr,
+        "POST",
+        "/call",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"to=+91+98765+43210",
+    );
+    let error = r.assert_error(400, "bad_request");
+    assert!(error["detail"].as_str().unwrap().contains("%2B"), "{error}");
+    // A misspelt field is refused with its name, in JSON and in a form.
+    let r = server.post_json("/call", r#"{"to": "+919876543210", "timeLimt": 60}"#);
+    let error = r.assert_error(400, "bad_request");
+    assert!(
+        error["detail"].as_str().unwrap().contains("\"timeLimt\""),
+        "{error}"
+    );
+    let r = request(
+        server.addr,
+        "POST",
+        "/call",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"to=%2B919876543210&recording=true",
+    );
+    let error = r.assert_error(400, "bad_request");
+    assert!(
+        error["detail"].as_str().unwrap().contains("\"recording\""),
+        "{error}"
+    );
+    assert!(fake.received().is_empty(), "nothing reached Exotel");
+}

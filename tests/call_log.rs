@@ -120,6 +120,14 @@ fn an_outbound_call_leaves_one_row_that_the_status_callback_completes() {
         .map(|h| h["at"].as_i64().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // Every time in milliseconds has its ISO 8601 twin, as the logs write time.
+    let iso = exotel_voicebot::calls::log::iso_8601;
+    assert_eq!(row["createdAtIso"], iso(row["createdAt"].as_i64().unwrap()));
+    assert_eq!(row["endedAtIso"], iso(row["endedAt"].as_i64().unwrap()));
+    assert!(row["createdAtIso"].as_str().unwrap().starts_with("20"));
+    for change in row["history"].as_array().unwrap() {
+        assert_eq!(change["atIso"], iso(change["at"].as_i64().unwrap()));
+    }
 
     // Exotel's callback: its duration and recording win; sent twice, the second changes nothing.
     let body = format!("CallSid=CA-out-1&Status=completed&EventType=terminal&ConversationDuration=7&RecordingUrl=https%3A%2F%2Frec.example%2F1.mp3&CustomField={id}");
@@ -362,4 +370,147 @@ fn status_callbacks_take_json_and_the_call_log_is_guarded_like_call() {
     .json();
     assert_eq!(list["calls"][0]["callLogId"], "j1");
     assert!(list["next"].is_string(), "a full page has a cursor: {list}");
+}
+
+#[test]
+fn backup_copies_the_log_while_the_server_writes() {
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-bk".into(),
+    });
+    let server = start(&fake, &[]);
+    for i in 0..5 {
+        assert_eq!(place(&server, &format!("bk-{i}")).status, 200);
+    }
+    server.get("/calls/bk-4");
+    // The server keeps writing (more calls) while the copy is taken.
+    let writer = {
+        let addr = server.addr;
+        std::thread::spawn(move || {
+            for i in 5..25 {
+                let body = format!(r#"{{"to": "+919876543210", "callLogId": "bk-{i}"}}"#);
+                request(
+                    addr,
+                    "POST",
+                    "/call",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                );
+            }
+        })
+    };
+    let copy = server.dir.join("backup.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+        .current_dir(&server.dir)
+        .env_clear()
+        .args(["backup", "backup.db"])
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backed up to backup.db"));
+    // A consistent database: it opens, passes SQLite's own check, and holds the calls written
+    // before the copy began.
+    let db = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let ids: Vec<String> = db
+        .prepare("SELECT call_log_id FROM calls")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for i in 0..5 {
+        assert!(ids.contains(&format!("bk-{i}")), "{ids:?}");
+    }
+    // A file that exists is never overwritten.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+        .current_dir(&server.dir)
+        .env_clear()
+        .args(["backup", "backup.db"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("the file exists"));
+}
+
+#[test]
+fn retention_days_prunes_old_ended_calls_and_their_recordings() {
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-ret".into(),
+    });
+    let dir = support::temp_dir("retention");
+    let env = credentials(&fake.base_url());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    {
+        let server = Server::start_in(dir.clone(), &env);
+        for id in ["old-ended", "old-live", "new-ended"] {
+            assert_eq!(place(&server, id).status, 200);
+        }
+        for id in ["old-ended", "new-ended"] {
+            let body =
+                format!("CallSid=CA-ret&Status=completed&EventType=terminal&CustomField={id}");
+            assert_eq!(status_callback(&server, &body).status, 200);
+            row_when(&server, id, |r| r["status"] == "completed");
+        }
+        server.signal("TERM");
+        server.wait_exit(Duration::from_secs(10));
+    }
+    // Ten days pass for two of them; one of those is still live (as a crash left it: the
+    // restart marks it interrupted, an end, so it goes too), the other ended.
+    let data = dir.join("data");
+    let recordings = data.join("recordings");
+    std::fs::create_dir_all(&recordings).unwrap();
+    let named = recordings.join("old-ended.wav");
+    std::fs::write(&named, b"RIFF").unwrap();
+    let orphan = recordings.join("orphan.wav");
+    std::fs::write(&orphan, b"RIFF").unwrap();
+    let fresh = recordings.join("fresh.wav");
+    std::fs::write(&fresh, b"RIFF").unwrap();
+    let ten_days_ago = std::time::SystemTime::now() - Duration::from_secs(10 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(ten_days_ago)
+        .unwrap();
+    let db = rusqlite::Connection::open(data.join("calls.db")).unwrap();
+    let old_ms = ten_days_ago
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    db.execute(
+        "UPDATE calls SET created_at = ?1 WHERE call_log_id IN ('old-ended', 'old-live')",
+        [old_ms],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE calls SET recording_path = ?1 WHERE call_log_id = 'old-ended'",
+        [named.to_str().unwrap()],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE calls SET status = 'in-progress' WHERE call_log_id = 'old-live'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    let mut env = env.clone();
+    env.push(("RETENTION_DAYS", "7"));
+    let server = Server::start_in(dir.clone(), &env);
+    server.wait_for_log(&["retention.pruned", "calls=2", "recordings=2"]);
+    server
+        .get("/calls/old-ended")
+        .assert_error(404, "not_found");
+    server.get("/calls/old-live").assert_error(404, "not_found");
+    assert_eq!(server.get("/calls/new-ended").json()["status"], "completed");
+    assert!(!named.exists() && !orphan.exists());
+    assert!(fresh.exists(), "a recent recording stays");
 }

@@ -33,6 +33,8 @@ fn use_stack(kib: u32) -> u32 {
 
 #[test]
 fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    // Quiet unless the test fails: the server runs in this process.
+    let _logs = exotel_voicebot::log::Captured::start();
     let server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
     let _accept = server.start(Arc::new(Panicky), Limits::default());

@@ -32,6 +32,8 @@ impl Bot for Greeter {
 
 #[test]
 fn a_custom_bot_greets_marks_and_hangs_up() {
+    // Quiet unless the test fails: the server runs in this process.
+    let _logs = exotel_voicebot::log::Captured::start();
     let data_dir =
         std::env::temp_dir().join(format!("exotel-voicebot-libbot-{}", std::process::id()));
     let config = Config::from_lookup(|name| match name {

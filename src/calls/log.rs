@@ -108,10 +108,14 @@ pub struct CallRow {
     pub call_sid: Option<String>,
     pub stream_sid: Option<String>,
     pub status: String,
-    /// Unix milliseconds.
+    /// Unix milliseconds, and beside each the same moment in ISO 8601 (UTC, as the logs write
+    /// it), for people and for tools that parse dates.
     pub created_at: i64,
+    pub created_at_iso: String,
     pub answered_at: Option<i64>,
+    pub answered_at_iso: Option<String>,
     pub ended_at: Option<i64>,
+    pub ended_at_iso: Option<String>,
     pub duration_s: Option<i64>,
     pub end_reason: Option<String>,
     pub frames_in: i64,
@@ -131,9 +135,19 @@ pub struct CallRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusChange {
     pub status: String,
     pub at: i64,
+    pub at_iso: String,
+}
+
+/// Unix milliseconds as ISO 8601 in UTC: `2026-11-24T17:52:22.123Z`.
+pub fn iso_8601(ms: i64) -> String {
+    let at = UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let mut out = String::with_capacity(24);
+    crate::log::write_utc_timestamp(&mut out, at);
+    out
 }
 
 /// What `GET /calls` asks for.
@@ -904,6 +918,9 @@ const COLUMNS: &str =
     frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    let created_at: i64 = r.get(9)?;
+    let answered_at: Option<i64> = r.get(10)?;
+    let ended_at: Option<i64> = r.get(11)?;
     Ok(CallRow {
         seq: r.get(0)?,
         call_log_id: r.get(1)?,
@@ -914,9 +931,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         call_sid: r.get(6)?,
         stream_sid: r.get(7)?,
         status: r.get(8)?,
-        created_at: r.get(9)?,
-        answered_at: r.get(10)?,
-        ended_at: r.get(11)?,
+        created_at,
+        created_at_iso: iso_8601(created_at),
+        answered_at,
+        answered_at_iso: answered_at.map(iso_8601),
+        ended_at,
+        ended_at_iso: ended_at.map(iso_8601),
         duration_s: r.get(12)?,
         end_reason: r.get(13)?,
         frames_in: r.get(14)?,
@@ -962,9 +982,11 @@ fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
     )?;
     call.history = stmt
         .query_map([id], |r| {
+            let at: i64 = r.get(1)?;
             Ok(StatusChange {
                 status: r.get(0)?,
-                at: r.get(1)?,
+                at,
+                at_iso: iso_8601(at),
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -28,15 +28,44 @@ pub struct PlaceCall {
     pub options: CallOptions,
 }
 
+/// Every field `POST /call` reads. Any other is refused with its name: a misspelt
+/// `timeLimt` silently ignored would place a call the user did not ask for.
+pub const FIELDS: [&str; 9] = [
+    "to",
+    "callLogId",
+    "timeLimit",
+    "timeOut",
+    "record",
+    "recordingChannels",
+    "statusCallback",
+    "statusCallbackEvents",
+    "statusCallbackContentType",
+];
+
 impl PlaceCall {
     /// Reads `to`, `callLogId` and the optional fields (`timeLimit`, `timeOut`, `record`,
     /// `recordingChannels`, `statusCallback`, `statusCallbackEvents`,
     /// `statusCallbackContentType`); the error names the field and says why.
     pub fn from_params(params: &Params) -> Result<PlaceCall, String> {
+        if let Some(name) = params.first_unknown(&FIELDS) {
+            return Err(format!(
+                "{name:?} is not a field of POST /call (the fields are {})",
+                FIELDS.join(", ")
+            ));
+        }
         let to = params
             .get_non_empty("to")
             .ok_or("to is missing: give the customer's number, e.g. \"+919876543210\"")?;
-        let to = PhoneNumber::parse(to).map_err(|e| format!("to: {e}"))?;
+        let to = PhoneNumber::parse(to).map_err(|e| {
+            // A form body's `+` decodes as a space: `to=+9198…` arrives as " 9198…".
+            if params.get("to").is_some_and(|raw| raw.starts_with(' ')) {
+                format!(
+                    "to: {e} (a '+' in a form body reads as a space: send it as %2B, or send JSON)"
+                )
+            } else {
+                format!("to: {e}")
+            }
+        })?;
         let call_log_id = match params.get_non_empty("callLogId") {
             Some(id) => CallLogId::parse(id).map_err(|e| format!("callLogId {e}"))?,
             None => CallLogId::generate(),

@@ -28,7 +28,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<u64, String> {
         .map_err(|e| e.to_string())?;
     let mut to = rusqlite::Connection::open(dest).map_err(|e| e.to_string())?;
     let copied = rusqlite::backup::Backup::new(&from, &mut to)
-        .and_then(|b| b.run_to_completion(-1, Duration::ZERO, None));
+        .and_then(|b| b.run_to_completion(i32::MAX, Duration::ZERO, None));
     if let Err(e) = copied {
         drop(to);
         let _ = std::fs::remove_file(dest);

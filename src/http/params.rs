@@ -87,6 +87,14 @@ impl Params {
 
     /// The first value named exactly `name`, else the first whose name matches ignoring case
     /// (some proxies lower-case Exotel's `CallSid` to `callsid`).
+    /// The first name not in `known`, if any.
+    pub fn first_unknown<'a>(&'a self, known: &[&str]) -> Option<&'a str> {
+        self.0
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| !known.contains(name))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
