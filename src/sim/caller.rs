@@ -256,7 +256,12 @@ fn socket_target(plan: &CallPlan, url: &str) -> Result<(SocketAddr, String), Str
         _ => plan.server,
     };
     let path = if path.is_empty() { "/" } else { path };
-    Ok((addr, format!("ws://{addr}{path}")))
+    // The Host of the handshake: under TLS the certificate's name, which a proxy routes by.
+    let host = match plan.tls {
+        None => addr.to_string(),
+        Some(_) => format!("{}:{}", super::client::TLS_NAME, addr.port()),
+    };
+    Ok((addr, format!("ws://{host}{path}")))
 }
 
 /// Runs one call to its end.

@@ -74,9 +74,13 @@ impl Server {
             .connect(self.addr)
             .map_err(|e| format!("{}: {e}", self.addr))?;
         let body = json.unwrap_or("");
+        // The Host a proxy routes by: the name the certificate carries, under TLS.
+        let host = match self.tls {
+            None => self.addr.to_string(),
+            Some(_) => format!("{TLS_NAME}:{}", self.addr.port()),
+        };
         let mut request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
         if json.is_some() {
