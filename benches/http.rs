@@ -1,7 +1,7 @@
 //! The HTTP side of the server, three ways:
 //! - `loopback_round_trip`: the webhook's round trip on loopback, through the real HTTP layer
 //!   and dispatcher, against the cheapest route (`/health`) on the same kind of connection in
-//!   the same run: the ratio is what the connect webhook costs over the HTTP floor (docs/design.md §6:
+//!   the same run: the ratio is what the connect webhook costs over the HTTP floor (docs/ARCHITECTURE.md §6:
 //!   webhook answer p99 under 1 ms).
 //! - `in_memory`: the same requests parsed, dispatched and answered without a socket
 //!   (`http::answer_in_memory`), so the HTTP layer's own cost shows apart from the kernel's.

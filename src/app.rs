@@ -145,7 +145,7 @@ impl App {
         }
     }
 
-    /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (docs/design.md §3). `sample-rate` is
+    /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (docs/ARCHITECTURE.md §3). `sample-rate` is
     /// Exotel's own parameter; `token` and `callLogId` are our two custom parameters, well under
     /// Exotel's 256 characters (22 + at most 128 + names).
     pub fn media_url(&self, token: &MediaToken, call_log_id: &CallLogId) -> String {

@@ -1,4 +1,4 @@
-//! Who may ask what (see `docs/design.md`): the user's `/call` and `/calls` with `API_TOKEN`
+//! Who may ask what (see `docs/ARCHITECTURE.md`): the user's `/call` and `/calls` with `API_TOKEN`
 //! (or local clients only without it), `/metrics` with `METRICS_TOKEN` when one is set, and
 //! Exotel's webhooks with `WEBHOOK_SECRET` when one is set.
 //!

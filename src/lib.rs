@@ -25,8 +25,12 @@
 //! loopback, `/call` up to Exotel, the per-chunk protocol work, the session per frame, the WAV
 //! writer). `vendor/may_queue` is may's queue with one panic removed (`vendor/README.md`).
 //!
-//! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
-//! (docs/design.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
+//! **Around the calls.** [`calls::upkeep`] keeps `DATA_DIR` in shape (`RETENTION_DAYS`, the
+`backup` command); [`tls`] is the binary's one TLS stack (rustls on ring): the server's HTTPS
+and `wss://` with `TLS_CERT` (reloaded on SIGHUP), the relay's and `simulate`'s clients.
+
+**The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
+//! (docs/ARCHITECTURE.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
 //! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over
 //! method and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
 //! [`log`] writes one line per event.
@@ -34,7 +38,7 @@
 //! **The rules.** Nothing that blocks in the kernel runs on a coroutine: blocking work goes to
 //! threads over `may` channels, and nothing a coroutine sends to a thread can wait. Wire formats
 //! are typed at the edge, lenient in what Exotel may vary and strict in what we send. Every limit
-//! has a name and a test at its edge. The reference documents are `docs/design.md` and
+//! has a name and a test at its edge. The reference documents are `docs/ARCHITECTURE.md` and
 //! `docs/exotel.md`.
 
 pub mod log;

@@ -1,4 +1,4 @@
-//! The dispatcher: every route of the server in one `match` over method and path (docs/design.md §3).
+//! The dispatcher: every route of the server in one `match` over method and path (docs/ARCHITECTURE.md §3).
 //! Read it top to bottom to know what the server answers. Handlers live with the data they own;
 //! this file only chooses one.
 

@@ -1,4 +1,4 @@
-//! No heap allocation per media frame once a call is running (docs/design.md §6): the whole
+//! No heap allocation per media frame once a call is running (docs/ARCHITECTURE.md §6): the whole
 //! path (WebSocket frame in, JSON, base64, the echo bot, chunking, pacing, JSON and base64 out,
 //! WebSocket frame out) is driven through the real `Session` over an in-memory socket while a
 //! counting allocator watches this thread.

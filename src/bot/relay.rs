@@ -142,7 +142,7 @@ pub fn url_for(config: &RelayConfig, call: &CallStart<'_>) -> String {
 }
 
 /// The bot's addresses. A name is resolved on a thread of its own: `getaddrinfo` blocks in
-/// libc and must not run on a coroutine (docs/design.md §2).
+/// libc and must not run on a coroutine (docs/ARCHITECTURE.md §2).
 fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, ConnectError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);

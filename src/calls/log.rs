@@ -1,7 +1,7 @@
 //! The call log: one SQLite row per call in `$DATA_DIR/calls.db` (WAL, schema versioned with
 //! `PRAGMA user_version`), plus each call's status history.
 //!
-//! One OS thread owns the connection (docs/design.md §2: SQLite blocks in the kernel, so never on a
+//! One OS thread owns the connection (docs/ARCHITECTURE.md §2: SQLite blocks in the kernel, so never on a
 //! coroutine). Coroutines hand it [`LogEvent`]s without waiting; reads wait for their answer on a
 //! `may` channel. Events arrive at lifecycle moments only, never per media frame. A status never
 //! moves backwards, so repeated or late events (Exotel's callbacks repeat) change nothing.

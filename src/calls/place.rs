@@ -1,5 +1,5 @@
 //! `POST /call`: check the caller, read and validate the request, then hand one `Calls/connect`
-//! to the API pool and turn Exotel's answer into ours (docs/design.md §3).
+//! to the API pool and turn Exotel's answer into ours (docs/ARCHITECTURE.md §3).
 //!
 //! Everything is validated before Exotel is asked; nothing is retried.
 

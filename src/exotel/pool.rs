@@ -1,5 +1,5 @@
 //! A few OS threads that make the blocking Exotel API requests, so that no coroutine ever blocks
-//! in the kernel (docs/design.md §2). A coroutine hands a job over a `may` channel and waits for the
+//! in the kernel (docs/ARCHITECTURE.md §2). A coroutine hands a job over a `may` channel and waits for the
 //! answer with a timeout.
 //!
 //! A job that no thread has started by the time its caller gives up is never sent: the caller has

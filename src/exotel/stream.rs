@@ -392,7 +392,7 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// A text frame larger than this closes the socket with 1009 (docs/design.md §5), ours and a
+/// A text frame larger than this closes the socket with 1009 (docs/ARCHITECTURE.md §5), ours and a
 /// relayed bot's alike.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 

@@ -1,13 +1,13 @@
 //! HTTP/1.1 server on `may::net` and `httparse`, in may_minihttp's shape: one coroutine per
 //! connection, a [`Service`] called once per request, buffers kept per connection.
 //!
-//! Owns framing, limits, timeouts and the JSON answers for malformed requests (docs/design.md §5). It
+//! Owns framing, limits, timeouts and the JSON answers for malformed requests (docs/ARCHITECTURE.md §5). It
 //! must not know any route: that is `routes`. It must not block outside `may::net`: handlers
 //! that need blocking work hand it to threads (see `exotel::pool`).
 //!
 //! Why not may_minihttp 0.1.11: a request with over 16 headers gets an empty reply, a bad
 //! `Content-Length` panics the connection, there is no body limit or timeout, and no WebSocket
-//! upgrade (docs/design.md §2).
+//! upgrade (docs/ARCHITECTURE.md §2).
 
 pub(crate) mod chunked;
 mod conn;
@@ -32,7 +32,7 @@ use std::time::Duration;
 pub const CONNECTION_STACK_BYTES: usize = 128 * 1024;
 const CONNECTION_STACK_WORDS: usize = CONNECTION_STACK_BYTES / std::mem::size_of::<usize>();
 
-/// Every limit the HTTP layer enforces, with docs/design.md §5's defaults.
+/// Every limit the HTTP layer enforces, with docs/ARCHITECTURE.md §5's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Headers in one request; one more is a 431.

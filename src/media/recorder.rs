@@ -1,7 +1,7 @@
 //! Call recordings (`RECORD=1`): each call as a stereo 16-bit WAV in `$DATA_DIR/recordings/`,
 //! caller on the left, bot on the right, placed in time on one sample clock.
 //!
-//! Sessions never touch the disk and never wait for it (see `docs/design.md`): they copy audio
+//! Sessions never touch the disk and never wait for it (see `docs/ARCHITECTURE.md`): they copy audio
 //! into buffers from a small per-call pool and hand them to one writer thread through a bounded,
 //! preallocated queue, always with `try_send`. With the queue full (a slow or hung disk: NFS, a
 //! failing SD card) audio is dropped from the recording (counted), never from the call, a call

@@ -1,4 +1,4 @@
-//! One call's media session: one coroutine, one loop, for the whole call (docs/design.md §2). Each turn
+//! One call's media session: one coroutine, one loop, for the whole call (docs/ARCHITECTURE.md §2). Each turn
 //! sends what pacing allows, then reads the socket with a timeout that ends when the next thing
 //! is due; a message is handed to the bot, a timeout just starts the next turn.
 //!
@@ -49,7 +49,7 @@ pub trait MediaIo: Read + Write {
 }
 
 /// Exotel's socket: a `may` TCP stream (plain or TLS) whose timeouts read as `WouldBlock`, the error
-/// tungstenite is built to resume after with its partial frame kept (docs/design.md §2). With a relayed
+/// tungstenite is built to resume after with its partial frame kept (docs/ARCHITECTURE.md §2). With a relayed
 /// bot it is pumped (see `media::pump`), so that the bot's frames can wake the session too.
 pub enum MediaStream {
     Direct(Conn),
@@ -164,7 +164,7 @@ impl MediaIo for MediaStream {
     }
 }
 
-/// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (docs/design.md §2).
+/// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (docs/ARCHITECTURE.md §2).
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)

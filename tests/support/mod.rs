@@ -274,7 +274,7 @@ impl TestResponse {
             .map(String::as_str)
     }
 
-    /// Asserts an error answer of docs/design.md §5: this status and `{"error", "detail"}`.
+    /// Asserts an error answer of docs/ARCHITECTURE.md §5: this status and `{"error", "detail"}`.
     pub fn assert_error(&self, status: u16, kind: &str) -> serde_json::Value {
         assert_eq!(
             self.status,

@@ -1,0 +1,162 @@
+//! README.md's examples, run in order exactly as written against the real binary and a fake
+//! Exotel, each answer compared with the JSON the README shows after it.
+//!
+//! The rules: a ```sh block whose lines start with `curl ` or `exotel-voicebot ` is an example;
+//! the ```json block right after it is its answer. In the answer, `<…>` inside a string stands for
+//! any text, and an object lists the fields checked (the answer may have more). The README's
+//! `.env` block is the server's `.env`, with only the API's address pointed at the fake Exotel.
+//! `localhost:3000` becomes the test server's port, and `<Exotel's CallSid>` in a command the
+//! CallSid the fake Exotel gave.
+
+mod support;
+
+use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+use serde_json::Value;
+use std::process::Command;
+
+const FAKE_CALL_SID: &str = "CA-readme-1";
+
+/// Fenced blocks of the README: (language, text).
+fn blocks(readme: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(lang) = line.strip_prefix("```") else {
+            continue;
+        };
+        let mut text = String::new();
+        for inner in lines.by_ref() {
+            if inner.starts_with("```") {
+                break;
+            }
+            text.push_str(inner);
+            text.push('\n');
+        }
+        out.push((lang.trim().to_owned(), text));
+    }
+    out
+}
+
+fn is_example(lang: &str, text: &str) -> bool {
+    lang == "sh" && (text.starts_with("curl ") || text.starts_with("exotel-voicebot "))
+}
+
+/// `expected` matches `actual`: see the module doc.
+fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Object(want), Value::Object(got)) => want
+            .iter()
+            .all(|(k, v)| got.get(k).is_some_and(|g| matches(v, g))),
+        (Value::String(want), Value::String(got)) => string_matches(want, got),
+        (want, got) => want == got,
+    }
+}
+
+/// `<…>` in `pattern` matches any text (at least one character).
+fn string_matches(pattern: &str, text: &str) -> bool {
+    let mut literals = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        literals.push(&rest[..open]);
+        rest = &rest[open + close + 1..];
+    }
+    literals.push(rest);
+    if literals.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (literals[0], literals[literals.len() - 1]);
+    if !text.starts_with(first) || !text.ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut at = first.len();
+    let end = text.len() - last.len();
+    for literal in &literals[1..literals.len() - 1] {
+        match text[at + 1..end].find(literal) {
+            Some(i) => at = at + 1 + i + literal.len(),
+            None => return false,
+        }
+    }
+    end > at
+}
+
+#[test]
+fn the_matcher_is_strict_where_the_readme_is_literal() {
+    let want: Value = serde_json::from_str(r#"{"a":"x<any>y","n":1}"#).unwrap();
+    assert!(matches(
+        &want,
+        &serde_json::json!({"a": "x123y", "n": 1, "more": true})
+    ));
+    assert!(!matches(&want, &serde_json::json!({"a": "xy", "n": 1})));
+    assert!(!matches(&want, &serde_json::json!({"a": "x1z", "n": 1})));
+    assert!(!matches(&want, &serde_json::json!({"a": "x1y", "n": 2})));
+    assert!(!matches(&want, &serde_json::json!({"n": 1})));
+}
+
+#[test]
+fn the_readme_examples_work_as_written_in_order() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks = blocks(&readme);
+
+    // The server, started the README's way: its .env block in the working directory.
+    let dotenv = blocks
+        .iter()
+        .find(|(lang, text)| lang == "sh" && text.starts_with("EXOTEL_API_KEY="))
+        .map(|(_, text)| text.clone())
+        .expect("the README's .env block");
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: FAKE_CALL_SID.into(),
+    });
+    let dir = support::temp_dir("readme");
+    std::fs::write(dir.join(".env"), &dotenv).unwrap();
+    let server =
+        support::Server::start_in(dir.clone(), &[("EXOTEL_API_BASE_URL", &fake.base_url())]);
+    let port = server.addr.port().to_string();
+
+    let mut ran = 0;
+    for (i, (lang, text)) in blocks.iter().enumerate() {
+        if !is_example(lang, text) {
+            continue;
+        }
+        let (answer_lang, answer) = blocks.get(i + 1).expect("an answer after the example");
+        assert_eq!(
+            answer_lang, "json",
+            "the block after {text} must be its JSON answer"
+        );
+        let expected: Value =
+            serde_json::from_str(&answer.replace("localhost:3000", &format!("localhost:{port}")))
+                .unwrap_or_else(|e| panic!("the README's answer is not JSON ({e}): {answer}"));
+        let command = text
+            .replace("localhost:3000", &format!("localhost:{port}"))
+            .replace("<Exotel's CallSid>", FAKE_CALL_SID);
+        let out = if let Some(args) = command.strip_prefix("exotel-voicebot ") {
+            Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+                .args(args.split_whitespace())
+                .current_dir(&dir)
+                .env_clear()
+                .env("PORT", &port)
+                .output()
+                .unwrap()
+        } else {
+            Command::new("sh").arg("-c").arg(&command).output().unwrap()
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{command}\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let actual: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{command} printed no JSON ({e}): {stdout}"));
+        assert!(
+            matches(&expected, &actual),
+            "{command}\nREADME shows: {expected}\nthe server answered: {actual}"
+        );
+        ran += 1;
+    }
+    // Every example in Try it: health, /call, the webhook, health, the row, the `call` command.
+    assert_eq!(ran, 6, "examples run");
+}
