@@ -23,13 +23,13 @@
 //! **Performance.** `bench/compare` runs the same load against this binary and Node.js and
 //! Python baselines (`bench/baselines/`); `benches/` time the pieces (HTTP in memory and on
 //! loopback, `/call` up to Exotel, the per-chunk protocol work, the session per frame, the WAV
-//! writer). `vendor/may_queue` is may's queue with one panic removed (`vendor/README.md`).
+//! writer). `vendor/may_queue` and `vendor/minreq` are dependencies with one change each (`vendor/README.md`).
 //!
 //! **Around the calls.** [`calls::upkeep`] keeps `DATA_DIR` in shape (`RETENTION_DAYS`, the
-`backup` command); [`tls`] is the binary's one TLS stack (rustls on ring): the server's HTTPS
-and `wss://` with `TLS_CERT` (reloaded on SIGHUP), the relay's and `simulate`'s clients.
-
-**The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
+//! `backup` command); [`tls`] is the binary's one TLS stack (rustls on ring): the server's HTTPS
+//! and `wss://` with `TLS_CERT` (reloaded on SIGHUP), the relay's and `simulate`'s clients.
+//!
+//! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
 //! (docs/ARCHITECTURE.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
 //! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over
 //! method and path. [`config`] reads the environment once; [`auth`] decides who may ask what;

@@ -164,7 +164,7 @@ impl<C, S> TlsStream<C, S> {
         &mut self.sock
     }
 
-    /// The connection and the socket, to go on over another socket ([`TlsStream::over`]).
+    /// The connection and the socket, to go on over another socket ([`TlsStream::resume`]).
     pub fn into_parts(self) -> (C, S) {
         (self.conn, self.sock)
     }
