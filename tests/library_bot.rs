@@ -79,3 +79,58 @@ fn a_custom_bot_greets_marks_and_hangs_up() {
     assert!(heard[0].starts_with(&format!("start {} 8000", report.call_log_id)));
     assert_eq!(heard[1..], ["mark greeting-done", "stop bot-hung-up"]);
 }
+
+/// The example's bot (`examples/custom_bot.rs`): a greeting tone, a beep per key.
+struct Beeper;
+
+impl Bot for Beeper {
+    fn on_start(&mut self, call: &CallStart<'_>, out: &mut Outbox) {
+        out.play(&tone(call.start.sample_rate, 523.0, 400, 6000));
+    }
+    fn on_audio(&mut self, _samples: &[i16], _out: &mut Outbox) {}
+    fn on_dtmf(&mut self, _digit: char, out: &mut Outbox) {
+        out.play(&tone(out.sample_rate(), 700.0, 200, 6000));
+    }
+}
+
+#[test]
+fn the_examples_simulate_line_passes_with_no_echo_check() {
+    let _logs = exotel_voicebot::log::Captured::start();
+    let data_dir =
+        std::env::temp_dir().join(format!("exotel-voicebot-beeper-{}", std::process::id()));
+    let config = Config::from_lookup(|name| match name {
+        "PORT" => Some("0".into()),
+        "BIND" => Some("127.0.0.1".into()),
+        "DATA_DIR" => Some(data_dir.display().to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(Beeper) };
+    let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
+    let simulate = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+            .env_clear()
+            .args([
+                "simulate",
+                "--server",
+                &running.addr.to_string(),
+                "--dtmf",
+                "12#",
+                "--seconds",
+                "1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // What the example's doc suggests: the protocol is checked, the beeps are not an echo.
+    let out = simulate(&["--no-echo-check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the flag the same call is reported as not echoed: the flag is what makes it pass.
+    assert_eq!(simulate(&[]).status.code(), Some(1));
+}
