@@ -395,100 +395,8 @@ impl Config {
 
         let exotel = exotel_from_vars(&var)?;
 
-        let sample_rate = ranged(&var, "SAMPLE_RATE", 8000, 8000, 24000)? as u32;
-        if ![8000, 16000, 24000].contains(&sample_rate) {
-            return Err(ConfigError {
-                variable: "SAMPLE_RATE",
-                problem: format!("{sample_rate} is not one of Exotel's rates: 8000, 16000, 24000"),
-            });
-        }
-
-        let max_pending_media_tokens = ranged(
-            &var,
-            "MAX_PENDING_MEDIA_TOKENS",
-            crate::calls::registry::DEFAULT_MAX_PENDING_TOKENS as u64,
-            1,
-            10_000_000,
-        )? as usize;
-
-        let media_port = match var("MEDIA_PORT") {
-            None => None,
-            Some(v) => Some(v.parse::<u16>().map_err(|_| ConfigError {
-                variable: "MEDIA_PORT",
-                problem: format!("{v:?} is not a port number (0-65535)"),
-            })?),
-        };
-        let media_lead = Duration::from_millis(ranged(&var, "MEDIA_LEAD_MS", 200, 0, 5_000)?);
-        let media_idle_timeout = Duration::from_millis(ranged(
-            &var,
-            "MEDIA_IDLE_TIMEOUT_MS",
-            30_000,
-            100,
-            3_600_000,
-        )?);
-        let media_ping_interval = Duration::from_millis(ranged(
-            &var,
-            "MEDIA_PING_INTERVAL_MS",
-            10_000,
-            100,
-            600_000,
-        )?);
-        let media_start_timeout =
-            Duration::from_millis(ranged(&var, "MEDIA_START_TIMEOUT_MS", 5_000, 100, 600_000)?);
-        let media_token_ttl = Duration::from_secs(ranged(
-            &var,
-            "MEDIA_TOKEN_TTL_S",
-            crate::calls::registry::MEDIA_TOKEN_TTL.as_secs(),
-            1,
-            3600,
-        )?);
-        let media_max_ahead = Duration::from_secs(ranged(
-            &var,
-            "MEDIA_MAX_AHEAD_S",
-            MAX_INBOUND_LEAD.as_secs(),
-            1,
-            86_400,
-        )?);
-        let media_max_frames_per_second = ranged(
-            &var,
-            "MEDIA_MAX_FRAMES_PER_S",
-            MAX_FRAMES_PER_SECOND.into(),
-            10,
-            1_000_000,
-        )? as u32;
-        let call_check_margin =
-            Duration::from_secs(ranged(&var, "CALL_CHECK_MARGIN_S", 60, 1, 86_400)?);
-        let echo_delay_ms = ranged(&var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
-        let max_concurrent_calls = ranged(&var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
-        let call_slot_timeout =
-            Duration::from_secs(ranged(&var, "CALL_SLOT_TIMEOUT_S", 7200, 1, 7 * 86_400)?);
-        let record = match var("RECORD")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("0" | "false" | "off" | "no") => false,
-            Some("1" | "true" | "on" | "yes") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "RECORD",
-                    problem: format!("{other:?} is neither 1/true/on nor 0/false/off"),
-                })
-            }
-        };
-        let shutdown_grace = Duration::from_secs(ranged(&var, "SHUTDOWN_GRACE_S", 30, 0, 3600)?);
-        let data_dir = std::path::PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let bot = match var("BOT").as_deref() {
-            None | Some("echo") => BotChoice::Echo,
-            Some("relay") => BotChoice::Relay(RelayConfig::from_vars(&var)?),
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "BOT",
-                    problem: format!("{other:?} is not a bot this version has (echo, relay)"),
-                })
-            }
-        };
-
+        let media = media_from_vars(&var)?;
+        let calls = calls_from_vars(&var)?;
         let http = limits_from_vars(&var)?;
 
         Ok(Config {
@@ -500,36 +408,183 @@ impl Config {
             webhook_secret: var("WEBHOOK_SECRET"),
             metrics_token: var("METRICS_TOKEN"),
             trust_proxy: trust_proxy_from_vars(&var)?,
-            sample_rate,
-            max_pending_media_tokens,
-            media_port,
+            sample_rate: media.sample_rate,
+            max_pending_media_tokens: media.max_pending_media_tokens,
+            media_port: media.media_port,
             tls: tls_from_vars(&var)?,
             media_secret: var("MEDIA_SECRET"),
-            media_lead,
-            media_idle_timeout,
-            media_ping_interval,
-            media_start_timeout,
-            media_token_ttl,
-            media_max_ahead,
-            media_max_frames_per_second,
-            call_check_margin,
-            echo_delay_ms,
-            bot,
-            data_dir,
-            max_concurrent_calls,
-            call_slot_timeout,
-            shutdown_grace,
-            record,
+            media_lead: media.media_lead,
+            media_idle_timeout: media.media_idle_timeout,
+            media_ping_interval: media.media_ping_interval,
+            media_start_timeout: media.media_start_timeout,
+            media_token_ttl: media.media_token_ttl,
+            media_max_ahead: media.media_max_ahead,
+            media_max_frames_per_second: media.media_max_frames_per_second,
+            call_check_margin: calls.call_check_margin,
+            echo_delay_ms: calls.echo_delay_ms,
+            bot: calls.bot,
+            data_dir: calls.data_dir,
+            max_concurrent_calls: calls.max_concurrent_calls,
+            call_slot_timeout: calls.call_slot_timeout,
+            shutdown_grace: calls.shutdown_grace,
+            record: calls.record,
             http,
             log: log_from_vars(&var)?,
-            retention: match var("RETENTION_DAYS") {
-                None => None,
-                Some(_) => Some(Duration::from_secs(
-                    86_400 * ranged(&var, "RETENTION_DAYS", 0, 1, 36_500)?,
-                )),
-            },
+            retention: calls.retention,
         })
     }
+}
+
+/// The media socket's variables, read by [`media_from_vars`].
+struct MediaVars {
+    sample_rate: u32,
+    max_pending_media_tokens: usize,
+    media_port: Option<u16>,
+    media_lead: Duration,
+    media_idle_timeout: Duration,
+    media_ping_interval: Duration,
+    media_start_timeout: Duration,
+    media_token_ttl: Duration,
+    media_max_ahead: Duration,
+    media_max_frames_per_second: u32,
+}
+
+/// `SAMPLE_RATE`, `MAX_PENDING_MEDIA_TOKENS` and the `MEDIA_*` limits.
+fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, ConfigError> {
+    let sample_rate = ranged(var, "SAMPLE_RATE", 8000, 8000, 24000)? as u32;
+    if ![8000, 16000, 24000].contains(&sample_rate) {
+        return Err(ConfigError {
+            variable: "SAMPLE_RATE",
+            problem: format!("{sample_rate} is not one of Exotel's rates: 8000, 16000, 24000"),
+        });
+    }
+
+    let max_pending_media_tokens = ranged(
+        var,
+        "MAX_PENDING_MEDIA_TOKENS",
+        crate::calls::registry::DEFAULT_MAX_PENDING_TOKENS as u64,
+        1,
+        10_000_000,
+    )? as usize;
+
+    let media_port = match var("MEDIA_PORT") {
+        None => None,
+        Some(v) => Some(v.parse::<u16>().map_err(|_| ConfigError {
+            variable: "MEDIA_PORT",
+            problem: format!("{v:?} is not a port number (0-65535)"),
+        })?),
+    };
+    let media_lead = Duration::from_millis(ranged(var, "MEDIA_LEAD_MS", 200, 0, 5_000)?);
+    let media_idle_timeout = Duration::from_millis(ranged(
+        var,
+        "MEDIA_IDLE_TIMEOUT_MS",
+        30_000,
+        100,
+        3_600_000,
+    )?);
+    let media_ping_interval =
+        Duration::from_millis(ranged(var, "MEDIA_PING_INTERVAL_MS", 10_000, 100, 600_000)?);
+    let media_start_timeout =
+        Duration::from_millis(ranged(var, "MEDIA_START_TIMEOUT_MS", 5_000, 100, 600_000)?);
+    let media_token_ttl = Duration::from_secs(ranged(
+        var,
+        "MEDIA_TOKEN_TTL_S",
+        crate::calls::registry::MEDIA_TOKEN_TTL.as_secs(),
+        1,
+        3600,
+    )?);
+    let media_max_ahead = Duration::from_secs(ranged(
+        var,
+        "MEDIA_MAX_AHEAD_S",
+        MAX_INBOUND_LEAD.as_secs(),
+        1,
+        86_400,
+    )?);
+    let media_max_frames_per_second = ranged(
+        var,
+        "MEDIA_MAX_FRAMES_PER_S",
+        MAX_FRAMES_PER_SECOND.into(),
+        10,
+        1_000_000,
+    )? as u32;
+    Ok(MediaVars {
+        sample_rate,
+        max_pending_media_tokens,
+        media_port,
+        media_lead,
+        media_idle_timeout,
+        media_ping_interval,
+        media_start_timeout,
+        media_token_ttl,
+        media_max_ahead,
+        media_max_frames_per_second,
+    })
+}
+
+/// The calls' variables, read by [`calls_from_vars`].
+struct CallsVars {
+    call_check_margin: Duration,
+    echo_delay_ms: u32,
+    bot: BotChoice,
+    data_dir: std::path::PathBuf,
+    max_concurrent_calls: usize,
+    call_slot_timeout: Duration,
+    shutdown_grace: Duration,
+    record: bool,
+    retention: Option<Duration>,
+}
+
+/// The bot, the concurrency and lifetime of calls, and what is kept of them on disk.
+fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, ConfigError> {
+    let call_check_margin = Duration::from_secs(ranged(var, "CALL_CHECK_MARGIN_S", 60, 1, 86_400)?);
+    let echo_delay_ms = ranged(var, "ECHO_DELAY_MS", 400, 0, 10_000)? as u32;
+    let max_concurrent_calls = ranged(var, "MAX_CONCURRENT_CALLS", 50, 1, 100_000)? as usize;
+    let call_slot_timeout =
+        Duration::from_secs(ranged(var, "CALL_SLOT_TIMEOUT_S", 7200, 1, 7 * 86_400)?);
+    let record = match var("RECORD")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("0" | "false" | "off" | "no") => false,
+        Some("1" | "true" | "on" | "yes") => true,
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "RECORD",
+                problem: format!("{other:?} is neither 1/true/on nor 0/false/off"),
+            })
+        }
+    };
+    let shutdown_grace = Duration::from_secs(ranged(var, "SHUTDOWN_GRACE_S", 30, 0, 3600)?);
+    let data_dir = std::path::PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
+    let bot = match var("BOT").as_deref() {
+        None | Some("echo") => BotChoice::Echo,
+        Some("relay") => BotChoice::Relay(RelayConfig::from_vars(var)?),
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "BOT",
+                problem: format!("{other:?} is not a bot this version has (echo, relay)"),
+            })
+        }
+    };
+
+    let retention = match var("RETENTION_DAYS") {
+        None => None,
+        Some(_) => Some(Duration::from_secs(
+            86_400 * ranged(var, "RETENTION_DAYS", 0, 1, 36_500)?,
+        )),
+    };
+    Ok(CallsVars {
+        call_check_margin,
+        echo_delay_ms,
+        bot,
+        data_dir,
+        max_concurrent_calls,
+        call_slot_timeout,
+        shutdown_grace,
+        record,
+        retention,
+    })
 }
 
 /// `LOG_LEVEL` (info, warn, error, off) and `LOG_FORMAT` (text, json).
