@@ -211,157 +211,38 @@ pub(super) fn answer_all(
     }
 }
 
+/// The next request on the connection, by step: wait for its first byte, read its head, work
+/// out its framing and whether the connection stays open, then read its body.
 fn next_request(
     stream: &mut impl Source,
     buf: &mut Vec<u8>,
     peer: SocketAddr,
     limits: &Limits,
 ) -> Next {
-    // Idle: nothing of the next request yet.
-    if buf.is_empty() {
-        match read_some(stream, buf, Instant::now() + limits.idle_timeout) {
-            Ok(ReadOutcome::Data) => {}
-            Ok(ReadOutcome::Eof | ReadOutcome::TimedOut) | Err(_) => return Next::Closed,
-        }
-        if buf.is_empty() {
-            return Next::Closed;
-        }
+    if !wait_for_first_byte(stream, buf, limits) {
+        return Next::Closed;
     }
     // The whole request, head and body, must arrive within head_timeout of its first byte.
     let deadline = Instant::now() + limits.head_timeout;
-    let too_slow = || {
-        Next::Reject(Response::error(
-            408,
-            "request_timeout",
-            format!(
-                "the request did not arrive within {} ms of its first byte",
-                limits.head_timeout.as_millis()
-            ),
-        ))
-    };
-    let header_too_large =
-        |what: String| Next::Reject(Response::error(431, "headers_too_large", what));
-
-    let parsed = loop {
-        // Slots borrow from `buf`, which the next read extends, so they live for one attempt.
-        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        let mut req = httparse::Request::new(&mut slots);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                if len > limits.max_head_bytes {
-                    return header_too_large(format!(
-                        "the request head is {len} bytes; the limit is {}",
-                        limits.max_head_bytes
-                    ));
-                }
-                break ParsedHead::from(&req, len);
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return header_too_large(format!(
-                    "the request has more than {} headers (HTTP_MAX_HEADERS)",
-                    limits.max_headers
-                ))
-            }
-            Err(e) => {
-                return Next::Reject(Response::error(
-                    400,
-                    "bad_request",
-                    format!("malformed request head: {e}"),
-                ))
-            }
-        }
-        if buf.len() >= limits.max_head_bytes {
-            return header_too_large(format!(
-                "the request head exceeds {} bytes",
-                limits.max_head_bytes
-            ));
-        }
-        match read_some(stream, buf, deadline) {
-            Ok(ReadOutcome::Data) => {}
-            Ok(ReadOutcome::TimedOut) => return too_slow(),
-            Ok(ReadOutcome::Eof) | Err(_) => return Next::Closed,
-        }
+    let parsed = match read_head(stream, buf, limits, deadline) {
+        Ok(parsed) => parsed,
+        Err(next) => return next,
     };
     buf.drain(..parsed.len);
-
     let framing = match body_framing(&parsed.headers, parsed.http_1_0, limits) {
         Ok(framing) => framing,
         Err(response) => return Next::Reject(response),
     };
-    let http_1_0 = parsed.http_1_0;
-    let connection = parsed
-        .headers
-        .iter()
-        .find(|(n, _)| n == "connection")
-        .map(|(_, v)| v.to_ascii_lowercase())
-        .unwrap_or_default();
-    let has_token = |t: &str| connection.split(',').any(|c| c.trim() == t);
-    let keep_alive = if http_1_0 {
-        has_token("keep-alive")
-    } else {
-        !has_token("close")
-    };
-
-    // curl sends `Expect: 100-continue` before bodies over 1 KiB and waits a second for this.
-    let expects_continue = parsed
-        .headers
-        .iter()
-        .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
-    let wants_continue =
-        expects_continue && framing != BodyFraming::None && buf.is_empty() && !http_1_0;
-    if wants_continue && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+    let head = Head::of(&parsed);
+    if wants_continue(&parsed, framing, buf)
+        && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+    {
         return Next::Closed;
     }
-
-    let body = match framing {
-        BodyFraming::None => Vec::new(),
-        BodyFraming::Length(len) => {
-            while buf.len() < len {
-                match read_some(stream, buf, deadline) {
-                    Ok(ReadOutcome::Data) => {}
-                    Ok(ReadOutcome::TimedOut) => return too_slow(),
-                    Ok(ReadOutcome::Eof) | Err(_) => return Next::Closed,
-                }
-            }
-            buf.drain(..len).collect()
-        }
-        BodyFraming::Chunked => {
-            let mut decoder = chunked::Decoder::new(limits.max_body_bytes);
-            let mut body = Vec::new();
-            // Framing bytes (sizes, extensions, trailers) count too, so endless extensions end.
-            let mut raw = 0usize;
-            let raw_limit = 2 * limits.max_body_bytes + limits.max_head_bytes;
-            loop {
-                match decoder.feed(buf, &mut body) {
-                    Ok(used) => {
-                        raw += used;
-                        buf.drain(..used);
-                    }
-                    Err(chunked::Error::TooLarge) => return body_too_large(limits),
-                    Err(chunked::Error::Malformed(why)) => {
-                        return Next::Reject(Response::error(
-                            400,
-                            "bad_request",
-                            format!("malformed chunked body: {why}"),
-                        ))
-                    }
-                }
-                if decoder.is_done() {
-                    break body;
-                }
-                if raw > raw_limit {
-                    return body_too_large(limits);
-                }
-                match read_some(stream, buf, deadline) {
-                    Ok(ReadOutcome::Data) => {}
-                    Ok(ReadOutcome::TimedOut) => return too_slow(),
-                    Ok(ReadOutcome::Eof) | Err(_) => return Next::Closed,
-                }
-            }
-        }
+    let body = match read_body(stream, buf, framing, limits, deadline) {
+        Ok(body) => body,
+        Err(next) => return next,
     };
-
     Next::Request(
         Box::new(Request {
             method: parsed.method,
@@ -372,11 +253,177 @@ fn next_request(
             framing,
             peer,
         }),
+        head,
+    )
+}
+
+/// Idle: waits up to the idle timeout for the first byte of the next request (unless pipelined
+/// bytes are already in `buf`); `false` when the client went away or stayed silent.
+fn wait_for_first_byte(stream: &mut impl Source, buf: &mut Vec<u8>, limits: &Limits) -> bool {
+    if !buf.is_empty() {
+        return true;
+    }
+    matches!(
+        read_some(stream, buf, Instant::now() + limits.idle_timeout),
+        Ok(ReadOutcome::Data)
+    ) && !buf.is_empty()
+}
+
+/// Reads more of the request before `deadline`; the error is what the connection does instead.
+fn read_more(
+    stream: &mut impl Source,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<(), Next> {
+    match read_some(stream, buf, deadline) {
+        Ok(ReadOutcome::Data) => Ok(()),
+        Ok(ReadOutcome::TimedOut) => Err(Next::Reject(Response::error(
+            408,
+            "request_timeout",
+            format!(
+                "the request did not arrive within {} ms of its first byte",
+                limits.head_timeout.as_millis()
+            ),
+        ))),
+        Ok(ReadOutcome::Eof) | Err(_) => Err(Next::Closed),
+    }
+}
+
+fn header_too_large(what: String) -> Next {
+    Next::Reject(Response::error(431, "headers_too_large", what))
+}
+
+/// Reads until the head is complete, within the header limits.
+fn read_head(
+    stream: &mut impl Source,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<ParsedHead, Next> {
+    loop {
+        // Slots borrow from `buf`, which the next read extends, so they live for one attempt.
+        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut req = httparse::Request::new(&mut slots);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) if len > limits.max_head_bytes => {
+                return Err(header_too_large(format!(
+                    "the request head is {len} bytes; the limit is {}",
+                    limits.max_head_bytes
+                )));
+            }
+            Ok(httparse::Status::Complete(len)) => return Ok(ParsedHead::from(&req, len)),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(header_too_large(format!(
+                    "the request has more than {} headers (HTTP_MAX_HEADERS)",
+                    limits.max_headers
+                )))
+            }
+            Err(e) => {
+                return Err(Next::Reject(Response::error(
+                    400,
+                    "bad_request",
+                    format!("malformed request head: {e}"),
+                )))
+            }
+        }
+        if buf.len() >= limits.max_head_bytes {
+            return Err(header_too_large(format!(
+                "the request head exceeds {} bytes",
+                limits.max_head_bytes
+            )));
+        }
+        read_more(stream, buf, limits, deadline)?;
+    }
+}
+
+impl Head {
+    /// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 closes unless `keep-alive`.
+    fn of(parsed: &ParsedHead) -> Head {
+        let connection = parsed
+            .headers
+            .iter()
+            .find(|(n, _)| n == "connection")
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        let has_token = |t: &str| connection.split(',').any(|c| c.trim() == t);
+        let keep_alive = if parsed.http_1_0 {
+            has_token("keep-alive")
+        } else {
+            !has_token("close")
+        };
         Head {
             keep_alive,
-            http_1_0,
-        },
-    )
+            http_1_0: parsed.http_1_0,
+        }
+    }
+}
+
+/// curl sends `Expect: 100-continue` before bodies over 1 KiB and waits a second for the
+/// interim answer; it is owed only when the body has not started arriving.
+fn wants_continue(parsed: &ParsedHead, framing: BodyFraming, buf: &[u8]) -> bool {
+    let expects_continue = parsed
+        .headers
+        .iter()
+        .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
+    expects_continue && framing != BodyFraming::None && buf.is_empty() && !parsed.http_1_0
+}
+
+/// Reads the body its framing announces, before `deadline`.
+fn read_body(
+    stream: &mut impl Source,
+    buf: &mut Vec<u8>,
+    framing: BodyFraming,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Vec<u8>, Next> {
+    match framing {
+        BodyFraming::None => Ok(Vec::new()),
+        BodyFraming::Length(len) => {
+            while buf.len() < len {
+                read_more(stream, buf, limits, deadline)?;
+            }
+            Ok(buf.drain(..len).collect())
+        }
+        BodyFraming::Chunked => read_chunked(stream, buf, limits, deadline),
+    }
+}
+
+fn read_chunked(
+    stream: &mut impl Source,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Vec<u8>, Next> {
+    let mut decoder = chunked::Decoder::new(limits.max_body_bytes);
+    let mut body = Vec::new();
+    // Framing bytes (sizes, extensions, trailers) count too, so endless extensions end.
+    let mut raw = 0usize;
+    let raw_limit = 2 * limits.max_body_bytes + limits.max_head_bytes;
+    loop {
+        match decoder.feed(buf, &mut body) {
+            Ok(used) => {
+                raw += used;
+                buf.drain(..used);
+            }
+            Err(chunked::Error::TooLarge) => return Err(body_too_large(limits)),
+            Err(chunked::Error::Malformed(why)) => {
+                return Err(Next::Reject(Response::error(
+                    400,
+                    "bad_request",
+                    format!("malformed chunked body: {why}"),
+                )))
+            }
+        }
+        if decoder.is_done() {
+            return Ok(body);
+        }
+        if raw > raw_limit {
+            return Err(body_too_large(limits));
+        }
+        read_more(stream, buf, limits, deadline)?;
+    }
 }
 
 fn body_too_large(limits: &Limits) -> Next {
