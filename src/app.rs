@@ -18,6 +18,8 @@ pub struct App {
     pub registry: Registry,
     pub slots: std::sync::Arc<Slots>,
     pub call_log: CallLog,
+    /// The do-not-call list, checked by `/call`.
+    pub dnc: crate::calls::dnc::DoNotCall,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The recordings' writer, when `RECORD` is on.
     pub recorder: Option<crate::media::recorder::Recorder>,
@@ -58,8 +60,18 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let (call_log, opened) = CallLog::open(&config.data_dir.join("calls.db"), metrics.clone())
-            .map_err(|e| format!("DATA_DIR call log {e}"))?;
+        let db = config.data_dir.join("calls.db");
+        let (call_log, opened) =
+            CallLog::open(&db, metrics.clone()).map_err(|e| format!("DATA_DIR call log {e}"))?;
+        // Call data and, with phones, Exotel's tokens: readable by this user only.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("DATA_DIR {}: {e}", db.display()))?;
+        }
+        let (store, stored) =
+            crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
+        let dnc = crate::calls::dnc::DoNotCall::new(store, stored.dnc);
         if opened.interrupted > 0 {
             crate::warn!(
                 "calllog.interrupted",
@@ -104,6 +116,7 @@ impl App {
             registry,
             slots,
             call_log,
+            dnc,
             metrics,
             recorder,
             exotel,

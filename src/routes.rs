@@ -23,6 +23,15 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         ("POST", "/call") => crate::calls::place::handle(app, request),
         (_, "/call") => method_not_allowed("POST"),
 
+        // The do-not-call list.
+        ("POST", "/dnc") => guarded(app, request, |app| app.dnc.add(request)),
+        ("GET", "/dnc") => guarded(app, request, |app| app.dnc.list()),
+        ("DELETE", path) if path.starts_with("/dnc/") => {
+            guarded(app, request, |app| app.dnc.remove(&path["/dnc/".len()..]))
+        }
+        (_, "/dnc") => method_not_allowed("GET, POST"),
+        (_, path) if path.starts_with("/dnc/") => method_not_allowed("DELETE"),
+
         // The call log.
         ("GET", "/calls") => crate::calls::history::list(app, request),
         ("GET", path) if path.starts_with("/calls/") => {
@@ -96,4 +105,12 @@ fn health(app: &App) -> Response {
             version: env!("CARGO_PKG_VERSION"),
         },
     )
+}
+
+/// The operator's own routes: `API_TOKEN`, else local clients only (as `/call`).
+fn guarded(app: &App, request: &Request, then: impl FnOnce(&App) -> Response) -> Response {
+    match crate::auth::user(&app.config, request) {
+        Ok(()) => then(app),
+        Err(denied) => denied,
+    }
 }

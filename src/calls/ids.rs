@@ -130,6 +130,15 @@ impl PhoneNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number in E.164, one spelling per line: an Indian national number gets `+91`
+    /// (`9876543210` and `09876543210` are both `+919876543210`).
+    pub fn canonical(&self) -> String {
+        match self.0.strip_prefix('+') {
+            Some(_) => self.0.clone(),
+            None => format!("+91{}", self.0.strip_prefix('0').unwrap_or(&self.0)),
+        }
+    }
 }
 
 /// Fills `buf` from the operating system's random source. Without one the process cannot issue

@@ -222,6 +222,22 @@ fn read_request<'a>(app: &'a App, request: &Request) -> Result<(PlaceCall, &'a A
     params.add_body(request)?;
     let call =
         PlaceCall::from_params(&params).map_err(|why| Response::error(400, "bad_request", why))?;
+    if app.dnc.contains(&call.to) {
+        crate::info!(
+            "call.do_not_call",
+            callLogId = call.call_log_id,
+            to = call.to.canonical()
+        );
+        return Err(Response::error(
+            403,
+            "do_not_call",
+            format!(
+                "{} is on the do-not-call list (DELETE /dnc/{} takes it off)",
+                call.to.canonical(),
+                call.to.canonical()
+            ),
+        ));
+    }
     let pool = app.exotel.as_ref().map_err(|missing| {
         Response::error(
             503,
