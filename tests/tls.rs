@@ -308,3 +308,51 @@ fn a_relayed_call_over_wss_both_ways() {
     assert!(report.is_clean(), "{report:#?}");
     assert!(report.echoed > 0);
 }
+
+#[test]
+fn over_http_max_connections_a_tls_client_is_closed_and_the_rest_go_on() {
+    let dir = support::temp_dir("tls");
+    let pki = make_pki(&dir, "a");
+    let server = tls_server(&pki, &[("HTTP_MAX_CONNECTIONS", "2")]);
+    let target = exotel_voicebot::sim::client::Server {
+        addr: server.addr,
+        tls: Some(client_roots(&pki.ca)),
+    };
+    // Two clients hold the two connections, each through its handshake and one request.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut socket = target.connect(server.addr).unwrap();
+        socket
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 12];
+        socket.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(socket);
+    }
+    // The third is closed without a handshake: no 503 can be written before TLS.
+    let mut third = target.connect(server.addr).unwrap();
+    let wrote = third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .and_then(|()| third.flush());
+    let mut answer = Vec::new();
+    let read = third.read_to_end(&mut answer);
+    assert!(
+        wrote.is_err() || read.is_err() || answer.is_empty(),
+        "the third connection was served: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    // One held connection goes; a new client is served again.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok((200, _)) = target.fetch("GET", "/health", None) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
