@@ -20,6 +20,8 @@ pub struct App {
     pub call_log: CallLog,
     /// The do-not-call list, checked by `/call`.
     pub dnc: crate::calls::dnc::DoNotCall,
+    /// ExoPhones with their own Exotel accounts (`/phones`).
+    pub phones: crate::calls::phones::Phones,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The recordings' writer, when `RECORD` is on.
     pub recorder: Option<crate::media::recorder::Recorder>,
@@ -71,7 +73,8 @@ impl App {
         }
         let (store, stored) =
             crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
-        let dnc = crate::calls::dnc::DoNotCall::new(store, stored.dnc);
+        let dnc = crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc);
+        let phones = crate::calls::phones::Phones::new(store, stored.phones);
         if opened.interrupted > 0 {
             crate::warn!(
                 "calllog.interrupted",
@@ -117,6 +120,7 @@ impl App {
             slots,
             call_log,
             dnc,
+            phones,
             metrics,
             recorder,
             exotel,

@@ -25,7 +25,8 @@
 //! loopback, `/call` up to Exotel, the per-chunk protocol work, the session per frame, the WAV
 //! writer). `vendor/may_queue` and `vendor/minreq` are dependencies with one change each (`vendor/README.md`).
 //!
-//! **Around the calls.** [`calls::dnc`] is the do-not-call list `/call` checks, kept by
+//! **Around the calls.** [`calls::dnc`] is the do-not-call list `/call` checks and
+//! [`calls::phones`] the ExoPhones with their own Exotel accounts, both kept by
 //! [`store`] (the dialer's storage, behind one narrow interface); [`calls::upkeep`] keeps `DATA_DIR` in shape (`RETENTION_DAYS`, the
 //! `backup` command); [`tls`] is the binary's one TLS stack (rustls on ring): the server's HTTPS
 //! and `wss://` with `TLS_CERT` (reloaded on SIGHUP), the relay's and `simulate`'s clients.

@@ -32,6 +32,20 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         (_, "/dnc") => method_not_allowed("GET, POST"),
         (_, path) if path.starts_with("/dnc/") => method_not_allowed("DELETE"),
 
+        // ExoPhones with their own Exotel accounts.
+        ("POST", "/phones") => guarded(app, request, |app| app.phones.create(request)),
+        ("GET", "/phones") => guarded(app, request, |app| app.phones.list()),
+        (method, path) if path.starts_with("/phones/") => {
+            let number = &path["/phones/".len()..];
+            match method {
+                "GET" => guarded(app, request, |app| app.phones.show(number)),
+                "PATCH" => guarded(app, request, |app| app.phones.update(number, request)),
+                "DELETE" => guarded(app, request, |app| app.phones.remove(number)),
+                _ => method_not_allowed("GET, PATCH, DELETE"),
+            }
+        }
+        (_, "/phones") => method_not_allowed("GET, POST"),
+
         // The call log.
         ("GET", "/calls") => crate::calls::history::list(app, request),
         ("GET", path) if path.starts_with("/calls/") => {

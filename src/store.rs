@@ -18,6 +18,33 @@ enum Op {
         may::sync::mpsc::Sender<Result<usize, String>>,
     ),
     DncRemove(String, may::sync::mpsc::Sender<Result<bool, String>>),
+    /// Writes a phone (`true`: it must be new); answers whether it was written.
+    PhonePut(
+        Box<Phone>,
+        bool,
+        may::sync::mpsc::Sender<Result<bool, String>>,
+    ),
+    PhoneRemove(String, may::sync::mpsc::Sender<Result<bool, String>>),
+}
+
+/// An ExoPhone with its own Exotel account (`/phones`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phone {
+    /// E.164 (`PhoneNumber::canonical`).
+    pub number: String,
+    pub api_key: String,
+    /// Secret: written, never shown or logged.
+    pub api_token: String,
+    pub sid: String,
+    pub subdomain: String,
+    /// Where this account's API is reached, when not `https://{subdomain}`.
+    pub api_base_url: Option<String>,
+    /// The Voicebot applet's App ID; `None` is stream mode.
+    pub app_id: Option<String>,
+    /// Live calls on this phone at most; `None`: only the server's limit.
+    pub max_concurrent: Option<u32>,
+    /// The agent its calls get unless the request names one.
+    pub agent: Option<String>,
 }
 
 /// The handle; cloning shares the thread.
@@ -30,9 +57,25 @@ pub struct Store {
 pub struct Loaded {
     /// Every number on the do-not-call list, canonical E.164.
     pub dnc: Vec<String>,
+    pub phones: Vec<Phone>,
 }
 
 impl Store {
+    /// Hands an operation to the store's thread and waits for its answer (on a `may` channel,
+    /// so a coroutine parks instead of blocking its worker).
+    fn ask<T>(
+        &self,
+        op: impl FnOnce(may::sync::mpsc::Sender<Result<T, String>>) -> Op,
+    ) -> Result<T, String> {
+        let (reply, answer) = may::sync::mpsc::channel();
+        self.ops
+            .send(op(reply))
+            .map_err(|_| "the store is closed")?;
+        answer
+            .recv()
+            .map_err(|_| "the store is closed".to_string())?
+    }
+
     /// Opens the store's tables in the database at `path` (creating them) and starts its thread.
     pub fn open(path: &Path) -> Result<(Store, Loaded), String> {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -47,20 +90,23 @@ impl Store {
 
     /// Adds numbers to the do-not-call list; answers how many were new. Coroutine-safe.
     pub fn dnc_add(&self, numbers: Vec<String>, at_ms: i64) -> Result<usize, String> {
-        let (tx, rx) = may::sync::mpsc::channel();
-        self.ops
-            .send(Op::DncAdd(numbers, at_ms, tx))
-            .map_err(|_| "the store is closed")?;
-        rx.recv().map_err(|_| "the store is closed".to_string())?
+        self.ask(|reply| Op::DncAdd(numbers, at_ms, reply))
+    }
+
+    /// Writes `phone`; with `create`, only if no phone has its number (`Ok(false)` then).
+    /// Coroutine-safe.
+    pub fn phone_put(&self, phone: Phone, create: bool) -> Result<bool, String> {
+        self.ask(|reply| Op::PhonePut(Box::new(phone), create, reply))
+    }
+
+    /// Deletes the phone with this number; `false` when there was none. Coroutine-safe.
+    pub fn phone_remove(&self, number: String) -> Result<bool, String> {
+        self.ask(|reply| Op::PhoneRemove(number, reply))
     }
 
     /// Takes a number off the list; `false` when it was not on it. Coroutine-safe.
     pub fn dnc_remove(&self, number: String) -> Result<bool, String> {
-        let (tx, rx) = may::sync::mpsc::channel();
-        self.ops
-            .send(Op::DncRemove(number, tx))
-            .map_err(|_| "the store is closed")?;
-        rx.recv().map_err(|_| "the store is closed".to_string())?
+        self.ask(|reply| Op::DncRemove(number, reply))
     }
 }
 
@@ -68,13 +114,36 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS dnc (number TEXT PRIMARY KEY, added_at INTEGER NOT NULL);",
+        "CREATE TABLE IF NOT EXISTS dnc (number TEXT PRIMARY KEY, added_at INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS phones (
+             number TEXT PRIMARY KEY, api_key TEXT NOT NULL, api_token TEXT NOT NULL,
+             sid TEXT NOT NULL, subdomain TEXT NOT NULL, api_base_url TEXT, app_id TEXT,
+             max_concurrent INTEGER, agent TEXT
+         );",
     )?;
     let dnc = conn
         .prepare("SELECT number FROM dnc")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    Ok(Loaded { dnc })
+    let phones = conn
+        .prepare(&format!(
+            "SELECT {PHONE_COLUMNS} FROM phones ORDER BY number"
+        ))?
+        .query_map([], |r| {
+            Ok(Phone {
+                number: r.get(0)?,
+                api_key: r.get(1)?,
+                api_token: r.get(2)?,
+                sid: r.get(3)?,
+                subdomain: r.get(4)?,
+                api_base_url: r.get(5)?,
+                app_id: r.get(6)?,
+                max_concurrent: r.get(7)?,
+                agent: r.get(8)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Loaded { dnc, phones })
 }
 
 fn run(mut conn: Connection, queue: mpsc::Receiver<Op>) {
@@ -82,6 +151,16 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Op>) {
         match op {
             Op::DncAdd(numbers, at, reply) => {
                 let _ = reply.send(dnc_add(&mut conn, &numbers, at).map_err(|e| e.to_string()));
+            }
+            Op::PhonePut(phone, create, reply) => {
+                let _ = reply.send(phone_put(&conn, &phone, create).map_err(|e| e.to_string()));
+            }
+            Op::PhoneRemove(number, reply) => {
+                let removed = conn
+                    .execute("DELETE FROM phones WHERE number = ?1", [&number])
+                    .map(|n| n > 0)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(removed);
             }
             Op::DncRemove(number, reply) => {
                 let removed = conn
@@ -92,6 +171,34 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Op>) {
             }
         }
     }
+}
+
+const PHONE_COLUMNS: &str =
+    "number, api_key, api_token, sid, subdomain, api_base_url, app_id, max_concurrent, agent";
+
+fn phone_put(conn: &Connection, p: &Phone, create: bool) -> rusqlite::Result<bool> {
+    let verb = if create {
+        "INSERT OR IGNORE"
+    } else {
+        "INSERT OR REPLACE"
+    };
+    let written = conn.execute(
+        &format!(
+            "{verb} INTO phones ({PHONE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            p.number,
+            p.api_key,
+            p.api_token,
+            p.sid,
+            p.subdomain,
+            p.api_base_url,
+            p.app_id,
+            p.max_concurrent,
+            p.agent
+        ],
+    )?;
+    Ok(written > 0)
 }
 
 fn dnc_add(conn: &mut Connection, numbers: &[String], at: i64) -> rusqlite::Result<usize> {

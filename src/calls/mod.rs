@@ -5,6 +5,7 @@ pub mod dnc;
 pub mod history;
 pub mod ids;
 pub mod log;
+pub mod phones;
 pub mod place;
 pub mod registry;
 pub mod slots;

@@ -1,0 +1,289 @@
+//! ExoPhones with their own Exotel accounts (`/phones`, guarded like `/call`): `POST /phones`
+//! creates one, `GET /phones` and `GET /phones/{number}` show them, `PATCH /phones/{number}`
+//! changes fields, `DELETE /phones/{number}` removes one. The environment's `EXOTEL_*` stay the
+//! default line. A phone's API token is written, never shown (answers mask it) and never logged.
+//!
+//! Kept by [`crate::store`]; held in memory for the calls that will use them.
+
+use super::PhoneNumber;
+use crate::http::{Request, Response};
+use crate::store::{Phone, Store};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+pub struct Phones {
+    by_number: RwLock<BTreeMap<String, Phone>>,
+    store: Store,
+}
+
+/// The fields `POST` and `PATCH` take; every one optional here, required ones checked for
+/// `POST`. An unknown field is refused with its name.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Fields {
+    number: Option<String>,
+    api_key: Option<String>,
+    api_token: Option<String>,
+    sid: Option<String>,
+    subdomain: Option<String>,
+    api_base_url: Option<String>,
+    app_id: Option<String>,
+    max_concurrent: Option<u32>,
+    agent: Option<String>,
+}
+
+/// A phone as answers show it: the token masked.
+fn shown(p: &Phone) -> serde_json::Value {
+    serde_json::json!({
+        "number": p.number,
+        "apiKey": p.api_key,
+        "apiToken": mask(&p.api_token),
+        "sid": p.sid,
+        "subdomain": p.subdomain,
+        "apiBaseUrl": p.api_base_url,
+        "appId": p.app_id,
+        "mode": if p.app_id.is_some() { "applet" } else { "stream" },
+        "maxConcurrent": p.max_concurrent,
+        "agent": p.agent,
+    })
+}
+
+/// `****` and, for a token long enough that it gives nothing away, its last four characters.
+pub fn mask(token: &str) -> String {
+    let chars: Vec<char> = token.chars().collect();
+    if chars.len() >= 16 {
+        format!(
+            "****{}",
+            chars[chars.len() - 4..].iter().collect::<String>()
+        )
+    } else {
+        "****".into()
+    }
+}
+
+/// A value that goes into Exotel's URL paths: letters, digits, `.`, `_`, `-`.
+fn url_segment(field: &str, value: &str) -> Result<(), String> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() || !value.chars().all(fits) || value == "." || value == ".." {
+        return Err(format!(
+            "{field} {value:?} goes into Exotel's URLs and may hold only letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn bad(detail: impl AsRef<str>) -> Response {
+    Response::error(400, "bad_request", detail)
+}
+
+impl Phones {
+    pub fn new(store: Store, phones: Vec<Phone>) -> Phones {
+        Phones {
+            by_number: RwLock::new(phones.into_iter().map(|p| (p.number.clone(), p)).collect()),
+            store,
+        }
+    }
+
+    /// The phone with this number, in any spelling.
+    pub fn get(&self, number: &PhoneNumber) -> Option<Phone> {
+        self.by_number
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&number.canonical())
+            .cloned()
+    }
+
+    /// `POST /phones`.
+    pub fn create(&self, request: &Request) -> Response {
+        let fields = match parse(request) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let required = |name: &str, v: &Option<String>| {
+            v.clone()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| bad(format!("{name} is missing")))
+        };
+        let phone = match (|| -> Result<Phone, Response> {
+            let number = PhoneNumber::parse(&required("number", &fields.number)?)
+                .map_err(|e| bad(format!("number: {e}")))?;
+            Ok(Phone {
+                number: number.canonical(),
+                api_key: required("apiKey", &fields.api_key)?,
+                api_token: required("apiToken", &fields.api_token)?,
+                sid: required("sid", &fields.sid)?,
+                subdomain: fields
+                    .subdomain
+                    .clone()
+                    .unwrap_or_else(|| "api.exotel.com".into()),
+                api_base_url: fields.api_base_url.clone(),
+                app_id: fields.app_id.clone(),
+                max_concurrent: fields.max_concurrent,
+                agent: fields.agent.clone(),
+            })
+        })() {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        if let Err(why) = check(&phone) {
+            return bad(why);
+        }
+        match self.store.phone_put(phone.clone(), true) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Response::error(
+                    409,
+                    "phone_exists",
+                    format!(
+                        "{} is a phone already: PATCH /phones/{} changes it",
+                        phone.number, phone.number
+                    ),
+                )
+            }
+            Err(e) => return Response::error(503, "store_unavailable", e),
+        }
+        crate::info!("phone.created", number = phone.number, sid = phone.sid);
+        let answer = shown(&phone);
+        self.remember(phone);
+        Response::json(201, &answer)
+    }
+
+    /// `GET /phones`.
+    pub fn list(&self) -> Response {
+        let phones: Vec<serde_json::Value> = self
+            .by_number
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(shown)
+            .collect();
+        Response::json(200, &serde_json::json!({ "phones": phones }))
+    }
+
+    /// `GET /phones/{number}`.
+    pub fn show(&self, raw: &str) -> Response {
+        match self.lookup(raw) {
+            Ok(phone) => Response::json(200, &shown(&phone)),
+            Err(r) => r,
+        }
+    }
+
+    /// `PATCH /phones/{number}`: the fields given replace the phone's; the number stays.
+    pub fn update(&self, raw: &str, request: &Request) -> Response {
+        let mut phone = match self.lookup(raw) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let fields = match parse(request) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        if fields.number.is_some() {
+            return bad("number cannot change: create the new phone and delete this one");
+        }
+        let set = |slot: &mut String, v: Option<String>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut phone.api_key, fields.api_key);
+        set(&mut phone.api_token, fields.api_token);
+        set(&mut phone.sid, fields.sid);
+        set(&mut phone.subdomain, fields.subdomain);
+        if fields.api_base_url.is_some() {
+            phone.api_base_url = fields.api_base_url;
+        }
+        if fields.app_id.is_some() {
+            phone.app_id = fields.app_id.filter(|v| !v.is_empty());
+        }
+        if fields.max_concurrent.is_some() {
+            phone.max_concurrent = fields.max_concurrent;
+        }
+        if fields.agent.is_some() {
+            phone.agent = fields.agent.filter(|v| !v.is_empty());
+        }
+        if let Err(why) = check(&phone) {
+            return bad(why);
+        }
+        if let Err(e) = self.store.phone_put(phone.clone(), false) {
+            return Response::error(503, "store_unavailable", e);
+        }
+        crate::info!("phone.updated", number = phone.number);
+        let answer = shown(&phone);
+        self.remember(phone);
+        Response::json(200, &answer)
+    }
+
+    /// `DELETE /phones/{number}`.
+    pub fn remove(&self, raw: &str) -> Response {
+        let phone = match self.lookup(raw) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        match self.store.phone_remove(phone.number.clone()) {
+            Ok(_) => {
+                self.by_number
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&phone.number);
+                crate::info!("phone.deleted", number = phone.number);
+                Response::json(200, &serde_json::json!({ "deleted": phone.number }))
+            }
+            Err(e) => Response::error(503, "store_unavailable", e),
+        }
+    }
+
+    fn remember(&self, phone: Phone) {
+        self.by_number
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(phone.number.clone(), phone);
+    }
+
+    /// The phone a path segment names (`+` kept as it is).
+    fn lookup(&self, raw: &str) -> Result<Phone, Response> {
+        let raw = crate::http::form::decode(&raw.replace('+', "%2B"));
+        let number = PhoneNumber::parse(&raw).map_err(|e| bad(format!("number: {e}")))?;
+        self.get(&number).ok_or_else(|| {
+            Response::error(
+                404,
+                "not_found",
+                format!("{} is not a phone here", number.canonical()),
+            )
+        })
+    }
+}
+
+fn parse(request: &Request) -> Result<Fields, Response> {
+    serde_json::from_slice(&request.body).map_err(|e| {
+        bad(format!(
+            "the body must be a JSON object of phone fields: {e}"
+        ))
+    })
+}
+
+/// What is checked of every phone written.
+fn check(p: &Phone) -> Result<(), String> {
+    url_segment("sid", &p.sid)?;
+    if let Some(app_id) = &p.app_id {
+        url_segment("appId", app_id)?;
+    }
+    if p.subdomain.is_empty() || p.subdomain.contains(['/', ' ', '@', ':']) {
+        return Err(format!(
+            "subdomain {:?} is not a host name (api.exotel.com or api.in.exotel.com)",
+            p.subdomain
+        ));
+    }
+    if let Some(url) = &p.api_base_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!("apiBaseUrl {url:?} is not an http(s) URL"));
+        }
+    }
+    if p.max_concurrent == Some(0) {
+        return Err("maxConcurrent 0 would refuse every call; leave it out for no limit".into());
+    }
+    if p.api_key.trim().is_empty() || p.api_token.trim().is_empty() {
+        return Err("apiKey and apiToken must not be empty".into());
+    }
+    Ok(())
+}

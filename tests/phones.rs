@@ -1,0 +1,164 @@
+//! `/phones` on the real binary: ExoPhones with their own Exotel accounts, kept across a
+//! restart, guarded like `/call`, and their API tokens never in an answer or a log line.
+
+mod support;
+
+use std::time::Duration;
+use support::{request, Server};
+
+const TOKEN_A: &str = "tok-A-9f8e7d6c5b4a39281716";
+const TOKEN_B: &str = "tok-B-0a1b2c3d4e5f60718293";
+const TOKEN_B2: &str = "tok-B2-aa55aa55aa55aa55aa55";
+
+fn send(server: &Server, method: &str, path: &str, body: &str) -> support::TestResponse {
+    request(
+        server.addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
+    let dir = support::temp_dir("phones");
+    let server = Server::start_in(dir.clone(), &[]);
+    let mut answers = Vec::new();
+
+    let a = send(
+        &server,
+        "POST",
+        "/phones",
+        &format!(
+            r#"{{"number": "08047112233", "apiKey": "key-a", "apiToken": "{TOKEN_A}", "sid": "acme", "appId": "4242", "maxConcurrent": 5, "agent": "reminders"}}"#
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.json());
+    let a = a.json();
+    assert_eq!(a["number"], "+918047112233");
+    assert_eq!(a["mode"], "applet");
+    // Masked: four characters of a long token say which one it is, nothing more.
+    assert_eq!(a["apiToken"], "****1716");
+    answers.push(a.to_string());
+
+    let b = send(
+        &server,
+        "POST",
+        "/phones",
+        &format!(
+            r#"{{"number": "+918047112244", "apiKey": "key-b", "apiToken": "{TOKEN_B}", "sid": "other-co", "subdomain": "api.in.exotel.com"}}"#
+        ),
+    );
+    assert_eq!(b.status, 201, "{}", b.json());
+    assert_eq!(b.json()["mode"], "stream");
+    answers.push(b.json().to_string());
+
+    // The same number again, in another spelling: 409.
+    let again = send(
+        &server,
+        "POST",
+        "/phones",
+        &format!(
+            r#"{{"number": "8047112233", "apiKey": "k", "apiToken": "{TOKEN_A}", "sid": "acme"}}"#
+        ),
+    );
+    answers.push(again.assert_error(409, "phone_exists").to_string());
+    // Missing, unknown and unsafe fields are named.
+    for (body, named) in [
+        (
+            r#"{"number": "08047112255", "apiKey": "k", "sid": "s"}"#,
+            "apiToken",
+        ),
+        (
+            r#"{"number": "08047112255", "apiKey": "k", "apiToken": "t", "sid": "s", "callerId": "x"}"#,
+            "callerId",
+        ),
+        (
+            r#"{"number": "08047112255", "apiKey": "k", "apiToken": "t", "sid": "../x"}"#,
+            "sid",
+        ),
+        (
+            r#"{"number": "12", "apiKey": "k", "apiToken": "t", "sid": "s"}"#,
+            "number",
+        ),
+    ] {
+        let error = send(&server, "POST", "/phones", body).assert_error(400, "bad_request");
+        assert!(
+            error["detail"].as_str().unwrap().contains(named),
+            "{named}: {error}"
+        );
+    }
+
+    // A new token for B: taken, still not shown.
+    let patched = send(
+        &server,
+        "PATCH",
+        "/phones/+918047112244",
+        &format!(r#"{{"apiToken": "{TOKEN_B2}", "maxConcurrent": 2}}"#),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.json());
+    assert_eq!(patched.json()["maxConcurrent"], 2);
+    answers.push(patched.json().to_string());
+
+    let list = server.get("/phones").json();
+    assert_eq!(list["phones"].as_array().unwrap().len(), 2, "{list}");
+    answers.push(list.to_string());
+    answers.push(server.get("/phones/%2B918047112233").json().to_string());
+
+    // Kept across a restart.
+    server.signal("TERM");
+    let (_, _) = server.wait_exit(Duration::from_secs(10));
+    let server = Server::start_in(dir.clone(), &[]);
+    let b = server.get("/phones/08047112244").json();
+    assert_eq!(b["sid"], "other-co", "{b}");
+    assert_eq!(b["maxConcurrent"], 2, "{b}");
+    answers.push(b.to_string());
+    let deleted = request(server.addr, "DELETE", "/phones/+918047112233", &[], b"");
+    assert_eq!(deleted.status, 200);
+    server
+        .get("/phones/08047112233")
+        .assert_error(404, "not_found");
+    answers.push(server.get("/phones").json().to_string());
+
+    // No token in any answer, nor in either server's log.
+    let log = server.log().join("\n");
+    for token in [TOKEN_A, TOKEN_B, TOKEN_B2] {
+        for answer in &answers {
+            assert!(!answer.contains(token), "a token in an answer: {answer}");
+        }
+        assert!(!log.contains(token), "a token in the log");
+    }
+    // And the database that holds them is its owner's only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir.join("data/calls.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn phones_are_guarded_like_call() {
+    let server = Server::start(&[("API_TOKEN", "op-token-123")]);
+    server.get("/phones").assert_error(401, "unauthorized");
+    send(&server, "POST", "/phones", "{}").assert_error(401, "unauthorized");
+    request(server.addr, "DELETE", "/phones/08047112233", &[], b"")
+        .assert_error(401, "unauthorized");
+    let r = request(
+        server.addr,
+        "GET",
+        "/phones",
+        &[("Authorization", "Bearer op-token-123")],
+        b"",
+    );
+    assert_eq!(r.json(), serde_json::json!({"phones": []}));
+    request(
+        server.addr,
+        "PUT",
+        "/phones/08047112233",
+        &[("Authorization", "Bearer op-token-123")],
+        b"",
+    )
+    .assert_error(405, "method_not_allowed");
+}
