@@ -633,20 +633,9 @@ fn tls_from_vars(
             });
         }
     };
-    crate::tls::server_config(&files).map_err(|problem| {
-        let variable = if problem.starts_with("TLS_KEY") {
-            "TLS_KEY"
-        } else {
-            "TLS_CERT"
-        };
-        let problem = problem
-            .strip_prefix(variable)
-            .unwrap_or(&problem)
-            .trim_start();
-        ConfigError {
-            variable,
-            problem: problem.to_owned(),
-        }
+    crate::tls::server_config(&files).map_err(|e| ConfigError {
+        variable: e.variable,
+        problem: e.problem,
     })?;
     Ok(Some(files))
 }
@@ -701,8 +690,7 @@ fn exotel_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<ExotelConfi
     })
 }
 
-/// A value that becomes one segment of an Exotel URL path (the account SID, the app id):
-/// letters, digits, `.`, `_` and `-` only, so that it cannot change the URL around it.
+/// A variable that becomes one segment of an Exotel URL path (the account SID, the app id).
 fn url_segment(
     var: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -710,16 +698,10 @@ fn url_segment(
     let Some(value) = var(name) else {
         return Ok(None);
     };
-    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if !value.chars().all(fits) || value == "." || value == ".." {
-        return Err(ConfigError {
-            variable: name,
-            problem: format!(
-                "{value:?} goes into Exotel's URLs and may hold only letters, digits, '.', '_' and '-' \
-                 (copy it from the Exotel dashboard's API settings)"
-            ),
-        });
-    }
+    crate::exotel::client::check_url_segment(&value).map_err(|problem| ConfigError {
+        variable: name,
+        problem: format!("{problem} (copy it from the Exotel dashboard's API settings)"),
+    })?;
     Ok(Some(value))
 }
 

@@ -37,30 +37,48 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
     Ok(certs)
 }
 
+/// Why `TLS_CERT`/`TLS_KEY` did not load: the variable whose file is at fault, and what is wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TlsFileError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for TlsFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for TlsFileError {}
+
 /// A server configuration from a certificate chain file and its key (PKCS#8, PKCS#1 or SEC1).
-/// The errors name the variable that points at the file at fault.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
-    let read = |variable: &str, path: &Path| {
-        std::fs::read(path)
-            .map_err(|e| format!("{variable} {}: cannot be read: {e}", path.display()))
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsFileError> {
+    let fault = |variable: &'static str, path: &Path, problem: String| TlsFileError {
+        variable,
+        problem: format!("{}: {problem}", path.display()),
+    };
+    let read = |variable, path: &Path| {
+        std::fs::read(path).map_err(|e| fault(variable, path, format!("cannot be read: {e}")))
     };
     let chain = certificates(&read("TLS_CERT", &files.cert)?)
-        .map_err(|e| format!("TLS_CERT {}: {e}", files.cert.display()))?;
+        .map_err(|e| fault("TLS_CERT", &files.cert, e))?;
     let key = PrivateKeyDer::from_pem_slice(&read("TLS_KEY", &files.key)?).map_err(|e| {
-        format!(
-            "TLS_KEY {}: holds no usable private key ({e})",
-            files.key.display()
+        fault(
+            "TLS_KEY",
+            &files.key,
+            format!("holds no usable private key ({e})"),
         )
     })?;
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| {
-            format!(
-                "TLS_CERT {} and TLS_KEY {} do not make a usable pair: {e}",
-                files.cert.display(),
-                files.key.display()
-            )
+            let problem = format!(
+                "this key and TLS_CERT {} do not make a usable pair: {e}",
+                files.cert.display()
+            );
+            fault("TLS_KEY", &files.key, problem)
         })?;
     Ok(Arc::new(config))
 }
@@ -73,7 +91,7 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// Reads the files now: a server with a broken certificate must not start.
-    pub fn load(files: &TlsFiles) -> Result<ServerTls, String> {
+    pub fn load(files: &TlsFiles) -> Result<ServerTls, TlsFileError> {
         Ok(ServerTls {
             current: RwLock::new(server_config(files)?),
             files: files.clone(),
@@ -82,7 +100,7 @@ impl ServerTls {
 
     /// Reads the files again. On an error the configuration in use stays, and the error says
     /// why (a half-copied certificate must not take the server off the air).
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), TlsFileError> {
         let fresh = server_config(&self.files)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
@@ -135,18 +153,6 @@ pub fn trust_anchors(path: &Path) -> Result<Vec<Vec<u8>>, String> {
             .map_err(|e| format!("certificate {} is not usable: {e}", i + 1))?;
     }
     Ok(certs.into_iter().map(|c| c.to_vec()).collect())
-}
-
-/// A client connection to `host` over `sock`.
-pub fn connect<S>(
-    config: Arc<rustls::ClientConfig>,
-    host: &str,
-    sock: S,
-) -> io::Result<TlsStream<rustls::ClientConnection, S>> {
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("TLS name {host}: {e}")))?;
-    let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
-    Ok(TlsStream { conn, sock })
 }
 
 /// A TLS connection over a byte stream; see the module doc for how reads wait.

@@ -8,7 +8,6 @@
 
 mod support;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,29 +22,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A CA, and a `localhost` certificate and key it signed, as PEM files in `dir`.
-fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
 }
 
 fn tool(name: &str) -> Command {
@@ -157,7 +133,7 @@ fn simulate_through(proxy_port: u16, ca: &Path) -> String {
 #[test]
 fn a_call_goes_through_nginx_configured_by_the_snippet() {
     let dir = support::temp_dir("deploy");
-    let (ca, cert, key) = make_pki(&dir);
+    let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
     let port = free_port();
     let server = server_behind(port);
     // The snippet as shipped, with this test's port, certificate and server.
@@ -212,7 +188,7 @@ fn a_call_goes_through_nginx_configured_by_the_snippet() {
 #[test]
 fn a_call_goes_through_caddy_configured_by_the_caddyfile() {
     let dir = support::temp_dir("deploy");
-    let (ca, cert, key) = make_pki(&dir);
+    let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
     let port = free_port();
     let server = server_behind(port);
     let shipped = std::fs::read_to_string(repo("deploy/Caddyfile")).unwrap();

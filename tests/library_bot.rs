@@ -30,19 +30,24 @@ impl Bot for Greeter {
     }
 }
 
-#[test]
-fn a_custom_bot_greets_marks_and_hangs_up() {
-    // Quiet unless the test fails: the server runs in this process.
-    let _logs = exotel_voicebot::log::Captured::start();
+/// A server on a free loopback port with its own data directory, as a library user starts one.
+fn loopback_config(name: &str) -> Config {
     let data_dir =
-        std::env::temp_dir().join(format!("exotel-voicebot-libbot-{}", std::process::id()));
-    let config = Config::from_lookup(|name| match name {
+        std::env::temp_dir().join(format!("exotel-voicebot-{name}-{}", std::process::id()));
+    Config::from_lookup(|var| match var {
         "PORT" => Some("0".into()),
         "BIND" => Some("127.0.0.1".into()),
         "DATA_DIR" => Some(data_dir.display().to_string()),
         _ => None,
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_custom_bot_greets_marks_and_hangs_up() {
+    // Quiet unless the test fails: the server runs in this process.
+    let _logs = exotel_voicebot::log::Captured::start();
+    let config = loopback_config("libbot");
     let heard = Arc::new(Mutex::new(Vec::new()));
     let for_bots = heard.clone();
     let bots = move |_: &CallStart<'_>| -> Box<dyn Bot> {
@@ -96,15 +101,7 @@ impl Bot for Beeper {
 #[test]
 fn the_examples_simulate_line_passes_with_no_echo_check() {
     let _logs = exotel_voicebot::log::Captured::start();
-    let data_dir =
-        std::env::temp_dir().join(format!("exotel-voicebot-beeper-{}", std::process::id()));
-    let config = Config::from_lookup(|name| match name {
-        "PORT" => Some("0".into()),
-        "BIND" => Some("127.0.0.1".into()),
-        "DATA_DIR" => Some(data_dir.display().to_string()),
-        _ => None,
-    })
-    .unwrap();
+    let config = loopback_config("beeper");
     let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(Beeper) };
     let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
     let simulate = |extra: &[&str]| {

@@ -68,7 +68,7 @@ impl DoNotCall {
             );
         }
         let given = numbers.len();
-        let added = match self.store.dnc_add(numbers.clone(), now_ms()) {
+        let added = match self.store.dnc_add(numbers.clone(), super::log::now_ms()) {
             Ok(added) => added,
             Err(e) => return Response::error(503, "store_unavailable", e),
         };
@@ -104,9 +104,7 @@ impl DoNotCall {
 
     /// `DELETE /dnc/{number}`.
     pub fn remove(&self, raw: &str) -> Response {
-        // A path keeps `+` as it is; only %-escapes are decoded.
-        let raw = crate::http::form::decode(&raw.replace('+', "%2B"));
-        let number = match PhoneNumber::parse(&raw) {
+        let number = match PhoneNumber::from_path_segment(raw) {
             Ok(n) => n.canonical(),
             Err(e) => return Response::error(400, "bad_request", e),
         };
@@ -159,11 +157,4 @@ fn values_of(request: &Request) -> Result<Vec<String>, Response> {
         }
     }
     Ok(values)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

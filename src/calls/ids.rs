@@ -127,6 +127,12 @@ impl PhoneNumber {
         Ok(PhoneNumber(compact))
     }
 
+    /// A number as the last segment of a path (`/dnc/+9198…`, `/phones/%2B9180…`): `%`-escapes
+    /// decoded, a `+` kept as it is (only forms read it as a space).
+    pub fn from_path_segment(raw: &str) -> Result<PhoneNumber, String> {
+        PhoneNumber::parse(&crate::http::form::decode(&raw.replace('+', "%2B")))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

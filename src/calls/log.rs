@@ -197,7 +197,8 @@ pub struct Opened {
     pub interrupted: usize,
 }
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds: the call log's (and the store's) unit of time.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

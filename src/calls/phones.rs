@@ -18,7 +18,7 @@ pub struct Phones {
 
 /// The fields `POST` and `PATCH` take; every one optional here, required ones checked for
 /// `POST`. An unknown field is refused with its name.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Fields {
     number: Option<String>,
@@ -30,6 +30,31 @@ struct Fields {
     app_id: Option<String>,
     max_concurrent: Option<u32>,
     agent: Option<String>,
+}
+
+impl Fields {
+    /// A new phone from `POST`'s fields: the required ones present, every one checked.
+    fn into_phone(self) -> Result<Phone, String> {
+        let required = |name: &str, v: Option<String>| {
+            v.filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| format!("{name} is missing"))
+        };
+        let number = PhoneNumber::parse(&required("number", self.number)?)
+            .map_err(|e| format!("number: {e}"))?;
+        let phone = Phone {
+            number: number.canonical(),
+            api_key: required("apiKey", self.api_key)?,
+            api_token: required("apiToken", self.api_token)?,
+            sid: required("sid", self.sid)?,
+            subdomain: self.subdomain.unwrap_or_else(|| "api.exotel.com".into()),
+            api_base_url: self.api_base_url,
+            app_id: self.app_id.filter(|v| !v.is_empty()),
+            max_concurrent: self.max_concurrent,
+            agent: self.agent.filter(|v| !v.is_empty()),
+        };
+        check(&phone)?;
+        Ok(phone)
+    }
 }
 
 /// A phone as answers show it: the token masked.
@@ -61,15 +86,9 @@ pub fn mask(token: &str) -> String {
     }
 }
 
-/// A value that goes into Exotel's URL paths: letters, digits, `.`, `_`, `-`.
+/// A value that goes into Exotel's URL paths, checked the one way the client wants.
 fn url_segment(field: &str, value: &str) -> Result<(), String> {
-    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if value.is_empty() || !value.chars().all(fits) || value == "." || value == ".." {
-        return Err(format!(
-            "{field} {value:?} goes into Exotel's URLs and may hold only letters, digits, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
+    crate::exotel::client::check_url_segment(value).map_err(|problem| format!("{field} {problem}"))
 }
 
 fn bad(detail: impl AsRef<str>) -> Response {
@@ -99,35 +118,10 @@ impl Phones {
             Ok(f) => f,
             Err(r) => return r,
         };
-        let required = |name: &str, v: &Option<String>| {
-            v.clone()
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| bad(format!("{name} is missing")))
+        let phone = match fields.into_phone() {
+            Ok(phone) => phone,
+            Err(why) => return bad(why),
         };
-        let phone = match (|| -> Result<Phone, Response> {
-            let number = PhoneNumber::parse(&required("number", &fields.number)?)
-                .map_err(|e| bad(format!("number: {e}")))?;
-            Ok(Phone {
-                number: number.canonical(),
-                api_key: required("apiKey", &fields.api_key)?,
-                api_token: required("apiToken", &fields.api_token)?,
-                sid: required("sid", &fields.sid)?,
-                subdomain: fields
-                    .subdomain
-                    .clone()
-                    .unwrap_or_else(|| "api.exotel.com".into()),
-                api_base_url: fields.api_base_url.clone(),
-                app_id: fields.app_id.clone(),
-                max_concurrent: fields.max_concurrent,
-                agent: fields.agent.clone(),
-            })
-        })() {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        if let Err(why) = check(&phone) {
-            return bad(why);
-        }
         match self.store.phone_put(phone.clone(), true) {
             Ok(true) => {}
             Ok(false) => {
@@ -242,8 +236,8 @@ impl Phones {
 
     /// The phone a path segment names (`+` kept as it is).
     fn lookup(&self, raw: &str) -> Result<Phone, Response> {
-        let raw = crate::http::form::decode(&raw.replace('+', "%2B"));
-        let number = PhoneNumber::parse(&raw).map_err(|e| bad(format!("number: {e}")))?;
+        let number =
+            PhoneNumber::from_path_segment(raw).map_err(|e| bad(format!("number: {e}")))?;
         self.get(&number).ok_or_else(|| {
             Response::error(
                 404,

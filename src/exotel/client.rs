@@ -153,6 +153,18 @@ impl std::fmt::Display for ExotelError {
     }
 }
 
+/// A value that becomes one segment of an Exotel API URL path (an account SID, an app id):
+/// letters, digits, `.`, `_` and `-` only, so that it cannot change the URL around it.
+pub fn check_url_segment(value: &str) -> Result<(), String> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() || !value.chars().all(fits) || value == "." || value == ".." {
+        return Err(format!(
+            "{value:?} goes into Exotel's URLs and may hold only letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
 /// Credentials and where to reach the API.
 #[derive(Clone)]
 pub struct ExotelClient {

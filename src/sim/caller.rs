@@ -256,12 +256,7 @@ fn socket_target(plan: &CallPlan, url: &str) -> Result<(SocketAddr, String), Str
         _ => plan.server,
     };
     let path = if path.is_empty() { "/" } else { path };
-    // The Host of the handshake: under TLS the certificate's name, which a proxy routes by.
-    let host = match plan.tls {
-        None => addr.to_string(),
-        Some(_) => format!("{}:{}", super::client::TLS_NAME, addr.port()),
-    };
-    Ok((addr, format!("ws://{host}{path}")))
+    Ok((addr, format!("ws://{}{path}", plan.target().host(addr))))
 }
 
 /// Runs one call to its end.

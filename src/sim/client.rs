@@ -33,6 +33,15 @@ impl Server {
         }
     }
 
+    /// The `Host` a request to `addr` names: under TLS the certificate's name, which a proxy
+    /// routes by.
+    pub fn host(&self, addr: SocketAddr) -> String {
+        match self.tls {
+            None => addr.to_string(),
+            Some(_) => format!("{TLS_NAME}:{}", addr.port()),
+        }
+    }
+
     /// A socket to `addr` (the server's, or a port of its host), under TLS when the server
     /// speaks it.
     pub fn connect(&self, addr: SocketAddr) -> io::Result<Socket> {
@@ -74,11 +83,7 @@ impl Server {
             .connect(self.addr)
             .map_err(|e| format!("{}: {e}", self.addr))?;
         let body = json.unwrap_or("");
-        // The Host a proxy routes by: the name the certificate carries, under TLS.
-        let host = match self.tls {
-            None => self.addr.to_string(),
-            Some(_) => format!("{TLS_NAME}:{}", self.addr.port()),
-        };
+        let host = self.host(self.addr);
         let mut request = format!(
             "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
