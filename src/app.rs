@@ -3,6 +3,7 @@
 
 use crate::bot::BotFactory;
 use crate::calls::log::CallLog;
+use crate::calls::phones::Line;
 use crate::calls::slots::Slots;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::config::Config;
@@ -25,8 +26,10 @@ pub struct App {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The recordings' writer, when `RECORD` is on.
     pub recorder: Option<crate::media::recorder::Recorder>,
-    /// The API pool, or the variables missing to build one.
-    pub exotel: Result<ApiPool, Vec<&'static str>>,
+    /// The threads that make Exotel's API requests, for every line.
+    pub pool: ApiPool,
+    /// The environment's line (`EXOTEL_*`), or the variables missing to make it.
+    pub default_line: Result<Line, Vec<&'static str>>,
     /// Makes each call's bot.
     pub bots: Box<dyn BotFactory>,
     pub media_settings: crate::media::session::SessionSettings,
@@ -74,7 +77,7 @@ impl App {
         let (store, stored) =
             crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
         let dnc = crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc);
-        let phones = crate::calls::phones::Phones::new(store, stored.phones);
+        let phones = crate::calls::phones::Phones::new(store, stored.phones, config.exotel.timeout);
         if opened.interrupted > 0 {
             crate::warn!(
                 "calllog.interrupted",
@@ -103,7 +106,18 @@ impl App {
             config.max_concurrent_calls,
             config.call_slot_timeout,
         ));
-        let exotel = exotel_client(&config).map(|c| ApiPool::start(c, config.exotel.api_threads));
+        let pool = ApiPool::start(config.exotel.api_threads);
+        let default_line = exotel_client(&config).map(|account| {
+            Line::from_environment(
+                account,
+                config.exotel.caller_id.clone().unwrap_or_default(),
+                match config.exotel.connect_mode {
+                    crate::config::ConnectMode::Applet => config.exotel.app_id.clone(),
+                    crate::config::ConnectMode::Stream => None,
+                },
+                None,
+            )
+        });
         let media_settings = crate::media::session::SessionSettings {
             lead: config.media_lead,
             idle_timeout: config.media_idle_timeout,
@@ -123,7 +137,8 @@ impl App {
             phones,
             metrics,
             recorder,
-            exotel,
+            pool,
+            default_line,
             bots,
             media_settings,
             draining: Default::default(),

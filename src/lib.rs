@@ -211,11 +211,7 @@ pub fn start(
     let app =
         Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
-    calls::watchdog::start(
-        app.slots.clone(),
-        app.call_log.clone(),
-        app::exotel_client(&app.config).ok(),
-    );
+    calls::watchdog::start(app.slots.clone(), app.call_log.clone());
     if let Some(keep) = app.config.retention {
         calls::upkeep::start_retention(
             app.call_log.clone(),
@@ -325,7 +321,7 @@ fn warn_about_setup(app: &app::App) {
             detail = "MEDIA_SECRET is set: a media socket with it needs no per-call token and takes a call slot of its own"
         );
     }
-    if let Err(missing) = &app.exotel {
+    if let Err(missing) = &app.default_line {
         warn!(
             "config.calls_disabled",
             detail = "POST /call answers 503 until these are set",

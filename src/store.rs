@@ -27,8 +27,8 @@ enum Op {
     PhoneRemove(String, may::sync::mpsc::Sender<Result<bool, String>>),
 }
 
-/// An ExoPhone with its own Exotel account (`/phones`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An ExoPhone with its own Exotel account (`/phones`). Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Phone {
     /// E.164 (`PhoneNumber::canonical`).
     pub number: String,
@@ -45,6 +45,16 @@ pub struct Phone {
     pub max_concurrent: Option<u32>,
     /// The agent its calls get unless the request names one.
     pub agent: Option<String>,
+}
+
+impl std::fmt::Debug for Phone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Phone")
+            .field("number", &self.number)
+            .field("sid", &self.sid)
+            .field("subdomain", &self.subdomain)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The handle; cloning shares the thread.

@@ -162,3 +162,117 @@ fn phones_are_guarded_like_call() {
     )
     .assert_error(405, "method_not_allowed");
 }
+
+/// A fake Exotel account whose calls stay live (they ring for a minute), so that limits bind.
+fn account() -> exotel_voicebot::sim::fake_exotel::FakeExotel {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel, Network};
+    FakeExotel::start(Behaviour::Network(Network {
+        ring: Duration::from_secs(60),
+        ..Network::default()
+    }))
+}
+
+fn basic(key: &str, token: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:{token}"))
+    )
+}
+
+#[test]
+fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
+    let (fake_a, fake_b) = (account(), account());
+    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "3")]);
+    let mut answers = Vec::new();
+    for (number, key, token, sid, fake, limit) in [
+        (
+            "08047112233",
+            "key-a",
+            TOKEN_A,
+            "acme",
+            &fake_a,
+            ", \"maxConcurrent\": 1",
+        ),
+        ("08047112244", "key-b", TOKEN_B, "other-co", &fake_b, ""),
+    ] {
+        let body = format!(
+            r#"{{"number": "{number}", "apiKey": "{key}", "apiToken": "{token}", "sid": "{sid}", "apiBaseUrl": "{}"{limit}}}"#,
+            fake.base_url()
+        );
+        let created = send(&server, "POST", "/phones", &body);
+        assert_eq!(created.status, 201, "{}", created.json());
+        answers.push(created.json().to_string());
+    }
+    let bodies = std::cell::RefCell::new(Vec::new());
+    let call = |from: &str, to: &str| {
+        let r = server.post_json("/call", &format!(r#"{{"to": "{to}", "from": "{from}"}}"#));
+        bodies.borrow_mut().push(r.json().to_string());
+        r
+    };
+
+    // Phone A allows one live call: the second is refused before Exotel is asked.
+    let first = call("08047112233", "+919800000001");
+    assert_eq!(first.status, 200, "{}", first.json());
+    let second = call("+918047112233", "+919800000002");
+    let refused = second.assert_error(429, "too_many_calls");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("+918047112233"),
+        "{refused}"
+    );
+    // Phone B has no limit of its own; the server's (3) holds.
+    for to in ["+919800000003", "+919800000004"] {
+        let placed = call("8047112244", to);
+        assert_eq!(placed.status, 200, "{}", placed.json());
+    }
+    let over = call("8047112244", "+919800000005");
+    let refused = over.assert_error(429, "too_many_calls");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MAX_CONCURRENT_CALLS"),
+        "{refused}"
+    );
+    // A phone that is not one of /phones is named, not guessed.
+    call("08047119999", "+919800000006").assert_error(400, "unknown_phone");
+
+    // Each account saw its own calls, with its own credentials, sid and number.
+    let (a, b) = (fake_a.network_calls(), fake_b.network_calls());
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(a[0].authorization, basic("key-a", TOKEN_A));
+    assert_eq!(a[0].caller_id, "+918047112233");
+    assert_eq!(a[0].to, "+919800000001");
+    for call in &b {
+        assert_eq!(call.authorization, basic("key-b", TOKEN_B));
+        assert_eq!(call.caller_id, "+918047112244");
+    }
+    let paths = |fake: &exotel_voicebot::sim::fake_exotel::FakeExotel| -> Vec<String> {
+        fake.received().into_iter().map(|r| r.path).collect()
+    };
+    assert!(paths(&fake_a)
+        .iter()
+        .all(|p| p == "/v1/Accounts/acme/Calls/connect.json"));
+    assert!(paths(&fake_b)
+        .iter()
+        .all(|p| p == "/v1/Accounts/other-co/Calls/connect.json"));
+
+    // Neither token, nor the header made from it, in any answer or the log.
+    let log = server.log().join("\n");
+    answers.extend(bodies.into_inner());
+    for secret in [
+        TOKEN_A.to_owned(),
+        TOKEN_B.to_owned(),
+        basic("key-a", TOKEN_A)["Basic ".len()..].to_owned(),
+        basic("key-b", TOKEN_B)["Basic ".len()..].to_owned(),
+    ] {
+        for answer in &answers {
+            assert!(!answer.contains(&secret), "a secret in an answer: {answer}");
+        }
+        assert!(!log.contains(&secret), "a secret in the log");
+    }
+}

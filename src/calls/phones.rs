@@ -5,15 +5,86 @@
 //!
 //! Kept by [`crate::store`]; held in memory for the calls that will use them.
 
+use super::slots::LineLimit;
 use super::PhoneNumber;
+use crate::exotel::ExotelClient;
 use crate::http::{Request, Response};
 use crate::store::{Phone, Store};
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 pub struct Phones {
-    by_number: RwLock<BTreeMap<String, Phone>>,
+    by_number: RwLock<BTreeMap<String, Line>>,
     store: Store,
+    /// `EXOTEL_TIMEOUT_MS`, for every phone's client.
+    timeout: Duration,
+}
+
+/// What a call goes out on: an Exotel account, the number Exotel shows the customer, where
+/// Exotel connects the answered call, and the phone's own limit. The environment's `EXOTEL_*`
+/// make the default line; each phone of `/phones` is another.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The phone's number (E.164); `None` for the environment's line.
+    pub phone: Option<String>,
+    pub account: Arc<ExotelClient>,
+    /// Exotel's `CallerId`.
+    pub caller_id: String,
+    /// The Voicebot applet's App ID; `None` is stream mode.
+    pub app_id: Option<String>,
+    /// Live calls on this line at most, besides the server's limit.
+    pub max_concurrent: Option<usize>,
+    /// The agent its calls get unless the request names one.
+    pub agent: Option<String>,
+    /// The phone as stored (for the answers; `None` for the environment's line).
+    stored: Option<Phone>,
+}
+
+impl Line {
+    /// The environment's line.
+    pub fn from_environment(
+        account: ExotelClient,
+        caller_id: String,
+        app_id: Option<String>,
+        agent: Option<String>,
+    ) -> Line {
+        Line {
+            phone: None,
+            account: Arc::new(account),
+            caller_id,
+            app_id,
+            max_concurrent: None,
+            agent,
+            stored: None,
+        }
+    }
+
+    fn from_phone(phone: Phone, timeout: Duration) -> Line {
+        let base = phone
+            .api_base_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", phone.subdomain));
+        let account =
+            ExotelClient::new(&base, &phone.sid, &phone.api_key, &phone.api_token, timeout);
+        Line {
+            phone: Some(phone.number.clone()),
+            account: Arc::new(account),
+            caller_id: phone.number.clone(),
+            app_id: phone.app_id.clone(),
+            max_concurrent: phone.max_concurrent.map(|m| m as usize),
+            agent: phone.agent.clone(),
+            stored: Some(phone),
+        }
+    }
+
+    /// The phone's own limit, for [`super::slots::Slots::acquire_new`].
+    pub fn limit(&self) -> Option<LineLimit<'_>> {
+        match (&self.phone, self.max_concurrent) {
+            (Some(phone), Some(max)) => Some(LineLimit { phone, max }),
+            _ => None,
+        }
+    }
 }
 
 /// The fields `POST` and `PATCH` take; every one optional here, required ones checked for
@@ -96,20 +167,31 @@ fn bad(detail: impl AsRef<str>) -> Response {
 }
 
 impl Phones {
-    pub fn new(store: Store, phones: Vec<Phone>) -> Phones {
+    pub fn new(store: Store, phones: Vec<Phone>, timeout: Duration) -> Phones {
         Phones {
-            by_number: RwLock::new(phones.into_iter().map(|p| (p.number.clone(), p)).collect()),
+            by_number: RwLock::new(
+                phones
+                    .into_iter()
+                    .map(|p| (p.number.clone(), Line::from_phone(p, timeout)))
+                    .collect(),
+            ),
             store,
+            timeout,
         }
     }
 
-    /// The phone with this number, in any spelling.
-    pub fn get(&self, number: &PhoneNumber) -> Option<Phone> {
+    /// The line of the phone with this number, in any spelling.
+    pub fn line(&self, number: &PhoneNumber) -> Option<Line> {
         self.by_number
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&number.canonical())
             .cloned()
+    }
+
+    /// The phone with this number, in any spelling.
+    pub fn get(&self, number: &PhoneNumber) -> Option<Phone> {
+        self.line(number).and_then(|l| l.stored)
     }
 
     /// `POST /phones`.
@@ -149,6 +231,7 @@ impl Phones {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .filter_map(|l| l.stored.as_ref())
             .map(shown)
             .collect();
         Response::json(200, &serde_json::json!({ "phones": phones }))
@@ -231,7 +314,7 @@ impl Phones {
         self.by_number
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(phone.number.clone(), phone);
+            .insert(phone.number.clone(), Line::from_phone(phone, self.timeout));
     }
 
     /// The phone a path segment names (`+` kept as it is).

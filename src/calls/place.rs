@@ -5,13 +5,11 @@
 
 use crate::app::App;
 use crate::calls::log::LogEvent;
+use crate::calls::phones::Line;
 use crate::calls::slots::NewCallRefused;
 use crate::calls::{CallLogId, PhoneNumber};
-use crate::config::ConnectMode;
 use crate::exotel::client::RecordingChannels;
-use crate::exotel::{
-    ApiPool, CallOptions, CallTarget, ConnectCall, ExotelError, PlacedCall, PoolError,
-};
+use crate::exotel::{CallOptions, CallTarget, ConnectCall, ExotelError, PlacedCall, PoolError};
 use crate::http::{BodyFraming, Params, Request, Response};
 use crate::metrics::ExotelOutcome;
 use serde::Serialize;
@@ -24,14 +22,17 @@ pub const MAX_TIME_LIMIT_S: u32 = 14_400;
 #[derive(Debug, PartialEq, Eq)]
 pub struct PlaceCall {
     pub to: PhoneNumber,
+    /// The ExoPhone to call from (one of `/phones`); `None`: the environment's line.
+    pub from: Option<PhoneNumber>,
     pub call_log_id: CallLogId,
     pub options: CallOptions,
 }
 
 /// Every field `POST /call` reads. Any other is refused with its name: a misspelt
 /// `timeLimt` silently ignored would place a call the user did not ask for.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 10] = [
     "to",
+    "from",
     "callLogId",
     "timeLimit",
     "timeOut",
@@ -66,6 +67,10 @@ impl PlaceCall {
                 format!("to: {e}")
             }
         })?;
+        let from = params
+            .get_non_empty("from")
+            .map(|f| PhoneNumber::parse(f).map_err(|e| format!("from: {e}")))
+            .transpose()?;
         let call_log_id = match params.get_non_empty("callLogId") {
             Some(id) => CallLogId::parse(id).map_err(|e| format!("callLogId {e}"))?,
             None => CallLogId::generate(),
@@ -129,6 +134,7 @@ impl PlaceCall {
             .transpose()?;
         Ok(PlaceCall {
             to,
+            from,
             call_log_id,
             options: CallOptions {
                 time_limit: seconds("timeLimit", MAX_TIME_LIMIT_S)?,
@@ -157,58 +163,83 @@ struct Placed<'a> {
 pub const DEFAULT_RING_S: u64 = 60;
 
 pub fn handle(app: &App, request: &Request) -> Response {
-    let (mut call, pool) = match read_request(app, request) {
+    let (call, line) = match read_request(app, request) {
         Ok(ready) => ready,
         Err(refused) => return refused,
     };
     let id = call.call_log_id.clone();
-    if let Err(refused) = claim(app, &id) {
+    if let Err(refused) = claim(app, &id, &line) {
         return refused;
     }
-    let ring = Duration::from_secs(call.options.time_out.map_or(DEFAULT_RING_S, u64::from));
-    let target = match target(app, &id, ring) {
-        Ok(target) => target,
+    let ring = ring_time(&call.options);
+    let connect = match connect_call(app, &line, call.to, id.clone(), call.options, ring) {
+        Ok(connect) => connect,
         Err(busy) => {
             app.slots.release(&id);
             return busy;
         }
     };
+    requested(app, &line, &connect);
+    let started = Instant::now();
+    let result = app.pool.connect_call(&line.account, connect);
+    let took = started.elapsed();
+    app.metrics.exotel_request(outcome_of(&result), took);
+    answer(app, &line, &id, result, ring, took)
+}
+
+/// How long Exotel may ring the customer: `timeOut`, else [`DEFAULT_RING_S`].
+pub fn ring_time(options: &CallOptions) -> Duration {
+    Duration::from_secs(options.time_out.map_or(DEFAULT_RING_S, u64::from))
+}
+
+/// The `Calls/connect` request for a call on `line`: where Exotel connects it once answered
+/// (the line's applet, or a media URL whose token outlives the ringing), and our status
+/// callback unless the options name another. The 503 when no media token can be issued.
+pub fn connect_call(
+    app: &App,
+    line: &Line,
+    to: PhoneNumber,
+    id: CallLogId,
+    mut options: CallOptions,
+    ring: Duration,
+) -> Result<ConnectCall, Response> {
+    let target = target(app, line, &id, ring)?;
     // Exotel tells us how the call ended through our status callback, unless the user asked
     // for the callbacks to go elsewhere.
-    if call.options.status_callback.is_none() {
-        call.options.status_callback = Some(app.status_callback_url());
-        call.options.status_callback_events = vec!["terminal".into(), "answered".into()];
+    if options.status_callback.is_none() {
+        options.status_callback = Some(app.status_callback_url());
+        options.status_callback_events = vec!["terminal".into(), "answered".into()];
     }
-    let e = &app.config.exotel;
+    Ok(ConnectCall {
+        to,
+        caller_id: line.caller_id.clone(),
+        target,
+        call_log_id: id,
+        options,
+    })
+}
+
+/// Logs the request and writes the call's first row, `queued`.
+pub fn requested(app: &App, line: &Line, call: &ConnectCall) {
     crate::info!(
         "call.requested",
-        callLogId = id,
+        callLogId = call.call_log_id,
         to = call.to.as_str(),
-        mode = match e.connect_mode {
-            ConnectMode::Applet => "applet",
-            ConnectMode::Stream => "stream",
+        from = line.phone.as_deref().unwrap_or("environment"),
+        mode = match call.target {
+            CallTarget::Applet { .. } => "applet",
+            CallTarget::Stream { .. } => "stream",
         }
     );
     app.call_log.record(LogEvent::Requested {
-        id: id.clone(),
+        id: call.call_log_id.clone(),
         to: call.to.as_str().to_owned(),
-        caller_id: e.caller_id.clone().unwrap_or_default(),
+        caller_id: line.caller_id.clone(),
     });
-    let started = Instant::now();
-    let result = pool.connect_call(ConnectCall {
-        to: call.to,
-        caller_id: e.caller_id.clone().unwrap_or_default(),
-        target,
-        call_log_id: id.clone(),
-        options: call.options,
-    });
-    let took = started.elapsed();
-    app.metrics.exotel_request(outcome_of(&result), took);
-    answer(app, pool, &id, result, ring, took)
 }
 
 /// Step 1: who asks, whether we take calls, and what they ask for.
-fn read_request<'a>(app: &'a App, request: &Request) -> Result<(PlaceCall, &'a ApiPool), Response> {
+fn read_request(app: &App, request: &Request) -> Result<(PlaceCall, Line), Response> {
     crate::auth::user(&app.config, request)?;
     app.refuse_if_draining()?;
     if request.framing == BodyFraming::None {
@@ -238,21 +269,38 @@ fn read_request<'a>(app: &'a App, request: &Request) -> Result<(PlaceCall, &'a A
             ),
         ));
     }
-    let pool = app.exotel.as_ref().map_err(|missing| {
-        Response::error(
-            503,
-            "not_configured",
-            format!(
-                "placing calls needs {} in the environment or .env",
-                missing.join(", ")
-            ),
-        )
-    })?;
-    Ok((call, pool))
+    let line = line_for(app, call.from.as_ref())?;
+    Ok((call, line))
 }
 
-/// Step 2: the callLogId is new, and a slot is free for it.
-fn claim(app: &App, id: &CallLogId) -> Result<(), Response> {
+/// The line a call goes out on: the phone named `from`, else the environment's.
+pub fn line_for(app: &App, from: Option<&PhoneNumber>) -> Result<Line, Response> {
+    match from {
+        Some(number) => app.phones.line(number).ok_or_else(|| {
+            Response::error(
+                400,
+                "unknown_phone",
+                format!(
+                    "from {} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)",
+                    number.canonical()
+                ),
+            )
+        }),
+        None => app.default_line.clone().map_err(|missing| {
+            Response::error(
+                503,
+                "not_configured",
+                format!(
+                    "placing calls needs {} in the environment or .env (or a phone of /phones, named by from)",
+                    missing.join(", ")
+                ),
+            )
+        }),
+    }
+}
+
+/// Step 2: the callLogId is new, and a slot is free for it on the server and on its line.
+fn claim(app: &App, id: &CallLogId, line: &Line) -> Result<(), Response> {
     // One row per callLogId: a used id would leave this call under another call's final status.
     match app.call_log.get(id.as_str()) {
         Ok(None) => {}
@@ -268,8 +316,14 @@ fn claim(app: &App, id: &CallLogId) -> Result<(), Response> {
         }
         Err(e) => return Err(Response::error(503, "call_log_unavailable", e)),
     }
-    match app.slots.acquire_new(id) {
+    match app.slots.acquire_new(id, line.limit()) {
         Ok(()) => Ok(()),
+        Err(NewCallRefused::LineFull { phone, max }) => Err(Response::error(
+            429,
+            "too_many_calls",
+            format!("all {max} calls of phone {phone} are live (its maxConcurrent); nothing was sent to Exotel"),
+        )
+        .with_header("Retry-After", app.slots.retry_after().to_string())),
         Err(NewCallRefused::InUse) => Err(Response::error(
             409,
             "call_log_id_taken",
@@ -284,15 +338,14 @@ fn claim(app: &App, id: &CallLogId) -> Result<(), Response> {
     }
 }
 
-/// Step 3: where Exotel connects the answered call. In stream mode the media token must
-/// outlive the ringing: a customer who answers late still gets the call.
-fn target(app: &App, id: &CallLogId, ring: Duration) -> Result<CallTarget, Response> {
-    let e = &app.config.exotel;
-    match e.connect_mode {
-        ConnectMode::Applet => Ok(CallTarget::Applet {
-            app_id: e.app_id.clone().unwrap_or_default(),
+/// Where Exotel connects the answered call. In stream mode the media token must outlive the
+/// ringing: a customer who answers late still gets the call.
+fn target(app: &App, line: &Line, id: &CallLogId, ring: Duration) -> Result<CallTarget, Response> {
+    match &line.app_id {
+        Some(app_id) => Ok(CallTarget::Applet {
+            app_id: app_id.clone(),
         }),
-        ConnectMode::Stream => {
+        None => {
             let lifetime = ring + app.config.call_check_margin;
             app.issue_media_url_for(id, lifetime)
                 .map(|stream_url| CallTarget::Stream { stream_url })
@@ -300,7 +353,7 @@ fn target(app: &App, id: &CallLogId, ring: Duration) -> Result<CallTarget, Respo
     }
 }
 
-fn outcome_of(result: &Result<PlacedCall, PoolError>) -> ExotelOutcome {
+pub fn outcome_of(result: &Result<PlacedCall, PoolError>) -> ExotelOutcome {
     match result {
         Ok(_) => ExotelOutcome::Placed,
         Err(PoolError::Exotel(ExotelError::Refused { .. })) => ExotelOutcome::Refused,
@@ -318,7 +371,7 @@ fn outcome_of(result: &Result<PlacedCall, PoolError>) -> ExotelOutcome {
 /// its ring time plus `CALL_CHECK_MARGIN_S`.
 fn answer(
     app: &App,
-    pool: &ApiPool,
+    line: &Line,
     id: &CallLogId,
     result: Result<PlacedCall, PoolError>,
     ring: Duration,
@@ -334,13 +387,7 @@ fn answer(
                 status = placed.status,
                 ms = ms
             );
-            let _ = app.slots.bind_call_sid(id, &placed.call_sid);
-            app.slots
-                .check_at(id, Instant::now() + ring + app.config.call_check_margin);
-            app.call_log.record(LogEvent::Placed {
-                id: id.clone(),
-                call_sid: placed.call_sid.clone(),
-            });
+            placed_call(app, line, id, &placed.call_sid, ring);
             Response::json(
                 200,
                 &Placed {
@@ -376,7 +423,7 @@ fn answer(
             crate::warn!("call.no_answer", callLogId = id, ms = ms);
             let detail = format!(
                 "Exotel did not answer within {} ms; the call may still have been placed (callLogId {id}), so it was not retried",
-                pool.timeout().as_millis()
+                line.account.timeout().as_millis()
             );
             app.call_log.record(LogEvent::PlaceUnknown {
                 id: id.clone(),
@@ -385,6 +432,22 @@ fn answer(
             Response::error(504, "exotel_timeout", detail)
         }
     }
+}
+
+/// A placed call's slot is bound to its CallSid, Exotel is to be asked about it through its
+/// line's account if no status has come by the end of its ring time plus
+/// `CALL_CHECK_MARGIN_S`, and its row says `initiated`.
+pub fn placed_call(app: &App, line: &Line, id: &CallLogId, call_sid: &str, ring: Duration) {
+    let _ = app.slots.bind_call_sid(id, call_sid);
+    app.slots.check_at(
+        id,
+        Instant::now() + ring + app.config.call_check_margin,
+        &line.account,
+    );
+    app.call_log.record(LogEvent::Placed {
+        id: id.clone(),
+        call_sid: call_sid.to_owned(),
+    });
 }
 
 /// 502 with Exotel's own status and message inside.

@@ -7,10 +7,16 @@
 //! and when an outbound call that never connected is due to be asked about (see
 //! `exotel::watchdog`), so that a lost status callback costs minutes, not hours.
 //!
+//! A call placed on a phone of `/phones` with its own `maxConcurrent` also counts against that
+//! phone's limit ([`LineLimit`]), and its slot keeps the phone's account so the watchdog asks
+//! the account that placed it.
+//!
 //! In memory only: after a restart no call is live (the call log marks them interrupted).
 
 use super::CallLogId;
+use crate::exotel::ExotelClient;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,6 +39,10 @@ struct Held {
     call_sid: Option<String>,
     /// An outbound call placed and not yet streaming: when to ask Exotel how it went.
     check_at: Option<Instant>,
+    /// The account that placed it, to ask.
+    account: Option<Arc<ExotelClient>>,
+    /// The phone it holds a place on, when that phone has a limit of its own.
+    line: Option<String>,
 }
 
 impl Held {
@@ -77,6 +87,13 @@ pub struct Expired {
     pub why: Expiry,
 }
 
+/// A call to ask Exotel about (see [`Slots::due_for_check`]).
+pub struct DueCheck {
+    pub id: CallLogId,
+    pub call_sid: String,
+    pub account: Arc<ExotelClient>,
+}
+
 /// The call is live under another CallSid.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OtherCallSid {
@@ -92,11 +109,19 @@ pub struct SlotsFull {
 /// Why [`Slots::acquire_new`] gave no slot.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NewCallRefused {
-    Full {
-        max: usize,
-    },
+    /// `MAX_CONCURRENT_CALLS` calls are live.
+    Full { max: usize },
+    /// The phone's own `maxConcurrent` calls are live on it.
+    LineFull { phone: String, max: usize },
     /// A live call already holds this id.
     InUse,
+}
+
+/// A phone's own limit: at most `max` live calls hold a place on `phone`.
+#[derive(Debug, Clone, Copy)]
+pub struct LineLimit<'a> {
+    pub phone: &'a str,
+    pub max: usize,
 }
 
 impl Slots {
@@ -115,24 +140,30 @@ impl Slots {
 
     /// Takes a slot for the call; a call that holds one already keeps it.
     pub fn acquire(&self, id: &CallLogId) -> Result<(), SlotsFull> {
-        self.take(id, None, true)
+        self.take(id, None, None, true)
             .map_err(|_| SlotsFull { max: self.max })
     }
 
-    /// Takes a slot for a call that must not be live yet (`POST /call`). Checked and taken under
-    /// one lock, so two requests with the same id cannot both get one.
-    pub fn acquire_new(&self, id: &CallLogId) -> Result<(), NewCallRefused> {
-        self.take(id, None, false)
+    /// Takes a slot for a call that must not be live yet (`POST /call`, a campaign's dial),
+    /// within `line`'s limit as well when it has one. Checked and taken under one lock, so two
+    /// requests with the same id cannot both get one.
+    pub fn acquire_new(
+        &self,
+        id: &CallLogId,
+        line: Option<LineLimit<'_>>,
+    ) -> Result<(), NewCallRefused> {
+        self.take(id, None, line, false)
     }
 
-    /// Takes a slot that is given back at `connect_by` unless [`Slots::connected`] is called.
+    /// Takes a slot (within `line`'s limit too) that is given back at `connect_by` unless
+    /// [`Slots::connected`] is called. A call that holds one already keeps it.
     pub fn acquire_until_connected(
         &self,
         id: &CallLogId,
         connect_by: Instant,
-    ) -> Result<(), SlotsFull> {
-        self.take(id, Some(connect_by), true)
-            .map_err(|_| SlotsFull { max: self.max })
+        line: Option<LineLimit<'_>>,
+    ) -> Result<(), NewCallRefused> {
+        self.take(id, Some(connect_by), line, true)
     }
 
     /// The call's media stream started: its slot no longer waits for it, and Exotel need not
@@ -166,23 +197,28 @@ impl Slots {
         self.lock().get(id).and_then(|h| h.call_sid.clone())
     }
 
-    /// Asks for Exotel to be asked about this call at `at`, unless its media starts first.
-    pub fn check_at(&self, id: &CallLogId, at: Instant) {
+    /// Asks for `account` to be asked about this call at `at`, unless its media starts first.
+    pub fn check_at(&self, id: &CallLogId, at: Instant, account: &Arc<ExotelClient>) {
         if let Some(h) = self.lock().get_mut(id) {
             h.check_at = Some(at);
+            h.account = Some(account.clone());
         }
     }
 
-    /// The calls due to be asked about at `now`, with their CallSids; each is due again only
-    /// when [`Slots::check_at`] says so.
-    pub fn due_for_check(&self, now: Instant) -> Vec<(CallLogId, String)> {
+    /// The calls due to be asked about at `now`, with their CallSids and accounts; each is due
+    /// again only when [`Slots::check_at`] says so.
+    pub fn due_for_check(&self, now: Instant) -> Vec<DueCheck> {
         let mut held = self.lock();
         let mut due = Vec::new();
         for (id, h) in held.iter_mut() {
             if h.check_at.is_some_and(|at| now >= at) {
                 h.check_at = None;
-                if let Some(sid) = &h.call_sid {
-                    due.push((id.clone(), sid.clone()));
+                if let (Some(call_sid), Some(account)) = (&h.call_sid, &h.account) {
+                    due.push(DueCheck {
+                        id: id.clone(),
+                        call_sid: call_sid.clone(),
+                        account: account.clone(),
+                    });
                 }
             }
         }
@@ -224,6 +260,7 @@ impl Slots {
         &self,
         id: &CallLogId,
         connect_by: Option<Instant>,
+        line: Option<LineLimit<'_>>,
         held_is_ok: bool,
     ) -> Result<(), NewCallRefused> {
         let now = Instant::now();
@@ -252,6 +289,18 @@ impl Slots {
                 return Err(NewCallRefused::Full { max: self.max });
             }
         }
+        if let Some(limit) = line {
+            let on_line = held
+                .values()
+                .filter(|h| h.line.as_deref() == Some(limit.phone) && h.live(now, self.timeout))
+                .count();
+            if on_line >= limit.max {
+                return Err(NewCallRefused::LineFull {
+                    phone: limit.phone.to_owned(),
+                    max: limit.max,
+                });
+            }
+        }
         held.insert(
             id.clone(),
             Held {
@@ -259,6 +308,8 @@ impl Slots {
                 connect_by,
                 call_sid: None,
                 check_at: None,
+                account: None,
+                line: line.map(|l| l.phone.to_owned()),
             },
         );
         Ok(())
@@ -315,15 +366,43 @@ mod tests {
     fn a_new_call_cannot_take_an_id_that_is_live() {
         let slots = Slots::new(1, Duration::from_millis(50));
         let a = CallLogId::generate();
-        slots.acquire_new(&a).unwrap();
-        assert_eq!(slots.acquire_new(&a), Err(NewCallRefused::InUse));
+        slots.acquire_new(&a, None).unwrap();
+        assert_eq!(slots.acquire_new(&a, None), Err(NewCallRefused::InUse));
         assert_eq!(
-            slots.acquire_new(&CallLogId::generate()),
+            slots.acquire_new(&CallLogId::generate(), None),
             Err(NewCallRefused::Full { max: 1 })
         );
         // Once the slot has timed out, the id is no longer live.
         std::thread::sleep(Duration::from_millis(60));
-        slots.acquire_new(&a).unwrap();
+        slots.acquire_new(&a, None).unwrap();
+    }
+
+    #[test]
+    fn a_phone_limit_holds_beside_the_server_limit() {
+        let slots = Slots::new(3, Duration::from_secs(60));
+        let line = |phone| Some(LineLimit { phone, max: 1 });
+        let (a, b, c, d) = (
+            CallLogId::generate(),
+            CallLogId::generate(),
+            CallLogId::generate(),
+            CallLogId::generate(),
+        );
+        slots.acquire_new(&a, line("+911")).unwrap();
+        assert_eq!(
+            slots.acquire_new(&b, line("+911")),
+            Err(NewCallRefused::LineFull {
+                phone: "+911".into(),
+                max: 1
+            })
+        );
+        slots.acquire_new(&b, line("+912")).unwrap();
+        slots.acquire_new(&c, None).unwrap();
+        assert_eq!(
+            slots.acquire_new(&d, line("+913")),
+            Err(NewCallRefused::Full { max: 3 })
+        );
+        slots.release(&a);
+        slots.acquire_new(&d, line("+911")).unwrap();
     }
 
     #[test]
@@ -331,7 +410,7 @@ mod tests {
         let slots = Slots::new(1, Duration::from_secs(60));
         let (a, b) = (CallLogId::generate(), CallLogId::generate());
         slots
-            .acquire_until_connected(&a, Instant::now() + Duration::from_millis(30))
+            .acquire_until_connected(&a, Instant::now() + Duration::from_millis(30), None)
             .unwrap();
         assert!(slots.acquire(&b).is_err());
         std::thread::sleep(Duration::from_millis(40));
@@ -339,7 +418,7 @@ mod tests {
         let c = CallLogId::generate();
         slots.release(&b);
         slots
-            .acquire_until_connected(&c, Instant::now() + Duration::from_millis(30))
+            .acquire_until_connected(&c, Instant::now() + Duration::from_millis(30), None)
             .unwrap();
         slots.connected(&c);
         std::thread::sleep(Duration::from_millis(40));

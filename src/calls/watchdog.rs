@@ -12,8 +12,7 @@
 //! Exotel's API blocks in the kernel, which is why this is a thread and not a coroutine.
 
 use super::log::{CallLog, LogEvent, MediaCounts, Status};
-use super::slots::{Expired, Expiry, Slots};
-use crate::exotel::ExotelClient;
+use super::slots::{DueCheck, Expired, Expiry, Slots};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +21,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// A call Exotel still reports as ringing or in progress is asked about again after this.
 const RECHECK: Duration = Duration::from_secs(60);
 
-/// Starts the thread. `exotel` is `None` when placing calls is not configured (then there is
-/// nothing to ask about).
-pub fn start(slots: Arc<Slots>, call_log: CallLog, exotel: Option<ExotelClient>) {
+/// Starts the thread. Each call is asked about through the account that placed it (its slot
+/// keeps it).
+pub fn start(slots: Arc<Slots>, call_log: CallLog) {
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {
@@ -33,10 +32,8 @@ pub fn start(slots: Arc<Slots>, call_log: CallLog, exotel: Option<ExotelClient>)
             for expired in slots.sweep(now) {
                 close_expired(&call_log, expired);
             }
-            if let Some(client) = &exotel {
-                for (id, call_sid) in slots.due_for_check(now) {
-                    check(&slots, &call_log, client, id, &call_sid);
-                }
+            for due in slots.due_for_check(now) {
+                check(&slots, &call_log, due);
             }
         });
     if let Err(e) = spawned {
@@ -70,14 +67,14 @@ fn close_expired(call_log: &CallLog, expired: Expired) {
 }
 
 /// Asks Exotel how the call went; a final answer closes it as the status callback would have.
-fn check(
-    slots: &Slots,
-    call_log: &CallLog,
-    client: &ExotelClient,
-    id: super::CallLogId,
-    call_sid: &str,
-) {
-    let answer = client.call_details(call_sid);
+fn check(slots: &Slots, call_log: &CallLog, due: DueCheck) {
+    let DueCheck {
+        id,
+        call_sid,
+        account,
+    } = due;
+    let call_sid = call_sid.as_str();
+    let answer = account.call_details(call_sid);
     let status = answer
         .as_ref()
         .ok()
@@ -108,7 +105,7 @@ fn check(
                 status = details.status,
                 detail = "still going; asked again in a minute"
             );
-            slots.check_at(&id, Instant::now() + RECHECK);
+            slots.check_at(&id, Instant::now() + RECHECK, &account);
         }
         (Err(e), _) => {
             crate::warn!(
@@ -118,7 +115,7 @@ fn check(
                 error = e,
                 detail = "asked again in a minute"
             );
-            slots.check_at(&id, Instant::now() + RECHECK);
+            slots.check_at(&id, Instant::now() + RECHECK, &account);
         }
     }
 }

@@ -1,24 +1,37 @@
 //! A few OS threads that make the blocking Exotel API requests, so that no coroutine ever blocks
-//! in the kernel (docs/ARCHITECTURE.md §2). A coroutine hands a job over a `may` channel and waits for the
-//! answer with a timeout.
+//! in the kernel (docs/ARCHITECTURE.md §2). Each job carries the account it is for (the
+//! environment's, or a phone's from `/phones`), so one pool serves every line.
 //!
-//! A job that no thread has started by the time its caller gives up is never sent: the caller has
-//! already answered, and a late `Calls/connect` would ring a customer nobody is waiting for.
+//! Two ways in: [`ApiPool::connect_call`] waits for the answer with a timeout (`POST /call`, on
+//! a coroutine), and a job that no thread has started by the time its caller gives up is never
+//! sent: the caller has already answered, and a late `Calls/connect` would ring a customer
+//! nobody is waiting for. [`ApiPool::send`] hands the answer to a function instead (the
+//! campaign dialer, which wrote the attempt down first and must hear how every one went).
 
 use super::client::{ConnectCall, ExotelClient, ExotelError, PlacedCall};
 use may::sync::{mpmc, mpsc};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 const QUEUED: u8 = 0;
 const SENDING: u8 = 1;
 const ABANDONED: u8 = 2;
 
+/// Where a job's answer goes.
+enum Reply {
+    /// A caller waiting with a timeout; `state` says whether it still waits.
+    Waiting {
+        state: Arc<AtomicU8>,
+        answer: mpsc::Sender<Result<PlacedCall, ExotelError>>,
+    },
+    /// A function run on the pool thread with the answer.
+    Then(Box<dyn FnOnce(Result<PlacedCall, ExotelError>) + Send>),
+}
+
 struct Job {
+    client: Arc<ExotelClient>,
     call: ConnectCall,
-    state: Arc<AtomicU8>,
-    reply: mpsc::Sender<Result<PlacedCall, ExotelError>>,
+    reply: Reply,
 }
 
 /// Why `/call` got no placed call.
@@ -35,48 +48,49 @@ pub enum PoolError {
 /// The pool. Cloning shares it.
 #[derive(Clone)]
 pub struct ApiPool {
-    client: Arc<ExotelClient>,
     jobs: mpmc::Sender<Job>,
 }
 
 impl ApiPool {
-    pub fn start(client: ExotelClient, threads: usize) -> ApiPool {
-        let client = Arc::new(client);
+    /// Starts `threads` API threads (at least one).
+    pub fn start(threads: usize) -> ApiPool {
         let (jobs, queue) = mpmc::channel::<Job>();
         for n in 0..threads.max(1) {
-            let (client, queue) = (client.clone(), queue.clone());
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("exotel-api-{n}"))
                 .spawn(move || {
                     while let Ok(job) = queue.recv() {
-                        let claimed = job
-                            .state
-                            .compare_exchange(QUEUED, SENDING, Ordering::AcqRel, Ordering::Acquire)
-                            .is_ok();
-                        if claimed {
-                            let _ = job.reply.send(client.connect_call(&job.call));
-                        }
+                        run(job);
                     }
                 })
                 .expect("cannot start an Exotel API thread");
         }
-        ApiPool { client, jobs }
+        ApiPool { jobs }
     }
 
-    /// Places a call on a pool thread and waits up to the client's timeout for the answer.
-    /// Callable from a coroutine (it parks the coroutine, not the worker thread).
-    pub fn connect_call(&self, call: ConnectCall) -> Result<PlacedCall, PoolError> {
+    /// Places a call through `client`'s account on a pool thread and waits up to the client's
+    /// timeout for the answer. Callable from a coroutine (it parks the coroutine, not the
+    /// worker thread).
+    pub fn connect_call(
+        &self,
+        client: &Arc<ExotelClient>,
+        call: ConnectCall,
+    ) -> Result<PlacedCall, PoolError> {
         let state = Arc::new(AtomicU8::new(QUEUED));
-        let (reply, answer) = mpsc::channel();
+        let (answer, answered) = mpsc::channel();
         let job = Job {
+            client: client.clone(),
             call,
-            state: state.clone(),
-            reply,
+            reply: Reply::Waiting {
+                state: state.clone(),
+                answer,
+            },
         };
         if self.jobs.send(job).is_err() {
             return Err(PoolError::NotSent);
         }
-        match answer.recv_timeout(self.client.timeout()) {
+        match answered.recv_timeout(client.timeout()) {
             Ok(result) => result.map_err(|e| match e {
                 ExotelError::TimedOut => PoolError::NoAnswer,
                 other => PoolError::Exotel(other),
@@ -92,7 +106,35 @@ impl ApiPool {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.client.timeout()
+    /// Places a call through `client`'s account and runs `then` with Exotel's answer on the
+    /// pool thread. Never waits; `then` always runs (with `TimedOut` when the request got no
+    /// answer), unless the pool has stopped, which answers `Err` here.
+    pub fn send(
+        &self,
+        client: &Arc<ExotelClient>,
+        call: ConnectCall,
+        then: impl FnOnce(Result<PlacedCall, ExotelError>) + Send + 'static,
+    ) -> Result<(), ()> {
+        self.jobs
+            .send(Job {
+                client: client.clone(),
+                call,
+                reply: Reply::Then(Box::new(then)),
+            })
+            .map_err(|_| ())
+    }
+}
+
+fn run(job: Job) {
+    match job.reply {
+        Reply::Waiting { state, answer } => {
+            let claimed = state
+                .compare_exchange(QUEUED, SENDING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if claimed {
+                let _ = answer.send(job.client.connect_call(&job.call));
+            }
+        }
+        Reply::Then(then) => then(job.client.connect_call(&job.call)),
     }
 }

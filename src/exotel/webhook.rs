@@ -87,10 +87,23 @@ fn connect(app: &App, request: &Request) -> Response {
             _ => Direction::Inbound,
         }
     };
+    // An inbound call to one of /phones counts against that phone's limit too.
+    let line = match direction {
+        Direction::Inbound => hook
+            .call_to
+            .as_deref()
+            .and_then(|to| crate::calls::PhoneNumber::parse(to).ok())
+            .and_then(|to| app.phones.line(&to)),
+        Direction::Outbound => None,
+    };
     let connect_by = std::time::Instant::now() + app.registry.ttl();
     let over_capacity = app
         .slots
-        .acquire_until_connected(&call_log_id, connect_by)
+        .acquire_until_connected(
+            &call_log_id,
+            connect_by,
+            line.as_ref().and_then(|l| l.limit()),
+        )
         .is_err();
     // A call that is live under another CallSid is not this request's to take over: a
     // stranger who knows a callLogId must not get its media token. (Taking the slot leaves a
@@ -103,7 +116,8 @@ fn connect(app: &App, request: &Request) -> Response {
             "webhook.over_capacity",
             callLogId = call_log_id,
             callSid = hook.call_sid,
-            max = app.slots.max()
+            max = app.slots.max(),
+            phone = line.as_ref().and_then(|l| l.phone.as_deref()).unwrap_or("")
         );
     }
     let url = match app.issue_media_url(&call_log_id, over_capacity) {
@@ -117,6 +131,7 @@ fn connect(app: &App, request: &Request) -> Response {
         direction = hook.direction.as_deref().unwrap_or("unknown"),
         from = hook.call_from.as_deref().unwrap_or(""),
         to = hook.call_to.as_deref().unwrap_or(""),
+        phone = line.as_ref().and_then(|l| l.phone.as_deref()).unwrap_or(""),
         method = request.method
     );
     app.call_log.record(LogEvent::Connected {

@@ -19,6 +19,44 @@ pub enum Behaviour {
     Garbage,
     /// Read the request, never answer, keep the connection open.
     Silent,
+    /// Play a telephone network (see [`Network`]).
+    Network(Network),
+}
+
+/// A telephone network behind the fake: every `Calls/connect` gets its own CallSid
+/// (`NET{n}`), rings for `ring`, then ends busy (numbers in `busy`) or completed after `talk`,
+/// told through the request's `StatusCallback` as Exotel does (once, no retry; a server that
+/// is down misses it and must ask the call-details API, which answers from the same record).
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    pub ring: Duration,
+    pub talk: Duration,
+    /// Numbers (their last ten digits) that are always busy.
+    pub busy: Vec<String>,
+}
+
+/// One call the network was asked to place.
+#[derive(Clone, Debug)]
+pub struct NetworkCall {
+    pub call_sid: String,
+    /// `From` as sent (the customer).
+    pub to: String,
+    pub caller_id: String,
+    pub custom_field: String,
+    /// The request's `Authorization` header.
+    pub authorization: String,
+    pub asked_at: std::time::Instant,
+    /// When its final status was decided (and its callback sent, if it could be).
+    pub ended_at: Option<std::time::Instant>,
+    pub outcome: Option<&'static str>,
+}
+
+/// The network's record: every call asked for, and the most live at once.
+#[derive(Debug, Default)]
+struct NetworkLog {
+    calls: Vec<NetworkCall>,
+    live: usize,
+    max_live: usize,
 }
 
 /// One request as received.
@@ -36,6 +74,7 @@ pub struct FakeExotel {
     /// What `GET …/Calls/{sid}.json` answers, by CallSid (404 for others).
     call_statuses: Arc<Mutex<HashMap<String, String>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    network: Arc<Mutex<NetworkLog>>,
 }
 
 impl FakeExotel {
@@ -51,11 +90,17 @@ impl FakeExotel {
         let behaviour = Arc::new(Mutex::new(behaviour));
         let received = Arc::new(Mutex::new(Vec::new()));
         let call_statuses = Arc::new(Mutex::new(HashMap::new()));
-        let (b, r, c) = (behaviour.clone(), received.clone(), call_statuses.clone());
+        let network = Arc::new(Mutex::new(NetworkLog::default()));
+        let shared = Shared {
+            behaviour: behaviour.clone(),
+            received: received.clone(),
+            call_statuses: call_statuses.clone(),
+            network: network.clone(),
+        };
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (b, r, c) = (b.clone(), r.clone(), c.clone());
-                std::thread::spawn(move || serve(stream, &b, &r, &c));
+                let shared = shared.clone();
+                std::thread::spawn(move || serve(stream, &shared));
             }
         });
         Ok(FakeExotel {
@@ -63,6 +108,7 @@ impl FakeExotel {
             behaviour,
             call_statuses,
             received,
+            network,
         })
     }
 
@@ -84,6 +130,21 @@ impl FakeExotel {
             .insert(call_sid.to_owned(), status.to_owned());
     }
 
+    /// Every call the network mode was asked to place, in order.
+    pub fn network_calls(&self) -> Vec<NetworkCall> {
+        self.network.lock().unwrap().calls.clone()
+    }
+
+    /// The most calls the network held live at once (from the request to the final status).
+    pub fn max_live(&self) -> usize {
+        self.network.lock().unwrap().max_live
+    }
+
+    /// Calls the network holds live now.
+    pub fn live(&self) -> usize {
+        self.network.lock().unwrap().live
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
@@ -100,12 +161,22 @@ impl FakeExotel {
     }
 }
 
-fn serve(
-    mut stream: TcpStream,
-    behaviour: &Mutex<Behaviour>,
-    received: &Mutex<Vec<Received>>,
-    call_statuses: &Mutex<HashMap<String, String>>,
-) {
+/// What every connection's thread shares.
+#[derive(Clone)]
+struct Shared {
+    behaviour: Arc<Mutex<Behaviour>>,
+    received: Arc<Mutex<Vec<Received>>>,
+    call_statuses: Arc<Mutex<HashMap<String, String>>>,
+    network: Arc<Mutex<NetworkLog>>,
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let Shared {
+        behaviour,
+        received,
+        call_statuses,
+        ..
+    } = shared;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -147,7 +218,7 @@ fn serve(
         .and_then(|(_, rest)| rest.strip_suffix(".json"))
         .filter(|sid| request.method == "GET" && *sid != "connect")
         .map(crate::http::form::decode);
-    received.lock().unwrap().push(request);
+    received.lock().unwrap().push(request.clone());
     if let Some(sid) = details_of {
         let (status, body) = match call_statuses.lock().unwrap().get(&sid) {
             Some(s) => (
@@ -184,6 +255,15 @@ fn serve(
             std::thread::sleep(Duration::from_secs(30));
             return;
         }
+        Behaviour::Network(network) => {
+            let sid = place_on_network(&network, shared, &request);
+            (
+                200,
+                format!(
+                    r#"{{"Call":{{"Sid":"{sid}","Status":"queued","Direction":"outbound-api"}}}}"#
+                ),
+            )
+        }
     };
     let head = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -191,4 +271,95 @@ fn serve(
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body.as_bytes());
+}
+
+/// Takes a call onto the network: records it, and on a thread of its own rings, talks and ends
+/// it, then tells the status callback. Answers its CallSid.
+fn place_on_network(network: &Network, shared: &Shared, request: &Received) -> String {
+    let fields = crate::http::form::parse(std::str::from_utf8(&request.body).unwrap_or(""));
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let to = field("From");
+    let digits: String = to.chars().filter(char::is_ascii_digit).collect();
+    let last_ten = &digits[digits.len().saturating_sub(10)..];
+    let busy = network
+        .busy
+        .iter()
+        .any(|b| b.ends_with(last_ten) && !last_ten.is_empty());
+    let callback = field("StatusCallback");
+    let custom_field = field("CustomField");
+    let sid = {
+        let mut log = shared.network.lock().unwrap();
+        let sid = format!("NET{}", log.calls.len() + 1);
+        log.calls.push(NetworkCall {
+            call_sid: sid.clone(),
+            to: to.clone(),
+            caller_id: field("CallerId"),
+            custom_field: custom_field.clone(),
+            authorization: request
+                .headers
+                .get("authorization")
+                .cloned()
+                .unwrap_or_default(),
+            asked_at: std::time::Instant::now(),
+            ended_at: None,
+            outcome: None,
+        });
+        log.live += 1;
+        log.max_live = log.max_live.max(log.live);
+        sid
+    };
+    shared
+        .call_statuses
+        .lock()
+        .unwrap()
+        .insert(sid.clone(), "ringing".into());
+    let (shared, network, call_sid) = (shared.clone(), network.clone(), sid.clone());
+    std::thread::spawn(move || {
+        std::thread::sleep(network.ring);
+        let outcome = if busy {
+            "busy"
+        } else {
+            shared
+                .call_statuses
+                .lock()
+                .unwrap()
+                .insert(call_sid.clone(), "in-progress".into());
+            std::thread::sleep(network.talk);
+            "completed"
+        };
+        {
+            let mut log = shared.network.lock().unwrap();
+            log.live -= 1;
+            if let Some(call) = log.calls.iter_mut().find(|c| c.call_sid == call_sid) {
+                call.ended_at = Some(std::time::Instant::now());
+                call.outcome = Some(outcome);
+            }
+        }
+        shared
+            .call_statuses
+            .lock()
+            .unwrap()
+            .insert(call_sid.clone(), outcome.into());
+        if callback.starts_with("http://") {
+            let mut body = String::new();
+            crate::http::form::append_pair(&mut body, "CallSid", &call_sid);
+            crate::http::form::append_pair(&mut body, "Status", outcome);
+            crate::http::form::append_pair(&mut body, "CustomField", &custom_field);
+            crate::http::form::append_pair(&mut body, "EventType", "terminal");
+            let talked = if busy { 0 } else { network.talk.as_secs() };
+            crate::http::form::append_pair(&mut body, "ConversationDuration", &talked.to_string());
+            let _ = minreq::post(callback)
+                .with_header("Content-Type", "application/x-www-form-urlencoded")
+                .with_body(body)
+                .with_timeout(5)
+                .send();
+        }
+    });
+    sid
 }
