@@ -108,20 +108,20 @@ impl ApiPool {
 
     /// Places a call through `client`'s account and runs `then` with Exotel's answer on the
     /// pool thread. Never waits; `then` always runs (with `TimedOut` when the request got no
-    /// answer), unless the pool has stopped, which answers `Err` here.
+    /// answer), unless the pool has stopped, which answers `NotSent` here.
     pub fn send(
         &self,
         client: &Arc<ExotelClient>,
         call: ConnectCall,
         then: impl FnOnce(Result<PlacedCall, ExotelError>) + Send + 'static,
-    ) -> Result<(), ()> {
+    ) -> Result<(), PoolError> {
         self.jobs
             .send(Job {
                 client: client.clone(),
                 call,
                 reply: Reply::Then(Box::new(then)),
             })
-            .map_err(|_| ())
+            .map_err(|_| PoolError::NotSent)
     }
 }
 
