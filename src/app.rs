@@ -23,6 +23,10 @@ pub struct App {
     pub dnc: crate::calls::dnc::DoNotCall,
     /// ExoPhones with their own Exotel accounts (`/phones`).
     pub phones: crate::calls::phones::Phones,
+    /// Campaigns (`/campaigns`) and the way to their dialer.
+    pub campaigns: crate::calls::campaigns::Campaigns,
+    /// What each dialed call carries to its media session.
+    pub plans: crate::calls::plans::Plans,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The recordings' writer, when `RECORD` is on.
     pub recorder: Option<crate::media::recorder::Recorder>,
@@ -77,7 +81,13 @@ impl App {
         let (store, stored) =
             crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
         let dnc = crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc);
-        let phones = crate::calls::phones::Phones::new(store, stored.phones, config.exotel.timeout);
+        let phones =
+            crate::calls::phones::Phones::new(store.clone(), stored.phones, config.exotel.timeout);
+        let clock = match config.campaign_clock_start {
+            Some(start) => crate::calls::campaigns::window::Clock::starting_at(start),
+            None => crate::calls::campaigns::window::Clock::system(),
+        };
+        let campaigns = crate::calls::campaigns::Campaigns::new(store, clock);
         if opened.interrupted > 0 {
             crate::warn!(
                 "calllog.interrupted",
@@ -135,6 +145,8 @@ impl App {
             call_log,
             dnc,
             phones,
+            campaigns,
+            plans: Default::default(),
             metrics,
             recorder,
             pool,

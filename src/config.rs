@@ -332,6 +332,10 @@ pub struct Config {
     /// `RETENTION_DAYS`: calls (rows and recordings) older than this are deleted by the server;
     /// `None` keeps everything.
     pub retention: Option<Duration>,
+    /// `CAMPAIGN_CLOCK_START` (RFC 3339): the campaigns' clock reads this when the server
+    /// starts and runs on from it, to rehearse a calling window (and for the tests); `None`
+    /// is the system clock.
+    pub campaign_clock_start: Option<i64>,
 }
 
 /// A variable that is present but wrong: names it and says what is wrong.
@@ -431,6 +435,7 @@ impl Config {
             http,
             log: log_from_vars(&var)?,
             retention: calls.retention,
+            campaign_clock_start: calls.campaign_clock_start,
         })
     }
 }
@@ -532,6 +537,7 @@ struct CallsVars {
     shutdown_grace: Duration,
     record: bool,
     retention: Option<Duration>,
+    campaign_clock_start: Option<i64>,
 }
 
 /// The bot, the concurrency and lifetime of calls, and what is kept of them on disk.
@@ -574,6 +580,14 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
             86_400 * ranged(var, "RETENTION_DAYS", 0, 1, 36_500)?,
         )),
     };
+    let campaign_clock_start = var("CAMPAIGN_CLOCK_START")
+        .map(|v| {
+            crate::calls::campaigns::window::parse_time(&v).map_err(|problem| ConfigError {
+                variable: "CAMPAIGN_CLOCK_START",
+                problem,
+            })
+        })
+        .transpose()?;
     Ok(CallsVars {
         call_check_margin,
         echo_delay_ms,
@@ -584,6 +598,7 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
         shutdown_grace,
         record,
         retention,
+        campaign_clock_start,
     })
 }
 
@@ -730,6 +745,14 @@ fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, Con
             1024,
             16 << 20,
         )? as usize,
+        max_upload_bytes: ranged(
+            var,
+            "HTTP_MAX_UPLOAD_BYTES",
+            defaults.max_upload_bytes as u64,
+            1024,
+            256 << 20,
+        )? as usize,
+        uploads: defaults.uploads,
         idle_timeout: Duration::from_millis(ranged(
             var,
             "HTTP_IDLE_TIMEOUT_MS",

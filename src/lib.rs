@@ -212,6 +212,8 @@ pub fn start(
         Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
     calls::watchdog::start(app.slots.clone(), app.call_log.clone());
+    app.campaigns
+        .start_dialer(Arc::new(calls::place::ServerTelephony(app.clone())));
     if let Some(keep) = app.config.retention {
         calls::upkeep::start_retention(
             app.call_log.clone(),

@@ -46,6 +46,19 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         }
         (_, "/phones") => method_not_allowed("GET, POST"),
 
+        // Campaigns: many calls from a list, within a window, a rate and a retry policy.
+        ("POST", "/campaigns") => guarded(app, request, |app| {
+            app.campaigns.create(request, |number| {
+                crate::calls::PhoneNumber::parse(number)
+                    .is_ok_and(|n| app.phones.line(&n).is_some())
+            })
+        }),
+        ("GET", "/campaigns") => guarded(app, request, |app| app.campaigns.list()),
+        (_, "/campaigns") => method_not_allowed("GET, POST"),
+        (method, path) if path.starts_with("/campaigns/") => {
+            campaign_route(app, request, method, &path["/campaigns/".len()..])
+        }
+
         // The call log.
         ("GET", "/calls") => crate::calls::history::list(app, request),
         ("GET", path) if path.starts_with("/calls/") => {
@@ -74,12 +87,13 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
 
         // Prometheus.
         ("GET", "/metrics") => match crate::auth::metrics(&app.config, request) {
-            Ok(()) => Response::text(
-                200,
-                "text/plain; version=0.0.4",
-                app.metrics
-                    .render(app.slots.live(), app.registry.active_calls()),
-            ),
+            Ok(()) => {
+                let mut text = app
+                    .metrics
+                    .render(app.slots.live(), app.registry.active_calls());
+                text.push_str(&app.campaigns.metrics.render());
+                Response::text(200, "text/plain; version=0.0.4", text)
+            }
             Err(denied) => denied,
         },
         (_, "/metrics") => method_not_allowed("GET"),
@@ -89,6 +103,23 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         (_, "/health") => method_not_allowed("GET, HEAD"),
 
         (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
+    }
+}
+
+/// `/campaigns/{id}`, `/campaigns/{id}/calls`, `/campaigns/{id}/calls.csv` and
+/// `/campaigns/{id}/pause|resume|cancel`.
+fn campaign_route(app: &App, request: &Request, method: &str, rest: &str) -> Response {
+    let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match (method, tail) {
+        ("GET", "") => guarded(app, request, |app| app.campaigns.show(id)),
+        ("GET", "calls") => guarded(app, request, |app| app.campaigns.calls(id, request)),
+        ("GET", "calls.csv") => guarded(app, request, |app| app.campaigns.calls_csv(id)),
+        ("POST", "pause" | "resume" | "cancel") => {
+            guarded(app, request, |app| app.campaigns.control(id, tail))
+        }
+        (_, "" | "calls" | "calls.csv") => method_not_allowed("GET"),
+        (_, "pause" | "resume" | "cancel") => method_not_allowed("POST"),
+        _ => Response::error(404, "not_found", format!("no route for {}", request.path)),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Calls as our server knows them: their identifiers, the registry of live calls and media
 //! tokens, and the placing of outbound calls (`POST /call`).
 
+pub mod campaigns;
 pub mod dnc;
 pub mod history;
 pub mod ids;
 pub mod log;
 pub mod phones;
 pub mod place;
+pub mod plans;
 pub mod registry;
 pub mod slots;
 pub mod status;

@@ -4,8 +4,10 @@
 //! Everything is validated before Exotel is asked; nothing is retried.
 
 use crate::app::App;
+use crate::calls::campaigns::{Dialed, NotNow, Order, Outcome, Telephony};
 use crate::calls::log::LogEvent;
 use crate::calls::phones::Line;
+use crate::calls::plans::Plan;
 use crate::calls::slots::NewCallRefused;
 use crate::calls::{CallLogId, PhoneNumber};
 use crate::exotel::client::RecordingChannels;
@@ -491,4 +493,174 @@ fn exotel_failure(id: &CallLogId, failure: &ExotelError) -> Response {
             exotel_code: code,
         },
     )
+}
+
+/// The running server as the campaign dialer's telephone: its lines, slots, do-not-call list,
+/// call log and API pool, each call placed as `POST /call` places it.
+pub struct ServerTelephony(pub std::sync::Arc<App>);
+
+/// A campaign call with its slot taken and its request made.
+pub struct PreparedCall {
+    line: Line,
+    connect: ConnectCall,
+    ring: Duration,
+}
+
+impl ServerTelephony {
+    /// The campaign's line, or why it has none.
+    fn line(&self, from: Option<&str>) -> Result<Line, String> {
+        let app = &self.0;
+        match from {
+            Some(number) => PhoneNumber::parse(number)
+                .ok()
+                .and_then(|n| app.phones.line(&n))
+                .ok_or_else(|| format!("phone {number} is not one of /phones any more")),
+            None => app.default_line.clone().map_err(|missing| {
+                format!(
+                    "placing calls needs {} in the environment or .env",
+                    missing.join(", ")
+                )
+            }),
+        }
+    }
+}
+
+impl Telephony for ServerTelephony {
+    type Prepared = PreparedCall;
+
+    fn do_not_call(&self, to: &str) -> bool {
+        PhoneNumber::parse(to).is_ok_and(|n| self.0.dnc.contains(&n))
+    }
+
+    fn prepare(&self, order: &Order) -> Result<PreparedCall, NotNow> {
+        let app = &self.0;
+        let line = self.line(order.from.as_deref()).map_err(NotNow::Broken)?;
+        let to = PhoneNumber::parse(&order.to).map_err(|e| NotNow::Broken(e.to_string()))?;
+        let id = order.call_log_id.clone();
+        match app.slots.acquire_new(&id, line.limit()) {
+            Ok(()) => {}
+            Err(NewCallRefused::Full { max }) => {
+                return Err(NotNow::Busy(format!("all {max} call slots are in use")))
+            }
+            Err(NewCallRefused::LineFull { phone, max }) => {
+                return Err(NotNow::Busy(format!("all {max} calls of {phone} are live")))
+            }
+            Err(NewCallRefused::InUse) => return Err(NotNow::Busy("the id is live".into())),
+        }
+        let options = CallOptions::default();
+        let ring = ring_time(&options);
+        let connect = match connect_call(app, &line, to, id.clone(), options, ring) {
+            Ok(c) => c,
+            Err(_) => {
+                app.slots.release(&id);
+                return Err(NotNow::Busy("too many media tokens are pending".into()));
+            }
+        };
+        app.plans.put(
+            &id,
+            Plan {
+                params: order.params.clone(),
+                campaign: Some(order.campaign.clone()),
+            },
+        );
+        Ok(PreparedCall {
+            line,
+            connect,
+            ring,
+        })
+    }
+
+    fn send(&self, call: PreparedCall, answered: Box<dyn FnOnce(Dialed) + Send>) {
+        let app = self.0.clone();
+        requested(&app, &call.line, &call.connect);
+        let PreparedCall {
+            line,
+            connect,
+            ring,
+        } = call;
+        let id = connect.call_log_id.clone();
+        let account = line.account.clone();
+        let started = Instant::now();
+        let on_answer = {
+            let (app, id) = (app.clone(), id.clone());
+            move |result: Result<PlacedCall, ExotelError>| {
+                let result = result.map_err(|e| match e {
+                    ExotelError::TimedOut => PoolError::NoAnswer,
+                    other => PoolError::Exotel(other),
+                });
+                app.metrics
+                    .exotel_request(outcome_of(&result), started.elapsed());
+                answered(dialed(&app, &line, &id, result, ring));
+            }
+        };
+        if app.pool.send(&account, connect, on_answer).is_err() {
+            app.slots.release(&id);
+            app.plans.take(&id);
+            app.call_log.record(LogEvent::PlaceFailed {
+                id,
+                error: "the Exotel API threads have stopped".into(),
+            });
+        }
+    }
+
+    fn withdraw(&self, call: PreparedCall) {
+        let id = &call.connect.call_log_id;
+        self.0.slots.release(id);
+        self.0.plans.take(id);
+    }
+
+    fn ask(&self, from: Option<&str>, call_sid: &str) -> Result<Option<Outcome>, String> {
+        let line = self.line(from)?;
+        let details = line
+            .account
+            .call_details(call_sid)
+            .map_err(|e| e.to_string())?;
+        Ok(crate::calls::log::Status::from_exotel(&details.status)
+            .filter(|s| s.is_final())
+            .and_then(|s| Outcome::of_call_status(s.as_str())))
+    }
+
+    fn draining(&self) -> bool {
+        self.0.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// A campaign call's answer from Exotel, with its slot, row and plan brought along as for
+/// `POST /call`.
+fn dialed(
+    app: &App,
+    line: &Line,
+    id: &CallLogId,
+    result: Result<PlacedCall, PoolError>,
+    ring: Duration,
+) -> Dialed {
+    match result {
+        Ok(placed) => {
+            crate::info!("call.placed", callLogId = id, callSid = placed.call_sid);
+            placed_call(app, line, id, &placed.call_sid, ring);
+            Dialed::Placed {
+                call_sid: placed.call_sid,
+            }
+        }
+        Err(PoolError::Exotel(failure)) => {
+            crate::warn!("call.refused", callLogId = id, error = failure);
+            app.slots.release(id);
+            app.plans.take(id);
+            app.call_log.record(LogEvent::PlaceFailed {
+                id: id.clone(),
+                error: failure.to_string(),
+            });
+            Dialed::Failed(failure.to_string())
+        }
+        Err(PoolError::NotSent | PoolError::NoAnswer) => {
+            // The call may exist: it keeps its slot until a status callback or the slot timeout.
+            let detail = "Exotel did not answer in time; the call may have been placed".to_owned();
+            crate::warn!("call.no_answer", callLogId = id);
+            app.call_log.record(LogEvent::PlaceUnknown {
+                id: id.clone(),
+                error: detail.clone(),
+            });
+            Dialed::Unknown(detail)
+        }
+    }
 }

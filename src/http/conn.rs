@@ -229,6 +229,20 @@ fn next_request(
         Err(next) => return next,
     };
     buf.drain(..parsed.len);
+    let upload_limits;
+    let limits = if limits
+        .uploads
+        .iter()
+        .any(|(m, p)| *m == parsed.method && *p == parsed.path)
+    {
+        upload_limits = Limits {
+            max_body_bytes: limits.max_upload_bytes,
+            ..limits.clone()
+        };
+        &upload_limits
+    } else {
+        limits
+    };
     let framing = match body_framing(&parsed.headers, parsed.http_1_0, limits) {
         Ok(framing) => framing,
         Err(response) => return Next::Reject(response),

@@ -41,6 +41,11 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Bytes of decoded body; one more is a 413.
     pub max_body_bytes: usize,
+    /// Bytes of decoded body for the `uploads` routes (lists of contacts or numbers, as CSV or
+    /// JSON), in place of `max_body_bytes`.
+    pub max_upload_bytes: usize,
+    /// The routes (method, path) that take uploads.
+    pub uploads: &'static [(&'static str, &'static str)],
     /// A connection that sends nothing for this long is closed without an answer.
     pub idle_timeout: Duration,
     /// Time from a request's first byte to its last (head and body); past it, 408 and close.
@@ -55,6 +60,9 @@ impl Default for Limits {
             max_headers: 100,
             max_head_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
+            // 100,000 contacts with a name and an amount each are about 4 MB of CSV.
+            max_upload_bytes: 16 << 20,
+            uploads: &[("POST", "/campaigns"), ("POST", "/dnc")],
             idle_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
             max_connections: 10_000,

@@ -170,6 +170,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     let ticket = app
         .registry
         .begin_session(&grant.call_log_id, grant.token.as_ref());
+    let plan = app.plans.take(&grant.call_log_id);
     crate::info!("media.connected", callLogId = grant.call_log_id);
     let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(ToneThenHangUp::capacity()) };
     let bots: &dyn BotFactory = if grant.over_capacity {
@@ -226,7 +227,8 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         grant.url_parameters.clone(),
         ticket.stop.clone(),
         Instant::now(),
-    );
+    )
+    .with_contact_parameters(plan.map(|p| p.params).unwrap_or_default());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
     let (reason, stats) = outcome.unwrap_or_else(|_| {
         crate::error!("media.session_panicked", callLogId = ticket.call_log_id);

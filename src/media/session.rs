@@ -371,6 +371,9 @@ pub struct Session<'a, S: MediaIo> {
     reported: (SessionStats, Instant),
     settings: &'a SessionSettings,
     url_parameters: Vec<(String, String)>,
+    /// Parameters the call was dialed with (a campaign contact's columns): the bot gets them
+    /// with the URL's, and a relayed bot in its `start`'s `custom_parameters`.
+    contact_parameters: Vec<(String, String)>,
     /// The sample rate the media URL asked Exotel for (a `start` without one gets it).
     url_sample_rate: u32,
     /// The call's CallSid as the webhook told it, for a `start` made up without Exotel's.
@@ -407,6 +410,13 @@ pub struct Session<'a, S: MediaIo> {
 }
 
 impl<'a, S: MediaIo> Session<'a, S> {
+    /// Hands the bot these parameters too (see `contact_parameters`).
+    pub fn with_contact_parameters(mut self, params: Vec<(String, String)>) -> Self {
+        self.url_parameters.extend(params.iter().cloned());
+        self.contact_parameters = params;
+        self
+    }
+
     pub fn new(
         ws: WebSocket<S>,
         call_log_id: CallLogId,
@@ -435,6 +445,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             reported: (SessionStats::default(), now),
             settings: context.settings,
             url_parameters,
+            contact_parameters: Vec::new(),
             url_sample_rate,
             known_call_sid: String::new(),
             early_stream_sid: None,
@@ -821,6 +832,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             let recording = recorder.open(&self.call_log_id, start.sample_rate);
             self.recording = Some((recording, self.clock, 0));
         }
+        // What a relayed bot gets as the call's `start`.
+        let mut relayed_start = text.to_owned();
         let handler = match self.relay_config {
             None => {
                 let mut bot = self.bots.create(&call);
@@ -829,11 +842,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
             Some(config) => {
                 let deadline = Instant::now() + config.connect_timeout;
+                if !self.contact_parameters.is_empty() {
+                    relayed_start = with_custom_parameters(text, &self.contact_parameters);
+                }
                 match Relay::connect(
                     config,
                     &call,
                     self.connected_text.as_deref(),
-                    text,
+                    &relayed_start,
                     deadline,
                 ) {
                     Ok(relay) => {
@@ -864,7 +880,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             to = start.to
         );
         let start_text = match self.relay_config {
-            Some(_) => text.to_owned(),
+            Some(_) => relayed_start,
             None => String::new(),
         };
         self.live = Some(Live {
@@ -1186,4 +1202,26 @@ fn fallback(
     );
     bot.on_start(call, out);
     (Handler::Bot(bot), unavailable)
+}
+
+/// Exotel's `start` frame with `extra` added to its `custom_parameters` (an object made if it
+/// had none, or had them in another shape); the frame as it was if it does not read as JSON.
+fn with_custom_parameters(text: &str, extra: &[(String, String)]) -> String {
+    let Ok(mut frame) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_owned();
+    };
+    if let Some(start) = frame.get_mut("start").and_then(|s| s.as_object_mut()) {
+        let params = start
+            .entry("custom_parameters")
+            .or_insert_with(|| serde_json::json!({}));
+        if !params.is_object() {
+            *params = serde_json::json!({});
+        }
+        if let Some(params) = params.as_object_mut() {
+            for (k, v) in extra {
+                params.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+    }
+    frame.to_string()
 }

@@ -33,6 +33,8 @@ pub struct Network {
     pub talk: Duration,
     /// Numbers (their last ten digits) that are always busy.
     pub busy: Vec<String>,
+    /// How long the answer to `Calls/connect` takes (the call is placed at once).
+    pub answer_delay: Duration,
 }
 
 /// One call the network was asked to place.
@@ -257,6 +259,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         }
         Behaviour::Network(network) => {
             let sid = place_on_network(&network, shared, &request);
+            std::thread::sleep(network.answer_delay);
             (
                 200,
                 format!(

@@ -1,7 +1,7 @@
-//! Storage for what the operator tells the dialer: today the do-not-call list; phones, agents,
-//! campaigns and their attempts are to live here too. One module with a narrow interface, so
-//! that another backend (PostgreSQL, several instances sharing one queue) can replace SQLite
-//! without touching the callers.
+//! Storage for what the operator tells the dialer: the do-not-call list, phones, and campaigns
+//! with their contacts and attempts ([`campaigns`]). One module with a narrow interface (the
+//! methods of [`Store`]), so that another backend (PostgreSQL, several instances sharing one
+//! queue) can replace SQLite without touching the callers.
 //!
 //! SQLite blocks in the kernel, so one OS thread owns this module's connection to `calls.db`
 //! (the call log's database, its own tables). Callers on coroutines hand it an operation and
@@ -11,21 +11,10 @@ use rusqlite::{params, Connection};
 use std::path::Path;
 use std::sync::mpsc;
 
-enum Op {
-    DncAdd(
-        Vec<String>,
-        i64,
-        may::sync::mpsc::Sender<Result<usize, String>>,
-    ),
-    DncRemove(String, may::sync::mpsc::Sender<Result<bool, String>>),
-    /// Writes a phone (`true`: it must be new); answers whether it was written.
-    PhonePut(
-        Box<Phone>,
-        bool,
-        may::sync::mpsc::Sender<Result<bool, String>>,
-    ),
-    PhoneRemove(String, may::sync::mpsc::Sender<Result<bool, String>>),
-}
+pub mod campaigns;
+
+/// One piece of work for the store's thread, on its connection.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// An ExoPhone with its own Exotel account (`/phones`). Its `Debug` leaves the token out.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,7 +49,7 @@ impl std::fmt::Debug for Phone {
 /// The handle; cloning shares the thread.
 #[derive(Clone)]
 pub struct Store {
-    ops: mpsc::Sender<Op>,
+    jobs: mpsc::Sender<Job>,
 }
 
 /// What the store held when it opened.
@@ -71,15 +60,17 @@ pub struct Loaded {
 }
 
 impl Store {
-    /// Hands an operation to the store's thread and waits for its answer (on a `may` channel,
-    /// so a coroutine parks instead of blocking its worker).
-    fn ask<T>(
+    /// Runs `work` on the store's thread and waits for its answer (on a `may` channel, so a
+    /// coroutine parks instead of blocking its worker; a plain thread blocks).
+    fn ask<T: Send + 'static>(
         &self,
-        op: impl FnOnce(may::sync::mpsc::Sender<Result<T, String>>) -> Op,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         let (reply, answer) = may::sync::mpsc::channel();
-        self.ops
-            .send(op(reply))
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = reply.send(work(conn).map_err(|e| e.to_string()));
+            }))
             .map_err(|_| "the store is closed")?;
         answer
             .recv()
@@ -90,33 +81,44 @@ impl Store {
     pub fn open(path: &Path) -> Result<(Store, Loaded), String> {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let loaded = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (ops, queue) = mpsc::channel::<Op>();
+        let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || run(conn, queue))
+            .spawn(move || {
+                let mut conn = conn;
+                for job in queue {
+                    job(&mut conn);
+                }
+            })
             .map_err(|e| e.to_string())?;
-        Ok((Store { ops }, loaded))
+        Ok((Store { jobs }, loaded))
     }
 
     /// Adds numbers to the do-not-call list; answers how many were new. Coroutine-safe.
     pub fn dnc_add(&self, numbers: Vec<String>, at_ms: i64) -> Result<usize, String> {
-        self.ask(|reply| Op::DncAdd(numbers, at_ms, reply))
+        self.ask(move |conn| dnc_add(conn, &numbers, at_ms))
     }
 
     /// Writes `phone`; with `create`, only if no phone has its number (`Ok(false)` then).
     /// Coroutine-safe.
     pub fn phone_put(&self, phone: Phone, create: bool) -> Result<bool, String> {
-        self.ask(|reply| Op::PhonePut(Box::new(phone), create, reply))
+        self.ask(move |conn| phone_put(conn, &phone, create))
     }
 
     /// Deletes the phone with this number; `false` when there was none. Coroutine-safe.
     pub fn phone_remove(&self, number: String) -> Result<bool, String> {
-        self.ask(|reply| Op::PhoneRemove(number, reply))
+        self.ask(move |conn| {
+            conn.execute("DELETE FROM phones WHERE number = ?1", [&number])
+                .map(|n| n > 0)
+        })
     }
 
     /// Takes a number off the list; `false` when it was not on it. Coroutine-safe.
     pub fn dnc_remove(&self, number: String) -> Result<bool, String> {
-        self.ask(|reply| Op::DncRemove(number, reply))
+        self.ask(move |conn| {
+            conn.execute("DELETE FROM dnc WHERE number = ?1", [&number])
+                .map(|n| n > 0)
+        })
     }
 }
 
@@ -131,6 +133,7 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
              max_concurrent INTEGER, agent TEXT
          );",
     )?;
+    campaigns::prepare(conn)?;
     let dnc = conn
         .prepare("SELECT number FROM dnc")?
         .query_map([], |r| r.get(0))?
@@ -154,33 +157,6 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
         })?
         .collect::<Result<_, _>>()?;
     Ok(Loaded { dnc, phones })
-}
-
-fn run(mut conn: Connection, queue: mpsc::Receiver<Op>) {
-    for op in queue {
-        match op {
-            Op::DncAdd(numbers, at, reply) => {
-                let _ = reply.send(dnc_add(&mut conn, &numbers, at).map_err(|e| e.to_string()));
-            }
-            Op::PhonePut(phone, create, reply) => {
-                let _ = reply.send(phone_put(&conn, &phone, create).map_err(|e| e.to_string()));
-            }
-            Op::PhoneRemove(number, reply) => {
-                let removed = conn
-                    .execute("DELETE FROM phones WHERE number = ?1", [&number])
-                    .map(|n| n > 0)
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(removed);
-            }
-            Op::DncRemove(number, reply) => {
-                let removed = conn
-                    .execute("DELETE FROM dnc WHERE number = ?1", [&number])
-                    .map(|n| n > 0)
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(removed);
-            }
-        }
-    }
 }
 
 const PHONE_COLUMNS: &str =

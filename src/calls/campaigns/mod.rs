@@ -1,0 +1,875 @@
+//! Campaigns: a list of contacts dialed from one phone with one agent, within a concurrency
+//! limit, a rate, a calling window and a retry policy (`/campaigns`, guarded like `/call`).
+//!
+//! The map: [`Settings`] is what a campaign asks for, read once from JSON or from a CSV
+//! upload's query ([`contacts`] checks the rows, [`window`] the hours); the [`dialer`] thread
+//! places the calls through a [`Telephony`] (the server's lines, slots and call log) and keeps
+//! every step in [`crate::store`], so that after a crash it resumes where it stopped and no
+//! attempt is sent twice. This file answers the API.
+
+pub mod contacts;
+pub mod dialer;
+pub mod window;
+
+use crate::calls::CallLogId;
+use crate::http::{Params, Request, Response};
+use crate::store::campaigns::{CampaignRow, NewCampaign, NewContact};
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use window::{Clock, Window};
+
+/// Limits of a campaign's settings.
+pub const MAX_CONCURRENT: u32 = 1_000;
+pub const MAX_CALLS_PER_MINUTE: u32 = 60_000;
+pub const MAX_ATTEMPTS: u32 = 10;
+/// A week, at most, between attempts.
+pub const MAX_RETRY_WAIT_S: u64 = 7 * 24 * 3600;
+/// Rows of `/campaigns/{id}/calls` per page unless `limit` says otherwise, and at most.
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1_000;
+
+/// How an attempt ended, as the campaign counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Completed,
+    Busy,
+    NoAnswer,
+    Failed,
+    /// Exotel may or may not have placed it: its request was in flight when the process died,
+    /// or no answer came in time.
+    Unknown,
+    /// Never dialed: the number is on the do-not-call list.
+    SkippedDnc,
+    /// Never dialed: the campaign was canceled first.
+    Canceled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Busy => "busy",
+            Outcome::NoAnswer => "no-answer",
+            Outcome::Failed => "failed",
+            Outcome::Unknown => "unknown",
+            Outcome::SkippedDnc => "skipped-dnc",
+            Outcome::Canceled => "canceled",
+        }
+    }
+
+    /// The outcome of a call whose row in the call log has this final status; `None` for
+    /// `interrupted` (the process stopped: Exotel is to be asked).
+    pub fn of_call_status(status: &str) -> Option<Outcome> {
+        match status {
+            "completed" => Some(Outcome::Completed),
+            "busy" => Some(Outcome::Busy),
+            // Exotel's `canceled` is a call that ended before it was answered.
+            "no-answer" | "canceled" => Some(Outcome::NoAnswer),
+            "interrupted" => None,
+            _ => Some(Outcome::Failed),
+        }
+    }
+}
+
+/// Which outcomes are tried again, how many attempts a contact gets in all, and the wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    #[serde(default)]
+    pub on: Vec<Outcome>,
+    /// Attempts per contact, the first included (1: no retry).
+    #[serde(default = "one")]
+    pub attempts: u32,
+    #[serde(default = "ten_minutes")]
+    pub wait_seconds: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn ten_minutes() -> u64 {
+    600
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            on: Vec::new(),
+            attempts: 1,
+            wait_seconds: ten_minutes(),
+        }
+    }
+}
+
+/// The hours a campaign may dial in, as given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    #[serde(default = "nine")]
+    pub start: String,
+    #[serde(default = "twenty_one")]
+    pub end: String,
+    #[serde(default = "kolkata")]
+    pub timezone: String,
+    #[serde(default = "every_day")]
+    pub days: Vec<String>,
+}
+
+fn nine() -> String {
+    "09:00".into()
+}
+fn twenty_one() -> String {
+    "21:00".into()
+}
+fn kolkata() -> String {
+    "Asia/Kolkata".into()
+}
+fn every_day() -> Vec<String> {
+    window::DAY_NAMES.iter().map(|d| d.to_string()).collect()
+}
+
+impl Default for WindowSpec {
+    /// 09:00–21:00 in India, every day: the hours India's telemarketing rules allow.
+    fn default() -> WindowSpec {
+        WindowSpec {
+            start: nine(),
+            end: twenty_one(),
+            timezone: kolkata(),
+            days: every_day(),
+        }
+    }
+}
+
+/// What a campaign asks for: everything of `POST /campaigns` but its contacts. Kept as this
+/// JSON with the campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub name: String,
+    /// The phone to call from (E.164, one of `/phones`); `None`: the environment's line.
+    pub from: Option<String>,
+    pub agent: Option<String>,
+    pub max_concurrent: u32,
+    pub calls_per_minute: u32,
+    pub retry: Retry,
+    pub window: WindowSpec,
+    /// RFC 3339; nothing is dialed before it.
+    pub start_at: Option<String>,
+    /// Whether an attempt of unknown fate is dialed again (by default it is not: the
+    /// customer may have been called).
+    pub redial_unknown: bool,
+}
+
+/// `POST /campaigns` as JSON: the settings and the contacts.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    name: Option<String>,
+    from: Option<String>,
+    agent: Option<String>,
+    contacts: Option<Vec<serde_json::Value>>,
+    max_concurrent: Option<u32>,
+    calls_per_minute: Option<u32>,
+    retry: Option<Retry>,
+    window: Option<WindowSpec>,
+    start_at: Option<String>,
+    redial_unknown: Option<bool>,
+}
+
+/// The query parameters a CSV upload takes for its settings (the JSON fields, flattened).
+pub const CSV_QUERY_FIELDS: [&str; 14] = [
+    "name",
+    "from",
+    "agent",
+    "maxConcurrent",
+    "callsPerMinute",
+    "retryOn",
+    "retryAttempts",
+    "retryWaitSeconds",
+    "windowStart",
+    "windowEnd",
+    "timezone",
+    "days",
+    "startAt",
+    "redialUnknown",
+];
+
+/// The settings, checked: each value within its limits, the window readable, the phone known.
+pub struct Checked {
+    pub settings: Settings,
+    pub window: Window,
+    pub start_at_ms: Option<i64>,
+}
+
+impl Settings {
+    /// Checks every value; the error names the field.
+    pub fn check(&self) -> Result<Checked, String> {
+        if !(1..=MAX_CONCURRENT).contains(&self.max_concurrent) {
+            return Err(format!(
+                "maxConcurrent {} is not from 1 to {MAX_CONCURRENT}",
+                self.max_concurrent
+            ));
+        }
+        if !(1..=MAX_CALLS_PER_MINUTE).contains(&self.calls_per_minute) {
+            return Err(format!(
+                "callsPerMinute {} is not from 1 to {MAX_CALLS_PER_MINUTE}",
+                self.calls_per_minute
+            ));
+        }
+        let r = &self.retry;
+        if !(1..=MAX_ATTEMPTS).contains(&r.attempts) {
+            return Err(format!(
+                "retry.attempts {} is not from 1 to {MAX_ATTEMPTS} (the first call included)",
+                r.attempts
+            ));
+        }
+        if !(1..=MAX_RETRY_WAIT_S).contains(&r.wait_seconds) {
+            return Err(format!(
+                "retry.waitSeconds {} is not from 1 to {MAX_RETRY_WAIT_S}",
+                r.wait_seconds
+            ));
+        }
+        if let Some(bad) =
+            r.on.iter()
+                .find(|o| !matches!(o, Outcome::Busy | Outcome::NoAnswer | Outcome::Failed))
+        {
+            return Err(format!(
+                "retry.on {:?}: only busy, no-answer and failed are retried",
+                bad.as_str()
+            ));
+        }
+        let w = &self.window;
+        let window = Window::parse(&w.start, &w.end, &w.timezone, &w.days)?;
+        let start_at_ms = self
+            .start_at
+            .as_deref()
+            .map(|t| window::parse_time(t).map_err(|e| format!("startAt {e}")))
+            .transpose()?;
+        if self.name.chars().count() > 200 {
+            return Err("name is longer than 200 characters".into());
+        }
+        Ok(Checked {
+            settings: self.clone(),
+            window,
+            start_at_ms,
+        })
+    }
+
+    /// The wait before the next attempt after `outcome` on attempt `attempt`, or `None` when
+    /// the contact is done.
+    pub fn retry_after(&self, outcome: Outcome, attempt: i64) -> Option<std::time::Duration> {
+        let again = self.retry.on.contains(&outcome)
+            || (outcome == Outcome::Unknown && self.redial_unknown);
+        (again && attempt < i64::from(self.retry.attempts))
+            .then(|| std::time::Duration::from_secs(self.retry.wait_seconds))
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct CampaignMetrics {
+    /// Attempts sent to Exotel.
+    pub dialed: AtomicU64,
+    /// Contacts skipped for the do-not-call list.
+    pub skipped_dnc: AtomicU64,
+    /// Attempts ended, by outcome (the order of [`Outcome`]'s variants).
+    pub outcomes: [AtomicU64; 7],
+    /// Campaigns dialing now, and attempts open now (gauges the dialer sets).
+    pub running: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+impl CampaignMetrics {
+    /// Prometheus text.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.push_str("# HELP voicebot_campaigns_running Campaigns dialing now (running or waiting for their window).\n# TYPE voicebot_campaigns_running gauge\n");
+        out.push_str(&format!(
+            "voicebot_campaigns_running {}\n",
+            get(&self.running)
+        ));
+        out.push_str("# HELP voicebot_campaign_calls_in_flight Campaign attempts sent and not yet ended.\n# TYPE voicebot_campaign_calls_in_flight gauge\n");
+        out.push_str(&format!(
+            "voicebot_campaign_calls_in_flight {}\n",
+            get(&self.in_flight)
+        ));
+        out.push_str("# HELP voicebot_campaign_dials_total Campaign attempts sent to Exotel.\n# TYPE voicebot_campaign_dials_total counter\n");
+        out.push_str(&format!(
+            "voicebot_campaign_dials_total {}\n",
+            get(&self.dialed)
+        ));
+        out.push_str("# HELP voicebot_campaign_attempts_ended_total Campaign attempts ended, by outcome.\n# TYPE voicebot_campaign_attempts_ended_total counter\n");
+        for (i, outcome) in OUTCOMES.iter().enumerate() {
+            out.push_str(&format!(
+                "voicebot_campaign_attempts_ended_total{{outcome=\"{}\"}} {}\n",
+                outcome.as_str(),
+                get(&self.outcomes[i])
+            ));
+        }
+        out
+    }
+
+    fn ended(&self, outcome: Outcome) {
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+const OUTCOMES: [Outcome; 7] = [
+    Outcome::Completed,
+    Outcome::Busy,
+    Outcome::NoAnswer,
+    Outcome::Failed,
+    Outcome::Unknown,
+    Outcome::SkippedDnc,
+    Outcome::Canceled,
+];
+
+/// The campaigns of the server: their API, and the way to their dialer.
+pub struct Campaigns {
+    store: Store,
+    clock: Clock,
+    pub metrics: Arc<CampaignMetrics>,
+    /// Wakes the dialer (a campaign was created or changed).
+    wake: mpsc::Sender<dialer::Event>,
+    /// The dialer's end of `wake`, until [`Campaigns::start_dialer`] takes it.
+    queue: Mutex<Option<mpsc::Receiver<dialer::Event>>>,
+}
+
+impl Campaigns {
+    pub fn new(store: Store, clock: Clock) -> Campaigns {
+        let (wake, queue) = mpsc::channel();
+        Campaigns {
+            store,
+            clock,
+            metrics: Arc::new(CampaignMetrics::default()),
+            wake,
+            queue: Mutex::new(Some(queue)),
+        }
+    }
+
+    /// Starts the dialer thread over `telephony` (once; later calls do nothing).
+    pub fn start_dialer<T: Telephony>(&self, telephony: Arc<T>) {
+        let Some(queue) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        dialer::start(dialer::Dialer::new(
+            self.store.clone(),
+            self.clock,
+            telephony,
+            self.metrics.clone(),
+            self.wake.clone(),
+            queue,
+        ));
+    }
+
+    fn wake(&self) {
+        let _ = self.wake.send(dialer::Event::Changed);
+    }
+
+    /// `POST /campaigns`: JSON with `contacts`, or a CSV body (`Content-Type: text/csv`) with
+    /// the settings in the query. 201 with the campaign and every refused row.
+    pub fn create(&self, request: &Request, phone_known: impl Fn(&str) -> bool) -> Response {
+        let (settings, checked) = match read_create(request) {
+            Ok(read) => read,
+            Err(r) => return r,
+        };
+        let checked_settings = match settings.check() {
+            Ok(c) => c,
+            Err(why) => return bad(why),
+        };
+        if let Some(from) = &settings.from {
+            if !phone_known(from) {
+                return Response::error(
+                    400,
+                    "unknown_phone",
+                    format!("from {from} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)"),
+                );
+            }
+        }
+        if checked.contacts.is_empty() {
+            return Response::json(
+                400,
+                &serde_json::json!({
+                    "error": "bad_request",
+                    "detail": "no contact could be taken: see rejected",
+                    "rejected": checked.rejected,
+                }),
+            );
+        }
+        let id = CallLogId::generate().as_str().to_owned();
+        let now = self.clock.now_ms();
+        let status = match checked_settings.start_at_ms {
+            Some(at) if at > now => "scheduled",
+            _ if !checked_settings.window.is_open(now) => "waiting-window",
+            _ => "running",
+        };
+        let contacts: Vec<NewContact> = checked
+            .contacts
+            .iter()
+            .map(|c| NewContact {
+                to: c.to.clone(),
+                params: c.params_json(),
+            })
+            .collect();
+        let total = contacts.len();
+        let written = self.store.campaign_create(
+            NewCampaign {
+                id: id.clone(),
+                name: settings.name.clone(),
+                status: status.into(),
+                settings: serde_json::to_string(&settings).unwrap_or_default(),
+                created_at: now,
+            },
+            contacts,
+        );
+        if let Err(e) = written {
+            return Response::error(503, "store_unavailable", e);
+        }
+        crate::info!(
+            "campaign.created",
+            campaign = id,
+            name = settings.name,
+            contacts = total,
+            rejected = checked.rejected.len(),
+            from = settings.from.as_deref().unwrap_or("environment")
+        );
+        self.wake();
+        Response::json(
+            201,
+            &serde_json::json!({
+                "id": id,
+                "name": settings.name,
+                "status": status,
+                "total": total,
+                "rejected": checked.rejected,
+                "settings": settings,
+            }),
+        )
+    }
+
+    /// `GET /campaigns`.
+    pub fn list(&self) -> Response {
+        match self.store.campaigns() {
+            Ok(rows) => {
+                let shown: Vec<serde_json::Value> = rows.iter().map(summary).collect();
+                Response::json(200, &serde_json::json!({ "campaigns": shown }))
+            }
+            Err(e) => Response::error(503, "store_unavailable", e),
+        }
+    }
+
+    /// `GET /campaigns/{id}`: where it stands, with counts by outcome and by attempt.
+    pub fn show(&self, id: &str) -> Response {
+        let row = match self.find(id) {
+            Ok(row) => row,
+            Err(r) => return r,
+        };
+        let counts = match self.store.campaign_counts(row.id.clone()) {
+            Ok(c) => c,
+            Err(e) => return Response::error(503, "store_unavailable", e),
+        };
+        let outcome = |name: &str| {
+            counts
+                .by_outcome
+                .iter()
+                .find(|(o, _)| o == name)
+                .map_or(0, |(_, n)| *n)
+        };
+        let mut shown = summary(&row);
+        let failed =
+            outcome("failed") + outcome("busy") + outcome("no-answer") + outcome("unknown");
+        let extra = serde_json::json!({
+            "dialed": counts.dialed,
+            "completed": outcome("completed"),
+            "failed": failed,
+            "skippedDnc": outcome("skipped-dnc"),
+            "canceled": outcome("canceled"),
+            "pending": counts.pending,
+            "inFlight": counts.in_flight,
+            "outcomes": counts.by_outcome.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "attempts": counts.by_attempt.iter().map(|(a, n)| (a.to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+            "now": crate::calls::log::iso_8601(self.clock.now_ms()),
+            "windowOpensAt": self.window_opens_at(&row),
+        });
+        if let (Some(to), serde_json::Value::Object(extra)) = (shown.as_object_mut(), extra) {
+            to.extend(extra);
+        }
+        Response::json(200, &shown)
+    }
+
+    /// `POST /campaigns/{id}/pause|resume|cancel`.
+    pub fn control(&self, id: &str, action: &str) -> Response {
+        let row = match self.find(id) {
+            Ok(row) => row,
+            Err(r) => return r,
+        };
+        const DIALING: &[&str] = &["scheduled", "running", "waiting-window"];
+        let (from, to): (&'static [&'static str], &'static str) = match action {
+            "pause" => (DIALING, "paused"),
+            // The dialer puts it back in the state its clock and window say.
+            "resume" => (&["paused"], "running"),
+            "cancel" => (
+                &["scheduled", "running", "waiting-window", "paused"],
+                "canceled",
+            ),
+            _ => {
+                return Response::error(
+                    404,
+                    "not_found",
+                    format!("no action {action:?}: pause, resume or cancel"),
+                )
+            }
+        };
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .campaign_set_status(row.id.clone(), from, to, None, now)
+        {
+            Ok(Some(was)) if from.contains(&was.as_str()) => {
+                if to == "canceled" {
+                    if let Ok(n) = self.store.campaign_cancel_pending(row.id.clone()) {
+                        crate::info!("campaign.canceled", campaign = row.id, contacts = n);
+                    }
+                } else {
+                    crate::info!("campaign.status", campaign = row.id, status = to, was = was);
+                }
+                self.wake();
+                self.show(&row.id)
+            }
+            Ok(Some(was)) => Response::error(
+                409,
+                "campaign_state",
+                format!("campaign {} is {was}: it cannot {action}", row.id),
+            ),
+            Ok(None) => not_found(id),
+            Err(e) => Response::error(503, "store_unavailable", e),
+        }
+    }
+
+    /// `GET /campaigns/{id}/calls?after=&limit=`: its contacts with their last call, by row.
+    pub fn calls(&self, id: &str, request: &Request) -> Response {
+        let row = match self.find(id) {
+            Ok(row) => row,
+            Err(r) => return r,
+        };
+        let params = Params::from_query(&request.query);
+        let (after, limit) = match page(&params) {
+            Ok(p) => p,
+            Err(why) => return bad(why),
+        };
+        match self.store.campaign_contacts(row.id, after, limit) {
+            Ok(calls) => {
+                let next = (calls.len() == limit)
+                    .then(|| calls.last().map(|c| c.row.to_string()))
+                    .flatten();
+                Response::json(200, &serde_json::json!({ "calls": calls, "next": next }))
+            }
+            Err(e) => Response::error(503, "store_unavailable", e),
+        }
+    }
+
+    /// `GET /campaigns/{id}/calls.csv`: every contact with attempts, final status, duration and
+    /// recording.
+    pub fn calls_csv(&self, id: &str) -> Response {
+        let row = match self.find(id) {
+            Ok(row) => row,
+            Err(r) => return r,
+        };
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let _ = out.write_record([
+            "row",
+            "to",
+            "params",
+            "attempts",
+            "status",
+            "callLogId",
+            "callSid",
+            "durationS",
+            "recording",
+        ]);
+        let mut after = 0;
+        loop {
+            let page = match self
+                .store
+                .campaign_contacts(row.id.clone(), after, MAX_PAGE)
+            {
+                Ok(page) => page,
+                Err(e) => return Response::error(503, "store_unavailable", e),
+            };
+            for c in &page {
+                let status = c.outcome.clone().unwrap_or_else(|| c.state.clone());
+                let status = if c.state == "done" {
+                    status
+                } else {
+                    c.state.clone()
+                };
+                let _ = out.write_record([
+                    c.row.to_string(),
+                    c.to.clone(),
+                    c.params.to_string(),
+                    c.attempts.to_string(),
+                    status,
+                    c.call_log_id.clone().unwrap_or_default(),
+                    c.call_sid.clone().unwrap_or_default(),
+                    c.duration_s.map(|d| d.to_string()).unwrap_or_default(),
+                    c.recording.clone().unwrap_or_default(),
+                ]);
+            }
+            match page.last() {
+                Some(last) if page.len() == MAX_PAGE => after = last.row,
+                _ => break,
+            }
+        }
+        let body = out.into_inner().unwrap_or_default();
+        Response::text(200, "text/csv; charset=utf-8", body).with_header(
+            "Content-Disposition",
+            format!("attachment; filename=\"campaign-{}.csv\"", row.id),
+        )
+    }
+
+    /// When a campaign waiting for its window (or its start) may dial next.
+    fn window_opens_at(&self, row: &CampaignRow) -> Option<String> {
+        if row.status != "waiting-window" && row.status != "scheduled" {
+            return None;
+        }
+        let checked = serde_json::from_str::<Settings>(&row.settings)
+            .ok()?
+            .check()
+            .ok()?;
+        let now = self.clock.now_ms();
+        let from = checked.start_at_ms.map_or(now, |at| at.max(now));
+        Some(crate::calls::log::iso_8601(checked.window.next_open(from)))
+    }
+
+    fn find(&self, id: &str) -> Result<CampaignRow, Response> {
+        match self.store.campaign(id.to_owned()) {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(not_found(id)),
+            Err(e) => Err(Response::error(503, "store_unavailable", e)),
+        }
+    }
+}
+
+/// A campaign as lists show it.
+fn summary(row: &CampaignRow) -> serde_json::Value {
+    let settings: serde_json::Value = serde_json::from_str(&row.settings).unwrap_or_default();
+    serde_json::json!({
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "total": row.total,
+        "createdAt": crate::calls::log::iso_8601(row.created_at),
+        "updatedAt": crate::calls::log::iso_8601(row.updated_at),
+        "lastError": row.last_error,
+        "settings": settings,
+    })
+}
+
+fn bad(detail: impl AsRef<str>) -> Response {
+    Response::error(400, "bad_request", detail)
+}
+
+fn not_found(id: &str) -> Response {
+    Response::error(404, "not_found", format!("no campaign {id}"))
+}
+
+fn page(params: &Params) -> Result<(i64, usize), String> {
+    let after = params
+        .get_non_empty("after")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| format!("after {v:?} is not a row number from `next`"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let limit = match params.get_non_empty("limit") {
+        None => DEFAULT_PAGE,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(format!("limit {v:?} is not a number from 1 to {MAX_PAGE}")),
+        },
+    };
+    Ok((after, limit))
+}
+
+/// Reads `POST /campaigns`: JSON, or CSV with the settings in the query.
+fn read_create(request: &Request) -> Result<(Settings, contacts::Checked), Response> {
+    let is_csv = request
+        .header("content-type")
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/csv"));
+    let (fields, checked) = if is_csv {
+        let fields = csv_query(&Params::from_query(&request.query)).map_err(bad)?;
+        let checked = contacts::from_csv(&request.body).map_err(bad)?;
+        (fields, checked)
+    } else {
+        let fields: CreateRequest = serde_json::from_slice(&request.body).map_err(|e| {
+            bad(format!(
+                "the body must be a campaign as JSON ({{\"contacts\": [{{\"to\": \"+91…\"}}], …}}), or CSV with Content-Type: text/csv: {e}"
+            ))
+        })?;
+        let Some(list) = &fields.contacts else {
+            return Err(bad(
+                "contacts is missing: a list of {\"to\": \"+91…\", \"params\": {…}}",
+            ));
+        };
+        let checked = contacts::from_json(list);
+        (fields, checked)
+    };
+    let from = match fields.from.as_deref().filter(|f| !f.is_empty()) {
+        Some(f) => Some(
+            crate::calls::PhoneNumber::parse(f)
+                .map_err(|e| bad(format!("from: {e}")))?
+                .canonical(),
+        ),
+        None => None,
+    };
+    let settings = Settings {
+        name: fields.name.unwrap_or_default(),
+        from,
+        agent: fields.agent.filter(|a| !a.is_empty()),
+        max_concurrent: fields.max_concurrent.unwrap_or(10),
+        calls_per_minute: fields.calls_per_minute.unwrap_or(60),
+        retry: fields.retry.unwrap_or_default(),
+        window: fields.window.unwrap_or_default(),
+        start_at: fields.start_at.filter(|s| !s.is_empty()),
+        redial_unknown: fields.redial_unknown.unwrap_or(false),
+    };
+    Ok((settings, checked))
+}
+
+/// The settings of a CSV upload, from its query, as the JSON request would carry them.
+fn csv_query(params: &Params) -> Result<CreateRequest, String> {
+    if let Some(name) = params.first_unknown(&CSV_QUERY_FIELDS) {
+        return Err(format!(
+            "{name:?} is not a setting of a CSV upload (the query takes {})",
+            CSV_QUERY_FIELDS.join(", ")
+        ));
+    }
+    let get = |name: &str| params.get_non_empty(name).map(str::to_owned);
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{name} {v:?} is not a whole number"))
+            })
+            .transpose()
+    };
+    let list = |v: String| -> Vec<String> {
+        v.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let retry = if get("retryOn").is_some()
+        || get("retryAttempts").is_some()
+        || get("retryWaitSeconds").is_some()
+    {
+        let on = get("retryOn")
+            .map(list)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| {
+                serde_json::from_value(serde_json::Value::String(o.clone()))
+                    .map_err(|_| format!("retryOn {o:?} is not busy, no-answer or failed"))
+            })
+            .collect::<Result<Vec<Outcome>, String>>()?;
+        Some(Retry {
+            on,
+            attempts: number("retryAttempts")?.map_or(1, |n| n.min(u64::from(u32::MAX)) as u32),
+            wait_seconds: number("retryWaitSeconds")?.unwrap_or_else(ten_minutes),
+        })
+    } else {
+        None
+    };
+    let defaults = WindowSpec::default();
+    let window = Some(WindowSpec {
+        start: get("windowStart").unwrap_or(defaults.start),
+        end: get("windowEnd").unwrap_or(defaults.end),
+        timezone: get("timezone").unwrap_or(defaults.timezone),
+        days: get("days").map(list).unwrap_or(defaults.days),
+    });
+    let redial_unknown = match get("redialUnknown").as_deref() {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(v) => return Err(format!("redialUnknown {v:?} is neither true nor false")),
+    };
+    let clamp = |n: u64| n.min(u64::from(u32::MAX)) as u32;
+    Ok(CreateRequest {
+        name: get("name"),
+        from: get("from"),
+        agent: get("agent"),
+        contacts: None,
+        max_concurrent: number("maxConcurrent")?.map(clamp),
+        calls_per_minute: number("callsPerMinute")?.map(clamp),
+        retry,
+        window,
+        start_at: get("startAt"),
+        redial_unknown,
+    })
+}
+
+/// What the dialer needs from the server to place a call: its lines, slots, do-not-call list,
+/// call log and Exotel. [`crate::calls::place`] implements it for the running server.
+pub trait Telephony: Send + Sync + 'static {
+    /// A call taken off the server's hands until it is sent or withdrawn.
+    type Prepared: Send;
+
+    /// Whether the number (E.164) is on the do-not-call list.
+    fn do_not_call(&self, to: &str) -> bool;
+
+    /// Takes a slot on the server and on the order's line and makes the request; nothing is
+    /// sent yet.
+    fn prepare(&self, order: &Order) -> Result<Self::Prepared, NotNow>;
+
+    /// Sends a prepared call to Exotel; `answered` runs with how it went (on another thread).
+    fn send(&self, call: Self::Prepared, answered: Box<dyn FnOnce(Dialed) + Send>);
+
+    /// Gives back a prepared call's slot without sending it.
+    fn withdraw(&self, call: Self::Prepared);
+
+    /// Asks the line's account how a call went (after a restart lost its callback): its
+    /// outcome when final, `None` while it is still going.
+    fn ask(&self, from: Option<&str>, call_sid: &str) -> Result<Option<Outcome>, String>;
+
+    /// Whether the server is shutting down (then nothing new is dialed).
+    fn draining(&self) -> bool;
+}
+
+/// One call the dialer asks for.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub call_log_id: CallLogId,
+    /// E.164.
+    pub to: String,
+    pub from: Option<String>,
+    pub agent: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub campaign: String,
+}
+
+/// Why a call could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotNow {
+    /// No slot free (on the server or the line): try again shortly.
+    Busy(String),
+    /// The campaign cannot dial at all (its phone is gone, Exotel is not configured).
+    Broken(String),
+}
+
+/// How Exotel answered a campaign's `Calls/connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialed {
+    Placed {
+        call_sid: String,
+    },
+    /// Nothing was placed.
+    Failed(String),
+    /// No answer in time: the call may have been placed.
+    Unknown(String),
+}

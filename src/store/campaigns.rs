@@ -1,0 +1,511 @@
+//! Campaigns, their contacts and every attempt to call one, in SQLite.
+//!
+//! The tables are the dialer's memory across a crash, so each step is one transaction:
+//! - a contact is `pending` (due at `next_at`), `dialing` (an attempt is open) or `done`;
+//! - an attempt row is written, `dialing`, **before** Exotel is asked, and is unique per contact
+//!   and attempt number: the same attempt can never be sent twice. It becomes `placed` when
+//!   Exotel gives its CallSid and `done` with an outcome; an attempt that was `dialing` when
+//!   the process died is reconciled as `unknown` (Exotel may or may not have placed it).
+//! - a placed attempt ends when its call's row in the call log (`calls`, same database) reaches
+//!   a final status: [`Store::attempts_ended`] joins the two.
+//!
+//! The settings of a campaign are kept as the JSON the API shows, so that adding one needs no
+//! migration.
+
+use super::Store;
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS campaigns (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, status TEXT NOT NULL,
+             settings TEXT NOT NULL, total INTEGER NOT NULL,
+             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_error TEXT
+         );
+         CREATE TABLE IF NOT EXISTS contacts (
+             campaign_id TEXT NOT NULL, row INTEGER NOT NULL,
+             to_number TEXT NOT NULL, params TEXT NOT NULL,
+             state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL DEFAULT 0, outcome TEXT, call_log_id TEXT,
+             PRIMARY KEY (campaign_id, row)
+         );
+         CREATE INDEX IF NOT EXISTS contacts_due ON contacts(campaign_id, state, next_at, row);
+         CREATE TABLE IF NOT EXISTS attempts (
+             call_log_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, row INTEGER NOT NULL,
+             attempt INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, call_sid TEXT,
+             started_at INTEGER NOT NULL, ended_at INTEGER,
+             UNIQUE (campaign_id, row, attempt)
+         );
+         CREATE INDEX IF NOT EXISTS attempts_open ON attempts(state) WHERE state != 'done';
+         CREATE INDEX IF NOT EXISTS attempts_campaign ON attempts(campaign_id, attempt);",
+    )
+}
+
+/// A campaign to write, with its settings as JSON.
+pub struct NewCampaign {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub settings: String,
+    pub created_at: i64,
+}
+
+/// One contact to write: its number (E.164) and its parameters (a JSON object).
+pub struct NewContact {
+    pub to: String,
+    pub params: String,
+}
+
+/// A campaign as stored.
+#[derive(Clone, Debug)]
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub settings: String,
+    pub total: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// How far a campaign is.
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    /// Attempts made (each call to Exotel, retries included).
+    pub dialed: i64,
+    /// Contacts waiting for a first or next attempt.
+    pub pending: i64,
+    /// Contacts with an attempt open.
+    pub in_flight: i64,
+    /// Contacts finished, by final outcome.
+    pub by_outcome: Vec<(String, i64)>,
+    /// Attempts by attempt number (1 is the first call).
+    pub by_attempt: Vec<(i64, i64)>,
+}
+
+/// A contact due for its next attempt.
+#[derive(Clone, Debug)]
+pub struct DueContact {
+    pub row: i64,
+    pub to: String,
+    pub params: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+}
+
+/// An attempt not yet done.
+#[derive(Clone, Debug)]
+pub struct OpenAttempt {
+    pub call_log_id: String,
+    pub campaign_id: String,
+    pub row: i64,
+    pub attempt: i64,
+    /// `dialing` or `placed`.
+    pub state: String,
+    pub call_sid: Option<String>,
+}
+
+/// A placed attempt whose call has a final status in the call log.
+#[derive(Clone, Debug)]
+pub struct EndedAttempt {
+    pub call_log_id: String,
+    pub campaign_id: String,
+    pub row: i64,
+    pub attempt: i64,
+    pub call_sid: Option<String>,
+    /// The call's status in the call log.
+    pub call_status: String,
+}
+
+/// What happens to a contact after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Pending again, due at this time (ms since the epoch).
+    RetryAt(i64),
+    /// Done with the attempt's outcome.
+    Final,
+}
+
+/// One contact of a campaign with its last call, for `/campaigns/{id}/calls`.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactReport {
+    pub row: i64,
+    pub to: String,
+    pub params: serde_json::Value,
+    pub attempts: i64,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub call_log_id: Option<String>,
+    pub call_sid: Option<String>,
+    pub duration_s: Option<i64>,
+    pub recording: Option<String>,
+}
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, name, status, settings, total, created_at, updated_at, last_error";
+
+fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRow> {
+    Ok(CampaignRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        status: r.get(2)?,
+        settings: r.get(3)?,
+        total: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        last_error: r.get(7)?,
+    })
+}
+
+impl Store {
+    /// Writes a campaign and all its contacts (pending, due at once) in one transaction.
+    pub fn campaign_create(
+        &self,
+        campaign: NewCampaign,
+        contacts: Vec<NewContact>,
+    ) -> Result<(), String> {
+        self.ask(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                &format!("INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, NULL)"),
+                params![
+                    campaign.id,
+                    campaign.name,
+                    campaign.status,
+                    campaign.settings,
+                    contacts.len() as i64,
+                    campaign.created_at
+                ],
+            )?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO contacts (campaign_id, row, to_number, params, state)
+                     VALUES (?1, ?2, ?3, ?4, 'pending')",
+                )?;
+                for (row, contact) in contacts.iter().enumerate() {
+                    insert.execute(params![campaign.id, row as i64 + 1, contact.to, contact.params])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Every campaign, newest first.
+    pub fn campaigns(&self) -> Result<Vec<CampaignRow>, String> {
+        self.ask(|conn| {
+            conn.prepare(&format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY seq DESC"
+            ))?
+            .query_map([], campaign_row)?
+            .collect()
+        })
+    }
+
+    /// The campaigns not completed or canceled, oldest first.
+    pub fn campaigns_active(&self) -> Result<Vec<CampaignRow>, String> {
+        self.ask(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
+                 WHERE status NOT IN ('completed', 'canceled') ORDER BY seq"
+            ))?
+            .query_map([], campaign_row)?
+            .collect()
+        })
+    }
+
+    pub fn campaign(&self, id: String) -> Result<Option<CampaignRow>, String> {
+        self.ask(move |conn| {
+            conn.query_row(
+                &format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1"),
+                [&id],
+                campaign_row,
+            )
+            .optional()
+        })
+    }
+
+    /// Sets a campaign's status if it is one of `from` (any, when empty); answers the status
+    /// it had, or `None` when there is no such campaign.
+    pub fn campaign_set_status(
+        &self,
+        id: String,
+        from: &'static [&'static str],
+        to: &'static str,
+        error: Option<String>,
+        at: i64,
+    ) -> Result<Option<String>, String> {
+        self.ask(move |conn| {
+            let tx = conn.transaction()?;
+            let current: Option<String> = tx
+                .query_row("SELECT status FROM campaigns WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(status) = &current {
+                if from.is_empty() || from.contains(&status.as_str()) {
+                    tx.execute(
+                        "UPDATE campaigns SET status = ?2, updated_at = ?3,
+                             last_error = COALESCE(?4, last_error) WHERE id = ?1",
+                        params![id, to, at, error],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(current)
+        })
+    }
+
+    /// Marks every pending contact of a canceled campaign `canceled`; answers how many.
+    pub fn campaign_cancel_pending(&self, id: String) -> Result<usize, String> {
+        self.ask(move |conn| {
+            conn.execute(
+                "UPDATE contacts SET state = 'done', outcome = 'canceled'
+                 WHERE campaign_id = ?1 AND state = 'pending'",
+                [&id],
+            )
+        })
+    }
+
+    pub fn campaign_counts(&self, id: String) -> Result<Counts, String> {
+        self.ask(move |conn| {
+            let mut counts = Counts::default();
+            let mut by_state = conn.prepare(
+                "SELECT state, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY state",
+            )?;
+            for row in by_state.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+                let (state, n) = row?;
+                match state.as_str() {
+                    "pending" => counts.pending = n,
+                    "dialing" => counts.in_flight = n,
+                    _ => {}
+                }
+            }
+            counts.by_outcome = conn
+                .prepare(
+                    "SELECT outcome, COUNT(*) FROM contacts
+                     WHERE campaign_id = ?1 AND state = 'done' GROUP BY outcome ORDER BY outcome",
+                )?
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            counts.by_attempt = conn
+                .prepare(
+                    "SELECT attempt, COUNT(*) FROM attempts WHERE campaign_id = ?1
+                     GROUP BY attempt ORDER BY attempt",
+                )?
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            counts.dialed = counts.by_attempt.iter().map(|(_, n)| n).sum();
+            Ok(counts)
+        })
+    }
+
+    /// Up to `limit` pending contacts due at `now`, the longest due first.
+    pub fn due_contacts(
+        &self,
+        campaign_id: String,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueContact>, String> {
+        self.ask(move |conn| {
+            conn.prepare_cached(
+                "SELECT row, to_number, params, attempts FROM contacts
+                 WHERE campaign_id = ?1 AND state = 'pending' AND next_at <= ?2
+                 ORDER BY next_at, row LIMIT ?3",
+            )?
+            .query_map(params![campaign_id, now, limit as i64], |r| {
+                Ok(DueContact {
+                    row: r.get(0)?,
+                    to: r.get(1)?,
+                    params: r.get(2)?,
+                    attempts: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Whether any contact of the campaign is pending (due or not).
+    pub fn has_pending(&self, campaign_id: String) -> Result<bool, String> {
+        self.ask(move |conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM contacts WHERE campaign_id = ?1 AND state = 'pending')",
+                [&campaign_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Opens attempt number `attempt` of a pending contact, before Exotel is asked. Fails,
+    /// changing nothing, if that attempt exists already (no attempt is ever sent twice) or the
+    /// contact is no longer pending.
+    pub fn attempt_begin(
+        &self,
+        campaign_id: String,
+        row: i64,
+        attempt: i64,
+        call_log_id: String,
+        at: i64,
+    ) -> Result<(), String> {
+        self.ask(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO attempts (call_log_id, campaign_id, row, attempt, state, started_at)
+                 VALUES (?1, ?2, ?3, ?4, 'dialing', ?5)",
+                params![call_log_id, campaign_id, row, attempt, at],
+            )?;
+            let changed = tx.execute(
+                "UPDATE contacts SET state = 'dialing', attempts = ?3, call_log_id = ?4
+                 WHERE campaign_id = ?1 AND row = ?2 AND state = 'pending' AND attempts = ?3 - 1",
+                params![campaign_id, row, attempt, call_log_id],
+            )?;
+            if changed == 0 {
+                // Dropping the transaction rolls the attempt back.
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            tx.commit()
+        })
+    }
+
+    /// Exotel placed the attempt's call.
+    pub fn attempt_placed(&self, call_log_id: String, call_sid: String) -> Result<(), String> {
+        self.ask(move |conn| {
+            conn.execute(
+                "UPDATE attempts SET state = 'placed', call_sid = ?2
+                 WHERE call_log_id = ?1 AND state = 'dialing'",
+                params![call_log_id, call_sid],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Closes an attempt with its outcome, and its contact with it: pending again at
+    /// `RetryAt`, or done. Answers `false` when the attempt was closed already.
+    pub fn attempt_finish(
+        &self,
+        call_log_id: String,
+        outcome: &'static str,
+        then: Then,
+        at: i64,
+    ) -> Result<bool, String> {
+        self.ask(move |conn| {
+            let tx = conn.transaction()?;
+            let closed = tx.execute(
+                "UPDATE attempts SET state = 'done', outcome = ?2, ended_at = ?3
+                 WHERE call_log_id = ?1 AND state != 'done'",
+                params![call_log_id, outcome, at],
+            )?;
+            if closed > 0 {
+                match then {
+                    Then::RetryAt(next) => tx.execute(
+                        "UPDATE contacts SET state = 'pending', next_at = ?2, outcome = ?3
+                         WHERE call_log_id = ?1",
+                        params![call_log_id, next, outcome],
+                    )?,
+                    Then::Final => tx.execute(
+                        "UPDATE contacts SET state = 'done', outcome = ?2 WHERE call_log_id = ?1",
+                        params![call_log_id, outcome],
+                    )?,
+                };
+            }
+            tx.commit()?;
+            Ok(closed > 0)
+        })
+    }
+
+    /// A contact finished without a call (on the do-not-call list).
+    pub fn contact_skip(
+        &self,
+        campaign_id: String,
+        row: i64,
+        outcome: &'static str,
+    ) -> Result<(), String> {
+        self.ask(move |conn| {
+            conn.execute(
+                "UPDATE contacts SET state = 'done', outcome = ?3
+                 WHERE campaign_id = ?1 AND row = ?2 AND state = 'pending'",
+                params![campaign_id, row, outcome],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every attempt not yet done, of every campaign.
+    pub fn attempts_open(&self) -> Result<Vec<OpenAttempt>, String> {
+        self.ask(|conn| {
+            conn.prepare(
+                "SELECT call_log_id, campaign_id, row, attempt, state, call_sid FROM attempts
+                 WHERE state != 'done'",
+            )?
+            .query_map([], |r| {
+                Ok(OpenAttempt {
+                    call_log_id: r.get(0)?,
+                    campaign_id: r.get(1)?,
+                    row: r.get(2)?,
+                    attempt: r.get(3)?,
+                    state: r.get(4)?,
+                    call_sid: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Placed attempts whose call has reached a final status in the call log.
+    pub fn attempts_ended(&self) -> Result<Vec<EndedAttempt>, String> {
+        self.ask(|conn| {
+            conn.prepare_cached(
+                "SELECT a.call_log_id, a.campaign_id, a.row, a.attempt, a.call_sid, c.status
+                 FROM attempts a JOIN calls c ON c.call_log_id = a.call_log_id
+                 WHERE a.state = 'placed' AND c.status NOT IN
+                     ('queued', 'initiated', 'connected', 'in-progress')",
+            )?
+            .query_map([], |r| {
+                Ok(EndedAttempt {
+                    call_log_id: r.get(0)?,
+                    campaign_id: r.get(1)?,
+                    row: r.get(2)?,
+                    attempt: r.get(3)?,
+                    call_sid: r.get(4)?,
+                    call_status: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// A page of a campaign's contacts (by row, after `after`), each with its last call.
+    pub fn campaign_contacts(
+        &self,
+        campaign_id: String,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ContactReport>, String> {
+        self.ask(move |conn| {
+            conn.prepare(
+                "SELECT k.row, k.to_number, k.params, k.attempts, k.state, k.outcome, k.call_log_id,
+                        c.call_sid, c.duration_s, COALESCE(c.exotel_recording_url, c.recording_path)
+                 FROM contacts k LEFT JOIN calls c ON c.call_log_id = k.call_log_id
+                 WHERE k.campaign_id = ?1 AND k.row > ?2 ORDER BY k.row LIMIT ?3",
+            )?
+            .query_map(params![campaign_id, after, limit as i64], |r| {
+                let params: String = r.get(2)?;
+                Ok(ContactReport {
+                    row: r.get(0)?,
+                    to: r.get(1)?,
+                    params: serde_json::from_str(&params).unwrap_or_default(),
+                    attempts: r.get(3)?,
+                    state: r.get(4)?,
+                    outcome: r.get(5)?,
+                    call_log_id: r.get(6)?,
+                    call_sid: r.get(7)?,
+                    duration_s: r.get(8)?,
+                    recording: r.get(9)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}
