@@ -336,6 +336,9 @@ pub struct Config {
     /// starts and runs on from it, to rehearse a calling window (and for the tests); `None`
     /// is the system clock.
     pub campaign_clock_start: Option<i64>,
+    /// `CAMPAIGN_DNC_KEY` (default `9`, `off` for none): a caller who presses it during a
+    /// campaign call is put on the do-not-call list.
+    pub campaign_dnc_key: Option<char>,
 }
 
 /// A variable that is present but wrong: names it and says what is wrong.
@@ -436,6 +439,7 @@ impl Config {
             log: log_from_vars(&var)?,
             retention: calls.retention,
             campaign_clock_start: calls.campaign_clock_start,
+            campaign_dnc_key: calls.campaign_dnc_key,
         })
     }
 }
@@ -538,6 +542,7 @@ struct CallsVars {
     record: bool,
     retention: Option<Duration>,
     campaign_clock_start: Option<i64>,
+    campaign_dnc_key: Option<char>,
 }
 
 /// The bot, the concurrency and lifetime of calls, and what is kept of them on disk.
@@ -588,6 +593,23 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
             })
         })
         .transpose()?;
+    let campaign_dnc_key = match var("CAMPAIGN_DNC_KEY").as_deref() {
+        None => Some('9'),
+        Some("off" | "none" | "") => None,
+        Some(k)
+            if k.len() == 1
+                && k.chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
+        {
+            k.chars().next()
+        }
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "CAMPAIGN_DNC_KEY",
+                problem: format!("{other:?} is not one key (0-9, * or #) nor off"),
+            })
+        }
+    };
     Ok(CallsVars {
         call_check_margin,
         echo_delay_ms,
@@ -599,6 +621,7 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
         record,
         retention,
         campaign_clock_start,
+        campaign_dnc_key,
     })
 }
 

@@ -14,6 +14,8 @@ exotel-voicebot: the telephony edge between Exotel and a voice bot
 usage:
   exotel-voicebot [serve]          run the server (PORT, default 3000)
   exotel-voicebot call <to>        place one call through the running server's POST /call
+  exotel-voicebot campaign status <id>
+                                   follow a campaign of the running server: a live progress bar
   exotel-voicebot simulate         play Exotel's side of calls against a server
   exotel-voicebot test-bot         run an upstream echo bot to try BOT=relay with
   exotel-voicebot backup <file>    copy the call log (DATA_DIR/calls.db) safely while serving
@@ -40,6 +42,21 @@ options:
   --server ADDR        the server (default 127.0.0.1:$PORT, PORT default 3000)
   --call-log-id ID     your id for the call (default: one is generated)
   --tls-ca FILE        the server speaks HTTPS (TLS_CERT); trust this CA (PEM)
+
+Sends API_TOKEN from the environment as its bearer token when set.";
+
+const CAMPAIGN_USAGE: &str = "\
+usage: exotel-voicebot campaign status <id> [options]
+
+Follows a campaign of the running server (GET /campaigns/<id>): on a terminal a progress bar
+that redraws in place (dialed, answered, failed, left, calls per minute, time to finish), else
+one plain line per update. Exits 0 when the campaign is completed or canceled.
+
+options:
+  --server ADDR        the server (default 127.0.0.1:$PORT, PORT default 3000)
+  --tls-ca FILE        the server speaks HTTPS (TLS_CERT); trust this CA (PEM)
+  --interval-ms MS     how often to look (default 1000)
+  --once               look once, print, and exit
 
 Sends API_TOKEN from the environment as its bearer token when set.";
 
@@ -105,6 +122,7 @@ fn main() -> ExitCode {
         Ok(Some(Value(command))) => match command.to_str() {
             Some("serve") => serve(&mut parser),
             Some("call") => call(&mut parser),
+            Some("campaign") => campaign(&mut parser),
             Some("simulate") => simulate(&mut parser),
             Some("test-bot") => test_bot(&mut parser),
             Some("backup") => backup(&mut parser),
@@ -292,6 +310,97 @@ fn call(parser: &mut lexopt::Parser) -> Outcome {
         200..=299 => Ok(()),
         400..=499 => Err((2, format!("the server answered {status}"))),
         _ => Err((1, format!("the server answered {status}"))),
+    }
+}
+
+/// `campaign status <id>`: polls the campaign and draws its progress until it ends.
+fn campaign(parser: &mut lexopt::Parser) -> Outcome {
+    use exotel_voicebot::calls::campaigns::progress::{bar, line, Progress, Rate};
+    use std::io::{IsTerminal as _, Write as _};
+    let mut words: Vec<String> = Vec::new();
+    let mut server: Option<String> = None;
+    let mut tls_ca: Option<String> = None;
+    let mut interval_ms = 1000u64;
+    let mut once = false;
+    let go = arguments(parser, "campaign", CAMPAIGN_USAGE, |p, arg| {
+        match &arg {
+            Arg::Flag(f) if f == "--server" => server = Some(value(p, f)?),
+            Arg::Flag(f) if f == "--tls-ca" => tls_ca = Some(value(p, f)?),
+            Arg::Flag(f) if f == "--interval-ms" => interval_ms = value(p, f)?,
+            Arg::Flag(f) if f == "--once" => once = true,
+            Arg::Value(v) if words.len() < 2 => words.push(v.to_string_lossy().into_owned()),
+            other => return Err(other.unexpected()),
+        }
+        Ok(())
+    })?;
+    if !go {
+        return Ok(());
+    }
+    let id = match words.as_slice() {
+        [status, id] if status == "status" => id.clone(),
+        [other, ..] if other != "status" => {
+            return Err(usage_error(
+                "campaign",
+                format!("unknown subcommand {other:?} (status)"),
+            ))
+        }
+        _ => return Err(usage_error("campaign", "usage: campaign status <id>")),
+    };
+    let config = load_config()?;
+    let server = match server {
+        Some(s) => server_addr(&s),
+        None => server_addr(&format!("127.0.0.1:{}", config.port)),
+    }
+    .map_err(|e| usage_error("campaign", e))?;
+    let tls = tls_ca
+        .map(|path| tls_roots(&path))
+        .transpose()
+        .map_err(|e| usage_error("campaign", e))?;
+    let target = exotel_voicebot::sim::client::Server { addr: server, tls };
+    let mut path = String::from("/campaigns/");
+    exotel_voicebot::http::form::encode_into(&mut path, &id);
+    let terminal = std::io::stdout().is_terminal();
+    let mut rate = Rate::default();
+    let mut last_line = String::new();
+    loop {
+        let (status, answer) = target
+            .fetch_with_token("GET", &path, None, config.api_token.as_deref())
+            .map_err(|e| {
+                (
+                    1,
+                    format!("{}: {e} (is the server running?)", target.base_url()),
+                )
+            })?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        if status != 200 {
+            let detail = answer["detail"].as_str().unwrap_or("");
+            return Err((
+                if status == 404 { 2 } else { 1 },
+                format!("the server answered {status}: {detail}"),
+            ));
+        }
+        let progress = Progress::from_answer(&answer);
+        let per_minute = rate.note(std::time::Instant::now(), progress.dialed);
+        let mut out = std::io::stdout().lock();
+        if terminal {
+            // Back to the line's start, draw, clear what a longer line left.
+            let _ = write!(out, "\r{}\x1b[K", bar(&progress, per_minute, 30));
+        } else {
+            let text = line(&progress, per_minute);
+            if text != last_line {
+                let _ = writeln!(out, "{text}");
+                last_line = text;
+            }
+        }
+        let _ = out.flush();
+        if progress.finished() || once {
+            if terminal {
+                let _ = writeln!(out);
+            }
+            return Ok(());
+        }
+        drop(out);
+        std::thread::sleep(std::time::Duration::from_millis(interval_ms.max(50)));
     }
 }
 

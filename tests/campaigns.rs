@@ -456,3 +456,146 @@ fn campaigns_are_guarded_like_call() {
     request(server.addr, "GET", "/campaigns/x/calls.csv", &[], b"")
         .assert_error(401, "unauthorized");
 }
+
+#[test]
+fn campaign_status_follows_a_campaign_to_its_end() {
+    let fake = FakeExotel::start(Behaviour::Network(Network {
+        ring: Duration::from_millis(100),
+        talk: Duration::from_millis(600),
+        ..Network::default()
+    }));
+    let server = start(
+        support::temp_dir("campaign-status"),
+        &fake,
+        "2026-11-26T12:00:00+05:30",
+    );
+    let contacts: Vec<String> = (1..=12).map(number).collect();
+    let created = server.post_json(
+        "/campaigns",
+        &serde_json::json!({"name": "status-demo", "contacts": contacts, "maxConcurrent": 3, "callsPerMinute": 600})
+            .to_string(),
+    );
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let bin = env!("CARGO_BIN_EXE_exotel-voicebot");
+    let addr = server.addr.to_string();
+
+    // Into a pipe: one plain line per update, the last one complete.
+    let piped = std::process::Command::new(bin)
+        .args([
+            "campaign",
+            "status",
+            &id,
+            "--server",
+            &addr,
+            "--interval-ms",
+            "100",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    let text = String::from_utf8(piped.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("status-demo ")),
+        "{text}"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("status-demo 12/12  dialed 12  answered 12  failed 0  left 0")
+            && last.ends_with("completed"),
+        "{last}"
+    );
+    assert!(!text.contains('\r'), "no redrawing into a pipe");
+
+    // On a terminal (a pseudo-terminal from script(1)): the bar, redrawn in place.
+    let shown = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{bin} campaign status {id} --server {addr} --once"),
+            "/dev/null",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        screen.contains(
+            "\rstatus-demo [##############################] 100%  dialed 12  answered 12"
+        ),
+        "{screen:?}"
+    );
+
+    // An unknown campaign is named, exit 2.
+    let missing = std::process::Command::new(bin)
+        .args(["campaign", "status", "nope", "--server", &addr])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+}
+
+#[test]
+fn a_caller_who_presses_the_key_is_put_on_the_do_not_call_list() {
+    let fake = FakeExotel::start(Behaviour::Network(Network {
+        ring: Duration::from_millis(100),
+        talk: Duration::from_secs(8),
+        ..Network::default()
+    }));
+    let server = start(
+        support::temp_dir("campaign-key"),
+        &fake,
+        "2026-11-26T12:00:00+05:30",
+    );
+    let created = server.post_json(
+        "/campaigns",
+        &serde_json::json!({"contacts": [{"to": number(1), "params": {"name": "Asha"}}]})
+            .to_string(),
+    );
+    assert_eq!(created.status, 201, "{}", created.json());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let call = loop {
+        if let Some(call) = fake.network_calls().into_iter().next() {
+            break call;
+        }
+        assert!(Instant::now() < deadline, "the campaign never dialed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Exotel connects the answered call to the media URL the dial gave it; the caller
+    // presses 9.
+    let url = fake
+        .call_for(&call.custom_field)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "StreamUrl")
+        .unwrap()
+        .1;
+    let caller = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+        .args([
+            "simulate",
+            "--url",
+            &url,
+            "--seconds",
+            "1",
+            "--dtmf",
+            "9",
+            "--no-echo-check",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(caller.status.success(), "{caller:?}");
+    server.wait_for_log(&["campaign.do_not_call", &call.custom_field]);
+    let listed = server.get("/dnc").json();
+    assert_eq!(
+        listed["numbers"],
+        serde_json::json!([number(1)]),
+        "{listed}"
+    );
+    let row = server.get(&format!("/calls/{}", call.custom_field)).json();
+    assert_eq!(row["doNotCall"], true, "{row}");
+    assert!(row["dtmf"].as_str().unwrap().contains('9'), "{row}");
+}

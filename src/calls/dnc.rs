@@ -42,6 +42,19 @@ impl DoNotCall {
             .contains(&number.canonical())
     }
 
+    /// Puts one number on the list (a caller who asked); answers whether it was new.
+    pub fn add_number(&self, number: &PhoneNumber) -> Result<bool, String> {
+        let canonical = number.canonical();
+        let added = self
+            .store
+            .dnc_add(vec![canonical.clone()], super::log::now_ms())?;
+        self.numbers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(canonical);
+        Ok(added > 0)
+    }
+
     /// `POST /dnc`.
     pub fn add(&self, request: &Request) -> Response {
         let values = match values_of(request) {

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,6 +86,8 @@ pub enum LogEvent {
         reason: String,
         counts: MediaCounts,
     },
+    /// The caller pressed the do-not-call key; their number is on the list now.
+    DoNotCall { id: CallLogId },
     /// Exotel's status callback, matched by `CustomField`, else `CallSid`.
     ExotelStatus {
         custom_field: Option<String>,
@@ -126,6 +128,8 @@ pub struct CallRow {
     pub recording_path: Option<String>,
     pub exotel_recording_url: Option<String>,
     pub last_error: Option<String>,
+    /// The caller pressed the do-not-call key during the call.
+    pub do_not_call: bool,
     /// Status changes in order, with Unix milliseconds (`GET /calls/{id}` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
@@ -351,6 +355,15 @@ fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
              );
              CREATE INDEX call_history_call ON call_history(call_log_id);
              PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    if version < 2 {
+        // 2: whether the caller asked not to be called again (the campaigns' key).
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE calls ADD COLUMN do_not_call INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 2;
              COMMIT;",
         )?;
     }
@@ -842,6 +855,12 @@ fn apply(
                 advance(conn, ended, id.as_str(), *status, now)?;
             }
         }
+        LogEvent::DoNotCall { id } => {
+            conn.execute(
+                "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
+                [id.as_str()],
+            )?;
+        }
         LogEvent::ExotelStatus {
             custom_field,
             call_sid,
@@ -916,7 +935,7 @@ fn apply(
 const COLUMNS: &str =
     "seq, call_log_id, direction, from_number, to_number, caller_id, call_sid, stream_sid,
     status, created_at, answered_at, ended_at, duration_s, end_reason, frames_in, bytes_in,
-    frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error";
+    frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error, do_not_call";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let created_at: i64 = r.get(9)?;
@@ -948,6 +967,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         recording_path: r.get(19)?,
         exotel_recording_url: r.get(20)?,
         last_error: r.get(21)?,
+        do_not_call: r.get::<_, i64>(22)? != 0,
         history: Vec::new(),
     })
 }

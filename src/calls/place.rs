@@ -561,6 +561,7 @@ impl Telephony for ServerTelephony {
             Plan {
                 params: order.params.clone(),
                 campaign: Some(order.campaign.clone()),
+                customer: Some(order.to.clone()),
             },
         );
         Ok(PreparedCall {

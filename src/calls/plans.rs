@@ -17,6 +17,8 @@ pub struct Plan {
     /// Handed to the bot as custom parameters.
     pub params: Vec<(String, String)>,
     pub campaign: Option<String>,
+    /// The number called (E.164), for the do-not-call key.
+    pub customer: Option<String>,
 }
 
 #[derive(Default)]

@@ -228,7 +228,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         ticket.stop.clone(),
         Instant::now(),
     )
-    .with_contact_parameters(plan.map(|p| p.params).unwrap_or_default());
+    .with_contact_parameters(plan.as_ref().map(|p| p.params.clone()).unwrap_or_default());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
     let (reason, stats) = outcome.unwrap_or_else(|_| {
         crate::error!("media.session_panicked", callLogId = ticket.call_log_id);
@@ -247,6 +247,9 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         (_, false) if !stats.started => Some(Status::Failed),
         (_, false) => Some(Status::Completed),
     };
+    if let Some(plan) = &plan {
+        do_not_call_key(app, &ticket.call_log_id, plan, &stats.dtmf);
+    }
     app.call_log.record(LogEvent::MediaEnded {
         id: ticket.call_log_id.clone(),
         status,
@@ -267,5 +270,34 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         // The session parked on its coroutine's own park (media::pump): it must not end
         // inside may's Park::subscribe.
         pump::leave_parking();
+    }
+}
+
+/// A campaign call whose caller pressed `CAMPAIGN_DNC_KEY`: their number goes on the
+/// do-not-call list, and the call's row says so.
+fn do_not_call_key(app: &App, id: &CallLogId, plan: &crate::calls::plans::Plan, dtmf: &str) {
+    let (Some(key), Some(campaign), Some(customer)) =
+        (app.config.campaign_dnc_key, &plan.campaign, &plan.customer)
+    else {
+        return;
+    };
+    if !dtmf.contains(key) {
+        return;
+    }
+    let Ok(number) = crate::calls::PhoneNumber::parse(customer) else {
+        return;
+    };
+    match app.dnc.add_number(&number) {
+        Ok(_) => {
+            crate::info!(
+                "campaign.do_not_call",
+                callLogId = id,
+                campaign = campaign,
+                key = key.to_string(),
+                detail = "the caller pressed the do-not-call key; their number is on the list"
+            );
+            app.call_log.record(LogEvent::DoNotCall { id: id.clone() });
+        }
+        Err(e) => crate::error!("campaign.do_not_call_failed", callLogId = id, error = e),
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod contacts;
 pub mod dialer;
+pub mod progress;
 pub mod window;
 
 use crate::calls::CallLogId;
