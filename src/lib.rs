@@ -26,7 +26,10 @@
 //! writer). `vendor/may_queue` and `vendor/minreq` are dependencies with one change each (`vendor/README.md`).
 //!
 //! **Around the calls.** [`calls::dnc`] is the do-not-call list `/call` checks and
-//! [`calls::phones`] the ExoPhones with their own Exotel accounts, both kept by
+//! [`calls::phones`] the ExoPhones with their own Exotel accounts (each a line: account, caller
+//! id, applet or stream, limit). [`calls::campaigns`] dials lists of contacts within a window, a
+//! rate, a concurrency and a retry policy, on its [`calls::campaigns::dialer`] thread, through the
+//! same functions as `/call` ([`calls::place::ServerTelephony`]); all of it is kept by
 //! [`store`] (the dialer's storage, behind one narrow interface); [`calls::upkeep`] keeps `DATA_DIR` in shape (`RETENTION_DAYS`, the
 //! `backup` command); [`tls`] is the binary's one TLS stack (rustls on ring): the server's HTTPS
 //! and `wss://` with `TLS_CERT` (reloaded on SIGHUP), the relay's and `simulate`'s clients.

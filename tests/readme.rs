@@ -5,8 +5,10 @@
 //! the ```json block right after it is its answer. In the answer, `<…>` inside a string stands for
 //! any text, and an object lists the fields checked (the answer may have more). The README's
 //! `.env` block is the server's `.env`, with only the API's address pointed at the fake Exotel.
-//! `localhost:3000` becomes the test server's port, and `<Exotel's CallSid>` in a command the
-//! CallSid the fake Exotel gave.
+//! `localhost:3000` becomes the test server's port, `<Exotel's CallSid>` in a command the
+//! CallSid the fake Exotel gave, and `<campaign id>` the `id` of the last answer that had one.
+//! The README's ```csv block is `contacts.csv` in the working directory, where the examples
+//! run. An answer in a ```text block is the command's output line, `<…>` standing for any text.
 
 mod support;
 
@@ -112,26 +114,31 @@ fn the_readme_examples_work_as_written_in_order() {
     });
     let dir = support::temp_dir("readme");
     std::fs::write(dir.join(".env"), &dotenv).unwrap();
+    let csv = blocks
+        .iter()
+        .find(|(lang, _)| lang == "csv")
+        .map(|(_, text)| text.clone())
+        .expect("the README's contacts.csv");
+    std::fs::write(dir.join("contacts.csv"), csv).unwrap();
     let server =
         support::Server::start_in(dir.clone(), &[("EXOTEL_API_BASE_URL", &fake.base_url())]);
     let port = server.addr.port().to_string();
 
     let mut ran = 0;
+    let mut campaign_id = String::new();
     for (i, (lang, text)) in blocks.iter().enumerate() {
         if !is_example(lang, text) {
             continue;
         }
         let (answer_lang, answer) = blocks.get(i + 1).expect("an answer after the example");
-        assert_eq!(
-            answer_lang, "json",
-            "the block after {text} must be its JSON answer"
+        assert!(
+            answer_lang == "json" || answer_lang == "text",
+            "the block after {text} must be its answer, JSON or text"
         );
-        let expected: Value =
-            serde_json::from_str(&answer.replace("localhost:3000", &format!("localhost:{port}")))
-                .unwrap_or_else(|e| panic!("the README's answer is not JSON ({e}): {answer}"));
         let command = text
             .replace("localhost:3000", &format!("localhost:{port}"))
-            .replace("<Exotel's CallSid>", FAKE_CALL_SID);
+            .replace("<Exotel's CallSid>", FAKE_CALL_SID)
+            .replace("<campaign id>", &campaign_id);
         let out = if let Some(args) = command.strip_prefix("exotel-voicebot ") {
             Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
                 .args(args.split_whitespace())
@@ -141,7 +148,12 @@ fn the_readme_examples_work_as_written_in_order() {
                 .output()
                 .unwrap()
         } else {
-            Command::new("sh").arg("-c").arg(&command).output().unwrap()
+            Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .current_dir(&dir)
+                .output()
+                .unwrap()
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -149,14 +161,28 @@ fn the_readme_examples_work_as_written_in_order() {
             "{command}\n{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        ran += 1;
+        if answer_lang == "text" {
+            assert!(
+                string_matches(answer.trim(), stdout.trim()),
+                "{command}\nREADME shows: {answer}\nit printed: {stdout}"
+            );
+            continue;
+        }
+        let expected: Value =
+            serde_json::from_str(&answer.replace("localhost:3000", &format!("localhost:{port}")))
+                .unwrap_or_else(|e| panic!("the README's answer is not JSON ({e}): {answer}"));
         let actual: Value = serde_json::from_str(stdout.trim())
             .unwrap_or_else(|e| panic!("{command} printed no JSON ({e}): {stdout}"));
         assert!(
             matches(&expected, &actual),
             "{command}\nREADME shows: {expected}\nthe server answered: {actual}"
         );
-        ran += 1;
+        if let Some(id) = actual["id"].as_str() {
+            campaign_id = id.to_owned();
+        }
     }
-    // Every example in Try it: health, /call, the webhook, health, the row, the `call` command.
-    assert_eq!(ran, 6, "examples run");
+    // Every example: in Try it health, /call, the webhook, health, the row, the `call`
+    // command; in Campaigns the CSV upload, its status, `campaign status`.
+    assert_eq!(ran, 9, "examples run");
 }

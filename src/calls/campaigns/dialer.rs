@@ -8,8 +8,8 @@
 //! the do-not-call list.
 //!
 //! Every step is written down before the next is taken ([`crate::store::campaigns`]): an
-//! attempt is in the database before Exotel is asked, so after a crash [`Dialer::recover`]
-//! finds the ones whose request was in flight and marks them `unknown` instead of dialing the
+//! attempt is in the database before Exotel is asked, so after a crash the dialer
+//! (`recover`) finds the ones whose request was in flight and marks them `unknown` instead of dialing the
 //! customer again. Calls are spaced evenly, never in bursts: a late turn does not catch up.
 
 use super::window::{Clock, Window};
