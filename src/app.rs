@@ -23,6 +23,8 @@ pub struct App {
     pub dnc: crate::calls::dnc::DoNotCall,
     /// ExoPhones with their own Exotel accounts (`/phones`).
     pub phones: crate::calls::phones::Phones,
+    /// Named bot configurations (`/agents`).
+    pub agents: crate::calls::agents::Agents,
     /// Campaigns (`/campaigns`) and the way to their dialer.
     pub campaigns: crate::calls::campaigns::Campaigns,
     /// What each dialed call carries to its media session.
@@ -87,6 +89,16 @@ impl App {
             Some(start) => crate::calls::campaigns::window::Clock::starting_at(start),
             None => crate::calls::campaigns::window::Clock::system(),
         };
+        let relay_template = match &config.bot {
+            crate::config::BotChoice::Relay(relay) => Some(relay.clone()),
+            crate::config::BotChoice::Echo => None,
+        };
+        let agents = crate::calls::agents::Agents::new(
+            store.clone(),
+            stored.agents,
+            config.data_dir.join("agents"),
+            relay_template,
+        );
         let campaigns = crate::calls::campaigns::Campaigns::new(store, clock);
         if opened.interrupted > 0 {
             crate::warn!(
@@ -145,6 +157,7 @@ impl App {
             call_log,
             dnc,
             phones,
+            agents,
             campaigns,
             plans: Default::default(),
             metrics,

@@ -128,6 +128,34 @@ const RESERVED_HEADERS: [&str; 6] = [
 ];
 
 impl RelayConfig {
+    /// A relay to `url` with these handshake headers (a JSON object, as `BOT_HEADERS`), every
+    /// other setting taken from `template` (the environment's relay, when `BOT=relay`) or the
+    /// defaults. For an agent of `/agents`; the error names what is wrong.
+    pub fn for_endpoint(
+        url: &str,
+        headers: Option<&str>,
+        template: Option<&RelayConfig>,
+    ) -> Result<RelayConfig, String> {
+        let lookup = |name: &str| match name {
+            "BOT_URL" => Some(url.to_owned()),
+            "BOT_HEADERS" => headers.map(str::to_owned),
+            _ => None,
+        };
+        let mut relay = RelayConfig::from_vars(&lookup).map_err(|e| {
+            e.problem
+                .replace("BOT_URL", "url")
+                .replace("BOT_HEADERS", "headers")
+        })?;
+        if let Some(t) = template {
+            relay.fallback = t.fallback;
+            relay.connect_timeout = t.connect_timeout;
+            relay.reconnect = t.reconnect;
+            relay.send_buffer_bytes = t.send_buffer_bytes;
+            relay.extra_roots = t.extra_roots.clone();
+        }
+        Ok(relay)
+    }
+
     fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<RelayConfig, ConfigError> {
         let url = var("BOT_URL").ok_or(ConfigError {
             variable: "BOT_URL",

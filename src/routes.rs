@@ -48,15 +48,27 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
 
         // Campaigns: many calls from a list, within a window, a rate and a retry policy.
         ("POST", "/campaigns") => guarded(app, request, |app| {
-            app.campaigns.create(request, |number| {
-                crate::calls::PhoneNumber::parse(number)
-                    .is_ok_and(|n| app.phones.line(&n).is_some())
-            })
+            app.campaigns.create(
+                request,
+                |number| {
+                    crate::calls::PhoneNumber::parse(number)
+                        .is_ok_and(|n| app.phones.line(&n).is_some())
+                },
+                |agent| app.agents.get(agent).is_some(),
+            )
         }),
         ("GET", "/campaigns") => guarded(app, request, |app| app.campaigns.list()),
         (_, "/campaigns") => method_not_allowed("GET, POST"),
         (method, path) if path.starts_with("/campaigns/") => {
             campaign_route(app, request, method, &path["/campaigns/".len()..])
+        }
+
+        // Agents: named bot configurations, with a greeting.
+        ("POST", "/agents") => guarded(app, request, |app| app.agents.create(request)),
+        ("GET", "/agents") => guarded(app, request, |app| app.agents.list()),
+        (_, "/agents") => method_not_allowed("GET, POST"),
+        (method, path) if path.starts_with("/agents/") => {
+            agent_route(app, request, method, &path["/agents/".len()..])
         }
 
         // The call log.
@@ -103,6 +115,24 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         (_, "/health") => method_not_allowed("GET, HEAD"),
 
         (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
+    }
+}
+
+/// `/agents/{name}` and `/agents/{name}/greeting`.
+fn agent_route(app: &App, request: &Request, method: &str, rest: &str) -> Response {
+    match (method, rest.split_once('/')) {
+        ("GET", None) => guarded(app, request, |app| app.agents.show(rest)),
+        ("PATCH", None) => guarded(app, request, |app| app.agents.update(rest, request)),
+        ("DELETE", None) => guarded(app, request, |app| app.agents.remove(rest)),
+        (_, None) => method_not_allowed("GET, PATCH, DELETE"),
+        ("PUT", Some((name, "greeting"))) => {
+            guarded(app, request, |app| app.agents.put_greeting(name, request))
+        }
+        ("DELETE", Some((name, "greeting"))) => {
+            guarded(app, request, |app| app.agents.delete_greeting(name))
+        }
+        (_, Some((_, "greeting"))) => method_not_allowed("PUT, DELETE"),
+        _ => Response::error(404, "not_found", format!("no route for {}", request.path)),
     }
 }
 

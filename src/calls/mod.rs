@@ -1,6 +1,7 @@
 //! Calls as our server knows them: their identifiers, the registry of live calls and media
 //! tokens, and the placing of outbound calls (`POST /call`).
 
+pub mod agents;
 pub mod campaigns;
 pub mod dnc;
 pub mod history;

@@ -26,15 +26,18 @@ pub struct PlaceCall {
     pub to: PhoneNumber,
     /// The ExoPhone to call from (one of `/phones`); `None`: the environment's line.
     pub from: Option<PhoneNumber>,
+    /// The agent that answers (one of `/agents`); `None`: the phone's, else `BOT`.
+    pub agent: Option<String>,
     pub call_log_id: CallLogId,
     pub options: CallOptions,
 }
 
 /// Every field `POST /call` reads. Any other is refused with its name: a misspelt
 /// `timeLimt` silently ignored would place a call the user did not ask for.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "to",
     "from",
+    "agent",
     "callLogId",
     "timeLimit",
     "timeOut",
@@ -137,6 +140,7 @@ impl PlaceCall {
         Ok(PlaceCall {
             to,
             from,
+            agent: params.get_non_empty("agent").map(str::to_owned),
             call_log_id,
             options: CallOptions {
                 time_limit: seconds("timeLimit", MAX_TIME_LIMIT_S)?,
@@ -169,6 +173,10 @@ pub fn handle(app: &App, request: &Request) -> Response {
         Ok(ready) => ready,
         Err(refused) => return refused,
     };
+    let agent = match agent_for(app, call.agent.as_deref(), &line) {
+        Ok(agent) => agent,
+        Err(why) => return Response::error(400, "unknown_agent", why),
+    };
     let id = call.call_log_id.clone();
     if let Err(refused) = claim(app, &id, &line) {
         return refused;
@@ -181,6 +189,15 @@ pub fn handle(app: &App, request: &Request) -> Response {
             return busy;
         }
     };
+    if agent.is_some() {
+        app.plans.put(
+            &id,
+            Plan {
+                agent,
+                ..Plan::default()
+            },
+        );
+    }
     requested(app, &line, &connect);
     let started = Instant::now();
     let result = app.pool.connect_call(&line.account, connect);
@@ -273,6 +290,34 @@ fn read_request(app: &App, request: &Request) -> Result<(PlaceCall, Line), Respo
     }
     let line = line_for(app, call.from.as_ref())?;
     Ok((call, line))
+}
+
+/// A call's agent: the one asked for (which must exist), else its line's (a phone whose agent
+/// was deleted falls back to `BOT`, logged), else none.
+pub fn agent_for(
+    app: &App,
+    asked: Option<&str>,
+    line: &Line,
+) -> Result<Option<std::sync::Arc<crate::calls::agents::Agent>>, String> {
+    match asked {
+        Some(name) => {
+            app.agents.get(name).map(Some).ok_or_else(|| {
+                format!("agent {name:?} is not one of /agents (POST /agents adds it)")
+            })
+        }
+        None => Ok(line.agent.as_deref().and_then(|name| {
+            let agent = app.agents.get(name);
+            if agent.is_none() {
+                crate::warn!(
+                    "call.agent_missing",
+                    agent = name,
+                    phone = line.phone.as_deref().unwrap_or(""),
+                    detail = "the phone's agent is not one of /agents; the call gets BOT"
+                );
+            }
+            agent
+        })),
+    }
 }
 
 /// The line a call goes out on: the phone named `from`, else the environment's.
@@ -536,6 +581,7 @@ impl Telephony for ServerTelephony {
         let app = &self.0;
         let line = self.line(order.from.as_deref()).map_err(NotNow::Broken)?;
         let to = PhoneNumber::parse(&order.to).map_err(|e| NotNow::Broken(e.to_string()))?;
+        let agent = agent_for(app, order.agent.as_deref(), &line).map_err(NotNow::Broken)?;
         let id = order.call_log_id.clone();
         match app.slots.acquire_new(&id, line.limit()) {
             Ok(()) => {}
@@ -562,6 +608,7 @@ impl Telephony for ServerTelephony {
                 params: order.params.clone(),
                 campaign: Some(order.campaign.clone()),
                 customer: Some(order.to.clone()),
+                agent,
             },
         );
         Ok(PreparedCall {

@@ -1,5 +1,6 @@
-//! What a call carries from where it was asked for to its media session: the parameters its
-//! bot gets beside the media URL's (a campaign contact's columns), and its campaign.
+//! What a call carries from where it was asked for to its media session: its agent, the
+//! parameters its bot gets beside the media URL's (a campaign contact's columns), and its
+//! campaign.
 //!
 //! In memory: a plan lives from the dial to the media's start, and a restart ends every media
 //! stream anyway. Plans whose media never came are dropped after [`PLAN_TTL`].
@@ -12,13 +13,15 @@ use std::time::{Duration, Instant};
 /// A plan not taken by a media session within this is dropped.
 pub const PLAN_TTL: Duration = Duration::from_secs(3 * 3600);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Handed to the bot as custom parameters.
     pub params: Vec<(String, String)>,
     pub campaign: Option<String>,
     /// The number called (E.164), for the do-not-call key.
     pub customer: Option<String>,
+    /// The agent that answers the call (a snapshot taken when it was dialed); `None`: `BOT`.
+    pub agent: Option<std::sync::Arc<super::agents::Agent>>,
 }
 
 #[derive(Default)]

@@ -120,6 +120,20 @@ fn connect(app: &App, request: &Request) -> Response {
             phone = line.as_ref().and_then(|l| l.phone.as_deref()).unwrap_or("")
         );
     }
+    // An inbound call to a phone with an agent gets that agent.
+    if let Some(agent) = line
+        .as_ref()
+        .and_then(|l| l.agent.as_deref())
+        .and_then(|name| app.agents.get(name))
+    {
+        app.plans.put(
+            &call_log_id,
+            crate::calls::plans::Plan {
+                agent: Some(agent),
+                ..Default::default()
+            },
+        );
+    }
     let url = match app.issue_media_url(&call_log_id, over_capacity) {
         Ok(url) => url,
         Err(busy) => return busy,

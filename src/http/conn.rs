@@ -230,11 +230,10 @@ fn next_request(
     };
     buf.drain(..parsed.len);
     let upload_limits;
-    let limits = if limits
-        .uploads
-        .iter()
-        .any(|(m, p)| *m == parsed.method && *p == parsed.path)
-    {
+    let limits = if limits.uploads.iter().any(|(m, p)| {
+        *m == parsed.method
+            && (*p == parsed.path || (p.ends_with('/') && parsed.path.starts_with(p)))
+    }) {
         upload_limits = Limits {
             max_body_bytes: limits.max_upload_bytes,
             ..limits.clone()

@@ -44,7 +44,8 @@ pub struct Limits {
     /// Bytes of decoded body for the `uploads` routes (lists of contacts or numbers, as CSV or
     /// JSON), in place of `max_body_bytes`.
     pub max_upload_bytes: usize,
-    /// The routes (method, path) that take uploads.
+    /// The routes (method, path) that take uploads; a path ending in `/` covers the paths
+    /// under it.
     pub uploads: &'static [(&'static str, &'static str)],
     /// A connection that sends nothing for this long is closed without an answer.
     pub idle_timeout: Duration,
@@ -62,7 +63,11 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             // 100,000 contacts with a name and an amount each are about 4 MB of CSV.
             max_upload_bytes: 16 << 20,
-            uploads: &[("POST", "/campaigns"), ("POST", "/dnc")],
+            uploads: &[
+                ("POST", "/campaigns"),
+                ("POST", "/dnc"),
+                ("PUT", "/agents/"),
+            ],
             idle_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
             max_connections: 10_000,

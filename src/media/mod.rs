@@ -15,6 +15,7 @@ pub mod session;
 use crate::app::App;
 use crate::bot::hangup::ToneThenHangUp;
 use crate::bot::{Bot, BotFactory, CallStart};
+use crate::calls::agents::{AgentBot, Greeted};
 use crate::calls::ids::constant_time_eq;
 use crate::calls::log::{LogEvent, MediaCounts, Status};
 use crate::calls::{CallLogId, MediaToken};
@@ -147,9 +148,16 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         .get_ref()
         .socket()
         .set_write_timeout(Some(std::time::Duration::from_secs(5)));
-    let relay = match &app.config.bot {
-        BotChoice::Relay(relay) => Some(relay),
-        BotChoice::Echo => None,
+    // The call's plan: its agent (else BOT), its contact's parameters, its campaign.
+    let plan = app.plans.take(&grant.call_log_id);
+    let agent = plan.as_ref().and_then(|p| p.agent.clone());
+    let relay = match agent.as_deref().map(|a| &a.bot) {
+        Some(AgentBot::Relay(relay)) => Some(&**relay),
+        Some(AgentBot::Echo) => None,
+        None => match &app.config.bot {
+            BotChoice::Relay(relay) => Some(relay),
+            BotChoice::Echo => None,
+        },
     };
     // The relayed bot's frames must wake the session too: Exotel's socket gets a pump.
     if relay.is_some() {
@@ -170,11 +178,28 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     let ticket = app
         .registry
         .begin_session(&grant.call_log_id, grant.token.as_ref());
-    let plan = app.plans.take(&grant.call_log_id);
-    crate::info!("media.connected", callLogId = grant.call_log_id);
+    crate::info!(
+        "media.connected",
+        callLogId = grant.call_log_id,
+        agent = agent.as_deref().map_or("", |a| a.name.as_str())
+    );
     let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(ToneThenHangUp::capacity()) };
+    let delay = app.config.echo_delay_ms;
+    let greeting = agent.clone();
+    let agent_bots = move |_: &CallStart<'_>| -> Box<dyn Bot> {
+        let echo = Box::new(crate::bot::echo::EchoBot::new(delay));
+        match &greeting {
+            Some(agent) if agent.greeting.is_some() => Box::new(Greeted {
+                inner: echo,
+                greeting: agent.clone(),
+            }),
+            _ => echo,
+        }
+    };
     let bots: &dyn BotFactory = if grant.over_capacity {
         &capacity
+    } else if agent.is_some() {
+        &agent_bots
     } else {
         &*app.bots
     };

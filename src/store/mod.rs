@@ -46,6 +46,20 @@ impl std::fmt::Debug for Phone {
     }
 }
 
+/// A named bot configuration (`/agents`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAgent {
+    pub name: String,
+    /// `echo` or `relay`.
+    pub bot: String,
+    /// The relayed bot's URL.
+    pub url: Option<String>,
+    /// Handshake headers for the relayed bot, a JSON object.
+    pub headers: Option<String>,
+    /// The greeting's file under `DATA_DIR/agents`, when it has one.
+    pub greeting: Option<String>,
+}
+
 /// The handle; cloning shares the thread.
 #[derive(Clone)]
 pub struct Store {
@@ -57,6 +71,7 @@ pub struct Loaded {
     /// Every number on the do-not-call list, canonical E.164.
     pub dnc: Vec<String>,
     pub phones: Vec<Phone>,
+    pub agents: Vec<StoredAgent>,
 }
 
 impl Store {
@@ -113,6 +128,26 @@ impl Store {
         })
     }
 
+    /// Writes an agent; with `create`, only if no agent has its name (`Ok(false)` then).
+    pub fn agent_put(&self, agent: StoredAgent, create: bool) -> Result<bool, String> {
+        self.ask(move |conn| {
+            let verb = if create { "INSERT OR IGNORE" } else { "INSERT OR REPLACE" };
+            conn.execute(
+                &format!("{verb} INTO agents (name, bot, url, headers, greeting) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// Deletes the agent with this name; `false` when there was none.
+    pub fn agent_remove(&self, name: String) -> Result<bool, String> {
+        self.ask(move |conn| {
+            conn.execute("DELETE FROM agents WHERE name = ?1", [&name])
+                .map(|n| n > 0)
+        })
+    }
+
     /// Takes a number off the list; `false` when it was not on it. Coroutine-safe.
     pub fn dnc_remove(&self, number: String) -> Result<bool, String> {
         self.ask(move |conn| {
@@ -131,6 +166,11 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
              number TEXT PRIMARY KEY, api_key TEXT NOT NULL, api_token TEXT NOT NULL,
              sid TEXT NOT NULL, subdomain TEXT NOT NULL, api_base_url TEXT, app_id TEXT,
              max_concurrent INTEGER, agent TEXT
+         );",
+    )?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS agents (
+             name TEXT PRIMARY KEY, bot TEXT NOT NULL, url TEXT, headers TEXT, greeting TEXT
          );",
     )?;
     campaigns::prepare(conn)?;
@@ -156,7 +196,23 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    Ok(Loaded { dnc, phones })
+    let agents = conn
+        .prepare("SELECT name, bot, url, headers, greeting FROM agents ORDER BY name")?
+        .query_map([], |r| {
+            Ok(StoredAgent {
+                name: r.get(0)?,
+                bot: r.get(1)?,
+                url: r.get(2)?,
+                headers: r.get(3)?,
+                greeting: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Loaded {
+        dnc,
+        phones,
+        agents,
+    })
 }
 
 const PHONE_COLUMNS: &str =

@@ -374,7 +374,14 @@ impl Campaigns {
 
     /// `POST /campaigns`: JSON with `contacts`, or a CSV body (`Content-Type: text/csv`) with
     /// the settings in the query. 201 with the campaign and every refused row.
-    pub fn create(&self, request: &Request, phone_known: impl Fn(&str) -> bool) -> Response {
+    /// `phone_known` and `agent_known` say whether a phone of `/phones` and an agent of
+    /// `/agents` exist.
+    pub fn create(
+        &self,
+        request: &Request,
+        phone_known: impl Fn(&str) -> bool,
+        agent_known: impl Fn(&str) -> bool,
+    ) -> Response {
         let (settings, checked) = match read_create(request) {
             Ok(read) => read,
             Err(r) => return r,
@@ -389,6 +396,15 @@ impl Campaigns {
                     400,
                     "unknown_phone",
                     format!("from {from} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)"),
+                );
+            }
+        }
+        if let Some(agent) = &settings.agent {
+            if !agent_known(agent) {
+                return Response::error(
+                    400,
+                    "unknown_agent",
+                    format!("agent {agent:?} is not one of /agents (POST /agents adds it)"),
                 );
             }
         }

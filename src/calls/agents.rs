@@ -1,0 +1,429 @@
+//! Agents: named bot configurations (`/agents`, guarded like `/call`). An agent is the echo bot
+//! or a relay to an upstream bot (its URL and handshake headers), with an optional greeting
+//! played when the call connects (`PUT /agents/{name}/greeting`, a WAV kept under
+//! `DATA_DIR/agents`).
+//!
+//! A call's agent is the one its request names (`/call`'s or a campaign's `agent`), else its
+//! phone's, else none: the environment's `BOT`. The agent is looked up when the call is dialed
+//! (or, inbound, when the webhook answers) and travels with the call as a snapshot, so changing
+//! an agent changes new calls only.
+//!
+//! The greeting is played by the in-process bots (echo, your own); a relayed bot speaks for
+//! itself, so a relay agent with a greeting is refused rather than silently not greeted.
+
+use crate::config::RelayConfig;
+use crate::http::{Request, Response};
+use crate::store::{Store, StoredAgent};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+/// A greeting's length at most, in seconds.
+pub const MAX_GREETING_S: usize = 60;
+
+/// What answers an agent's calls.
+#[derive(Clone, Debug)]
+pub enum AgentBot {
+    Echo,
+    Relay(Box<RelayConfig>),
+}
+
+/// An agent as calls use it: immutable, shared by the calls that were dialed with it.
+#[derive(Debug)]
+pub struct Agent {
+    pub name: String,
+    pub bot: AgentBot,
+    /// Played first on every call: its rate and samples.
+    pub greeting: Option<(u32, Vec<i16>)>,
+    stored: StoredAgent,
+}
+
+pub struct Agents {
+    by_name: RwLock<BTreeMap<String, Arc<Agent>>>,
+    store: Store,
+    dir: PathBuf,
+    /// The environment's relay settings (timeouts, fallback, CA), for relay agents.
+    relay_template: Option<RelayConfig>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Fields {
+    name: Option<String>,
+    bot: Option<String>,
+    url: Option<String>,
+    headers: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn bad(detail: impl AsRef<str>) -> Response {
+    Response::error(400, "bad_request", detail)
+}
+
+/// Agent names: what goes into a URL path and a file name safely.
+fn check_name(name: &str) -> Result<(), String> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(fits) {
+        return Err(format!(
+            "name {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+        ));
+    }
+    Ok(())
+}
+
+impl Agents {
+    /// The agents kept in the store; one that no longer reads (a broken greeting file) is
+    /// logged and kept without its greeting.
+    pub fn new(
+        store: Store,
+        stored: Vec<StoredAgent>,
+        dir: PathBuf,
+        relay_template: Option<RelayConfig>,
+    ) -> Agents {
+        let agents = Agents {
+            by_name: RwLock::new(BTreeMap::new()),
+            store,
+            dir,
+            relay_template,
+        };
+        for s in stored {
+            match agents.build(s.clone()) {
+                Ok(agent) => agents.remember(agent),
+                Err(e) => crate::error!("agent.unreadable", agent = s.name, error = e),
+            }
+        }
+        agents
+    }
+
+    /// The agent with this name, as it is now.
+    pub fn get(&self, name: &str) -> Option<Arc<Agent>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn remember(&self, agent: Agent) {
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent.name.clone(), Arc::new(agent));
+    }
+
+    /// An agent from its stored form: the relay checked, the greeting read.
+    fn build(&self, stored: StoredAgent) -> Result<Agent, String> {
+        let bot = match stored.bot.as_str() {
+            "echo" => AgentBot::Echo,
+            "relay" => {
+                let url = stored.url.as_deref().ok_or("a relay agent needs url")?;
+                AgentBot::Relay(Box::new(RelayConfig::for_endpoint(
+                    url,
+                    stored.headers.as_deref(),
+                    self.relay_template.as_ref(),
+                )?))
+            }
+            other => return Err(format!("bot {other:?} is neither echo nor relay")),
+        };
+        let greeting = match &stored.greeting {
+            Some(file) => {
+                let path = self.dir.join(file);
+                let wav = std::fs::File::open(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut f| crate::media::audio::read_wav(&mut f))
+                    .map_err(|e| format!("greeting {}: {e}", path.display()))?;
+                Some((wav.sample_rate, wav.samples))
+            }
+            None => None,
+        };
+        Ok(Agent {
+            name: stored.name.clone(),
+            bot,
+            greeting,
+            stored,
+        })
+    }
+
+    /// `POST /agents`.
+    pub fn create(&self, request: &Request) -> Response {
+        let fields = match parse(request) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let name = fields.name.clone().unwrap_or_default();
+        if let Err(why) = check_name(&name) {
+            return bad(why);
+        }
+        let stored = match stored_from(name.clone(), fields, None) {
+            Ok(s) => s,
+            Err(why) => return bad(why),
+        };
+        self.write(stored, true)
+    }
+
+    /// `PATCH /agents/{name}`: the fields given replace the agent's; new calls get it.
+    pub fn update(&self, name: &str, request: &Request) -> Response {
+        let current = match self.lookup(name) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let fields = match parse(request) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        if fields.name.as_deref().is_some_and(|n| n != name) {
+            return bad("name cannot change: create the new agent and delete this one");
+        }
+        match stored_from(name.to_owned(), fields, Some(&current.stored)) {
+            Ok(stored) => self.write(stored, false),
+            Err(why) => bad(why),
+        }
+    }
+
+    fn write(&self, stored: StoredAgent, create: bool) -> Response {
+        let agent = match self.build(stored.clone()) {
+            Ok(a) => a,
+            Err(why) => return bad(why),
+        };
+        if matches!(agent.bot, AgentBot::Relay(_)) && agent.greeting.is_some() {
+            return bad(
+                "a relayed bot speaks its own greeting: delete the greeting first, or use echo",
+            );
+        }
+        match self.store.agent_put(stored, create) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Response::error(
+                    409,
+                    "agent_exists",
+                    format!(
+                        "agent {} exists: PATCH /agents/{} changes it",
+                        agent.name, agent.name
+                    ),
+                )
+            }
+            Err(e) => return Response::error(503, "store_unavailable", e),
+        }
+        crate::info!(
+            "agent.saved",
+            agent = agent.name,
+            bot = agent.stored.bot,
+            created = create
+        );
+        let shown = shown(&agent);
+        self.remember(agent);
+        Response::json(if create { 201 } else { 200 }, &shown)
+    }
+
+    /// `GET /agents`.
+    pub fn list(&self) -> Response {
+        let agents: Vec<serde_json::Value> = self
+            .by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|a| shown(a))
+            .collect();
+        Response::json(200, &serde_json::json!({ "agents": agents }))
+    }
+
+    /// `GET /agents/{name}`.
+    pub fn show(&self, name: &str) -> Response {
+        match self.lookup(name) {
+            Ok(a) => Response::json(200, &shown(&a)),
+            Err(r) => r,
+        }
+    }
+
+    /// `DELETE /agents/{name}`: calls already dialed with it keep it.
+    pub fn remove(&self, name: &str) -> Response {
+        let agent = match self.lookup(name) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        if let Err(e) = self.store.agent_remove(agent.name.clone()) {
+            return Response::error(503, "store_unavailable", e);
+        }
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&agent.name);
+        if let Some(file) = &agent.stored.greeting {
+            let _ = std::fs::remove_file(self.dir.join(file));
+        }
+        crate::info!("agent.deleted", agent = agent.name);
+        Response::json(200, &serde_json::json!({ "deleted": agent.name }))
+    }
+
+    /// `PUT /agents/{name}/greeting`: a 16-bit PCM WAV (8, 16 or 24 kHz), played when each
+    /// call connects.
+    pub fn put_greeting(&self, name: &str, request: &Request) -> Response {
+        let agent = match self.lookup(name) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        if matches!(agent.bot, AgentBot::Relay(_)) {
+            return bad("a relayed bot speaks its own greeting; greetings are for echo agents");
+        }
+        let wav = match crate::media::audio::read_wav(&mut &request.body[..]) {
+            Ok(w) => w,
+            Err(e) => return bad(format!("the body must be a 16-bit PCM WAV: {e}")),
+        };
+        if !crate::exotel::stream::SAMPLE_RATES.contains(&wav.sample_rate) {
+            return bad(format!(
+                "the WAV's rate is {} Hz; Exotel streams 8000, 16000 or 24000",
+                wav.sample_rate
+            ));
+        }
+        if wav.samples.len() > MAX_GREETING_S * wav.sample_rate as usize {
+            return bad(format!("the greeting is longer than {MAX_GREETING_S} s"));
+        }
+        let file = format!("{}.wav", agent.name);
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(self.dir.join(&file), &request.body));
+        if let Err(e) = written {
+            return Response::error(
+                503,
+                "disk_unavailable",
+                format!("{}: {e}", self.dir.display()),
+            );
+        }
+        let mut stored = agent.stored.clone();
+        stored.greeting = Some(file);
+        self.write(stored, false)
+    }
+
+    /// `DELETE /agents/{name}/greeting`.
+    pub fn delete_greeting(&self, name: &str) -> Response {
+        let agent = match self.lookup(name) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let mut stored = agent.stored.clone();
+        if let Some(file) = stored.greeting.take() {
+            let _ = std::fs::remove_file(self.dir.join(file));
+        }
+        self.write(stored, false)
+    }
+
+    fn lookup(&self, name: &str) -> Result<Arc<Agent>, Response> {
+        self.get(name)
+            .ok_or_else(|| Response::error(404, "not_found", format!("no agent {name:?}")))
+    }
+}
+
+/// An agent as answers show it (headers' values hidden: they are often credentials).
+fn shown(a: &Agent) -> serde_json::Value {
+    let headers: Vec<String> = match &a.bot {
+        AgentBot::Relay(r) => r.headers.iter().map(|(k, _)| k.clone()).collect(),
+        AgentBot::Echo => Vec::new(),
+    };
+    serde_json::json!({
+        "name": a.name,
+        "bot": a.stored.bot,
+        "url": a.stored.url,
+        "headers": headers,
+        "greeting": a.greeting.as_ref().map(|(rate, samples)| serde_json::json!({
+            "sampleRate": rate,
+            "seconds": samples.len() as f64 / f64::from(*rate),
+        })),
+    })
+}
+
+fn parse(request: &Request) -> Result<Fields, Response> {
+    serde_json::from_slice(&request.body).map_err(|e| {
+        bad(format!(
+            "the body must be a JSON object of agent fields: {e}"
+        ))
+    })
+}
+
+/// The stored form of an agent from the request's fields over `current`'s.
+fn stored_from(
+    name: String,
+    fields: Fields,
+    current: Option<&StoredAgent>,
+) -> Result<StoredAgent, String> {
+    let bot = fields
+        .bot
+        .or_else(|| current.map(|c| c.bot.clone()))
+        .ok_or("bot is missing: echo or relay")?;
+    let url = fields.url.or_else(|| current.and_then(|c| c.url.clone()));
+    let headers = match fields.headers {
+        Some(h) => Some(serde_json::Value::Object(h).to_string()),
+        None => current.and_then(|c| c.headers.clone()),
+    };
+    let (url, headers) = match bot.as_str() {
+        "echo" => (None, None),
+        "relay" if url.is_none() => {
+            return Err("url is missing: a relay agent needs ws://… or wss://…".into())
+        }
+        "relay" => (url, headers),
+        other => return Err(format!("bot {other:?} is neither echo nor relay")),
+    };
+    Ok(StoredAgent {
+        name,
+        bot,
+        url,
+        headers,
+        greeting: current.and_then(|c| c.greeting.clone()),
+    })
+}
+
+/// The bot an agent gives a call in process, its greeting played first.
+pub struct Greeted {
+    pub inner: Box<dyn crate::bot::Bot>,
+    pub greeting: Arc<Agent>,
+}
+
+impl crate::bot::Bot for Greeted {
+    fn on_start(&mut self, call: &crate::bot::CallStart<'_>, out: &mut crate::bot::Outbox) {
+        if let Some((rate, samples)) = &self.greeting.greeting {
+            out.play(&resample(samples, *rate, out.sample_rate()));
+        }
+        self.inner.on_start(call, out);
+    }
+    fn on_audio(&mut self, samples: &[i16], out: &mut crate::bot::Outbox) {
+        self.inner.on_audio(samples, out);
+    }
+    fn on_dtmf(&mut self, digit: char, out: &mut crate::bot::Outbox) {
+        self.inner.on_dtmf(digit, out);
+    }
+    fn on_mark(&mut self, name: &str, out: &mut crate::bot::Outbox) {
+        self.inner.on_mark(name, out);
+    }
+    fn on_stop(&mut self, reason: &str) {
+        self.inner.on_stop(reason);
+    }
+}
+
+/// `samples` at `from` Hz as `to` Hz (linear; once per call, at its start).
+pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || samples.is_empty() {
+        return samples.to_vec();
+    }
+    let n = (samples.len() as u64 * u64::from(to) / u64::from(from)) as usize;
+    (0..n)
+        .map(|i| {
+            let at = i as f64 * f64::from(from) / f64::from(to);
+            let j = at.floor() as usize;
+            let frac = at - j as f64;
+            let a = f64::from(samples[j.min(samples.len() - 1)]);
+            let b = f64::from(samples[(j + 1).min(samples.len() - 1)]);
+            (a + (b - a) * frac).round() as i16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampling_keeps_the_length_in_time() {
+        let s: Vec<i16> = (0..160).map(|i| i as i16).collect();
+        let up = resample(&s, 8000, 16000);
+        assert_eq!(up.len(), 320);
+        assert_eq!((up[0], up[2], up[3]), (0, 1, 2));
+        assert_eq!(resample(&up, 16000, 8000), s);
+    }
+}
