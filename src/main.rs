@@ -18,6 +18,7 @@ usage:
                                    follow a campaign of the running server: a live progress bar
   exotel-voicebot simulate         play Exotel's side of calls against a server
   exotel-voicebot test-bot         run an upstream echo bot to try BOT=relay with
+  exotel-voicebot fake-exotel      run a fake Exotel API (a network that rings and answers)
   exotel-voicebot backup <file>    copy the call log (DATA_DIR/calls.db) safely while serving
   exotel-voicebot --help | --version
 
@@ -87,6 +88,21 @@ options:
   --ramp S             seconds over which to start them (default 1)
   --record FILE        save what the bot sent (the first call) as WAV";
 
+const FAKE_EXOTEL_USAGE: &str = "\
+usage: exotel-voicebot fake-exotel [options]
+
+Runs a fake Exotel API on 127.0.0.1:PORT that plays a telephone network, to try /call and
+campaigns with no account (start the server with EXOTEL_API_BASE_URL=http://127.0.0.1:PORT and
+any EXOTEL_API_KEY, EXOTEL_API_TOKEN, EXOTEL_SID): every Calls/connect gets its own CallSid,
+rings, talks, and ends with a status callback to the server; its call-details API answers too.
+No media is streamed: `simulate --url` plays the customer on a call's media URL.
+
+options:
+  --port P             its port (default 3001)
+  --ring-ms MS         how long each call rings (default 1000)
+  --talk-ms MS         how long an answered call lasts (default 5000)
+  --busy NUMBER        a number that is always busy (repeatable)";
+
 const TEST_BOT_USAGE: &str = "\
 usage: exotel-voicebot test-bot [options]
 
@@ -125,6 +141,7 @@ fn main() -> ExitCode {
             Some("campaign") => campaign(&mut parser),
             Some("simulate") => simulate(&mut parser),
             Some("test-bot") => test_bot(&mut parser),
+            Some("fake-exotel") => fake_exotel(&mut parser),
             Some("backup") => backup(&mut parser),
             Some("help") => print(USAGE),
             _ => Err(usage_error("", format!("unknown command {command:?}"))),
@@ -421,6 +438,39 @@ fn test_bot(parser: &mut lexopt::Parser) -> Outcome {
     let bot = exotel_voicebot::sim::bot::TestBot::start_on(port, delay)
         .map_err(|e| (1, format!("test-bot on 127.0.0.1:{port}: {e}")))?;
     println!("test bot listening on {}", bot.url());
+    loop {
+        std::thread::park();
+    }
+}
+
+fn fake_exotel(parser: &mut lexopt::Parser) -> Outcome {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel, Network};
+    let mut port = 3001u16;
+    let mut network = Network {
+        ring: std::time::Duration::from_millis(1000),
+        talk: std::time::Duration::from_millis(5000),
+        ..Network::default()
+    };
+    let go = arguments(parser, "fake-exotel", FAKE_EXOTEL_USAGE, |p, arg| {
+        match &arg {
+            Arg::Flag(f) if f == "--port" => port = value(p, f)?,
+            Arg::Flag(f) if f == "--ring-ms" => {
+                network.ring = std::time::Duration::from_millis(value(p, f)?)
+            }
+            Arg::Flag(f) if f == "--talk-ms" => {
+                network.talk = std::time::Duration::from_millis(value(p, f)?)
+            }
+            Arg::Flag(f) if f == "--busy" => network.busy.push(value(p, f)?),
+            other => return Err(other.unexpected()),
+        }
+        Ok(())
+    })?;
+    if !go {
+        return Ok(());
+    }
+    let fake = FakeExotel::start_on(port, Behaviour::Network(network))
+        .map_err(|e| (1, format!("fake-exotel on 127.0.0.1:{port}: {e}")))?;
+    println!("fake Exotel listening on {}", fake.base_url());
     loop {
         std::thread::park();
     }

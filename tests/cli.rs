@@ -183,7 +183,15 @@ fn call_without_a_server_says_so() {
 #[test]
 fn every_command_prints_its_own_help_on_stdout() {
     let dir = support::temp_dir("cli");
-    for command in ["serve", "call", "simulate", "test-bot", "backup"] {
+    for command in [
+        "serve",
+        "call",
+        "campaign",
+        "simulate",
+        "test-bot",
+        "fake-exotel",
+        "backup",
+    ] {
         for flag in ["--help", "-h"] {
             let out = binary(&dir).args([command, flag]).output().unwrap();
             assert_eq!(out.status.code(), Some(0), "{command} {flag}");
@@ -207,7 +215,10 @@ fn every_command_prints_its_own_help_on_stdout() {
 #[test]
 fn unknown_flags_and_missing_values_are_errors_naming_the_flag() {
     let dir = support::temp_dir("cli");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 10] = [
+        (&["campaign", "status", "x", "--onse"], "--onse"),
+        (&["campaign", "stats", "x"], "stats"),
+        (&["fake-exotel", "--ring-ms", "soon"], "--ring-ms"),
         (&["simulate", "--call", "5"], "--call"),
         (&["simulate", "--calls"], "--calls"),
         (&["simulate", "--calls", "many"], "--calls"),
