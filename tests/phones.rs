@@ -183,7 +183,8 @@ fn basic(key: &str, token: &str) -> String {
 #[test]
 fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
     let (fake_a, fake_b) = (account(), account());
-    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "3")]);
+    // A status callback that never comes is asked about one second after the ring time.
+    let server = Server::start(&[("MAX_CONCURRENT_CALLS", "3"), ("CALL_CHECK_MARGIN_S", "1")]);
     let mut answers = Vec::new();
     for (number, key, token, sid, fake, limit) in [
         (
@@ -206,7 +207,10 @@ fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
     }
     let bodies = std::cell::RefCell::new(Vec::new());
     let call = |from: &str, to: &str| {
-        let r = server.post_json("/call", &format!(r#"{{"to": "{to}", "from": "{from}"}}"#));
+        let r = server.post_json(
+            "/call",
+            &format!(r#"{{"to": "{to}", "from": "{from}", "timeOut": 1}}"#),
+        );
         bodies.borrow_mut().push(r.json().to_string());
         r
     };
@@ -252,7 +256,11 @@ fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
         assert_eq!(call.caller_id, "+918047112244");
     }
     let paths = |fake: &exotel_voicebot::sim::fake_exotel::FakeExotel| -> Vec<String> {
-        fake.received().into_iter().map(|r| r.path).collect()
+        fake.received()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.path)
+            .collect()
     };
     assert!(paths(&fake_a)
         .iter()
@@ -260,6 +268,35 @@ fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
     assert!(paths(&fake_b)
         .iter()
         .all(|p| p == "/v1/Accounts/other-co/Calls/connect.json"));
+
+    // No status callback came (the calls ring for a minute): the watchdog asks each call's
+    // own account about it.
+    let asked = |fake: &exotel_voicebot::sim::fake_exotel::FakeExotel, sid: &str| {
+        fake.received()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == format!("/v1/Accounts/{sid}/Calls/NET1.json"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(asked(&fake_a, "acme") && asked(&fake_b, "other-co")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watchdog did not ask each account: {:?} {:?}",
+            fake_a.received(),
+            fake_b.received()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (fake, key, token) in [(&fake_a, "key-a", TOKEN_A), (&fake_b, "key-b", TOKEN_B)] {
+        for r in fake.received() {
+            assert_eq!(
+                r.headers.get("authorization"),
+                Some(&basic(key, token)),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
 
     // Neither token, nor the header made from it, in any answer or the log.
     let log = server.log().join("\n");
@@ -275,4 +312,42 @@ fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
         }
         assert!(!log.contains(&secret), "a secret in the log");
     }
+}
+
+#[test]
+fn an_inbound_call_to_a_phone_counts_against_its_limit() {
+    let server = Server::start(&[]);
+    let created = send(
+        &server,
+        "POST",
+        "/phones",
+        &format!(
+            r#"{{"number": "08047112233", "apiKey": "k", "apiToken": "{TOKEN_A}", "sid": "acme", "maxConcurrent": 1}}"#
+        ),
+    );
+    assert_eq!(created.status, 201);
+    // Exotel's webhook for two inbound calls to the phone (its number in Exotel's spelling),
+    // and one to another number.
+    let first = server.get("/voicebot/connect?CallSid=IN1&CallTo=08047112233&Direction=incoming");
+    assert_eq!(first.status, 200);
+    let second =
+        server.get("/voicebot/connect?CallSid=IN2&CallTo=%2B918047112233&Direction=incoming");
+    assert_eq!(
+        second.status, 200,
+        "the caller still gets an answer: a tone and a hang-up"
+    );
+    server.wait_for_log(&[
+        "webhook.over_capacity",
+        "callSid=IN2",
+        "phone=+918047112233",
+    ]);
+    let other = server.get("/voicebot/connect?CallSid=IN3&CallTo=08047119999&Direction=incoming");
+    assert_eq!(other.status, 200);
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|l| l.contains("webhook.over_capacity") && l.contains("callSid=IN3")),
+        "another number has no such limit"
+    );
 }

@@ -151,14 +151,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     // The call's plan: its agent (else BOT), its contact's parameters, its campaign.
     let plan = app.plans.take(&grant.call_log_id);
     let agent = plan.as_ref().and_then(|p| p.agent.clone());
-    let relay = match agent.as_deref().map(|a| &a.bot) {
-        Some(AgentBot::Relay(relay)) => Some(&**relay),
-        Some(AgentBot::Echo) => None,
-        None => match &app.config.bot {
-            BotChoice::Relay(relay) => Some(relay),
-            BotChoice::Echo => None,
-        },
-    };
+    let relay = relay_for(app, agent.as_deref());
     // The relayed bot's frames must wake the session too: Exotel's socket gets a pump.
     if relay.is_some() {
         if let Err(e) = ws.get_mut().start_pump() {
@@ -183,25 +176,10 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         callLogId = grant.call_log_id,
         agent = agent.as_deref().map_or("", |a| a.name.as_str())
     );
-    let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(ToneThenHangUp::capacity()) };
-    let delay = app.config.echo_delay_ms;
-    let greeting = agent.clone();
-    let agent_bots = move |_: &CallStart<'_>| -> Box<dyn Bot> {
-        let echo = Box::new(crate::bot::echo::EchoBot::new(delay));
-        match &greeting {
-            Some(agent) if agent.greeting.is_some() => Box::new(Greeted {
-                inner: echo,
-                greeting: agent.clone(),
-            }),
-            _ => echo,
-        }
-    };
-    let bots: &dyn BotFactory = if grant.over_capacity {
-        &capacity
-    } else if agent.is_some() {
-        &agent_bots
-    } else {
-        &*app.bots
+    let own_bots = bots_for(app, agent.clone(), grant.over_capacity);
+    let bots: &dyn BotFactory = match &own_bots {
+        Some(bots) => &**bots,
+        None => &*app.bots,
     };
     let on_start = |id: &CallLogId, start: &StartEvent| -> Result<(), String> {
         if let Err(bound) = app.registry.bind_call_sid(&ticket, &start.call_sid) {
@@ -262,16 +240,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
             SessionStats::default(),
         )
     });
-    // A replaced session hands the call to its successor: counts only, the call goes on.
-    // A call ended by the shutdown is complete from our side (end reason server-shutdown).
-    let status = match (&reason, grant.over_capacity) {
-        (EndReason::Replaced | EndReason::CallSidMismatch(_), _) => None,
-        (_, true) => Some(Status::RejectedCapacity),
-        (EndReason::BotUnavailable, false) => Some(Status::BotUnavailable),
-        // A stream that never started was never a conversation, whatever ended it.
-        (_, false) if !stats.started => Some(Status::Failed),
-        (_, false) => Some(Status::Completed),
-    };
+    let status = end_status(&reason, grant.over_capacity, stats.started);
     if let Some(plan) = &plan {
         do_not_call_key(app, &ticket.call_log_id, plan, &stats.dtmf);
     }
@@ -295,6 +264,61 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         // The session parked on its coroutine's own park (media::pump): it must not end
         // inside may's Park::subscribe.
         pump::leave_parking();
+    }
+}
+
+/// The relayed bot of a call: its agent's, else `BOT=relay`'s; `None` for an in-process bot.
+fn relay_for<'a>(
+    app: &'a App,
+    agent: Option<&'a crate::calls::agents::Agent>,
+) -> Option<&'a crate::config::RelayConfig> {
+    match agent.map(|a| &a.bot) {
+        Some(AgentBot::Relay(relay)) => Some(&**relay),
+        Some(AgentBot::Echo) => None,
+        None => match &app.config.bot {
+            BotChoice::Relay(relay) => Some(relay),
+            BotChoice::Echo => None,
+        },
+    }
+}
+
+/// The bots of a call that does not get the server's own (`App::bots`): a tone and a hang-up
+/// over capacity, or its agent's echo bot with its greeting.
+fn bots_for(
+    app: &App,
+    agent: Option<std::sync::Arc<crate::calls::agents::Agent>>,
+    over_capacity: bool,
+) -> Option<Box<dyn BotFactory>> {
+    if over_capacity {
+        let capacity = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(ToneThenHangUp::capacity()) };
+        return Some(Box::new(capacity));
+    }
+    let agent = agent?;
+    let delay = app.config.echo_delay_ms;
+    Some(Box::new(move |_: &CallStart<'_>| -> Box<dyn Bot> {
+        let echo = Box::new(crate::bot::echo::EchoBot::new(delay));
+        if agent.greeting.is_some() {
+            Box::new(Greeted {
+                inner: echo,
+                greeting: agent.clone(),
+            })
+        } else {
+            echo
+        }
+    }))
+}
+
+/// The call's status when its session ends. A replaced session hands the call to its
+/// successor: counts only, the call goes on. A call ended by the shutdown is complete from our
+/// side (end reason server-shutdown).
+fn end_status(reason: &EndReason, over_capacity: bool, started: bool) -> Option<Status> {
+    match (reason, over_capacity) {
+        (EndReason::Replaced | EndReason::CallSidMismatch(_), _) => None,
+        (_, true) => Some(Status::RejectedCapacity),
+        (EndReason::BotUnavailable, false) => Some(Status::BotUnavailable),
+        // A stream that never started was never a conversation, whatever ended it.
+        (_, false) if !started => Some(Status::Failed),
+        (_, false) => Some(Status::Completed),
     }
 }
 
