@@ -29,6 +29,8 @@ pub struct App {
     pub campaigns: crate::calls::campaigns::Campaigns,
     /// What each dialed call carries to its media session.
     pub plans: crate::calls::plans::Plans,
+    /// How each stream ended, for the Passthru applet after it.
+    pub handoffs: crate::calls::handoffs::Handoffs,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The recordings' writer, when `RECORD` is on.
     pub recorder: Option<crate::media::recorder::Recorder>,
@@ -147,6 +149,7 @@ impl App {
             start_timeout: config.media_start_timeout,
             max_inbound_lead: config.media_max_ahead,
             max_frames_per_second: config.media_max_frames_per_second,
+            handoff_dtmf: config.handoff_dtmf,
         };
         Ok(App {
             config,
@@ -160,6 +163,7 @@ impl App {
             agents,
             campaigns,
             plans: Default::default(),
+            handoffs: Default::default(),
             metrics,
             recorder,
             pool,

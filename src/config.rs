@@ -90,6 +90,9 @@ pub enum Fallback {
     Hangup,
     /// The server's own bot (the echo bot) takes the call over.
     Echo,
+    /// The caller is handed to a person at once (the Passthru applet after the bot is told
+    /// "hand off"), so an outage of the bot still reaches people.
+    Handoff,
 }
 
 /// The upstream bot of `BOT=relay`.
@@ -223,10 +226,11 @@ impl RelayConfig {
         let fallback = match var("BOT_FALLBACK").as_deref() {
             None | Some("hangup") => Fallback::Hangup,
             Some("echo") => Fallback::Echo,
+            Some("handoff") => Fallback::Handoff,
             Some(other) => {
                 return Err(ConfigError {
                     variable: "BOT_FALLBACK",
-                    problem: format!("{other:?} is neither hangup nor echo"),
+                    problem: format!("{other:?} is not hangup, echo or handoff"),
                 })
             }
         };
@@ -367,6 +371,11 @@ pub struct Config {
     /// `CAMPAIGN_DNC_KEY` (default `9`, `off` for none): a caller who presses it during a
     /// campaign call is put on the do-not-call list.
     pub campaign_dnc_key: Option<char>,
+    /// `HANDOFF_DTMF` (none by default): the key that hands any call to a person.
+    pub handoff_dtmf: Option<char>,
+    /// `PASSTHRU_HANDOFF_STATUS` (`200` by default, or `302`): the Passthru answer that means
+    /// "hand off"; the other one means "no handoff".
+    pub passthru_handoff_status: u16,
 }
 
 /// A variable that is present but wrong: names it and says what is wrong.
@@ -468,6 +477,8 @@ impl Config {
             retention: calls.retention,
             campaign_clock_start: calls.campaign_clock_start,
             campaign_dnc_key: calls.campaign_dnc_key,
+            handoff_dtmf: calls.handoff_dtmf,
+            passthru_handoff_status: calls.passthru_handoff_status,
         })
     }
 }
@@ -571,6 +582,8 @@ struct CallsVars {
     retention: Option<Duration>,
     campaign_clock_start: Option<i64>,
     campaign_dnc_key: Option<char>,
+    handoff_dtmf: Option<char>,
+    passthru_handoff_status: u16,
 }
 
 /// The bot, the concurrency and lifetime of calls, and what is kept of them on disk.
@@ -638,6 +651,32 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
             })
         }
     };
+    let handoff_dtmf = match var("HANDOFF_DTMF").as_deref() {
+        None | Some("off" | "none") => None,
+        Some(k)
+            if k.len() == 1
+                && k.chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
+        {
+            k.chars().next()
+        }
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "HANDOFF_DTMF",
+                problem: format!("{other:?} is not one key (0-9, * or #) nor off"),
+            })
+        }
+    };
+    let passthru_handoff_status = match var("PASSTHRU_HANDOFF_STATUS").as_deref() {
+        None | Some("200") => 200,
+        Some("302") => 302,
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "PASSTHRU_HANDOFF_STATUS",
+                problem: format!("{other:?} is neither 200 nor 302"),
+            })
+        }
+    };
     Ok(CallsVars {
         call_check_margin,
         echo_delay_ms,
@@ -650,6 +689,8 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
         retention,
         campaign_clock_start,
         campaign_dnc_key,
+        handoff_dtmf,
+        passthru_handoff_status,
     })
 }
 

@@ -86,7 +86,12 @@ options:
   --no-echo-check      check the protocol only, not that the audio came back
   --calls N            calls at once (default 1)
   --ramp S             seconds over which to start them (default 1)
-  --record FILE        save what the bot sent (the first call) as WAV";
+  --record FILE        save what the bot sent (the first call) as WAV
+  --passthru FORM      after the stream, ask the Passthru applet's URL as Exotel does and say
+                       which branch the flow takes: nested (Stream[Status]=…), json (Stream={…}),
+                       flat (no stream fields), or body (the JSON POST of the Passthru before
+                       the stream)
+  --passthru-path PATH the Passthru URL's path (default /api/v1/exotel/passthru)";
 
 const FAKE_EXOTEL_USAGE: &str = "\
 usage: exotel-voicebot fake-exotel [options]
@@ -526,6 +531,8 @@ struct SimulateArgs {
     calls: usize,
     ramp_s: u64,
     record: Option<String>,
+    passthru: Option<exotel_voicebot::sim::passthru::Form>,
+    passthru_path: String,
 }
 
 impl Default for SimulateArgs {
@@ -549,6 +556,8 @@ impl Default for SimulateArgs {
             calls: 1,
             ramp_s: 1,
             record: None,
+            passthru: None,
+            passthru_path: "/api/v1/exotel/passthru".into(),
         }
     }
 }
@@ -567,6 +576,14 @@ impl SimulateArgs {
             "--secret" => self.secret = Some(value(p, f)?),
             "--url" => self.url = Some(value(p, f)?),
             "--outbound" => self.outbound = true,
+            "--passthru" => {
+                let form: String = value(p, f)?;
+                self.passthru = Some(
+                    exotel_voicebot::sim::passthru::Form::parse(&form)
+                        .map_err(|e| format!("--passthru {e}"))?,
+                )
+            }
+            "--passthru-path" => self.passthru_path = value(p, f)?,
             "--exotel-port" => self.exotel_port = value(p, f)?,
             "--to" => self.to = value(p, f)?,
             "--wav" => self.wav = Some(value(p, f)?),
@@ -623,6 +640,60 @@ fn caller_audio(args: &SimulateArgs) -> Result<(u32, Vec<i16>), String> {
 }
 
 /// Runs the simulation; `Ok(true)` when every call was clean.
+/// After the first call's stream: the Passthru request Exotel's flow would make, and the branch
+/// the answer takes it down.
+fn play_passthru(
+    args: &SimulateArgs,
+    plan: &exotel_voicebot::sim::CallPlan,
+    form: exotel_voicebot::sim::passthru::Form,
+    call: &exotel_voicebot::sim::CallReport,
+) -> Result<(), String> {
+    use exotel_voicebot::sim::passthru::{ask, Form};
+    let disconnected_by = match call.ended_by {
+        exotel_voicebot::sim::EndedBy::Server(_) => "bot",
+        _ => "user",
+    };
+    let mut path = args.passthru_path.clone();
+    if let Some(secret) = &args.secret {
+        path.push_str(if path.contains('?') {
+            "&secret="
+        } else {
+            "?secret="
+        });
+        exotel_voicebot::http::form::encode_into(&mut path, secret);
+    }
+    let target = exotel_voicebot::sim::client::Server {
+        addr: plan.server,
+        tls: plan.tls.clone(),
+    };
+    let branch = ask(
+        &target,
+        &path,
+        form,
+        &call.call_sid,
+        &call.call_log_id,
+        disconnected_by,
+    )?;
+    let answer: serde_json::Value = serde_json::from_str(&branch.body).unwrap_or_default();
+    let flow = if form == Form::Body {
+        "the flow goes on to the stream"
+    } else if answer["handoff"] == true {
+        "handoff: the flow hands the caller to a person"
+    } else {
+        "no handoff: the flow ends the call"
+    };
+    let reason = answer["reason"]
+        .as_str()
+        .map(|r| format!(" (reason {r})"))
+        .unwrap_or_default();
+    println!(
+        "passthru ({}): {} {flow}{reason}",
+        format!("{form:?}").to_lowercase(),
+        branch.status
+    );
+    Ok(())
+}
+
 fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
     use exotel_voicebot::sim::{self, CallPlan, Connect};
     use std::sync::Arc;
@@ -666,6 +737,9 @@ fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
         exotel_voicebot::media::audio::write_wav(&mut file, rate, 1, &first.bot_audio)
             .map_err(|e| format!("--record {path}: {e}"))?;
         println!("bot audio of the first call written to {path}");
+    }
+    if let (Some(form), Some(first)) = (args.passthru, report.calls.first()) {
+        play_passthru(args, &plan, form, first)?;
     }
     Ok(report.clean_calls() == report.calls.len())
 }

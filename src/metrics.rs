@@ -4,6 +4,7 @@
 //! Owns the metric names and their meaning; the rest of the code only bumps them. Media counts
 //! are added by each session about once a second, not per frame.
 
+use crate::calls::handoffs::HandoffSource;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -164,7 +165,19 @@ pub struct Metrics {
     relay_dropped_to_bot: AtomicU64,
     relay_dropped_to_caller: AtomicU64,
     relay_bad_frames: AtomicU64,
+    handoffs: [AtomicU64; HandoffSource::ALL.len()],
+    /// Passthru requests answered: [hand off, no handoff, stream start].
+    passthru_answers: [AtomicU64; 3],
     started_at: AtomicU64,
+}
+
+/// What a Passthru request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassthruAnswer {
+    Handoff,
+    NoHandoff,
+    /// The Passthru before the stream (`stream-start`): always "continue".
+    StreamStart,
 }
 
 impl Metrics {
@@ -190,6 +203,21 @@ impl Metrics {
         if outcome != ExotelOutcome::NotSent {
             self.exotel_latency.observe(took);
         }
+    }
+
+    pub fn handoff(&self, source: HandoffSource) {
+        if let Some(i) = HandoffSource::ALL.iter().position(|s| *s == source) {
+            self.handoffs[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn passthru(&self, answer: PassthruAnswer) {
+        let i = match answer {
+            PassthruAnswer::Handoff => 0,
+            PassthruAnswer::NoHandoff => 1,
+            PassthruAnswer::StreamStart => 2,
+        };
+        self.passthru_answers[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn relay_event(&self, event: RelayEvent) {
@@ -229,6 +257,7 @@ impl Metrics {
         self.render_media(&mut out);
         self.render_relay(&mut out);
         self.render_faults(&mut out);
+        self.render_handoffs(&mut out);
         out.gauge(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch.",
@@ -356,6 +385,34 @@ impl Metrics {
     }
 
     /// What a slow, full or vanished disk has cost: never calls, only recordings and delay.
+    /// Handoffs to a person and the Passthru answers.
+    fn render_handoffs(&self, out: &mut Exposition) {
+        out.family(
+            "exotel_voicebot_handoffs_total",
+            "counter",
+            "Callers handed to a person when the stream ended, by what asked for it.",
+        );
+        for (i, s) in HandoffSource::ALL.iter().enumerate() {
+            out.sample(
+                "exotel_voicebot_handoffs_total",
+                ("source", s.as_str()),
+                load(&self.handoffs[i]),
+            );
+        }
+        out.family(
+            "exotel_voicebot_passthru_answers_total",
+            "counter",
+            "Exotel Passthru requests, by what they were answered.",
+        );
+        for (i, a) in ["handoff", "no-handoff", "stream-start"].iter().enumerate() {
+            out.sample(
+                "exotel_voicebot_passthru_answers_total",
+                ("answer", a),
+                load(&self.passthru_answers[i]),
+            );
+        }
+    }
+
     fn render_faults(&self, out: &mut Exposition) {
         out.counter(
             "exotel_voicebot_recording_frames_dropped_total",

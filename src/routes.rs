@@ -93,6 +93,12 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         }
         (_, "/api/v1/exotel/status") => method_not_allowed("GET, POST"),
 
+        // Exotel's Passthru applet: after the bot, hand the caller to a person or not.
+        ("GET" | "POST", "/api/v1/exotel/passthru") => {
+            crate::exotel::passthru::handle(app, request)
+        }
+        (_, "/api/v1/exotel/passthru") => method_not_allowed("GET, POST"),
+
         // Exotel's media WebSocket (also on MEDIA_PORT, any path, when set).
         ("GET", "/media") => crate::media::handshake(app, request),
         (_, "/media") => method_not_allowed("GET"),

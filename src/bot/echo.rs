@@ -1,6 +1,10 @@
 //! The echo bot (`BOT=echo`, the default): plays the caller's audio back after a short delay,
 //! so a fresh install can be heard working. `#` says goodbye with a short tone and hangs up once
-//! Exotel has played it; `*` clears what is queued (barge-in, for trying `clear`).
+//! Exotel has played it; `*` clears what is queued (barge-in, for trying `clear`); `0`
+//! ([`HANDOFF_KEY`]) hands the caller to a person, for trying a handoff flow.
+
+/// The key that makes the echo bot hand the caller off.
+pub const HANDOFF_KEY: char = '0';
 
 use super::{Bot, CallStart, Outbox};
 
@@ -47,6 +51,10 @@ impl Bot for EchoBot {
                 out.mark(GOODBYE_MARK);
             }
             '*' => out.clear(),
+            HANDOFF_KEY if !self.saying_goodbye => {
+                out.clear();
+                out.hand_off("caller-asked");
+            }
             _ => {}
         }
     }

@@ -79,6 +79,8 @@ pub struct Outbox {
     marks: VecDeque<(u64, String)>,
     clear: bool,
     hang_up: bool,
+    /// Why the bot hands the caller to a person, once it has said so.
+    handoff: Option<String>,
     sample_rate: u32,
 }
 
@@ -91,6 +93,7 @@ impl Outbox {
             marks: VecDeque::new(),
             clear: false,
             hang_up: false,
+            handoff: None,
             sample_rate,
         }
     }
@@ -126,6 +129,21 @@ impl Outbox {
     /// `on_mark`.
     pub fn hang_up(&mut self) {
         self.hang_up = true;
+    }
+
+    /// Hands the caller to a person: the audio queued so far plays out, then the stream ends
+    /// and the call is marked for handoff, so Exotel's flow goes on to its Passthru applet,
+    /// which this server answers "hand off" (README: Hand off to a person). `reason` is kept in
+    /// the call log.
+    pub fn hand_off(&mut self, reason: impl Into<String>) {
+        if self.handoff.is_none() {
+            self.handoff = Some(reason.into());
+        }
+    }
+
+    /// Why the bot handed the caller off, if it did.
+    pub fn handoff(&self) -> Option<&str> {
+        self.handoff.as_deref()
     }
 
     pub fn sample_rate(&self) -> u32 {

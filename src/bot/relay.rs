@@ -364,6 +364,7 @@ impl Relay {
             }
             Ok(BotCommand::Mark { name }) => out.mark(name.into_owned()),
             Ok(BotCommand::Clear) => out.clear(),
+            Ok(BotCommand::Handoff { reason }) => out.hand_off(reason.into_owned()),
             Err(e) => {
                 counts.bad_frames += 1;
                 bad(&e.to_string());

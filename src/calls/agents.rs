@@ -28,11 +28,35 @@ pub enum AgentBot {
     Relay(Box<RelayConfig>),
 }
 
+/// When an agent's calls go to a person as the stream ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoffPolicy {
+    /// When the bot says so (`Outbox::hand_off`, a relayed bot's `handoff` event), the
+    /// caller's key (`HANDOFF_DTMF`) or a failed bot (`BOT_FALLBACK=handoff`).
+    Bot,
+    /// After every call the bot ends.
+    Always,
+    /// Never: the Passthru is always answered "no handoff".
+    Never,
+}
+
+impl HandoffPolicy {
+    fn parse(s: &str) -> Result<HandoffPolicy, String> {
+        match s {
+            "bot" => Ok(HandoffPolicy::Bot),
+            "always" => Ok(HandoffPolicy::Always),
+            "never" => Ok(HandoffPolicy::Never),
+            other => Err(format!("handoff {other:?} is not bot, always or never")),
+        }
+    }
+}
+
 /// An agent as calls use it: immutable, shared by the calls that were dialed with it.
 #[derive(Debug)]
 pub struct Agent {
     pub name: String,
     pub bot: AgentBot,
+    pub handoff: HandoffPolicy,
     /// Played first on every call: its rate and samples.
     pub greeting: Option<(u32, Vec<i16>)>,
     stored: StoredAgent,
@@ -53,6 +77,7 @@ struct Fields {
     bot: Option<String>,
     url: Option<String>,
     headers: Option<serde_json::Map<String, serde_json::Value>>,
+    handoff: Option<String>,
 }
 
 fn bad(detail: impl AsRef<str>) -> Response {
@@ -135,9 +160,11 @@ impl Agents {
             }
             None => None,
         };
+        let handoff = HandoffPolicy::parse(stored.handoff.as_deref().unwrap_or("bot"))?;
         Ok(Agent {
             name: stored.name.clone(),
             bot,
+            handoff,
             greeting,
             stored,
         })
@@ -322,6 +349,7 @@ fn shown(a: &Agent) -> serde_json::Value {
         "bot": a.stored.bot,
         "url": a.stored.url,
         "headers": headers,
+        "handoff": a.stored.handoff.as_deref().unwrap_or("bot"),
         "greeting": a.greeting.as_ref().map(|(rate, samples)| serde_json::json!({
             "sampleRate": rate,
             "seconds": samples.len() as f64 / f64::from(*rate),
@@ -360,12 +388,19 @@ fn stored_from(
         "relay" => (url, headers),
         other => return Err(format!("bot {other:?} is neither echo nor relay")),
     };
+    let handoff = fields
+        .handoff
+        .or_else(|| current.and_then(|c| c.handoff.clone()));
+    if let Some(h) = &handoff {
+        HandoffPolicy::parse(h)?;
+    }
     Ok(StoredAgent {
         name,
         bot,
         url,
         headers,
         greeting: current.and_then(|c| c.greeting.clone()),
+        handoff,
     })
 }
 

@@ -55,11 +55,17 @@ fn list_query(params: &Params) -> Result<ListQuery, String> {
         Some("outbound") => Some(Direction::Outbound),
         Some(v) => return Err(format!("direction {v:?} is neither inbound nor outbound")),
     };
+    let handoff = match params.get_non_empty("handoff") {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(v) => return Err(format!("handoff {v:?} is neither 1 nor 0")),
+    };
     Ok(ListQuery {
         limit,
         before,
         status,
         direction,
+        handoff,
     })
 }
 

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +88,10 @@ pub enum LogEvent {
     },
     /// The caller pressed the do-not-call key; their number is on the list now.
     DoNotCall { id: CallLogId },
+    /// The call's stream ended handing the caller to a person, for this reason.
+    Handoff { id: CallLogId, reason: String },
+    /// Exotel's Passthru after the stream: how the stream ended, and what we answered.
+    StreamEnd(Box<StreamEnd>),
     /// Exotel's status callback, matched by `CustomField`, else `CallSid`.
     ExotelStatus {
         custom_field: Option<String>,
@@ -96,6 +100,24 @@ pub enum LogEvent {
         duration_s: Option<u64>,
         recording_url: Option<String>,
     },
+}
+
+/// What Exotel's Passthru said of a stream's end, matched by `CustomField`, else `CallSid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamEnd {
+    pub custom_field: Option<String>,
+    pub call_sid: Option<String>,
+    pub stream_sid: Option<String>,
+    /// `Stream[Status]`: `completed`, `failed`, …
+    pub status: Option<String>,
+    pub duration_s: Option<i64>,
+    pub recording_url: Option<String>,
+    /// `bot` or `user`.
+    pub disconnected_by: Option<String>,
+    /// `Stream[DetailedStatus]` or an error field, on failures.
+    pub error: Option<String>,
+    /// What we answered (200 or 302).
+    pub answer: u16,
 }
 
 /// One call as `GET /calls` shows it.
@@ -130,6 +152,16 @@ pub struct CallRow {
     pub last_error: Option<String>,
     /// The caller pressed the do-not-call key during the call.
     pub do_not_call: bool,
+    /// Why the caller was handed to a person, when they were.
+    pub handoff: Option<String>,
+    /// What the Passthru after the stream was answered (200 or 302).
+    pub handoff_answer: Option<i64>,
+    /// Who ended the stream, by Exotel's Passthru: `bot` or `user`.
+    pub disconnected_by: Option<String>,
+    /// The stream's status and length by Exotel's Passthru, and its error on failures.
+    pub stream_status: Option<String>,
+    pub stream_duration_s: Option<i64>,
+    pub stream_error: Option<String>,
     /// Status changes in order, with Unix milliseconds (`GET /calls/{id}` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
@@ -162,6 +194,8 @@ pub struct ListQuery {
     pub before: Option<i64>,
     pub status: Option<Status>,
     pub direction: Option<Direction>,
+    /// Only calls handed to a person.
+    pub handoff: bool,
 }
 
 /// An event and when it happened: a write retried after a disk failure keeps its own time.
@@ -364,6 +398,22 @@ fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
             "BEGIN;
              ALTER TABLE calls ADD COLUMN do_not_call INTEGER NOT NULL DEFAULT 0;
              PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
+    if version < 3 {
+        // 3: how the stream ended (Exotel's Passthru after the Voicebot applet) and the
+        // handoff to a person.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE calls ADD COLUMN handoff TEXT;
+             ALTER TABLE calls ADD COLUMN handoff_answer INTEGER;
+             ALTER TABLE calls ADD COLUMN disconnected_by TEXT;
+             ALTER TABLE calls ADD COLUMN stream_status TEXT;
+             ALTER TABLE calls ADD COLUMN stream_duration_s INTEGER;
+             ALTER TABLE calls ADD COLUMN stream_error TEXT;
+             CREATE INDEX IF NOT EXISTS calls_handoff ON calls(seq) WHERE handoff IS NOT NULL;
+             PRAGMA user_version = 3;
              COMMIT;",
         )?;
     }
@@ -855,6 +905,13 @@ fn apply(
                 advance(conn, ended, id.as_str(), *status, now)?;
             }
         }
+        LogEvent::Handoff { id, reason } => {
+            conn.execute(
+                "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
+                params![id.as_str(), reason],
+            )?;
+        }
+        LogEvent::StreamEnd(end) => stream_end(conn, end)?,
         LogEvent::DoNotCall { id } => {
             conn.execute(
                 "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
@@ -932,10 +989,61 @@ fn apply(
     Ok(())
 }
 
+/// Exotel's word on how a stream ended, on the call's row (found by callLogId, else CallSid).
+fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
+    let by_id: Option<String> = match &end.custom_field {
+        Some(f) => conn
+            .query_row(
+                "SELECT call_log_id FROM calls WHERE call_log_id = ?1",
+                [f],
+                |r| r.get(0),
+            )
+            .optional()?,
+        None => None,
+    };
+    let id = match (by_id, &end.call_sid) {
+        (Some(id), _) => Some(id),
+        (None, Some(sid)) => conn
+            .query_row(
+                "SELECT call_log_id FROM calls WHERE call_sid = ?1",
+                [sid],
+                |r| r.get(0),
+            )
+            .optional()?,
+        (None, None) => None,
+    };
+    let Some(id) = id else {
+        crate::warn!(
+            "calllog.unmatched_passthru",
+            customField = end.custom_field.as_deref().unwrap_or(""),
+            callSid = end.call_sid.as_deref().unwrap_or("")
+        );
+        return Ok(());
+    };
+    conn.execute(
+        "UPDATE calls SET stream_sid = COALESCE(stream_sid, ?2), stream_status = ?3,
+             stream_duration_s = ?4, exotel_recording_url = COALESCE(?5, exotel_recording_url),
+             disconnected_by = ?6, stream_error = ?7, handoff_answer = ?8
+         WHERE call_log_id = ?1",
+        params![
+            id,
+            end.stream_sid,
+            end.status,
+            end.duration_s,
+            end.recording_url,
+            end.disconnected_by,
+            end.error,
+            end.answer
+        ],
+    )?;
+    Ok(())
+}
+
 const COLUMNS: &str =
     "seq, call_log_id, direction, from_number, to_number, caller_id, call_sid, stream_sid,
     status, created_at, answered_at, ended_at, duration_s, end_reason, frames_in, bytes_in,
-    frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error, do_not_call";
+    frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error, do_not_call,
+    handoff, handoff_answer, disconnected_by, stream_status, stream_duration_s, stream_error";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let created_at: i64 = r.get(9)?;
@@ -968,6 +1076,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         exotel_recording_url: r.get(20)?,
         last_error: r.get(21)?,
         do_not_call: r.get::<_, i64>(22)? != 0,
+        handoff: r.get(23)?,
+        handoff_answer: r.get(24)?,
+        disconnected_by: r.get(25)?,
+        stream_status: r.get(26)?,
+        stream_duration_s: r.get(27)?,
+        stream_error: r.get(28)?,
         history: Vec::new(),
     })
 }
@@ -976,6 +1090,7 @@ fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<CallRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM calls
          WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR direction = ?3)
+             AND (?5 = 0 OR handoff IS NOT NULL)
          ORDER BY seq DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -985,7 +1100,8 @@ fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<CallRow>> {
                 q.before,
                 q.status.map(Status::as_str),
                 q.direction.map(Direction::as_str),
-                q.limit as i64
+                q.limit as i64,
+                q.handoff
             ],
             row,
         )?

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod campaigns;
 pub mod dnc;
+pub mod handoffs;
 pub mod history;
 pub mod ids;
 pub mod log;

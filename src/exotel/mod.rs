@@ -2,6 +2,7 @@
 //! runs on, and the connect webhook. Types here mirror `docs/exotel.md`.
 
 pub mod client;
+pub mod passthru;
 pub mod pool;
 pub mod stream;
 pub mod webhook;

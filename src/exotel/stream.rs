@@ -288,6 +288,15 @@ struct RawEvent<'a> {
     mark: Loose<Obj<RawMark<'a>>>,
     #[serde(default, borrow)]
     stop: Loose<Obj<RawStop<'a>>>,
+    #[serde(default, borrow)]
+    handoff: Loose<Obj<RawHandoff<'a>>>,
+}
+
+/// `handoff` of our extension event (see `BotCommand::Handoff`).
+#[derive(Deserialize, Debug, Default)]
+struct RawHandoff<'a> {
+    #[serde(default, borrow)]
+    reason: Loose<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -628,6 +637,11 @@ pub enum BotCommand<'a> {
         name: Cow<'a, str>,
     },
     Clear,
+    /// Our extension: the bot hands the caller to a person (`{"event": "handoff", "handoff":
+    /// {"reason": "…"}}`); never forwarded to Exotel.
+    Handoff {
+        reason: Cow<'a, str>,
+    },
 }
 
 impl<'a> BotCommand<'a> {
@@ -649,6 +663,15 @@ impl<'a> BotCommand<'a> {
                 },
             }),
             "clear" => Ok(BotCommand::Clear),
+            "handoff" => Ok(BotCommand::Handoff {
+                reason: match raw.handoff {
+                    Loose::Value(Obj(h)) => match h.reason {
+                        Loose::Value(reason) => reason,
+                        _ => Cow::Borrowed("bot"),
+                    },
+                    _ => Cow::Borrowed("bot"),
+                },
+            }),
             other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
         }
     }

@@ -181,10 +181,13 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         Some(bots) => &**bots,
         None => &*app.bots,
     };
+    // The stream's CallSid, for the Passthru that may follow the stream.
+    let stream_call_sid = std::sync::Mutex::new(None::<String>);
     let on_start = |id: &CallLogId, start: &StartEvent| -> Result<(), String> {
         if let Err(bound) = app.registry.bind_call_sid(&ticket, &start.call_sid) {
             return Err(format!("this media token belongs to CallSid {bound}"));
         }
+        *stream_call_sid.lock().unwrap_or_else(|p| p.into_inner()) = Some(start.call_sid.clone());
         // The stream's CallSid against the one the webhook or /call bound the slot to: only
         // noted. The token already proves the stream is this call's, and a stream naming its
         // leg rather than its call must not cost the caller the call.
@@ -243,6 +246,18 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     let status = end_status(&reason, grant.over_capacity, stats.started);
     if let Some(plan) = &plan {
         do_not_call_key(app, &ticket.call_log_id, plan, &stats.dtmf);
+    }
+    if status.is_some() {
+        let handoff = handoff_of(agent.as_deref(), &reason, stats.handoff.clone());
+        ended_for_passthru(
+            app,
+            &ticket.call_log_id,
+            stream_call_sid
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_deref(),
+            handoff,
+        );
     }
     app.call_log.record(LogEvent::MediaEnded {
         id: ticket.call_log_id.clone(),
@@ -320,6 +335,44 @@ fn end_status(reason: &EndReason, over_capacity: bool, started: bool) -> Option<
         (_, false) if !started => Some(Status::Failed),
         (_, false) => Some(Status::Completed),
     }
+}
+
+/// Whether the caller goes to a person: what the session said (the bot, the key, a failed
+/// bot), as the call's agent allows: `never` hands no one off, `always` hands off whoever the
+/// bot let go (a caller who hung up is gone either way).
+fn handoff_of(
+    agent: Option<&crate::calls::agents::Agent>,
+    reason: &EndReason,
+    asked: Option<String>,
+) -> Option<String> {
+    use crate::calls::agents::HandoffPolicy;
+    match agent.map(|a| a.handoff) {
+        Some(HandoffPolicy::Never) => None,
+        Some(HandoffPolicy::Always) => match reason {
+            EndReason::Stopped(_) | EndReason::ClosedByPeer | EndReason::SocketError(_) => asked,
+            _ => asked.or_else(|| Some("agent".into())),
+        },
+        Some(HandoffPolicy::Bot) | None => asked,
+    }
+}
+
+/// Keeps how the stream ended for the Passthru after it, and logs and counts a handoff.
+fn ended_for_passthru(app: &App, id: &CallLogId, call_sid: Option<&str>, handoff: Option<String>) {
+    if let Some(reason) = &handoff {
+        let source = crate::calls::handoffs::HandoffSource::of_reason(reason);
+        crate::info!(
+            "call.handoff",
+            callLogId = id,
+            reason = reason,
+            source = source.as_str()
+        );
+        app.metrics.handoff(source);
+        app.call_log.record(LogEvent::Handoff {
+            id: id.clone(),
+            reason: reason.clone(),
+        });
+    }
+    app.handoffs.stream_ended(id, call_sid, handoff);
 }
 
 /// A campaign call whose caller pressed `CAMPAIGN_DNC_KEY`: their number goes on the

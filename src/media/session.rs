@@ -196,6 +196,8 @@ pub struct SessionSettings {
     /// Frames read from one socket per second at most (`MEDIA_MAX_FRAMES_PER_S`, default
     /// [`MAX_FRAMES_PER_SECOND`]).
     pub max_frames_per_second: u32,
+    /// `HANDOFF_DTMF`: the key that hands the caller to a person at any time, whatever the bot.
+    pub handoff_dtmf: Option<char>,
 }
 
 impl Default for SessionSettings {
@@ -207,6 +209,7 @@ impl Default for SessionSettings {
             start_timeout: Duration::from_secs(5),
             max_inbound_lead: MAX_INBOUND_LEAD,
             max_frames_per_second: MAX_FRAMES_PER_SECOND,
+            handoff_dtmf: None,
         }
     }
 }
@@ -217,6 +220,9 @@ pub enum EndReason {
     /// Exotel's `stop`, with its reason.
     Stopped(String),
     BotHungUp,
+    /// The caller was handed to a person (the bot asked, or `HANDOFF_DTMF`): the stream ends
+    /// once the bot's last audio has played, and Exotel's flow goes on to its Passthru applet.
+    HandedOff,
     /// The relayed bot could not be reached (`BOT_FALLBACK=hangup`): a tone, then the hang-up.
     BotUnavailable,
     ClosedByPeer,
@@ -242,6 +248,7 @@ impl EndReason {
         match self {
             EndReason::Stopped(r) => r,
             EndReason::BotHungUp => "bot-hung-up",
+            EndReason::HandedOff => "handed-off",
             EndReason::BotUnavailable => "bot-unavailable",
             EndReason::ClosedByPeer => "socket-closed",
             EndReason::Replaced => "replaced",
@@ -276,6 +283,8 @@ pub struct SessionStats {
     pub held_back: bool,
     /// The relay's own counts (`BOT=relay`).
     pub relay: RelayCounts,
+    /// Why the caller was handed to a person, when they were.
+    pub handoff: Option<String>,
 }
 
 /// When Exotel's playout queue runs dry, measured against a clock taken when the first chunk of
@@ -516,6 +525,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 false => EndReason::BotHungUp,
             });
         }
+        if self.handoff_due(now) {
+            return Some(match self.bot_unavailable {
+                true => EndReason::BotUnavailable,
+                false => EndReason::HandedOff,
+            });
+        }
         let wait = self.next_wake(now).saturating_duration_since(now);
         // Whole milliseconds (crate::timer): 1 ms late at most, far inside the pacing lead.
         let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
@@ -698,6 +713,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
             Inbound::Dtmf { digit, .. } => {
                 self.stats.dtmf.push(digit);
+                if self.settings.handoff_dtmf == Some(digit) && self.live.is_some() {
+                    // At once, whatever the bot was saying.
+                    self.outbox.clear();
+                    self.outbox.hand_off("dtmf");
+                    return None;
+                }
                 match self.live.as_mut().map(|l| &mut l.handler) {
                     Some(Handler::Bot(bot)) => bot.on_dtmf(digit, &mut self.outbox),
                     Some(Handler::Relay(_)) => {}
@@ -1103,8 +1124,20 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
     }
 
+    /// A handoff asked for, with every queued sample sent and played (Exotel's queue empty by
+    /// the pacer's clock): the caller has heard the bot's last words.
+    fn handoff_due(&mut self, now: Instant) -> bool {
+        if self.outbox.handoff().is_none() || self.outbox.queued_samples() > 0 {
+            return false;
+        }
+        self.live
+            .as_mut()
+            .is_none_or(|live| live.pacer.ahead(now).is_zero())
+    }
+
     /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
     pub fn finish(&mut self, reason: &EndReason) {
+        self.stats.handoff = self.outbox.handoff().map(str::to_owned);
         // The bot first: it hears of the end even when Exotel's socket takes its time to close.
         if let Some(live) = self.live.as_mut() {
             match &mut live.handler {
@@ -1192,16 +1225,31 @@ fn fallback(
     let (mut bot, unavailable): (Box<dyn Bot>, bool) = match config.fallback {
         Fallback::Echo => (bots.create(call), false),
         Fallback::Hangup => (Box::new(ToneThenHangUp::bot_unavailable()), true),
+        Fallback::Handoff => (Box::new(HandOffAtOnce), true),
     };
     crate::warn!(
         "relay.unavailable",
         callLogId = call.call_log_id,
         bot = config.url,
         error = error,
-        fallback = if unavailable { "hangup" } else { "echo" }
+        fallback = match config.fallback {
+            Fallback::Echo => "echo",
+            Fallback::Hangup => "hangup",
+            Fallback::Handoff => "handoff",
+        }
     );
     bot.on_start(call, out);
     (Handler::Bot(bot), unavailable)
+}
+
+/// `BOT_FALLBACK=handoff`: the caller goes to a person at once.
+struct HandOffAtOnce;
+
+impl Bot for HandOffAtOnce {
+    fn on_start(&mut self, _call: &CallStart<'_>, out: &mut Outbox) {
+        out.hand_off("bot-unavailable");
+    }
+    fn on_audio(&mut self, _samples: &[i16], _out: &mut Outbox) {}
 }
 
 /// Exotel's `start` frame with `extra` added to its `custom_parameters` (an object made if it

@@ -124,6 +124,8 @@ pub enum Event {
 #[derive(Debug, Clone, Default)]
 pub struct CallReport {
     pub call_log_id: String,
+    /// The CallSid the call's `start` named.
+    pub call_sid: String,
     pub media_url: String,
     pub chunks_sent: u64,
     pub bytes_sent: u64,
@@ -293,6 +295,7 @@ fn first_bot_chunk_ms(events: &[(Duration, Event)]) -> Option<f64> {
 fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
     let (url, call_sid) = media_url(plan)?;
     report.media_url = url.clone();
+    report.call_sid = call_sid.clone();
     report.call_log_id = url
         .split("callLogId=")
         .nth(1)

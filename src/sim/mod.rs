@@ -14,6 +14,7 @@ pub mod bot;
 pub mod caller;
 pub mod client;
 pub mod fake_exotel;
+pub mod passthru;
 pub mod report;
 pub mod wire;
 

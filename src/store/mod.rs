@@ -58,6 +58,8 @@ pub struct StoredAgent {
     pub headers: Option<String>,
     /// The greeting's file under `DATA_DIR/agents`, when it has one.
     pub greeting: Option<String>,
+    /// `bot`, `always` or `never`; `None` is `bot`.
+    pub handoff: Option<String>,
 }
 
 /// The handle; cloning shares the thread.
@@ -133,8 +135,8 @@ impl Store {
         self.ask(move |conn| {
             let verb = if create { "INSERT OR IGNORE" } else { "INSERT OR REPLACE" };
             conn.execute(
-                &format!("{verb} INTO agents (name, bot, url, headers, greeting) VALUES (?1, ?2, ?3, ?4, ?5)"),
-                params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting],
+                &format!("{verb} INTO agents (name, bot, url, headers, greeting, handoff) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting, agent.handoff],
             )
             .map(|n| n > 0)
         })
@@ -170,9 +172,19 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
     )?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS agents (
-             name TEXT PRIMARY KEY, bot TEXT NOT NULL, url TEXT, headers TEXT, greeting TEXT
+             name TEXT PRIMARY KEY, bot TEXT NOT NULL, url TEXT, headers TEXT, greeting TEXT,
+             handoff TEXT
          );",
     )?;
+    // Agents kept before `handoff` existed get the column (NULL: `bot`).
+    let has_handoff: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = 'handoff'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_handoff {
+        conn.execute_batch("ALTER TABLE agents ADD COLUMN handoff TEXT;")?;
+    }
     campaigns::prepare(conn)?;
     let dnc = conn
         .prepare("SELECT number FROM dnc")?
@@ -197,7 +209,7 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
         })?
         .collect::<Result<_, _>>()?;
     let agents = conn
-        .prepare("SELECT name, bot, url, headers, greeting FROM agents ORDER BY name")?
+        .prepare("SELECT name, bot, url, headers, greeting, handoff FROM agents ORDER BY name")?
         .query_map([], |r| {
             Ok(StoredAgent {
                 name: r.get(0)?,
@@ -205,6 +217,7 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
                 url: r.get(2)?,
                 headers: r.get(3)?,
                 greeting: r.get(4)?,
+                handoff: r.get(5)?,
             })
         })?
         .collect::<Result<_, _>>()?;

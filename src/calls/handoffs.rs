@@ -1,0 +1,136 @@
+//! How each call's stream ended, kept in memory for the Passthru applet that Exotel's flow may
+//! run right after it: whether the caller is to be handed to a person, and why.
+//!
+//! The Passthru request holds a caller on the line until it is answered, so its decision is a
+//! lookup here, never the disk: by our callLogId (`CustomField`), else by Exotel's CallSid.
+//! Entries live [`KEPT_FOR`]; the call log keeps the lasting record.
+
+use super::CallLogId;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long after its stream ended a call's Passthru is answered from memory.
+pub const KEPT_FOR: Duration = Duration::from_secs(30 * 60);
+/// Entries are swept at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Where a handoff came from, for `/metrics` (the bot's own reason is free text; this is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffSource {
+    /// The bot asked (`Outbox::hand_off`, or a relayed bot's `handoff` event).
+    Bot,
+    /// `HANDOFF_DTMF`.
+    Dtmf,
+    /// The bot could not be reached and `BOT_FALLBACK=handoff`.
+    BotUnavailable,
+    /// The call's agent hands off after every bot (`handoff: always`).
+    Agent,
+}
+
+impl HandoffSource {
+    pub const ALL: [HandoffSource; 4] = [
+        HandoffSource::Bot,
+        HandoffSource::Dtmf,
+        HandoffSource::BotUnavailable,
+        HandoffSource::Agent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffSource::Bot => "bot",
+            HandoffSource::Dtmf => "dtmf",
+            HandoffSource::BotUnavailable => "bot-unavailable",
+            HandoffSource::Agent => "agent",
+        }
+    }
+
+    /// The source of a handoff with this reason.
+    pub fn of_reason(reason: &str) -> HandoffSource {
+        match reason {
+            "dtmf" => HandoffSource::Dtmf,
+            "bot-unavailable" => HandoffSource::BotUnavailable,
+            "agent" => HandoffSource::Agent,
+            _ => HandoffSource::Bot,
+        }
+    }
+}
+
+/// A call whose stream has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub id: CallLogId,
+    /// Why the caller is to be handed off; `None`: not to be.
+    pub handoff: Option<String>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<CallLogId, (Option<String>, Instant)>,
+    by_call_sid: HashMap<String, CallLogId>,
+    swept: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct Handoffs {
+    table: Mutex<Table>,
+}
+
+impl Handoffs {
+    /// A call's stream ended, handing off or not.
+    pub fn stream_ended(&self, id: &CallLogId, call_sid: Option<&str>, handoff: Option<String>) {
+        let now = Instant::now();
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if t.swept
+            .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+        {
+            t.by_id
+                .retain(|_, (_, at)| now.duration_since(*at) < KEPT_FOR);
+            let Table {
+                by_id, by_call_sid, ..
+            } = &mut *t;
+            by_call_sid.retain(|_, id| by_id.contains_key(id));
+            t.swept = Some(now);
+        }
+        t.by_id.insert(id.clone(), (handoff, now));
+        if let Some(sid) = call_sid.filter(|s| !s.is_empty()) {
+            t.by_call_sid.insert(sid.to_owned(), id.clone());
+        }
+    }
+
+    /// The call a Passthru request is about: by callLogId, else by CallSid.
+    pub fn find(&self, call_log_id: Option<&str>, call_sid: Option<&str>) -> Option<Ended> {
+        let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let id = call_log_id
+            .and_then(|id| CallLogId::parse(id).ok())
+            .filter(|id| t.by_id.contains_key(id))
+            .or_else(|| call_sid.and_then(|sid| t.by_call_sid.get(sid).cloned()))?;
+        let (handoff, _) = t.by_id.get(&id)?;
+        Some(Ended {
+            handoff: handoff.clone(),
+            id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_found_by_their_id_or_their_call_sid() {
+        let h = Handoffs::default();
+        let a = CallLogId::parse("call-a").unwrap();
+        let b = CallLogId::parse("call-b").unwrap();
+        h.stream_ended(&a, Some("CA1"), Some("billing".into()));
+        h.stream_ended(&b, None, None);
+        assert_eq!(
+            h.find(Some("call-a"), None).unwrap().handoff.as_deref(),
+            Some("billing")
+        );
+        assert_eq!(h.find(None, Some("CA1")).unwrap().id, a);
+        assert_eq!(h.find(Some("nobody"), Some("CA1")).unwrap().id, a);
+        assert_eq!(h.find(Some("call-b"), None).unwrap().handoff, None);
+        assert_eq!(h.find(Some("nobody"), Some("CA9")), None);
+    }
+}
