@@ -236,11 +236,14 @@ fn a_campaign_calls_everyone_within_its_limits_its_window_and_its_retries() {
     // And /metrics counts it.
     let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
     assert!(
-        metrics.contains(&format!("voicebot_campaign_dials_total {}", calls.len())),
+        metrics.contains(&format!(
+            "exotel_voicebot_campaign_dials_total {}",
+            calls.len()
+        )),
         "{metrics}"
     );
     assert!(metrics.contains(&format!(
-        "voicebot_campaign_attempts_ended_total{{outcome=\"busy\"}} {}",
+        "exotel_voicebot_campaign_attempts_ended_total{{outcome=\"busy\"}} {}",
         busy * 3
     )));
 }

@@ -219,6 +219,17 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         });
         Ok(())
     };
+    // Before the socket closes: Exotel's Passthru may come as soon as it has.
+    let on_end = |reason: &EndReason, asked: Option<&str>| {
+        if !matches!(reason, EndReason::Replaced | EndReason::CallSidMismatch(_)) {
+            let handoff = handoff_of(agent.as_deref(), reason, asked.map(str::to_owned));
+            let call_sid = stream_call_sid
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            ended_for_passthru(app, &grant.call_log_id, call_sid.as_deref(), handoff);
+        }
+    };
     let session = Session::new(
         ws,
         grant.call_log_id.clone(),
@@ -234,7 +245,8 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
         ticket.stop.clone(),
         Instant::now(),
     )
-    .with_contact_parameters(plan.as_ref().map(|p| p.params.clone()).unwrap_or_default());
+    .with_contact_parameters(plan.as_ref().map(|p| p.params.clone()).unwrap_or_default())
+    .with_on_end(&on_end);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
     let (reason, stats) = outcome.unwrap_or_else(|_| {
         crate::error!("media.session_panicked", callLogId = ticket.call_log_id);
@@ -247,18 +259,7 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     if let Some(plan) = &plan {
         do_not_call_key(app, &ticket.call_log_id, plan, &stats.dtmf);
     }
-    if status.is_some() {
-        let handoff = handoff_of(agent.as_deref(), &reason, stats.handoff.clone());
-        ended_for_passthru(
-            app,
-            &ticket.call_log_id,
-            stream_call_sid
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_deref(),
-            handoff,
-        );
-    }
+
     app.call_log.record(LogEvent::MediaEnded {
         id: ticket.call_log_id.clone(),
         status,

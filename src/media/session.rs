@@ -345,6 +345,10 @@ struct Live {
 /// (its CallSid is not the call's) and ends the session with [`EndReason::CallSidMismatch`].
 pub type OnStart<'a> = &'a (dyn Fn(&CallLogId, &StartEvent) -> Result<(), String> + Sync);
 
+/// Hears how the session ended, and whether the caller is handed off, before the socket
+/// closes: Exotel's Passthru can follow the close within milliseconds.
+pub type OnEnd<'a> = &'a (dyn Fn(&EndReason, Option<&str>) + Sync);
+
 /// What a session is given by the server: who makes its bot, who hears of its start, and its
 /// settings.
 #[derive(Clone, Copy)]
@@ -383,6 +387,7 @@ pub struct Session<'a, S: MediaIo> {
     /// Parameters the call was dialed with (a campaign contact's columns): the bot gets them
     /// with the URL's, and a relayed bot in its `start`'s `custom_parameters`.
     contact_parameters: Vec<(String, String)>,
+    on_end: Option<OnEnd<'a>>,
     /// The sample rate the media URL asked Exotel for (a `start` without one gets it).
     url_sample_rate: u32,
     /// The call's CallSid as the webhook told it, for a `start` made up without Exotel's.
@@ -419,6 +424,12 @@ pub struct Session<'a, S: MediaIo> {
 }
 
 impl<'a, S: MediaIo> Session<'a, S> {
+    /// Tells `on_end` how the session ended, before its socket closes.
+    pub fn with_on_end(mut self, on_end: OnEnd<'a>) -> Self {
+        self.on_end = Some(on_end);
+        self
+    }
+
     /// Hands the bot these parameters too (see `contact_parameters`).
     pub fn with_contact_parameters(mut self, params: Vec<(String, String)>) -> Self {
         self.url_parameters.extend(params.iter().cloned());
@@ -455,6 +466,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             settings: context.settings,
             url_parameters,
             contact_parameters: Vec::new(),
+            on_end: None,
             url_sample_rate,
             known_call_sid: String::new(),
             early_stream_sid: None,
@@ -1138,6 +1150,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
     pub fn finish(&mut self, reason: &EndReason) {
         self.stats.handoff = self.outbox.handoff().map(str::to_owned);
+        if let Some(on_end) = self.on_end {
+            on_end(reason, self.stats.handoff.as_deref());
+        }
         // The bot first: it hears of the end even when Exotel's socket takes its time to close.
         if let Some(live) = self.live.as_mut() {
             match &mut live.handler {

@@ -288,25 +288,25 @@ impl CampaignMetrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(1024);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        out.push_str("# HELP voicebot_campaigns_running Campaigns dialing now (running or waiting for their window).\n# TYPE voicebot_campaigns_running gauge\n");
+        out.push_str("# HELP exotel_voicebot_campaigns_running Campaigns dialing now (running or waiting for their window).\n# TYPE exotel_voicebot_campaigns_running gauge\n");
         out.push_str(&format!(
-            "voicebot_campaigns_running {}\n",
+            "exotel_voicebot_campaigns_running {}\n",
             get(&self.running)
         ));
-        out.push_str("# HELP voicebot_campaign_calls_in_flight Campaign attempts sent and not yet ended.\n# TYPE voicebot_campaign_calls_in_flight gauge\n");
+        out.push_str("# HELP exotel_voicebot_campaign_calls_in_flight Campaign attempts sent and not yet ended.\n# TYPE exotel_voicebot_campaign_calls_in_flight gauge\n");
         out.push_str(&format!(
-            "voicebot_campaign_calls_in_flight {}\n",
+            "exotel_voicebot_campaign_calls_in_flight {}\n",
             get(&self.in_flight)
         ));
-        out.push_str("# HELP voicebot_campaign_dials_total Campaign attempts sent to Exotel.\n# TYPE voicebot_campaign_dials_total counter\n");
+        out.push_str("# HELP exotel_voicebot_campaign_dials_total Campaign attempts sent to Exotel.\n# TYPE exotel_voicebot_campaign_dials_total counter\n");
         out.push_str(&format!(
-            "voicebot_campaign_dials_total {}\n",
+            "exotel_voicebot_campaign_dials_total {}\n",
             get(&self.dialed)
         ));
-        out.push_str("# HELP voicebot_campaign_attempts_ended_total Campaign attempts ended, by outcome.\n# TYPE voicebot_campaign_attempts_ended_total counter\n");
+        out.push_str("# HELP exotel_voicebot_campaign_attempts_ended_total Campaign attempts ended, by outcome.\n# TYPE exotel_voicebot_campaign_attempts_ended_total counter\n");
         for (i, outcome) in OUTCOMES.iter().enumerate() {
             out.push_str(&format!(
-                "voicebot_campaign_attempts_ended_total{{outcome=\"{}\"}} {}\n",
+                "exotel_voicebot_campaign_attempts_ended_total{{outcome=\"{}\"}} {}\n",
                 outcome.as_str(),
                 get(&self.outcomes[i])
             ));
