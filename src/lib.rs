@@ -25,6 +25,11 @@
 //! loopback, `/call` up to Exotel, the per-chunk protocol work, the session per frame, the WAV
 //! writer). `vendor/may_queue` and `vendor/minreq` are dependencies with one change each (`vendor/README.md`).
 //!
+//! **After the stream.** A bot (or the caller's key, a failed bot, an agent's policy) can hand
+//! the caller to a person: the session records it ([`calls::handoffs`]) before closing the
+//! stream, and Exotel's Passthru applet after the Voicebot applet asks [`exotel::passthru`]
+//! which branch to take, answered from memory while the caller waits.
+//!
 //! **Around the calls.** [`calls::dnc`] is the do-not-call list `/call` checks and
 //! [`calls::phones`] the ExoPhones with their own Exotel accounts (each a line: account, caller
 //! id, applet or stream, limit). [`calls::campaigns`] dials lists of contacts within a window, a
