@@ -634,39 +634,8 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
             })
         })
         .transpose()?;
-    let campaign_dnc_key = match var("CAMPAIGN_DNC_KEY").as_deref() {
-        None => Some('9'),
-        Some("off" | "none" | "") => None,
-        Some(k)
-            if k.len() == 1
-                && k.chars()
-                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
-        {
-            k.chars().next()
-        }
-        Some(other) => {
-            return Err(ConfigError {
-                variable: "CAMPAIGN_DNC_KEY",
-                problem: format!("{other:?} is not one key (0-9, * or #) nor off"),
-            })
-        }
-    };
-    let handoff_dtmf = match var("HANDOFF_DTMF").as_deref() {
-        None | Some("off" | "none") => None,
-        Some(k)
-            if k.len() == 1
-                && k.chars()
-                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
-        {
-            k.chars().next()
-        }
-        Some(other) => {
-            return Err(ConfigError {
-                variable: "HANDOFF_DTMF",
-                problem: format!("{other:?} is not one key (0-9, * or #) nor off"),
-            })
-        }
-    };
+    let campaign_dnc_key = key_var(var, "CAMPAIGN_DNC_KEY", Some('9'))?;
+    let handoff_dtmf = key_var(var, "HANDOFF_DTMF", None)?;
     let passthru_handoff_status = match var("PASSTHRU_HANDOFF_STATUS").as_deref() {
         None | Some("200") => 200,
         Some("302") => 302,
@@ -692,6 +661,29 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
         handoff_dtmf,
         passthru_handoff_status,
     })
+}
+
+/// A phone key (`0`-`9`, `*`, `#`), or `off`/`none` for none; `default` when unset.
+fn key_var(
+    var: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: Option<char>,
+) -> Result<Option<char>, ConfigError> {
+    match var(variable).as_deref() {
+        None => Ok(default),
+        Some("off" | "none") => Ok(None),
+        Some(k)
+            if k.len() == 1
+                && k.chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
+        {
+            Ok(k.chars().next())
+        }
+        Some(other) => Err(ConfigError {
+            variable,
+            problem: format!("{other:?} is not one key (0-9, * or #) nor off"),
+        }),
+    }
 }
 
 /// `LOG_LEVEL` (info, warn, error, off) and `LOG_FORMAT` (text, json).
@@ -959,6 +951,27 @@ pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn phone_keys_are_one_key_or_off_and_errors_name_the_variable() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(|k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (Some('9'), None));
+        let c = with(&[("CAMPAIGN_DNC_KEY", "off"), ("HANDOFF_DTMF", "#")]).unwrap();
+        assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (None, Some('#')));
+        for (name, value) in [("HANDOFF_DTMF", "12"), ("CAMPAIGN_DNC_KEY", "x")] {
+            let pairs: &'static [(&'static str, &'static str)] =
+                Box::leak(vec![(name, value)].into_boxed_slice());
+            assert_eq!(with(pairs).unwrap_err().variable, name);
+        }
+    }
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

@@ -947,18 +947,7 @@ fn apply(
                     return Ok(());
                 }
             }
-            let by_field = by_field.map(|(id, _)| id);
-            let id: Option<String> = match (by_field, call_sid) {
-                (Some(id), _) => Some(id),
-                (None, Some(sid)) => conn
-                    .query_row(
-                        "SELECT call_log_id FROM calls WHERE call_sid = ?1",
-                        [sid],
-                        |r| r.get(0),
-                    )
-                    .optional()?,
-                (None, None) => None,
-            };
+            let id = row_by(conn, by_field.map(|(id, _)| id), call_sid.as_deref())?;
             let Some(id) = id else {
                 crate::warn!(
                     "calllog.unmatched_status",
@@ -989,6 +978,26 @@ fn apply(
     Ok(())
 }
 
+/// The row of an Exotel request: the one its CustomField named (`by_id`, already looked up),
+/// else the one with its CallSid.
+fn row_by(
+    conn: &Connection,
+    by_id: Option<String>,
+    call_sid: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    match (by_id, call_sid) {
+        (Some(id), _) => Ok(Some(id)),
+        (None, Some(sid)) => conn
+            .query_row(
+                "SELECT call_log_id FROM calls WHERE call_sid = ?1",
+                [sid],
+                |r| r.get(0),
+            )
+            .optional(),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Exotel's word on how a stream ended, on the call's row (found by callLogId, else CallSid).
 fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
     let by_id: Option<String> = match &end.custom_field {
@@ -1001,17 +1010,7 @@ fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
             .optional()?,
         None => None,
     };
-    let id = match (by_id, &end.call_sid) {
-        (Some(id), _) => Some(id),
-        (None, Some(sid)) => conn
-            .query_row(
-                "SELECT call_log_id FROM calls WHERE call_sid = ?1",
-                [sid],
-                |r| r.get(0),
-            )
-            .optional()?,
-        (None, None) => None,
-    };
+    let id = row_by(conn, by_id, end.call_sid.as_deref())?;
     let Some(id) = id else {
         crate::warn!(
             "calllog.unmatched_passthru",
