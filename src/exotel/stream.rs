@@ -9,7 +9,6 @@
 //! alphabet. Only what a frame cannot be used without (its `event` name, a media `payload`) is
 //! strict. Must not know about sockets, bots or pacing.
 
-use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -705,9 +704,9 @@ impl Encoder {
         let start = out.len();
         let b64_len = base64::encoded_len(pcm.len(), true).unwrap_or(0);
         out.resize(start + b64_len, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(pcm, &mut out[start..])
-            .unwrap_or(0);
+        let written = base64_simd::STANDARD
+            .encode(pcm, base64_simd::Out::from_slice(&mut out[start..]))
+            .len();
         out.truncate(start + written);
         out.put_slice(b"\"}}");
     }
@@ -753,8 +752,12 @@ pub fn decode_payload_into(payload: &str, pcm: &mut Vec<u8>) -> Result<bool, Pay
     let start = pcm.len();
     let max = payload.len().div_ceil(4) * 3;
     pcm.resize(start + max, 0);
-    match base64::engine::general_purpose::STANDARD
-        .decode_slice(payload.as_bytes(), &mut pcm[start..])
+    match base64_simd::STANDARD
+        .decode(
+            payload.as_bytes(),
+            base64_simd::Out::from_slice(&mut pcm[start..]),
+        )
+        .map(|d| d.len())
     {
         Ok(n) => {
             pcm.truncate(start + n);
@@ -826,6 +829,7 @@ pub fn decode_lenient(input: &[u8], out: &mut [u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     #[test]
     fn parses_what_a_bot_sends() {
