@@ -11,7 +11,9 @@ use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
 use exotel_voicebot::media::recorder::Recorder;
-use exotel_voicebot::media::session::{websocket_config, Session, SessionContext, SessionSettings};
+use exotel_voicebot::media::session::{
+    websocket_config, Held, Session, SessionContext, SessionSettings,
+};
 use exotel_voicebot::metrics::Metrics;
 use exotel_voicebot::sim::wire::{media_frame, start_frame, Pipe};
 use std::sync::atomic::AtomicU8;
@@ -39,8 +41,8 @@ fn per_frame(c: &mut Criterion, name: &str, recorder: Option<&Recorder>) {
         ws,
         CallLogId::parse("bench-session").unwrap(),
         SessionContext {
-            bots: &bots,
-            on_start: &|_, _| Ok(()),
+            bots: Held::Lent(&bots),
+            on_start: Held::Lent(&|_, _| Ok(())),
             settings: &settings,
             metrics: &metrics,
             recorder,

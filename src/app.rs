@@ -41,6 +41,8 @@ pub struct App {
     /// Makes each call's bot.
     pub bots: Box<dyn BotFactory>,
     pub media_settings: crate::media::session::SessionSettings,
+    /// The media event loops (`MEDIA_LOOPS`), once `start` has started them.
+    pub media_loops: crate::media::engine::MediaLoops,
     /// Set on SIGTERM/SIGINT: no new calls, live ones may finish.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -170,6 +172,7 @@ impl App {
             default_line,
             bots,
             media_settings,
+            media_loops: Default::default(),
             draining: Default::default(),
         })
     }

@@ -339,6 +339,10 @@ pub struct Config {
     pub media_max_ahead: Duration,
     /// `MEDIA_MAX_FRAMES_PER_S`: frames read from one media socket per second at most.
     pub media_max_frames_per_second: u32,
+    /// `MEDIA_LOOPS`: event-loop threads that carry the media sockets of calls answered by a
+    /// bot in this process (default: one per core this process may run on); 0 runs each call
+    /// on its connection's coroutine instead. Relayed and TLS calls always run on coroutines.
+    pub media_loops: usize,
     /// `MEDIA_START_TIMEOUT_MS`: a media socket with no `start` and no audio this long is ended.
     pub media_start_timeout: Duration,
     /// `CALL_CHECK_MARGIN_S`: after a placed call's ring time plus this with no status, Exotel
@@ -464,6 +468,7 @@ impl Config {
             media_token_ttl: media.media_token_ttl,
             media_max_ahead: media.media_max_ahead,
             media_max_frames_per_second: media.media_max_frames_per_second,
+            media_loops: media.media_loops,
             call_check_margin: calls.call_check_margin,
             echo_delay_ms: calls.echo_delay_ms,
             bot: calls.bot,
@@ -495,6 +500,7 @@ struct MediaVars {
     media_token_ttl: Duration,
     media_max_ahead: Duration,
     media_max_frames_per_second: u32,
+    media_loops: usize,
 }
 
 /// `SAMPLE_RATE`, `MAX_PENDING_MEDIA_TOKENS` and the `MEDIA_*` limits.
@@ -555,6 +561,8 @@ fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, C
         10,
         1_000_000,
     )? as u32;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let media_loops = ranged(var, "MEDIA_LOOPS", cores, 0, 1024)? as usize;
     Ok(MediaVars {
         sample_rate,
         max_pending_media_tokens,
@@ -566,6 +574,7 @@ fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, C
         media_token_ttl,
         media_max_ahead,
         media_max_frames_per_second,
+        media_loops,
     })
 }
 
@@ -1122,6 +1131,21 @@ mod tests {
         );
         assert_eq!(d.data_dir, std::path::PathBuf::from("./data"));
         assert!(!d.record);
+    }
+
+    #[test]
+    fn media_loops_default_to_the_cores_and_stop_at_1024() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config(&[]).unwrap().media_loops, cores);
+        assert_eq!(config(&[("MEDIA_LOOPS", "0")]).unwrap().media_loops, 0);
+        assert_eq!(
+            config(&[("MEDIA_LOOPS", "1024")]).unwrap().media_loops,
+            1024
+        );
+        for bad in ["1025", "-1", "many"] {
+            let e = config(&[("MEDIA_LOOPS", bad)]).unwrap_err();
+            assert_eq!(e.variable, "MEDIA_LOOPS", "{e}");
+        }
     }
 
     #[test]

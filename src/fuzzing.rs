@@ -140,7 +140,7 @@ pub fn stream_frame(data: &[u8]) {
 /// whether they are raw WebSocket bytes or text frames (split at `\n`).
 pub fn session(data: &[u8]) {
     crate::log::set_quiet(true);
-    use crate::media::session::{websocket_config, Session, SessionContext, SessionSettings};
+    use crate::media::session::{websocket_config, Held, Session, SessionContext, SessionSettings};
     use crate::sim::wire::{client_frame, start_frame, Pipe, Wire};
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -173,8 +173,8 @@ pub fn session(data: &[u8]) {
         ws,
         crate::calls::CallLogId::parse("fuzz").expect("id"),
         SessionContext {
-            bots: &bots,
-            on_start: &|_, _| Ok(()),
+            bots: Held::Lent(&bots),
+            on_start: Held::Lent(&|_, _| Ok(())),
             settings: &settings,
             metrics: &metrics,
             recorder: None,

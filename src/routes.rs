@@ -12,8 +12,14 @@ impl Service for App {
         dispatch(self, request)
     }
 
-    fn upgrade(&self, request: &Request, stream: crate::http::Conn, already_read: Vec<u8>) {
-        crate::media::upgraded(self, request, stream, already_read);
+    fn upgrade(
+        &self,
+        request: &Request,
+        stream: crate::http::Conn,
+        already_read: Vec<u8>,
+        open: crate::http::OpenConnection,
+    ) {
+        crate::media::upgraded(self, request, stream, already_read, open);
     }
 }
 

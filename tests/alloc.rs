@@ -10,7 +10,9 @@
 use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
-use exotel_voicebot::media::session::{websocket_config, Session, SessionContext, SessionSettings};
+use exotel_voicebot::media::session::{
+    websocket_config, Held, Session, SessionContext, SessionSettings,
+};
 use exotel_voicebot::sim::wire::{client_frame, media_frame, start_frame, Pipe, Wire};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -127,8 +129,8 @@ fn a_running_call_allocates_nothing_per_media_frame() {
         ws,
         CallLogId::parse("alloc-test").unwrap(),
         SessionContext {
-            bots: &bots,
-            on_start: &|_, _| Ok(()),
+            bots: Held::Lent(&bots),
+            on_start: Held::Lent(&|_, _| Ok(())),
             settings: &settings,
             metrics: &metrics,
             recorder: Some(&recorder),
@@ -243,12 +245,12 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
             ws,
             CallLogId::parse("relay-alloc-test").unwrap(),
             SessionContext {
-                bots: &bots,
-                on_start: &|_, _| Ok(()),
+                bots: Held::Lent(&bots),
+                on_start: Held::Lent(&|_, _| Ok(())),
                 settings: &settings,
                 metrics: &metrics,
                 recorder: None,
-                relay: Some(&relay),
+                relay: Some(Arc::new(relay.clone())),
             },
             Vec::new(),
             Arc::new(AtomicU8::new(0)),

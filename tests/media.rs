@@ -189,6 +189,53 @@ fn clear_empties_the_queue_within_one_chunk() {
     );
 }
 
+/// The two drivers of a session (docs/ARCHITECTURE.md §2): the media event loops (the default)
+/// and a coroutine per call (`MEDIA_LOOPS=0`) carry the same calls the same way.
+#[test]
+fn echo_calls_run_on_the_event_loops_by_default_and_on_coroutines_with_media_loops_0() {
+    for (loops, runs_on) in [
+        (None, "loop"),
+        (Some("0"), "coroutine"),
+        (Some("3"), "loop"),
+    ] {
+        let env: Vec<(&str, &str)> = loops.map(|l| ("MEDIA_LOOPS", l)).into_iter().collect();
+        let server = Server::start(&env);
+        let p = plan(&server, 1500);
+        let report = run_load(&p, 20, Duration::from_millis(500));
+        assert_eq!(
+            report.clean_calls(),
+            20,
+            "MEDIA_LOOPS={loops:?}: {}",
+            exotel_voicebot::sim::report::summary(&report.calls, report.wall)
+        );
+        let connected: Vec<String> = server
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("media.connected"))
+            .collect();
+        assert_eq!(connected.len(), 20);
+        assert!(
+            connected
+                .iter()
+                .all(|l| l.contains(&format!("runsOn={runs_on}"))),
+            "MEDIA_LOOPS={loops:?}: {connected:#?}"
+        );
+        let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("media-loop-"))
+            .count();
+        let expected = match loops {
+            Some(n) => n.parse::<usize>().unwrap(),
+            None => std::thread::available_parallelism().unwrap().get(),
+        };
+        assert_eq!(
+            threads, expected,
+            "media-loop threads with MEDIA_LOOPS={loops:?}"
+        );
+    }
+}
+
 #[test]
 fn a_hundred_concurrent_calls_all_complete() {
     let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);

@@ -45,4 +45,13 @@ impl Plans {
             .remove(id)
             .map(|(plan, _)| plan)
     }
+
+    /// The agent of the call's plan, left in place (where its media runs depends on it).
+    pub fn agent(&self, id: &CallLogId) -> Option<std::sync::Arc<super::agents::Agent>> {
+        self.by_call
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .and_then(|(plan, _)| plan.agent.clone())
+    }
 }

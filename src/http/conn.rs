@@ -108,7 +108,13 @@ struct Head {
     http_1_0: bool,
 }
 
-pub(super) fn serve(mut stream: Conn, peer: SocketAddr, service: &dyn Service, limits: &Limits) {
+pub(super) fn serve(
+    mut stream: Conn,
+    peer: SocketAddr,
+    service: &dyn Service,
+    limits: &Limits,
+    open: super::OpenConnection,
+) {
     let _ = stream.socket().set_nodelay(true);
     // A client that stops reading our answers must not hold the coroutine forever.
     let _ = stream.socket().set_write_timeout(Some(limits.idle_timeout));
@@ -139,7 +145,7 @@ pub(super) fn serve(mut stream: Conn, peer: SocketAddr, service: &dyn Service, l
         }
         if response.upgrade && response.status == 101 {
             let _ = stream.set_read_timeout(None);
-            service.upgrade(&request, stream, std::mem::take(&mut buf));
+            service.upgrade(&request, stream, std::mem::take(&mut buf), open);
             return;
         }
         if response.close {

@@ -125,8 +125,35 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, request: &Request) -> Response;
 
     /// Takes over a connection after `call` answered it with an upgrade (a `101`), with the
-    /// bytes already read past the request. Runs on the connection's coroutine.
-    fn upgrade(&self, _request: &Request, _stream: Conn, _already_read: Vec<u8>) {}
+    /// bytes already read past the request, and its place among `HTTP_MAX_CONNECTIONS` to keep
+    /// for as long as the socket is open. Runs on the connection's coroutine.
+    fn upgrade(
+        &self,
+        _request: &Request,
+        _stream: Conn,
+        _already_read: Vec<u8>,
+        _open: OpenConnection,
+    ) {
+    }
+}
+
+/// A connection's place among `HTTP_MAX_CONNECTIONS`, given back when dropped. An upgraded
+/// connection carries it wherever its socket goes (a media event loop).
+pub struct OpenConnection(Option<Arc<AtomicUsize>>);
+
+impl OpenConnection {
+    /// A place counted nowhere (a socket from `MEDIA_PORT`'s listener, which has no limit).
+    pub fn uncounted() -> OpenConnection {
+        OpenConnection(None)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(open) = &self.0 {
+            open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Answers the requests in `input` as a connection on `peer` would (framing, limits, dispatch,
@@ -202,11 +229,11 @@ impl Server {
                 conn::refuse_over_capacity(stream, limits.max_connections);
                 continue;
             }
-            let (service, limits, open) = (service.clone(), limits.clone(), open.clone());
+            let (service, limits) = (service.clone(), limits.clone());
+            let place = OpenConnection(Some(open.clone()));
             let builder = may::coroutine::Builder::new().stack_size(CONNECTION_STACK_WORDS);
             let spawned = may::go!(builder, move || {
-                conn::serve(stream, peer, &*service, &limits);
-                open.fetch_sub(1, Ordering::AcqRel);
+                conn::serve(stream, peer, &*service, &limits, place);
             });
             if let Err(e) = spawned {
                 crate::error!("http.spawn_failed", peer = peer, error = e);

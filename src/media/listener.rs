@@ -4,6 +4,7 @@
 use super::session::{websocket_config, MediaStream};
 use super::{authorize, Grant};
 use crate::app::App;
+use crate::http::OpenConnection;
 use crate::tls::ServerTls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ pub fn start(
             // The error holds the callback (and its borrow of `grant`): keep only its text.
             let accepted = attempt.map_err(|e| e.to_string());
             match (accepted, grant) {
-                (Ok(ws), Some(grant)) => super::run(&app, ws, grant),
+                (Ok(ws), Some(grant)) => super::serve(&app, ws, grant, OpenConnection::uncounted()),
                 (Err(e), _) => crate::info!("media.handshake_failed", peer = peer, error = e),
                 (Ok(_), None) => {}
             }

@@ -7,7 +7,9 @@
 //! refused at the handshake with 401 and a log line.
 
 pub mod audio;
+pub mod engine;
 pub mod listener;
+pub mod looped;
 pub mod pump;
 pub mod recorder;
 pub mod session;
@@ -21,8 +23,8 @@ use crate::calls::log::{LogEvent, MediaCounts, Status};
 use crate::calls::{CallLogId, MediaToken};
 use crate::config::BotChoice;
 use crate::exotel::stream::StartEvent;
-use crate::http::{form, Request, Response};
-use session::{EndReason, MediaStream, Session, SessionContext, SessionStats};
+use crate::http::{form, OpenConnection, Request, Response};
+use session::{EndReason, Held, MediaStream, Session, SessionContext, SessionStats};
 use std::time::Instant;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
@@ -124,8 +126,15 @@ pub fn handshake(app: &App, request: &Request) -> Response {
         .with_header("Sec-WebSocket-Accept", accept)
 }
 
-/// After the 101: runs the call's session on this connection's coroutine.
-pub fn upgraded(app: &App, request: &Request, stream: crate::http::Conn, already_read: Vec<u8>) {
+/// After the 101: the call's session goes to a media event loop, or runs on this
+/// connection's coroutine (see [`serve`]).
+pub fn upgraded(
+    app: &App,
+    request: &Request,
+    stream: crate::http::Conn,
+    already_read: Vec<u8>,
+    open: OpenConnection,
+) {
     // Authorized a moment ago in `handshake`; asked again so the grant is not carried through
     // the HTTP layer. A token that expired in between is refused by closing.
     let Ok(grant) = authorize(app, &request.query, request.header("authorization")) else {
@@ -137,23 +146,102 @@ pub fn upgraded(app: &App, request: &Request, stream: crate::http::Conn, already
         Role::Server,
         Some(session::websocket_config()),
     );
-    run(app, ws, grant);
+    serve(app, ws, grant, open);
 }
 
-/// Runs one call's session to its end, holding the call's place in the registry meanwhile, and
-/// writes its start and end to the call log.
-pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
-    let _ = ws.get_ref().socket().set_nodelay(true);
-    let _ = ws
-        .get_ref()
-        .socket()
-        .set_write_timeout(Some(std::time::Duration::from_secs(5)));
+/// Where a call's session runs: a plain socket whose call a bot in this process answers goes
+/// to an event loop (`MEDIA_LOOPS`, see [`engine`]) and this returns at once; a relayed call
+/// (its pump wakes a coroutine) and a TLS socket run here, on the caller's coroutine, to
+/// their end.
+pub fn serve(app: &App, mut ws: WebSocket<MediaStream>, grant: Grant, open: OpenConnection) {
+    let agent = app.plans.agent(&grant.call_log_id);
+    if app.media_loops.running() && relay_for(app, agent.as_deref()).is_none() {
+        match ws.get_mut().to_loop() {
+            Ok(true) => {
+                app.media_loops.submit(engine::Arrival { ws, grant, open });
+                return;
+            }
+            Ok(false) => {}
+            // The session below fails at its first read and writes the call's end.
+            Err(e) => crate::error!(
+                "media.loop_failed",
+                callLogId = grant.call_log_id,
+                error = e
+            ),
+        }
+    }
+    run(app, ws, grant);
+    drop(open);
+}
+
+/// Runs one call's session to its end on this coroutine, holding the call's place in the
+/// registry meanwhile, and writes its start and end to the call log.
+pub fn run(app: &App, ws: WebSocket<MediaStream>, grant: Grant) {
+    let (session, ending) = begin(app, ws, grant);
+    let relayed = ending.relayed;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
+    let (reason, stats) = outcome.unwrap_or_else(|_| {
+        crate::error!(
+            "media.session_panicked",
+            callLogId = ending.call.ticket.call_log_id
+        );
+        (
+            EndReason::SocketError("the session panicked".into()),
+            SessionStats::default(),
+        )
+    });
+    end(app, ending, &reason, &stats);
+    if relayed {
+        // The session parked on its coroutine's own park (media::pump): it must not end
+        // inside may's Park::subscribe.
+        pump::leave_parking();
+    }
+}
+
+/// What a call's session shares with its hooks: who it is, and the CallSid its stream named
+/// (for the Passthru that may follow the stream).
+pub struct CallShared {
+    grant: Grant,
+    ticket: crate::calls::registry::SessionTicket,
+    agent: Option<std::sync::Arc<crate::calls::agents::Agent>>,
+    stream_call_sid: std::sync::Mutex<Option<String>>,
+}
+
+/// What a call's end needs once its session is over.
+pub struct Ending {
+    call: std::sync::Arc<CallShared>,
+    plan: Option<crate::calls::plans::Plan>,
+    relayed: bool,
+}
+
+impl Ending {
+    /// Whether writing this end may wait for the disk: the caller pressed the do-not-call key,
+    /// and the list is the store's.
+    pub fn may_wait_for_disk(&self, app: &App, stats: &SessionStats) -> bool {
+        let campaign_call = self.plan.as_ref().is_some_and(|p| p.campaign.is_some());
+        campaign_call
+            && app
+                .config
+                .campaign_dnc_key
+                .is_some_and(|k| stats.dtmf.contains(k))
+    }
+}
+
+/// Sets a call up: its plan, its slot (for a static `MEDIA_SECRET` URL), its place in the
+/// registry, its bot, and a session that reports its start and end.
+pub fn begin(
+    app: &App,
+    mut ws: WebSocket<MediaStream>,
+    mut grant: Grant,
+) -> (Session<'_, MediaStream>, Ending) {
+    ws.get_ref().set_options();
     // The call's plan: its agent (else BOT), its contact's parameters, its campaign.
     let plan = app.plans.take(&grant.call_log_id);
     let agent = plan.as_ref().and_then(|p| p.agent.clone());
-    let relay = relay_for(app, agent.as_deref());
+    let relay = relay_for(app, agent.as_deref()).map(|r| std::sync::Arc::new(r.clone()));
+    let relayed = relay.is_some();
     // The relayed bot's frames must wake the session too: Exotel's socket gets a pump.
-    if relay.is_some() {
+    if relayed {
         if let Err(e) = ws.get_mut().start_pump() {
             // The call still works: the session then hears its bot at its next turn (within
             // 200 ms) instead of at once.
@@ -171,97 +259,125 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
     let ticket = app
         .registry
         .begin_session(&grant.call_log_id, grant.token.as_ref());
+    let runs_on = match ws.get_ref() {
+        MediaStream::Looped(_) => "loop",
+        _ => "coroutine",
+    };
     crate::info!(
         "media.connected",
         callLogId = grant.call_log_id,
-        agent = agent.as_deref().map_or("", |a| a.name.as_str())
+        agent = agent.as_deref().map_or("", |a| a.name.as_str()),
+        runsOn = runs_on
     );
-    let own_bots = bots_for(app, agent.clone(), grant.over_capacity);
-    let bots: &dyn BotFactory = match &own_bots {
-        Some(bots) => &**bots,
-        None => &*app.bots,
+    let bots = match bots_for(app, agent.clone(), grant.over_capacity) {
+        Some(own) => Held::Given(own),
+        None => Held::Lent(&*app.bots),
     };
-    // The stream's CallSid, for the Passthru that may follow the stream.
-    let stream_call_sid = std::sync::Mutex::new(None::<String>);
-    let on_start = |id: &CallLogId, start: &StartEvent| -> Result<(), String> {
-        if let Err(bound) = app.registry.bind_call_sid(&ticket, &start.call_sid) {
-            return Err(format!("this media token belongs to CallSid {bound}"));
-        }
-        *stream_call_sid.lock().unwrap_or_else(|p| p.into_inner()) = Some(start.call_sid.clone());
-        // The stream's CallSid against the one the webhook or /call bound the slot to: only
-        // noted. The token already proves the stream is this call's, and a stream naming its
-        // leg rather than its call must not cost the caller the call.
-        if !start.call_sid.is_empty() && !grant.over_capacity {
-            if let Err(other) = app.slots.bind_call_sid(id, &start.call_sid) {
-                crate::warn!(
-                    "media.call_sid_differs",
-                    callLogId = id,
-                    callSid = start.call_sid,
-                    boundCallSid = other.live,
-                    detail =
-                        "the stream's start names another CallSid than the webhook did; going on"
-                );
-            }
-        }
-        if !grant.over_capacity {
-            app.slots.connected(id);
-        }
-        app.call_log.record(LogEvent::MediaStarted {
-            id: id.clone(),
-            stream_sid: start.stream_sid.clone(),
-            call_sid: start.call_sid.clone(),
-            from: start.from.clone(),
-            to: start.to.clone(),
-            recording_path: app
-                .recorder
-                .as_ref()
-                .map(|r| r.path_for(id).display().to_string()),
-        });
-        Ok(())
-    };
+    let url_parameters = grant.url_parameters.clone();
+    let contact_parameters = plan.as_ref().map(|p| p.params.clone()).unwrap_or_default();
+    let call = std::sync::Arc::new(CallShared {
+        grant,
+        ticket,
+        agent,
+        stream_call_sid: std::sync::Mutex::new(None),
+    });
+    let (for_start, for_end) = (call.clone(), call.clone());
+    let on_start = move |id: &CallLogId, start: &StartEvent| started(app, &for_start, id, start);
     // Before the socket closes: Exotel's Passthru may come as soon as it has.
-    let on_end = |reason: &EndReason, asked: Option<&str>| {
+    let on_end = move |reason: &EndReason, asked: Option<&str>| {
         if !matches!(reason, EndReason::Replaced | EndReason::CallSidMismatch(_)) {
-            let handoff = handoff_of(agent.as_deref(), reason, asked.map(str::to_owned));
-            let call_sid = stream_call_sid
+            let handoff = handoff_of(for_end.agent.as_deref(), reason, asked.map(str::to_owned));
+            let call_sid = for_end
+                .stream_call_sid
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            ended_for_passthru(app, &grant.call_log_id, call_sid.as_deref(), handoff);
+            ended_for_passthru(
+                app,
+                &for_end.grant.call_log_id,
+                call_sid.as_deref(),
+                handoff,
+            );
         }
     };
     let session = Session::new(
         ws,
-        grant.call_log_id.clone(),
+        call.grant.call_log_id.clone(),
         SessionContext {
             bots,
-            on_start: &on_start,
+            on_start: Held::Given(Box::new(on_start)),
             settings: &app.media_settings,
             metrics: &app.metrics,
             recorder: app.recorder.as_ref(),
             relay,
         },
-        grant.url_parameters.clone(),
-        ticket.stop.clone(),
+        url_parameters,
+        call.ticket.stop.clone(),
         Instant::now(),
     )
-    .with_contact_parameters(plan.as_ref().map(|p| p.params.clone()).unwrap_or_default())
-    .with_on_end(&on_end);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
-    let (reason, stats) = outcome.unwrap_or_else(|_| {
-        crate::error!("media.session_panicked", callLogId = ticket.call_log_id);
-        (
-            EndReason::SocketError("the session panicked".into()),
-            SessionStats::default(),
-        )
-    });
-    let status = end_status(&reason, grant.over_capacity, stats.started);
-    if let Some(plan) = &plan {
-        do_not_call_key(app, &ticket.call_log_id, plan, &stats.dtmf);
-    }
+    .with_contact_parameters(contact_parameters)
+    .with_on_end(Held::Given(Box::new(on_end)));
+    let ending = Ending {
+        call,
+        plan,
+        relayed,
+    };
+    (session, ending)
+}
 
+/// The stream's `start`: binds its CallSid to the call's token and slot, and writes
+/// `in-progress`. An `Err` refuses the stream.
+fn started(app: &App, call: &CallShared, id: &CallLogId, start: &StartEvent) -> Result<(), String> {
+    if let Err(bound) = app.registry.bind_call_sid(&call.ticket, &start.call_sid) {
+        return Err(format!("this media token belongs to CallSid {bound}"));
+    }
+    *call
+        .stream_call_sid
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(start.call_sid.clone());
+    let over_capacity = call.grant.over_capacity;
+    // The stream's CallSid against the one the webhook or /call bound the slot to: only
+    // noted. The token already proves the stream is this call's, and a stream naming its
+    // leg rather than its call must not cost the caller the call.
+    if !start.call_sid.is_empty() && !over_capacity {
+        if let Err(other) = app.slots.bind_call_sid(id, &start.call_sid) {
+            crate::warn!(
+                "media.call_sid_differs",
+                callLogId = id,
+                callSid = start.call_sid,
+                boundCallSid = other.live,
+                detail = "the stream's start names another CallSid than the webhook did; going on"
+            );
+        }
+    }
+    if !over_capacity {
+        app.slots.connected(id);
+    }
+    app.call_log.record(LogEvent::MediaStarted {
+        id: id.clone(),
+        stream_sid: start.stream_sid.clone(),
+        call_sid: start.call_sid.clone(),
+        from: start.from.clone(),
+        to: start.to.clone(),
+        recording_path: app
+            .recorder
+            .as_ref()
+            .map(|r| r.path_for(id).display().to_string()),
+    });
+    Ok(())
+}
+
+/// After the session: the call's final row, its slot, its place in the registry, and the
+/// do-not-call key.
+pub fn end(app: &App, ending: Ending, reason: &EndReason, stats: &SessionStats) {
+    let call = &ending.call;
+    let id = &call.ticket.call_log_id;
+    let status = end_status(reason, call.grant.over_capacity, stats.started);
+    if let Some(plan) = &ending.plan {
+        do_not_call_key(app, id, plan, &stats.dtmf);
+    }
     app.call_log.record(LogEvent::MediaEnded {
-        id: ticket.call_log_id.clone(),
+        id: id.clone(),
         status,
         reason: reason.as_str().to_owned(),
         counts: MediaCounts {
@@ -269,18 +385,13 @@ pub fn run(app: &App, mut ws: WebSocket<MediaStream>, mut grant: Grant) {
             bytes_in: stats.bytes_in,
             frames_out: stats.frames_out,
             bytes_out: stats.bytes_out,
-            dtmf: stats.dtmf,
+            dtmf: stats.dtmf.clone(),
         },
     });
     if status.is_some() {
-        app.slots.release(&ticket.call_log_id);
+        app.slots.release(id);
     }
-    app.registry.end_session(&ticket);
-    if relay.is_some() {
-        // The session parked on its coroutine's own park (media::pump): it must not end
-        // inside may's Park::subscribe.
-        pump::leave_parking();
-    }
+    app.registry.end_session(&call.ticket);
 }
 
 /// The relayed bot of a call: its agent's, else `BOT=relay`'s; `None` for an in-process bot.

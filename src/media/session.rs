@@ -7,6 +7,7 @@
 //! second and counted.
 
 use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
+use super::looped::LoopSocket;
 use super::pump::{Pumped, Writes};
 use super::recorder::{CallRecording, Recorder, Track};
 use crate::bot::hangup::ToneThenHangUp;
@@ -46,6 +47,17 @@ pub trait MediaIo: Read + Write {
     fn pause(&mut self, d: Duration) {
         std::thread::sleep(d);
     }
+
+    /// Whether reads wait (`false` on an event loop: the loop waits, see `media::engine`).
+    fn waits(&self) -> bool {
+        true
+    }
+
+    /// Whether a read now would certainly find nothing (nothing arrived since the last read
+    /// found nothing): the turn then skips it.
+    fn starved(&self) -> bool {
+        false
+    }
 }
 
 /// Exotel's socket: a `may` TCP stream (plain or TLS) whose timeouts read as `WouldBlock`, the error
@@ -55,17 +67,53 @@ pub enum MediaStream {
     Direct(Conn),
     Pumped(Pumped),
     PumpedTls(Box<TlsStream<rustls::ServerConnection, Pumped>>),
+    /// On an event loop (`media::engine`): never waits.
+    Looped(LoopSocket),
     /// Only while the stream changes form in [`MediaStream::start_pump`].
     Moving,
 }
 
 impl MediaStream {
-    pub fn socket(&self) -> &may::net::TcpStream {
-        match self {
+    /// No Nagle delay (each chunk is due when it is sent), and a write that waits 5 s for a
+    /// caller who stopped reading fails. A looped socket never waits: `media::engine` times
+    /// its stalls.
+    pub fn set_options(&self) {
+        let socket = match self {
             MediaStream::Direct(c) => c.socket(),
             MediaStream::Pumped(p) => p.socket(),
             MediaStream::PumpedTls(t) => t.get_ref().socket(),
-            MediaStream::Moving => unreachable!("a media stream is only moving inside start_pump"),
+            MediaStream::Looped(_) | MediaStream::Moving => return,
+        };
+        let _ = socket.set_nodelay(true);
+        let _ = socket.set_write_timeout(Some(Duration::from_secs(5)));
+    }
+
+    /// Moves a plain socket from may's poller to an event loop's. A TLS socket stays (its
+    /// records are read through rustls on the coroutine); `Ok(false)` then.
+    pub fn to_loop(&mut self) -> io::Result<bool> {
+        if !matches!(self, MediaStream::Direct(Conn::Plain(_))) {
+            return Ok(false);
+        }
+        let MediaStream::Direct(Conn::Plain(s)) = std::mem::replace(self, MediaStream::Moving)
+        else {
+            return Ok(false);
+        };
+        match LoopSocket::from_may(s) {
+            Ok(looped) => {
+                *self = MediaStream::Looped(looped);
+                Ok(true)
+            }
+            // The may socket is gone with its descriptor's duplicate failing (out of files):
+            // the call cannot go on.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The loop's view of the socket, when it is on one.
+    pub fn looped(&mut self) -> Option<&mut LoopSocket> {
+        match self {
+            MediaStream::Looped(l) => Some(l),
+            _ => None,
         }
     }
 
@@ -118,6 +166,7 @@ impl Read for MediaStream {
             MediaStream::Direct(s) => timeout_as_would_block(s.read(buf)),
             MediaStream::Pumped(p) => p.read(buf),
             MediaStream::PumpedTls(t) => timeout_as_would_block(t.read(buf)),
+            MediaStream::Looped(l) => l.read(buf),
             MediaStream::Moving => Err(moving()),
         }
     }
@@ -129,6 +178,7 @@ impl Write for MediaStream {
             MediaStream::Direct(s) => timeout_as_would_block(s.write(buf)),
             MediaStream::Pumped(p) => timeout_as_would_block(p.write(buf)),
             MediaStream::PumpedTls(t) => timeout_as_would_block(t.write(buf)),
+            MediaStream::Looped(l) => l.write(buf),
             MediaStream::Moving => Err(moving()),
         }
     }
@@ -137,6 +187,7 @@ impl Write for MediaStream {
             MediaStream::Direct(s) => timeout_as_would_block(s.flush()),
             MediaStream::Pumped(p) => timeout_as_would_block(p.flush()),
             MediaStream::PumpedTls(t) => timeout_as_would_block(t.flush()),
+            MediaStream::Looped(_) => Ok(()),
             MediaStream::Moving => Err(moving()),
         }
     }
@@ -154,20 +205,38 @@ impl MediaIo for MediaStream {
                 t.get_mut().set_wait(timeout);
                 Ok(())
             }
+            MediaStream::Looped(l) => {
+                l.wait = timeout;
+                Ok(())
+            }
             MediaStream::Moving => Err(moving()),
         }
     }
 
-    /// Parks the coroutine (a thread sleeps, outside one).
+    fn waits(&self) -> bool {
+        !matches!(self, MediaStream::Looped(_))
+    }
+
+    fn starved(&self) -> bool {
+        matches!(self, MediaStream::Looped(l) if l.starved && !l.readable)
+    }
+
+    /// Parks the coroutine (a thread sleeps, outside one); on a loop, asks the loop to hold.
     fn pause(&mut self, d: Duration) {
-        may::coroutine::sleep(d);
+        match self {
+            MediaStream::Looped(l) => l.hold = Some(d),
+            _ => may::coroutine::sleep(d),
+        }
     }
 }
 
 /// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (docs/ARCHITECTURE.md §2).
+/// The read buffer holds a 100 ms frame at 8 kHz (about 2.3 KB) in one read; tungstenite
+/// zero-fills its spare room before every read, so each KiB of it is a KiB of `memset` per
+/// frame (larger frames take more reads).
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_FRAME_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
@@ -343,36 +412,52 @@ struct Live {
 
 /// Told when a call's stream starts (the call log's `in-progress`); an `Err` refuses the stream
 /// (its CallSid is not the call's) and ends the session with [`EndReason::CallSidMismatch`].
-pub type OnStart<'a> = &'a (dyn Fn(&CallLogId, &StartEvent) -> Result<(), String> + Sync);
+pub type StartHook<'a> = dyn Fn(&CallLogId, &StartEvent) -> Result<(), String> + Sync + 'a;
 
 /// Hears how the session ended, and whether the caller is handed off, before the socket
 /// closes: Exotel's Passthru can follow the close within milliseconds.
-pub type OnEnd<'a> = &'a (dyn Fn(&EndReason, Option<&str>) + Sync);
+pub type EndHook<'a> = dyn Fn(&EndReason, Option<&str>) + Sync + 'a;
+
+/// Something a session uses, lent by its caller (a test, a coroutine's frame) or given to it
+/// (a call on an event loop, whose session outlives the function that made it).
+pub enum Held<'a, T: ?Sized> {
+    Lent(&'a T),
+    Given(Box<T>),
+}
+
+impl<T: ?Sized> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Held::Lent(t) => t,
+            Held::Given(t) => t,
+        }
+    }
+}
 
 /// What a session is given by the server: who makes its bot, who hears of its start, and its
 /// settings.
-#[derive(Clone, Copy)]
 pub struct SessionContext<'a> {
-    pub bots: &'a dyn BotFactory,
-    pub on_start: OnStart<'a>,
+    pub bots: Held<'a, dyn BotFactory>,
+    pub on_start: Held<'a, StartHook<'a>>,
     pub settings: &'a SessionSettings,
     pub metrics: &'a Metrics,
     /// Set when calls are recorded (`RECORD`).
     pub recorder: Option<&'a Recorder>,
     /// Set with `BOT=relay`: each call goes to this upstream bot, and `bots` makes only the
     /// fallback (`BOT_FALLBACK=echo`).
-    pub relay: Option<&'a RelayConfig>,
+    pub relay: Option<Arc<RelayConfig>>,
 }
 
 /// One call.
 pub struct Session<'a, S: MediaIo> {
     ws: WebSocket<S>,
     pub call_log_id: CallLogId,
-    bots: &'a dyn BotFactory,
-    on_start: OnStart<'a>,
+    bots: Held<'a, dyn BotFactory>,
+    on_start: Held<'a, StartHook<'a>>,
     metrics: &'a Metrics,
     recorder: Option<&'a Recorder>,
-    relay_config: Option<&'a RelayConfig>,
+    relay_config: Option<Arc<RelayConfig>>,
     /// Exotel's `connected` frame, kept for the relay (it connects at `start`).
     connected_text: Option<String>,
     /// The relayed bot was unreachable and the hang-up fallback is playing.
@@ -387,7 +472,7 @@ pub struct Session<'a, S: MediaIo> {
     /// Parameters the call was dialed with (a campaign contact's columns): the bot gets them
     /// with the URL's, and a relayed bot in its `start`'s `custom_parameters`.
     contact_parameters: Vec<(String, String)>,
-    on_end: Option<OnEnd<'a>>,
+    on_end: Option<Held<'a, EndHook<'a>>>,
     /// The sample rate the media URL asked Exotel for (a `start` without one gets it).
     url_sample_rate: u32,
     /// The call's CallSid as the webhook told it, for a `start` made up without Exotel's.
@@ -425,7 +510,7 @@ pub struct Session<'a, S: MediaIo> {
 
 impl<'a, S: MediaIo> Session<'a, S> {
     /// Tells `on_end` how the session ended, before its socket closes.
-    pub fn with_on_end(mut self, on_end: OnEnd<'a>) -> Self {
+    pub fn with_on_end(mut self, on_end: Held<'a, EndHook<'a>>) -> Self {
         self.on_end = Some(on_end);
         self
     }
@@ -567,8 +652,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
             return Some(EndReason::SocketError(e.to_string()));
         }
-        self.read_window.1 += 1;
-        match self.ws.read() {
+        if self.ws.get_ref().starved() {
+            return self.on_quiet(now);
+        }
+        let read = self.ws.read();
+        if read.is_ok() {
+            self.read_window.1 += 1;
+        }
+        match read {
             Ok(Message::Text(text)) => {
                 self.last_received = now;
                 if let Err(reason) = self.forward_to_relay(&text, now) {
@@ -867,7 +958,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
         // What a relayed bot gets as the call's `start`.
         let mut relayed_start = text.to_owned();
-        let handler = match self.relay_config {
+        let handler = match self.relay_config.clone() {
             None => {
                 let mut bot = self.bots.create(&call);
                 bot.on_start(&call, &mut self.outbox);
@@ -879,7 +970,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                     relayed_start = with_custom_parameters(text, &self.contact_parameters);
                 }
                 match Relay::connect(
-                    config,
+                    &config,
                     &call,
                     self.connected_text.as_deref(),
                     &relayed_start,
@@ -895,8 +986,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
                         Handler::Relay(Box::new(relay))
                     }
                     Err(e) => {
-                        let (handler, unavailable) =
-                            fallback(config, &e, self.bots, &call, &mut self.outbox, self.metrics);
+                        let (handler, unavailable) = fallback(
+                            &config,
+                            &e,
+                            &*self.bots,
+                            &call,
+                            &mut self.outbox,
+                            self.metrics,
+                        );
                         self.bot_unavailable = unavailable;
                         handler
                     }
@@ -912,7 +1009,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             from = start.from,
             to = start.to
         );
-        let start_text = match self.relay_config {
+        let start_text = match &self.relay_config {
             Some(_) => relayed_start,
             None => String::new(),
         };
@@ -968,7 +1065,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Err(Lost::HungUp) => return Err(EndReason::BotHungUp),
             Err(Lost::Dropped(why)) => why,
         };
-        let (Some(config), Some(live)) = (self.relay_config, self.live.as_mut()) else {
+        let (Some(config), Some(live)) = (self.relay_config.clone(), self.live.as_mut()) else {
             return Ok(());
         };
         self.metrics.relay_event(RelayEvent::Dropped);
@@ -983,7 +1080,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         self.outbox.clear();
         let deadline = Instant::now() + config.reconnect;
         let connected = self.connected_text.as_deref();
-        match Relay::connect(config, &call, connected, &live.start_text, deadline) {
+        match Relay::connect(&config, &call, connected, &live.start_text, deadline) {
             Ok(relay) => {
                 self.metrics.relay_event(RelayEvent::Reconnected);
                 crate::info!(
@@ -994,8 +1091,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 live.handler = Handler::Relay(Box::new(relay));
             }
             Err(e) => {
-                let (handler, unavailable) =
-                    fallback(config, &e, self.bots, &call, &mut self.outbox, self.metrics);
+                let (handler, unavailable) = fallback(
+                    &config,
+                    &e,
+                    &*self.bots,
+                    &call,
+                    &mut self.outbox,
+                    self.metrics,
+                );
                 live.handler = handler;
                 self.bot_unavailable = unavailable;
             }
@@ -1147,10 +1250,40 @@ impl<'a, S: MediaIo> Session<'a, S> {
             .is_none_or(|live| live.pacer.ahead(now).is_zero())
     }
 
+    /// The socket, for the event loop that drives this session.
+    pub fn io_mut(&mut self) -> &mut S {
+        self.ws.get_mut()
+    }
+
+    /// Writes what tungstenite holds back from a socket that was full. `Err` when the socket
+    /// has failed.
+    pub fn flush(&mut self) -> Result<(), EndReason> {
+        match self.ws.flush() {
+            Ok(()) => Ok(()),
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Ok(()),
+            Err(e) => Err(EndReason::SocketError(e.to_string())),
+        }
+    }
+
+    /// After [`Session::finish`] on a socket that does not wait: reads what has come toward
+    /// the peer's close frame. `true` once the closing handshake is over or the socket is gone.
+    pub fn read_toward_close(&mut self) -> bool {
+        loop {
+            match self.ws.read() {
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
     /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
     pub fn finish(&mut self, reason: &EndReason) {
         self.stats.handoff = self.outbox.handoff().map(str::to_owned);
-        if let Some(on_end) = self.on_end {
+        if let Some(on_end) = &self.on_end {
             on_end(reason, self.stats.handoff.as_deref());
         }
         // The bot first: it hears of the end even when Exotel's socket takes its time to close.
@@ -1185,12 +1318,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 reason: Utf8Bytes::from(reason.as_str().to_owned()),
             }));
             let _ = self.ws.flush();
-            // After a too-large or broken frame tungstenite must not be read again (see `turn`).
-            let broken = matches!(
-                reason,
-                EndReason::FrameTooLarge | EndReason::ProtocolError(_) | EndReason::InvalidUtf8
-            );
-            if !broken {
+            if waits_for_close(reason) && self.ws.get_ref().waits() {
                 // Let the close handshake finish, briefly.
                 let _ = self
                     .ws
@@ -1224,6 +1352,20 @@ impl<'a, S: MediaIo> Session<'a, S> {
             relayBadFrames = s.relay.bad_frames
         );
     }
+}
+
+/// Whether a session that ended this way waits for the peer's close frame after its own. Not
+/// after the peer closed or vanished, and not after a too-large or broken frame: tungstenite
+/// must not be read again then (see `turn`).
+pub fn waits_for_close(reason: &EndReason) -> bool {
+    !matches!(
+        reason,
+        EndReason::ClosedByPeer
+            | EndReason::SocketError(_)
+            | EndReason::FrameTooLarge
+            | EndReason::ProtocolError(_)
+            | EndReason::InvalidUtf8
+    )
 }
 
 /// The relayed bot cannot be reached: the call gets `BOT_FALLBACK`'s bot, started now. The

@@ -54,6 +54,9 @@ pub struct CallPlan {
     /// Compare what comes back with the caller's audio (the echo bot); off for a bot that says
     /// something else, when only the protocol is checked.
     pub check_echo: bool,
+    /// The caller's chunks already in base64, shared by every call of a load (see
+    /// [`CallPlan::encoded`]); made per call when `None`.
+    pub payloads: Option<Arc<Vec<String>>>,
 }
 
 impl CallPlan {
@@ -76,7 +79,32 @@ impl CallPlan {
             stream_sid: format!("MZ{n}"),
             tls: None,
             check_echo: true,
+            payloads: None,
         }
+    }
+
+    /// The same plan with its chunks encoded once, for many calls: a load's callers then only
+    /// frame them (the load generator must not be what runs out of CPU first).
+    pub fn encoded(mut self) -> CallPlan {
+        self.payloads = Some(Arc::new(self.encode_chunks()));
+        self
+    }
+
+    /// Samples per caller chunk.
+    fn chunk_samples(&self) -> usize {
+        ((self.sample_rate * self.chunk_ms / 1000) as usize).max(1)
+    }
+
+    fn encode_chunks(&self) -> Vec<String> {
+        let mut pcm = Vec::new();
+        self.audio
+            .chunks(self.chunk_samples())
+            .map(|chunk| {
+                pcm.clear();
+                samples_to_pcm(chunk, &mut pcm);
+                base64::engine::general_purpose::STANDARD.encode(&pcm)
+            })
+            .collect()
     }
 
     /// The server as the simulator reaches it.
@@ -328,8 +356,12 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
     });
     send_text(&mut ws, start.to_string())?;
 
-    let chunk_samples = (plan.sample_rate * plan.chunk_ms / 1000) as usize;
-    let chunks: Vec<&[i16]> = plan.audio.chunks(chunk_samples.max(1)).collect();
+    let chunk_samples = plan.chunk_samples();
+    let chunks: Vec<&[i16]> = plan.audio.chunks(chunk_samples).collect();
+    let payloads = match &plan.payloads {
+        Some(shared) => shared.clone(),
+        None => Arc::new(plan.encode_chunks()),
+    };
     let chunk_period = Duration::from_millis(plan.chunk_ms as u64);
     let t0 = Instant::now();
     // Like Exotel, a chunk goes out once its audio has been captured: chunk k at t0 + (k+1)·period.
@@ -352,7 +384,6 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
     let mut playout_end = Instant::now();
     let mut pending_marks: VecDeque<(Instant, String)> = VecDeque::new();
     let mut cleared = false;
-    let mut pcm = Vec::new();
     let delay_samples = (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize;
     let mut stop_sent = false;
     // The bot's PCM, decoded into one buffer for the whole call.
@@ -362,9 +393,8 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
         let now = Instant::now();
         // Caller audio due.
         while next_chunk < chunks.len() && due(next_chunk) <= now {
-            pcm.clear();
-            samples_to_pcm(chunks[next_chunk], &mut pcm);
-            let payload = base64::engine::general_purpose::STANDARD.encode(&pcm);
+            let payload = &payloads[next_chunk];
+            let pcm_bytes = chunks[next_chunk].len() * 2;
             let ts = plan.chunk_ms as usize * next_chunk;
             let text = format!(
                 r#"{{"event":"media","sequence_number":{seq},"stream_sid":"{}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{payload}"}}}}"#,
@@ -376,7 +406,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             sent_at.push(Instant::now());
             report.events.push((now - t0, Event::SentMedia(next_chunk)));
             report.chunks_sent += 1;
-            report.bytes_sent += pcm.len() as u64;
+            report.bytes_sent += pcm_bytes as u64;
             next_chunk += 1;
         }
         // Keys due.
@@ -464,8 +494,12 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             }
             _ => continue,
         };
-        let event: ServerEvent<'_> =
-            serde_json::from_str(&text).map_err(|e| format!("server sent non-JSON: {e}"))?;
+        let event = match media_fast(&text) {
+            Some(media) => media,
+            None => {
+                serde_json::from_str(&text).map_err(|e| format!("server sent non-JSON: {e}"))?
+            }
+        };
         if event.stream_sid.as_deref() != Some(plan.stream_sid.as_str()) {
             report.wrong_stream_sid += 1;
         }
@@ -527,6 +561,29 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             _ => {}
         }
     }
+}
+
+/// A media frame in the exact shape this server's encoder writes it
+/// (`{"event":"media","stream_sid":"…","media":{"payload":"…"}}`), read without a JSON parser:
+/// under load that parse was the simulator's largest cost. Anything else (another server's
+/// layout, an escape, another event) goes to serde_json.
+fn media_fast(text: &str) -> Option<ServerEvent<'_>> {
+    let rest = text.strip_prefix(r#"{"event":"media","stream_sid":""#)?;
+    let (sid, rest) = rest.split_once('"')?;
+    let payload = rest
+        .strip_prefix(r#","media":{"payload":""#)?
+        .strip_suffix(r#""}}"#)?;
+    if sid.contains('\\') || payload.contains('"') {
+        return None;
+    }
+    Some(ServerEvent {
+        event: Cow::Borrowed("media"),
+        stream_sid: Some(Cow::Borrowed(sid)),
+        media: Some(MediaPayload {
+            payload: Cow::Borrowed(payload),
+        }),
+        mark: None,
+    })
 }
 
 /// What the simulator reads of the server's events; strings borrow from the frame unless
@@ -596,4 +653,31 @@ fn check_echo(plan: &CallPlan, report: &mut CallReport) {
     } else {
         0
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{media_fast, ServerEvent};
+
+    #[test]
+    fn the_fast_read_agrees_with_serde_on_what_the_encoder_writes_and_declines_the_rest() {
+        let encoder = crate::exotel::stream::Encoder::new("MZ1");
+        let mut frame = bytes::BytesMut::new();
+        encoder.media(&mut frame, &[1, 2, 3, 4, 5]);
+        let text = std::str::from_utf8(&frame).unwrap();
+        let fast = media_fast(text).expect("the encoder's own shape");
+        let slow: ServerEvent<'_> = serde_json::from_str(text).unwrap();
+        assert_eq!(fast.event, slow.event);
+        assert_eq!(fast.stream_sid, slow.stream_sid);
+        assert_eq!(fast.media.map(|m| m.payload), slow.media.map(|m| m.payload));
+        // Another layout, an escaped sid, or another event: serde_json reads those.
+        for other in [
+            r#"{"stream_sid":"MZ1","event":"media","media":{"payload":"AQID"}}"#,
+            r#"{"event":"media","stream_sid":"M\"Z","media":{"payload":"AQID"}}"#,
+            r#"{"event":"mark","stream_sid":"MZ1","mark":{"name":"a"}}"#,
+            r#"{"event":"media","stream_sid":"MZ1","media":{"payload":"AQ"ID"}}"#,
+        ] {
+            assert!(media_fast(other).is_none(), "{other}");
+        }
+    }
 }

@@ -39,6 +39,7 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 /// media socket is may's, so a waiting call costs no thread.
 pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
     let started = std::time::Instant::now();
+    let plan = plan.clone().encoded();
     let handles: Vec<_> = (0..calls)
         .map(|i| {
             let mut plan = plan.clone();

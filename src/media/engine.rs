@@ -1,0 +1,529 @@
+//! Media event loops (`MEDIA_LOOPS`, one per core by default): each thread carries many calls'
+//! sessions over non-blocking sockets, woken by edge-triggered readiness (`mio`, epoll on
+//! Linux) and by one timer heap, instead of one coroutine per call parked in a read with a
+//! timeout. Per caller frame that is one `recv` and a share of one `epoll_wait`; per outbound
+//! chunk one `send`; no per-frame `setsockopt`, scheduler hand-off or timer registration, and no
+//! stack per call (docs/ARCHITECTURE.md §2).
+//!
+//! The session is the same sans-I/O [`Session::turn`] a coroutine runs: the loop calls it when
+//! its socket has bytes, when the time it asked for comes (pacing, pings, limits), or when a
+//! full socket drains. Its socket ([`LoopSocket`]) never waits; it writes down how long the
+//! session wants to wait or to hold a caller ahead of real time, and the loop keeps the time.
+//!
+//! Owns: the loop threads, the hand-over of sockets to them, each call's place in a loop until
+//! its close handshake is done. The call's set-up and end are `media::begin` and `media::end`,
+//! the same as on a coroutine.
+
+use super::looped::LoopSocket;
+use super::session::{waits_for_close, EndReason, MediaStream, Session, SessionStats};
+use super::{Ending, Grant};
+use crate::app::App;
+use crate::http::OpenConnection;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tungstenite::WebSocket;
+
+/// Turns one call gets per wake-up before the others have theirs (a caller whose socket holds
+/// many frames waits for the next round, not the whole loop for it).
+pub const MAX_TURNS_PER_WAKE: usize = 32;
+/// A call whose caller has not read for this long (its socket full) is ended, as a
+/// coroutine's write times out.
+pub const WRITE_STALL: Duration = Duration::from_secs(5);
+/// How long an ended call waits for the caller's close frame after its own.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// The longest a session goes without a turn (it asks for at most 200 ms itself).
+const MAX_WAIT: Duration = Duration::from_millis(200);
+/// Readiness events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+/// A loop that found little to do rests this long before it asks for readiness again, so that
+/// frames arriving meanwhile are handled in one wake-up rather than one each: under load the
+/// switches into the thread were a tenth of its time (perf, 1,000 calls on one core). A frame
+/// waits this much at most; the bound on its turnaround is 20 ms.
+pub const COALESCE: Duration = Duration::from_millis(1);
+const WAKER: Token = Token(usize::MAX);
+
+/// A call handed to a loop: its upgraded socket (already [`MediaStream::Looped`]), who it is,
+/// and its place among the HTTP connections.
+pub struct Arrival {
+    pub ws: WebSocket<MediaStream>,
+    pub grant: Grant,
+    pub open: OpenConnection,
+}
+
+/// The loops of one server.
+#[derive(Default)]
+pub struct MediaLoops {
+    loops: OnceLock<Vec<LoopHandle>>,
+    next: AtomicUsize,
+}
+
+struct LoopHandle {
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    waker: Arc<Waker>,
+}
+
+impl MediaLoops {
+    /// Starts `threads` loops for `app`'s calls (none for 0). Once per server.
+    pub fn start(app: &Arc<App>, threads: usize) -> std::io::Result<()> {
+        let mut handles = Vec::with_capacity(threads);
+        for k in 0..threads {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let arrivals = Arc::new(Mutex::new(Vec::new()));
+            let (app, inbox) = (app.clone(), arrivals.clone());
+            std::thread::Builder::new()
+                .name(format!("media-loop-{k}"))
+                .spawn(move || Loop::new(&app, poll, inbox).run())?;
+            handles.push(LoopHandle { arrivals, waker });
+        }
+        let _ = app.media_loops.loops.set(handles);
+        Ok(())
+    }
+
+    /// Whether calls go to loops.
+    pub fn running(&self) -> bool {
+        self.loops.get().is_some_and(|l| !l.is_empty())
+    }
+
+    /// Hands a call to the next loop in turn.
+    pub fn submit(&self, arrival: Arrival) {
+        let Some(loops) = self.loops.get().filter(|l| !l.is_empty()) else {
+            return;
+        };
+        let handle = &loops[self.next.fetch_add(1, Ordering::Relaxed) % loops.len()];
+        handle
+            .arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(arrival);
+        if let Err(e) = handle.waker.wake() {
+            crate::error!("media.loop_wake_failed", error = e);
+        }
+    }
+}
+
+/// Where a call is in its life on the loop.
+enum Phase {
+    Live,
+    /// Its own close frame sent; waiting for the caller's until then.
+    Closing(Instant),
+}
+
+/// One call on a loop.
+struct LoopCall<'a> {
+    session: Session<'a, MediaStream>,
+    /// Taken when the call ends.
+    ending: Option<Ending>,
+    /// Its place among the HTTP connections, given back when it leaves the loop.
+    _open: OpenConnection,
+    phase: Phase,
+    /// When its next turn is due with nothing to read.
+    wake_at: Instant,
+    /// Not read before this (a caller ahead of real time).
+    hold_until: Option<Instant>,
+    /// Since when its socket has been full.
+    stalled_since: Option<Instant>,
+    /// The socket became writable since the last turn.
+    writable: bool,
+}
+
+impl LoopCall<'_> {
+    fn socket(&mut self) -> &mut LoopSocket {
+        self.session
+            .io_mut()
+            .looped()
+            .expect("a call on a loop has a looped socket")
+    }
+}
+
+/// What a call's drive asks of the loop.
+enum Next {
+    /// A turn at this time, or sooner on readiness.
+    At(Instant),
+    /// More to read now: another round.
+    Again,
+    /// Gone: deregister and drop.
+    Done,
+}
+
+struct Loop<'a> {
+    app: &'a Arc<App>,
+    poll: Poll,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    calls: Vec<Option<LoopCall<'a>>>,
+    free: Vec<usize>,
+    /// (due, call index): an entry whose call now holds another due time is stale, skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    ready: Vec<usize>,
+    again: Vec<usize>,
+}
+
+impl<'a> Loop<'a> {
+    fn new(app: &'a Arc<App>, poll: Poll, arrivals: Arc<Mutex<Vec<Arrival>>>) -> Loop<'a> {
+        Loop {
+            app,
+            poll,
+            arrivals,
+            calls: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            ready: Vec::new(),
+            again: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = if self.again.is_empty() {
+                self.timers.peek().map(|Reverse((at, _))| {
+                    crate::timer::whole_millis(at.saturating_duration_since(Instant::now()))
+                })
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    crate::error!("media.loop_poll_failed", error = e);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let mut arrived = false;
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    arrived = true;
+                    continue;
+                }
+                let index = event.token().0;
+                let Some(Some(call)) = self.calls.get_mut(index) else {
+                    continue;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    call.socket().became_readable();
+                }
+                if event.is_writable() {
+                    call.writable = true;
+                }
+                self.ready.push(index);
+            }
+            let now = Instant::now();
+            let busy = events.iter().count() >= EVENTS || !self.again.is_empty();
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.append(&mut self.again);
+            for index in ready.drain(..) {
+                self.drive(index, now);
+            }
+            self.ready = ready;
+            self.due(now);
+            if arrived {
+                self.admit(now);
+            }
+            if !busy && self.calls.len() > self.free.len() {
+                let spent = now.elapsed();
+                if spent < COALESCE {
+                    std::thread::sleep(COALESCE - spent);
+                }
+            }
+        }
+    }
+
+    /// Runs the calls whose time has come.
+    fn due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, index))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let current = matches!(self.calls.get(index), Some(Some(c)) if c.wake_at == at);
+            if current {
+                self.drive(index, now);
+            }
+        }
+    }
+
+    /// Sets up the calls handed over since the last round.
+    fn admit(&mut self, now: Instant) {
+        let arrivals =
+            std::mem::take(&mut *self.arrivals.lock().unwrap_or_else(|p| p.into_inner()));
+        for Arrival { ws, grant, open } in arrivals {
+            let app: &'a App = self.app;
+            let (session, ending) = super::begin(app, ws, grant);
+            let index = self.free.pop().unwrap_or_else(|| {
+                self.calls.push(None);
+                self.calls.len() - 1
+            });
+            let mut call = LoopCall {
+                session,
+                ending: Some(ending),
+                _open: open,
+                phase: Phase::Live,
+                wake_at: now,
+                hold_until: None,
+                stalled_since: None,
+                writable: false,
+            };
+            let registered = self.poll.registry().register(
+                call.socket().stream_mut(),
+                Token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            self.calls[index] = Some(call);
+            match registered {
+                Ok(()) => self.drive(index, now),
+                Err(e) => {
+                    crate::error!("media.loop_register_failed", error = e);
+                    self.end(index, EndReason::SocketError(e.to_string()), now);
+                }
+            }
+        }
+    }
+
+    /// Gives a call its turns, then decides when it is next due.
+    fn drive(&mut self, index: usize, now: Instant) {
+        let Some(Some(call)) = self.calls.get_mut(index) else {
+            return;
+        };
+        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(call, now)))
+        {
+            Ok(next) => next,
+            Err(_) => {
+                let id = call.session.call_log_id.clone();
+                crate::error!("media.session_panicked", callLogId = id);
+                // The session is in no state to close: its socket is dropped instead.
+                call.phase = Phase::Closing(now);
+                Err(EndReason::SocketError("the session panicked".into()))
+            }
+        };
+        match next {
+            Ok(Next::At(at)) => self.schedule(index, at),
+            Ok(Next::Again) => self.again.push(index),
+            Ok(Next::Done) => self.remove(index),
+            Err(reason) => self.end(index, reason, now),
+        }
+    }
+
+    fn schedule(&mut self, index: usize, at: Instant) {
+        if let Some(Some(call)) = self.calls.get_mut(index) {
+            call.wake_at = at;
+            self.timers.push(Reverse((at, index)));
+        }
+    }
+
+    /// The call is over: closes it (`Session::finish`), writes its end (`media::end`), then
+    /// waits for the caller's close frame, briefly.
+    fn end(&mut self, index: usize, reason: EndReason, now: Instant) {
+        let Some(Some(call)) = self.calls.get_mut(index) else {
+            return;
+        };
+        let panicked = matches!(call.phase, Phase::Closing(_));
+        if !panicked {
+            call.session.finish(&reason);
+        }
+        let stats = std::mem::take(&mut call.session.stats);
+        if let Some(ending) = call.ending.take() {
+            end_call(self.app, ending, reason.clone(), stats);
+        }
+        if panicked || !waits_for_close(&reason) {
+            self.remove(index);
+            return;
+        }
+        call.phase = Phase::Closing(now + CLOSE_WAIT);
+        self.drive(index, now);
+    }
+
+    fn remove(&mut self, index: usize) {
+        if let Some(mut call) = self.calls.get_mut(index).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(call.socket().stream_mut());
+            call.socket().shutdown();
+            drop(call);
+            self.free.push(index);
+        }
+    }
+}
+
+/// The call's end, written where it cannot hold up the loop: a caller who pressed the
+/// do-not-call key is put on the list by the store, which may wait for the disk, so that end
+/// is written on a thread of its own.
+fn end_call(app: &Arc<App>, ending: Ending, reason: EndReason, stats: SessionStats) {
+    if !ending.may_wait_for_disk(app, &stats) {
+        super::end(app, ending, &reason, &stats);
+        return;
+    }
+    let app = app.clone();
+    let spawned = std::thread::Builder::new()
+        .name("media-call-end".into())
+        .spawn(move || super::end(&app, ending, &reason, &stats));
+    if let Err(e) = spawned {
+        crate::error!("media.end_thread_failed", error = e);
+    }
+}
+
+/// A call's turns at `now`, until it waits. `Err` when the call is over.
+fn step(call: &mut LoopCall<'_>, now: Instant) -> Result<Next, EndReason> {
+    if let Phase::Closing(until) = call.phase {
+        return Ok(match call.session.read_toward_close() || now >= until {
+            true => Next::Done,
+            false => Next::At(until),
+        });
+    }
+    if let Some(next) = drain_stalled(call, now)? {
+        return Ok(next);
+    }
+    if let Some(hold) = call.hold_until.filter(|h| now < *h) {
+        return Ok(Next::At(hold));
+    }
+    call.hold_until = None;
+    for _ in 0..MAX_TURNS_PER_WAKE {
+        call.socket().waited = false;
+        if let Some(reason) = call.session.turn(now) {
+            return Err(reason);
+        }
+        let socket = call.socket();
+        if let Some(hold) = socket.hold.take() {
+            let until = now + hold;
+            call.hold_until = Some(until);
+            return Ok(Next::At(until));
+        }
+        if socket.write_blocked {
+            call.stalled_since = Some(now);
+            return Ok(Next::At(now + WRITE_STALL));
+        }
+        if socket.waiting() {
+            let wait = socket.wait.unwrap_or(MAX_WAIT).min(MAX_WAIT);
+            return Ok(Next::At(now + wait));
+        }
+    }
+    Ok(Next::Again)
+}
+
+/// A call whose socket was full: writes what tungstenite holds once it drains, and ends the
+/// call after [`WRITE_STALL`]. `Some` while it is still full.
+fn drain_stalled(call: &mut LoopCall<'_>, now: Instant) -> Result<Option<Next>, EndReason> {
+    let Some(since) = call.stalled_since else {
+        return Ok(None);
+    };
+    if std::mem::take(&mut call.writable) {
+        call.socket().write_blocked = false;
+        call.session.flush()?;
+        if !call.socket().write_blocked {
+            call.stalled_since = None;
+            return Ok(None);
+        }
+    }
+    if now.duration_since(since) >= WRITE_STALL {
+        return Err(EndReason::SocketError(format!(
+            "the caller read nothing for {} s (its socket stayed full)",
+            WRITE_STALL.as_secs()
+        )));
+    }
+    Ok(Some(Next::At(since + WRITE_STALL)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::session::{websocket_config, Held, SessionContext, SessionSettings};
+    use std::io::{ErrorKind, Read, Write};
+    use tungstenite::protocol::Role;
+
+    /// A socket the caller stopped reading, filled for real: the call takes no turns, ends
+    /// `WRITE_STALL` after it filled; once the caller reads again, the call goes on.
+    #[test]
+    fn a_full_socket_ends_its_call_after_the_write_stall_and_a_drained_one_goes_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut caller = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let ws = WebSocket::from_raw_socket(
+            MediaStream::Looped(LoopSocket::from_std(ours).unwrap()),
+            Role::Server,
+            Some(websocket_config()),
+        );
+        let bots = |_: &crate::bot::CallStart<'_>| -> Box<dyn crate::bot::Bot> {
+            Box::new(crate::bot::echo::EchoBot::new(400))
+        };
+        let (settings, metrics) = (SessionSettings::default(), crate::metrics::Metrics::new());
+        let t0 = Instant::now();
+        let session = Session::new(
+            ws,
+            crate::calls::CallLogId::parse("stall").unwrap(),
+            SessionContext {
+                bots: Held::Lent(&bots),
+                on_start: Held::Lent(&|_, _| Ok(())),
+                settings: &settings,
+                metrics: &metrics,
+                recorder: None,
+                relay: None,
+            },
+            Vec::new(),
+            Arc::new(std::sync::atomic::AtomicU8::new(0)),
+            t0,
+        );
+        let mut call = LoopCall {
+            session,
+            ending: None,
+            _open: OpenConnection::uncounted(),
+            phase: Phase::Live,
+            wake_at: t0,
+            hold_until: None,
+            stalled_since: None,
+            writable: false,
+        };
+        // Fill the socket until it takes no more, as a caller who stopped reading leaves it.
+        let block = vec![0u8; 64 * 1024];
+        let mut filled = 0usize;
+        loop {
+            match call.socket().write(&block) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(call.socket().write_blocked && filled > 0);
+        call.stalled_since = Some(t0);
+
+        let at = |r: Result<Next, EndReason>| match r {
+            Ok(Next::At(at)) => Some(at),
+            _ => None,
+        };
+        // Still full a second later: no turn, the next look when the stall runs out.
+        assert_eq!(
+            at(step(&mut call, t0 + Duration::from_secs(1))),
+            Some(t0 + WRITE_STALL)
+        );
+        assert!(call.stalled_since.is_some());
+        // At the stall's end the call is over.
+        let ended = step(&mut call, t0 + WRITE_STALL);
+        assert!(
+            matches!(&ended, Err(EndReason::SocketError(e)) if e.contains("read nothing for 5 s")),
+            "{:?}",
+            ended.err()
+        );
+
+        // The same socket drained by its caller: the next writable edge lifts the stall and the
+        // call takes its turns again.
+        caller.set_nonblocking(true).unwrap();
+        let mut sink = vec![0u8; 256 * 1024];
+        let mut read = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while read < filled && Instant::now() < deadline {
+            match caller.read(&mut sink) {
+                Ok(n) => read += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        call.writable = true;
+        let later = t0 + Duration::from_secs(3);
+        assert!(at(step(&mut call, later)).is_some());
+        assert!(call.stalled_since.is_none(), "the stall was lifted");
+        assert!(!call.socket().write_blocked);
+        caller.write_all(b"").unwrap();
+    }
+}
