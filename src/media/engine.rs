@@ -15,7 +15,7 @@
 //! the same as on a coroutine.
 
 use super::looped::LoopSocket;
-use super::session::{waits_for_close, EndReason, MediaStream, Session, SessionStats};
+use super::session::{waits_for_close, EndReason, MediaStream, Scratch, Session, SessionStats};
 use super::{Ending, Grant};
 use crate::app::App;
 use crate::http::OpenConnection;
@@ -160,6 +160,8 @@ struct Loop<'a> {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     ready: Vec<usize>,
     again: Vec<usize>,
+    /// The buffers every call's turn works in, one call at a time.
+    scratch: Scratch,
 }
 
 impl<'a> Loop<'a> {
@@ -173,6 +175,7 @@ impl<'a> Loop<'a> {
             timers: BinaryHeap::new(),
             ready: Vec::new(),
             again: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -288,8 +291,9 @@ impl<'a> Loop<'a> {
         let Some(Some(call)) = self.calls.get_mut(index) else {
             return;
         };
-        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(call, now)))
-        {
+        let scratch = &mut self.scratch;
+        let turns = std::panic::AssertUnwindSafe(|| step(call, now, scratch));
+        let next = match std::panic::catch_unwind(turns) {
             Ok(next) => next,
             Err(_) => {
                 let id = call.session.call_log_id.clone();
@@ -322,7 +326,7 @@ impl<'a> Loop<'a> {
         };
         let panicked = matches!(call.phase, Phase::Closing(_));
         if !panicked {
-            call.session.finish(&reason);
+            call.session.finish_in(&reason, &mut self.scratch);
         }
         let stats = std::mem::take(&mut call.session.stats);
         if let Some(ending) = call.ending.take() {
@@ -364,7 +368,7 @@ fn end_call(app: &Arc<App>, ending: Ending, reason: EndReason, stats: SessionSta
 }
 
 /// A call's turns at `now`, until it waits. `Err` when the call is over.
-fn step(call: &mut LoopCall<'_>, now: Instant) -> Result<Next, EndReason> {
+fn step(call: &mut LoopCall<'_>, now: Instant, scratch: &mut Scratch) -> Result<Next, EndReason> {
     if let Phase::Closing(until) = call.phase {
         return Ok(match call.session.read_toward_close() || now >= until {
             true => Next::Done,
@@ -380,7 +384,7 @@ fn step(call: &mut LoopCall<'_>, now: Instant) -> Result<Next, EndReason> {
     call.hold_until = None;
     for _ in 0..MAX_TURNS_PER_WAKE {
         call.socket().waited = false;
-        if let Some(reason) = call.session.turn(now) {
+        if let Some(reason) = call.session.turn_in(now, scratch) {
             return Err(reason);
         }
         let socket = call.socket();
@@ -484,6 +488,7 @@ mod tests {
             }
         }
         assert!(call.socket().write_blocked && filled > 0);
+        let mut scratch = Scratch::default();
         call.stalled_since = Some(t0);
 
         let at = |r: Result<Next, EndReason>| match r {
@@ -492,12 +497,12 @@ mod tests {
         };
         // Still full a second later: no turn, the next look when the stall runs out.
         assert_eq!(
-            at(step(&mut call, t0 + Duration::from_secs(1))),
+            at(step(&mut call, t0 + Duration::from_secs(1), &mut scratch)),
             Some(t0 + WRITE_STALL)
         );
         assert!(call.stalled_since.is_some());
         // At the stall's end the call is over.
-        let ended = step(&mut call, t0 + WRITE_STALL);
+        let ended = step(&mut call, t0 + WRITE_STALL, &mut scratch);
         assert!(
             matches!(&ended, Err(EndReason::SocketError(e)) if e.contains("read nothing for 5 s")),
             "{:?}",
@@ -521,7 +526,7 @@ mod tests {
         }
         call.writable = true;
         let later = t0 + Duration::from_secs(3);
-        assert!(at(step(&mut call, later)).is_some());
+        assert!(at(step(&mut call, later, &mut scratch)).is_some());
         assert!(call.stalled_since.is_none(), "the stall was lifted");
         assert!(!call.socket().write_blocked);
         caller.write_all(b"").unwrap();
