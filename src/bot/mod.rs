@@ -186,7 +186,12 @@ impl Outbox {
     /// Moves up to `n` queued samples to the end of `into`.
     pub(crate) fn drain_into(&mut self, n: usize, into: &mut Vec<i16>) {
         let n = n.min(self.audio.len());
-        into.extend(self.audio.drain(..n));
+        // The ring's two halves copied as slices, not sample by sample through `Drain`.
+        let (front, back) = self.audio.as_slices();
+        let first = n.min(front.len());
+        into.extend_from_slice(&front[..first]);
+        into.extend_from_slice(&back[..n - first]);
+        self.audio.drain(..n);
     }
 }
 
