@@ -219,7 +219,7 @@ pub fn start(
     let app =
         Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
-    media::engine::MediaLoops::start(&app, app.config.media_loops)?;
+    app.media_loops.start(&app, app.config.media_loops)?;
     calls::watchdog::start(app.slots.clone(), app.call_log.clone());
     app.campaigns
         .start_dialer(Arc::new(calls::place::ServerTelephony(app.clone())));

@@ -17,7 +17,6 @@
 use super::looped::LoopSocket;
 use super::session::{waits_for_close, EndReason, MediaStream, Scratch, Session, SessionStats};
 use super::{Ending, Grant};
-use crate::app::App;
 use crate::http::OpenConnection;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::cmp::Reverse;
@@ -46,6 +45,17 @@ const EVENTS: usize = 1024;
 pub const COALESCE: Duration = Duration::from_millis(1);
 const WAKER: Token = Token(usize::MAX);
 
+/// What a loop needs of the server: to set a call up and to write its end (`media::begin` and
+/// `media::end`, for the server's `App`). A trait, so that this module does not import the app
+/// that holds its loops.
+pub trait CallHost: Send + Sync + 'static {
+    fn begin(&self, ws: WebSocket<MediaStream>, grant: Grant)
+        -> (Session<'_, MediaStream>, Ending);
+    fn end(&self, ending: Ending, reason: &EndReason, stats: &SessionStats);
+    /// Whether writing this end may wait for the disk (then it is written off the loop).
+    fn end_may_wait(&self, ending: &Ending, stats: &SessionStats) -> bool;
+}
+
 /// A call handed to a loop: its upgraded socket (already [`MediaStream::Looped`]), who it is,
 /// and its place among the HTTP connections.
 pub struct Arrival {
@@ -67,20 +77,20 @@ struct LoopHandle {
 }
 
 impl MediaLoops {
-    /// Starts `threads` loops for `app`'s calls (none for 0). Once per server.
-    pub fn start(app: &Arc<App>, threads: usize) -> std::io::Result<()> {
+    /// Starts `threads` loops for `host`'s calls (none for 0). Once per server.
+    pub fn start<H: CallHost>(&self, host: &Arc<H>, threads: usize) -> std::io::Result<()> {
         let mut handles = Vec::with_capacity(threads);
         for k in 0..threads {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let arrivals = Arc::new(Mutex::new(Vec::new()));
-            let (app, inbox) = (app.clone(), arrivals.clone());
+            let (host, inbox) = (host.clone(), arrivals.clone());
             std::thread::Builder::new()
                 .name(format!("media-loop-{k}"))
-                .spawn(move || Loop::new(&app, poll, inbox).run())?;
+                .spawn(move || Loop::new(&host, poll, inbox).run())?;
             handles.push(LoopHandle { arrivals, waker });
         }
-        let _ = app.media_loops.loops.set(handles);
+        let _ = self.loops.set(handles);
         Ok(())
     }
 
@@ -150,8 +160,8 @@ enum Next {
     Done,
 }
 
-struct Loop<'a> {
-    app: &'a Arc<App>,
+struct Loop<'a, H: CallHost> {
+    host: &'a Arc<H>,
     poll: Poll,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
     calls: Vec<Option<LoopCall<'a>>>,
@@ -164,10 +174,10 @@ struct Loop<'a> {
     scratch: Scratch,
 }
 
-impl<'a> Loop<'a> {
-    fn new(app: &'a Arc<App>, poll: Poll, arrivals: Arc<Mutex<Vec<Arrival>>>) -> Loop<'a> {
+impl<'a, H: CallHost> Loop<'a, H> {
+    fn new(host: &'a Arc<H>, poll: Poll, arrivals: Arc<Mutex<Vec<Arrival>>>) -> Loop<'a, H> {
         Loop {
-            app,
+            host,
             poll,
             arrivals,
             calls: Vec::new(),
@@ -254,8 +264,8 @@ impl<'a> Loop<'a> {
         let arrivals =
             std::mem::take(&mut *self.arrivals.lock().unwrap_or_else(|p| p.into_inner()));
         for Arrival { ws, grant, open } in arrivals {
-            let app: &'a App = self.app;
-            let (session, ending) = super::begin(app, ws, grant);
+            let host: &'a H = self.host;
+            let (session, ending) = host.begin(ws, grant);
             let index = self.free.pop().unwrap_or_else(|| {
                 self.calls.push(None);
                 self.calls.len() - 1
@@ -330,7 +340,7 @@ impl<'a> Loop<'a> {
         }
         let stats = std::mem::take(&mut call.session.stats);
         if let Some(ending) = call.ending.take() {
-            end_call(self.app, ending, reason.clone(), stats);
+            end_call(self.host, ending, reason.clone(), stats);
         }
         if panicked || !waits_for_close(&reason) {
             self.remove(index);
@@ -353,15 +363,15 @@ impl<'a> Loop<'a> {
 /// The call's end, written where it cannot hold up the loop: a caller who pressed the
 /// do-not-call key is put on the list by the store, which may wait for the disk, so that end
 /// is written on a thread of its own.
-fn end_call(app: &Arc<App>, ending: Ending, reason: EndReason, stats: SessionStats) {
-    if !ending.may_wait_for_disk(app, &stats) {
-        super::end(app, ending, &reason, &stats);
+fn end_call<H: CallHost>(host: &Arc<H>, ending: Ending, reason: EndReason, stats: SessionStats) {
+    if !host.end_may_wait(&ending, &stats) {
+        host.end(ending, &reason, &stats);
         return;
     }
-    let app = app.clone();
+    let host = host.clone();
     let spawned = std::thread::Builder::new()
         .name("media-call-end".into())
-        .spawn(move || super::end(&app, ending, &reason, &stats));
+        .spawn(move || host.end(ending, &reason, &stats));
     if let Err(e) = spawned {
         crate::error!("media.end_thread_failed", error = e);
     }

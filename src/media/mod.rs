@@ -214,13 +214,25 @@ pub struct Ending {
     relayed: bool,
 }
 
-impl Ending {
-    /// Whether writing this end may wait for the disk: the caller pressed the do-not-call key,
-    /// and the list is the store's.
-    pub fn may_wait_for_disk(&self, app: &App, stats: &SessionStats) -> bool {
-        let campaign_call = self.plan.as_ref().is_some_and(|p| p.campaign.is_some());
+/// The server's calls on the media loops: set up and ended as on a coroutine.
+impl engine::CallHost for App {
+    fn begin(
+        &self,
+        ws: WebSocket<MediaStream>,
+        grant: Grant,
+    ) -> (Session<'_, MediaStream>, Ending) {
+        begin(self, ws, grant)
+    }
+
+    fn end(&self, ending: Ending, reason: &EndReason, stats: &SessionStats) {
+        end(self, ending, reason, stats)
+    }
+
+    /// The caller pressed the do-not-call key, and the list is the store's.
+    fn end_may_wait(&self, ending: &Ending, stats: &SessionStats) -> bool {
+        let campaign_call = ending.plan.as_ref().is_some_and(|p| p.campaign.is_some());
         campaign_call
-            && app
+            && self
                 .config
                 .campaign_dnc_key
                 .is_some_and(|k| stats.dtmf.contains(k))
