@@ -321,27 +321,7 @@ fn first_bot_chunk_ms(events: &[(Duration, Event)]) -> Option<f64> {
 }
 
 fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
-    let (url, call_sid) = media_url(plan)?;
-    report.media_url = url.clone();
-    report.call_sid = call_sid.clone();
-    report.call_log_id = url
-        .split("callLogId=")
-        .nth(1)
-        .map(|s| s.split('&').next().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    let (addr, ws_url) = socket_target(plan, &url)?;
-    let stream = plan.target().connect(addr).map_err(|e| e.to_string())?;
-    // The server's own frame limits and read buffer: tungstenite's default read buffer is
-    // 128 KiB, zero-filled on every read, which made memset the load generator's top cost.
-    let config = crate::media::session::websocket_config();
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(ws_url.as_str(), stream, Some(config))
-            .map_err(|e| format!("handshake: {e}"))?;
-
-    let rules = ChunkRules::for_rate(plan.sample_rate);
-    let send_text = |ws: &mut WebSocket<Socket>, text: String| -> Result<(), String> {
-        ws.send(Message::text(text)).map_err(|e| e.to_string())
-    };
+    let (mut ws, call_sid) = open_stream(plan, report)?;
     send_text(
         &mut ws,
         r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.into(),
@@ -355,107 +335,16 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
         }
     });
     send_text(&mut ws, start.to_string())?;
-
-    let chunk_samples = plan.chunk_samples();
-    let chunks: Vec<&[i16]> = plan.audio.chunks(chunk_samples).collect();
-    let payloads = match &plan.payloads {
-        Some(shared) => shared.clone(),
-        None => Arc::new(plan.encode_chunks()),
-    };
-    let chunk_period = Duration::from_millis(plan.chunk_ms as u64);
-    let t0 = Instant::now();
-    // Like Exotel, a chunk goes out once its audio has been captured: chunk k at t0 + (k+1)·period.
-    let due = |k: usize| t0 + chunk_period * (k as u32 + 1);
-    let audio_end = due(chunks.len().saturating_sub(1));
-    let mut dtmf: VecDeque<(Instant, char)> = plan
-        .dtmf_during
-        .iter()
-        .map(|(ms, c)| (t0 + Duration::from_millis(*ms as u64), *c))
-        .collect();
-    for (i, c) in plan.dtmf.chars().enumerate() {
-        dtmf.push_back((audio_end + Duration::from_millis(300 * (i as u64 + 1)), c));
-    }
-    let stop_at = dtmf.back().map_or(audio_end, |(t, _)| (*t).max(audio_end))
-        + Duration::from_millis(plan.tail_ms as u64);
-
-    let mut sent_at: Vec<Instant> = Vec::with_capacity(chunks.len());
-    let mut next_chunk = 0usize;
-    let mut seq = 2u64;
-    let mut playout_end = Instant::now();
-    let mut pending_marks: VecDeque<(Instant, String)> = VecDeque::new();
-    let mut cleared = false;
-    let delay_samples = (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize;
-    let mut stop_sent = false;
-    // The bot's PCM, decoded into one buffer for the whole call.
-    let mut bytes = Vec::new();
-
+    let mut caller = Caller::new(plan, call_sid);
     loop {
         let now = Instant::now();
-        // Caller audio due.
-        while next_chunk < chunks.len() && due(next_chunk) <= now {
-            let payload = &payloads[next_chunk];
-            let pcm_bytes = chunks[next_chunk].len() * 2;
-            let ts = plan.chunk_ms as usize * next_chunk;
-            let text = format!(
-                r#"{{"event":"media","sequence_number":{seq},"stream_sid":"{}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{payload}"}}}}"#,
-                plan.stream_sid,
-                next_chunk + 1
-            );
-            seq += 1;
-            send_text(&mut ws, text)?;
-            sent_at.push(Instant::now());
-            report.events.push((now - t0, Event::SentMedia(next_chunk)));
-            report.chunks_sent += 1;
-            report.bytes_sent += pcm_bytes as u64;
-            next_chunk += 1;
-        }
-        // Keys due.
-        while dtmf.front().is_some_and(|(t, _)| *t <= now) {
-            let Some((_, digit)) = dtmf.pop_front() else {
-                break;
-            };
-            let text = format!(
-                r#"{{"event":"dtmf","sequence_number":{seq},"stream_sid":"{}","dtmf":{{"digit":"{digit}","duration":"200"}}}}"#,
-                plan.stream_sid
-            );
-            seq += 1;
-            send_text(&mut ws, text)?;
-            report.events.push((now - t0, Event::SentDtmf(digit)));
-        }
-        // Marks whose audio has been played.
-        while pending_marks.front().is_some_and(|(t, _)| *t <= now) {
-            if let Some((_, name)) = pending_marks.pop_front() {
-                echo_mark(&mut ws, plan, &mut seq, &name)?;
-                report.marks_echoed += 1;
-            }
-        }
-        if !stop_sent && now >= stop_at {
-            let text = format!(
-                r#"{{"event":"stop","sequence_number":{seq},"stream_sid":"{}","stop":{{"call_sid":"{}","account_sid":"sim","reason":"callended"}}}}"#,
-                plan.stream_sid, call_sid
-            );
-            send_text(&mut ws, text)?;
-            stop_sent = true;
-        }
-        if stop_sent && now >= stop_at + Duration::from_secs(3) {
+        caller.send_due(&mut ws, report, now)?;
+        if caller.stop_sent && now >= caller.stop_at + Duration::from_secs(3) {
             return Err("the server did not close the socket after stop".into());
         }
-
         // Wait for the server until the next thing is due.
-        let mut wake = stop_at;
-        if next_chunk < chunks.len() {
-            wake = wake.min(due(next_chunk));
-        }
-        if let Some((t, _)) = dtmf.front() {
-            wake = wake.min(*t);
-        }
-        if let Some((t, _)) = pending_marks.front() {
-            wake = wake.min(*t);
-        }
-        if stop_sent {
-            wake = now + Duration::from_millis(100);
-        }
-        let wait = wake
+        let wait = caller
+            .next_wake(now)
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
         ws.get_mut()
@@ -469,11 +358,7 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
                 continue
             }
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                report.ended_by = if stop_sent {
-                    EndedBy::Caller
-                } else {
-                    EndedBy::Server(1000)
-                };
+                report.ended_by = caller.ended_by(1000);
                 return Ok(());
             }
             Err(e) => return Err(e.to_string()),
@@ -482,84 +367,296 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
         let text = match message {
             Message::Text(t) => t,
             Message::Close(frame) => {
-                let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
-                report.ended_by = if stop_sent {
-                    EndedBy::Caller
-                } else {
-                    EndedBy::Server(code)
-                };
+                report.ended_by = caller.ended_by(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
                 // Finish the closing handshake.
                 let _ = ws.flush();
                 return Ok(());
             }
             _ => continue,
         };
-        let event = match media_fast(&text) {
-            Some(media) => media,
-            None => {
-                serde_json::from_str(&text).map_err(|e| format!("server sent non-JSON: {e}"))?
-            }
+        caller.on_text(&mut ws, report, &text, received_at)?;
+    }
+}
+
+/// Gets the media URL as Exotel would and opens the WebSocket; notes the call's ids in
+/// `report`. Returns the socket and the CallSid the stream is for.
+fn open_stream(
+    plan: &CallPlan,
+    report: &mut CallReport,
+) -> Result<(WebSocket<Socket>, String), String> {
+    let (url, call_sid) = media_url(plan)?;
+    report.media_url = url.clone();
+    report.call_sid = call_sid.clone();
+    report.call_log_id = url
+        .split("callLogId=")
+        .nth(1)
+        .map(|s| s.split('&').next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let (addr, ws_url) = socket_target(plan, &url)?;
+    let stream = plan.target().connect(addr).map_err(|e| e.to_string())?;
+    // The server's own frame limits and read buffer: tungstenite's default read buffer is
+    // 128 KiB, zero-filled on every read, which made memset the load generator's top cost.
+    let config = crate::media::session::websocket_config();
+    let (ws, _) = tungstenite::client::client_with_config(ws_url.as_str(), stream, Some(config))
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok((ws, call_sid))
+}
+
+fn send_text(ws: &mut WebSocket<Socket>, text: String) -> Result<(), String> {
+    ws.send(Message::text(text)).map_err(|e| e.to_string())
+}
+
+/// Exotel's side of one stream once it has started: what is due to be sent and when (the
+/// caller's chunks at real-time pace, keys, marks whose audio has played, `stop`), and what the
+/// bot's answers mean for the report.
+struct Caller<'p> {
+    plan: &'p CallPlan,
+    call_sid: String,
+    rules: ChunkRules,
+    chunks: Vec<&'p [i16]>,
+    /// The chunks in base64, shared by a load's calls.
+    payloads: Arc<Vec<String>>,
+    chunk_samples: usize,
+    chunk_period: Duration,
+    t0: Instant,
+    /// Keys to press, in order of time.
+    dtmf: VecDeque<(Instant, char)>,
+    stop_at: Instant,
+    stop_sent: bool,
+    sent_at: Vec<Instant>,
+    next_chunk: usize,
+    seq: u64,
+    /// When Exotel will have played what the bot sent so far.
+    playout_end: Instant,
+    /// Marks to echo when their audio has played.
+    pending_marks: VecDeque<(Instant, String)>,
+    cleared: bool,
+    delay_samples: usize,
+    /// The bot's PCM, decoded into one buffer for the whole call.
+    bytes: Vec<u8>,
+}
+
+impl<'p> Caller<'p> {
+    fn new(plan: &'p CallPlan, call_sid: String) -> Caller<'p> {
+        let chunk_samples = plan.chunk_samples();
+        let chunks: Vec<&[i16]> = plan.audio.chunks(chunk_samples).collect();
+        let payloads = match &plan.payloads {
+            Some(shared) => shared.clone(),
+            None => Arc::new(plan.encode_chunks()),
         };
-        if event.stream_sid.as_deref() != Some(plan.stream_sid.as_str()) {
+        let chunk_period = Duration::from_millis(plan.chunk_ms as u64);
+        let t0 = Instant::now();
+        let audio_end = t0 + chunk_period * chunks.len().max(1) as u32;
+        let mut dtmf: VecDeque<(Instant, char)> = plan
+            .dtmf_during
+            .iter()
+            .map(|(ms, c)| (t0 + Duration::from_millis(*ms as u64), *c))
+            .collect();
+        for (i, c) in plan.dtmf.chars().enumerate() {
+            dtmf.push_back((audio_end + Duration::from_millis(300 * (i as u64 + 1)), c));
+        }
+        let stop_at = dtmf.back().map_or(audio_end, |(t, _)| (*t).max(audio_end))
+            + Duration::from_millis(plan.tail_ms as u64);
+        Caller {
+            plan,
+            call_sid,
+            rules: ChunkRules::for_rate(plan.sample_rate),
+            sent_at: Vec::with_capacity(chunks.len()),
+            chunks,
+            payloads,
+            chunk_samples,
+            chunk_period,
+            t0,
+            dtmf,
+            stop_at,
+            stop_sent: false,
+            next_chunk: 0,
+            seq: 2,
+            playout_end: Instant::now(),
+            pending_marks: VecDeque::new(),
+            cleared: false,
+            delay_samples: (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Like Exotel, a chunk goes out once its audio has been captured: chunk k at
+    /// t0 + (k+1)·period.
+    fn due(&self, k: usize) -> Instant {
+        self.t0 + self.chunk_period * (k as u32 + 1)
+    }
+
+    /// Sends what is due at `now`: the caller's audio, keys, the marks whose audio has played,
+    /// and `stop` once everything has.
+    fn send_due(
+        &mut self,
+        ws: &mut WebSocket<Socket>,
+        report: &mut CallReport,
+        now: Instant,
+    ) -> Result<(), String> {
+        let sid = &self.plan.stream_sid;
+        while self.next_chunk < self.chunks.len() && self.due(self.next_chunk) <= now {
+            let k = self.next_chunk;
+            let ts = self.plan.chunk_ms as usize * k;
+            let text = format!(
+                r#"{{"event":"media","sequence_number":{},"stream_sid":"{sid}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{}"}}}}"#,
+                self.seq,
+                k + 1,
+                self.payloads[k]
+            );
+            self.seq += 1;
+            send_text(ws, text)?;
+            self.sent_at.push(Instant::now());
+            report.events.push((now - self.t0, Event::SentMedia(k)));
+            report.chunks_sent += 1;
+            report.bytes_sent += self.chunks[k].len() as u64 * 2;
+            self.next_chunk += 1;
+        }
+        while self.dtmf.front().is_some_and(|(t, _)| *t <= now) {
+            let Some((_, digit)) = self.dtmf.pop_front() else {
+                break;
+            };
+            let text = format!(
+                r#"{{"event":"dtmf","sequence_number":{},"stream_sid":"{sid}","dtmf":{{"digit":"{digit}","duration":"200"}}}}"#,
+                self.seq
+            );
+            self.seq += 1;
+            send_text(ws, text)?;
+            report.events.push((now - self.t0, Event::SentDtmf(digit)));
+        }
+        while self.pending_marks.front().is_some_and(|(t, _)| *t <= now) {
+            if let Some((_, name)) = self.pending_marks.pop_front() {
+                echo_mark(ws, self.plan, &mut self.seq, &name)?;
+                report.marks_echoed += 1;
+            }
+        }
+        if !self.stop_sent && now >= self.stop_at {
+            let text = format!(
+                r#"{{"event":"stop","sequence_number":{},"stream_sid":"{sid}","stop":{{"call_sid":"{}","account_sid":"sim","reason":"callended"}}}}"#,
+                self.seq, self.call_sid
+            );
+            send_text(ws, text)?;
+            self.stop_sent = true;
+        }
+        Ok(())
+    }
+
+    /// The next time something is due (after `stop`, every 100 ms until the server closes).
+    fn next_wake(&self, now: Instant) -> Instant {
+        if self.stop_sent {
+            return now + Duration::from_millis(100);
+        }
+        let mut wake = self.stop_at;
+        if self.next_chunk < self.chunks.len() {
+            wake = wake.min(self.due(self.next_chunk));
+        }
+        if let Some((t, _)) = self.dtmf.front() {
+            wake = wake.min(*t);
+        }
+        if let Some((t, _)) = self.pending_marks.front() {
+            wake = wake.min(*t);
+        }
+        wake
+    }
+
+    /// Who ended the call when the socket closed with `code`.
+    fn ended_by(&self, code: u16) -> EndedBy {
+        if self.stop_sent {
+            EndedBy::Caller
+        } else {
+            EndedBy::Server(code)
+        }
+    }
+
+    /// One text frame from the server.
+    fn on_text(
+        &mut self,
+        ws: &mut WebSocket<Socket>,
+        report: &mut CallReport,
+        text: &str,
+        received_at: Instant,
+    ) -> Result<(), String> {
+        let event = match media_fast(text) {
+            Some(media) => media,
+            None => serde_json::from_str(text).map_err(|e| format!("server sent non-JSON: {e}"))?,
+        };
+        if event.stream_sid.as_deref() != Some(self.plan.stream_sid.as_str()) {
             report.wrong_stream_sid += 1;
         }
         match event.event.as_ref() {
             "media" => {
                 let payload = event.media.map(|m| m.payload).unwrap_or_default();
-                decode_payload(&payload, &mut bytes)
-                    .map_err(|e| format!("server sent bad base64: {e}"))?;
-                report.chunks_received += 1;
-                report.bytes_received += bytes.len() as u64;
-                *report.chunk_sizes.entry(bytes.len()).or_default() += 1;
-                if !rules.is_valid_chunk(bytes.len()) {
-                    report.invalid_chunks += 1;
-                }
-                let at = report.bot_audio.len();
-                pcm_to_samples(&bytes, &mut report.bot_audio);
-                let samples = report.bot_audio.len() - at;
-                report
-                    .events
-                    .push((received_at - t0, Event::ReceivedMedia { at, samples }));
-                // Exotel plays chunks back to back in real time.
-                playout_end =
-                    playout_end.max(received_at) + Duration::from_micros(rules.micros(samples));
-                if !cleared {
-                    // The echo of this chunk's last sample needed caller sample `end - delay`.
-                    let needed = (at + samples)
-                        .saturating_sub(delay_samples)
-                        .min(plan.audio.len());
-                    if needed > 0 && chunk_samples > 0 {
-                        let k = (needed - 1) / chunk_samples;
-                        if let Some(sent) = sent_at.get(k) {
-                            report.turnaround_us.push(
-                                received_at.saturating_duration_since(*sent).as_micros() as u64,
-                            );
-                        }
-                    }
-                }
+                self.on_media(report, &payload, received_at)?;
             }
             "mark" => {
                 let name = event.mark.map(|m| m.name.into_owned()).unwrap_or_default();
                 report.marks_received.push(name.clone());
                 report
                     .events
-                    .push((received_at - t0, Event::ReceivedMark(name.clone())));
-                pending_marks.push_back((playout_end.max(received_at), name));
+                    .push((received_at - self.t0, Event::ReceivedMark(name.clone())));
+                self.pending_marks
+                    .push_back((self.playout_end.max(received_at), name));
             }
             "clear" => {
                 report.clears += 1;
-                cleared = true;
-                report.events.push((received_at - t0, Event::ReceivedClear));
-                playout_end = received_at;
+                self.cleared = true;
+                report
+                    .events
+                    .push((received_at - self.t0, Event::ReceivedClear));
+                self.playout_end = received_at;
                 // What was queued is dropped; its marks count as played now (as Twilio-style
                 // servers do; Exotel's documentation does not say).
-                while let Some((_, name)) = pending_marks.pop_front() {
-                    echo_mark(&mut ws, plan, &mut seq, &name)?;
+                while let Some((_, name)) = self.pending_marks.pop_front() {
+                    echo_mark(ws, self.plan, &mut self.seq, &name)?;
                     report.marks_echoed += 1;
                 }
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A bot chunk: counted, checked against Exotel's chunk rules, kept, and timed against the
+    /// caller chunk that completed its echo.
+    fn on_media(
+        &mut self,
+        report: &mut CallReport,
+        payload: &str,
+        received_at: Instant,
+    ) -> Result<(), String> {
+        decode_payload(payload, &mut self.bytes)
+            .map_err(|e| format!("server sent bad base64: {e}"))?;
+        let len = self.bytes.len();
+        report.chunks_received += 1;
+        report.bytes_received += len as u64;
+        *report.chunk_sizes.entry(len).or_default() += 1;
+        if !self.rules.is_valid_chunk(len) {
+            report.invalid_chunks += 1;
+        }
+        let at = report.bot_audio.len();
+        pcm_to_samples(&self.bytes, &mut report.bot_audio);
+        let samples = report.bot_audio.len() - at;
+        report
+            .events
+            .push((received_at - self.t0, Event::ReceivedMedia { at, samples }));
+        // Exotel plays chunks back to back in real time.
+        self.playout_end =
+            self.playout_end.max(received_at) + Duration::from_micros(self.rules.micros(samples));
+        if !self.cleared {
+            // The echo of this chunk's last sample needed caller sample `end - delay`.
+            let needed = (at + samples)
+                .saturating_sub(self.delay_samples)
+                .min(self.plan.audio.len());
+            if needed > 0 && self.chunk_samples > 0 {
+                let k = (needed - 1) / self.chunk_samples;
+                if let Some(sent) = self.sent_at.get(k) {
+                    report
+                        .turnaround_us
+                        .push(received_at.saturating_duration_since(*sent).as_micros() as u64);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
