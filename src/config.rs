@@ -960,27 +960,6 @@ pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn phone_keys_are_one_key_or_off_and_errors_name_the_variable() {
-        let with = |pairs: &'static [(&'static str, &'static str)]| {
-            Config::from_lookup(|k| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            })
-        };
-        let c = with(&[]).unwrap();
-        assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (Some('9'), None));
-        let c = with(&[("CAMPAIGN_DNC_KEY", "off"), ("HANDOFF_DTMF", "#")]).unwrap();
-        assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (None, Some('#')));
-        for (name, value) in [("HANDOFF_DTMF", "12"), ("CAMPAIGN_DNC_KEY", "x")] {
-            let pairs: &'static [(&'static str, &'static str)] =
-                Box::leak(vec![(name, value)].into_boxed_slice());
-            assert_eq!(with(pairs).unwrap_err().variable, name);
-        }
-    }
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -1131,6 +1110,17 @@ mod tests {
         );
         assert_eq!(d.data_dir, std::path::PathBuf::from("./data"));
         assert!(!d.record);
+    }
+
+    #[test]
+    fn phone_keys_are_one_key_or_off_and_errors_name_the_variable() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (Some('9'), None));
+        let c = config(&[("CAMPAIGN_DNC_KEY", "off"), ("HANDOFF_DTMF", "#")]).unwrap();
+        assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (None, Some('#')));
+        for (name, value) in [("HANDOFF_DTMF", "12"), ("CAMPAIGN_DNC_KEY", "x")] {
+            assert_eq!(config(&[(name, value)]).unwrap_err().variable, name);
+        }
     }
 
     #[test]

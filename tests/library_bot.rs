@@ -32,13 +32,21 @@ impl Bot for Greeter {
 
 /// A server on a free loopback port with its own data directory, as a library user starts one.
 fn loopback_config(name: &str) -> Config {
+    loopback_config_with(name, &[])
+}
+
+/// The same with more variables.
+fn loopback_config_with(name: &str, extra: &[(&str, &str)]) -> Config {
     let data_dir =
         std::env::temp_dir().join(format!("exotel-voicebot-{name}-{}", std::process::id()));
     Config::from_lookup(|var| match var {
         "PORT" => Some("0".into()),
         "BIND" => Some("127.0.0.1".into()),
         "DATA_DIR" => Some(data_dir.display().to_string()),
-        _ => None,
+        _ => extra
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string()),
     })
     .unwrap()
 }
@@ -130,4 +138,64 @@ fn the_examples_simulate_line_passes_with_no_echo_check() {
     );
     // Without the flag the same call is reported as not echoed: the flag is what makes it pass.
     assert_eq!(simulate(&[]).status.code(), Some(1));
+}
+
+/// A bot with a bug where its call ends: it greets, hangs up, and panics in `on_stop`.
+struct PanicsAtStop;
+
+impl Bot for PanicsAtStop {
+    fn on_start(&mut self, call: &CallStart<'_>, out: &mut Outbox) {
+        out.play(&tone(call.start.sample_rate, 440.0, 300, 6000));
+        out.mark("greeted");
+    }
+    fn on_audio(&mut self, _samples: &[i16], _out: &mut Outbox) {}
+    fn on_mark(&mut self, _name: &str, out: &mut Outbox) {
+        out.hang_up();
+    }
+    fn on_stop(&mut self, _reason: &str) {
+        panic!("a bug in the bot's own on_stop");
+    }
+}
+
+/// The user's bot panicking as its call ends costs that call only. All calls share one media
+/// loop (`MEDIA_LOOPS=1`): a call beside it and a call after it are served whole, and every
+/// call's place is given back.
+#[test]
+fn a_bot_that_panics_as_its_call_ends_costs_that_call_only() {
+    let _logs = exotel_voicebot::log::Captured::start();
+    let config = loopback_config_with("panicky", &[("MEDIA_LOOPS", "1")]);
+    let bots = |call: &CallStart<'_>| -> Box<dyn Bot> {
+        if call.start.call_sid == "CA-panics" {
+            Box::new(PanicsAtStop)
+        } else {
+            Box::new(exotel_voicebot::bot::echo::EchoBot::new(400))
+        }
+    };
+    let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
+    let echo_plan = |ms| {
+        let mut plan = CallPlan::new(running.addr, speech_like(8000, ms, 4));
+        plan.tail_ms = 800;
+        plan
+    };
+    let beside = {
+        let plan = echo_plan(3000);
+        std::thread::spawn(move || run_call(&plan))
+    };
+    let mut panics = CallPlan::new(running.addr, speech_like(8000, 2000, 5));
+    panics.call_sid = "CA-panics".into();
+    panics.check_echo = false;
+    let panicked = run_call(&panics);
+    assert_eq!(panicked.marks_echoed, 1, "{panicked:#?}");
+    let after = run_call(&echo_plan(1000));
+    assert!(after.is_clean(), "a call after the panic: {after:#?}");
+    let beside = beside.join().unwrap();
+    assert!(beside.is_clean(), "a call beside the panic: {beside:#?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running.app.registry.active_calls() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a call kept its place"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -131,8 +131,8 @@ struct LoopCall<'a> {
     /// Its place among the HTTP connections, given back when it leaves the loop.
     _open: OpenConnection,
     phase: Phase,
-    /// When its next turn is due with nothing to read.
-    wake_at: Instant,
+    /// When its next turn is due with nothing to read (the timer heap holds an entry for it).
+    wake_at: Option<Instant>,
     /// Not read before this (a caller ahead of real time).
     hold_until: Option<Instant>,
     /// Since when its socket has been full.
@@ -207,7 +207,9 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 continue;
             }
             let mut arrived = false;
+            let mut taken = 0;
             for event in events.iter() {
+                taken += 1;
                 if event.token() == WAKER {
                     arrived = true;
                     continue;
@@ -225,7 +227,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 self.ready.push(index);
             }
             let now = Instant::now();
-            let busy = events.iter().count() >= EVENTS || !self.again.is_empty();
+            let busy = taken >= EVENTS || !self.again.is_empty();
             let mut ready = std::mem::take(&mut self.ready);
             ready.append(&mut self.again);
             for index in ready.drain(..) {
@@ -252,7 +254,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 break;
             }
             self.timers.pop();
-            let current = matches!(self.calls.get(index), Some(Some(c)) if c.wake_at == at);
+            let current = matches!(self.calls.get(index), Some(Some(c)) if c.wake_at == Some(at));
             if current {
                 self.drive(index, now);
             }
@@ -265,7 +267,14 @@ impl<'a, H: CallHost> Loop<'a, H> {
             std::mem::take(&mut *self.arrivals.lock().unwrap_or_else(|p| p.into_inner()));
         for Arrival { ws, grant, open } in arrivals {
             let host: &'a H = self.host;
-            let (session, ending) = host.begin(ws, grant);
+            let id = grant.call_log_id.clone();
+            let began =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.begin(ws, grant)));
+            // The other calls of this loop go on; this one's socket closes with the panic.
+            let Ok((session, ending)) = began else {
+                crate::error!("media.setup_panicked", callLogId = id);
+                continue;
+            };
             let index = self.free.pop().unwrap_or_else(|| {
                 self.calls.push(None);
                 self.calls.len() - 1
@@ -275,7 +284,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 ending: Some(ending),
                 _open: open,
                 phase: Phase::Live,
-                wake_at: now,
+                wake_at: None,
                 hold_until: None,
                 stalled_since: None,
                 writable: false,
@@ -289,8 +298,8 @@ impl<'a, H: CallHost> Loop<'a, H> {
             match registered {
                 Ok(()) => self.drive(index, now),
                 Err(e) => {
-                    crate::error!("media.loop_register_failed", error = e);
-                    self.end(index, EndReason::SocketError(e.to_string()), now);
+                    crate::error!("media.loop_register_failed", callLogId = id, error = e);
+                    self.end(index, EndReason::SocketError(e.to_string()), now, true);
                 }
             }
         }
@@ -303,46 +312,68 @@ impl<'a, H: CallHost> Loop<'a, H> {
         };
         let scratch = &mut self.scratch;
         let turns = std::panic::AssertUnwindSafe(|| step(call, now, scratch));
-        let next = match std::panic::catch_unwind(turns) {
-            Ok(next) => next,
+        let (next, closable) = match std::panic::catch_unwind(turns) {
+            Ok(next) => (next, true),
             Err(_) => {
                 let id = call.session.call_log_id.clone();
                 crate::error!("media.session_panicked", callLogId = id);
                 // The session is in no state to close: its socket is dropped instead.
-                call.phase = Phase::Closing(now);
-                Err(EndReason::SocketError("the session panicked".into()))
+                let reason = EndReason::SocketError("the session panicked".into());
+                (Err(reason), false)
             }
         };
         match next {
             Ok(Next::At(at)) => self.schedule(index, at),
             Ok(Next::Again) => self.again.push(index),
             Ok(Next::Done) => self.remove(index),
-            Err(reason) => self.end(index, reason, now),
+            Err(reason) => self.end(index, reason, now, closable),
         }
     }
 
+    /// Due at `at`. A call that keeps its due time (a hold, a stall, a close being waited for,
+    /// asked again at each readiness) keeps its one heap entry: a second one would give it a
+    /// second turn at that time.
     fn schedule(&mut self, index: usize, at: Instant) {
         if let Some(Some(call)) = self.calls.get_mut(index) {
-            call.wake_at = at;
-            self.timers.push(Reverse((at, index)));
+            if call.wake_at != Some(at) {
+                call.wake_at = Some(at);
+                self.timers.push(Reverse((at, index)));
+            }
         }
     }
 
-    /// The call is over: closes it (`Session::finish`), writes its end (`media::end`), then
-    /// waits for the caller's close frame, briefly.
-    fn end(&mut self, index: usize, reason: EndReason, now: Instant) {
+    /// The call is over: closes it (`Session::finish`, which also tells its bot, unless a panic
+    /// left it in no state to be closed), writes its end (`media::end`), then waits for the
+    /// caller's close frame, briefly. A panic in either (a bot's `on_stop` is the user's code)
+    /// costs this call only.
+    fn end(&mut self, index: usize, reason: EndReason, now: Instant, closable: bool) {
         let Some(Some(call)) = self.calls.get_mut(index) else {
             return;
         };
-        let panicked = matches!(call.phase, Phase::Closing(_));
-        if !panicked {
-            call.session.finish_in(&reason, &mut self.scratch);
+        let id = call.session.call_log_id.clone();
+        let mut closes = closable && waits_for_close(&reason);
+        if closable {
+            let scratch = &mut self.scratch;
+            let session = &mut call.session;
+            let finish = std::panic::AssertUnwindSafe(|| session.finish_in(&reason, scratch));
+            if std::panic::catch_unwind(finish).is_err() {
+                crate::error!(
+                    "media.session_panicked",
+                    callLogId = id,
+                    detail = "in finish"
+                );
+                closes = false;
+            }
         }
         let stats = std::mem::take(&mut call.session.stats);
         if let Some(ending) = call.ending.take() {
-            end_call(self.host, ending, reason.clone(), stats);
+            let host = self.host;
+            let written = std::panic::AssertUnwindSafe(|| end_call(host, ending, reason, stats));
+            if std::panic::catch_unwind(written).is_err() {
+                crate::error!("media.end_panicked", callLogId = id);
+            }
         }
-        if panicked || !waits_for_close(&reason) {
+        if !closes {
             self.remove(index);
             return;
         }
@@ -482,7 +513,7 @@ mod tests {
             ending: None,
             _open: OpenConnection::uncounted(),
             phase: Phase::Live,
-            wake_at: t0,
+            wake_at: None,
             hold_until: None,
             stalled_since: None,
             writable: false,

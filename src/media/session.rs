@@ -90,23 +90,18 @@ impl MediaStream {
 
     /// Moves a plain socket from may's poller to an event loop's. A TLS socket stays (its
     /// records are read through rustls on the coroutine); `Ok(false)` then.
+    /// On `Err` (no descriptor left to duplicate) the stream stays `Moving`: the may socket is
+    /// gone and the call cannot go on.
     pub fn to_loop(&mut self) -> io::Result<bool> {
         if !matches!(self, MediaStream::Direct(Conn::Plain(_))) {
             return Ok(false);
         }
         let MediaStream::Direct(Conn::Plain(s)) = std::mem::replace(self, MediaStream::Moving)
         else {
-            return Ok(false);
+            unreachable!("matched just above");
         };
-        match LoopSocket::from_may(s) {
-            Ok(looped) => {
-                *self = MediaStream::Looped(looped);
-                Ok(true)
-            }
-            // The may socket is gone with its descriptor's duplicate failing (out of files):
-            // the call cannot go on.
-            Err(e) => Err(e),
-        }
+        *self = MediaStream::Looped(LoopSocket::from_may(s)?);
+        Ok(true)
     }
 
     /// The loop's view of the socket, when it is on one.
