@@ -8,7 +8,8 @@
 //! follows a call through Exotel's `CustomField`, the webhook, the media URL and every log line.
 //!
 //! **The media.** Exotel opens that URL; [`media`] checks the token and runs one
-//! [`media::session::Session`] per call on the connection's coroutine: it parses Exotel's frames
+//! [`media::session::Session`] per call, on one of the media event loops ([`media::engine`], one
+//! per core) or, for a relayed or TLS call, on the connection's coroutine: it parses Exotel's frames
 //! ([`exotel::stream`]), hands the audio to a [`bot::Bot`] and paces what the bot answers in
 //! Exotel-sized chunks. With `BOT=relay` the call goes instead to an upstream bot over a second
 //! WebSocket ([`bot::relay`]); both sockets are then read by pump coroutines
@@ -43,7 +44,8 @@
 //! (docs/ARCHITECTURE.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
 //! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over
 //! method and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
-//! [`log`] writes one line per event.
+//! [`log`] writes one line per event; [`descriptors`] grows the descriptor table once at start,
+//! so that no call waits while the kernel grows it.
 //!
 //! **The rules.** Nothing that blocks in the kernel runs on a coroutine: blocking work goes to
 //! threads over `may` channels, and nothing a coroutine sends to a thread can wait. Wire formats
@@ -58,6 +60,7 @@ pub mod auth;
 pub mod bot;
 pub mod calls;
 pub mod config;
+pub mod descriptors;
 pub mod exotel;
 pub mod fuzzing;
 pub mod http;
@@ -300,6 +303,18 @@ fn fit_connections_to_open_files(config: &mut config::Config) {
             detail = "HTTP_MAX_CONNECTIONS is more than the open-file limit allows; raise the hard limit (ulimit -Hn, LimitNOFILE=) to allow more"
         );
         config.http.max_connections = fits;
+    }
+    // A relayed call's two sockets are each read by a pump through a duplicate descriptor.
+    let wanted = RESERVED_FILES + 2 * per_connection * config.http.max_connections as u64;
+    let slots = wanted.min(soft);
+    match descriptors::reserve_table(slots) {
+        Ok(()) => info!("server.descriptor_table", slots = slots),
+        Err(e) => warn!(
+            "server.descriptor_table_not_grown",
+            slots = slots,
+            error = e,
+            detail = "descriptors past the table's size will grow it during calls, stalling a worker each time"
+        ),
     }
 }
 

@@ -440,6 +440,8 @@ fn test_bot(parser: &mut lexopt::Parser) -> Outcome {
     if !go {
         return Ok(());
     }
+    // Two descriptors a connection (its socket and the clone its close uses).
+    exotel_voicebot::descriptors::prepare(8192);
     let bot = exotel_voicebot::sim::bot::TestBot::start_on(port, delay)
         .map_err(|e| (1, format!("test-bot on 127.0.0.1:{port}: {e}")))?;
     println!("test bot listening on {}", bot.url());
@@ -698,6 +700,8 @@ fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
     use exotel_voicebot::sim::{self, CallPlan, Connect};
     use std::sync::Arc;
     let server = server_addr(&args.server)?;
+    // A call's webhook request and its media socket, and a margin.
+    exotel_voicebot::descriptors::prepare(64 + 2 * args.calls as u64);
     let (rate, audio) = caller_audio(args)?;
     let mut plan = CallPlan::new(server, audio);
     plan.sample_rate = rate;

@@ -243,3 +243,37 @@ fn a_media_token_is_bound_to_the_callsid_of_its_first_start() {
     // The call's row was not touched by the refused stream.
     assert_eq!(server.get("/calls/bound-1").json()["status"], "in-progress");
 }
+
+/// The kernel's descriptor table of the server process (`FDSize` in /proc/PID/status).
+fn descriptor_table_slots(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no FDSize in {status}"))
+}
+
+#[test]
+fn the_descriptor_table_is_grown_at_start_for_the_connections_allowed() {
+    // Growing it during calls stalls the thread that crosses its size (lib.rs, descriptors.rs):
+    // 64 kept + 2 per connection, within the open-file limit. The kernel rounds up to a power
+    // of two; an idle server without this holds a 64-slot table.
+    let server = Server::start_with_open_files(8192, 8192, &[("HTTP_MAX_CONNECTIONS", "3000")]);
+    let line = server.wait_for_log(&["server.descriptor_table"]);
+    assert!(line.contains("slots=6064"), "{line}");
+    assert!(descriptor_table_slots(&server) >= 6064);
+    server.assert_healthy();
+
+    let small = Server::start_with_open_files(8192, 8192, &[("HTTP_MAX_CONNECTIONS", "100")]);
+    let line = small.wait_for_log(&["server.descriptor_table"]);
+    assert!(line.contains("slots=264"), "{line}");
+    let slots = descriptor_table_slots(&small);
+    assert!((264..6064).contains(&slots), "{slots}");
+
+    // Never past the open-file limit: 1,024 files fit 960 connections, and the table 1,024.
+    let capped = Server::start_with_open_files(1024, 1024, &[]);
+    let line = capped.wait_for_log(&["server.descriptor_table"]);
+    assert!(line.contains("slots=1024"), "{line}");
+    assert_eq!(descriptor_table_slots(&capped), 1024);
+}
