@@ -194,7 +194,9 @@ pub fn start(
     mut config: config::Config,
     bots: Box<dyn bot::BotFactory>,
 ) -> std::io::Result<Running> {
-    fit_connections_to_open_files(&mut config);
+    if let Some(open_files) = fit_connections_to_open_files(&mut config) {
+        grow_descriptor_table(&config, open_files);
+    }
     // may fills a pool with 1,000 idle coroutines of its default stack size when its scheduler
     // first starts (may 0.3 pool.rs), about 8 MiB resident. Every coroutine here asks for a
     // stack size of its own, which the pool never serves, so the pool is only memory. Takes
@@ -279,20 +281,24 @@ fn port_error(variable: &str, addr: SocketAddr, e: std::io::Error) -> std::io::E
 /// log's database and WAL, the Exotel API's sockets, the process's own.
 const RESERVED_FILES: u64 = 64;
 
+/// Files a connection may hold: its socket, a relayed bot's, a recording.
+fn files_per_connection(config: &config::Config) -> u64 {
+    1 + u64::from(matches!(config.bot, config::BotChoice::Relay(_))) + u64::from(config.record)
+}
+
 /// Raises the open-file limit to its hard limit, then caps `HTTP_MAX_CONNECTIONS` below what
 /// that leaves (each connection may also hold a relay socket and a recording), so that past
-/// the limit new clients get a 503 instead of hanging in the accept queue.
-fn fit_connections_to_open_files(config: &mut config::Config) {
+/// the limit new clients get a 503 instead of hanging in the accept queue. Answers the limit,
+/// when it is known.
+fn fit_connections_to_open_files(config: &mut config::Config) -> Option<u64> {
     let soft = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(e) => {
             warn!("server.nofile_unknown", error = e);
-            return;
+            return None;
         }
     };
-    let per_connection =
-        1 + u64::from(matches!(config.bot, config::BotChoice::Relay(_))) + u64::from(config.record);
-    let fits = (soft.saturating_sub(RESERVED_FILES) / per_connection).max(1) as usize;
+    let fits = (soft.saturating_sub(RESERVED_FILES) / files_per_connection(config)).max(1) as usize;
     info!("server.open_files", limit = soft, connectionsFit = fits);
     if config.http.max_connections > fits {
         warn!(
@@ -304,9 +310,16 @@ fn fit_connections_to_open_files(config: &mut config::Config) {
         );
         config.http.max_connections = fits;
     }
-    // A relayed call's two sockets are each read by a pump through a duplicate descriptor.
-    let wanted = RESERVED_FILES + 2 * per_connection * config.http.max_connections as u64;
-    let slots = wanted.min(soft);
+    Some(soft)
+}
+
+/// Grows the descriptor table before any call ([`descriptors`]) to what the connections can
+/// open, within `open_files`: a relayed call's two sockets are each read by a pump through a
+/// duplicate descriptor, hence two per file a connection may hold.
+fn grow_descriptor_table(config: &config::Config, open_files: u64) {
+    let wanted =
+        RESERVED_FILES + 2 * files_per_connection(config) * config.http.max_connections as u64;
+    let slots = wanted.min(open_files);
     match descriptors::reserve_table(slots) {
         Ok(()) => info!("server.descriptor_table", slots = slots),
         Err(e) => warn!(
