@@ -84,7 +84,7 @@ options:
   --dtmf KEYS          keys to press after the audio, e.g. 12# (# makes the echo bot hang up)
   --echo-delay-ms MS   the server's ECHO_DELAY_MS, to check the echo (default 400)
   --no-echo-check      check the protocol only, not that the audio came back
-  --calls N            calls at once (default 1)
+  --calls N            calls at once (default 1, at most 100000)
   --ramp S             seconds over which to start them (default 1)
   --record FILE        save what the bot sent (the first call) as WAV
   --passthru FORM      after the stream, ask the Passthru applet's URL as Exotel does and say
@@ -696,10 +696,20 @@ fn play_passthru(
     Ok(())
 }
 
+/// The most calls one `simulate` plays at once. Each holds two sockets and a coroutine; a larger
+/// number (up to `usize::MAX` on the command line) made it panic allocating for them.
+const MAX_SIMULATED_CALLS: usize = 100_000;
+
 fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
     use exotel_voicebot::sim::{self, CallPlan, Connect};
     use std::sync::Arc;
     let server = server_addr(&args.server)?;
+    if !(1..=MAX_SIMULATED_CALLS).contains(&args.calls) {
+        return Err(format!(
+            "--calls {}: from 1 to {MAX_SIMULATED_CALLS}",
+            args.calls
+        ));
+    }
     // A call's webhook request and its media socket, and a margin.
     exotel_voicebot::descriptors::prepare(64 + 2 * args.calls as u64);
     let (rate, audio) = caller_audio(args)?;

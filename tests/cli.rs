@@ -345,3 +345,20 @@ fn simulate_outbound_goes_through_post_call_and_its_own_fake_exotel() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 clean, 1 with problems"));
 }
+
+#[test]
+fn simulate_refuses_a_number_of_calls_outside_its_limit_naming_the_flag() {
+    let dir = support::temp_dir("cli-calls");
+    for calls in ["0", "100001", "18446744073709551615"] {
+        let out = binary(&dir)
+            .args(["simulate", "--server", "127.0.0.1:1", "--calls", calls])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--calls {calls}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("--calls {calls}: from 1 to 100000")),
+            "--calls {calls}: {stderr}"
+        );
+    }
+}

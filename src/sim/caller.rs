@@ -647,7 +647,7 @@ impl<'p> Caller<'p> {
             let needed = (at + samples)
                 .saturating_sub(self.delay_samples)
                 .min(self.plan.audio.len());
-            if needed > 0 && self.chunk_samples > 0 {
+            if needed > 0 {
                 let k = (needed - 1) / self.chunk_samples;
                 if let Some(sent) = self.sent_at.get(k) {
                     report
