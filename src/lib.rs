@@ -224,7 +224,8 @@ pub fn start(
     let app =
         Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
-    app.media_loops.start(&app, app.config.media_loops)?;
+    let loops = (app.config.media_loops, app.config.media_loop_rest);
+    app.media_loops.start(&app, loops.0, loops.1)?;
     calls::watchdog::start(app.slots.clone(), app.call_log.clone());
     app.campaigns
         .start_dialer(Arc::new(calls::place::ServerTelephony(app.clone())));

@@ -38,11 +38,6 @@ pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const MAX_WAIT: Duration = Duration::from_millis(200);
 /// Readiness events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
-/// A loop that found little to do rests this long before it asks for readiness again, so that
-/// frames arriving meanwhile are handled in one wake-up rather than one each: under load the
-/// switches into the thread were a tenth of its time (perf, 1,000 calls on one core). A frame
-/// waits this much at most; the bound on its turnaround is 20 ms.
-pub const COALESCE: Duration = Duration::from_millis(1);
 const WAKER: Token = Token(usize::MAX);
 
 /// What a loop needs of the server: to set a call up and to write its end (`media::begin` and
@@ -77,8 +72,14 @@ struct LoopHandle {
 }
 
 impl MediaLoops {
-    /// Starts `threads` loops for `host`'s calls (none for 0). Once per server.
-    pub fn start<H: CallHost>(&self, host: &Arc<H>, threads: usize) -> std::io::Result<()> {
+    /// Starts `threads` loops for `host`'s calls (none for 0), each resting `rest` when it
+    /// found little to do (`MEDIA_LOOP_REST_MS`, [`crate::config::DEFAULT_LOOP_REST`]). Once per server.
+    pub fn start<H: CallHost>(
+        &self,
+        host: &Arc<H>,
+        threads: usize,
+        rest: Duration,
+    ) -> std::io::Result<()> {
         let mut handles = Vec::with_capacity(threads);
         for k in 0..threads {
             let poll = Poll::new()?;
@@ -87,7 +88,7 @@ impl MediaLoops {
             let (host, inbox) = (host.clone(), arrivals.clone());
             std::thread::Builder::new()
                 .name(format!("media-loop-{k}"))
-                .spawn(move || Loop::new(&host, poll, inbox).run())?;
+                .spawn(move || Loop::new(&host, poll, inbox, rest).run())?;
             handles.push(LoopHandle { arrivals, waker });
         }
         let _ = self.loops.set(handles);
@@ -172,10 +173,17 @@ struct Loop<'a, H: CallHost> {
     again: Vec<usize>,
     /// The buffers every call's turn works in, one call at a time.
     scratch: Scratch,
+    /// How long to rest after a round that found little to do.
+    rest: Duration,
 }
 
 impl<'a, H: CallHost> Loop<'a, H> {
-    fn new(host: &'a Arc<H>, poll: Poll, arrivals: Arc<Mutex<Vec<Arrival>>>) -> Loop<'a, H> {
+    fn new(
+        host: &'a Arc<H>,
+        poll: Poll,
+        arrivals: Arc<Mutex<Vec<Arrival>>>,
+        rest: Duration,
+    ) -> Loop<'a, H> {
         Loop {
             host,
             poll,
@@ -186,6 +194,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
             ready: Vec::new(),
             again: Vec::new(),
             scratch: Scratch::default(),
+            rest,
         }
     }
 
@@ -240,8 +249,8 @@ impl<'a, H: CallHost> Loop<'a, H> {
             }
             if !busy && self.calls.len() > self.free.len() {
                 let spent = now.elapsed();
-                if spent < COALESCE {
-                    std::thread::sleep(COALESCE - spent);
+                if spent < self.rest {
+                    std::thread::sleep(self.rest - spent);
                 }
             }
         }
