@@ -97,6 +97,26 @@ pub fn signals() -> std::io::Result<signal_hook::iterator::Signals> {
 
 /// Idle coroutines may keeps for reuse (see [`start`]); 0 would mean may's default, 1,000.
 pub const COROUTINE_POOL: usize = 1;
+/// Idle connection coroutines, with their stacks, kept for reuse by a process that is only
+/// this server ([`reuse_connection_stacks`]). A connection's coroutine lives for a request or
+/// a media handshake, so a few dozen cover the connections being set up at any moment.
+pub const CONNECTION_STACK_POOL: usize = 64;
+static CONNECTION_STACKS_REUSED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// For a process that is only this server, before anything in it has used may (the binary
+/// calls it first): makes a connection coroutine's stack may's default size and keeps
+/// [`CONNECTION_STACK_POOL`] of them, so a connection reuses a stack instead of mapping,
+/// guarding and unmapping one (`mmap`, `mprotect`, `munmap`, whose TLB shootdown reaches every
+/// core the process ran on). may hands out pooled coroutines by its default size without
+/// looking at their stacks, so this is not done by [`start`] for a library user: where may has
+/// already run, its pool holds coroutines of the old size, which it would hand out as new ones.
+pub fn reuse_connection_stacks() {
+    may::config()
+        .set_stack_size(http::CONNECTION_STACK_WORDS)
+        .set_pool_capacity(CONNECTION_STACK_POOL);
+    CONNECTION_STACKS_REUSED.store(true, std::sync::atomic::Ordering::Release);
+}
 
 /// A server started by [`start`].
 pub struct Running {
@@ -201,7 +221,9 @@ pub fn start(
     // first starts (may 0.3 pool.rs), about 8 MiB resident. Every coroutine here asks for a
     // stack size of its own, which the pool never serves, so the pool is only memory. Takes
     // effect when this runs before anything else has used may, as in the binary.
-    may::config().set_pool_capacity(COROUTINE_POOL);
+    if !CONNECTION_STACKS_REUSED.load(std::sync::atomic::Ordering::Acquire) {
+        may::config().set_pool_capacity(COROUTINE_POOL);
+    }
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(
             tls::ServerTls::load(files).map_err(std::io::Error::other)?,

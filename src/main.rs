@@ -231,6 +231,7 @@ fn serve(parser: &mut lexopt::Parser) -> Outcome {
     if !go {
         return Ok(());
     }
+    exotel_voicebot::reuse_connection_stacks();
     let config = load_config()?;
     exotel_voicebot::log::init(&config.log);
     install_panic_log();

@@ -30,7 +30,9 @@ use std::time::Duration;
 /// so resident memory grows only with the depth actually used. `tests/http_library.rs` runs the
 /// panicking path under it.
 pub const CONNECTION_STACK_BYTES: usize = 128 * 1024;
-const CONNECTION_STACK_WORDS: usize = CONNECTION_STACK_BYTES / std::mem::size_of::<usize>();
+/// [`CONNECTION_STACK_BYTES`] in may's unit, words; the binary makes it may's default, so that
+/// connections reuse pooled stacks (`reuse_connection_stacks`).
+pub const CONNECTION_STACK_WORDS: usize = CONNECTION_STACK_BYTES / std::mem::size_of::<usize>();
 
 /// Every limit the HTTP layer enforces, with docs/ARCHITECTURE.md §5's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]

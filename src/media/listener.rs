@@ -32,8 +32,8 @@ pub fn start(
             }
         };
         let app = app.clone();
-        let builder = may::coroutine::Builder::new()
-            .stack_size(crate::http::CONNECTION_STACK_BYTES / std::mem::size_of::<usize>());
+        let builder =
+            may::coroutine::Builder::new().stack_size(crate::http::CONNECTION_STACK_WORDS);
         let spawned = may::go!(builder, move || {
             let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
             let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
