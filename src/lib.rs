@@ -100,7 +100,7 @@ pub const COROUTINE_POOL: usize = 1;
 /// Idle connection coroutines, with their stacks, kept for reuse by a process that is only
 /// this server ([`reuse_connection_stacks`]). A connection's coroutine lives for a request or
 /// a media handshake, so a few dozen cover the connections being set up at any moment.
-pub const CONNECTION_STACK_POOL: usize = 64;
+pub const CONNECTION_STACK_POOL: usize = 16;
 static CONNECTION_STACKS_REUSED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
