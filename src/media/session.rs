@@ -241,6 +241,14 @@ pub fn websocket_config() -> WebSocketConfig {
 /// Inbound frame length the per-call buffers are sized for, in ms (Exotel sends 20 to 100).
 const INBOUND_FRAME_ROOM_MS: usize = 200;
 
+/// A bot chunk whose pacing time is at most this far off is sent now, not after a wait. Waits
+/// are whole milliseconds (crate::timer) and end on a timer's or a media loop's next wake-up
+/// (`MEDIA_LOOP_REST_MS`), so waiting made a chunk up to 2 ms late, and did so whenever the
+/// bot's audio arrived a moment before its time: `bench/relay-latency` showed each relayed
+/// call's turnarounds alternating between ~0.3 ms and 1.2-1.8 ms. Sent early instead, Exotel
+/// holds at most this much more than `MEDIA_LEAD_MS` for a moment.
+pub const PACING_SLACK: Duration = Duration::from_millis(2);
+
 /// The session's settings (from `Config`).
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -375,6 +383,18 @@ impl Pacer {
     fn sent(&mut self, now: Instant, played: Duration) {
         self.started.get_or_insert(now);
         self.sent += played;
+    }
+
+    /// Whether a chunk may go with `ahead` already sent and not yet played: less than `lead`
+    /// is, give or take [`PACING_SLACK`].
+    fn allows(ahead: Duration, lead: Duration) -> bool {
+        ahead < lead + PACING_SLACK
+    }
+
+    /// When the next chunk may go, for audio that runs dry at `dry` (`None`: before the clock
+    /// began, so now).
+    fn next_send(dry: Instant, lead: Duration) -> Option<Instant> {
+        dry.checked_sub(lead + PACING_SLACK)
     }
 
     /// When Exotel will have played everything sent.
@@ -756,7 +776,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                         if self.outbox.queued_samples() >= live.rules.min_samples
                             || self.outbox.samples_until_mark().is_some() =>
                     {
-                        dry.checked_sub(self.settings.lead).unwrap_or(now)
+                        Pacer::next_send(dry, self.settings.lead).unwrap_or(now)
                     }
                     Some(dry) => dry,
                     None => now,
@@ -1154,9 +1174,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
             let allowed_at = live
                 .pacer
                 .runs_dry_at()
-                .and_then(|dry| dry.checked_sub(self.settings.lead));
+                .and_then(|dry| Pacer::next_send(dry, self.settings.lead));
             let ahead = live.pacer.ahead(now);
-            if ahead >= self.settings.lead {
+            if !Pacer::allows(ahead, self.settings.lead) {
                 return Ok(());
             }
             let until_mark = self.outbox.samples_until_mark();
@@ -1468,4 +1488,46 @@ fn with_custom_parameters(text: &str, extra: &[(String, String)]) -> String {
         }
     }
     frame.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pacer, PACING_SLACK};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_chunk_goes_when_less_than_the_lead_and_its_slack_is_queued() {
+        let lead = Duration::from_millis(200);
+        let edge = lead + PACING_SLACK;
+        assert!(Pacer::allows(Duration::ZERO, lead));
+        assert!(Pacer::allows(lead, lead), "due now");
+        assert!(
+            Pacer::allows(edge - Duration::from_micros(1), lead),
+            "due within the slack"
+        );
+        assert!(!Pacer::allows(edge, lead));
+        let dry = Instant::now() + Duration::from_secs(1);
+        assert_eq!(Pacer::next_send(dry, lead), Some(dry - edge));
+    }
+
+    #[test]
+    fn the_pacer_paces_from_its_first_chunk_and_starts_afresh_after_running_dry() {
+        let mut pacer = Pacer::default();
+        let t0 = Instant::now();
+        assert_eq!(pacer.ahead(t0), Duration::ZERO);
+        pacer.sent(t0, Duration::from_millis(200));
+        pacer.sent(t0 + Duration::from_millis(50), Duration::from_millis(200));
+        // Chunk k is due from the first send, not from the last: no drift.
+        assert_eq!(pacer.runs_dry_at(), Some(t0 + Duration::from_millis(400)));
+        assert_eq!(
+            pacer.ahead(t0 + Duration::from_millis(100)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(pacer.ahead(t0 + Duration::from_millis(400)), Duration::ZERO);
+        assert_eq!(
+            pacer.runs_dry_at(),
+            None,
+            "an underrun starts a fresh clock"
+        );
+    }
 }
