@@ -668,7 +668,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             });
         }
         let wait = self.next_wake(now).saturating_duration_since(now);
-        // Whole milliseconds (crate::timer): 1 ms late at most, far inside the pacing lead.
+        // Whole milliseconds (crate::timer): 1 ms late at most; a chunk due within PACING_SLACK
+        // does not wait at all.
         let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
         if let Some(ahead) = self
             .caller_ahead(now)
