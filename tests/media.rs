@@ -236,6 +236,27 @@ fn echo_calls_run_on_the_event_loops_by_default_and_on_coroutines_with_media_loo
     }
 }
 
+/// `MEDIA_LOOP_REST_MS` at both edges: no rest at all, and the longest (every frame may wait
+/// 20 ms for its round). Calls stay whole either way; only their latency and the CPU differ.
+#[test]
+fn echo_calls_are_whole_at_both_edges_of_the_loops_rest() {
+    for rest in ["0", "20"] {
+        let server = Server::start(&[("MEDIA_LOOP_REST_MS", rest)]);
+        let p = plan(&server, 1500);
+        let report = run_load(&p, 20, Duration::from_millis(500));
+        let summary = exotel_voicebot::sim::report::summary(&report.calls, report.wall);
+        assert_eq!(
+            report.clean_calls(),
+            20,
+            "MEDIA_LOOP_REST_MS={rest}: {summary}"
+        );
+        for call in &report.calls {
+            assert_eq!(call.echoed, p.audio.len(), "MEDIA_LOOP_REST_MS={rest}");
+        }
+        server.wait_for_log(&["media.connected", "runsOn=loop"]);
+    }
+}
+
 #[test]
 fn a_hundred_concurrent_calls_all_complete() {
     let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);
