@@ -27,7 +27,7 @@ pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
 /// How long a media loop that found little to do rests before it asks for readiness again
 /// (`MEDIA_LOOP_REST_MS`, at most [`MAX_LOOP_REST_MS`]), so that frames arriving meanwhile
 /// share one wake-up rather than having one each. A wake-up is a loop's dearest step at light
-/// load: 25-31 µs of CPU for a bare `nanosleep` on the 2-core VMs this was measured on, so at
+/// load: 17-31 µs of CPU for a bare `nanosleep` on the 2-core VMs this was measured on, so at
 /// 250 calls a 1 ms rest was two-fifths of the server's CPU. A frame waits this much at most.
 pub const DEFAULT_LOOP_REST: Duration = Duration::from_millis(2);
 /// The longest `MEDIA_LOOP_REST_MS`: a tenth of the 20 ms a chunk's turnaround is held to.

@@ -99,7 +99,8 @@ pub fn signals() -> std::io::Result<signal_hook::iterator::Signals> {
 pub const COROUTINE_POOL: usize = 1;
 /// Idle connection coroutines, with their stacks, kept for reuse by a process that is only
 /// this server ([`reuse_connection_stacks`]). A connection's coroutine lives for a request or
-/// a media handshake, so a few dozen cover the connections being set up at any moment.
+/// a media handshake, so 16 cover the connections being set up at any moment (a 200-calls-a-
+/// second ramp); each pooled stack keeps what it touched resident.
 pub const CONNECTION_STACK_POOL: usize = 16;
 static CONNECTION_STACKS_REUSED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
@@ -220,7 +221,8 @@ pub fn start(
     // may fills a pool with 1,000 idle coroutines of its default stack size when its scheduler
     // first starts (may 0.3 pool.rs), about 8 MiB resident. Every coroutine here asks for a
     // stack size of its own, which the pool never serves, so the pool is only memory. Takes
-    // effect when this runs before anything else has used may, as in the binary.
+    // effect when this runs before anything else has used may. The binary instead makes the
+    // connections' size the default and keeps a small pool of them (reuse_connection_stacks).
     if !CONNECTION_STACKS_REUSED.load(std::sync::atomic::Ordering::Acquire) {
         may::config().set_pool_capacity(COROUTINE_POOL);
     }
@@ -246,8 +248,8 @@ pub fn start(
     let app =
         Arc::new(app::App::with_bots(config, bound.port(), bots).map_err(std::io::Error::other)?);
     warn_about_setup(&app);
-    let loops = (app.config.media_loops, app.config.media_loop_rest);
-    app.media_loops.start(&app, loops.0, loops.1)?;
+    let (loops, rest) = (app.config.media_loops, app.config.media_loop_rest);
+    app.media_loops.start(&app, loops, rest)?;
     calls::watchdog::start(app.slots.clone(), app.call_log.clone());
     app.campaigns
         .start_dialer(Arc::new(calls::place::ServerTelephony(app.clone())));

@@ -73,7 +73,8 @@ struct LoopHandle {
 
 impl MediaLoops {
     /// Starts `threads` loops for `host`'s calls (none for 0), each resting `rest` when it
-    /// found little to do (`MEDIA_LOOP_REST_MS`, [`crate::config::DEFAULT_LOOP_REST`]). Once per server.
+    /// found little to do (`MEDIA_LOOP_REST_MS`, [`crate::config::DEFAULT_LOOP_REST`]). Once
+    /// per server.
     pub fn start<H: CallHost>(
         &self,
         host: &Arc<H>,

@@ -391,8 +391,8 @@ impl Pacer {
         ahead < lead + PACING_SLACK
     }
 
-    /// When the next chunk may go, for audio that runs dry at `dry` (`None`: before the clock
-    /// began, so now).
+    /// When the next chunk may go, for audio that runs dry at `dry` (`None`: earlier than any
+    /// instant the clock can name, so now).
     fn next_send(dry: Instant, lead: Duration) -> Option<Instant> {
         dry.checked_sub(lead + PACING_SLACK)
     }
