@@ -30,7 +30,8 @@ pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
 /// load: 17-31 µs of CPU for a bare `nanosleep` on the 2-core VMs this was measured on, so at
 /// 250 calls a 1 ms rest was two-fifths of the server's CPU. A frame waits this much at most.
 pub const DEFAULT_LOOP_REST: Duration = Duration::from_millis(2);
-/// The longest `MEDIA_LOOP_REST_MS`: a tenth of the 20 ms a chunk's turnaround is held to.
+/// The longest `MEDIA_LOOP_REST_MS`: the 20 ms a chunk's turnaround is held to, which a longer
+/// rest alone would break.
 pub const MAX_LOOP_REST_MS: u64 = 20;
 
 /// How `POST /call` asks Exotel to connect the call to us (docs/exotel.md §1).
