@@ -208,6 +208,8 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
     const WARM_UP: u64 = 50;
     const MEASURED: u64 = 150;
     const FRAMES: usize = 250;
+    // Chunks of the bot's echo (200 ms each) that must go out to the caller inside the window.
+    const MIN_OUT_IN_WINDOW: u64 = 10;
     // One worker: everything of the call on the server side runs on the thread that counts.
     may::config().set_workers(1);
     // Stacks need symbols: the test profile has them.
@@ -265,7 +267,17 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
                 out_at_start = session.stats.frames_out;
                 count_from_here();
             }
-            if frames_in == WARM_UP + MEASURED && COUNTING.with(Cell::get) {
+            // The window closes after MEASURED frames once the bot's echo has gone out in it
+            // (or at the last frame): on a loaded machine the worker may get no CPU for a while
+            // and then read the frames that queued meanwhile in a burst, before any echo of them
+            // can come back (seen once in CI: 0 chunks out during 150 frames read).
+            let echoed = session.stats.frames_out - out_at_start >= MIN_OUT_IN_WINDOW;
+            let last = frames_in == FRAMES as u64;
+            if frames_in >= WARM_UP + MEASURED
+                && (echoed || last)
+                && counted.is_none()
+                && COUNTING.with(Cell::get)
+            {
                 let all = counted_so_far();
                 let (ours, by_may) = sort_kept_stacks();
                 assert_eq!(
@@ -334,7 +346,7 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
         "the bot heard every caller frame"
     );
     assert!(
-        out_in_window >= 10,
+        out_in_window >= MIN_OUT_IN_WINDOW,
         "the bot's echo went out to the caller during the window: {out_in_window} chunks"
     );
     assert!(received > 0);
@@ -345,6 +357,6 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
     );
     assert_eq!(
         ours, 0,
-        "allocations on the worker during {MEASURED} relayed frames, besides may's own nodes"
+        "allocations on the worker during {MEASURED} or more relayed frames, besides may's own nodes"
     );
 }
