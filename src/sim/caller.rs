@@ -291,13 +291,29 @@ fn socket_target(plan: &CallPlan, url: &str) -> Result<(SocketAddr, String), Str
 
 /// Runs one call to its end.
 pub fn run_call(plan: &CallPlan) -> CallReport {
-    let mut report = CallReport {
-        echo_missing: plan.audio.len(),
-        ..Default::default()
-    };
+    let mut report = new_report(plan);
     if let Err(e) = stream_call(plan, &mut report) {
         report.ended_by = EndedBy::Error(e);
     }
+    finish_report(plan, report)
+}
+
+/// A report before the call: all of the caller's audio still to come back. Its buffers are
+/// sized for an echo of the whole call (the audio and a second more), so that under load they
+/// are not copied as they grow.
+pub(super) fn new_report(plan: &CallPlan) -> CallReport {
+    let chunks = plan.audio.len().div_ceil(plan.chunk_samples());
+    CallReport {
+        echo_missing: plan.audio.len(),
+        bot_audio: Vec::with_capacity(plan.audio.len() + plan.sample_rate as usize),
+        events: Vec::with_capacity(2 * chunks + 16),
+        turnaround_us: Vec::with_capacity(chunks),
+        ..Default::default()
+    }
+}
+
+/// What the report says once the call is over: the echo compared, the bot's first chunk timed.
+pub(super) fn finish_report(plan: &CallPlan, mut report: CallReport) -> CallReport {
     if plan.check_echo {
         check_echo(plan, &mut report);
     } else {
@@ -320,29 +336,14 @@ fn first_bot_chunk_ms(events: &[(Duration, Event)]) -> Option<f64> {
     Some((bot - caller) * 1e3)
 }
 
+/// One call on its own coroutine (or thread): waits for the server with a read timeout until
+/// the next thing is due.
 fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
-    let (mut ws, call_sid) = open_stream(plan, report)?;
-    send_text(
-        &mut ws,
-        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.into(),
-    )?;
-    let start = serde_json::json!({
-        "event": "start", "sequence_number": 1, "stream_sid": plan.stream_sid,
-        "start": {
-            "stream_sid": plan.stream_sid, "call_sid": call_sid, "account_sid": "sim",
-            "from": "+919876543210", "to": "08047112233", "custom_parameters": {},
-            "media_format": {"encoding": "base64", "sample_rate": plan.sample_rate.to_string(), "bit_rate": "128kbps"}
-        }
-    });
-    send_text(&mut ws, start.to_string())?;
-    let mut caller = Caller::new(plan, call_sid);
+    let (mut ws, mut caller) = begin_stream(plan, report)?;
     loop {
         let now = Instant::now();
         caller.send_due(&mut ws, report, now)?;
-        if caller.stop_sent && now >= caller.stop_at + Duration::from_secs(3) {
-            return Err("the server did not close the socket after stop".into());
-        }
-        // Wait for the server until the next thing is due.
+        caller.check_close_deadline(now)?;
         let wait = caller
             .next_wake(now)
             .saturating_duration_since(Instant::now())
@@ -363,19 +364,33 @@ fn stream_call(plan: &CallPlan, report: &mut CallReport) -> Result<(), String> {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let received_at = Instant::now();
-        let text = match message {
-            Message::Text(t) => t,
-            Message::Close(frame) => {
-                report.ended_by = caller.ended_by(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
-                // Finish the closing handshake.
-                let _ = ws.flush();
-                return Ok(());
-            }
-            _ => continue,
-        };
-        caller.on_text(&mut ws, report, &text, received_at)?;
+        if caller.on_message(&mut ws, report, message, Instant::now())? == Flow::Ended {
+            return Ok(());
+        }
     }
+}
+
+/// Opens the call's stream and sends `connected` and `start`: the stream is then the caller's
+/// to drive, on its own ([`stream_call`]) or on a load's loop ([`super::streams`]).
+pub(super) fn begin_stream(
+    plan: &CallPlan,
+    report: &mut CallReport,
+) -> Result<(WebSocket<Socket>, Caller), String> {
+    let (mut ws, call_sid) = open_stream(plan, report)?;
+    send_text(
+        &mut ws,
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.into(),
+    )?;
+    let start = serde_json::json!({
+        "event": "start", "sequence_number": 1, "stream_sid": plan.stream_sid,
+        "start": {
+            "stream_sid": plan.stream_sid, "call_sid": call_sid, "account_sid": "sim",
+            "from": "+919876543210", "to": "08047112233", "custom_parameters": {},
+            "media_format": {"encoding": "base64", "sample_rate": plan.sample_rate.to_string(), "bit_rate": "128kbps"}
+        }
+    });
+    send_text(&mut ws, start.to_string())?;
+    Ok((ws, Caller::new(plan, call_sid)))
 }
 
 /// Gets the media URL as Exotel would and opens the WebSocket; notes the call's ids in
@@ -402,18 +417,37 @@ fn open_stream(
     Ok((ws, call_sid))
 }
 
+/// Sends one frame. On a loop's socket a full socket is not an error: the frame waits in
+/// tungstenite's buffer for the next turn's flush.
 fn send_text(ws: &mut WebSocket<Socket>, text: String) -> Result<(), String> {
-    ws.send(Message::text(text)).map_err(|e| e.to_string())
+    match ws.send(Message::text(text)) {
+        Err(tungstenite::Error::Io(e))
+            if e.kind() == ErrorKind::WouldBlock && ws.get_ref().is_looped() =>
+        {
+            Ok(())
+        }
+        sent => sent.map_err(|e| e.to_string()),
+    }
+}
+
+/// What a frame from the server left the call in.
+#[derive(PartialEq, Eq)]
+pub(super) enum Flow {
+    Going,
+    Ended,
 }
 
 /// Exotel's side of one stream once it has started: what is due to be sent and when (the
 /// caller's chunks at real-time pace, keys, marks whose audio has played, `stop`), and what the
 /// bot's answers mean for the report.
-struct Caller<'p> {
-    plan: &'p CallPlan,
+pub(super) struct Caller {
+    stream_sid: String,
     call_sid: String,
     rules: ChunkRules,
-    chunks: Vec<&'p [i16]>,
+    chunk_ms: u32,
+    /// Samples of the caller's audio, and in how many chunks they go.
+    audio_samples: usize,
+    chunk_count: usize,
     /// The chunks in base64, shared by a load's calls.
     payloads: Arc<Vec<String>>,
     chunk_samples: usize,
@@ -436,17 +470,17 @@ struct Caller<'p> {
     bytes: Vec<u8>,
 }
 
-impl<'p> Caller<'p> {
-    fn new(plan: &'p CallPlan, call_sid: String) -> Caller<'p> {
+impl Caller {
+    fn new(plan: &CallPlan, call_sid: String) -> Caller {
         let chunk_samples = plan.chunk_samples();
-        let chunks: Vec<&[i16]> = plan.audio.chunks(chunk_samples).collect();
+        let chunk_count = plan.audio.len().div_ceil(chunk_samples);
         let payloads = match &plan.payloads {
             Some(shared) => shared.clone(),
             None => Arc::new(plan.encode_chunks()),
         };
         let chunk_period = Duration::from_millis(plan.chunk_ms as u64);
         let t0 = Instant::now();
-        let audio_end = t0 + chunk_period * chunks.len().max(1) as u32;
+        let audio_end = t0 + chunk_period * chunk_count.max(1) as u32;
         let mut dtmf: VecDeque<(Instant, char)> = plan
             .dtmf_during
             .iter()
@@ -458,11 +492,13 @@ impl<'p> Caller<'p> {
         let stop_at = dtmf.back().map_or(audio_end, |(t, _)| (*t).max(audio_end))
             + Duration::from_millis(plan.tail_ms as u64);
         Caller {
-            plan,
+            stream_sid: plan.stream_sid.clone(),
             call_sid,
             rules: ChunkRules::for_rate(plan.sample_rate),
-            sent_at: Vec::with_capacity(chunks.len()),
-            chunks,
+            chunk_ms: plan.chunk_ms,
+            audio_samples: plan.audio.len(),
+            sent_at: Vec::with_capacity(chunk_count),
+            chunk_count,
             payloads,
             chunk_samples,
             chunk_period,
@@ -494,10 +530,10 @@ impl<'p> Caller<'p> {
         report: &mut CallReport,
         now: Instant,
     ) -> Result<(), String> {
-        let sid = &self.plan.stream_sid;
-        while self.next_chunk < self.chunks.len() && self.due(self.next_chunk) <= now {
+        let sid = &self.stream_sid;
+        while self.next_chunk < self.chunk_count && self.due(self.next_chunk) <= now {
             let k = self.next_chunk;
-            let ts = self.plan.chunk_ms as usize * k;
+            let ts = self.chunk_ms as usize * k;
             let text = format!(
                 r#"{{"event":"media","sequence_number":{},"stream_sid":"{sid}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{}"}}}}"#,
                 self.seq,
@@ -509,7 +545,10 @@ impl<'p> Caller<'p> {
             self.sent_at.push(Instant::now());
             report.events.push((now - self.t0, Event::SentMedia(k)));
             report.chunks_sent += 1;
-            report.bytes_sent += self.chunks[k].len() as u64 * 2;
+            let samples = self
+                .chunk_samples
+                .min(self.audio_samples - k * self.chunk_samples);
+            report.bytes_sent += samples as u64 * 2;
             self.next_chunk += 1;
         }
         while self.dtmf.front().is_some_and(|(t, _)| *t <= now) {
@@ -526,7 +565,7 @@ impl<'p> Caller<'p> {
         }
         while self.pending_marks.front().is_some_and(|(t, _)| *t <= now) {
             if let Some((_, name)) = self.pending_marks.pop_front() {
-                echo_mark(ws, self.plan, &mut self.seq, &name)?;
+                echo_mark(ws, &self.stream_sid, &mut self.seq, &name)?;
                 report.marks_echoed += 1;
             }
         }
@@ -547,7 +586,7 @@ impl<'p> Caller<'p> {
             return now + Duration::from_millis(100);
         }
         let mut wake = self.stop_at;
-        if self.next_chunk < self.chunks.len() {
+        if self.next_chunk < self.chunk_count {
             wake = wake.min(self.due(self.next_chunk));
         }
         if let Some((t, _)) = self.dtmf.front() {
@@ -557,6 +596,69 @@ impl<'p> Caller<'p> {
             wake = wake.min(*t);
         }
         wake
+    }
+
+    /// A server that has not closed 3 s after `stop` has hung.
+    fn check_close_deadline(&self, now: Instant) -> Result<(), String> {
+        if self.stop_sent && now >= self.stop_at + Duration::from_secs(3) {
+            return Err("the server did not close the socket after stop".into());
+        }
+        Ok(())
+    }
+
+    /// One message from the server.
+    fn on_message(
+        &mut self,
+        ws: &mut WebSocket<Socket>,
+        report: &mut CallReport,
+        message: Message,
+        received_at: Instant,
+    ) -> Result<Flow, String> {
+        match message {
+            Message::Text(text) => self.on_text(ws, report, &text, received_at)?,
+            Message::Close(frame) => {
+                report.ended_by = self.ended_by(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                // Finish the closing handshake.
+                let _ = ws.flush();
+                return Ok(Flow::Ended);
+            }
+            _ => {}
+        }
+        Ok(Flow::Going)
+    }
+
+    /// A turn on a load's loop, whose socket never waits: sends what is due, reads what the
+    /// server sent until the socket has no more, and says when the next turn is due (`None`:
+    /// the call is over).
+    pub(super) fn turn(
+        &mut self,
+        ws: &mut WebSocket<Socket>,
+        report: &mut CallReport,
+        now: Instant,
+    ) -> Result<Option<Instant>, String> {
+        if ws.get_mut().take_write_blocked() {
+            match ws.flush() {
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                flushed => flushed.map_err(|e| e.to_string())?,
+            }
+        }
+        self.send_due(ws, report, now)?;
+        self.check_close_deadline(now)?;
+        loop {
+            let message = match ws.read() {
+                Ok(m) => m,
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    report.ended_by = self.ended_by(1000);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            if self.on_message(ws, report, message, Instant::now())? == Flow::Ended {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.next_wake(now)))
     }
 
     /// Who ended the call when the socket closed with `code`.
@@ -580,7 +682,7 @@ impl<'p> Caller<'p> {
             Some(media) => media,
             None => serde_json::from_str(text).map_err(|e| format!("server sent non-JSON: {e}"))?,
         };
-        if event.stream_sid.as_deref() != Some(self.plan.stream_sid.as_str()) {
+        if event.stream_sid.as_deref() != Some(self.stream_sid.as_str()) {
             report.wrong_stream_sid += 1;
         }
         match event.event.as_ref() {
@@ -607,7 +709,7 @@ impl<'p> Caller<'p> {
                 // What was queued is dropped; its marks count as played now (as Twilio-style
                 // servers do; Exotel's documentation does not say).
                 while let Some((_, name)) = self.pending_marks.pop_front() {
-                    echo_mark(ws, self.plan, &mut self.seq, &name)?;
+                    echo_mark(ws, &self.stream_sid, &mut self.seq, &name)?;
                     report.marks_echoed += 1;
                 }
             }
@@ -646,7 +748,7 @@ impl<'p> Caller<'p> {
             // The echo of this chunk's last sample needed caller sample `end - delay`.
             let needed = (at + samples)
                 .saturating_sub(self.delay_samples)
-                .min(self.plan.audio.len());
+                .min(self.audio_samples);
             if needed > 0 {
                 let k = (needed - 1) / self.chunk_samples;
                 if let Some(sent) = self.sent_at.get(k) {
@@ -711,16 +813,15 @@ struct MarkName<'a> {
 
 fn echo_mark(
     ws: &mut WebSocket<Socket>,
-    plan: &CallPlan,
+    stream_sid: &str,
     seq: &mut u64,
     name: &str,
 ) -> Result<(), String> {
     let text = serde_json::json!({
-        "event": "mark", "sequence_number": *seq, "stream_sid": plan.stream_sid, "mark": {"name": name}
+        "event": "mark", "sequence_number": *seq, "stream_sid": stream_sid, "mark": {"name": name}
     });
     *seq += 1;
-    ws.send(Message::text(text.to_string()))
-        .map_err(|e| e.to_string())
+    send_text(ws, text.to_string())
 }
 
 /// Compares what came back with the caller's audio shifted by the echo delay, up to the first

@@ -2,6 +2,7 @@
 //! trusting a CA file (`simulate --tls-ca`, for a server with `TLS_CERT`). One request per
 //! connection, as Exotel's webhooks come.
 
+use crate::media::looped::LoopSocket;
 use may::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -139,18 +140,51 @@ fn parse_answer(answer: &[u8]) -> Result<(u16, Vec<u8>), String> {
     }
 }
 
-/// A connection to the server, plain or TLS.
+/// A connection to the server, plain or TLS; or, once a load's loop carries it, plain and
+/// non-blocking (`sim::streams`).
 pub enum Socket {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Looped(LoopSocket),
 }
 
 impl Socket {
+    /// How long a read waits (nothing on a loop's socket, which never waits).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Socket::Plain(s) => s.set_read_timeout(timeout),
             Socket::Tls(t) => t.get_ref().set_read_timeout(timeout),
+            Socket::Looped(_) => Ok(()),
         }
+    }
+
+    /// Takes a plain socket off may's poller for a loop's (the same connection, its descriptor
+    /// duplicated, non-blocking). `false` for a TLS socket, which stays where it is.
+    pub fn make_looped(&mut self) -> io::Result<bool> {
+        let Socket::Plain(stream) = self else {
+            return Ok(matches!(self, Socket::Looped(_)));
+        };
+        let looped = LoopSocket::from_std(stream.inner().try_clone()?)?;
+        // Dropping may's socket deregisters it from may's poller; the duplicate stays open.
+        *self = Socket::Looped(looped);
+        Ok(true)
+    }
+
+    pub fn is_looped(&self) -> bool {
+        matches!(self, Socket::Looped(_))
+    }
+
+    pub fn looped(&mut self) -> Option<&mut LoopSocket> {
+        match self {
+            Socket::Looped(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether a write found a loop's socket full since the last time this was asked.
+    pub fn take_write_blocked(&mut self) -> bool {
+        self.looped()
+            .is_some_and(|s| std::mem::take(&mut s.write_blocked))
     }
 }
 
@@ -159,6 +193,7 @@ impl Read for Socket {
         match self {
             Socket::Plain(s) => s.read(buf),
             Socket::Tls(t) => t.read(buf),
+            Socket::Looped(s) => s.read(buf),
         }
     }
 }
@@ -168,12 +203,14 @@ impl Write for Socket {
         match self {
             Socket::Plain(s) => s.write(buf),
             Socket::Tls(t) => t.write(buf),
+            Socket::Looped(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Socket::Plain(s) => s.flush(),
             Socket::Tls(t) => t.flush(),
+            Socket::Looped(s) => s.flush(),
         }
     }
 }

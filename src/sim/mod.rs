@@ -7,8 +7,9 @@
 //! [`bot::TestBot`] is the other end of a relayed call: an upstream bot that speaks Exotel's
 //! protocol.
 //!
-//! A load runs each call on a may coroutine; it talks to loopback addresses only. [`wire`] is
-//! the in-memory socket for driving a session without one.
+//! A load opens each call on a may coroutine and streams it on one event loop ([`streams`]; a
+//! TLS load streams on the coroutines); it talks to loopback addresses only. [`wire`] is the
+//! in-memory socket for driving a session without one.
 
 pub mod bot;
 pub mod caller;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod fake_exotel;
 pub mod passthru;
 pub mod report;
+pub mod streams;
 pub mod wire;
 
 pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy};

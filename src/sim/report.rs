@@ -1,7 +1,9 @@
 //! Many simulated calls at once (`--calls N --ramp S`), and the printed reports.
 
 use super::caller::{run_call, CallPlan, CallReport, EndedBy};
+use super::streams::{run_looped_call, Streams};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Stack of each simulated call's coroutine, in words (256 KiB; only what is touched is
@@ -30,16 +32,21 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     sorted.get(rank).copied()
 }
 
-/// Runs `calls` copies of `plan`, started evenly over `ramp`, each on its own coroutine.
+/// Runs `calls` copies of `plan`, started evenly over `ramp`.
 ///
-/// Coroutines, not a thread per call: with a thread per call, thousands of threads waking 15
-/// times a second cost the load generator more CPU than the server it measured, and made the
-/// server's sends dearer too (each woke a sleeping thread). The connect webhook is still asked
-/// with blocking `minreq`, which holds a worker for the length of one loopback request; the
-/// media socket is may's, so a waiting call costs no thread.
+/// Each call opens its stream on a coroutine of its own (the webhook is asked with may's
+/// sockets, so a waiting call costs no thread), then streams on one event loop
+/// ([`super::streams`]). A TLS load streams on the coroutines. With a thread per call,
+/// thousands of threads waking 15 times a second cost the load generator more CPU than the
+/// server it measured; with a coroutine per call waiting on read timeouts, the load generator
+/// still ran out of CPU before the server did.
 pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
     let started = std::time::Instant::now();
     let plan = plan.clone().encoded();
+    let streams = match plan.tls {
+        None => Streams::start().map(Arc::new).ok(),
+        Some(_) => None,
+    };
     let handles: Vec<_> = (0..calls)
         .map(|i| {
             let mut plan = plan.clone();
@@ -51,10 +58,14 @@ pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
             } else {
                 Duration::ZERO
             };
+            let streams = streams.clone();
             let builder = may::coroutine::Builder::new().stack_size(CALL_STACK_WORDS);
             may::go!(builder, move || {
                 may::coroutine::sleep(delay);
-                run_call(&plan)
+                match &streams {
+                    Some(streams) => run_looped_call(&plan, streams),
+                    None => run_call(&plan),
+                }
             })
         })
         .collect();

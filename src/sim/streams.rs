@@ -1,0 +1,301 @@
+//! A load's media streams on one event loop: each call opens its stream on its coroutine (the
+//! webhook, the handshake, `connected` and `start`), then hands the socket here, where one
+//! thread drives every call's [`Caller::turn`] on readiness (`mio`, edge-triggered) and on one
+//! timer heap, until the call ends and its report goes back to its coroutine.
+//!
+//! Why: a coroutine per call waiting in a read with a timeout cost the load generator a
+//! `setsockopt`, a timer and a trip through may's scheduler for every wait, and its poller
+//! slept in `epoll_wait` between frames, so each of the server's sends also woke a thread
+//! here. Under load that made the load generator, not the server, the first to run out of CPU.
+//! A TLS stream stays on its coroutine.
+//!
+//! Owns: the loop thread, the hand-over, each stream until its call ends.
+
+use super::caller::{
+    begin_stream, finish_report, new_report, CallPlan, CallReport, Caller, EndedBy,
+};
+use super::client::Socket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tungstenite::WebSocket;
+
+const WAKER: Token = Token(usize::MAX);
+/// Readiness events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+/// How a stream's call ended on the loop: its report, and the error that ended it if any.
+pub type Finished = (CallReport, Result<(), String>);
+
+/// A call handed to the loop: its open stream (a looped socket), its caller's state, its report
+/// so far, and where to send the report when the call is over.
+pub(super) struct Handed {
+    pub(super) ws: WebSocket<Socket>,
+    pub(super) caller: Caller,
+    pub(super) report: CallReport,
+    pub(super) done: may::sync::mpsc::Sender<Finished>,
+}
+
+/// The loop of one load; stopped and joined when dropped.
+pub struct Streams {
+    inbox: Arc<Mutex<Vec<Handed>>>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Streams {
+    /// Starts the loop thread.
+    pub fn start() -> std::io::Result<Streams> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let inbox = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (queue, stopped) = (inbox.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("sim-streams".into())
+            .spawn(move || Loop::new(poll, queue, stopped).run())?;
+        Ok(Streams {
+            inbox,
+            waker,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a call's stream to the loop. If the loop cannot be woken the call ends at once
+    /// with that error.
+    pub(super) fn submit(&self, handed: Handed) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handed);
+        if let Err(e) = self.waker.wake() {
+            let stranded =
+                std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+            for h in stranded {
+                let _ = h
+                    .done
+                    .send((h.report, Err(format!("the streams' loop: {e}"))));
+            }
+        }
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Stream {
+    ws: WebSocket<Socket>,
+    caller: Caller,
+    report: CallReport,
+    done: may::sync::mpsc::Sender<Finished>,
+    /// Its next turn with nothing to read (the heap holds an entry for it).
+    wake_at: Instant,
+}
+
+struct Loop {
+    poll: Poll,
+    inbox: Arc<Mutex<Vec<Handed>>>,
+    stop: Arc<AtomicBool>,
+    streams: Vec<Option<Stream>>,
+    free: Vec<usize>,
+    /// (due, stream index): an entry whose stream now holds another due time is stale.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+impl Loop {
+    fn new(poll: Poll, inbox: Arc<Mutex<Vec<Handed>>>, stop: Arc<AtomicBool>) -> Loop {
+        Loop {
+            poll,
+            inbox,
+            stop,
+            streams: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    // Nothing can be driven without the poller: end every call with the error.
+                    self.end_all(&format!("the streams' poller failed: {e}"));
+                    return;
+                }
+                continue;
+            }
+            let mut arrived = false;
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    arrived = true;
+                    continue;
+                }
+                let index = event.token().0;
+                if let Some(Some(stream)) = self.streams.get_mut(index) {
+                    if let Some(socket) = stream.ws.get_mut().looped() {
+                        socket.became_readable();
+                    }
+                    self.turn(index, Instant::now());
+                }
+            }
+            self.due(Instant::now());
+            if arrived {
+                self.admit();
+            }
+            let idle = self.streams.len() == self.free.len();
+            if idle && self.stop.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Turns the streams whose time has come.
+    fn due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, index))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if matches!(self.streams.get(index), Some(Some(s)) if s.wake_at == at) {
+                self.turn(index, now);
+            }
+        }
+    }
+
+    /// Registers the streams handed over since the last round and gives each its first turn.
+    fn admit(&mut self) {
+        let handed = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for Handed {
+            mut ws,
+            caller,
+            report,
+            done,
+        } in handed
+        {
+            let index = self.free.pop().unwrap_or_else(|| {
+                self.streams.push(None);
+                self.streams.len() - 1
+            });
+            let registered = match ws.get_mut().looped() {
+                Some(socket) => self.poll.registry().register(
+                    socket.stream_mut(),
+                    Token(index),
+                    Interest::READABLE | Interest::WRITABLE,
+                ),
+                None => Err(std::io::Error::other("not a loop's socket")),
+            };
+            if let Err(e) = registered {
+                self.free.push(index);
+                let _ = done.send((report, Err(format!("the streams' loop: {e}"))));
+                continue;
+            }
+            self.streams[index] = Some(Stream {
+                ws,
+                caller,
+                report,
+                done,
+                wake_at: Instant::now(),
+            });
+            self.turn(index, Instant::now());
+        }
+    }
+
+    /// One turn of a stream: it is either due again at a time it names, or over.
+    fn turn(&mut self, index: usize, now: Instant) {
+        let Some(Some(stream)) = self.streams.get_mut(index) else {
+            return;
+        };
+        let turned = stream.caller.turn(&mut stream.ws, &mut stream.report, now);
+        match turned {
+            Ok(Some(at)) => {
+                // A time already past comes back as the next round's, not a busy loop.
+                let at = at.max(now + Duration::from_micros(100));
+                if stream.wake_at != at {
+                    stream.wake_at = at;
+                    self.timers.push(Reverse((at, index)));
+                }
+            }
+            Ok(None) => self.finish(index, Ok(())),
+            Err(e) => self.finish(index, Err(e)),
+        }
+    }
+
+    /// The call is over: its socket leaves the poller and closes, its report goes back.
+    fn finish(&mut self, index: usize, result: Result<(), String>) {
+        let Some(mut stream) = self.streams.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        if let Some(socket) = stream.ws.get_mut().looped() {
+            let _ = self.poll.registry().deregister(socket.stream_mut());
+        }
+        drop(stream.ws);
+        let _ = stream.done.send((stream.report, result));
+        self.free.push(index);
+    }
+
+    fn end_all(&mut self, why: &str) {
+        for index in 0..self.streams.len() {
+            self.finish(index, Err(why.to_owned()));
+        }
+        for h in std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner())) {
+            let _ = h.done.send((h.report, Err(why.to_owned())));
+        }
+    }
+}
+
+/// One call of a load: opened on its coroutine, streamed on the loop, its report finished back
+/// on its coroutine.
+pub fn run_looped_call(plan: &CallPlan, streams: &Streams) -> CallReport {
+    let mut report = new_report(plan);
+    let opened = begin_stream(plan, &mut report).and_then(|(mut ws, caller)| {
+        match ws.get_mut().make_looped() {
+            Ok(true) => Ok((ws, caller)),
+            Ok(false) => Err("a TLS stream cannot go on the loop".to_owned()),
+            Err(e) => Err(format!("moving the stream to the loop: {e}")),
+        }
+    });
+    let (ws, caller) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            report.ended_by = EndedBy::Error(e);
+            return finish_report(plan, report);
+        }
+    };
+    let (done, finished) = may::sync::mpsc::channel();
+    streams.submit(Handed {
+        ws,
+        caller,
+        report,
+        done,
+    });
+    let report = match finished.recv() {
+        Ok((mut report, result)) => {
+            if let Err(e) = result {
+                report.ended_by = EndedBy::Error(e);
+            }
+            report
+        }
+        Err(_) => CallReport {
+            ended_by: EndedBy::Error("the streams' loop dropped the call".into()),
+            ..new_report(plan)
+        },
+    };
+    finish_report(plan, report)
+}
