@@ -39,9 +39,23 @@ pub(super) struct Handed {
     pub(super) done: may::sync::mpsc::Sender<Finished>,
 }
 
+/// The calls handed over since the loop's last round, or why the loop is gone.
+#[derive(Default)]
+struct Inbox {
+    handed: Vec<Handed>,
+    /// Set when the loop ended with an error: a call handed over after it ends at once.
+    gone: Option<String>,
+}
+
+type SharedInbox = Arc<Mutex<Inbox>>;
+
+fn lock(inbox: &SharedInbox) -> std::sync::MutexGuard<'_, Inbox> {
+    inbox.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The loop of one load; stopped and joined when dropped.
 pub struct Streams {
-    inbox: Arc<Mutex<Vec<Handed>>>,
+    inbox: SharedInbox,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -52,7 +66,7 @@ impl Streams {
     pub fn start() -> std::io::Result<Streams> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let inbox = Arc::new(Mutex::new(Vec::new()));
+        let inbox = SharedInbox::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (queue, stopped) = (inbox.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -66,16 +80,19 @@ impl Streams {
         })
     }
 
-    /// Hands a call's stream to the loop. If the loop cannot be woken the call ends at once
-    /// with that error.
+    /// Hands a call's stream to the loop. If the loop is gone or cannot be woken, the call
+    /// ends at once with that error: its coroutine never waits for a loop that will not run it.
     pub(super) fn submit(&self, handed: Handed) {
-        self.inbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handed);
+        {
+            let mut inbox = lock(&self.inbox);
+            if let Some(why) = &inbox.gone {
+                let _ = handed.done.send((handed.report, Err(why.clone())));
+                return;
+            }
+            inbox.handed.push(handed);
+        }
         if let Err(e) = self.waker.wake() {
-            let stranded =
-                std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+            let stranded = std::mem::take(&mut lock(&self.inbox).handed);
             for h in stranded {
                 let _ = h
                     .done
@@ -106,7 +123,7 @@ struct Stream {
 
 struct Loop {
     poll: Poll,
-    inbox: Arc<Mutex<Vec<Handed>>>,
+    inbox: SharedInbox,
     stop: Arc<AtomicBool>,
     streams: Vec<Option<Stream>>,
     free: Vec<usize>,
@@ -115,7 +132,7 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(poll: Poll, inbox: Arc<Mutex<Vec<Handed>>>, stop: Arc<AtomicBool>) -> Loop {
+    fn new(poll: Poll, inbox: SharedInbox, stop: Arc<AtomicBool>) -> Loop {
         Loop {
             poll,
             inbox,
@@ -181,7 +198,7 @@ impl Loop {
 
     /// Registers the streams handed over since the last round and gives each its first turn.
     fn admit(&mut self) {
-        let handed = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        let handed = std::mem::take(&mut lock(&self.inbox).handed);
         for Handed {
             mut ws,
             caller,
@@ -250,11 +267,18 @@ impl Loop {
         self.free.push(index);
     }
 
+    /// The loop cannot go on: every call it holds or was handed ends with `why`, and so does
+    /// every call handed over from now on.
     fn end_all(&mut self, why: &str) {
         for index in 0..self.streams.len() {
             self.finish(index, Err(why.to_owned()));
         }
-        for h in std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner())) {
+        let stranded = {
+            let mut inbox = lock(&self.inbox);
+            inbox.gone = Some(why.to_owned());
+            std::mem::take(&mut inbox.handed)
+        };
+        for h in stranded {
             let _ = h.done.send((h.report, Err(why.to_owned())));
         }
     }
