@@ -471,7 +471,7 @@ pub(super) struct Caller {
 }
 
 impl Caller {
-    fn new(plan: &CallPlan, call_sid: String) -> Caller {
+    pub(super) fn new(plan: &CallPlan, call_sid: String) -> Caller {
         let chunk_samples = plan.chunk_samples();
         let chunk_count = plan.audio.len().div_ceil(chunk_samples);
         let payloads = match &plan.payloads {

@@ -53,6 +53,19 @@ fn lock(inbox: &SharedInbox) -> std::sync::MutexGuard<'_, Inbox> {
     inbox.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The loop is gone: every call waiting in the inbox ends with `why`, and so does every call
+/// handed over from now on.
+fn close(inbox: &SharedInbox, why: &str) {
+    let stranded = {
+        let mut inbox = lock(inbox);
+        inbox.gone = Some(why.to_owned());
+        std::mem::take(&mut inbox.handed)
+    };
+    for h in stranded {
+        let _ = h.done.send((h.report, Err(why.to_owned())));
+    }
+}
+
 /// The loop of one load; stopped and joined when dropped.
 pub struct Streams {
     inbox: SharedInbox,
@@ -71,7 +84,17 @@ impl Streams {
         let (queue, stopped) = (inbox.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("sim-streams".into())
-            .spawn(move || Loop::new(poll, queue, stopped).run())?;
+            .spawn(move || {
+                let inbox = queue.clone();
+                // A panic drops the calls the loop held (their coroutines hear it from their
+                // channels); the inbox is closed so that none handed over later waits either.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Loop::new(poll, queue, stopped).run()
+                }));
+                if ran.is_err() {
+                    close(&inbox, "the streams' loop panicked");
+                }
+            })?;
         Ok(Streams {
             inbox,
             waker,
@@ -273,14 +296,7 @@ impl Loop {
         for index in 0..self.streams.len() {
             self.finish(index, Err(why.to_owned()));
         }
-        let stranded = {
-            let mut inbox = lock(&self.inbox);
-            inbox.gone = Some(why.to_owned());
-            std::mem::take(&mut inbox.handed)
-        };
-        for h in stranded {
-            let _ = h.done.send((h.report, Err(why.to_owned())));
-        }
+        close(&self.inbox, why);
     }
 }
 
@@ -322,4 +338,36 @@ pub fn run_looped_call(plan: &CallPlan, streams: &Streams) -> CallReport {
         },
     };
     finish_report(plan, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::Role;
+
+    /// A call handed to a loop that is gone (its poller failed, or it panicked) ends at once with
+    /// the reason, and its socket with it; a coroutine never waits for a loop that will not run.
+    #[test]
+    fn a_call_handed_to_a_loop_that_is_gone_ends_at_once_with_why() {
+        let streams = Streams::start().unwrap();
+        close(&streams.inbox, "the streams' poller failed: test");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = may::net::TcpStream::connect(addr).unwrap();
+        let (_server_side, _) = listener.accept().unwrap();
+        let mut ws = WebSocket::from_raw_socket(Socket::Plain(socket), Role::Client, None);
+        assert!(ws.get_mut().make_looped().unwrap());
+        let plan = CallPlan::new(addr, vec![0; 800]);
+        let (done, finished) = may::sync::mpsc::channel();
+        streams.submit(Handed {
+            ws,
+            caller: Caller::new(&plan, "CA1".into()),
+            report: new_report(&plan),
+            done,
+        });
+        let (_, result) = finished
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .expect("answered at once, not left waiting");
+        assert_eq!(result, Err("the streams' poller failed: test".to_owned()));
+    }
 }
