@@ -9,11 +9,11 @@
 //!
 //! **The media.** Exotel opens that URL; [`media`] checks the token and runs one
 //! [`media::session::Session`] per call, on one of the media event loops ([`media::engine`], one
-//! per core) or, for a relayed or TLS call, on the connection's coroutine: it parses Exotel's frames
+//! per core) or, for a TLS caller, on the connection's coroutine: it parses Exotel's frames
 //! ([`exotel::stream`]), hands the audio to a [`bot::Bot`] and paces what the bot answers in
 //! Exotel-sized chunks. With `BOT=relay` the call goes instead to an upstream bot over a second
-//! WebSocket ([`bot::relay`]); both sockets are then read by pump coroutines
-//! ([`media::pump`]) so that either can wake the session. [`calls::log`] keeps every call in
+//! WebSocket ([`bot::relay`]), whose socket waits beside the caller's: in the same loop, or on a
+//! coroutine in a pump ([`media::pump`]) so that either socket can wake the session. [`calls::log`] keeps every call in
 //! SQLite, retrying writes a failing disk refused; [`media::recorder`] writes WAVs off the media
 //! path; [`calls::slots`] holds each live call's place, bound to its CallSid; and
 //! [`calls::watchdog`] ends the calls nobody else will (media that never came, a status

@@ -3,9 +3,10 @@
 //! WebSocket frame out) is driven through the real `Session` over an in-memory socket while a
 //! counting allocator watches this thread.
 //!
-//! The relay is counted on real sockets: the session, its two pumps and the relay run
-//! on may's only worker thread, and that thread's allocations are counted while the caller (a
-//! plain thread) and the test bot (threads of its own) stream audio both ways.
+//! The relay is counted on real sockets, where it runs: on a coroutine (the session, its two
+//! pumps and the relay on may's only worker thread, whose allocations are counted), and on a
+//! media loop of a server started in this process (the loop thread's allocations are counted),
+//! while the caller and the test bot stream audio both ways.
 
 use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
@@ -18,8 +19,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
@@ -38,9 +40,51 @@ thread_local! {
     static CAPTURING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Set: allocations on the media loop threads (`media-loop-*`) are counted, in
+/// `LOOP_ALLOCATIONS`, and the first few stacks kept in `LOOP_STACKS`.
+static LOOPS_COUNTING: AtomicBool = AtomicBool::new(false);
+static LOOP_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static LOOP_STACKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Whether this thread is a media loop: 0 not yet known, 1 yes, 2 no.
+    static ON_A_LOOP: Cell<u8> = const { Cell::new(0) };
+}
+
+fn on_a_loop() -> bool {
+    if ON_A_LOOP.with(Cell::get) == 0 {
+        // The thread's handle is set before a spawned thread runs; reading it here allocates
+        // nothing, and the guard keeps anything it does allocate uncounted.
+        CAPTURING.with(|c| c.set(true));
+        let is_loop = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("media-loop-"));
+        CAPTURING.with(|c| c.set(false));
+        ON_A_LOOP.with(|l| l.set(if is_loop { 1 } else { 2 }));
+    }
+    ON_A_LOOP.with(Cell::get) == 1
+}
+
+fn on_loop_allocation() {
+    LOOP_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    CAPTURING.with(|c| c.set(true));
+    if let Ok(mut stacks) = LOOP_STACKS.try_lock() {
+        if stacks.len() < 64 {
+            stacks.push(std::backtrace::Backtrace::force_capture().to_string());
+        }
+    }
+    CAPTURING.with(|c| c.set(false));
+}
+
 /// Called for every allocation and reallocation.
 fn on_allocation() {
-    if !COUNTING.with(Cell::get) || CAPTURING.with(Cell::get) {
+    if CAPTURING.with(Cell::get) {
+        return;
+    }
+    if LOOPS_COUNTING.load(Ordering::Relaxed) && on_a_loop() {
+        on_loop_allocation();
+    }
+    if !COUNTING.with(Cell::get) {
         return;
     }
     if SORTING.with(Cell::get) {
@@ -365,5 +409,118 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
     assert_eq!(
         ours, 0,
         "allocations on the worker during {MEASURED} or more relayed frames, besides may's own nodes"
+    );
+}
+
+/// A server's counter from its metrics page.
+fn counter(page: &str, sample: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_relayed_call_on_a_media_loop_allocates_nothing_per_media_frame() {
+    // Quiet unless the test fails: the server runs in this process.
+    let _logs = exotel_voicebot::log::Captured::start();
+    use exotel_voicebot::sim::bot::TestBot;
+    use exotel_voicebot::sim::{run_call, CallPlan, EndedBy};
+
+    // 20 ms frames, as the coroutine test above: the frames the window must hold, and the
+    // bot's echo chunks that must go out in it.
+    const WARM_UP: u64 = 50;
+    const MEASURED: u64 = 150;
+    const MIN_OUT_IN_WINDOW: u64 = 10;
+    const MAX_READ_BUFFER_GROWTHS: usize = 4;
+    let bot = TestBot::start(400);
+    let data_dir =
+        std::env::temp_dir().join(format!("exotel-voicebot-alloc-{}", std::process::id()));
+    let bot_url = bot.url();
+    let config = exotel_voicebot::config::Config::from_lookup(|var| {
+        let value = match var {
+            "PORT" => "0",
+            "BIND" => "127.0.0.1",
+            "BOT" => "relay",
+            "BOT_URL" => &bot_url,
+            "MEDIA_LOOPS" => "1",
+            "DATA_DIR" => return Some(data_dir.display().to_string()),
+            _ => return None,
+        };
+        Some(value.to_owned())
+    })
+    .unwrap();
+    let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
+    let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
+    let app = running.app.clone();
+    let frames = |direction: &str| {
+        let page = app.metrics.render(0, 0);
+        counter(
+            &page,
+            &format!("exotel_voicebot_media_frames_total{{direction=\"{direction}\"}}"),
+        )
+    };
+
+    let mut plan = CallPlan::new(
+        running.addr,
+        exotel_voicebot::media::audio::speech_like(8000, 8000, 11),
+    );
+    plan.chunk_ms = 20;
+    plan.echo_delay_ms = 400;
+    let call = std::thread::spawn(move || run_call(&plan));
+    // The metrics are added once a second per call: the window opens once WARM_UP frames are
+    // counted (the relay dialed and the echo flowing) and closes MEASURED frames later with
+    // the echo gone out in it.
+    let wait_until = |done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done()
+    };
+    assert!(wait_until(&|| frames("in") >= WARM_UP), "the call streamed");
+    let (in_at_start, out_at_start) = (frames("in"), frames("out"));
+    LOOP_ALLOCATIONS.store(0, Ordering::Relaxed);
+    LOOPS_COUNTING.store(true, Ordering::Relaxed);
+    let window = wait_until(&|| {
+        frames("in") >= in_at_start + MEASURED && frames("out") >= out_at_start + MIN_OUT_IN_WINDOW
+    });
+    LOOPS_COUNTING.store(false, Ordering::Relaxed);
+    let counted = LOOP_ALLOCATIONS.load(Ordering::Relaxed);
+    let (frames_in, frames_out) = (frames("in") - in_at_start, frames("out") - out_at_start);
+    let report = call.join().unwrap();
+
+    assert!(
+        window,
+        "{frames_in} frames in and {frames_out} chunks out in the window"
+    );
+    assert_eq!(report.ended_by, EndedBy::Caller, "{report:#?}");
+    assert!(
+        report.bot_audio.len() > 8000,
+        "the bot's echo reached the caller"
+    );
+    let heard = &bot.wait_ended(1, Duration::from_secs(5))[0];
+    assert_eq!(
+        heard.caller_audio.len(),
+        8000 * 8,
+        "the bot heard every caller frame"
+    );
+    eprintln!("{frames_in} relayed frames in and {frames_out} chunks out on a loop: {counted} allocations on the loop thread");
+    // tungstenite's read buffer grows when frames arrive together (the loop got no CPU for a
+    // moment, as on a machine running the other tests): once per doubling, then it keeps its
+    // size, so a handful at most. Anything else is an allocation per frame.
+    let stacks = LOOP_STACKS.lock().unwrap().clone();
+    let (growth, other): (Vec<_>, Vec<_>) = stacks.iter().partition(|s| {
+        s.contains("BytesMut::reserve")
+            && s.contains("tungstenite::protocol::frame::FrameCodec::read_frame")
+    });
+    assert_eq!(
+        stacks.len() as u64,
+        counted.min(64),
+        "every allocation's stack was kept"
+    );
+    assert!(
+        other.is_empty() && growth.len() <= MAX_READ_BUFFER_GROWTHS,
+        "allocations on the media loop during {frames_in} relayed frames: {} growths of a read buffer, others: {other:#?}",
+        growth.len()
     );
 }

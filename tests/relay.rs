@@ -14,6 +14,11 @@ use tungstenite::Message;
 use support::{relay_plan as plan, relay_server, RELAY_ECHO_DELAY_MS as ECHO_DELAY_MS};
 
 /// A loopback port with nothing listening.
+/// Where a relayed call runs, each shown: on a media loop with its bot's socket beside the
+/// caller's (the default), and on the caller's coroutine with a pump per socket (`MEDIA_LOOPS=0`,
+/// as a TLS caller's call runs).
+const HOMES: [(&str, &str); 2] = [("1", "runsOn=loop"), ("0", "runsOn=coroutine")];
+
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -27,66 +32,72 @@ fn only_call(bot: &TestBot) -> BotCall {
 
 #[test]
 fn audio_goes_both_ways_bit_exact_and_frames_arrive_as_exotel_sent_them() {
-    let bot = TestBot::start(ECHO_DELAY_MS);
-    let server = relay_server(
-        &format!("{}?tenant=a", bot.url()),
-        &[("BOT_HEADERS", r#"{"Authorization": "Bearer bot-secret"}"#)],
-    );
-    let p = plan(&server, 8000, 3000);
-    let report = run_call(&p);
-    assert!(report.is_clean(), "{report:#?}");
-    assert_eq!(report.echoed, p.audio.len(), "every sample came back");
-    assert_eq!(report.echo_mismatched, 0);
-    assert_eq!(
-        report.chunk_sizes.keys().copied().collect::<Vec<_>>(),
-        [3200],
-        "the bot's 100 ms frames were re-chunked to Exotel's 200 ms"
-    );
-    assert_eq!(report.ended_by, EndedBy::Caller);
+    for (loops, runs_on) in HOMES {
+        let bot = TestBot::start(ECHO_DELAY_MS);
+        let server = relay_server(
+            &format!("{}?tenant=a", bot.url()),
+            &[
+                ("BOT_HEADERS", r#"{"Authorization": "Bearer bot-secret"}"#),
+                ("MEDIA_LOOPS", loops),
+            ],
+        );
+        let p = plan(&server, 8000, 3000);
+        let report = run_call(&p);
+        assert!(report.is_clean(), "{report:#?}");
+        assert_eq!(report.echoed, p.audio.len(), "every sample came back");
+        assert_eq!(report.echo_mismatched, 0);
+        assert_eq!(
+            report.chunk_sizes.keys().copied().collect::<Vec<_>>(),
+            [3200],
+            "the bot's 100 ms frames were re-chunked to Exotel's 200 ms"
+        );
+        assert_eq!(report.ended_by, EndedBy::Caller);
 
-    let call = only_call(&bot);
-    assert!(
-        call.caller_audio == p.audio,
-        "the bot heard the caller sample for sample ({} of {} samples)",
-        call.caller_audio.len(),
-        p.audio.len()
-    );
-    assert_eq!(
-        call.frames[0], r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
-        "connected is forwarded as Exotel sent it"
-    );
-    let start: serde_json::Value = serde_json::from_str(&call.frames[1]).unwrap();
-    assert_eq!(start["start"]["call_sid"], p.call_sid.as_str());
-    assert_eq!(start["start"]["media_format"]["sample_rate"], "8000");
-    assert_eq!(call.events.first().map(String::as_str), Some("connected"));
-    assert_eq!(call.events.last().map(String::as_str), Some("stop"));
-    assert_eq!(
-        call.events.iter().filter(|e| *e == "media").count(),
-        30,
-        "one media frame per caller frame, none batched or lost"
-    );
-    assert_eq!(call.stop_reason.as_deref(), Some("callended"));
-    assert!(
-        call.closed_cleanly,
-        "the relay closed the bot's socket with a close frame"
-    );
-    assert_eq!(call.header("authorization"), Some("Bearer bot-secret"));
-    assert_eq!(call.query("tenant").as_deref(), Some("a"));
-    assert_eq!(call.query("callLogId"), Some(report.call_log_id.clone()));
-    assert_eq!(call.query("CallSid"), Some(p.call_sid.clone()));
-    assert_eq!(call.query("from").as_deref(), Some("+919876543210"));
-    assert_eq!(call.query("to").as_deref(), Some("08047112233"));
-    server.wait_for_log(&[
-        "relay.connected",
-        &format!("callLogId={}", report.call_log_id),
-    ]);
-    server.wait_for_log(&[
-        "media.ended",
-        &format!("callLogId={}", report.call_log_id),
-        "reason=callended",
-        "relayDroppedToBot=0",
-        "relayBadFrames=0",
-    ]);
+        let call = only_call(&bot);
+        assert!(
+            call.caller_audio == p.audio,
+            "the bot heard the caller sample for sample ({} of {} samples)",
+            call.caller_audio.len(),
+            p.audio.len()
+        );
+        assert_eq!(
+            call.frames[0], r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+            "connected is forwarded as Exotel sent it"
+        );
+        let start: serde_json::Value = serde_json::from_str(&call.frames[1]).unwrap();
+        assert_eq!(start["start"]["call_sid"], p.call_sid.as_str());
+        assert_eq!(start["start"]["media_format"]["sample_rate"], "8000");
+        assert_eq!(call.events.first().map(String::as_str), Some("connected"));
+        assert_eq!(call.events.last().map(String::as_str), Some("stop"));
+        assert_eq!(
+            call.events.iter().filter(|e| *e == "media").count(),
+            30,
+            "one media frame per caller frame, none batched or lost"
+        );
+        assert_eq!(call.stop_reason.as_deref(), Some("callended"));
+        assert!(
+            call.closed_cleanly,
+            "the relay closed the bot's socket with a close frame"
+        );
+        assert_eq!(call.header("authorization"), Some("Bearer bot-secret"));
+        assert_eq!(call.query("tenant").as_deref(), Some("a"));
+        assert_eq!(call.query("callLogId"), Some(report.call_log_id.clone()));
+        assert_eq!(call.query("CallSid"), Some(p.call_sid.clone()));
+        assert_eq!(call.query("from").as_deref(), Some("+919876543210"));
+        assert_eq!(call.query("to").as_deref(), Some("08047112233"));
+        server.wait_for_log(&[
+            "relay.connected",
+            &format!("callLogId={}", report.call_log_id),
+        ]);
+        server.wait_for_log(&[
+            "media.ended",
+            &format!("callLogId={}", report.call_log_id),
+            "reason=callended",
+            "relayDroppedToBot=0",
+            "relayBadFrames=0",
+        ]);
+        server.wait_for_log(&["media.connected", runs_on]);
+    }
 }
 
 #[test]
@@ -218,40 +229,43 @@ fn with_the_echo_fallback_an_unreachable_bot_is_replaced_by_the_echo_bot() {
 
 #[test]
 fn a_bot_that_drops_mid_call_is_reconnected_with_a_fresh_start() {
-    let bot = TestBot::start(ECHO_DELAY_MS);
-    let server = relay_server(&bot.url(), &[]);
-    let p = plan(&server, 8000, 4000);
-    let call = std::thread::spawn(move || run_call(&p));
-    std::thread::sleep(Duration::from_millis(1500));
-    bot.drop_all();
-    let report = call.join().unwrap();
-    assert_eq!(report.ended_by, EndedBy::Caller, "{report:#?}");
-    let calls = bot.wait_ended(2, Duration::from_secs(5));
-    assert_eq!(calls.len(), 2, "one reconnect: {calls:#?}");
-    let again = &calls[1];
-    assert_eq!(
-        again.events[..2],
-        ["connected", "start"],
-        "the new connection starts afresh"
-    );
-    assert!(
-        again.events.iter().filter(|e| *e == "media").count() >= 10,
-        "the caller's audio went on to the new connection: {:?}",
-        again.events
-    );
-    assert_eq!(again.stop_reason.as_deref(), Some("callended"));
-    assert!(
-        report.bot_audio.len() > 3 * 8000,
-        "the new connection's echo reached the caller"
-    );
-    server.wait_for_log(&[
-        "relay.dropped",
-        &format!("callLogId={}", report.call_log_id),
-    ]);
-    server.wait_for_log(&[
-        "relay.reconnected",
-        &format!("callLogId={}", report.call_log_id),
-    ]);
+    for (loops, runs_on) in HOMES {
+        let bot = TestBot::start(ECHO_DELAY_MS);
+        let server = relay_server(&bot.url(), &[("MEDIA_LOOPS", loops)]);
+        let p = plan(&server, 8000, 4000);
+        let call = std::thread::spawn(move || run_call(&p));
+        std::thread::sleep(Duration::from_millis(1500));
+        bot.drop_all();
+        let report = call.join().unwrap();
+        assert_eq!(report.ended_by, EndedBy::Caller, "{report:#?}");
+        let calls = bot.wait_ended(2, Duration::from_secs(5));
+        assert_eq!(calls.len(), 2, "one reconnect: {calls:#?}");
+        let again = &calls[1];
+        assert_eq!(
+            again.events[..2],
+            ["connected", "start"],
+            "the new connection starts afresh"
+        );
+        assert!(
+            again.events.iter().filter(|e| *e == "media").count() >= 10,
+            "the caller's audio went on to the new connection: {:?}",
+            again.events
+        );
+        assert_eq!(again.stop_reason.as_deref(), Some("callended"));
+        assert!(
+            report.bot_audio.len() > 3 * 8000,
+            "the new connection's echo reached the caller"
+        );
+        server.wait_for_log(&[
+            "relay.dropped",
+            &format!("callLogId={}", report.call_log_id),
+        ]);
+        server.wait_for_log(&[
+            "relay.reconnected",
+            &format!("callLogId={}", report.call_log_id),
+        ]);
+        server.wait_for_log(&["media.connected", runs_on]);
+    }
 }
 
 #[test]
@@ -280,32 +294,35 @@ fn a_bot_that_drops_and_cannot_come_back_gets_the_fallback() {
 
 #[test]
 fn a_caller_that_vanishes_still_gets_the_bot_a_stop_and_a_clean_close() {
-    let bot = TestBot::start(ECHO_DELAY_MS);
-    let server = relay_server(&bot.url(), &[]);
-    let mut ws = ws_connect(server.addr, &server.media_path("CAgone")).unwrap();
-    ws.send(Message::text(r#"{"event":"connected"}"#)).unwrap();
-    ws.send(Message::text(
-        r#"{"event":"start","stream_sid":"MZgone","start":{"call_sid":"CAgone","account_sid":"A","from":"1","to":"2","media_format":{"encoding":"base64","sample_rate":"8000"}}}"#,
-    ))
-    .unwrap();
-    ws.send(Message::text(
-        r#"{"event":"media","stream_sid":"MZgone","media":{"payload":"AAABAAIA"}}"#,
-    ))
-    .unwrap();
-    ws.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    drop(ws); // no stop, no close: the connection just ends
-    let call = only_call(&bot);
-    assert_eq!(call.caller_audio, [0, 1, 2]);
-    assert_eq!(
-        call.stop_reason.as_deref(),
-        Some("socket-closed"),
-        "{call:#?}"
-    );
-    let stop: serde_json::Value = serde_json::from_str(call.frames.last().unwrap()).unwrap();
-    assert_eq!(stop["stream_sid"], "MZgone");
-    assert_eq!(stop["stop"]["call_sid"], "CAgone");
-    assert!(call.closed_cleanly);
+    for (loops, runs_on) in HOMES {
+        let bot = TestBot::start(ECHO_DELAY_MS);
+        let server = relay_server(&bot.url(), &[("MEDIA_LOOPS", loops)]);
+        let mut ws = ws_connect(server.addr, &server.media_path("CAgone")).unwrap();
+        ws.send(Message::text(r#"{"event":"connected"}"#)).unwrap();
+        ws.send(Message::text(
+            r#"{"event":"start","stream_sid":"MZgone","start":{"call_sid":"CAgone","account_sid":"A","from":"1","to":"2","media_format":{"encoding":"base64","sample_rate":"8000"}}}"#,
+        ))
+        .unwrap();
+        ws.send(Message::text(
+            r#"{"event":"media","stream_sid":"MZgone","media":{"payload":"AAABAAIA"}}"#,
+        ))
+        .unwrap();
+        ws.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(ws); // no stop, no close: the connection just ends
+        let call = only_call(&bot);
+        assert_eq!(call.caller_audio, [0, 1, 2]);
+        assert_eq!(
+            call.stop_reason.as_deref(),
+            Some("socket-closed"),
+            "{call:#?}"
+        );
+        let stop: serde_json::Value = serde_json::from_str(call.frames.last().unwrap()).unwrap();
+        assert_eq!(stop["stream_sid"], "MZgone");
+        assert_eq!(stop["stop"]["call_sid"], "CAgone");
+        assert!(call.closed_cleanly);
+        server.wait_for_log(&["media.connected", runs_on]);
+    }
 }
 
 #[test]
@@ -414,20 +431,23 @@ fn tls_bot() -> TestBot {
 
 #[test]
 fn a_wss_bot_behind_a_private_ca_is_relayed_bit_exact() {
-    // tests/fixtures: a test-only CA and a certificate for localhost signed by it.
-    let bot = tls_bot();
-    let ca = fixture("ca.pem");
-    let server = relay_server(&bot.url(), &[("BOT_CA_FILE", &ca)]);
-    let p = plan(&server, 8000, 2000);
-    let report = run_call(&p);
-    assert!(report.is_clean(), "{report:#?}");
-    assert_eq!(report.echoed, p.audio.len());
-    let call = only_call(&bot);
-    assert!(
-        call.caller_audio == p.audio,
-        "the bot heard the caller exactly"
-    );
-    assert!(call.closed_cleanly);
+    for (loops, runs_on) in HOMES {
+        // tests/fixtures: a test-only CA and a certificate for localhost signed by it.
+        let bot = tls_bot();
+        let ca = fixture("ca.pem");
+        let server = relay_server(&bot.url(), &[("BOT_CA_FILE", &ca), ("MEDIA_LOOPS", loops)]);
+        let p = plan(&server, 8000, 2000);
+        let report = run_call(&p);
+        assert!(report.is_clean(), "{report:#?}");
+        assert_eq!(report.echoed, p.audio.len());
+        let call = only_call(&bot);
+        assert!(
+            call.caller_audio == p.audio,
+            "the bot heard the caller exactly"
+        );
+        assert!(call.closed_cleanly);
+        server.wait_for_log(&["media.connected", runs_on]);
+    }
 }
 
 #[test]

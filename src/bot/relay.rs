@@ -7,6 +7,11 @@
 //! bot's `media`, `mark` and `clear` go into the session's [`Outbox`], so its audio is chunked
 //! and paced to Exotel's rules like any bot's.
 //!
+//! The bot's socket waits where the caller's does ([`WaitsIn`]): in the caller's event loop
+//! (`media::engine`), which polls both and dials the relay on a coroutine of its own from a
+//! [`Dial`]; or, for a call on a coroutine (a TLS caller, `MEDIA_LOOPS=0`), in a pump that wakes
+//! that coroutine (`media::pump`).
+//!
 //! Owns: connecting (the call's ids as query parameters, `BOT_HEADERS`), forwarding, reading
 //! the bot's frames, closing. Must not pace, chunk, or choose what happens when the bot is
 //! gone: the session does, and is the only writer on both sockets. Nothing here blocks the
@@ -17,9 +22,11 @@ use super::{CallStart, Outbox};
 use crate::config::RelayConfig;
 use crate::exotel::stream::{decode_payload, BotCommand};
 use crate::media::audio::pcm_to_samples;
+use crate::media::looped::LoopSocket;
 use crate::media::pump::{Pumped, Writes};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -76,17 +83,94 @@ pub struct RelayCounts {
     pub bad_frames: u64,
 }
 
-/// The bot's socket: plain, or TLS on top of the pumped socket (rustls only turns bytes into
-/// bytes; the pump still does the waiting).
+/// Where the bot's socket waits once the relay is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitsIn {
+    /// A pump that wakes the session's coroutine (`media::pump`): opened on that coroutine.
+    Pump,
+    /// The caller's event loop (`media::engine`), which polls it beside the caller's socket.
+    Loop,
+}
+
+/// How long one read of the handshake waits before the deadline is looked at again.
+const HANDSHAKE_POLL: Duration = Duration::from_millis(20);
+
+/// The bot's TCP socket, in the form its waiting takes.
+enum BotSocket {
+    /// During the handshake, on the coroutine that dials: reads wait up to `HANDSHAKE_POLL`.
+    Dialing(may::net::TcpStream),
+    Pumped(Pumped),
+    /// On an event loop: never waits.
+    Looped(LoopSocket),
+    /// Only while it changes form in [`BotSocket::settle`].
+    Moving,
+}
+
+impl BotSocket {
+    /// From the handshake's socket to the one the call waits in. Bytes tungstenite or rustls
+    /// already read stay where they are.
+    fn settle(&mut self, waits: WaitsIn) -> io::Result<()> {
+        let BotSocket::Dialing(socket) = std::mem::replace(self, BotSocket::Moving) else {
+            return Ok(());
+        };
+        *self = match waits {
+            WaitsIn::Pump => {
+                let mut pumped = Pumped::start(socket, Writes::NonBlocking)?;
+                // Reads never wait: the session waits on Exotel's socket, which either pump
+                // wakes.
+                pumped.set_wait(Some(Duration::ZERO));
+                BotSocket::Pumped(pumped)
+            }
+            WaitsIn::Loop => BotSocket::Looped(LoopSocket::from_may(socket)?),
+        };
+        Ok(())
+    }
+}
+
+fn moving() -> io::Error {
+    io::Error::new(ErrorKind::NotConnected, "the bot's socket is changing form")
+}
+
+impl Read for BotSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            // A handshake read that timed out is one to try again.
+            BotSocket::Dialing(s) => s.read(buf).map_err(|e| match e.kind() {
+                ErrorKind::TimedOut => ErrorKind::WouldBlock.into(),
+                _ => e,
+            }),
+            BotSocket::Pumped(p) => p.read(buf),
+            BotSocket::Looped(l) => l.read(buf),
+            BotSocket::Moving => Err(moving()),
+        }
+    }
+}
+
+impl Write for BotSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            BotSocket::Dialing(s) => s.write(buf),
+            BotSocket::Pumped(p) => p.write(buf),
+            BotSocket::Looped(l) => l.write(buf),
+            BotSocket::Moving => Err(moving()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The bot's socket: plain, or TLS on top of it (rustls only turns bytes into bytes; the
+/// socket still does the waiting).
 enum BotStream {
-    Plain(Pumped),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Pumped>>),
+    Plain(BotSocket),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, BotSocket>>),
 }
 
 impl BotStream {
-    fn pumped(&mut self) -> &mut Pumped {
+    fn socket(&mut self) -> &mut BotSocket {
         match self {
-            BotStream::Plain(p) => p,
+            BotStream::Plain(s) => s,
             BotStream::Tls(t) => &mut t.sock,
         }
     }
@@ -95,7 +179,7 @@ impl BotStream {
 impl Read for BotStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            BotStream::Plain(p) => p.read(buf),
+            BotStream::Plain(s) => s.read(buf),
             BotStream::Tls(t) => t.read(buf),
         }
     }
@@ -104,15 +188,67 @@ impl Read for BotStream {
 impl Write for BotStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            BotStream::Plain(p) => p.write(buf),
+            BotStream::Plain(s) => s.write(buf),
             BotStream::Tls(t) => t.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            BotStream::Plain(p) => p.flush(),
+            BotStream::Plain(s) => s.flush(),
             BotStream::Tls(t) => t.flush(),
         }
+    }
+}
+
+/// What opening a relay takes, owned: a call on an event loop is dialed on a coroutine of its
+/// own while the loop goes on with the other calls.
+#[derive(Clone)]
+pub struct Dial {
+    config: Arc<RelayConfig>,
+    url: String,
+    /// Exotel's `connected` as it came (or a plain one) and the call's `start`, sent first.
+    connected: String,
+    start: String,
+    began: Instant,
+    deadline: Instant,
+    sample_rate: u32,
+    /// The bot dropped and this is the call's one reconnect (else its first connection).
+    pub reconnect: bool,
+}
+
+impl Dial {
+    /// Dials `config`'s bot for this call, within `config`'s connect timeout (or, for a
+    /// `reconnect`, its reconnect window) from now.
+    pub fn new(
+        config: Arc<RelayConfig>,
+        call: &CallStart<'_>,
+        connected: Option<&str>,
+        start: &str,
+        reconnect: bool,
+    ) -> Dial {
+        let window = match reconnect {
+            true => config.reconnect,
+            false => config.connect_timeout,
+        };
+        Dial {
+            url: url_for(&config, call),
+            connected: connected.unwrap_or(r#"{"event":"connected"}"#).to_owned(),
+            start: start.to_owned(),
+            began: Instant::now(),
+            deadline: Instant::now() + window,
+            sample_rate: call.start.sample_rate,
+            reconnect,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &Arc<RelayConfig> {
+        &self.config
+    }
+
+    /// Since the dial was asked for.
+    pub fn elapsed(&self) -> Duration {
+        self.began.elapsed()
     }
 }
 
@@ -124,6 +260,8 @@ pub struct Relay {
     samples: Vec<i16>,
     /// Bytes tungstenite holds because the bot's socket was full.
     unflushed: bool,
+    /// The last poll stopped at `FRAMES_PER_POLL` with frames left to read.
+    more: bool,
 }
 
 /// The bot's URL for this call: `BOT_URL` plus `callLogId`, `CallSid`, `from` and `to`.
@@ -165,111 +303,144 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
     }
 }
 
+/// The handshake's request: the call's URL with `BOT_HEADERS`.
+fn request_for(dial: &Dial) -> Result<tungstenite::handshake::client::Request, ConnectError> {
+    let mut request = dial
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    for (name, value) in &dial.config.headers {
+        // Both were checked when the configuration was read.
+        if let (Ok(name), Ok(value)) = (
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()),
+            tungstenite::http::HeaderValue::from_str(value),
+        ) {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    Ok(request)
+}
+
+/// A TCP connection to the first of the bot's addresses that answers before `deadline`.
+fn connect_tcp(
+    config: &RelayConfig,
+    deadline: Instant,
+) -> Result<may::net::TcpStream, ConnectError> {
+    let mut last_error = None;
+    for addr in resolve(&config.host, config.port, deadline)? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match may::net::TcpStream::connect_timeout(&addr, left) {
+            Ok(socket) => {
+                let _ = socket.set_nodelay(true);
+                let _ = socket.set_read_timeout(Some(HANDSHAKE_POLL));
+                let _ = socket.set_write_timeout(Some(left));
+                return Ok(socket);
+            }
+            Err(e) => last_error = Some(format!("{addr}: {e}")),
+        }
+    }
+    Err(ConnectError::Unreachable(
+        last_error.unwrap_or_else(|| "timed out".into()),
+    ))
+}
+
+/// The socket as the handshake speaks through it: plain, or inside a TLS client for `wss://`.
+fn stream_for(config: &RelayConfig, socket: BotSocket) -> Result<BotStream, ConnectError> {
+    if !config.tls {
+        return Ok(BotStream::Plain(socket));
+    }
+    let name = rustls::pki_types::ServerName::try_from(config.host.clone())
+        .map_err(|e| ConnectError::Unreachable(format!("TLS name: {e}")))?;
+    let roots = crate::tls::client_config(&config.extra_roots);
+    let tls = rustls::ClientConnection::new(roots, name)
+        .map_err(|e| ConnectError::Unreachable(format!("TLS: {e}")))?;
+    Ok(BotStream::Tls(Box::new(rustls::StreamOwned::new(
+        tls, socket,
+    ))))
+}
+
+/// The WebSocket handshake, retried as its reads time out until `deadline`.
+fn handshake(
+    request: tungstenite::handshake::client::Request,
+    stream: BotStream,
+    config: &RelayConfig,
+    deadline: Instant,
+) -> Result<WebSocket<BotStream>, ConnectError> {
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(config.send_buffer_bytes)
+        .max_message_size(Some(crate::exotel::stream::MAX_FRAME_BYTES))
+        .max_frame_size(Some(crate::exotel::stream::MAX_FRAME_BYTES));
+    let mut attempt = tungstenite::client::client_with_config(request, stream, Some(ws_config));
+    loop {
+        match attempt {
+            Ok((ws, _response)) => return Ok(ws),
+            Err(HandshakeError::Interrupted(mid)) => {
+                if Instant::now() >= deadline {
+                    return Err(ConnectError::Handshake("timed out".into()));
+                }
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                return Err(ConnectError::Refused(response.status().as_u16()))
+            }
+            Err(HandshakeError::Failure(tungstenite::Error::Io(e)))
+                if e.kind() == ErrorKind::InvalidData =>
+            {
+                // rustls reports certificate and protocol failures as InvalidData.
+                return Err(ConnectError::Unreachable(format!("TLS: {e}")));
+            }
+            Err(HandshakeError::Failure(e)) => return Err(ConnectError::Handshake(e.to_string())),
+        }
+    }
+}
+
 impl Relay {
-    /// Connects to the bot for this call before `deadline` and sends it Exotel's `connected`
-    /// and `start` frames (`connected` as Exotel sent it, or a plain one). Runs on the session's
-    /// coroutine, which the bot's pump then wakes.
-    pub fn connect(
-        config: &RelayConfig,
-        call: &CallStart<'_>,
-        connected: Option<&str>,
-        start: &str,
-        deadline: Instant,
-    ) -> Result<Relay, ConnectError> {
-        let url = url_for(config, call);
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-        for (name, value) in &config.headers {
-            // Both were checked when the configuration was read.
-            if let (Ok(name), Ok(value)) = (
-                tungstenite::http::HeaderName::from_bytes(name.as_bytes()),
-                tungstenite::http::HeaderValue::from_str(value),
-            ) {
-                request.headers_mut().insert(name, value);
-            }
-        }
-        let mut last_error = None;
-        let mut socket = None;
-        for addr in resolve(&config.host, config.port, deadline)? {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match may::net::TcpStream::connect_timeout(&addr, left) {
-                Ok(s) => {
-                    socket = Some(s);
-                    break;
-                }
-                Err(e) => last_error = Some(format!("{addr}: {e}")),
-            }
-        }
-        let socket = socket.ok_or_else(|| {
-            ConnectError::Unreachable(last_error.unwrap_or_else(|| "timed out".into()))
-        })?;
-        let _ = socket.set_nodelay(true);
-        let mut pumped = Pumped::start(socket, Writes::NonBlocking)
+    /// Connects to the bot before the dial's deadline, with the socket then waiting in
+    /// `waits`, and sends it Exotel's `connected` and `start` frames. Runs on a coroutine: the
+    /// session's own for [`WaitsIn::Pump`] (that is the coroutine its pump wakes).
+    pub fn open(dial: &Dial, waits: WaitsIn) -> Result<Relay, ConnectError> {
+        let request = request_for(dial)?;
+        let socket = connect_tcp(&dial.config, dial.deadline)?;
+        let stream = stream_for(&dial.config, BotSocket::Dialing(socket))?;
+        let mut ws = handshake(request, stream, &dial.config, dial.deadline)?;
+        ws.get_mut()
+            .socket()
+            .settle(waits)
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        pumped.set_wait(Some(Duration::from_millis(20)));
-        let stream = if config.tls {
-            let name = rustls::pki_types::ServerName::try_from(config.host.clone())
-                .map_err(|e| ConnectError::Unreachable(format!("TLS name: {e}")))?;
-            let roots = crate::tls::client_config(&config.extra_roots);
-            let tls = rustls::ClientConnection::new(roots, name)
-                .map_err(|e| ConnectError::Unreachable(format!("TLS: {e}")))?;
-            BotStream::Tls(Box::new(rustls::StreamOwned::new(tls, pumped)))
-        } else {
-            BotStream::Plain(pumped)
-        };
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
-            .write_buffer_size(0)
-            .max_write_buffer_size(config.send_buffer_bytes)
-            .max_message_size(Some(crate::exotel::stream::MAX_FRAME_BYTES))
-            .max_frame_size(Some(crate::exotel::stream::MAX_FRAME_BYTES));
-        let mut attempt = tungstenite::client::client_with_config(request, stream, Some(ws_config));
-        let mut ws = loop {
-            match attempt {
-                Ok((ws, _response)) => break ws,
-                Err(HandshakeError::Interrupted(mid)) => {
-                    if Instant::now() >= deadline {
-                        return Err(ConnectError::Handshake("timed out".into()));
-                    }
-                    attempt = mid.handshake();
-                }
-                Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-                    return Err(ConnectError::Refused(response.status().as_u16()))
-                }
-                Err(HandshakeError::Failure(tungstenite::Error::Io(e)))
-                    if e.kind() == ErrorKind::InvalidData =>
-                {
-                    // rustls reports certificate and protocol failures as InvalidData.
-                    return Err(ConnectError::Unreachable(format!("TLS: {e}")));
-                }
-                Err(HandshakeError::Failure(e)) => {
-                    return Err(ConnectError::Handshake(e.to_string()))
-                }
-            }
-        };
-        // From now on reads never wait: the session waits on Exotel's socket, which either
-        // pump wakes.
-        ws.get_mut().pumped().set_wait(Some(Duration::ZERO));
-        let rate = call.start.sample_rate as usize;
+        let rate = dial.sample_rate as usize;
         let mut relay = Relay {
             ws,
             pcm: Vec::with_capacity(2 * rate + 4),
             samples: Vec::with_capacity(rate),
             unflushed: false,
+            more: false,
         };
         let mut counts = RelayCounts::default();
-        let connected = connected.unwrap_or(r#"{"event":"connected"}"#);
-        for text in [connected, start] {
+        for text in [&dial.connected, &dial.start] {
             relay
-                .forward(&Utf8Bytes::from(text.to_owned()), &mut counts)
+                .forward(&Utf8Bytes::from(text.clone()), &mut counts)
                 .map_err(|e| ConnectError::Handshake(format!("{e:?}")))?;
         }
         Ok(relay)
+    }
+
+    /// The bot's socket, when it waits in an event loop.
+    pub fn looped(&mut self) -> Option<&mut LoopSocket> {
+        match self.ws.get_mut().socket() {
+            BotSocket::Looped(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The last poll left frames to read (it stopped at its share of the turn).
+    pub fn has_more(&self) -> bool {
+        self.more
     }
 
     /// Sends one of Exotel's frames to the bot as it is. A full send buffer drops the frame
@@ -317,6 +488,7 @@ impl Relay {
         bad: &mut dyn FnMut(&str),
     ) -> Result<(), Lost> {
         self.flush()?;
+        self.more = false;
         for _ in 0..FRAMES_PER_POLL {
             match self.ws.read() {
                 Ok(Message::Text(text)) => self.handle(&text, out, counts, bad),
@@ -336,6 +508,7 @@ impl Relay {
                 Err(e) => return Err(lost(e)),
             }
         }
+        self.more = true;
         Ok(())
     }
 
@@ -372,8 +545,9 @@ impl Relay {
         }
     }
 
-    /// Ends the bot's side of the call: `stop` (when Exotel's own did not reach it), a close
-    /// frame, and a short wait for the bot's answering close.
+    /// Ends the bot's side of the call: `stop` (when Exotel's own did not reach it) and a close
+    /// frame. On a pump it then waits briefly for the bot's answering close; on an event loop
+    /// the loop reads toward it ([`Relay::read_toward_close`]).
     pub fn close(&mut self, stop: Option<&str>) {
         if let Some(stop) = stop {
             let _ = self
@@ -384,20 +558,29 @@ impl Relay {
             code: CloseCode::Normal,
             reason: Utf8Bytes::from_static("call ended"),
         }));
-        self.ws
-            .get_mut()
-            .pumped()
-            .set_wait(Some(Duration::from_millis(20)));
+        let BotSocket::Pumped(pumped) = self.ws.get_mut().socket() else {
+            let _ = self.ws.flush();
+            return;
+        };
+        pumped.set_wait(Some(Duration::from_millis(20)));
         let deadline = Instant::now() + CLOSE_WAIT;
-        // `can_read` turns false once both closes have crossed (at once when the bot closed).
-        while self.ws.can_read() && Instant::now() < deadline {
+        while Instant::now() < deadline && !self.read_toward_close() {}
+        let _ = self.ws.flush();
+    }
+
+    /// After [`Relay::close`]: reads what has come toward the bot's close frame. `true` once
+    /// both closes have crossed (at once when the bot closed first) or the socket is gone.
+    pub fn read_toward_close(&mut self) -> bool {
+        while self.ws.can_read() {
             match self.ws.read() {
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => break,
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    return false
+                }
+                Err(_) => return true,
             }
         }
-        let _ = self.ws.flush();
+        true
     }
 }
 

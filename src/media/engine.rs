@@ -10,13 +10,21 @@
 //! full socket drains. Its socket ([`LoopSocket`]) never waits; it writes down how long the
 //! session wants to wait or to hold a caller ahead of real time, and the loop keeps the time.
 //!
+//! A relayed call (`BOT=relay`) lives here too: its bot's socket is on the same poller (token
+//! `2k + 1` beside the caller's `2k`), and either socket's readiness gives the session a turn,
+//! which reads both. Opening the relay waits (DNS, TCP, the handshake), so the session asks the
+//! loop for it ([`Session::take_dial`]): the call is parked, a coroutine dials, and the loop
+//! hands the outcome back ([`Session::dialed`]) through its inbox. No pump coroutines, no
+//! wake-ups through may's scheduler per frame.
+//!
 //! Owns: the loop threads, the hand-over of sockets to them, each call's place in a loop until
-//! its close handshake is done. The call's set-up and end are `media::begin` and `media::end`,
-//! the same as on a coroutine.
+//! its close handshakes (the caller's and the bot's) are done, the dials in flight. The call's
+//! set-up and end are `media::begin` and `media::end`, the same as on a coroutine.
 
 use super::looped::LoopSocket;
 use super::session::{waits_for_close, EndReason, MediaStream, Scratch, Session, SessionStats};
 use super::{Ending, Grant};
+use crate::bot::relay::{ConnectError, Dial, Relay, WaitsIn};
 use crate::http::OpenConnection;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::cmp::Reverse;
@@ -39,6 +47,15 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// Readiness events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
 const WAKER: Token = Token(usize::MAX);
+
+/// A call's two sockets on the poller: Exotel's, and a relayed bot's.
+fn caller_token(index: usize) -> Token {
+    Token(index * 2)
+}
+
+fn bot_token(index: usize) -> Token {
+    Token(index * 2 + 1)
+}
 
 /// What a loop needs of the server: to set a call up and to write its end (`media::begin` and
 /// `media::end`, for the server's `App`). A trait, so that this module does not import the app
@@ -67,8 +84,29 @@ pub struct MediaLoops {
 }
 
 struct LoopHandle {
-    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    inbox: Arc<Mutex<Inbox>>,
     waker: Arc<Waker>,
+}
+
+/// What reaches a loop from other threads: calls handed to it, and relays its dials opened.
+#[derive(Default)]
+struct Inbox {
+    arrivals: Vec<Arrival>,
+    dialed: Vec<Dialed>,
+}
+
+/// A relay dialed for one of the loop's calls, on a coroutine of its own (the dial waits for
+/// DNS, TCP and the handshake; the loop must not).
+struct Dialed {
+    index: usize,
+    /// Which dial: the call at `index` may have ended and its place been taken meanwhile.
+    dial_id: u64,
+    dial: Dial,
+    opened: Result<Relay, ConnectError>,
+}
+
+fn lock(inbox: &Mutex<Inbox>) -> std::sync::MutexGuard<'_, Inbox> {
+    inbox.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MediaLoops {
@@ -85,12 +123,12 @@ impl MediaLoops {
         for k in 0..threads {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-            let arrivals = Arc::new(Mutex::new(Vec::new()));
-            let (host, inbox) = (host.clone(), arrivals.clone());
+            let inbox = Arc::new(Mutex::new(Inbox::default()));
+            let (host, shared) = (host.clone(), (inbox.clone(), waker.clone()));
             std::thread::Builder::new()
                 .name(format!("media-loop-{k}"))
-                .spawn(move || Loop::new(&host, poll, inbox, rest).run())?;
-            handles.push(LoopHandle { arrivals, waker });
+                .spawn(move || Loop::new(&host, poll, shared, rest).run())?;
+            handles.push(LoopHandle { inbox, waker });
         }
         let _ = self.loops.set(handles);
         Ok(())
@@ -107,11 +145,7 @@ impl MediaLoops {
             return;
         };
         let handle = &loops[self.next.fetch_add(1, Ordering::Relaxed) % loops.len()];
-        handle
-            .arrivals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(arrival);
+        lock(&handle.inbox).arrivals.push(arrival);
         if let Err(e) = handle.waker.wake() {
             crate::error!("media.loop_wake_failed", error = e);
         }
@@ -121,8 +155,14 @@ impl MediaLoops {
 /// Where a call is in its life on the loop.
 enum Phase {
     Live,
-    /// Its own close frame sent; waiting for the caller's until then.
-    Closing(Instant),
+    /// Its relay being dialed (this dial): no turns until it is open or has failed.
+    Dialing(u64),
+    /// Its own close frames sent; waiting until then for the bot's and, when `caller`, the
+    /// caller's.
+    Closing {
+        until: Instant,
+        caller: bool,
+    },
 }
 
 /// One call on a loop.
@@ -158,6 +198,10 @@ enum Next {
     At(Instant),
     /// More to read now: another round.
     Again,
+    /// Its relay to open, away from the loop; no turns until then.
+    Dial(Dial),
+    /// No turn until the dial in flight hands the call back.
+    Parked,
     /// Gone: deregister and drop.
     Done,
 }
@@ -165,7 +209,11 @@ enum Next {
 struct Loop<'a, H: CallHost> {
     host: &'a Arc<H>,
     poll: Poll,
-    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    inbox: Arc<Mutex<Inbox>>,
+    /// Wakes this loop: for a dial's coroutine, when it is done.
+    waker: Arc<Waker>,
+    /// The last dial's number.
+    dials: u64,
     calls: Vec<Option<LoopCall<'a>>>,
     free: Vec<usize>,
     /// (due, call index): an entry whose call now holds another due time is stale, skipped.
@@ -182,13 +230,15 @@ impl<'a, H: CallHost> Loop<'a, H> {
     fn new(
         host: &'a Arc<H>,
         poll: Poll,
-        arrivals: Arc<Mutex<Vec<Arrival>>>,
+        (inbox, waker): (Arc<Mutex<Inbox>>, Arc<Waker>),
         rest: Duration,
     ) -> Loop<'a, H> {
         Loop {
             host,
             poll,
-            arrivals,
+            inbox,
+            waker,
+            dials: 0,
             calls: Vec::new(),
             free: Vec::new(),
             timers: BinaryHeap::new(),
@@ -224,15 +274,23 @@ impl<'a, H: CallHost> Loop<'a, H> {
                     arrived = true;
                     continue;
                 }
-                let index = event.token().0;
+                let (index, bot) = (event.token().0 / 2, event.token().0 % 2 == 1);
                 let Some(Some(call)) = self.calls.get_mut(index) else {
                     continue;
                 };
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    call.socket().became_readable();
-                }
-                if event.is_writable() {
-                    call.writable = true;
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                if bot {
+                    // Its writable edge needs only a turn: the relay flushes at each.
+                    if let (true, Some(socket)) = (readable, call.session.relay_socket()) {
+                        socket.became_readable();
+                    }
+                } else {
+                    if readable {
+                        call.socket().became_readable();
+                    }
+                    if event.is_writable() {
+                        call.writable = true;
+                    }
                 }
                 self.ready.push(index);
             }
@@ -271,10 +329,17 @@ impl<'a, H: CallHost> Loop<'a, H> {
         }
     }
 
-    /// Sets up the calls handed over since the last round.
+    /// Takes what other threads handed over since the last round: new calls, opened relays.
     fn admit(&mut self, now: Instant) {
-        let arrivals =
-            std::mem::take(&mut *self.arrivals.lock().unwrap_or_else(|p| p.into_inner()));
+        let Inbox { arrivals, dialed } = std::mem::take(&mut *lock(&self.inbox));
+        self.set_up(arrivals, now);
+        for dialed in dialed {
+            self.relay_dialed(dialed, now);
+        }
+    }
+
+    /// Sets up newly handed calls.
+    fn set_up(&mut self, arrivals: Vec<Arrival>, now: Instant) {
         for Arrival { ws, grant, open } in arrivals {
             let host: &'a H = self.host;
             let id = grant.call_log_id.clone();
@@ -301,7 +366,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
             };
             let registered = self.poll.registry().register(
                 call.socket().stream_mut(),
-                Token(index),
+                caller_token(index),
                 Interest::READABLE | Interest::WRITABLE,
             );
             self.calls[index] = Some(call);
@@ -335,9 +400,88 @@ impl<'a, H: CallHost> Loop<'a, H> {
         match next {
             Ok(Next::At(at)) => self.schedule(index, at),
             Ok(Next::Again) => self.again.push(index),
+            Ok(Next::Dial(dial)) => self.dial(index, dial),
+            Ok(Next::Parked) => {}
             Ok(Next::Done) => self.remove(index),
             Err(reason) => self.end(index, reason, now, closable),
         }
+    }
+
+    /// Opens a call's relay on a coroutine of its own, which hands it back through the inbox.
+    /// The call takes no turns meanwhile: the caller's frames wait in its socket, as they
+    /// wait on a coroutine that dials.
+    fn dial(&mut self, index: usize, dial: Dial) {
+        let Some(Some(call)) = self.calls.get_mut(index) else {
+            return;
+        };
+        self.dials += 1;
+        let dial_id = self.dials;
+        call.phase = Phase::Dialing(dial_id);
+        call.wake_at = None;
+        let (inbox, waker) = (self.inbox.clone(), self.waker.clone());
+        let builder = may::coroutine::Builder::new()
+            .name("relay-dial".into())
+            .stack_size(crate::http::CONNECTION_STACK_WORDS);
+        let hand_back = move |dial: Dial, opened| {
+            lock(&inbox).dialed.push(Dialed {
+                index,
+                dial_id,
+                dial,
+                opened,
+            });
+            if let Err(e) = waker.wake() {
+                crate::error!("media.loop_wake_failed", error = e);
+            }
+        };
+        // Kept for the fallback should no coroutine start (a dial is one per call, not per frame).
+        let kept = dial.clone();
+        let back = hand_back.clone();
+        let spawned = may::go!(builder, move || {
+            let opened = Relay::open(&dial, WaitsIn::Loop);
+            back(dial, opened);
+        });
+        if let Err(e) = spawned {
+            let id = call.session.call_log_id.clone();
+            crate::error!("relay.dial_failed", callLogId = id, error = e);
+            hand_back(
+                kept,
+                Err(ConnectError::Unreachable(format!(
+                    "no coroutine to dial on: {e}"
+                ))),
+            );
+        }
+    }
+
+    /// A dial is done: the call goes on with its relay (its socket now on this poller) or its
+    /// fallback.
+    fn relay_dialed(&mut self, dialed: Dialed, now: Instant) {
+        let Dialed {
+            index,
+            dial_id,
+            dial,
+            opened,
+        } = dialed;
+        let Some(Some(call)) = self.calls.get_mut(index) else {
+            return;
+        };
+        if !matches!(call.phase, Phase::Dialing(id) if id == dial_id) {
+            return;
+        }
+        call.phase = Phase::Live;
+        call.session.dialed(&dial, opened);
+        if let Some(socket) = call.session.relay_socket() {
+            let registered = self.poll.registry().register(
+                socket.stream_mut(),
+                bot_token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            if let Err(e) = registered {
+                // The bot's frames are then read at the call's turns (every 200 ms at most).
+                let id = call.session.call_log_id.clone();
+                crate::error!("media.loop_register_failed", callLogId = id, error = e);
+            }
+        }
+        self.drive(index, now);
     }
 
     /// Due at `at`. A call that keeps its due time (a hold, a stall, a close being waited for,
@@ -383,11 +527,16 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 crate::error!("media.end_panicked", callLogId = id);
             }
         }
-        if !closes {
+        // A relayed bot was sent its close too: its answer is read toward as the caller's is.
+        let bot_closes = closable && call.session.relay_socket().is_some();
+        if !closes && !bot_closes {
             self.remove(index);
             return;
         }
-        call.phase = Phase::Closing(now + CLOSE_WAIT);
+        call.phase = Phase::Closing {
+            until: now + CLOSE_WAIT,
+            caller: closes,
+        };
         self.drive(index, now);
     }
 
@@ -395,6 +544,9 @@ impl<'a, H: CallHost> Loop<'a, H> {
         if let Some(mut call) = self.calls.get_mut(index).and_then(Option::take) {
             let _ = self.poll.registry().deregister(call.socket().stream_mut());
             call.socket().shutdown();
+            if let Some(bot) = call.session.relay_socket() {
+                let _ = self.poll.registry().deregister(bot.stream_mut());
+            }
             drop(call);
             self.free.push(index);
         }
@@ -420,11 +572,17 @@ fn end_call<H: CallHost>(host: &Arc<H>, ending: Ending, reason: EndReason, stats
 
 /// A call's turns at `now`, until it waits. `Err` when the call is over.
 fn step(call: &mut LoopCall<'_>, now: Instant, scratch: &mut Scratch) -> Result<Next, EndReason> {
-    if let Phase::Closing(until) = call.phase {
-        return Ok(match call.session.read_toward_close() || now >= until {
-            true => Next::Done,
-            false => Next::At(until),
-        });
+    match call.phase {
+        Phase::Live => {}
+        Phase::Dialing(_) => return Ok(Next::Parked),
+        Phase::Closing { until, caller } => {
+            return Ok(
+                match call.session.read_toward_close(caller) || now >= until {
+                    true => Next::Done,
+                    false => Next::At(until),
+                },
+            )
+        }
     }
     if let Some(next) = drain_stalled(call, now)? {
         return Ok(next);
@@ -438,6 +596,10 @@ fn step(call: &mut LoopCall<'_>, now: Instant, scratch: &mut Scratch) -> Result<
         if let Some(reason) = call.session.turn_in(now, scratch) {
             return Err(reason);
         }
+        if let Some(dial) = call.session.take_dial() {
+            return Ok(Next::Dial(dial));
+        }
+        let more_from_bot = call.session.relay_has_more();
         let socket = call.socket();
         if let Some(hold) = socket.hold.take() {
             let until = now + hold;
@@ -448,7 +610,7 @@ fn step(call: &mut LoopCall<'_>, now: Instant, scratch: &mut Scratch) -> Result<
             call.stalled_since = Some(now);
             return Ok(Next::At(now + WRITE_STALL));
         }
-        if socket.waiting() {
+        if socket.waiting() && !more_from_bot {
             let wait = socket.wait.unwrap_or(MAX_WAIT).min(MAX_WAIT);
             return Ok(Next::At(now + wait));
         }

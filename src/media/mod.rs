@@ -149,13 +149,12 @@ pub fn upgraded(
     serve(app, ws, grant, open);
 }
 
-/// Where a call's session runs: a plain socket whose call a bot in this process answers goes
-/// to an event loop (`MEDIA_LOOPS`, see [`engine`]) and this returns at once; a relayed call
-/// (its pump wakes a coroutine) and a TLS socket run here, on the caller's coroutine, to
-/// their end.
+/// Where a call's session runs: a plain socket goes to an event loop (`MEDIA_LOOPS`, see
+/// [`engine`]; a relayed bot's socket then waits in the same loop) and this returns at once; a
+/// TLS socket runs here, on the caller's coroutine, to its end (a relayed bot's socket then
+/// gets a pump that wakes it).
 pub fn serve(app: &App, mut ws: WebSocket<MediaStream>, grant: Grant, open: OpenConnection) {
-    let agent = app.plans.agent(&grant.call_log_id);
-    if app.media_loops.running() && relay_for(app, agent.as_deref()).is_none() {
+    if app.media_loops.running() {
         match ws.get_mut().to_loop() {
             Ok(true) => {
                 app.media_loops.submit(engine::Arrival { ws, grant, open });
@@ -252,8 +251,9 @@ pub fn begin(
     let agent = plan.as_ref().and_then(|p| p.agent.clone());
     let relay = relay_for(app, agent.as_deref()).map(|r| std::sync::Arc::new(r.clone()));
     let relayed = relay.is_some();
-    // The relayed bot's frames must wake the session too: Exotel's socket gets a pump.
-    if relayed {
+    // On a coroutine, the relayed bot's frames must wake the session too: Exotel's socket
+    // gets a pump. (On an event loop, both sockets wait in the loop.)
+    if relayed && !matches!(ws.get_ref(), MediaStream::Looped(_)) {
         if let Err(e) = ws.get_mut().start_pump() {
             // The call still works: the session then hears its bot at its next turn (within
             // 200 ms) instead of at once.

@@ -1,5 +1,7 @@
-//! A socket read by a coroutine of its own, so that one session can wait on two sockets at once
-//! (Exotel's and a relayed bot's) and be woken by whichever speaks first.
+//! A socket read by a coroutine of its own, so that one session on a coroutine can wait on two
+//! sockets at once (Exotel's and a relayed bot's) and be woken by whichever speaks first. Only
+//! a relayed call on a coroutine (a TLS caller, or `MEDIA_LOOPS=0`) uses pumps: on an event
+//! loop both sockets wait in the loop's poller (`media::engine`).
 //!
 //! may's blocking `read` cannot be interrupted (`WaitIoWaker::wakeup` does not make it return),
 //! so a session that must also hear its bot cannot block on Exotel's socket. Instead each socket

@@ -11,7 +11,7 @@ use super::looped::LoopSocket;
 use super::pump::{Pumped, Writes};
 use super::recorder::{CallRecording, Recorder, Track};
 use crate::bot::hangup::ToneThenHangUp;
-use crate::bot::relay::{ConnectError, Lost, Relay, RelayCounts};
+use crate::bot::relay::{ConnectError, Dial, Lost, Relay, RelayCounts, WaitsIn};
 use crate::bot::{Bot, BotFactory, CallStart, Outbox};
 use crate::calls::registry::{REPLACED, SHUTDOWN};
 use crate::calls::CallLogId;
@@ -114,9 +114,13 @@ impl MediaStream {
 
     /// From now on the socket is read by a pump that wakes the current coroutine. Bytes
     /// tungstenite has already read stay where they are, and so do TLS records rustls holds.
+    /// Any other form (already pumped, or on an event loop) stays as it is.
     pub fn start_pump(&mut self) -> io::Result<()> {
-        let MediaStream::Direct(conn) = std::mem::replace(self, MediaStream::Moving) else {
+        if !matches!(self, MediaStream::Direct(_)) {
             return Ok(());
+        }
+        let MediaStream::Direct(conn) = std::mem::replace(self, MediaStream::Moving) else {
+            unreachable!("matched just above");
         };
         let pumped = |s: &may::net::TcpStream| Pumped::start(s.try_clone()?, Writes::Blocking);
         *self = match conn {
@@ -441,6 +445,9 @@ impl Scratch {
 enum Handler {
     Bot(Box<dyn Bot>),
     Relay(Box<Relay>),
+    /// The relay is being dialed by the event loop that drives this session
+    /// ([`Session::take_dial`]); the session is not turned until it is open or has failed.
+    Dialing,
 }
 
 /// The stream's state once `start` has arrived.
@@ -507,6 +514,8 @@ pub struct Session<'a, S: MediaIo> {
     connected_text: Option<String>,
     /// The relayed bot was unreachable and the hang-up fallback is playing.
     bot_unavailable: bool,
+    /// A relay to open, for the event loop that drives this session to take.
+    dial: Option<Dial>,
     /// This call's recording, once the stream started, with the stream's start time and the
     /// caller's sample count (the recording's clock).
     recording: Option<(CallRecording, Instant, u64)>,
@@ -589,6 +598,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             relay_config: context.relay,
             connected_text: None,
             bot_unavailable: false,
+            dial: None,
             recording: None,
             reported: (SessionStats::default(), now),
             settings: context.settings,
@@ -649,6 +659,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Err(reason) = self.poll_relay(now) {
             return Some(reason);
         }
+        if self.dial.is_some() {
+            // The bot dropped and is being dialed again; the caller's frames wait in the socket.
+            return None;
+        }
         if let Err(reason) = self.send_due(now) {
             return Some(reason);
         }
@@ -702,7 +716,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         match read {
             Ok(Message::Text(text)) => {
                 self.last_received = now;
-                if let Err(reason) = self.forward_to_relay(&text, now) {
+                if let Err(reason) = self.forward_to_relay(&text) {
                     return Some(reason);
                 }
                 self.handle_text(&text, now)
@@ -864,7 +878,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 }
                 match self.live.as_mut().map(|l| &mut l.handler) {
                     Some(Handler::Bot(bot)) => bot.on_dtmf(digit, &mut self.outbox),
-                    Some(Handler::Relay(_)) => {}
+                    Some(Handler::Relay(_) | Handler::Dialing) => {}
                     None => self.bad_frame(now, "dtmf before start"),
                 }
                 None
@@ -996,49 +1010,18 @@ impl<'a, S: MediaIo> Session<'a, S> {
             let recording = recorder.open(&self.call_log_id, start.sample_rate);
             self.recording = Some((recording, self.clock, 0));
         }
-        // What a relayed bot gets as the call's `start`.
-        let mut relayed_start = text.to_owned();
-        let handler = match self.relay_config.clone() {
+        // What a relayed bot gets as the call's `start`, with the contact's parameters.
+        let (handler, start_text) = match &self.relay_config {
             None => {
                 let mut bot = self.bots.create(&call);
                 bot.on_start(&call, &mut self.outbox);
-                Handler::Bot(bot)
+                (Handler::Bot(bot), String::new())
             }
-            Some(config) => {
-                let deadline = Instant::now() + config.connect_timeout;
-                if !self.contact_parameters.is_empty() {
-                    relayed_start = with_custom_parameters(text, &self.contact_parameters);
-                }
-                match Relay::connect(
-                    &config,
-                    &call,
-                    self.connected_text.as_deref(),
-                    &relayed_start,
-                    deadline,
-                ) {
-                    Ok(relay) => {
-                        self.metrics.relay_event(RelayEvent::Connected);
-                        crate::info!(
-                            "relay.connected",
-                            callLogId = self.call_log_id,
-                            bot = config.url
-                        );
-                        Handler::Relay(Box::new(relay))
-                    }
-                    Err(e) => {
-                        let (handler, unavailable) = fallback(
-                            &config,
-                            &e,
-                            &*self.bots,
-                            &call,
-                            &mut self.outbox,
-                            self.metrics,
-                        );
-                        self.bot_unavailable = unavailable;
-                        handler
-                    }
-                }
-            }
+            Some(_) if self.contact_parameters.is_empty() => (Handler::Dialing, text.to_owned()),
+            Some(_) => (
+                Handler::Dialing,
+                with_custom_parameters(text, &self.contact_parameters),
+            ),
         };
         crate::info!(
             "media.start",
@@ -1049,11 +1032,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             from = start.from,
             to = start.to
         );
-        let start_text = match &self.relay_config {
-            Some(_) => relayed_start,
-            None => String::new(),
-        };
-        self.live = Some(Live {
+        let live = self.live.insert(Live {
             handler,
             encoder,
             rules,
@@ -1061,11 +1040,101 @@ impl<'a, S: MediaIo> Session<'a, S> {
             start,
             start_text,
         });
+        if let Some(config) = self.relay_config.clone() {
+            let call = CallStart {
+                call_log_id: &self.call_log_id,
+                start: &live.start,
+                url_parameters: &self.url_parameters,
+            };
+            let connected = self.connected_text.as_deref();
+            let dial = Dial::new(config, &call, connected, &live.start_text, false);
+            self.open_relay(dial);
+        }
         None
     }
 
+    /// Opens the relay: here, on a socket that waits (a coroutine, whose pump the bot's socket
+    /// gets); on an event loop, by the loop, which takes the dial ([`Session::take_dial`]) and
+    /// hands back what came of it ([`Session::dialed`]).
+    fn open_relay(&mut self, dial: Dial) {
+        if self.ws.get_ref().waits() {
+            let opened = Relay::open(&dial, WaitsIn::Pump);
+            self.dialed(&dial, opened);
+            return;
+        }
+        // A relay being replaced is dropped here: its socket leaves the loop's poller as it
+        // closes.
+        if let Some(live) = self.live.as_mut() {
+            live.handler = Handler::Dialing;
+        }
+        self.dial = Some(dial);
+    }
+
+    /// The relay this session's event loop is to open. Until the loop hands back what came of
+    /// it, the session must not be turned.
+    pub fn take_dial(&mut self) -> Option<Dial> {
+        self.dial.take()
+    }
+
+    /// What came of a dial: the relay answers the call from now on, or the fallback does.
+    pub fn dialed(&mut self, dial: &Dial, opened: Result<Relay, ConnectError>) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        match opened {
+            Ok(relay) => {
+                if dial.reconnect {
+                    self.metrics.relay_event(RelayEvent::Reconnected);
+                    crate::info!(
+                        "relay.reconnected",
+                        callLogId = self.call_log_id,
+                        tookMs = dial.elapsed().as_millis()
+                    );
+                } else {
+                    self.metrics.relay_event(RelayEvent::Connected);
+                    crate::info!(
+                        "relay.connected",
+                        callLogId = self.call_log_id,
+                        bot = dial.config().url
+                    );
+                }
+                live.handler = Handler::Relay(Box::new(relay));
+            }
+            Err(e) => {
+                let call = CallStart {
+                    call_log_id: &self.call_log_id,
+                    start: &live.start,
+                    url_parameters: &self.url_parameters,
+                };
+                let (handler, unavailable) = fallback(
+                    dial.config(),
+                    &e,
+                    &*self.bots,
+                    &call,
+                    &mut self.outbox,
+                    self.metrics,
+                );
+                live.handler = handler;
+                self.bot_unavailable = unavailable;
+            }
+        }
+    }
+
+    /// The relayed bot's socket, when it waits in this session's event loop.
+    pub fn relay_socket(&mut self) -> Option<&mut LoopSocket> {
+        match self.live.as_mut().map(|l| &mut l.handler) {
+            Some(Handler::Relay(relay)) => relay.looped(),
+            _ => None,
+        }
+    }
+
+    /// The relayed bot sent more than one turn takes: the session wants another turn now.
+    pub fn relay_has_more(&self) -> bool {
+        matches!(self.live.as_ref().map(|l| &l.handler), Some(Handler::Relay(r)) if r.has_more())
+    }
+
     /// Hands one of Exotel's frames to the relayed bot, if there is one.
-    fn forward_to_relay(&mut self, text: &Utf8Bytes, now: Instant) -> Result<(), EndReason> {
+    fn forward_to_relay(&mut self, text: &Utf8Bytes) -> Result<(), EndReason> {
         let Some(Live {
             handler: Handler::Relay(relay),
             ..
@@ -1074,7 +1143,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             return Ok(());
         };
         let forwarded = relay.forward(text, &mut self.stats.relay);
-        self.on_relay_result(forwarded, now)
+        self.on_relay_result(forwarded)
     }
 
     /// Moves what the relayed bot sent into the outbox, if there is a relayed bot.
@@ -1094,55 +1163,33 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Some(what) = bad {
             self.warn_limited(now, "relay.bad_frame", &what);
         }
-        self.on_relay_result(polled, now)
+        self.on_relay_result(polled)
     }
 
     /// A bot that closed hung up; a bot that dropped gets one reconnect within
     /// `BOT_RECONNECT_MS` with a fresh `start`, then the fallback.
-    fn on_relay_result(&mut self, result: Result<(), Lost>, now: Instant) -> Result<(), EndReason> {
+    fn on_relay_result(&mut self, result: Result<(), Lost>) -> Result<(), EndReason> {
         let why = match result {
             Ok(()) => return Ok(()),
             Err(Lost::HungUp) => return Err(EndReason::BotHungUp),
             Err(Lost::Dropped(why)) => why,
         };
-        let (Some(config), Some(live)) = (self.relay_config.clone(), self.live.as_mut()) else {
+        let (Some(config), Some(live)) = (self.relay_config.clone(), self.live.as_ref()) else {
             return Ok(());
         };
         self.metrics.relay_event(RelayEvent::Dropped);
         crate::warn!("relay.dropped", callLogId = self.call_log_id, error = why);
+        // The new bot (or the fallback) starts the conversation afresh: what the old bot had
+        // queued is dropped here and at Exotel.
+        self.outbox.clear();
         let call = CallStart {
             call_log_id: &self.call_log_id,
             start: &live.start,
             url_parameters: &self.url_parameters,
         };
-        // The new bot (or the fallback) starts the conversation afresh: what the old bot had
-        // queued is dropped here and at Exotel.
-        self.outbox.clear();
-        let deadline = Instant::now() + config.reconnect;
         let connected = self.connected_text.as_deref();
-        match Relay::connect(&config, &call, connected, &live.start_text, deadline) {
-            Ok(relay) => {
-                self.metrics.relay_event(RelayEvent::Reconnected);
-                crate::info!(
-                    "relay.reconnected",
-                    callLogId = self.call_log_id,
-                    tookMs = now.elapsed().as_millis()
-                );
-                live.handler = Handler::Relay(Box::new(relay));
-            }
-            Err(e) => {
-                let (handler, unavailable) = fallback(
-                    &config,
-                    &e,
-                    &*self.bots,
-                    &call,
-                    &mut self.outbox,
-                    self.metrics,
-                );
-                live.handler = handler;
-                self.bot_unavailable = unavailable;
-            }
-        }
+        let dial = Dial::new(config, &call, connected, &live.start_text, true);
+        self.open_relay(dial);
         Ok(())
     }
 
@@ -1324,8 +1371,18 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     /// After [`Session::finish`] on a socket that does not wait: reads what has come toward
-    /// the peer's close frame. `true` once the closing handshake is over or the socket is gone.
-    pub fn read_toward_close(&mut self) -> bool {
+    /// the closes still due, the relayed bot's and, when `caller`, the caller's (not after a
+    /// broken frame: see [`waits_for_close`]). `true` once each is over or its socket gone.
+    pub fn read_toward_close(&mut self, caller: bool) -> bool {
+        let bot_done = match self.live.as_mut().map(|l| &mut l.handler) {
+            Some(Handler::Relay(relay)) => relay.read_toward_close(),
+            _ => true,
+        };
+        let caller_done = !caller || self.read_caller_toward_close();
+        bot_done && caller_done
+    }
+
+    fn read_caller_toward_close(&mut self) -> bool {
         loop {
             match self.ws.read() {
                 Ok(_) => continue,
@@ -1347,6 +1404,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Some(live) = self.live.as_mut() {
             match &mut live.handler {
                 Handler::Bot(bot) => bot.on_stop(reason.as_str()),
+                Handler::Dialing => {}
                 Handler::Relay(relay) => {
                     // Exotel's own `stop` was forwarded; a bot that hung up needs none.
                     let stop = match reason {
