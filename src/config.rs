@@ -29,6 +29,7 @@ pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
 /// share one wake-up rather than having one each. A wake-up is a loop's dearest step at light
 /// load: 17-31 µs of CPU for a bare `nanosleep` on the 2-core VMs this was measured on, so at
 /// 250 calls a 1 ms rest was two-fifths of the server's CPU. A frame waits this much at most.
+/// A loop with a relayed call on it does not rest (see `media::engine`).
 pub const DEFAULT_LOOP_REST: Duration = Duration::from_millis(2);
 /// The longest `MEDIA_LOOP_REST_MS`: the 20 ms a chunk's turnaround is held to, which a longer
 /// rest alone would break.

@@ -181,6 +181,8 @@ struct LoopCall<'a> {
     stalled_since: Option<Instant>,
     /// The socket became writable since the last turn.
     writable: bool,
+    /// A relayed bot's socket was put on the poller (counted in `Loop::relayed`).
+    relayed: bool,
 }
 
 impl LoopCall<'_> {
@@ -222,8 +224,14 @@ struct Loop<'a, H: CallHost> {
     again: Vec<usize>,
     /// The buffers every call's turn works in, one call at a time.
     scratch: Scratch,
-    /// How long to rest after a round that found little to do.
+    /// How long to rest after a round that found little to do, while no call is relayed.
     rest: Duration,
+    /// Calls whose bot's socket is on this poller. While there are any the loop does not rest:
+    /// an in-process bot's audio is sent by the timer heap, but a relayed bot's arrives by
+    /// readiness, and would wait out the rest twice per turnaround (the caller's frame on its
+    /// way to the bot, the bot's answer on its way back): `bench/relay-latency` measured p50
+    /// 3.2 ms with the 2 ms rest against 0.16 ms without.
+    relayed: usize,
 }
 
 impl<'a, H: CallHost> Loop<'a, H> {
@@ -246,6 +254,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
             again: Vec::new(),
             scratch: Scratch::default(),
             rest,
+            relayed: 0,
         }
     }
 
@@ -306,7 +315,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
             if arrived {
                 self.admit(now);
             }
-            if !busy && self.calls.len() > self.free.len() {
+            if !busy && self.relayed == 0 && self.calls.len() > self.free.len() {
                 let spent = now.elapsed();
                 if spent < self.rest {
                     std::thread::sleep(self.rest - spent);
@@ -363,6 +372,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 hold_until: None,
                 stalled_since: None,
                 writable: false,
+                relayed: false,
             };
             let registered = self.poll.registry().register(
                 call.socket().stream_mut(),
@@ -480,6 +490,10 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 let id = call.session.call_log_id.clone();
                 crate::error!("media.loop_register_failed", callLogId = id, error = e);
             }
+            if !call.relayed {
+                call.relayed = true;
+                self.relayed += 1;
+            }
         }
         self.drive(index, now);
     }
@@ -546,6 +560,9 @@ impl<'a, H: CallHost> Loop<'a, H> {
             call.socket().shutdown();
             if let Some(bot) = call.session.relay_socket() {
                 let _ = self.poll.registry().deregister(bot.stream_mut());
+            }
+            if call.relayed {
+                self.relayed -= 1;
             }
             drop(call);
             self.free.push(index);
@@ -689,6 +706,7 @@ mod tests {
             hold_until: None,
             stalled_since: None,
             writable: false,
+            relayed: false,
         };
         // Fill the socket until it takes no more, as a caller who stopped reading leaves it.
         let block = vec![0u8; 64 * 1024];
