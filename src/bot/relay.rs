@@ -39,6 +39,9 @@ const FRAMES_PER_POLL: usize = 64;
 /// Bot audio queued for the caller beyond this many seconds is dropped and counted: a bot
 /// cannot make the server hold unbounded audio.
 pub const MAX_QUEUED_BOT_SECONDS: usize = 120;
+/// The bot's audio frame the decoding buffers are sized for, in ms (bots send 20 to 100; a
+/// longer frame grows them once). They were a second's room, which the whole call then kept.
+const BOT_FRAME_ROOM_MS: usize = 200;
 /// Bytes read from the bot's socket at a time (see `handshake`).
 const BOT_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How long closing waits for the bot's answering close.
@@ -419,11 +422,12 @@ impl Relay {
             .socket()
             .settle(waits)
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        let rate = dial.sample_rate as usize;
+        // Room for a BOT_FRAME_ROOM_MS frame of the bot's audio; a longer one grows them once.
+        let samples = dial.sample_rate as usize * BOT_FRAME_ROOM_MS / 1000;
         let mut relay = Relay {
             ws,
-            pcm: Vec::with_capacity(2 * rate + 4),
-            samples: Vec::with_capacity(rate),
+            pcm: Vec::with_capacity(2 * samples + 4),
+            samples: Vec::with_capacity(samples),
             unflushed: false,
             more: false,
         };

@@ -279,29 +279,10 @@ impl<'a, H: CallHost> Loop<'a, H> {
             let mut taken = 0;
             for event in events.iter() {
                 taken += 1;
-                if event.token() == WAKER {
-                    arrived = true;
-                    continue;
+                match event.token() {
+                    WAKER => arrived = true,
+                    token => self.note_readiness(token, event),
                 }
-                let (index, bot) = (event.token().0 / 2, event.token().0 % 2 == 1);
-                let Some(Some(call)) = self.calls.get_mut(index) else {
-                    continue;
-                };
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                if bot {
-                    // Its writable edge needs only a turn: the relay flushes at each.
-                    if let (true, Some(socket)) = (readable, call.session.relay_socket()) {
-                        socket.became_readable();
-                    }
-                } else {
-                    if readable {
-                        call.socket().became_readable();
-                    }
-                    if event.is_writable() {
-                        call.writable = true;
-                    }
-                }
-                self.ready.push(index);
             }
             let now = Instant::now();
             let busy = taken >= EVENTS || !self.again.is_empty();
@@ -322,6 +303,30 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 }
             }
         }
+    }
+
+    /// Marks what readiness says of a call's socket (the caller's, or its bot's) and queues the
+    /// call for a turn this round.
+    fn note_readiness(&mut self, token: Token, event: &mio::event::Event) {
+        let (index, bot) = (token.0 / 2, token.0 % 2 == 1);
+        let Some(Some(call)) = self.calls.get_mut(index) else {
+            return;
+        };
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        if bot {
+            // Its writable edge needs only a turn: the relay flushes at each.
+            if let (true, Some(socket)) = (readable, call.session.relay_socket()) {
+                socket.became_readable();
+            }
+        } else {
+            if readable {
+                call.socket().became_readable();
+            }
+            if event.is_writable() {
+                call.writable = true;
+            }
+        }
+        self.ready.push(index);
     }
 
     /// Runs the calls whose time has come.
