@@ -199,3 +199,57 @@ fn a_bot_that_panics_as_its_call_ends_costs_that_call_only() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A relayed call whose bot cannot be reached gets `BOT_FALLBACK=echo`'s bot, made by the
+/// user's factory on the media loop once the dial has failed. A factory that panics there costs
+/// that call only: a call beside it and one after it (all on one loop) get their fallback and
+/// are served whole, and every call's place is given back.
+#[test]
+fn a_fallback_bot_that_panics_as_it_is_made_costs_that_call_only() {
+    let _logs = exotel_voicebot::log::Captured::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bot_url = format!("ws://{}/bot", closed.local_addr().unwrap());
+    drop(closed);
+    let config = loopback_config_with(
+        "panicky-fallback",
+        &[
+            ("MEDIA_LOOPS", "1"),
+            ("BOT", "relay"),
+            ("BOT_URL", &bot_url),
+            ("BOT_FALLBACK", "echo"),
+        ],
+    );
+    let bots = |call: &CallStart<'_>| -> Box<dyn Bot> {
+        if call.start.call_sid == "CA-panics" {
+            panic!("a bug in the bot factory");
+        }
+        Box::new(exotel_voicebot::bot::echo::EchoBot::new(400))
+    };
+    let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
+    let echo_plan = |ms| {
+        let mut plan = CallPlan::new(running.addr, speech_like(8000, ms, 4));
+        plan.tail_ms = 800;
+        plan
+    };
+    let beside = {
+        let plan = echo_plan(3000);
+        std::thread::spawn(move || run_call(&plan))
+    };
+    let mut panics = CallPlan::new(running.addr, speech_like(8000, 2000, 5));
+    panics.call_sid = "CA-panics".into();
+    panics.check_echo = false;
+    let panicked = run_call(&panics);
+    assert_ne!(panicked.ended_by, EndedBy::Caller, "{panicked:#?}");
+    let after = run_call(&echo_plan(1000));
+    assert!(after.is_clean(), "a call after the panic: {after:#?}");
+    let beside = beside.join().unwrap();
+    assert!(beside.is_clean(), "a call beside the panic: {beside:#?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running.app.registry.active_calls() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a call kept its place"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -452,7 +452,10 @@ impl<'a, H: CallHost> Loop<'a, H> {
         let kept = dial.clone();
         let back = hand_back.clone();
         let spawned = may::go!(builder, move || {
-            let opened = Relay::open(&dial, WaitsIn::Loop);
+            // A panic must still hand the call back: parked, it would hold its slot for good.
+            let open = std::panic::AssertUnwindSafe(|| Relay::open(&dial, WaitsIn::Loop));
+            let opened = std::panic::catch_unwind(open)
+                .unwrap_or_else(|_| Err(ConnectError::Unreachable("the dial panicked".into())));
             back(dial, opened);
         });
         if let Err(e) = spawned {
@@ -483,7 +486,20 @@ impl<'a, H: CallHost> Loop<'a, H> {
             return;
         }
         call.phase = Phase::Live;
-        call.session.dialed(&dial, opened);
+        // A fallback bot starts here (`on_start`, the user's code for a library's bot).
+        let session = &mut call.session;
+        let installed = std::panic::AssertUnwindSafe(|| session.dialed(&dial, opened));
+        if std::panic::catch_unwind(installed).is_err() {
+            let id = call.session.call_log_id.clone();
+            crate::error!(
+                "media.session_panicked",
+                callLogId = id,
+                detail = "in dialed"
+            );
+            let reason = EndReason::SocketError("the session panicked".into());
+            self.end(index, reason, now, false);
+            return;
+        }
         if let Some(socket) = call.session.relay_socket() {
             let registered = self.poll.registry().register(
                 socket.stream_mut(),
