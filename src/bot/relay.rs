@@ -448,6 +448,16 @@ impl Relay {
         }
     }
 
+    /// On an event loop, whether a read would certainly find nothing: the last one found
+    /// nothing and nothing has arrived since, so tungstenite holds no whole frame (see
+    /// [`LoopSocket`]). A turn then skips the read, which would only zero-fill tungstenite's
+    /// read buffer to be told `WouldBlock`: the session polls the relay at every turn.
+    /// callgrind: 75,000 instructions per relayed caller frame before, 65,000 after (it counts
+    /// a `memset` byte by byte, so the CPU time saved is smaller than that: within noise).
+    fn starved(&mut self) -> bool {
+        matches!(self.ws.get_mut().socket(), BotSocket::Looped(l) if l.starved && !l.readable)
+    }
+
     /// The last poll left frames to read (it stopped at its share of the turn).
     pub fn has_more(&self) -> bool {
         self.more
@@ -499,6 +509,9 @@ impl Relay {
     ) -> Result<(), Lost> {
         self.flush()?;
         self.more = false;
+        if self.starved() {
+            return Ok(());
+        }
         for _ in 0..FRAMES_PER_POLL {
             match self.ws.read() {
                 Ok(Message::Text(text)) => self.handle(&text, out, counts, bad),
