@@ -247,6 +247,13 @@ fn a_running_call_allocates_nothing_per_media_frame() {
     );
 }
 
+/// The relay's window, on a coroutine and on a loop alike (20 ms frames): frames before it
+/// opens, frames it holds at least, and chunks of the bot's echo (200 ms each) that must go out
+/// to the caller inside it.
+const RELAY_WARM_UP: u64 = 50;
+const RELAY_MEASURED: u64 = 150;
+const RELAY_MIN_OUT_IN_WINDOW: u64 = 10;
+
 #[test]
 fn a_relayed_call_allocates_nothing_per_media_frame() {
     // Quiet unless the test fails: the server runs in this process.
@@ -256,11 +263,7 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
     use exotel_voicebot::sim::bot::TestBot;
     use std::net::TcpStream;
 
-    const WARM_UP: u64 = 50;
-    const MEASURED: u64 = 150;
     const FRAMES: usize = 250;
-    // Chunks of the bot's echo (200 ms each) that must go out to the caller inside the window.
-    const MIN_OUT_IN_WINDOW: u64 = 10;
     // One worker: everything of the call on the server side runs on the thread that counts.
     may::config().set_workers(1);
     // Stacks need symbols: the test profile has them.
@@ -314,17 +317,17 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
         SORTING.with(|s| s.set(true));
         let reason = loop {
             let frames_in = session.stats.frames_in;
-            if frames_in == WARM_UP && counted.is_none() && !COUNTING.with(Cell::get) {
+            if frames_in == RELAY_WARM_UP && counted.is_none() && !COUNTING.with(Cell::get) {
                 out_at_start = session.stats.frames_out;
                 count_from_here();
             }
-            // The window closes after MEASURED frames once the bot's echo has gone out in it
+            // The window closes after RELAY_MEASURED frames once the bot's echo has gone out in it
             // (or at the last frame): on a loaded machine the worker may get no CPU for a while
             // and then read the frames that queued meanwhile in a burst, before any echo of them
             // can come back (seen once in CI: 0 chunks out during 150 frames read).
-            let echoed = session.stats.frames_out - out_at_start >= MIN_OUT_IN_WINDOW;
+            let echoed = session.stats.frames_out - out_at_start >= RELAY_MIN_OUT_IN_WINDOW;
             let last = frames_in == FRAMES as u64;
-            if frames_in >= WARM_UP + MEASURED
+            if frames_in >= RELAY_WARM_UP + RELAY_MEASURED
                 && (echoed || last)
                 && counted.is_none()
                 && COUNTING.with(Cell::get)
@@ -397,18 +400,18 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
         "the bot heard every caller frame"
     );
     assert!(
-        out_in_window >= MIN_OUT_IN_WINDOW,
+        out_in_window >= RELAY_MIN_OUT_IN_WINDOW,
         "the bot's echo went out to the caller during the window: {out_in_window} chunks"
     );
     assert!(received > 0);
     let (ours, may_nodes) = counted.expect("the window was counted");
     eprintln!(
-        "{MEASURED} relayed frames: {ours} allocations by the server's code, {may_nodes} by may \
+        "{RELAY_MEASURED} relayed frames: {ours} allocations by the server's code, {may_nodes} by may \
          (timer nodes, one per timed wait; run-queue blocks)"
     );
     assert_eq!(
         ours, 0,
-        "allocations on the worker during {MEASURED} or more relayed frames, besides may's own nodes"
+        "allocations on the worker during {RELAY_MEASURED} or more relayed frames, besides may's own nodes"
     );
 }
 
@@ -426,11 +429,6 @@ fn a_relayed_call_on_a_media_loop_allocates_nothing_per_media_frame() {
     use exotel_voicebot::sim::bot::TestBot;
     use exotel_voicebot::sim::{run_call, CallPlan, EndedBy};
 
-    // 20 ms frames, as the coroutine test above: the frames the window must hold, and the
-    // bot's echo chunks that must go out in it.
-    const WARM_UP: u64 = 50;
-    const MEASURED: u64 = 150;
-    const MIN_OUT_IN_WINDOW: u64 = 10;
     const MAX_READ_BUFFER_GROWTHS: usize = 4;
     let bot = TestBot::start(400);
     let data_dir =
@@ -467,8 +465,8 @@ fn a_relayed_call_on_a_media_loop_allocates_nothing_per_media_frame() {
     plan.chunk_ms = 20;
     plan.echo_delay_ms = 400;
     let call = std::thread::spawn(move || run_call(&plan));
-    // The metrics are added once a second per call: the window opens once WARM_UP frames are
-    // counted (the relay dialed and the echo flowing) and closes MEASURED frames later with
+    // The metrics are added once a second per call: the window opens once RELAY_WARM_UP frames are
+    // counted (the relay dialed and the echo flowing) and closes RELAY_MEASURED frames later with
     // the echo gone out in it.
     let wait_until = |done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -477,12 +475,16 @@ fn a_relayed_call_on_a_media_loop_allocates_nothing_per_media_frame() {
         }
         done()
     };
-    assert!(wait_until(&|| frames("in") >= WARM_UP), "the call streamed");
+    assert!(
+        wait_until(&|| frames("in") >= RELAY_WARM_UP),
+        "the call streamed"
+    );
     let (in_at_start, out_at_start) = (frames("in"), frames("out"));
     LOOP_ALLOCATIONS.store(0, Ordering::Relaxed);
     LOOPS_COUNTING.store(true, Ordering::Relaxed);
     let window = wait_until(&|| {
-        frames("in") >= in_at_start + MEASURED && frames("out") >= out_at_start + MIN_OUT_IN_WINDOW
+        frames("in") >= in_at_start + RELAY_MEASURED
+            && frames("out") >= out_at_start + RELAY_MIN_OUT_IN_WINDOW
     });
     LOOPS_COUNTING.store(false, Ordering::Relaxed);
     let counted = LOOP_ALLOCATIONS.load(Ordering::Relaxed);

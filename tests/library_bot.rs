@@ -4,7 +4,7 @@
 use exotel_voicebot::bot::{Bot, CallStart, Outbox};
 use exotel_voicebot::config::Config;
 use exotel_voicebot::media::audio::{speech_like, tone};
-use exotel_voicebot::sim::{run_call, CallPlan, EndedBy};
+use exotel_voicebot::sim::{run_call, CallPlan, CallReport, EndedBy};
 use std::sync::{Arc, Mutex};
 
 struct Greeter {
@@ -172,32 +172,8 @@ fn a_bot_that_panics_as_its_call_ends_costs_that_call_only() {
         }
     };
     let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
-    let echo_plan = |ms| {
-        let mut plan = CallPlan::new(running.addr, speech_like(8000, ms, 4));
-        plan.tail_ms = 800;
-        plan
-    };
-    let beside = {
-        let plan = echo_plan(3000);
-        std::thread::spawn(move || run_call(&plan))
-    };
-    let mut panics = CallPlan::new(running.addr, speech_like(8000, 2000, 5));
-    panics.call_sid = "CA-panics".into();
-    panics.check_echo = false;
-    let panicked = run_call(&panics);
+    let panicked = a_panic_beside_and_before_calls(&running);
     assert_eq!(panicked.marks_echoed, 1, "{panicked:#?}");
-    let after = run_call(&echo_plan(1000));
-    assert!(after.is_clean(), "a call after the panic: {after:#?}");
-    let beside = beside.join().unwrap();
-    assert!(beside.is_clean(), "a call beside the panic: {beside:#?}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while running.app.registry.active_calls() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a call kept its place"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// A relayed call whose bot cannot be reached gets `BOT_FALLBACK=echo`'s bot, made by the
@@ -226,6 +202,14 @@ fn a_fallback_bot_that_panics_as_it_is_made_costs_that_call_only() {
         Box::new(exotel_voicebot::bot::echo::EchoBot::new(400))
     };
     let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
+    let panicked = a_panic_beside_and_before_calls(&running);
+    assert_ne!(panicked.ended_by, EndedBy::Caller, "{panicked:#?}");
+}
+
+/// The call `CA-panics` (whose bot panics) with an echo call beside it and one after it, all
+/// on `running`'s one media loop: the other two are served whole and every call's place is
+/// given back. Returns the panicking call's report.
+fn a_panic_beside_and_before_calls(running: &exotel_voicebot::Running) -> CallReport {
     let echo_plan = |ms| {
         let mut plan = CallPlan::new(running.addr, speech_like(8000, ms, 4));
         plan.tail_ms = 800;
@@ -239,7 +223,6 @@ fn a_fallback_bot_that_panics_as_it_is_made_costs_that_call_only() {
     panics.call_sid = "CA-panics".into();
     panics.check_echo = false;
     let panicked = run_call(&panics);
-    assert_ne!(panicked.ended_by, EndedBy::Caller, "{panicked:#?}");
     let after = run_call(&echo_plan(1000));
     assert!(after.is_clean(), "a call after the panic: {after:#?}");
     let beside = beside.join().unwrap();
@@ -252,4 +235,5 @@ fn a_fallback_bot_that_panics_as_it_is_made_costs_that_call_only() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    panicked
 }

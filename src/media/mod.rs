@@ -252,8 +252,8 @@ pub fn begin(
     let relay = relay_for(app, agent.as_deref()).map(|r| std::sync::Arc::new(r.clone()));
     let relayed = relay.is_some();
     // On a coroutine, the relayed bot's frames must wake the session too: Exotel's socket
-    // gets a pump. (On an event loop, both sockets wait in the loop.)
-    if relayed && !matches!(ws.get_ref(), MediaStream::Looped(_)) {
+    // gets a pump. (A looped socket stays as it is: both sockets wait in the loop.)
+    if relayed {
         if let Err(e) = ws.get_mut().start_pump() {
             // The call still works: the session then hears its bot at its next turn (within
             // 200 ms) instead of at once.

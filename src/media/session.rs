@@ -1032,7 +1032,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             from = start.from,
             to = start.to
         );
-        let live = self.live.insert(Live {
+        self.live = Some(Live {
             handler,
             encoder,
             rules,
@@ -1040,17 +1040,24 @@ impl<'a, S: MediaIo> Session<'a, S> {
             start,
             start_text,
         });
-        if let Some(config) = self.relay_config.clone() {
-            let call = CallStart {
-                call_log_id: &self.call_log_id,
-                start: &live.start,
-                url_parameters: &self.url_parameters,
-            };
-            let connected = self.connected_text.as_deref();
-            let dial = Dial::new(config, &call, connected, &live.start_text, false);
-            self.open_relay(dial);
-        }
+        self.dial_relay(false);
         None
+    }
+
+    /// Dials the relayed bot, if the call has one, with Exotel's `connected` and the call's
+    /// `start`: at the stream's start, or as the one `reconnect` after the bot dropped.
+    fn dial_relay(&mut self, reconnect: bool) {
+        let (Some(config), Some(live)) = (self.relay_config.clone(), self.live.as_ref()) else {
+            return;
+        };
+        let call = CallStart {
+            call_log_id: &self.call_log_id,
+            start: &live.start,
+            url_parameters: &self.url_parameters,
+        };
+        let connected = self.connected_text.as_deref();
+        let dial = Dial::new(config, &call, connected, &live.start_text, reconnect);
+        self.open_relay(dial);
     }
 
     /// Opens the relay: here, on a socket that waits (a coroutine, whose pump the bot's socket
@@ -1174,22 +1181,15 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Err(Lost::HungUp) => return Err(EndReason::BotHungUp),
             Err(Lost::Dropped(why)) => why,
         };
-        let (Some(config), Some(live)) = (self.relay_config.clone(), self.live.as_ref()) else {
+        if self.relay_config.is_none() || self.live.is_none() {
             return Ok(());
-        };
+        }
         self.metrics.relay_event(RelayEvent::Dropped);
         crate::warn!("relay.dropped", callLogId = self.call_log_id, error = why);
         // The new bot (or the fallback) starts the conversation afresh: what the old bot had
         // queued is dropped here and at Exotel.
         self.outbox.clear();
-        let call = CallStart {
-            call_log_id: &self.call_log_id,
-            start: &live.start,
-            url_parameters: &self.url_parameters,
-        };
-        let connected = self.connected_text.as_deref();
-        let dial = Dial::new(config, &call, connected, &live.start_text, true);
-        self.open_relay(dial);
+        self.dial_relay(true);
         Ok(())
     }
 
