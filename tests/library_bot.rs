@@ -237,3 +237,62 @@ fn a_panic_beside_and_before_calls(running: &exotel_voicebot::Running) -> CallRe
     }
     panicked
 }
+
+/// Echoes the caller as the echo bot does (behind 400 ms of silence, so that the audio comes
+/// back in whole chunks), but with one sample changed: the load generator must see it.
+struct OffByOne {
+    heard: usize,
+}
+
+/// The caller sample [`OffByOne`] changes.
+const CHANGED_SAMPLE: usize = 1000;
+
+impl Bot for OffByOne {
+    fn on_start(&mut self, call: &CallStart<'_>, out: &mut Outbox) {
+        out.play_silence(call.start.sample_rate as usize * 400 / 1000);
+    }
+    fn on_audio(&mut self, samples: &[i16], out: &mut Outbox) {
+        let mut echo = samples.to_vec();
+        if let Some(s) = CHANGED_SAMPLE
+            .checked_sub(self.heard)
+            .and_then(|i| echo.get_mut(i))
+        {
+            *s = s.wrapping_add(1);
+        }
+        self.heard += samples.len();
+        out.play(&echo);
+    }
+}
+
+/// A load keeps the bot's audio of its first call only and checks every call's echo as it
+/// arrives: one changed sample is found in each call, kept or not, and nothing else is.
+#[test]
+fn a_load_finds_one_changed_sample_in_every_call_whether_or_not_it_keeps_the_audio() {
+    let _logs = exotel_voicebot::log::Captured::start();
+    let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(OffByOne { heard: 0 }) };
+    let running = exotel_voicebot::start(loopback_config("offbyone"), Box::new(bots)).unwrap();
+    let audio = speech_like(8000, 2000, 4);
+    let plan = CallPlan::new(running.addr, audio.clone());
+    let load = exotel_voicebot::sim::run_load(&plan, 3, std::time::Duration::from_millis(300));
+    assert_eq!(load.calls.len(), 3);
+    for (i, call) in load.calls.iter().enumerate() {
+        assert_eq!(call.echo_mismatched, 1, "call {i}: {call:#?}");
+        assert_eq!(call.echo_missing, 0, "call {i}");
+        assert_eq!(call.echoed, audio.len() - 1, "call {i}");
+        assert!(!call.is_clean(), "call {i}: a changed sample is a problem");
+        assert!(call.bot_samples >= audio.len(), "call {i}");
+    }
+    let kept = &load.calls[0].bot_audio;
+    assert_eq!(
+        kept.len(),
+        load.calls[0].bot_samples,
+        "the first call's audio is kept"
+    );
+    let echo = &kept[3200..];
+    assert_eq!(echo[CHANGED_SAMPLE], audio[CHANGED_SAMPLE].wrapping_add(1));
+    assert_eq!(echo[..CHANGED_SAMPLE], audio[..CHANGED_SAMPLE]);
+    assert!(
+        load.calls[1..].iter().all(|c| c.bot_audio.is_empty()),
+        "the other calls keep none"
+    );
+}

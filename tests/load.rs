@@ -29,7 +29,7 @@ fn a_hundred_relayed_calls_at_once_all_come_back_exact() {
     assert!(
         calls
             .iter()
-            .all(|c| c.caller_audio == p.audio && c.closed_cleanly),
+            .all(|c| c.caller_audio == *p.audio && c.closed_cleanly),
         "every bot connection heard its caller exactly and was closed cleanly"
     );
 }

@@ -102,7 +102,7 @@ fn chunks_follow_exotels_rules_at_16_and_24_khz() {
     for (rate, chunk_bytes) in [(16000u32, 3200usize), (24000, 4800)] {
         let mut p = plan(&server, 1500);
         p.sample_rate = rate;
-        p.audio = speech_like(rate, 1500, 5);
+        p.audio = speech_like(rate, 1500, 5).into();
         p.chunk_ms = 20;
         let report = run_call(&p);
         assert!(report.is_clean(), "{rate} Hz: {report:#?}");

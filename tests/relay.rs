@@ -55,7 +55,7 @@ fn audio_goes_both_ways_bit_exact_and_frames_arrive_as_exotel_sent_them() {
 
         let call = only_call(&bot);
         assert!(
-            call.caller_audio == p.audio,
+            call.caller_audio == *p.audio,
             "the bot heard the caller sample for sample ({} of {} samples)",
             call.caller_audio.len(),
             p.audio.len()
@@ -442,7 +442,7 @@ fn a_wss_bot_behind_a_private_ca_is_relayed_bit_exact() {
         assert_eq!(report.echoed, p.audio.len());
         let call = only_call(&bot);
         assert!(
-            call.caller_audio == p.audio,
+            call.caller_audio == *p.audio,
             "the bot heard the caller exactly"
         );
         assert!(call.closed_cleanly);

@@ -5,13 +5,15 @@ use super::fake_exotel::FakeExotel;
 use crate::exotel::stream::decode_payload;
 use crate::media::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
 use base64::Engine as _;
+use bytes::BytesMut;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tungstenite::{Message, WebSocket};
+use tungstenite::{Message, Utf8Bytes, WebSocket};
 
 /// How the simulated call gets its media URL.
 #[derive(Clone)]
@@ -34,8 +36,8 @@ pub struct CallPlan {
     /// The server's HTTP address (webhook, `/call`, and `/media` unless the URL names a port).
     pub server: SocketAddr,
     pub connect: Connect,
-    /// The caller's audio, at `sample_rate`.
-    pub audio: Vec<i16>,
+    /// The caller's audio, at `sample_rate`; shared by a load's calls.
+    pub audio: Arc<[i16]>,
     pub sample_rate: u32,
     /// Inbound chunk length (Exotel sends 20 to 100 ms).
     pub chunk_ms: u32,
@@ -54,13 +56,17 @@ pub struct CallPlan {
     /// Compare what comes back with the caller's audio (the echo bot); off for a bot that says
     /// something else, when only the protocol is checked.
     pub check_echo: bool,
+    /// Keep everything the bot sent in [`CallReport::bot_audio`] (for `--record` and the
+    /// tests). A load keeps it for its first call only: the echo is checked as it arrives,
+    /// and ten seconds of it are 160 KB per call.
+    pub keep_bot_audio: bool,
     /// The caller's chunks already in base64, shared by every call of a load (see
     /// [`CallPlan::encoded`]); made per call when `None`.
     pub payloads: Option<Arc<Vec<String>>>,
 }
 
 impl CallPlan {
-    pub fn new(server: SocketAddr, audio: Vec<i16>) -> CallPlan {
+    pub fn new(server: SocketAddr, audio: impl Into<Arc<[i16]>>) -> CallPlan {
         let n = crate::calls::CallLogId::generate();
         CallPlan {
             server,
@@ -68,7 +74,7 @@ impl CallPlan {
                 path: "/voicebot/connect".into(),
                 secret: None,
             },
-            audio,
+            audio: audio.into(),
             sample_rate: 8000,
             chunk_ms: 100,
             dtmf: String::new(),
@@ -79,6 +85,7 @@ impl CallPlan {
             stream_sid: format!("MZ{n}"),
             tls: None,
             check_echo: true,
+            keep_bot_audio: true,
             payloads: None,
         }
     }
@@ -178,7 +185,11 @@ pub struct CallReport {
     pub echo_mismatched: usize,
     pub echo_missing: usize,
     pub ended_by: EndedBy,
-    /// Everything the bot sent, in order.
+    /// Samples the bot sent, and of them those before the first `clear` (what the echo is
+    /// checked over).
+    pub bot_samples: usize,
+    pub echo_heard: usize,
+    /// Everything the bot sent, in order, when the plan keeps it ([`CallPlan::keep_bot_audio`]).
     pub bot_audio: Vec<i16>,
     pub events: Vec<(Duration, Event)>,
 }
@@ -305,7 +316,11 @@ pub(super) fn new_report(plan: &CallPlan) -> CallReport {
     let chunks = plan.audio.len().div_ceil(plan.chunk_samples());
     CallReport {
         echo_missing: plan.audio.len(),
-        bot_audio: Vec::with_capacity(plan.audio.len() + plan.sample_rate as usize),
+        bot_audio: if plan.keep_bot_audio {
+            Vec::with_capacity(plan.audio.len() + plan.sample_rate as usize)
+        } else {
+            Vec::new()
+        },
         events: Vec::with_capacity(2 * chunks + 16),
         turnaround_us: Vec::with_capacity(chunks),
         ..Default::default()
@@ -409,18 +424,27 @@ fn open_stream(
         .unwrap_or_default();
     let (addr, ws_url) = socket_target(plan, &url)?;
     let stream = plan.target().connect(addr).map_err(|e| e.to_string())?;
-    // The server's own frame limits and read buffer: tungstenite's default read buffer is
-    // 128 KiB, zero-filled on every read, which made memset the load generator's top cost.
-    let config = crate::media::session::websocket_config();
+    // The server's own frame limits; not tungstenite's default read buffer (128 KiB,
+    // zero-filled on every read, which made memset the load generator's top cost), nor the
+    // server's 4 KiB, in which every chunk took two `recv`s.
+    let config = crate::media::session::websocket_config().read_buffer_size(SIM_READ_BUFFER_BYTES);
     let (ws, _) = tungstenite::client::client_with_config(ws_url.as_str(), stream, Some(config))
         .map_err(|e| format!("handshake: {e}"))?;
     Ok((ws, call_sid))
 }
 
+/// The simulator's WebSocket read buffer: a server's largest chunk (200 ms at 8 kHz or 100 ms
+/// at 16 kHz, about 4.4 KB as a frame) in one `recv`.
+const SIM_READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Sends one frame. On a loop's socket a full socket is not an error: the frame waits in
 /// tungstenite's buffer for the next turn's flush.
 fn send_text(ws: &mut WebSocket<Socket>, text: String) -> Result<(), String> {
-    match ws.send(Message::text(text)) {
+    send_message(ws, Message::text(text))
+}
+
+fn send_message(ws: &mut WebSocket<Socket>, message: Message) -> Result<(), String> {
+    match ws.send(message) {
         Err(tungstenite::Error::Io(e))
             if e.kind() == ErrorKind::WouldBlock && ws.get_ref().is_looped() =>
         {
@@ -468,6 +492,13 @@ pub(super) struct Caller {
     delay_samples: usize,
     /// The bot's PCM, decoded into one buffer for the whole call.
     bytes: Vec<u8>,
+    /// The caller's audio, which the echo is checked against as it arrives.
+    audio: Arc<[i16]>,
+    check_echo: bool,
+    keep_bot_audio: bool,
+    /// Where each media frame's text is written: split off as the frame's payload and given
+    /// back once tungstenite has copied it out, so a frame allocates nothing.
+    frame: BytesMut,
 }
 
 impl Caller {
@@ -513,6 +544,10 @@ impl Caller {
             cleared: false,
             delay_samples: (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize,
             bytes: Vec::new(),
+            audio: plan.audio.clone(),
+            check_echo: plan.check_echo,
+            keep_bot_audio: plan.keep_bot_audio,
+            frame: BytesMut::new(),
         }
     }
 
@@ -534,14 +569,18 @@ impl Caller {
         while self.next_chunk < self.chunk_count && self.due(self.next_chunk) <= now {
             let k = self.next_chunk;
             let ts = self.chunk_ms as usize * k;
-            let text = format!(
+            self.frame.clear();
+            let _ = write!(
+                self.frame,
                 r#"{{"event":"media","sequence_number":{},"stream_sid":"{sid}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{}"}}}}"#,
                 self.seq,
                 k + 1,
                 self.payloads[k]
             );
             self.seq += 1;
-            send_text(ws, text)?;
+            let text = Utf8Bytes::try_from(self.frame.split().freeze())
+                .map_err(|e| format!("a media frame's text: {e}"))?;
+            send_message(ws, Message::Text(text))?;
             self.sent_at.push(Instant::now());
             report.events.push((now - self.t0, Event::SentMedia(k)));
             report.chunks_sent += 1;
@@ -735,9 +774,19 @@ impl Caller {
         if !self.rules.is_valid_chunk(len) {
             report.invalid_chunks += 1;
         }
-        let at = report.bot_audio.len();
-        pcm_to_samples(&self.bytes, &mut report.bot_audio);
-        let samples = report.bot_audio.len() - at;
+        let at = report.bot_samples;
+        let samples = len / 2;
+        if self.keep_bot_audio {
+            pcm_to_samples(&self.bytes, &mut report.bot_audio);
+        }
+        report.bot_samples += samples;
+        if !self.cleared {
+            if self.check_echo {
+                report.echo_mismatched +=
+                    echo_mismatches(&self.bytes, at, self.delay_samples, &self.audio);
+            }
+            report.echo_heard = report.bot_samples;
+        }
         report
             .events
             .push((received_at - self.t0, Event::ReceivedMedia { at, samples }));
@@ -824,27 +873,30 @@ fn echo_mark(
     send_text(ws, text.to_string())
 }
 
-/// Compares what came back with the caller's audio shifted by the echo delay, up to the first
-/// clear (after which the bot's queue was dropped on purpose).
+/// How many of a bot chunk's samples (`pcm`, starting at bot sample `at`) differ from the
+/// caller's audio `delay` samples earlier; samples before the delay or past the audio's end
+/// are not the echo's.
+fn echo_mismatches(pcm: &[u8], at: usize, delay: usize, audio: &[i16]) -> usize {
+    pcm.chunks_exact(2)
+        .enumerate()
+        .filter(|(i, b)| {
+            (at + i)
+                .checked_sub(delay)
+                .and_then(|k| audio.get(k))
+                .is_some_and(|&want| i16::from_le_bytes([b[0], b[1]]) != want)
+        })
+        .count()
+}
+
+/// What the echo came to: the caller's audio shifted by the echo delay against what came back
+/// up to the first clear (after which the bot's queue was dropped on purpose), compared chunk
+/// by chunk as it arrived (`echo_mismatches`).
 fn check_echo(plan: &CallPlan, report: &mut CallReport) {
     let delay = (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize;
-    let until = if report.clears == 0 {
-        report.bot_audio.len()
-    } else {
-        report
-            .events
-            .iter()
-            .take_while(|(_, e)| *e != Event::ReceivedClear)
-            .filter_map(|(_, e)| match e {
-                Event::ReceivedMedia { at, samples } => Some(at + samples),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0)
-    };
-    let back = until.saturating_sub(delay).min(plan.audio.len());
-    let got = &report.bot_audio[delay.min(until)..delay.min(until) + back];
-    report.echo_mismatched = got.iter().zip(&plan.audio).filter(|(a, b)| a != b).count();
+    let back = report
+        .echo_heard
+        .saturating_sub(delay)
+        .min(plan.audio.len());
     report.echoed = back - report.echo_mismatched;
     report.echo_missing = if report.clears == 0 {
         plan.audio.len() - back

@@ -50,6 +50,7 @@ pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
     let handles: Vec<_> = (0..calls)
         .map(|i| {
             let mut plan = plan.clone();
+            plan.keep_bot_audio &= i == 0;
             let n = crate::calls::CallLogId::generate();
             plan.call_sid = format!("CA{n}");
             plan.stream_sid = format!("MZ{n}");
