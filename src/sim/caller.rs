@@ -433,9 +433,10 @@ fn open_stream(
     Ok((ws, call_sid))
 }
 
-/// The simulator's WebSocket read buffer: a server's largest chunk (200 ms at 8 kHz or 100 ms
-/// at 16 kHz, about 4.4 KB as a frame) in one `recv`.
-const SIM_READ_BUFFER_BYTES: usize = 8 * 1024;
+/// The simulator's WebSocket read buffer: this server's chunk (200 ms at 8 kHz or 100 ms at
+/// 16 kHz: 4,268 bytes of base64 in about 4.4 KB of frame) in one `recv`. No larger:
+/// tungstenite zero-fills the whole of it before every read.
+const SIM_READ_BUFFER_BYTES: usize = 5 * 1024;
 
 /// Sends one frame. On a loop's socket a full socket is not an error: the frame waits in
 /// tungstenite's buffer for the next turn's flush.
@@ -490,15 +491,20 @@ pub(super) struct Caller {
     pending_marks: VecDeque<(Instant, String)>,
     cleared: bool,
     delay_samples: usize,
-    /// The bot's PCM, decoded into one buffer for the whole call.
-    bytes: Vec<u8>,
     /// The caller's audio, which the echo is checked against as it arrives.
     audio: Arc<[i16]>,
     check_echo: bool,
     keep_bot_audio: bool,
-    /// Where each media frame's text is written: split off as the frame's payload and given
-    /// back once tungstenite has copied it out, so a frame allocates nothing.
-    frame: BytesMut,
+}
+
+thread_local! {
+    /// Where a thread writes each media frame's text: split off as the frame's payload and
+    /// given back once tungstenite has copied it out, so a frame allocates nothing. One per
+    /// thread, not per call: a load's loop writes every call's frames through the same few
+    /// cache lines (a buffer per call was a cache miss per frame).
+    static FRAME_TEXT: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    /// Where a thread decodes each bot chunk's PCM, for the same reason.
+    static BOT_PCM: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Caller {
@@ -543,11 +549,9 @@ impl Caller {
             pending_marks: VecDeque::new(),
             cleared: false,
             delay_samples: (plan.sample_rate as u64 * plan.echo_delay_ms as u64 / 1000) as usize,
-            bytes: Vec::new(),
             audio: plan.audio.clone(),
             check_echo: plan.check_echo,
             keep_bot_audio: plan.keep_bot_audio,
-            frame: BytesMut::new(),
         }
     }
 
@@ -569,17 +573,19 @@ impl Caller {
         while self.next_chunk < self.chunk_count && self.due(self.next_chunk) <= now {
             let k = self.next_chunk;
             let ts = self.chunk_ms as usize * k;
-            self.frame.clear();
-            let _ = write!(
-                self.frame,
-                r#"{{"event":"media","sequence_number":{},"stream_sid":"{sid}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{}"}}}}"#,
-                self.seq,
-                k + 1,
-                self.payloads[k]
-            );
+            let text = FRAME_TEXT.with_borrow_mut(|frame| {
+                frame.clear();
+                let _ = write!(
+                    frame,
+                    r#"{{"event":"media","sequence_number":{},"stream_sid":"{sid}","media":{{"chunk":{},"timestamp":"{ts}","payload":"{}"}}}}"#,
+                    self.seq,
+                    k + 1,
+                    self.payloads[k]
+                );
+                Utf8Bytes::try_from(frame.split().freeze())
+            })
+            .map_err(|e| format!("a media frame's text: {e}"))?;
             self.seq += 1;
-            let text = Utf8Bytes::try_from(self.frame.split().freeze())
-                .map_err(|e| format!("a media frame's text: {e}"))?;
             send_message(ws, Message::Text(text))?;
             self.sent_at.push(Instant::now());
             report.events.push((now - self.t0, Event::SentMedia(k)));
@@ -757,17 +763,11 @@ impl Caller {
         Ok(())
     }
 
-    /// A bot chunk: counted, checked against Exotel's chunk rules, kept, and timed against the
-    /// caller chunk that completed its echo.
-    fn on_media(
-        &mut self,
-        report: &mut CallReport,
-        payload: &str,
-        received_at: Instant,
-    ) -> Result<(), String> {
-        decode_payload(payload, &mut self.bytes)
-            .map_err(|e| format!("server sent bad base64: {e}"))?;
-        let len = self.bytes.len();
+    /// A bot chunk's PCM: counted, checked against Exotel's chunk rules and against the
+    /// caller's audio, kept if the plan keeps it. Returns the bot sample it starts at, and its
+    /// samples.
+    fn count_chunk(&self, report: &mut CallReport, pcm: &[u8]) -> (usize, usize) {
+        let len = pcm.len();
         report.chunks_received += 1;
         report.bytes_received += len as u64;
         *report.chunk_sizes.entry(len).or_default() += 1;
@@ -775,18 +775,31 @@ impl Caller {
             report.invalid_chunks += 1;
         }
         let at = report.bot_samples;
-        let samples = len / 2;
         if self.keep_bot_audio {
-            pcm_to_samples(&self.bytes, &mut report.bot_audio);
+            pcm_to_samples(pcm, &mut report.bot_audio);
         }
-        report.bot_samples += samples;
+        report.bot_samples += len / 2;
         if !self.cleared {
             if self.check_echo {
-                report.echo_mismatched +=
-                    echo_mismatches(&self.bytes, at, self.delay_samples, &self.audio);
+                report.echo_mismatched += echo_mismatches(pcm, at, self.delay_samples, &self.audio);
             }
             report.echo_heard = report.bot_samples;
         }
+        (at, len / 2)
+    }
+
+    /// A bot chunk: decoded, counted ([`Caller::count_chunk`]), and timed against the caller
+    /// chunk that completed its echo.
+    fn on_media(
+        &mut self,
+        report: &mut CallReport,
+        payload: &str,
+        received_at: Instant,
+    ) -> Result<(), String> {
+        let (at, samples) = BOT_PCM.with_borrow_mut(|pcm| {
+            decode_payload(payload, pcm).map_err(|e| format!("server sent bad base64: {e}"))?;
+            Ok::<_, String>(self.count_chunk(report, pcm))
+        })?;
         report
             .events
             .push((received_at - self.t0, Event::ReceivedMedia { at, samples }));
@@ -877,14 +890,17 @@ fn echo_mark(
 /// caller's audio `delay` samples earlier; samples before the delay or past the audio's end
 /// are not the echo's.
 fn echo_mismatches(pcm: &[u8], at: usize, delay: usize, audio: &[i16]) -> usize {
+    // The chunk's samples that fall on the caller's audio: from bot sample `delay` on, for
+    // as long as the audio lasts.
+    let first = delay.saturating_sub(at);
+    let Some(from) = (at + first).checked_sub(delay) else {
+        return 0;
+    };
+    let wanted = audio.get(from..).unwrap_or_default();
     pcm.chunks_exact(2)
-        .enumerate()
-        .filter(|(i, b)| {
-            (at + i)
-                .checked_sub(delay)
-                .and_then(|k| audio.get(k))
-                .is_some_and(|&want| i16::from_le_bytes([b[0], b[1]]) != want)
-        })
+        .skip(first)
+        .zip(wanted)
+        .filter(|(b, &want)| i16::from_le_bytes([b[0], b[1]]) != want)
         .count()
 }
 
@@ -907,7 +923,32 @@ fn check_echo(plan: &CallPlan, report: &mut CallReport) {
 
 #[cfg(test)]
 mod tests {
-    use super::{media_fast, ServerEvent};
+    use super::{echo_mismatches, media_fast, ServerEvent};
+
+    /// Only the samples that fall on the caller's audio count: not the delay's, not the
+    /// padding after the audio's end.
+    #[test]
+    fn an_echo_is_compared_where_it_falls_on_the_callers_audio_only() {
+        let pcm =
+            |samples: &[i16]| -> Vec<u8> { samples.iter().flat_map(|s| s.to_le_bytes()).collect() };
+        let audio = [10, 20, 30];
+        // Bot samples 0..6 with a delay of 2: samples 2, 3, 4 are the echo, 5 is padding.
+        assert_eq!(
+            echo_mismatches(&pcm(&[7, 7, 10, 20, 30, 7]), 0, 2, &audio),
+            0
+        );
+        assert_eq!(
+            echo_mismatches(&pcm(&[7, 7, 10, 21, 30, 7]), 0, 2, &audio),
+            1
+        );
+        // The same echo split across chunks at bot samples 0, 3 and 5.
+        assert_eq!(echo_mismatches(&pcm(&[0, 0, 11]), 0, 2, &audio), 1);
+        assert_eq!(echo_mismatches(&pcm(&[20, 31]), 3, 2, &audio), 1);
+        assert_eq!(echo_mismatches(&pcm(&[99]), 5, 2, &audio), 0);
+        // A chunk wholly in the delay, or wholly after the audio.
+        assert_eq!(echo_mismatches(&pcm(&[5, 5]), 0, 4, &audio), 0);
+        assert_eq!(echo_mismatches(&pcm(&[5, 5]), 9, 2, &audio), 0);
+    }
 
     #[test]
     fn the_fast_read_agrees_with_serde_on_what_the_encoder_writes_and_declines_the_rest() {
