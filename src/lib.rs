@@ -97,6 +97,14 @@ pub fn signals() -> std::io::Result<signal_hook::iterator::Signals> {
 
 /// Idle coroutines may keeps for reuse (see [`start`]); 0 would mean may's default, 1,000.
 pub const COROUTINE_POOL: usize = 1;
+
+/// How long one of may's workers sleeps in `epoll_wait` when nothing wakes it: may's own default
+/// is 10 ms, so an idle server woke 100 times a second per worker for nothing (0.6% of a core
+/// here, most of an idle server's CPU). Work for a worker wakes it at once (an eventfd) and its
+/// sockets' timeouts set their own deadlines, so this only paces an idle worker's stealing
+/// from a busy one, which readiness on its own sockets also triggers. Takes effect when set
+/// before may's scheduler first runs, as [`start`] does.
+pub const MAY_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 /// Idle connection coroutines, with their stacks, kept for reuse by a process that is only
 /// this server ([`reuse_connection_stacks`]). A connection's coroutine lives for a request or
 /// a media handshake, so 16 cover the connections being set up at any moment (a 200-calls-a-
@@ -226,6 +234,7 @@ pub fn start(
     if !CONNECTION_STACKS_REUSED.load(std::sync::atomic::Ordering::Acquire) {
         may::config().set_pool_capacity(COROUTINE_POOL);
     }
+    may::config().set_timeout_ns(MAY_POLL_TIMEOUT.as_nanos() as u64);
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(
             tls::ServerTls::load(files).map_err(std::io::Error::other)?,
