@@ -613,6 +613,9 @@ fn simulate(parser: &mut lexopt::Parser) -> Outcome {
     if !go {
         return Ok(());
     }
+    // As `serve` does: a load opens each call on a short-lived coroutine, and pooled stacks
+    // spare each one a map, a guard page and an unmap.
+    exotel_voicebot::reuse_connection_stacks();
     match simulate_with(&args) {
         Ok(true) => Ok(()),
         Ok(false) => Err((1, "simulate: not every call was clean".into())),

@@ -1,13 +1,14 @@
 //! Many simulated calls at once (`--calls N --ramp S`), and the printed reports.
 
-use super::caller::{run_call, CallPlan, CallReport, EndedBy};
-use super::streams::{run_looped_call, Streams};
+use super::caller::{finish_report, new_report, run_call, CallPlan, CallReport, EndedBy};
+use super::streams::{open_looped_call, Done, Streams};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Stack of each simulated call's coroutine, in words (256 KiB; only what is touched is
-/// resident).
+/// Stack of each simulated call's coroutine in a TLS load, which runs the whole call, in words
+/// (256 KiB; only what is touched is resident). A plain call's coroutine only opens the stream,
+/// on a connection's stack (`http::CONNECTION_STACK_WORDS`).
 const CALL_STACK_WORDS: usize = 256 * 1024 / std::mem::size_of::<usize>();
 
 /// What a load run saw.
@@ -34,43 +35,111 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 
 /// Runs `calls` copies of `plan`, started evenly over `ramp`.
 ///
-/// Each call opens its stream on a coroutine of its own (the webhook is asked with may's
-/// sockets, so a waiting call costs no thread), then streams on one event loop
-/// ([`super::streams`]). A TLS load streams on the coroutines. With a thread per call,
-/// thousands of threads waking 15 times a second cost the load generator more CPU than the
-/// server it measured; with a coroutine per call waiting on read timeouts, the load generator
-/// still ran out of CPU before the server did.
+/// Each call opens its stream on a coroutine (the webhook is asked with may's sockets, so a
+/// waiting call costs no thread), then streams on one event loop ([`super::streams`]); the
+/// coroutine ends once the stream is handed over, so a load's coroutines are its calls being
+/// set up, not all its calls (the binary pools their stacks). A TLS load streams each call on
+/// its coroutine. With a thread per call, thousands of threads waking 15 times a second cost
+/// the load generator more CPU than the server it measured; with a coroutine per call waiting
+/// on read timeouts, the load generator still ran out of CPU before the server did.
 pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let plan = plan.clone().encoded();
     let streams = match plan.tls {
         None => Streams::start().map(Arc::new).ok(),
         Some(_) => None,
     };
+    let calls = match streams {
+        Some(streams) => looped_load(&plan, calls, ramp, started, streams),
+        None => coroutine_load(&plan, calls, ramp),
+    };
+    LoadReport {
+        calls,
+        wall: started.elapsed(),
+    }
+}
+
+/// Call `i` of a load: its own ids; the first keeps the bot's audio.
+fn call_plan(plan: &CallPlan, i: usize) -> CallPlan {
+    let mut plan = plan.clone();
+    plan.keep_bot_audio &= i == 0;
+    let n = crate::calls::CallLogId::generate();
+    plan.call_sid = format!("CA{n}");
+    plan.stream_sid = format!("MZ{n}");
+    plan
+}
+
+/// When call `i` of `calls` starts, from the load's start.
+fn start_delay(i: usize, calls: usize, ramp: Duration) -> Duration {
+    if calls > 1 {
+        ramp * i as u32 / calls as u32
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Each call opened on a coroutine of its own at its start time and streamed on the loop; the
+/// reports come back on one channel, each with its place in the load.
+fn looped_load(
+    plan: &CallPlan,
+    calls: usize,
+    ramp: Duration,
+    started: Instant,
+    streams: Arc<Streams>,
+) -> Vec<CallReport> {
+    let (to, finished) = may::sync::mpsc::channel();
+    for i in 0..calls {
+        may::coroutine::sleep(
+            (started + start_delay(i, calls, ramp)).saturating_duration_since(Instant::now()),
+        );
+        let call = call_plan(plan, i);
+        let (streams, done) = (
+            streams.clone(),
+            Done {
+                call: i,
+                to: to.clone(),
+            },
+        );
+        let builder =
+            may::coroutine::Builder::new().stack_size(crate::http::CONNECTION_STACK_WORDS);
+        if let Err(e) = may::go!(builder, move || open_looped_call(&call, &streams, done)) {
+            let _ = to.send((
+                i,
+                (
+                    new_report(plan),
+                    Err(format!("no coroutine for the call: {e}")),
+                ),
+            ));
+        }
+    }
+    drop(to);
+    let mut reports: Vec<Option<CallReport>> = (0..calls).map(|_| None).collect();
+    while let Ok((i, (mut report, result))) = finished.recv() {
+        if let Err(e) = result {
+            report.ended_by = EndedBy::Error(e);
+        }
+        reports[i] = Some(finish_report(plan, report));
+    }
+    reports
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| failed("the streams' loop dropped the call")))
+        .collect()
+}
+
+/// Each call on a coroutine of its own for its whole length (a TLS load).
+fn coroutine_load(plan: &CallPlan, calls: usize, ramp: Duration) -> Vec<CallReport> {
     let handles: Vec<_> = (0..calls)
         .map(|i| {
-            let mut plan = plan.clone();
-            plan.keep_bot_audio &= i == 0;
-            let n = crate::calls::CallLogId::generate();
-            plan.call_sid = format!("CA{n}");
-            plan.stream_sid = format!("MZ{n}");
-            let delay = if calls > 1 {
-                ramp * i as u32 / calls as u32
-            } else {
-                Duration::ZERO
-            };
-            let streams = streams.clone();
+            let call = call_plan(plan, i);
+            let delay = start_delay(i, calls, ramp);
             let builder = may::coroutine::Builder::new().stack_size(CALL_STACK_WORDS);
             may::go!(builder, move || {
                 may::coroutine::sleep(delay);
-                match &streams {
-                    Some(streams) => run_looped_call(&plan, streams),
-                    None => run_call(&plan),
-                }
+                run_call(&call)
             })
         })
         .collect();
-    let calls = handles
+    handles
         .into_iter()
         .map(|h| match h {
             Ok(h) => h
@@ -78,11 +147,7 @@ pub fn run_load(plan: &CallPlan, calls: usize, ramp: Duration) -> LoadReport {
                 .unwrap_or_else(|_| failed("the call's coroutine panicked")),
             Err(e) => failed(&format!("no coroutine for the call: {e}")),
         })
-        .collect();
-    LoadReport {
-        calls,
-        wall: started.elapsed(),
-    }
+        .collect()
 }
 
 fn failed(why: &str) -> CallReport {

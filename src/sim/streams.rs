@@ -1,7 +1,8 @@
-//! A load's media streams on one event loop: each call opens its stream on its coroutine (the
-//! webhook, the handshake, `connected` and `start`), then hands the socket here, where one
-//! thread drives every call's [`Caller::turn`] on readiness (`mio`, edge-triggered) and on one
-//! timer heap, until the call ends and its report goes back to its coroutine.
+//! A load's media streams on one event loop: each call opens its stream on a short-lived
+//! coroutine (the webhook, the handshake, `connected` and `start`), then hands the socket here,
+//! where one thread drives every call's [`Caller::turn`] on readiness (`mio`, edge-triggered)
+//! and on one timer heap, until the call ends and its report goes to the load's channel
+//! ([`Done`]).
 //!
 //! Why: a coroutine per call waiting in a read with a timeout cost the load generator a
 //! `setsockopt`, a timer and a trip through may's scheduler for every wait, and its poller
@@ -11,9 +12,7 @@
 //!
 //! Owns: the loop thread, the hand-over, each stream until its call ends.
 
-use super::caller::{
-    begin_stream, finish_report, new_report, CallPlan, CallReport, Caller, EndedBy,
-};
+use super::caller::{begin_stream, new_report, CallPlan, CallReport, Caller};
 use super::client::Socket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::cmp::Reverse;
@@ -36,7 +35,20 @@ pub(super) struct Handed {
     pub(super) ws: WebSocket<Socket>,
     pub(super) caller: Caller,
     pub(super) report: CallReport,
-    pub(super) done: may::sync::mpsc::Sender<Finished>,
+    pub(super) done: Done,
+}
+
+/// Where a call's report goes when the loop is done with it: the load's one channel, with the
+/// call's place in the load.
+pub struct Done {
+    pub call: usize,
+    pub to: may::sync::mpsc::Sender<(usize, Finished)>,
+}
+
+impl Done {
+    pub(super) fn send(self, report: CallReport, result: Result<(), String>) {
+        let _ = self.to.send((self.call, (report, result)));
+    }
 }
 
 /// The calls handed over since the loop's last round, or why the loop is gone.
@@ -62,7 +74,7 @@ fn close(inbox: &SharedInbox, why: &str) {
         std::mem::take(&mut inbox.handed)
     };
     for h in stranded {
-        let _ = h.done.send((h.report, Err(why.to_owned())));
+        h.done.send(h.report, Err(why.to_owned()));
     }
 }
 
@@ -109,7 +121,7 @@ impl Streams {
         {
             let mut inbox = lock(&self.inbox);
             if let Some(why) = &inbox.gone {
-                let _ = handed.done.send((handed.report, Err(why.clone())));
+                handed.done.send(handed.report, Err(why.clone()));
                 return;
             }
             inbox.handed.push(handed);
@@ -117,9 +129,8 @@ impl Streams {
         if let Err(e) = self.waker.wake() {
             let stranded = std::mem::take(&mut lock(&self.inbox).handed);
             for h in stranded {
-                let _ = h
-                    .done
-                    .send((h.report, Err(format!("the streams' loop: {e}"))));
+                h.done
+                    .send(h.report, Err(format!("the streams' loop: {e}")));
             }
         }
     }
@@ -139,7 +150,7 @@ struct Stream {
     ws: WebSocket<Socket>,
     caller: Caller,
     report: CallReport,
-    done: may::sync::mpsc::Sender<Finished>,
+    done: Done,
     /// Its next turn with nothing to read (the heap holds an entry for it).
     wake_at: Instant,
 }
@@ -243,7 +254,7 @@ impl Loop {
             };
             if let Err(e) = registered {
                 self.free.push(index);
-                let _ = done.send((report, Err(format!("the streams' loop: {e}"))));
+                done.send(report, Err(format!("the streams' loop: {e}")));
                 continue;
             }
             self.streams[index] = Some(Stream {
@@ -286,7 +297,7 @@ impl Loop {
             let _ = self.poll.registry().deregister(socket.stream_mut());
         }
         drop(stream.ws);
-        let _ = stream.done.send((stream.report, result));
+        stream.done.send(stream.report, result);
         self.free.push(index);
     }
 
@@ -300,9 +311,10 @@ impl Loop {
     }
 }
 
-/// One call of a load: opened on its coroutine, streamed on the loop, its report finished back
-/// on its coroutine.
-pub fn run_looped_call(plan: &CallPlan, streams: &Streams) -> CallReport {
+/// Opens one call of a load on the calling coroutine (the webhook, the handshake, `connected`
+/// and `start`) and hands its stream to the loop; the coroutine is then free. The call's report
+/// goes to `done` when the call is over, or at once if it could not be opened.
+pub fn open_looped_call(plan: &CallPlan, streams: &Streams, done: Done) {
     let mut report = new_report(plan);
     let opened = begin_stream(plan, &mut report).and_then(|(mut ws, caller)| {
         match ws.get_mut().make_looped() {
@@ -311,33 +323,15 @@ pub fn run_looped_call(plan: &CallPlan, streams: &Streams) -> CallReport {
             Err(e) => Err(format!("moving the stream to the loop: {e}")),
         }
     });
-    let (ws, caller) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            report.ended_by = EndedBy::Error(e);
-            return finish_report(plan, report);
-        }
-    };
-    let (done, finished) = may::sync::mpsc::channel();
-    streams.submit(Handed {
-        ws,
-        caller,
-        report,
-        done,
-    });
-    let report = match finished.recv() {
-        Ok((mut report, result)) => {
-            if let Err(e) = result {
-                report.ended_by = EndedBy::Error(e);
-            }
-            report
-        }
-        Err(_) => CallReport {
-            ended_by: EndedBy::Error("the streams' loop dropped the call".into()),
-            ..new_report(plan)
-        },
-    };
-    finish_report(plan, report)
+    match opened {
+        Ok((ws, caller)) => streams.submit(Handed {
+            ws,
+            caller,
+            report,
+            done,
+        }),
+        Err(e) => done.send(report, Err(e)),
+    }
 }
 
 #[cfg(test)]
@@ -358,14 +352,14 @@ mod tests {
         let mut ws = WebSocket::from_raw_socket(Socket::Plain(socket), Role::Client, None);
         assert!(ws.get_mut().make_looped().unwrap());
         let plan = CallPlan::new(addr, vec![0; 800]);
-        let (done, finished) = may::sync::mpsc::channel();
+        let (to, finished) = may::sync::mpsc::channel();
         streams.submit(Handed {
             ws,
             caller: Caller::new(&plan, "CA1".into()),
             report: new_report(&plan),
-            done,
+            done: Done { call: 0, to },
         });
-        let (_, result) = finished
+        let (_, (_, result)) = finished
             .recv_timeout(std::time::Duration::from_secs(1))
             .expect("answered at once, not left waiting");
         assert_eq!(result, Err("the streams' poller failed: test".to_owned()));
