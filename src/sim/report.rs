@@ -69,13 +69,24 @@ fn call_plan(plan: &CallPlan, i: usize) -> CallPlan {
     plan
 }
 
-/// When call `i` of `calls` starts, from the load's start.
-fn start_delay(i: usize, calls: usize, ramp: Duration) -> Duration {
-    if calls > 1 {
-        ramp * i as u32 / calls as u32
-    } else {
-        Duration::ZERO
+/// When call `i` of `calls` starts, from the load's start: evenly over the ramp, each moved
+/// later by less than a caller chunk (`period`) so that the calls' chunks fall at phases spread
+/// over the chunk's period, as real calls' do. Evenly alone, 250 calls over 5 s start 20 ms apart and
+/// send their chunks in five bursts per 100 ms, in step with each other: a server that batches
+/// wake-ups saw every burst wait a whole rest, a load no real traffic makes. The fractions are
+/// the golden ratio's multiples (a low-discrepancy sequence), so the load is the same every
+/// run.
+fn start_delay(i: usize, calls: usize, ramp: Duration, period: Duration) -> Duration {
+    if calls <= 1 {
+        return Duration::ZERO;
     }
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    let even = ramp * i as u32 / calls as u32;
+    let period_us = period.as_micros().max(1);
+    let phase = (period.as_micros() as f64 * (i as f64 * GOLDEN).fract()) as u128;
+    // Later by less than a period, to land on the call's phase.
+    let shift = (phase + period_us - even.as_micros() % period_us) % period_us;
+    even + Duration::from_micros(shift as u64)
 }
 
 /// Each call opened on a coroutine of its own at its start time and streamed on the loop; the
@@ -87,10 +98,12 @@ fn looped_load(
     started: Instant,
     streams: Arc<Streams>,
 ) -> Vec<CallReport> {
+    let period = Duration::from_millis(plan.chunk_ms as u64);
     let (to, finished) = may::sync::mpsc::channel();
     for i in 0..calls {
         may::coroutine::sleep(
-            (started + start_delay(i, calls, ramp)).saturating_duration_since(Instant::now()),
+            (started + start_delay(i, calls, ramp, period))
+                .saturating_duration_since(Instant::now()),
         );
         let call = call_plan(plan, i);
         let (streams, done) = (
@@ -128,10 +141,11 @@ fn looped_load(
 
 /// Each call on a coroutine of its own for its whole length (a TLS load).
 fn coroutine_load(plan: &CallPlan, calls: usize, ramp: Duration) -> Vec<CallReport> {
+    let period = Duration::from_millis(plan.chunk_ms as u64);
     let handles: Vec<_> = (0..calls)
         .map(|i| {
             let call = call_plan(plan, i);
-            let delay = start_delay(i, calls, ramp);
+            let delay = start_delay(i, calls, ramp, period);
             let builder = may::coroutine::Builder::new().stack_size(CALL_STACK_WORDS);
             may::go!(builder, move || {
                 may::coroutine::sleep(delay);
@@ -251,4 +265,30 @@ pub fn summary(calls: &[CallReport], wall: Duration) -> String {
         let _ = writeln!(out, "ended: {how} x{n}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_delay;
+    use std::time::Duration;
+
+    /// 250 calls over 5 s start 20 ms apart; their chunks (every 100 ms) must not all fall on
+    /// the same five phases of the period, and the ramp keeps its length.
+    #[test]
+    fn a_loads_calls_start_at_phases_spread_over_the_chunk_period() {
+        let (calls, ramp, period) = (250, Duration::from_secs(5), Duration::from_millis(100));
+        let starts: Vec<Duration> = (0..calls)
+            .map(|i| start_delay(i, calls, ramp, period))
+            .collect();
+        let mut phases: Vec<u128> = starts.iter().map(|d| d.as_micros() % 100_000).collect();
+        phases.sort_unstable();
+        phases.push(phases[0] + 100_000);
+        let widest = phases.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            widest < 2_000,
+            "the widest gap between phases is {widest} µs"
+        );
+        assert!(starts.iter().all(|d| *d < ramp + period));
+        assert_eq!(start_delay(0, 1, ramp, period), Duration::ZERO);
+    }
 }
