@@ -1,12 +1,18 @@
 # Helpers shared by the bench scripts (sourced, not run). Loopback only.
 
-# Waits until something listens on 127.0.0.1:$1 (10 s at most).
+# Waits until something listens on 127.0.0.1:$1 (10 s at most); if nothing does, shows the end
+# of the log file $2 when given (the server's own reason) and exits.
+#
+# The benches' ports sit below Linux's ephemeral range (32768-60999 by default): a load opens
+# thousands of connections from ephemeral ports, and a server started next on one of them,
+# still in use or waiting out TIME_WAIT, could not bind (bench/compare stopped twice on that).
 wait_port() {
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
     echo "nothing listens on 127.0.0.1:$1" >&2
+    [ -n "${2:-}" ] && tail -n 5 "$2" >&2
     exit 1
 }
 
