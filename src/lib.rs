@@ -105,6 +105,7 @@ pub const COROUTINE_POOL: usize = 1;
 /// from a busy one, which readiness on its own sockets also triggers. Takes effect when set
 /// before may's scheduler first runs, as [`start`] does.
 pub const MAY_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Idle connection coroutines, with their stacks, kept for reuse by a process that is only
 /// this server ([`reuse_connection_stacks`]). A connection's coroutine lives for a request or
 /// a media handshake, so 16 cover the connections being set up at any moment (a 200-calls-a-

@@ -33,7 +33,8 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     sorted.get(rank).copied()
 }
 
-/// Runs `calls` copies of `plan`, started evenly over `ramp`.
+/// Runs `calls` copies of `plan`, started evenly over `ramp` (each at its own phase of the
+/// chunk period: `start_delay`).
 ///
 /// Each call opens its stream on a coroutine (the webhook is asked with may's sockets, so a
 /// waiting call costs no thread), then streams on one event loop ([`super::streams`]); the
@@ -71,11 +72,11 @@ fn call_plan(plan: &CallPlan, i: usize) -> CallPlan {
 
 /// When call `i` of `calls` starts, from the load's start: evenly over the ramp, each moved
 /// later by less than a caller chunk (`period`) so that the calls' chunks fall at phases spread
-/// over the chunk's period, as real calls' do. Evenly alone, 250 calls over 5 s start 20 ms apart and
-/// send their chunks in five bursts per 100 ms, in step with each other: a server that batches
-/// wake-ups saw every burst wait a whole rest, a load no real traffic makes. The fractions are
-/// the golden ratio's multiples (a low-discrepancy sequence), so the load is the same every
-/// run.
+/// over the chunk's period, as real calls' do. Evenly alone, 250 calls over 5 s start 20 ms
+/// apart and send their chunks in five bursts per 100 ms, in step with each other: a server
+/// that batches wake-ups saw every burst wait a whole rest, a load no real traffic makes. The
+/// fractions are the golden ratio's multiples (a low-discrepancy sequence), so the load is the
+/// same every run.
 fn start_delay(i: usize, calls: usize, ramp: Duration, period: Duration) -> Duration {
     if calls <= 1 {
         return Duration::ZERO;
@@ -116,13 +117,14 @@ fn looped_load(
         let builder =
             may::coroutine::Builder::new().stack_size(crate::http::CONNECTION_STACK_WORDS);
         if let Err(e) = may::go!(builder, move || open_looped_call(&call, &streams, done)) {
-            let _ = to.send((
-                i,
-                (
-                    new_report(plan),
-                    Err(format!("no coroutine for the call: {e}")),
-                ),
-            ));
+            let done = Done {
+                call: i,
+                to: to.clone(),
+            };
+            done.send(
+                new_report(plan),
+                Err(format!("no coroutine for the call: {e}")),
+            );
         }
     }
     drop(to);
