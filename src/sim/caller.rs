@@ -893,9 +893,7 @@ fn echo_mismatches(pcm: &[u8], at: usize, delay: usize, audio: &[i16]) -> usize 
     // The chunk's samples that fall on the caller's audio: from bot sample `delay` on, for
     // as long as the audio lasts.
     let first = delay.saturating_sub(at);
-    let Some(from) = (at + first).checked_sub(delay) else {
-        return 0;
-    };
+    let from = at + first - delay;
     let wanted = audio.get(from..).unwrap_or_default();
     pcm.chunks_exact(2)
         .skip(first)
