@@ -470,8 +470,7 @@ pub(super) struct Caller {
     call_sid: String,
     rules: ChunkRules,
     chunk_ms: u32,
-    /// Samples of the caller's audio, and in how many chunks they go.
-    audio_samples: usize,
+    /// In how many chunks the caller's audio goes.
     chunk_count: usize,
     /// The chunks in base64, shared by a load's calls.
     payloads: Arc<Vec<String>>,
@@ -491,7 +490,8 @@ pub(super) struct Caller {
     pending_marks: VecDeque<(Instant, String)>,
     cleared: bool,
     delay_samples: usize,
-    /// The caller's audio, which the echo is checked against as it arrives.
+    /// The caller's audio: its length bounds the chunks, and the echo is checked against it as
+    /// it arrives.
     audio: Arc<[i16]>,
     check_echo: bool,
     keep_bot_audio: bool,
@@ -533,7 +533,6 @@ impl Caller {
             call_sid,
             rules: ChunkRules::for_rate(plan.sample_rate),
             chunk_ms: plan.chunk_ms,
-            audio_samples: plan.audio.len(),
             sent_at: Vec::with_capacity(chunk_count),
             chunk_count,
             payloads,
@@ -592,7 +591,7 @@ impl Caller {
             report.chunks_sent += 1;
             let samples = self
                 .chunk_samples
-                .min(self.audio_samples - k * self.chunk_samples);
+                .min(self.audio.len() - k * self.chunk_samples);
             report.bytes_sent += samples as u64 * 2;
             self.next_chunk += 1;
         }
@@ -810,7 +809,7 @@ impl Caller {
             // The echo of this chunk's last sample needed caller sample `end - delay`.
             let needed = (at + samples)
                 .saturating_sub(self.delay_samples)
-                .min(self.audio_samples);
+                .min(self.audio.len());
             if needed > 0 {
                 let k = (needed - 1) / self.chunk_samples;
                 if let Some(sent) = self.sent_at.get(k) {
