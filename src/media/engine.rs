@@ -250,8 +250,11 @@ impl<'a, H: CallHost> Loop<'a, H> {
             calls: Vec::new(),
             free: Vec::new(),
             timers: BinaryHeap::new(),
-            ready: Vec::new(),
-            again: Vec::new(),
+            // Room for a full poll's events and as many calls again, made once: their first
+            // pushes came during calls, on a loop starved of CPU, as allocations on the media
+            // path (tests/alloc.rs).
+            ready: Vec::with_capacity(2 * EVENTS),
+            again: Vec::with_capacity(EVENTS),
             scratch: Scratch::default(),
             rest,
             relayed: 0,
