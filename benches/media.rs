@@ -1,14 +1,14 @@
 //! The per-chunk protocol work of a call, in memory: decoding one inbound `media` frame (JSON,
 //! base64, PCM to samples) and encoding one outbound frame (samples to PCM, base64, JSON), for
-//! the chunk sizes of docs/exotel.md §3. Criterion reports time per chunk and bytes of PCM
-//! per second.
+//! the chunk sizes of docs/exotel.md §3, and reading a frame's event with and without its
+//! payload in serde's way. Criterion reports time per chunk and bytes per second.
 //!
 //! `cargo bench --bench media`
 
 use base64::Engine as _;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use exotel_voicebot::exotel::stream::{decode_payload, Encoder, Inbound};
+use exotel_voicebot::exotel::stream::{decode_payload, Encoder, Frame, Inbound};
 use exotel_voicebot::media::audio::{pcm_to_samples, samples_to_pcm, speech_like};
 use std::hint::black_box;
 
@@ -36,13 +36,18 @@ fn pcm(bytes: usize) -> Vec<u8> {
     out
 }
 
+/// A `media` frame as Exotel sends it, with `bytes` of PCM.
+fn inbound_frame(bytes: usize) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode(pcm(bytes));
+    format!(
+        r#"{{"event":"media","sequence_number":"42","stream_sid":"MZ0123456789abcdef","media":{{"chunk":"41","timestamp":"4100","payload":"{payload}"}}}}"#
+    )
+}
+
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_inbound_media");
     for (name, bytes) in INBOUND {
-        let payload = base64::engine::general_purpose::STANDARD.encode(pcm(bytes));
-        let frame = format!(
-            r#"{{"event":"media","sequence_number":"42","stream_sid":"MZ0123456789abcdef","media":{{"chunk":"41","timestamp":"4100","payload":"{payload}"}}}}"#
-        );
+        let frame = inbound_frame(bytes);
         let mut pcm_buf = Vec::with_capacity(bytes + 4);
         let mut samples = Vec::with_capacity(bytes / 2);
         group.throughput(Throughput::Bytes(bytes as u64));
@@ -83,5 +88,37 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode);
+/// Reading an inbound `media` frame's event two ways, in the same run: serde over the whole
+/// text (`Frame::read`), and the payload found by a vectorized search and cut out so that serde
+/// reads only the rest (`Frame::read_in`, what a session does). The ratio of the two is the
+/// figure to quote.
+fn read_frame(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read_inbound_frame");
+    for (name, bytes) in INBOUND {
+        let frame = inbound_frame(bytes);
+        let mut rest = String::with_capacity(512);
+        group.throughput(Throughput::Bytes(frame.len() as u64));
+        group.bench_with_input(BenchmarkId::new("whole", name), &frame, |b, frame| {
+            b.iter(|| match Frame::read(black_box(frame), 8000) {
+                Ok(Frame {
+                    event: Inbound::Media { payload, .. },
+                    ..
+                }) => black_box(payload.len()),
+                _ => unreachable!(),
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("payload_cut", name), &frame, |b, frame| {
+            b.iter(|| match Frame::read_in(black_box(frame), 8000, &mut rest) {
+                Ok(Frame {
+                    event: Inbound::Media { payload, .. },
+                    ..
+                }) => black_box(payload.len()),
+                _ => unreachable!(),
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, read_frame);
 criterion_main!(benches);

@@ -411,12 +411,19 @@ impl Pacer {
     }
 }
 
-/// Buffers a turn fills and leaves behind: the caller's audio as bytes and samples, the bot's
-/// next chunk as samples and bytes, the frame being encoded. Nothing in them outlives the turn,
-/// so the calls of one event loop share one set (a call's own would be 17 KiB of resident memory
-/// per call at 8 kHz) and a coroutine's session keeps its own.
+/// Room for a text frame without its media payload (Exotel's are about 150 bytes); a longer
+/// one grows the buffer once.
+const FRAME_REST_BYTES: usize = 512;
+
+/// Buffers a turn fills and leaves behind: a frame's text without its payload, the caller's
+/// audio as bytes and samples, the bot's next chunk as samples and bytes, the frame being
+/// encoded. Nothing in them outlives the turn, so the calls of one event loop share one set (a
+/// call's own would be 17 KiB of resident memory per call at 8 kHz) and a coroutine's session
+/// keeps its own.
 #[derive(Default)]
 pub struct Scratch {
+    /// A text frame without its media payload, for serde ([`Frame::read_in`]).
+    frame_rest: String,
     pcm_in: Vec<u8>,
     samples_in: Vec<i16>,
     chunk: Vec<i16>,
@@ -432,6 +439,8 @@ impl Scratch {
             v.clear();
             v.reserve(n);
         }
+        self.frame_rest.clear();
+        self.frame_rest.reserve(FRAME_REST_BYTES);
         room(&mut self.pcm_in, 2 * frame_samples + 4);
         room(&mut self.samples_in, frame_samples);
         room(&mut self.chunk, chunk_samples);
@@ -803,7 +812,16 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     fn handle_text(&mut self, text: &str, now: Instant) -> Option<EndReason> {
-        let frame = match Frame::read(text, self.url_sample_rate) {
+        // The frame without its payload is read in the scratch's text buffer, lent out for the
+        // read and put back after: its capacity stays, nothing is allocated per frame.
+        let mut rest = std::mem::take(&mut self.scratch.frame_rest);
+        let ended = self.handle_frame(text, &mut rest, now);
+        self.scratch.frame_rest = rest;
+        ended
+    }
+
+    fn handle_frame(&mut self, text: &str, rest: &mut String, now: Instant) -> Option<EndReason> {
+        let frame = match Frame::read_in(text, self.url_sample_rate, rest) {
             Ok(frame) => frame,
             Err(e) => {
                 self.bad_frame(now, &e.to_string());
@@ -826,48 +844,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 payload,
                 inbound_track,
                 ..
-            } => {
-                if self.live.is_none() {
-                    if let Some(end) = self.synthesize_start() {
-                        return Some(end);
-                    }
-                }
-                if self.live.is_none() || !inbound_track {
-                    return None;
-                }
-                // An odd byte left from the last payload is this one's first.
-                self.scratch.pcm_in.clear();
-                self.scratch.pcm_in.extend(self.carry.take());
-                match decode_payload_into(&payload, &mut self.scratch.pcm_in) {
-                    Ok(false) => {}
-                    Ok(true) => self.note_oddities(Oddities::BASE64_VARIANT),
-                    Err(e) => {
-                        self.scratch.pcm_in.clear();
-                        self.bad_frame(now, &e.to_string());
-                        return None;
-                    }
-                }
-                if self.scratch.pcm_in.len() % 2 == 1 {
-                    self.carry = self.scratch.pcm_in.pop();
-                    self.note_oddities(Oddities::ODD_LENGTH);
-                }
-                let live = self.live.as_mut()?;
-                self.stats.frames_in += 1;
-                self.stats.bytes_in += self.scratch.pcm_in.len() as u64;
-                let (_, samples) = self.inbound_clock.get_or_insert((now, 0));
-                *samples += self.scratch.pcm_in.len() as u64 / 2;
-                self.scratch.samples_in.clear();
-                pcm_to_samples(&self.scratch.pcm_in, &mut self.scratch.samples_in);
-                if let Some((recording, _, position)) = self.recording.as_mut() {
-                    recording.push(Track::Caller, *position, &self.scratch.samples_in);
-                    *position += self.scratch.samples_in.len() as u64;
-                }
-                // A relayed bot already has the frame as Exotel sent it.
-                if let Handler::Bot(bot) = &mut live.handler {
-                    bot.on_audio(&self.scratch.samples_in, &mut self.outbox);
-                }
-                None
-            }
+            } => self.on_media(&payload, inbound_track, now),
             Inbound::Dtmf { digit, .. } => {
                 self.stats.dtmf.push(digit);
                 if self.settings.handoff_dtmf == Some(digit) && self.live.is_some() {
@@ -892,6 +869,50 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
             Inbound::Stop { reason } => Some(EndReason::Stopped(reason.into_owned())),
         }
+    }
+
+    /// A `media` frame: its payload decoded to samples, counted, recorded and given to the bot.
+    fn on_media(&mut self, payload: &str, inbound_track: bool, now: Instant) -> Option<EndReason> {
+        if self.live.is_none() {
+            if let Some(end) = self.synthesize_start() {
+                return Some(end);
+            }
+        }
+        if self.live.is_none() || !inbound_track {
+            return None;
+        }
+        // An odd byte left from the last payload is this one's first.
+        self.scratch.pcm_in.clear();
+        self.scratch.pcm_in.extend(self.carry.take());
+        match decode_payload_into(payload, &mut self.scratch.pcm_in) {
+            Ok(false) => {}
+            Ok(true) => self.note_oddities(Oddities::BASE64_VARIANT),
+            Err(e) => {
+                self.scratch.pcm_in.clear();
+                self.bad_frame(now, &e.to_string());
+                return None;
+            }
+        }
+        if self.scratch.pcm_in.len() % 2 == 1 {
+            self.carry = self.scratch.pcm_in.pop();
+            self.note_oddities(Oddities::ODD_LENGTH);
+        }
+        let live = self.live.as_mut()?;
+        self.stats.frames_in += 1;
+        self.stats.bytes_in += self.scratch.pcm_in.len() as u64;
+        let (_, samples) = self.inbound_clock.get_or_insert((now, 0));
+        *samples += self.scratch.pcm_in.len() as u64 / 2;
+        self.scratch.samples_in.clear();
+        pcm_to_samples(&self.scratch.pcm_in, &mut self.scratch.samples_in);
+        if let Some((recording, _, position)) = self.recording.as_mut() {
+            recording.push(Track::Caller, *position, &self.scratch.samples_in);
+            *position += self.scratch.samples_in.len() as u64;
+        }
+        // A relayed bot already has the frame as Exotel sent it.
+        if let Handler::Bot(bot) = &mut live.handler {
+            bot.on_audio(&self.scratch.samples_in, &mut self.outbox);
+        }
+        None
     }
 
     /// Until when reading must wait, if this second's reads have reached
