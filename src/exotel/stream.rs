@@ -819,29 +819,25 @@ impl Encoder {
 /// `Ok(true)` when the lenient path was needed.
 pub fn decode_payload_into(payload: &str, pcm: &mut Vec<u8>) -> Result<bool, PayloadError> {
     let start = pcm.len();
+    // Appended straight into the spare capacity: no zero-fill of the room first.
+    if base64_simd::STANDARD
+        .decode_append(payload.as_bytes(), pcm)
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    pcm.truncate(start);
     let max = payload.len().div_ceil(4) * 3;
     pcm.resize(start + max, 0);
-    match base64_simd::STANDARD
-        .decode(
-            payload.as_bytes(),
-            base64_simd::Out::from_slice(&mut pcm[start..]),
-        )
-        .map(|d| d.len())
-    {
-        Ok(n) => {
+    match decode_lenient(payload.as_bytes(), &mut pcm[start..]) {
+        Some(n) => {
             pcm.truncate(start + n);
-            Ok(false)
+            Ok(true)
         }
-        Err(_) => match decode_lenient(payload.as_bytes(), &mut pcm[start..]) {
-            Some(n) => {
-                pcm.truncate(start + n);
-                Ok(true)
-            }
-            None => {
-                pcm.truncate(start);
-                Err(PayloadError)
-            }
-        },
+        None => {
+            pcm.truncate(start);
+            Err(PayloadError)
+        }
     }
 }
 
