@@ -819,14 +819,14 @@ impl Encoder {
 /// `Ok(true)` when the lenient path was needed.
 pub fn decode_payload_into(payload: &str, pcm: &mut Vec<u8>) -> Result<bool, PayloadError> {
     let start = pcm.len();
-    // Appended straight into the spare capacity: no zero-fill of the room first.
+    // Appended straight into the spare capacity: no zero-fill of the room first. On an error
+    // `pcm` is left as it was (its length is set only after a whole decode).
     if base64_simd::STANDARD
         .decode_append(payload.as_bytes(), pcm)
         .is_ok()
     {
         return Ok(false);
     }
-    pcm.truncate(start);
     let max = payload.len().div_ceil(4) * 3;
     pcm.resize(start + max, 0);
     match decode_lenient(payload.as_bytes(), &mut pcm[start..]) {
@@ -1170,6 +1170,18 @@ mod tests {
         decode_payload("AQID", &mut pcm).unwrap();
         assert_eq!(pcm, [1, 2, 3]);
         assert!(decode_payload("!!!!", &mut pcm).is_err());
+        // What the buffer already held (a byte carried from the last frame) stays ahead of
+        // the payload, whether the strict decoder took it, the lenient one, or neither.
+        let cases: [(&str, Result<bool, PayloadError>, &[u8]); 3] = [
+            ("AQID", Ok(false), &[9, 1, 2, 3]),
+            ("AQI", Ok(true), &[9, 1, 2]),
+            ("!!!!", Err(PayloadError), &[9]),
+        ];
+        for (payload, want, held) in cases {
+            let mut pcm = vec![9];
+            assert_eq!(decode_payload_into(payload, &mut pcm), want, "{payload}");
+            assert_eq!(pcm, held, "{payload}");
+        }
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn start_delay(i: usize, calls: usize, ramp: Duration, period: Duration) -> Dura
     const GOLDEN: f64 = 0.618_033_988_749_895;
     let even = ramp * i as u32 / calls as u32;
     let period_us = period.as_micros().max(1);
-    let phase = (period.as_micros() as f64 * (i as f64 * GOLDEN).fract()) as u128;
+    let phase = (period_us as f64 * (i as f64 * GOLDEN).fract()) as u128;
     // Later by less than a period, to land on the call's phase.
     let shift = (phase + period_us - even.as_micros() % period_us) % period_us;
     even + Duration::from_micros(shift as u64)
