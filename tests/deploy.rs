@@ -10,18 +10,38 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for a proxy to listen on. Not one that binding to port 0 hands out: taken that way and
+/// let go, the kernel can give the same port to the next socket bound to port 0 (the server
+/// behind the proxy, or the other test's), and the proxy cannot bind. So it comes from below
+/// the kernel's ephemeral range (`ip_local_port_range`), which port 0 never gives; a counter
+/// keeps this file's tests apart, and a port is used only if it binds here and now.
+fn proxy_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (
+        ephemeral_from.saturating_sub(16384).max(1024),
+        ephemeral_from,
+    );
+    assert!(
+        to > from,
+        "no ports below the ephemeral range ({ephemeral_from})"
+    );
+    let span = to - from;
+    let start = std::process::id() * 7 + NEXT.fetch_add(997, Ordering::Relaxed);
+    (0..span)
+        .map(|k| (from + (start + k) % span) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 fn tool(name: &str) -> Command {
@@ -93,12 +113,21 @@ impl Drop for Proxy {
     }
 }
 
-fn wait_for_port(port: u16) {
+/// Waits until the proxy listens on `port`; its own log (`log`) is in the failure's message.
+fn wait_for_port(port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port}; the proxy's log:\n{}",
+            proxy_log(log)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn proxy_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_else(|e| format!("({}: {e})", log.display()))
 }
 
 /// A server behind the proxy on `proxy_port`, as the snippets' comments set it up.
@@ -107,8 +136,9 @@ fn server_behind(proxy_port: u16) -> support::Server {
     support::Server::start(&[("TRUST_PROXY", "127.0.0.1"), ("WEBHOOK_BASE_URL", &base)])
 }
 
-/// `simulate` through the proxy over HTTPS and wss://; its report.
-fn simulate_through(proxy_port: u16, ca: &Path) -> String {
+/// `simulate` through the proxy over HTTPS and wss://; its report. A failure's message ends
+/// with the proxy's own log (`log`).
+fn simulate_through(proxy_port: u16, ca: &Path, log: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
         .env_clear()
         .args([
@@ -124,8 +154,9 @@ fn simulate_through(proxy_port: u16, ca: &Path) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{stdout}{}\nthe proxy's log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy_log(log)
     );
     stdout
 }
@@ -134,7 +165,7 @@ fn simulate_through(proxy_port: u16, ca: &Path) -> String {
 fn a_call_goes_through_nginx_configured_by_the_snippet() {
     let dir = support::temp_dir("deploy");
     let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
-    let port = free_port();
+    let port = proxy_port();
     let server = server_behind(port);
     // The snippet as shipped, with this test's port, certificate and server.
     let snippet = std::fs::read_to_string(repo("deploy/nginx.conf"))
@@ -178,8 +209,9 @@ fn a_call_goes_through_nginx_configured_by_the_snippet() {
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port);
-    let report = simulate_through(port, &ca);
+    let log = dir.join("error.log");
+    wait_for_port(port, &log);
+    let report = simulate_through(port, &ca, &log);
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     // The server saw the calls come through the proxy.
     server.wait_for_log(&["media.ended"]);
@@ -189,7 +221,7 @@ fn a_call_goes_through_nginx_configured_by_the_snippet() {
 fn a_call_goes_through_caddy_configured_by_the_caddyfile() {
     let dir = support::temp_dir("deploy");
     let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
-    let port = free_port();
+    let port = proxy_port();
     let server = server_behind(port);
     let shipped = std::fs::read_to_string(repo("deploy/Caddyfile")).unwrap();
     let validate = tool("caddy")
@@ -220,6 +252,7 @@ fn a_call_goes_through_caddy_configured_by_the_caddyfile() {
         format!("{{\n\tadmin off\n\tauto_https disable_redirects\n}}\n{site}"),
     )
     .unwrap();
+    let log = dir.join("caddy.log");
     let _caddy = Proxy(
         tool("caddy")
             .args(["run", "--adapter", "caddyfile", "--config"])
@@ -228,12 +261,12 @@ fn a_call_goes_through_caddy_configured_by_the_caddyfile() {
             .env("XDG_DATA_HOME", &dir)
             .env("XDG_CONFIG_HOME", &dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port);
-    let report = simulate_through(port, &ca);
+    wait_for_port(port, &log);
+    let report = simulate_through(port, &ca, &log);
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     server.wait_for_log(&["media.ended"]);
 }
