@@ -367,9 +367,10 @@ fn campaigns_are_checked_controlled_and_guarded() {
         post(&format!("/campaigns/{id}/pause")).json()["status"],
         "paused"
     );
+    // Resumed on a Sunday, it waits for its window again: the status its clock says, at once.
     assert_eq!(
         post(&format!("/campaigns/{id}/resume")).json()["status"],
-        "running"
+        "waiting-window"
     );
     let canceled = post(&format!("/campaigns/{id}/cancel")).json();
     assert_eq!(canceled["status"], "canceled", "{canceled}");

@@ -9,11 +9,14 @@
 //!
 //! Every step is written down before the next is taken ([`crate::store::campaigns`]): an
 //! attempt is in the database before Exotel is asked, so after a crash the dialer
-//! (`recover`) finds the ones whose request was in flight and marks them `unknown` instead of dialing the
-//! customer again. Calls are spaced evenly, never in bursts: a late turn does not catch up.
+//! (`recover`) finds the ones whose request was in flight and marks them `unknown` instead of
+//! dialing the customer again, and asks Exotel about every placed one that is still open: the
+//! call log writes in batches, so a `kill -9` can take a call's row while its attempt, written
+//! at once, survives. Calls are spaced evenly, never in bursts: the next call is due one
+//! interval after the last was decided, so a late turn does not catch up.
 
 use super::window::{Clock, Window};
-use super::{CampaignMetrics, Dialed, NotNow, Order, Outcome, Settings, Telephony};
+use super::{dialing_status, CampaignMetrics, Dialed, NotNow, Order, Outcome, Settings, Telephony};
 use crate::calls::CallLogId;
 use crate::store::campaigns::{CampaignRow, DueContact, Then};
 use crate::store::Store;
@@ -72,6 +75,16 @@ struct Live {
     queue: VecDeque<DueContact>,
 }
 
+/// How a contact's dial went, for the campaign's loop.
+enum Dialing {
+    /// Sent to Exotel: the next call waits one interval.
+    Sent,
+    /// Not dialed (no longer pending, or the store refused): on to the next contact.
+    Passed,
+    /// No slot, or the campaign cannot dial: it waits.
+    Wait,
+}
+
 /// A placed call whose end a restart hid: Exotel is asked.
 struct Asking {
     campaign: String,
@@ -128,8 +141,7 @@ impl<T: Telephony> Dialer<T> {
         self.recover();
         let (mut polled, mut reloaded) = (Instant::now(), Instant::now());
         loop {
-            let tick = if self.any_dialing() { TICK } else { IDLE_TICK };
-            match self.queue.recv_timeout(tick) {
+            match self.queue.recv_timeout(self.wait()) {
                 Ok(event) => self.take(event),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -155,6 +167,19 @@ impl<T: Telephony> Dialer<T> {
         self.campaigns
             .values()
             .any(|c| DIALING.contains(&c.status.as_str()))
+    }
+
+    /// How long the next turn waits for an event: its tick, or less when a running campaign's
+    /// next call falls due sooner, so that the tick does not slow the pace. A call already due
+    /// but held back (no slot, no due contact) waits for the tick: the dialer never spins.
+    fn wait(&self) -> Duration {
+        let tick = if self.any_dialing() { TICK } else { IDLE_TICK };
+        let now = Instant::now();
+        self.campaigns
+            .values()
+            .filter(|c| c.status == "running" && c.next_dial > now)
+            .map(|c| c.next_dial - now)
+            .fold(tick, Duration::min)
     }
 
     /// Reads the campaigns that are not finished; keeps what it knew of those it had.
@@ -190,7 +215,8 @@ impl<T: Telephony> Dialer<T> {
 
     /// After a start: attempts whose Exotel request was in flight are `unknown` (not dialed
     /// again unless the campaign says `redialUnknown`); placed ones count as open until their
-    /// calls end.
+    /// calls end, and Exotel is asked about each, whether or not its call's row survived (a row
+    /// that says how the call ended closes it first).
     fn recover(&mut self) {
         let open = match self.store.attempts_open() {
             Ok(open) => open,
@@ -203,22 +229,47 @@ impl<T: Telephony> Dialer<T> {
             if let Some(live) = self.campaigns.get_mut(&attempt.campaign_id) {
                 live.in_flight += 1;
             }
-            if attempt.state == "dialing" {
-                crate::warn!(
-                    "campaign.attempt_unknown",
-                    campaign = attempt.campaign_id,
-                    callLogId = attempt.call_log_id,
-                    attempt = attempt.attempt,
-                    detail = "its request to Exotel was in flight when the process stopped; not dialed again unless redialUnknown"
-                );
-                self.finish(
-                    &attempt.call_log_id,
-                    &attempt.campaign_id,
+            if attempt.state != "dialing" {
+                self.ask_about(
+                    attempt.call_log_id,
+                    attempt.campaign_id,
                     attempt.attempt,
-                    Outcome::Unknown,
+                    attempt.call_sid,
                 );
+                continue;
             }
+            crate::warn!(
+                "campaign.attempt_unknown",
+                campaign = attempt.campaign_id,
+                callLogId = attempt.call_log_id,
+                attempt = attempt.attempt,
+                detail = "its request to Exotel was in flight when the process stopped; not dialed again unless redialUnknown"
+            );
+            self.finish(
+                &attempt.call_log_id,
+                &attempt.campaign_id,
+                attempt.attempt,
+                Outcome::Unknown,
+            );
         }
+    }
+
+    /// Puts a placed attempt on the list of calls Exotel is asked about (once).
+    fn ask_about(
+        &mut self,
+        call_log_id: String,
+        campaign: String,
+        attempt: i64,
+        call_sid: Option<String>,
+    ) {
+        let now = Instant::now();
+        self.asking.entry(call_log_id).or_insert(Asking {
+            campaign,
+            attempt,
+            call_sid,
+            since: now,
+            next: now,
+        });
     }
 
     fn take(&mut self, event: Event) {
@@ -269,16 +320,7 @@ impl<T: Telephony> Dialer<T> {
         for a in ended {
             match Outcome::of_call_status(&a.call_status) {
                 Some(outcome) => self.finish(&a.call_log_id, &a.campaign_id, a.attempt, outcome),
-                None => {
-                    let now = Instant::now();
-                    self.asking.entry(a.call_log_id).or_insert(Asking {
-                        campaign: a.campaign_id,
-                        attempt: a.attempt,
-                        call_sid: a.call_sid,
-                        since: now,
-                        next: now,
-                    });
-                }
+                None => self.ask_about(a.call_log_id, a.campaign_id, a.attempt, a.call_sid),
             }
         }
     }
@@ -316,7 +358,6 @@ impl<T: Telephony> Dialer<T> {
             match outcome {
                 Some(outcome) => {
                     let (campaign, attempt) = (asking.campaign.clone(), asking.attempt);
-                    self.asking.remove(&id);
                     self.finish(&id, &campaign, attempt, outcome);
                 }
                 None => asking.next = now + ASK_EVERY,
@@ -325,8 +366,9 @@ impl<T: Telephony> Dialer<T> {
     }
 
     /// Closes an attempt with its outcome; its contact is tried again or done, as the
-    /// campaign's retry policy says.
+    /// campaign's retry policy says. Exotel is no longer asked about it, however it ended.
     fn finish(&mut self, call_log_id: &str, campaign: &str, attempt: i64, outcome: Outcome) {
+        self.asking.remove(call_log_id);
         let now = self.clock.now_ms();
         let live = self.campaigns.get_mut(campaign);
         let then = match live
@@ -411,11 +453,7 @@ impl<T: Telephony> Dialer<T> {
         if !DIALING.contains(&live.status.as_str()) {
             return false;
         }
-        let wanted = match live.start_at_ms {
-            Some(at) if now_ms < at => "scheduled",
-            _ if !live.window.is_open(now_ms) => "waiting-window",
-            _ => "running",
-        };
+        let wanted = dialing_status(live.start_at_ms, &live.window, now_ms);
         if live.status != wanted {
             match self
                 .store
@@ -472,28 +510,43 @@ impl<T: Telephony> Dialer<T> {
             let Some(contact) = live.queue.pop_front() else {
                 return;
             };
-            if !self.dial(id, contact, now_ms) {
-                return;
+            if self.skip_listed(id, &contact) {
+                continue;
+            }
+            match self.dial(id, contact, now_ms) {
+                // The next call is due one interval after this one was decided, however late
+                // this turn came: a late turn dials one call, never a burst.
+                Dialing::Sent => {
+                    if let Some(live) = self.campaigns.get_mut(id) {
+                        live.next_dial = now + live.interval;
+                    }
+                }
+                Dialing::Passed => {}
+                Dialing::Wait => return,
             }
         }
     }
 
-    /// Dials one contact (or skips it for the do-not-call list); `false` when the campaign
-    /// must wait (no slot, or it cannot dial).
-    fn dial(&mut self, id: &str, contact: DueContact, now_ms: i64) -> bool {
-        if self.telephony.do_not_call(&contact.to) {
-            if let Err(e) =
-                self.store
-                    .contact_skip(id.to_owned(), contact.row, Outcome::SkippedDnc.as_str())
-            {
-                crate::error!("dialer.store_failed", campaign = id, error = e);
-            }
-            self.metrics.skipped_dnc.fetch_add(1, Ordering::Relaxed);
-            crate::info!("campaign.skipped_dnc", campaign = id, row = contact.row);
-            return true;
-        }
-        let Some(live) = self.campaigns.get_mut(id) else {
+    /// Skips a contact on the do-not-call list (done, `skipped-dnc`); answers whether it did.
+    fn skip_listed(&self, id: &str, contact: &DueContact) -> bool {
+        if !self.telephony.do_not_call(&contact.to) {
             return false;
+        }
+        if let Err(e) =
+            self.store
+                .contact_skip(id.to_owned(), contact.row, Outcome::SkippedDnc.as_str())
+        {
+            crate::error!("dialer.store_failed", campaign = id, error = e);
+        }
+        self.metrics.skipped_dnc.fetch_add(1, Ordering::Relaxed);
+        crate::info!("campaign.skipped_dnc", campaign = id, row = contact.row);
+        true
+    }
+
+    /// Dials one contact: takes a slot, writes the attempt down, then hands the call to Exotel.
+    fn dial(&mut self, id: &str, contact: DueContact, now_ms: i64) -> Dialing {
+        let Some(live) = self.campaigns.get_mut(id) else {
+            return Dialing::Wait;
         };
         let attempt = contact.attempts + 1;
         let order = Order {
@@ -509,12 +562,12 @@ impl<T: Telephony> Dialer<T> {
             Err(NotNow::Busy(_)) => {
                 live.queue.push_front(contact);
                 live.next_dial = Instant::now() + BUSY_WAIT;
-                return false;
+                return Dialing::Wait;
             }
             Err(NotNow::Broken(why)) => {
                 live.queue.push_front(contact);
                 self.pause_broken(id, why);
-                return false;
+                return Dialing::Wait;
             }
         };
         let call_log_id = order.call_log_id.as_str().to_owned();
@@ -533,10 +586,9 @@ impl<T: Telephony> Dialer<T> {
                 row = contact.row,
                 error = e
             );
-            return true;
+            return Dialing::Passed;
         }
         live.in_flight += 1;
-        live.next_dial = (live.next_dial + live.interval).max(Instant::now());
         self.metrics.dialed.fetch_add(1, Ordering::Relaxed);
         crate::info!(
             "campaign.dial",
@@ -545,7 +597,13 @@ impl<T: Telephony> Dialer<T> {
             row = contact.row,
             attempt = attempt
         );
-        let (events, campaign) = (self.events.clone(), id.to_owned());
+        self.send(prepared, call_log_id, id, attempt);
+        Dialing::Sent
+    }
+
+    /// Hands a prepared call to Exotel; its answer comes back to the dialer as an event.
+    fn send(&self, prepared: T::Prepared, call_log_id: String, campaign: &str, attempt: i64) {
+        let (events, campaign) = (self.events.clone(), campaign.to_owned());
         self.telephony.send(
             prepared,
             Box::new(move |dialed| {
@@ -557,7 +615,6 @@ impl<T: Telephony> Dialer<T> {
                 });
             }),
         );
-        true
     }
 
     /// A campaign that cannot dial at all is paused with why, for its operator to fix.
@@ -595,10 +652,7 @@ impl<T: Telephony> Dialer<T> {
 
 /// A stored campaign as the dialer keeps it; `None` (logged) when its settings no longer read.
 fn load(row: &CampaignRow) -> Option<Live> {
-    let checked = serde_json::from_str::<Settings>(&row.settings)
-        .map_err(|e| e.to_string())
-        .and_then(|s| s.check());
-    match checked {
+    match Settings::read_stored(&row.settings) {
         Ok(c) => Some(Live {
             interval: Duration::from_micros(60_000_000 / u64::from(c.settings.calls_per_minute)),
             settings: c.settings,
@@ -628,5 +682,201 @@ fn params_of(json: &str) -> Vec<(String, String)> {
             })
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::log::{CallLog, LogEvent};
+    use crate::calls::status::Status;
+    use crate::store::campaigns::{NewCampaign, NewContact};
+    use std::sync::Mutex;
+
+    /// A telephone network that places every call and says every call it is asked about has
+    /// completed; it keeps what it was sent and asked.
+    #[derive(Default)]
+    struct Network {
+        sent: Mutex<Vec<String>>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl Telephony for Network {
+        type Prepared = String;
+        fn do_not_call(&self, _: &str) -> bool {
+            false
+        }
+        fn prepare(&self, order: &Order) -> Result<String, NotNow> {
+            Ok(order.to.clone())
+        }
+        fn send(&self, to: String, _answered: Box<dyn FnOnce(Dialed) + Send>) {
+            self.sent.lock().unwrap().push(to);
+        }
+        fn withdraw(&self, _: String) {}
+        fn ask(&self, _: Option<&str>, call_sid: &str) -> Result<Option<Outcome>, String> {
+            self.asked.lock().unwrap().push(call_sid.to_owned());
+            Ok(Some(Outcome::Completed))
+        }
+        fn draining(&self) -> bool {
+            false
+        }
+    }
+
+    /// Thursday 10:00 in Kolkata: inside the default window.
+    const THURSDAY_MORNING: &str = "2026-11-26T10:00:00+05:30";
+
+    /// A dialer over a new `calls.db` (the call log's tables and the store's), with one running
+    /// campaign of `contacts` numbers at `calls_per_minute`.
+    fn dialer_with_campaign(
+        name: &str,
+        contacts: usize,
+        calls_per_minute: u32,
+    ) -> (Dialer<Network>, Arc<Network>, CallLog, String) {
+        let dir = std::env::temp_dir().join(format!("evb-dialer-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("calls.db");
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (call_log, _) = CallLog::open(&path, metrics).unwrap();
+        let (store, _) = Store::open(&path).unwrap();
+        let settings = Settings {
+            name: name.into(),
+            from: None,
+            agent: None,
+            max_concurrent: 10,
+            calls_per_minute,
+            retry: super::super::Retry::default(),
+            window: super::super::WindowSpec::default(),
+            start_at: None,
+            redial_unknown: false,
+        };
+        let now_ms = super::super::window::parse_time(THURSDAY_MORNING).unwrap();
+        let id = format!("campaign-{name}");
+        store
+            .campaign_create(
+                NewCampaign {
+                    id: id.clone(),
+                    name: name.into(),
+                    status: "running".into(),
+                    settings: serde_json::to_string(&settings).unwrap(),
+                    created_at: now_ms,
+                },
+                (0..contacts)
+                    .map(|k| NewContact {
+                        to: format!("+9198765432{k:02}"),
+                        params: "{}".into(),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let network = Arc::new(Network::default());
+        let (events, queue) = mpsc::channel();
+        let dialer = Dialer::new(
+            store,
+            Clock::starting_at(now_ms),
+            network.clone(),
+            Arc::new(CampaignMetrics::default()),
+            events,
+            queue,
+        );
+        (dialer, network, call_log, id)
+    }
+
+    /// Opens and places attempt 1 of contact `row`, as the dialer did before a restart.
+    fn placed(dialer: &Dialer<Network>, campaign: &str, row: i64, call_sid: &str) -> String {
+        let call_log_id = CallLogId::generate().as_str().to_owned();
+        let store = &dialer.store;
+        store
+            .attempt_begin(campaign.into(), row, 1, call_log_id.clone(), 0)
+            .unwrap();
+        store
+            .attempt_placed(call_log_id.clone(), call_sid.into())
+            .unwrap();
+        call_log_id
+    }
+
+    #[test]
+    fn a_placed_attempt_whose_call_row_was_lost_is_asked_about_after_a_restart() {
+        let _logs = crate::log::Captured::start();
+        let (mut dialer, network, call_log, id) = dialer_with_campaign("restart", 2, 60);
+        // CA1's row was lost with the call log's last batch (kill -9); CA2's row says how its
+        // call ended.
+        let lost = placed(&dialer, &id, 1, "CA1");
+        let kept = placed(&dialer, &id, 2, "CA2");
+        let kept_id = CallLogId::parse(&kept).unwrap();
+        call_log.record(LogEvent::Requested {
+            id: kept_id.clone(),
+            to: "+919876543201".into(),
+            caller_id: "08047112233".into(),
+        });
+        call_log.record(LogEvent::Placed {
+            id: kept_id,
+            call_sid: "CA2".into(),
+        });
+        call_log.record(LogEvent::ExotelStatus {
+            custom_field: Some(kept.clone()),
+            call_sid: Some("CA2".into()),
+            status: Some(Status::Completed),
+            duration_s: Some(30),
+            recording_url: None,
+        });
+        call_log.sync();
+
+        // The dialer's start, then its first look at ended calls.
+        dialer.reload();
+        dialer.recover();
+        dialer.collect_ended();
+        dialer.ask_exotel();
+
+        assert_eq!(
+            *network.asked.lock().unwrap(),
+            ["CA1"],
+            "the call with no row is asked about; the one whose row ended is not"
+        );
+        assert!(
+            dialer.store.attempts_open().unwrap().is_empty(),
+            "both attempts closed"
+        );
+        assert!(dialer.asking.is_empty(), "{:?}", dialer.asking.keys());
+        assert_eq!(dialer.campaigns[&id].in_flight, 0);
+        assert_eq!(
+            dialer.metrics.outcomes[0].load(Ordering::Relaxed),
+            2,
+            "both completed ({lost}, {kept})"
+        );
+    }
+
+    #[test]
+    fn a_late_turn_dials_one_call_and_the_next_waits_a_whole_interval() {
+        let _logs = crate::log::Captured::start();
+        // 6,000 a minute: a call every 10 ms, less than the dialer's tick.
+        let (mut dialer, network, _call_log, id) = dialer_with_campaign("late", 5, 6_000);
+        dialer.reload();
+        let interval = dialer.campaigns[&id].interval;
+        assert_eq!(interval, Duration::from_millis(10));
+        // The turn comes three intervals late.
+        let live = dialer.campaigns.get_mut(&id).unwrap();
+        live.next_dial = Instant::now() - 3 * interval;
+
+        let decided = Instant::now();
+        let now_ms = dialer.clock.now_ms();
+        dialer.dial_campaign(&id, now_ms);
+
+        assert_eq!(
+            network.sent.lock().unwrap().len(),
+            1,
+            "a late turn dials one call, not the ones it missed"
+        );
+        let next = dialer.campaigns[&id].next_dial;
+        assert!(
+            next >= decided + interval,
+            "the next call is due a whole interval after this one"
+        );
+        // The next turn waits for that call, not for the 20 ms tick.
+        let wait = dialer.wait();
+        assert!(
+            wait <= interval && wait > Duration::ZERO,
+            "waits {wait:?} for a call due in at most {interval:?}"
+        );
     }
 }

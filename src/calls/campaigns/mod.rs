@@ -205,7 +205,32 @@ pub struct Checked {
     pub start_at_ms: Option<i64>,
 }
 
+impl Checked {
+    /// The status a dialing campaign with these settings has at `now_ms`.
+    pub fn status_at(&self, now_ms: i64) -> &'static str {
+        dialing_status(self.start_at_ms, &self.window, now_ms)
+    }
+}
+
+/// The status a dialing campaign has at `now_ms`: `scheduled` before its start,
+/// `waiting-window` outside its window, else `running`. One rule for a campaign created, one
+/// resumed, and the dialer's every turn.
+pub fn dialing_status(start_at_ms: Option<i64>, window: &Window, now_ms: i64) -> &'static str {
+    match start_at_ms {
+        Some(at) if now_ms < at => "scheduled",
+        _ if !window.is_open(now_ms) => "waiting-window",
+        _ => "running",
+    }
+}
+
 impl Settings {
+    /// A campaign's settings as stored (JSON), read and checked again.
+    pub fn read_stored(json: &str) -> Result<Checked, String> {
+        serde_json::from_str::<Settings>(json)
+            .map_err(|e| e.to_string())?
+            .check()
+    }
+
     /// Checks every value; the error names the field.
     pub fn check(&self) -> Result<Checked, String> {
         if !(1..=MAX_CONCURRENT).contains(&self.max_concurrent) {
@@ -420,11 +445,7 @@ impl Campaigns {
         }
         let id = CallLogId::generate().as_str().to_owned();
         let now = self.clock.now_ms();
-        let status = match checked_settings.start_at_ms {
-            Some(at) if at > now => "scheduled",
-            _ if !checked_settings.window.is_open(now) => "waiting-window",
-            _ => "running",
-        };
+        let status = checked_settings.status_at(now);
         let contacts: Vec<NewContact> = checked
             .contacts
             .iter()
@@ -525,11 +546,15 @@ impl Campaigns {
             Ok(row) => row,
             Err(r) => return r,
         };
-        const DIALING: &[&str] = &["scheduled", "running", "waiting-window"];
+        let now = self.clock.now_ms();
         let (from, to): (&'static [&'static str], &'static str) = match action {
-            "pause" => (DIALING, "paused"),
-            // The dialer puts it back in the state its clock and window say.
-            "resume" => (&["paused"], "running"),
+            "pause" => (dialer::DIALING, "paused"),
+            // Back to the status its clock and window say, as the dialer would set it. Settings
+            // that no longer read: `running`, and the dialer reports them.
+            "resume" => (
+                &["paused"],
+                Settings::read_stored(&row.settings).map_or("running", |c| c.status_at(now)),
+            ),
             "cancel" => (
                 &["scheduled", "running", "waiting-window", "paused"],
                 "canceled",
@@ -542,7 +567,6 @@ impl Campaigns {
                 )
             }
         };
-        let now = self.clock.now_ms();
         match self
             .store
             .campaign_set_status(row.id.clone(), from, to, None, now)
@@ -654,10 +678,7 @@ impl Campaigns {
         if row.status != "waiting-window" && row.status != "scheduled" {
             return None;
         }
-        let checked = serde_json::from_str::<Settings>(&row.settings)
-            .ok()?
-            .check()
-            .ok()?;
+        let checked = Settings::read_stored(&row.settings).ok()?;
         let now = self.clock.now_ms();
         let from = checked.start_at_ms.map_or(now, |at| at.max(now));
         Some(crate::calls::log::iso_8601(checked.window.next_open(from)))
