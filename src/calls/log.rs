@@ -359,6 +359,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Schema, migration and crash recovery; returns how many calls were marked interrupted.
 fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
     configure(conn)?;
+    migrate(conn)?;
+    mark_interrupted(conn, now_ms())
+}
+
+/// Brings the schema to `SCHEMA_VERSION`, one transaction per version; refuses a newer one.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -417,28 +423,38 @@ fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
              COMMIT;",
         )?;
     }
-    let now = now_ms();
-    let live: Vec<String> = {
-        let mut stmt = conn.prepare(
-            "SELECT call_log_id FROM calls WHERE status IN ('queued','initiated','connected','in-progress')",
-        )?;
-        let ids = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        ids
-    };
-    for id in &live {
+    Ok(())
+}
+
+/// Calls left live by a process that stopped without closing them (a crash, a `kill -9`) are
+/// `interrupted` as of `now`, with that status in their history, in one transaction; answers
+/// how many.
+fn mark_interrupted(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
+    const LIVE: &str = "status IN ('queued','initiated','connected','in-progress')";
+    conn.execute_batch("BEGIN")?;
+    let marked = (|| {
         conn.execute(
-            "UPDATE calls SET status = 'interrupted', ended_at = ?2,
-                 end_reason = COALESCE(end_reason, 'process-stopped') WHERE call_log_id = ?1",
-            params![id, now],
+            &format!(
+                "INSERT INTO call_history (call_log_id, status, at)
+                 SELECT call_log_id, 'interrupted', ?1 FROM calls WHERE {LIVE}"
+            ),
+            [now],
         )?;
         conn.execute(
-            "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, 'interrupted', ?2)",
-            params![id, now],
-        )?;
+            &format!(
+                "UPDATE calls SET status = 'interrupted', ended_at = ?1,
+                     end_reason = COALESCE(end_reason, 'process-stopped') WHERE {LIVE}"
+            ),
+            [now],
+        )
+    })();
+    match marked {
+        Ok(n) => conn.execute_batch("COMMIT").map(|()| n),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
-    Ok(live.len())
 }
 
 /// Events written in one transaction at most.
@@ -739,115 +755,38 @@ fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status
         .map(|s| s.and_then(|s| Status::parse(&s)))
 }
 
-/// Moves the call to `status` if that is forward; returns whether it moved. A call reaching a
-/// final status is noted in `ended`, counted in the metrics once its transaction commits.
-fn advance(
-    conn: &Connection,
-    ended: &mut Vec<Status>,
-    id: &str,
-    status: Status,
+/// One event's writes, inside the batch's transaction: the connection, when the event
+/// happened (ms since the epoch), and the final statuses reached, counted in the metrics once
+/// the transaction commits.
+struct EventWrite<'a> {
+    conn: &'a Connection,
     now: i64,
-) -> rusqlite::Result<bool> {
-    let Some(current) = current_status(conn, id)? else {
-        return Ok(false);
-    };
-    if !status.is_after(current) {
-        return Ok(false);
-    }
-    exec(
-        conn,
-        "UPDATE calls SET status = ?2 WHERE call_log_id = ?1",
-        params![id, status.as_str()],
-    )?;
-    exec(
-        conn,
-        "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
-        params![id, status.as_str(), now],
-    )?;
-    if status.is_final() {
-        ended.push(status);
-    }
-    Ok(true)
+    ended: &'a mut Vec<Status>,
 }
 
-fn insert(
-    conn: &Connection,
-    id: &str,
-    direction: Direction,
-    status: Status,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let inserted = exec(
-        conn,
-        "INSERT OR IGNORE INTO calls (call_log_id, direction, status, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![id, direction.as_str(), status.as_str(), now],
-    )?;
-    if inserted == 1 {
-        exec(
-            conn,
-            "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
-            params![id, status.as_str(), now],
-        )?;
-    }
-    Ok(())
-}
-
-/// Writes one event, as of `now` (when it happened, in ms since the epoch).
+/// Writes one event, as of `now`.
 fn apply(
     conn: &Connection,
     event: &LogEvent,
     now: i64,
     ended: &mut Vec<Status>,
 ) -> rusqlite::Result<()> {
+    let mut w = EventWrite { conn, now, ended };
     match event {
-        LogEvent::Requested { id, to, caller_id } => {
-            insert(conn, id.as_str(), Direction::Outbound, Status::Queued, now)?;
-            exec(
-                conn,
-                "UPDATE calls SET to_number = ?2, caller_id = ?3 WHERE call_log_id = ?1",
-                params![id.as_str(), to, caller_id],
-            )?;
-        }
-        LogEvent::Placed { id, call_sid } => {
-            exec(
-                conn,
-                "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
-                params![id.as_str(), call_sid],
-            )?;
-            advance(conn, ended, id.as_str(), Status::Initiated, now)?;
-        }
-        LogEvent::PlaceFailed { id, error } => {
-            exec(
-                conn,
-                "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
-                params![id.as_str(), error, now],
-            )?;
-            advance(conn, ended, id.as_str(), Status::Failed, now)?;
-        }
-        LogEvent::PlaceUnknown { id, error } => {
-            exec(
-                conn,
-                "UPDATE calls SET last_error = ?2 WHERE call_log_id = ?1",
-                params![id.as_str(), error],
-            )?;
-        }
+        LogEvent::Requested { id, to, caller_id } => w.requested(id.as_str(), to, caller_id),
+        LogEvent::Placed { id, call_sid } => w.placed(id.as_str(), call_sid),
+        LogEvent::PlaceFailed { id, error } => w.place_failed(id.as_str(), error),
+        LogEvent::PlaceUnknown { id, error } => w.set(
+            "UPDATE calls SET last_error = ?2 WHERE call_log_id = ?1",
+            params![id.as_str(), error],
+        ),
         LogEvent::Connected {
             id,
             direction,
             call_sid,
             from,
             to,
-        } => {
-            insert(conn, id.as_str(), *direction, Status::Connected, now)?;
-            exec(
-                conn,
-                "UPDATE calls SET call_sid = COALESCE(call_sid, ?2),
-                     from_number = COALESCE(from_number, NULLIF(?3, '')),
-                     to_number = COALESCE(to_number, NULLIF(?4, '')) WHERE call_log_id = ?1",
-                params![id.as_str(), call_sid, from, to],
-            )?;
-            advance(conn, ended, id.as_str(), Status::Connected, now)?;
-        }
+        } => w.connected(id.as_str(), *direction, call_sid, from, to),
         LogEvent::MediaStarted {
             id,
             stream_sid,
@@ -856,75 +795,30 @@ fn apply(
             to,
             recording_path,
         } => {
-            // A static MEDIA_SECRET URL has no webhook before it: the row may start here.
-            insert(
-                conn,
-                id.as_str(),
-                Direction::Inbound,
-                Status::InProgress,
-                now,
-            )?;
-            exec(
-                conn,
-                "UPDATE calls SET stream_sid = ?2, call_sid = COALESCE(call_sid, NULLIF(?3, '')),
-                     from_number = COALESCE(from_number, NULLIF(?4, '')),
-                     to_number = COALESCE(to_number, NULLIF(?5, '')),
-                     answered_at = COALESCE(answered_at, ?6) WHERE call_log_id = ?1",
-                params![id.as_str(), stream_sid, call_sid, from, to, now],
-            )?;
-            if let Some(path) = recording_path {
-                exec(
-                    conn,
+            w.media_started(id.as_str(), stream_sid, call_sid, from, to)?;
+            match recording_path {
+                Some(path) => w.set(
                     "UPDATE calls SET recording_path = ?2 WHERE call_log_id = ?1",
                     params![id.as_str(), path],
-                )?;
+                ),
+                None => Ok(()),
             }
-            advance(conn, ended, id.as_str(), Status::InProgress, now)?;
         }
         LogEvent::MediaEnded {
             id,
             status,
             reason,
             counts,
-        } => {
-            exec(
-                conn,
-                "UPDATE calls SET frames_in = frames_in + ?2, bytes_in = bytes_in + ?3,
-                     frames_out = frames_out + ?4, bytes_out = bytes_out + ?5,
-                     dtmf = dtmf || ?6 WHERE call_log_id = ?1",
-                params![
-                    id.as_str(),
-                    counts.frames_in as i64,
-                    counts.bytes_in as i64,
-                    counts.frames_out as i64,
-                    counts.bytes_out as i64,
-                    counts.dtmf
-                ],
-            )?;
-            if let Some(status) = status {
-                exec(
-                    conn,
-                    "UPDATE calls SET ended_at = COALESCE(ended_at, ?2), end_reason = ?3,
-                         duration_s = COALESCE(duration_s, (?2 - answered_at) / 1000)
-                     WHERE call_log_id = ?1",
-                    params![id.as_str(), now, reason],
-                )?;
-                advance(conn, ended, id.as_str(), *status, now)?;
-            }
-        }
-        LogEvent::Handoff { id, reason } => {
-            conn.execute(
-                "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
-                params![id.as_str(), reason],
-            )?;
-        }
-        LogEvent::StreamEnd(end) => stream_end(conn, end)?,
-        LogEvent::DoNotCall { id } => {
-            conn.execute(
-                "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
-                [id.as_str()],
-            )?;
-        }
+        } => w.media_ended(id.as_str(), *status, reason, counts),
+        LogEvent::Handoff { id, reason } => w.set(
+            "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
+            params![id.as_str(), reason],
+        ),
+        LogEvent::StreamEnd(end) => stream_end(conn, end),
+        LogEvent::DoNotCall { id } => w.set(
+            "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
+            [id.as_str()],
+        ),
         LogEvent::ExotelStatus {
             custom_field,
             call_sid,
@@ -932,57 +826,228 @@ fn apply(
             duration_s,
             recording_url,
         } => {
-            let by_field: Option<(String, Option<String>)> = match custom_field {
-                Some(f) => conn
-                    .query_row(
-                        "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
-                        [f],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?,
-                None => None,
-            };
-            // A callback naming another CallSid than the call's is not about this call.
-            if let (Some((id, Some(row_sid))), Some(given)) = (&by_field, call_sid) {
-                if !row_sid.is_empty() && row_sid != given {
-                    crate::warn!(
-                        "calllog.status_call_sid_mismatch",
-                        callLogId = id,
-                        callSid = given,
-                        rowCallSid = row_sid
-                    );
-                    return Ok(());
-                }
-            }
-            let id = row_by(conn, by_field.map(|(id, _)| id), call_sid.as_deref())?;
-            let Some(id) = id else {
-                crate::warn!(
-                    "calllog.unmatched_status",
-                    customField = custom_field.as_deref().unwrap_or(""),
-                    callSid = call_sid.as_deref().unwrap_or("")
-                );
+            let Some(id) = status_row(conn, custom_field.as_deref(), call_sid.as_deref())? else {
                 return Ok(());
             };
-            // Exotel's billing duration is authoritative over ours.
-            exec(
-                conn,
-                "UPDATE calls SET duration_s = COALESCE(?2, duration_s),
-                     exotel_recording_url = COALESCE(?3, exotel_recording_url),
-                     call_sid = COALESCE(call_sid, ?4) WHERE call_log_id = ?1",
-                params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
-            )?;
-            if let Some(status) = status {
-                if advance(conn, ended, &id, *status, now)? && status.is_final() {
-                    exec(
-                        conn,
-                        "UPDATE calls SET ended_at = COALESCE(ended_at, ?2) WHERE call_log_id = ?1",
-                        params![id, now],
-                    )?;
-                }
-            }
+            w.exotel_status(
+                &id,
+                call_sid.as_deref(),
+                *status,
+                *duration_s,
+                recording_url,
+            )
         }
     }
-    Ok(())
+}
+
+impl EventWrite<'_> {
+    /// One statement on the call's row.
+    fn set<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<()> {
+        exec(self.conn, sql, params).map(drop)
+    }
+
+    /// Moves the call to `status` if that is forward; returns whether it moved. A call
+    /// reaching a final status is noted in `ended`.
+    fn advance(&mut self, id: &str, status: Status) -> rusqlite::Result<bool> {
+        let Some(current) = current_status(self.conn, id)? else {
+            return Ok(false);
+        };
+        if !status.is_after(current) {
+            return Ok(false);
+        }
+        self.set(
+            "UPDATE calls SET status = ?2 WHERE call_log_id = ?1",
+            params![id, status.as_str()],
+        )?;
+        self.set(
+            "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
+            params![id, status.as_str(), self.now],
+        )?;
+        if status.is_final() {
+            self.ended.push(status);
+        }
+        Ok(true)
+    }
+
+    /// A new row in `status` with its history, unless the call has one already.
+    fn insert(&self, id: &str, direction: Direction, status: Status) -> rusqlite::Result<()> {
+        let inserted = exec(
+            self.conn,
+            "INSERT OR IGNORE INTO calls (call_log_id, direction, status, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, direction.as_str(), status.as_str(), self.now],
+        )?;
+        if inserted == 1 {
+            self.set(
+                "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
+                params![id, status.as_str(), self.now],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `POST /call` accepted it: a new outbound row, `queued`.
+    fn requested(&self, id: &str, to: &str, caller_id: &str) -> rusqlite::Result<()> {
+        self.insert(id, Direction::Outbound, Status::Queued)?;
+        self.set(
+            "UPDATE calls SET to_number = ?2, caller_id = ?3 WHERE call_log_id = ?1",
+            params![id, to, caller_id],
+        )
+    }
+
+    fn placed(&mut self, id: &str, call_sid: &str) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
+            params![id, call_sid],
+        )?;
+        self.advance(id, Status::Initiated).map(drop)
+    }
+
+    fn place_failed(&mut self, id: &str, error: &str) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
+            params![id, error, self.now],
+        )?;
+        self.advance(id, Status::Failed).map(drop)
+    }
+
+    fn connected(
+        &mut self,
+        id: &str,
+        direction: Direction,
+        call_sid: &str,
+        from: &str,
+        to: &str,
+    ) -> rusqlite::Result<()> {
+        self.insert(id, direction, Status::Connected)?;
+        self.set(
+            "UPDATE calls SET call_sid = COALESCE(call_sid, ?2),
+                 from_number = COALESCE(from_number, NULLIF(?3, '')),
+                 to_number = COALESCE(to_number, NULLIF(?4, '')) WHERE call_log_id = ?1",
+            params![id, call_sid, from, to],
+        )?;
+        self.advance(id, Status::Connected).map(drop)
+    }
+
+    fn media_started(
+        &mut self,
+        id: &str,
+        stream_sid: &str,
+        call_sid: &str,
+        from: &str,
+        to: &str,
+    ) -> rusqlite::Result<()> {
+        // A static MEDIA_SECRET URL has no webhook before it: the row may start here.
+        self.insert(id, Direction::Inbound, Status::InProgress)?;
+        self.set(
+            "UPDATE calls SET stream_sid = ?2, call_sid = COALESCE(call_sid, NULLIF(?3, '')),
+                 from_number = COALESCE(from_number, NULLIF(?4, '')),
+                 to_number = COALESCE(to_number, NULLIF(?5, '')),
+                 answered_at = COALESCE(answered_at, ?6) WHERE call_log_id = ?1",
+            params![id, stream_sid, call_sid, from, to, self.now],
+        )?;
+        self.advance(id, Status::InProgress).map(drop)
+    }
+
+    /// The stream's counts are added; a status (none when another socket took the call over)
+    /// ends the call with its reason.
+    fn media_ended(
+        &mut self,
+        id: &str,
+        status: Option<Status>,
+        reason: &str,
+        counts: &MediaCounts,
+    ) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET frames_in = frames_in + ?2, bytes_in = bytes_in + ?3,
+                 frames_out = frames_out + ?4, bytes_out = bytes_out + ?5,
+                 dtmf = dtmf || ?6 WHERE call_log_id = ?1",
+            params![
+                id,
+                counts.frames_in as i64,
+                counts.bytes_in as i64,
+                counts.frames_out as i64,
+                counts.bytes_out as i64,
+                counts.dtmf
+            ],
+        )?;
+        let Some(status) = status else {
+            return Ok(());
+        };
+        self.set(
+            "UPDATE calls SET ended_at = COALESCE(ended_at, ?2), end_reason = ?3,
+                 duration_s = COALESCE(duration_s, (?2 - answered_at) / 1000)
+             WHERE call_log_id = ?1",
+            params![id, self.now, reason],
+        )?;
+        self.advance(id, status).map(drop)
+    }
+
+    /// Exotel's status callback on the call's row (`status_row` found it).
+    fn exotel_status(
+        &mut self,
+        id: &str,
+        call_sid: Option<&str>,
+        status: Option<Status>,
+        duration_s: Option<u64>,
+        recording_url: &Option<String>,
+    ) -> rusqlite::Result<()> {
+        // Exotel's billing duration is authoritative over ours.
+        self.set(
+            "UPDATE calls SET duration_s = COALESCE(?2, duration_s),
+                 exotel_recording_url = COALESCE(?3, exotel_recording_url),
+                 call_sid = COALESCE(call_sid, ?4) WHERE call_log_id = ?1",
+            params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
+        )?;
+        if let Some(status) = status {
+            if self.advance(id, status)? && status.is_final() {
+                self.set(
+                    "UPDATE calls SET ended_at = COALESCE(ended_at, ?2) WHERE call_log_id = ?1",
+                    params![id, self.now],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The row a status callback is about: the one its CustomField names, else the one with its
+/// CallSid. `None` (logged) when no row matches, or when the named row has another CallSid: a
+/// callback naming another CallSid than the call's is not about this call.
+fn status_row(
+    conn: &Connection,
+    custom_field: Option<&str>,
+    call_sid: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    let by_field: Option<(String, Option<String>)> = match custom_field {
+        Some(f) => conn
+            .query_row(
+                "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
+                [f],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => None,
+    };
+    if let (Some((id, Some(row_sid))), Some(given)) = (&by_field, call_sid) {
+        if !row_sid.is_empty() && row_sid != given {
+            crate::warn!(
+                "calllog.status_call_sid_mismatch",
+                callLogId = id,
+                callSid = given,
+                rowCallSid = row_sid
+            );
+            return Ok(None);
+        }
+    }
+    let id = row_by(conn, by_field.map(|(id, _)| id), call_sid)?;
+    if id.is_none() {
+        crate::warn!(
+            "calllog.unmatched_status",
+            customField = custom_field.unwrap_or(""),
+            callSid = call_sid.unwrap_or("")
+        );
+    }
+    Ok(id)
 }
 
 /// The row of an Exotel request: the one its CustomField named (`by_id`, already looked up),
@@ -1223,8 +1288,22 @@ mod tests {
         }
         let (log, opened) = CallLog::open(&path, Arc::new(Metrics::new())).unwrap();
         assert_eq!(opened.interrupted, 1);
-        assert_eq!(log.get("live").unwrap().unwrap().status, "interrupted");
-        assert_eq!(log.get("done").unwrap().unwrap().status, "failed");
+        let live = log.get("live").unwrap().unwrap();
+        assert_eq!(live.status, "interrupted");
+        assert_eq!(live.end_reason.as_deref(), Some("process-stopped"));
+        let history: Vec<&str> = live.history.iter().map(|h| h.status.as_str()).collect();
+        assert_eq!(
+            history,
+            ["connected", "interrupted"],
+            "the mark is in its history"
+        );
+        let done = log.get("done").unwrap().unwrap();
+        assert_eq!(done.status, "failed");
+        assert_eq!(
+            done.history.len(),
+            2,
+            "a finished call's history is kept as it was"
+        );
         let all = log
             .list(ListQuery {
                 limit: 10,
