@@ -61,119 +61,36 @@ impl App {
     /// Like [`App::new`], with your own bots. Fails when `DATA_DIR` or its call log cannot be
     /// opened; the text names the path and the cause.
     pub fn with_bots(config: Config, port: u16, bots: Box<dyn BotFactory>) -> Result<App, String> {
-        let public_base = config
-            .public_base_url
-            .clone()
-            .unwrap_or_else(|| match config.tls {
-                Some(_) => format!("https://localhost:{port}"),
-                None => format!("http://localhost:{port}"),
-            });
-        let media_base = match public_base.strip_prefix("https://") {
-            Some(rest) => format!("wss://{rest}"),
-            None => format!("ws://{}", public_base.trim_start_matches("http://")),
-        };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
+        let (public_base, media_base) = public_urls(&config, port);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let db = config.data_dir.join("calls.db");
-        let (call_log, opened) =
-            CallLog::open(&db, metrics.clone()).map_err(|e| format!("DATA_DIR call log {e}"))?;
-        // Call data and, with phones, Exotel's tokens: readable by this user only.
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("DATA_DIR {}: {e}", db.display()))?;
-        }
-        let (store, stored) =
-            crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
-        let dnc = crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc);
-        let phones =
-            crate::calls::phones::Phones::new(store.clone(), stored.phones, config.exotel.timeout);
-        let clock = match config.campaign_clock_start {
-            Some(start) => crate::calls::campaigns::window::Clock::starting_at(start),
-            None => crate::calls::campaigns::window::Clock::system(),
-        };
-        let relay_template = match &config.bot {
-            crate::config::BotChoice::Relay(relay) => Some(relay.clone()),
-            crate::config::BotChoice::Echo => None,
-        };
-        let agents = crate::calls::agents::Agents::new(
-            store.clone(),
-            stored.agents,
-            config.data_dir.join("agents"),
-            relay_template,
-        );
-        let campaigns = crate::calls::campaigns::Campaigns::new(store, clock);
-        if opened.interrupted > 0 {
-            crate::warn!(
-                "calllog.interrupted",
-                calls = opened.interrupted,
-                detail = "calls that were live when the process stopped are marked interrupted"
-            );
-        }
-        let recorder = if config.record {
-            let dir = config.data_dir.join("recordings");
-            let (recorder, repaired) =
-                crate::media::recorder::Recorder::start(&dir, metrics.clone())
-                    .map_err(|e| format!("DATA_DIR recordings {}: {e}", dir.display()))?;
-            if repaired > 0 {
-                crate::warn!(
-                    "recording.repaired",
-                    files = repaired,
-                    detail = "WAV headers fixed after a crash"
-                );
-            }
-            Some(recorder)
-        } else {
-            None
-        };
+        let data = open_data(&config, &metrics)?;
+        let recorder = start_recorder(&config, &metrics)?;
         let registry = Registry::new(config.media_token_ttl, config.max_pending_media_tokens);
         let slots = std::sync::Arc::new(Slots::new(
             config.max_concurrent_calls,
             config.call_slot_timeout,
         ));
-        let pool = ApiPool::start(config.exotel.api_threads);
-        let default_line = exotel_client(&config).map(|account| {
-            Line::from_environment(
-                account,
-                config.exotel.caller_id.clone().unwrap_or_default(),
-                match config.exotel.connect_mode {
-                    crate::config::ConnectMode::Applet => config.exotel.app_id.clone(),
-                    crate::config::ConnectMode::Stream => None,
-                },
-                None,
-            )
-        });
-        let media_settings = crate::media::session::SessionSettings {
-            lead: config.media_lead,
-            idle_timeout: config.media_idle_timeout,
-            ping_interval: config.media_ping_interval,
-            start_timeout: config.media_start_timeout,
-            max_inbound_lead: config.media_max_ahead,
-            max_frames_per_second: config.media_max_frames_per_second,
-            handoff_dtmf: config.handoff_dtmf,
-        };
         Ok(App {
-            config,
             public_base,
             media_base,
             registry,
             slots,
-            call_log,
-            dnc,
-            phones,
-            agents,
-            campaigns,
+            call_log: data.call_log,
+            dnc: data.dnc,
+            phones: data.phones,
+            agents: data.agents,
+            campaigns: data.campaigns,
             plans: Default::default(),
             handoffs: Default::default(),
             metrics,
             recorder,
-            pool,
-            default_line,
+            pool: ApiPool::start(config.exotel.api_threads),
+            default_line: environment_line(&config),
             bots,
-            media_settings,
+            media_settings: media_settings(&config),
             media_loops: Default::default(),
             draining: Default::default(),
+            config,
         })
     }
 
@@ -257,6 +174,136 @@ fn tokens_busy() -> Response {
         "too many media tokens are pending (MAX_PENDING_MEDIA_TOKENS); try again shortly",
     )
     .with_header("Retry-After", "5")
+}
+
+/// The public base URL (`WEBHOOK_BASE_URL`, else this host on `port`) and its WebSocket form.
+fn public_urls(config: &Config, port: u16) -> (String, String) {
+    let public_base = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| match config.tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://localhost:{port}"),
+        });
+    let media_base = match public_base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", public_base.trim_start_matches("http://")),
+    };
+    (public_base, media_base)
+}
+
+/// What `DATA_DIR`'s `calls.db` holds, opened: the call log and the store behind the
+/// do-not-call list, phones, agents and campaigns.
+struct Data {
+    call_log: CallLog,
+    dnc: crate::calls::dnc::DoNotCall,
+    phones: crate::calls::phones::Phones,
+    agents: crate::calls::agents::Agents,
+    campaigns: crate::calls::campaigns::Campaigns,
+}
+
+/// Creates `DATA_DIR`, opens `calls.db` (readable by this user only: call data and, with
+/// phones, Exotel's tokens) and what is stored in it.
+fn open_data(
+    config: &Config,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<Data, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
+    let db = config.data_dir.join("calls.db");
+    let (call_log, opened) =
+        CallLog::open(&db, metrics.clone()).map_err(|e| format!("DATA_DIR call log {e}"))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("DATA_DIR {}: {e}", db.display()))?;
+    }
+    if opened.interrupted > 0 {
+        crate::warn!(
+            "calllog.interrupted",
+            calls = opened.interrupted,
+            detail = "calls that were live when the process stopped are marked interrupted"
+        );
+    }
+    let (store, stored) =
+        crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
+    let relay_template = match &config.bot {
+        crate::config::BotChoice::Relay(relay) => Some(relay.clone()),
+        crate::config::BotChoice::Echo => None,
+    };
+    Ok(Data {
+        call_log,
+        dnc: crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc),
+        phones: crate::calls::phones::Phones::new(
+            store.clone(),
+            stored.phones,
+            config.exotel.timeout,
+        ),
+        agents: crate::calls::agents::Agents::new(
+            store.clone(),
+            stored.agents,
+            config.data_dir.join("agents"),
+            relay_template,
+        ),
+        campaigns: crate::calls::campaigns::Campaigns::new(store, campaign_clock(config)),
+    })
+}
+
+/// The campaigns' clock: the system's, or `CAMPAIGN_CLOCK_START`'s.
+fn campaign_clock(config: &Config) -> crate::calls::campaigns::window::Clock {
+    match config.campaign_clock_start {
+        Some(start) => crate::calls::campaigns::window::Clock::starting_at(start),
+        None => crate::calls::campaigns::window::Clock::system(),
+    }
+}
+
+/// The recordings' writer when `RECORD` is on; WAVs a crash left unfinished are repaired.
+fn start_recorder(
+    config: &Config,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<Option<crate::media::recorder::Recorder>, String> {
+    if !config.record {
+        return Ok(None);
+    }
+    let dir = config.data_dir.join("recordings");
+    let (recorder, repaired) = crate::media::recorder::Recorder::start(&dir, metrics.clone())
+        .map_err(|e| format!("DATA_DIR recordings {}: {e}", dir.display()))?;
+    if repaired > 0 {
+        crate::warn!(
+            "recording.repaired",
+            files = repaired,
+            detail = "WAV headers fixed after a crash"
+        );
+    }
+    Ok(Some(recorder))
+}
+
+/// The environment's line (`EXOTEL_*`), or the variables missing to make it.
+fn environment_line(config: &Config) -> Result<Line, Vec<&'static str>> {
+    exotel_client(config).map(|account| {
+        Line::from_environment(
+            account,
+            config.exotel.caller_id.clone().unwrap_or_default(),
+            match config.exotel.connect_mode {
+                crate::config::ConnectMode::Applet => config.exotel.app_id.clone(),
+                crate::config::ConnectMode::Stream => None,
+            },
+            None,
+        )
+    })
+}
+
+/// The media sessions' settings, from the `MEDIA_*` variables and `HANDOFF_DTMF`.
+fn media_settings(config: &Config) -> crate::media::session::SessionSettings {
+    crate::media::session::SessionSettings {
+        lead: config.media_lead,
+        idle_timeout: config.media_idle_timeout,
+        ping_interval: config.media_ping_interval,
+        start_timeout: config.media_start_timeout,
+        max_inbound_lead: config.media_max_ahead,
+        max_frames_per_second: config.media_max_frames_per_second,
+        handoff_dtmf: config.handoff_dtmf,
+    }
 }
 
 /// The Exotel client, or the names of the variables needed to make one.
