@@ -174,58 +174,10 @@ impl RelayConfig {
             variable: "BOT_URL",
             problem: "is required with BOT=relay (ws://host:port/path or wss://…)".into(),
         })?;
-        let bad = |why: &str| ConfigError {
+        let address = BotAddress::parse(&url).map_err(|why| ConfigError {
             variable: "BOT_URL",
             problem: format!("{url:?} {why}"),
-        };
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("wss://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("ws://") {
-            (false, rest)
-        } else {
-            return Err(bad("has no ws:// or wss:// scheme"));
-        };
-        if url.contains([' ', '#']) {
-            return Err(bad("must not hold spaces or a fragment"));
-        }
-        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-        if authority.contains('@') {
-            return Err(bad(
-                "holds credentials: put them in BOT_HEADERS as an Authorization header",
-            ));
-        }
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(v6) => {
-                let (host, after) = v6
-                    .split_once(']')
-                    .ok_or_else(|| bad("has an unclosed [IPv6 address"))?;
-                (host, after.strip_prefix(':'))
-            }
-            None => match authority.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            },
-        };
-        if host.is_empty() {
-            return Err(bad("has no host"));
-        }
-        if host.contains(':') && !authority.starts_with('[') {
-            return Err(bad("has an IPv6 address without [brackets]"));
-        }
-        let port = match port {
-            None => {
-                if tls {
-                    443
-                } else {
-                    80
-                }
-            }
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| bad("has a port that is not 1..=65535"))?,
-        };
+        })?;
         let headers = match var("BOT_HEADERS") {
             None => Vec::new(),
             Some(json) => parse_headers(&json).map_err(|problem| ConfigError {
@@ -233,35 +185,13 @@ impl RelayConfig {
                 problem,
             })?,
         };
-        let fallback = match var("BOT_FALLBACK").as_deref() {
-            None | Some("hangup") => Fallback::Hangup,
-            Some("echo") => Fallback::Echo,
-            Some("handoff") => Fallback::Handoff,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "BOT_FALLBACK",
-                    problem: format!("{other:?} is not hangup, echo or handoff"),
-                })
-            }
-        };
-        let extra_roots = match var("BOT_CA_FILE") {
-            None => Vec::new(),
-            Some(path) => {
-                crate::tls::trust_anchors(std::path::Path::new(&path)).map_err(|problem| {
-                    ConfigError {
-                        variable: "BOT_CA_FILE",
-                        problem: format!("{path:?} {problem}"),
-                    }
-                })?
-            }
-        };
         Ok(RelayConfig {
-            extra_roots,
-            tls,
-            host: host.to_owned(),
-            port,
+            extra_roots: bot_ca_file(var)?,
+            tls: address.tls,
+            host: address.host,
+            port: address.port,
             headers,
-            fallback,
+            fallback: bot_fallback(var)?,
             connect_timeout: Duration::from_millis(ranged(
                 var,
                 "BOT_CONNECT_TIMEOUT_MS",
@@ -280,6 +210,89 @@ impl RelayConfig {
             url,
         })
     }
+}
+
+/// Where `BOT_URL` points: the scheme's TLS, the host as written (an IPv6 address without its
+/// brackets) and the port (the scheme's when none is given).
+#[derive(Debug, PartialEq, Eq)]
+struct BotAddress {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl BotAddress {
+    /// Reads a `ws://` or `wss://` URL; the error says what is wrong with it.
+    fn parse(url: &str) -> Result<BotAddress, &'static str> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else {
+            return Err("has no ws:// or wss:// scheme");
+        };
+        if url.contains([' ', '#']) {
+            return Err("must not hold spaces or a fragment");
+        }
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        if authority.contains('@') {
+            return Err("holds credentials: put them in BOT_HEADERS as an Authorization header");
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or("has an unclosed [IPv6 address")?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return Err("has no host");
+        }
+        if host.contains(':') && !authority.starts_with('[') {
+            return Err("has an IPv6 address without [brackets]");
+        }
+        let port = match port {
+            None if tls => 443,
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or("has a port that is not 1..=65535")?,
+        };
+        Ok(BotAddress {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// `BOT_FALLBACK`: what a call gets when its bot cannot be reached (hang up by default).
+fn bot_fallback(var: &impl Fn(&str) -> Option<String>) -> Result<Fallback, ConfigError> {
+    match var("BOT_FALLBACK").as_deref() {
+        None | Some("hangup") => Ok(Fallback::Hangup),
+        Some("echo") => Ok(Fallback::Echo),
+        Some("handoff") => Ok(Fallback::Handoff),
+        Some(other) => Err(ConfigError {
+            variable: "BOT_FALLBACK",
+            problem: format!("{other:?} is not hangup, echo or handoff"),
+        }),
+    }
+}
+
+/// `BOT_CA_FILE`: the certificates it holds, trusted for `wss://` besides the web's roots.
+fn bot_ca_file(var: &impl Fn(&str) -> Option<String>) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let Some(path) = var("BOT_CA_FILE") else {
+        return Ok(Vec::new());
+    };
+    crate::tls::trust_anchors(std::path::Path::new(&path)).map_err(|problem| ConfigError {
+        variable: "BOT_CA_FILE",
+        problem: format!("{path:?} {problem}"),
+    })
 }
 
 /// `BOT_HEADERS`: `{"Authorization": "Bearer …", "X-Tenant": "a"}`.
@@ -1106,6 +1119,39 @@ mod tests {
             panic!("not a relay")
         };
         assert_eq!(private.extra_roots.len(), 1);
+    }
+
+    #[test]
+    fn a_bot_url_is_read_or_refused_with_its_reason() {
+        for (url, why) in [
+            ("http://bot/ws", "has no ws:// or wss:// scheme"),
+            ("bot:9/ws", "has no ws:// or wss:// scheme"),
+            ("ws://bot/a b", "must not hold spaces or a fragment"),
+            ("ws://bot/ws#x", "must not hold spaces or a fragment"),
+            (
+                "wss://user:pw@bot/x",
+                "holds credentials: put them in BOT_HEADERS as an Authorization header",
+            ),
+            ("ws://[::1/x", "has an unclosed [IPv6 address"),
+            ("ws://", "has no host"),
+            ("ws://:9/x", "has no host"),
+            ("ws://::1/x", "has an IPv6 address without [brackets]"),
+            ("ws://bot:0/x", "has a port that is not 1..=65535"),
+            ("ws://bot:99999", "has a port that is not 1..=65535"),
+        ] {
+            assert_eq!(BotAddress::parse(url), Err(why), "{url}");
+        }
+        let read = |url| BotAddress::parse(url).unwrap();
+        let address = |tls, host: &str, port| BotAddress {
+            tls,
+            host: host.into(),
+            port,
+        };
+        assert_eq!(read("ws://bot/ws"), address(false, "bot", 80));
+        assert_eq!(read("wss://bot?team=a"), address(true, "bot", 443));
+        assert_eq!(read("wss://bot:8443/ws"), address(true, "bot", 8443));
+        assert_eq!(read("ws://[::1]/x"), address(false, "::1", 80));
+        assert_eq!(read("wss://[::1]:9/x"), address(true, "::1", 9));
     }
 
     #[test]
