@@ -415,23 +415,8 @@ impl Campaigns {
             Ok(c) => c,
             Err(why) => return bad(why),
         };
-        if let Some(from) = &settings.from {
-            if !phone_known(from) {
-                return Response::error(
-                    400,
-                    "unknown_phone",
-                    format!("from {from} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)"),
-                );
-            }
-        }
-        if let Some(agent) = &settings.agent {
-            if !agent_known(agent) {
-                return Response::error(
-                    400,
-                    "unknown_agent",
-                    format!("agent {agent:?} is not one of /agents (POST /agents adds it)"),
-                );
-            }
+        if let Err(r) = names_known(&settings, phone_known, agent_known) {
+            return r;
         }
         if checked.contacts.is_empty() {
             return Response::json(
@@ -443,31 +428,12 @@ impl Campaigns {
                 }),
             );
         }
-        let id = CallLogId::generate().as_str().to_owned();
         let now = self.clock.now_ms();
         let status = checked_settings.status_at(now);
-        let contacts: Vec<NewContact> = checked
-            .contacts
-            .iter()
-            .map(|c| NewContact {
-                to: c.to.clone(),
-                params: c.params_json(),
-            })
-            .collect();
-        let total = contacts.len();
-        let written = self.store.campaign_create(
-            NewCampaign {
-                id: id.clone(),
-                name: settings.name.clone(),
-                status: status.into(),
-                settings: serde_json::to_string(&settings).unwrap_or_default(),
-                created_at: now,
-            },
-            contacts,
-        );
-        if let Err(e) = written {
-            return Response::error(503, "store_unavailable", e);
-        }
+        let (id, total) = match self.write(&settings, &checked.contacts, status, now) {
+            Ok(written) => written,
+            Err(e) => return Response::error(503, "store_unavailable", e),
+        };
         crate::info!(
             "campaign.created",
             campaign = id,
@@ -488,6 +454,36 @@ impl Campaigns {
                 "settings": settings,
             }),
         )
+    }
+
+    /// Writes a new campaign and its contacts; answers its id and how many contacts it has.
+    fn write(
+        &self,
+        settings: &Settings,
+        contacts: &[contacts::Contact],
+        status: &str,
+        now: i64,
+    ) -> Result<(String, usize), String> {
+        let id = CallLogId::generate().as_str().to_owned();
+        let rows: Vec<NewContact> = contacts
+            .iter()
+            .map(|c| NewContact {
+                to: c.to.clone(),
+                params: c.params_json(),
+            })
+            .collect();
+        let total = rows.len();
+        self.store.campaign_create(
+            NewCampaign {
+                id: id.clone(),
+                name: settings.name.clone(),
+                status: status.into(),
+                settings: serde_json::to_string(settings).unwrap_or_default(),
+                created_at: now,
+            },
+            rows,
+        )?;
+        Ok((id, total))
     }
 
     /// `GET /campaigns`.
@@ -691,6 +687,29 @@ impl Campaigns {
             Err(e) => Err(Response::error(503, "store_unavailable", e)),
         }
     }
+}
+
+/// The phone (`from`) and the agent a campaign names must exist: 400 naming which does not.
+fn names_known(
+    settings: &Settings,
+    phone_known: impl Fn(&str) -> bool,
+    agent_known: impl Fn(&str) -> bool,
+) -> Result<(), Response> {
+    if let Some(from) = settings.from.as_deref().filter(|f| !phone_known(f)) {
+        return Err(Response::error(
+            400,
+            "unknown_phone",
+            format!("from {from} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)"),
+        ));
+    }
+    if let Some(agent) = settings.agent.as_deref().filter(|a| !agent_known(a)) {
+        return Err(Response::error(
+            400,
+            "unknown_agent",
+            format!("agent {agent:?} is not one of /agents (POST /agents adds it)"),
+        ));
+    }
+    Ok(())
 }
 
 /// A campaign as lists show it.
