@@ -8,6 +8,7 @@
 
 use crate::app::App;
 use crate::calls::log::{Direction, LogEvent, Status};
+use crate::calls::phones::Line;
 use crate::calls::CallLogId;
 use crate::http::{Params, Request, Response};
 
@@ -59,81 +60,14 @@ fn connect(app: &App, request: &Request) -> Response {
         Ok(hook) => hook,
         Err(why) => return Response::error(400, "bad_request", why),
     };
-    // Our own calls carry their callLogId as CustomField; inbound calls get a fresh one. A
-    // CustomField we could not have sent (set in Exotel's dashboard, say) is kept in the log but
-    // does not become an id.
-    let call_log_id = match hook.custom_field.as_deref().map(CallLogId::parse) {
-        Some(Ok(id)) => id,
-        Some(Err(why)) => {
-            let id = CallLogId::generate();
-            crate::warn!(
-                "webhook.foreign_custom_field",
-                callLogId = id,
-                callSid = hook.call_sid,
-                customField = hook.custom_field.as_deref().unwrap_or(""),
-                why = why
-            );
-            id
-        }
-        None => CallLogId::generate(),
+    let call_log_id = call_log_id_of(&hook);
+    let direction = direction_of(app, &hook, &call_log_id);
+    let line = inbound_line(app, direction, &hook);
+    let over_capacity = match take_slot(app, &hook, &call_log_id, line.as_ref()) {
+        Ok(over_capacity) => over_capacity,
+        Err(refused) => return refused,
     };
-    // A call placed through /call already holds its slot; any other call takes one now, and
-    // gives it back if its media never connects (its token expires).
-    let direction = if app.slots.holds(&call_log_id) {
-        Direction::Outbound
-    } else {
-        match hook.direction.as_deref() {
-            Some(d) if d.starts_with("outbound") => Direction::Outbound,
-            _ => Direction::Inbound,
-        }
-    };
-    // An inbound call to one of /phones counts against that phone's limit too.
-    let line = match direction {
-        Direction::Inbound => hook
-            .call_to
-            .as_deref()
-            .and_then(|to| crate::calls::PhoneNumber::parse(to).ok())
-            .and_then(|to| app.phones.line(&to)),
-        Direction::Outbound => None,
-    };
-    let connect_by = std::time::Instant::now() + app.registry.ttl();
-    let over_capacity = app
-        .slots
-        .acquire_until_connected(
-            &call_log_id,
-            connect_by,
-            line.as_ref().and_then(|l| l.limit()),
-        )
-        .is_err();
-    // A call that is live under another CallSid is not this request's to take over: a
-    // stranger who knows a callLogId must not get its media token. (Taking the slot leaves a
-    // slot already held as it was, so the binding below sees the live call's CallSid.)
-    if let Err(other) = app.slots.bind_call_sid(&call_log_id, &hook.call_sid) {
-        return refuse_other_call_sid(app, &call_log_id, &hook.call_sid, &other.live);
-    }
-    if over_capacity {
-        crate::warn!(
-            "webhook.over_capacity",
-            callLogId = call_log_id,
-            callSid = hook.call_sid,
-            max = app.slots.max(),
-            phone = line.as_ref().and_then(|l| l.phone.as_deref()).unwrap_or("")
-        );
-    }
-    // An inbound call to a phone with an agent gets that agent.
-    if let Some(agent) = line
-        .as_ref()
-        .and_then(|l| l.agent.as_deref())
-        .and_then(|name| app.agents.get(name))
-    {
-        app.plans.put(
-            &call_log_id,
-            crate::calls::plans::Plan {
-                agent: Some(agent),
-                ..Default::default()
-            },
-        );
-    }
+    give_phone_agent(app, &call_log_id, line.as_ref());
     let url = match app.issue_media_url(&call_log_id, over_capacity) {
         Ok(url) => url,
         Err(busy) => return busy,
@@ -156,6 +90,103 @@ fn connect(app: &App, request: &Request) -> Response {
         to: hook.call_to.unwrap_or_default(),
     });
     Response::json(200, &Answer { url })
+}
+
+/// Our own calls carry their callLogId as CustomField; inbound calls get a fresh one. A
+/// CustomField we could not have sent (set in Exotel's dashboard, say) is kept in the log but
+/// does not become an id.
+fn call_log_id_of(hook: &ConnectWebhook) -> CallLogId {
+    match hook.custom_field.as_deref().map(CallLogId::parse) {
+        Some(Ok(id)) => id,
+        Some(Err(why)) => {
+            let id = CallLogId::generate();
+            crate::warn!(
+                "webhook.foreign_custom_field",
+                callLogId = id,
+                callSid = hook.call_sid,
+                customField = hook.custom_field.as_deref().unwrap_or(""),
+                why = why
+            );
+            id
+        }
+        None => CallLogId::generate(),
+    }
+}
+
+/// A call placed through /call already holds its slot (outbound); otherwise Exotel's
+/// `Direction` says, inbound when it says nothing.
+fn direction_of(app: &App, hook: &ConnectWebhook, call_log_id: &CallLogId) -> Direction {
+    if app.slots.holds(call_log_id) {
+        return Direction::Outbound;
+    }
+    match hook.direction.as_deref() {
+        Some(d) if d.starts_with("outbound") => Direction::Outbound,
+        _ => Direction::Inbound,
+    }
+}
+
+/// The phone of /phones an inbound call came to, if any: its limit counts too.
+fn inbound_line(app: &App, direction: Direction, hook: &ConnectWebhook) -> Option<Line> {
+    match direction {
+        Direction::Inbound => hook
+            .call_to
+            .as_deref()
+            .and_then(|to| crate::calls::PhoneNumber::parse(to).ok())
+            .and_then(|to| app.phones.line(&to)),
+        Direction::Outbound => None,
+    }
+}
+
+/// Takes the call's slot (kept until its media connects, or its token expires) and binds it
+/// to the CallSid; answers whether the call is over capacity, or the 409 for a call that is
+/// live under another CallSid: a stranger who knows a callLogId must not get its media token.
+/// (Taking the slot leaves a slot already held as it was, so the binding sees the live call's
+/// CallSid.)
+fn take_slot(
+    app: &App,
+    hook: &ConnectWebhook,
+    call_log_id: &CallLogId,
+    line: Option<&Line>,
+) -> Result<bool, Response> {
+    let connect_by = std::time::Instant::now() + app.registry.ttl();
+    let over_capacity = app
+        .slots
+        .acquire_until_connected(call_log_id, connect_by, line.and_then(|l| l.limit()))
+        .is_err();
+    if let Err(other) = app.slots.bind_call_sid(call_log_id, &hook.call_sid) {
+        return Err(refuse_other_call_sid(
+            app,
+            call_log_id,
+            &hook.call_sid,
+            &other.live,
+        ));
+    }
+    if over_capacity {
+        crate::warn!(
+            "webhook.over_capacity",
+            callLogId = call_log_id,
+            callSid = hook.call_sid,
+            max = app.slots.max(),
+            phone = line.and_then(|l| l.phone.as_deref()).unwrap_or("")
+        );
+    }
+    Ok(over_capacity)
+}
+
+/// An inbound call to a phone with an agent gets that agent.
+fn give_phone_agent(app: &App, call_log_id: &CallLogId, line: Option<&Line>) {
+    if let Some(agent) = line
+        .and_then(|l| l.agent.as_deref())
+        .and_then(|name| app.agents.get(name))
+    {
+        app.plans.put(
+            call_log_id,
+            crate::calls::plans::Plan {
+                agent: Some(agent),
+                ..Default::default()
+            },
+        );
+    }
 }
 
 /// 409 for a request about a callLogId that is live under another CallSid (counted, logged).
