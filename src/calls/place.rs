@@ -59,19 +59,7 @@ impl PlaceCall {
                 FIELDS.join(", ")
             ));
         }
-        let to = params
-            .get_non_empty("to")
-            .ok_or("to is missing: give the customer's number, e.g. \"+919876543210\"")?;
-        let to = PhoneNumber::parse(to).map_err(|e| {
-            // A form body's `+` decodes as a space: `to=+9198…` arrives as " 9198…".
-            if params.get("to").is_some_and(|raw| raw.starts_with(' ')) {
-                format!(
-                    "to: {e} (a '+' in a form body reads as a space: send it as %2B, or send JSON)"
-                )
-            } else {
-                format!("to: {e}")
-            }
-        })?;
+        let to = customer_number(params)?;
         let from = params
             .get_non_empty("from")
             .map(|f| PhoneNumber::parse(f).map_err(|e| format!("from: {e}")))
@@ -80,36 +68,50 @@ impl PlaceCall {
             Some(id) => CallLogId::parse(id).map_err(|e| format!("callLogId {e}"))?,
             None => CallLogId::generate(),
         };
-        let seconds = |name: &str, max: u32| -> Result<Option<u32>, String> {
-            params
-                .get_non_empty(name)
-                .map(|v| match v.parse::<u32>() {
-                    Ok(n) if (1..=max).contains(&n) => Ok(n),
-                    _ => Err(format!(
-                        "{name} {v:?} is not a whole number of seconds from 1 to {max}"
-                    )),
-                })
-                .transpose()
-        };
-        let record = params
-            .get_non_empty("record")
-            .map(|v| match v {
-                "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
-                _ => Err(format!("record {v:?} is neither true nor false")),
-            })
-            .transpose()?;
-        let recording_channels = params
-            .get_non_empty("recordingChannels")
-            .map(|v| match v {
-                "single" => Ok(RecordingChannels::Single),
-                "dual" => Ok(RecordingChannels::Dual),
-                _ => Err(format!(
-                    "recordingChannels {v:?} is neither single nor dual"
-                )),
-            })
-            .transpose()?;
-        let status_callback = params
+        Ok(PlaceCall {
+            to,
+            from,
+            agent: params.get_non_empty("agent").map(str::to_owned),
+            call_log_id,
+            options: call_options(params)?,
+        })
+    }
+}
+
+/// `to`, the number to dial; a form body's `+` that arrived as a space is named as the cause.
+fn customer_number(params: &Params) -> Result<PhoneNumber, String> {
+    let to = params
+        .get_non_empty("to")
+        .ok_or("to is missing: give the customer's number, e.g. \"+919876543210\"")?;
+    PhoneNumber::parse(to).map_err(|e| {
+        // A form body's `+` decodes as a space: `to=+9198…` arrives as " 9198…".
+        if params.get("to").is_some_and(|raw| raw.starts_with(' ')) {
+            format!("to: {e} (a '+' in a form body reads as a space: send it as %2B, or send JSON)")
+        } else {
+            format!("to: {e}")
+        }
+    })
+}
+
+/// What Exotel's `Calls/connect` takes besides the numbers, each field checked.
+fn call_options(params: &Params) -> Result<CallOptions, String> {
+    Ok(CallOptions {
+        time_limit: seconds(params, "timeLimit", MAX_TIME_LIMIT_S)?,
+        time_out: seconds(params, "timeOut", 3_600)?,
+        record: params.one_of(
+            "record",
+            &[("true", true), ("1", true), ("false", false), ("0", false)],
+            "is neither true nor false",
+        )?,
+        recording_channels: params.one_of(
+            "recordingChannels",
+            &[
+                ("single", RecordingChannels::Single),
+                ("dual", RecordingChannels::Dual),
+            ],
+            "is neither single nor dual",
+        )?,
+        status_callback: params
             .get_non_empty("statusCallback")
             .map(|v| {
                 if v.starts_with("https://") || v.starts_with("http://") {
@@ -118,41 +120,41 @@ impl PlaceCall {
                     Err(format!("statusCallback {v:?} is not an http(s) URL"))
                 }
             })
-            .transpose()?;
-        let mut status_callback_events = Vec::new();
-        for event in params.get_all("statusCallbackEvents") {
-            match event {
-                "terminal" | "answered" => status_callback_events.push(event.to_owned()),
-                _ => {
-                    return Err(format!(
-                        "statusCallbackEvents {event:?} is neither terminal nor answered"
-                    ))
-                }
-            }
-        }
-        let status_callback_content_type = params
-            .get_non_empty("statusCallbackContentType")
-            .map(|v| match v {
-                "application/json" | "multipart/form-data" => Ok(v.to_owned()),
-                _ => Err(format!("statusCallbackContentType {v:?} is neither application/json nor multipart/form-data")),
+            .transpose()?,
+        status_callback_events: params
+            .get_all("statusCallbackEvents")
+            .into_iter()
+            .map(|event| match event {
+                "terminal" | "answered" => Ok(event.to_owned()),
+                _ => Err(format!(
+                    "statusCallbackEvents {event:?} is neither terminal nor answered"
+                )),
             })
-            .transpose()?;
-        Ok(PlaceCall {
-            to,
-            from,
-            agent: params.get_non_empty("agent").map(str::to_owned),
-            call_log_id,
-            options: CallOptions {
-                time_limit: seconds("timeLimit", MAX_TIME_LIMIT_S)?,
-                time_out: seconds("timeOut", 3_600)?,
-                record,
-                recording_channels,
-                status_callback,
-                status_callback_events,
-                status_callback_content_type,
-            },
+            .collect::<Result<_, _>>()?,
+        status_callback_content_type: params
+            .one_of(
+                "statusCallbackContentType",
+                &[
+                    ("application/json", "application/json"),
+                    ("multipart/form-data", "multipart/form-data"),
+                ],
+                "is neither application/json nor multipart/form-data",
+            )?
+            .map(str::to_owned),
+    })
+}
+
+/// A whole number of seconds from 1 to `max`, when given.
+fn seconds(params: &Params, name: &str, max: u32) -> Result<Option<u32>, String> {
+    params
+        .get_non_empty(name)
+        .map(|v| match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{name} {v:?} is not a whole number of seconds from 1 to {max}"
+            )),
         })
-    }
+        .transpose()
 }
 
 #[derive(Serialize)]
@@ -709,6 +711,58 @@ fn dialed(
                 error: detail.clone(),
             });
             Dialed::Unknown(detail)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(fields: &str) -> Result<PlaceCall, String> {
+        PlaceCall::from_params(&Params::from_query(&format!("to=%2B919876543210&{fields}")))
+    }
+
+    #[test]
+    fn each_option_is_read_at_its_edges_or_refused_by_name() {
+        let call = read(
+            "timeLimit=14400&timeOut=1&record=0&recordingChannels=dual&statusCallback=https://me.example/s\
+             &statusCallbackEvents=terminal&statusCallbackEvents=answered\
+             &statusCallbackContentType=multipart/form-data",
+        )
+        .unwrap();
+        assert_eq!(
+            call.options,
+            CallOptions {
+                time_limit: Some(14_400),
+                time_out: Some(1),
+                record: Some(false),
+                recording_channels: Some(RecordingChannels::Dual),
+                status_callback: Some("https://me.example/s".into()),
+                status_callback_events: vec!["terminal".into(), "answered".into()],
+                status_callback_content_type: Some("multipart/form-data".into()),
+            }
+        );
+        assert_eq!(read("record=1").unwrap().options.record, Some(true));
+        assert_eq!(
+            read("record=").unwrap().options.record,
+            None,
+            "empty is absent"
+        );
+        for (field, refused) in [
+            ("timeLimit=14401", "timeLimit \"14401\" is not a whole number of seconds from 1 to 14400"),
+            ("timeLimit=0", "timeLimit \"0\" is not a whole number of seconds from 1 to 14400"),
+            ("timeOut=3601", "timeOut \"3601\" is not a whole number of seconds from 1 to 3600"),
+            ("record=yes", "record \"yes\" is neither true nor false"),
+            ("recordingChannels=stereo", "recordingChannels \"stereo\" is neither single nor dual"),
+            ("statusCallback=ftp://x", "statusCallback \"ftp://x\" is not an http(s) URL"),
+            ("statusCallbackEvents=ringing", "statusCallbackEvents \"ringing\" is neither terminal nor answered"),
+            (
+                "statusCallbackContentType=text/plain",
+                "statusCallbackContentType \"text/plain\" is neither application/json nor multipart/form-data",
+            ),
+        ] {
+            assert_eq!(read(field).unwrap_err(), refused, "{field}");
         }
     }
 }

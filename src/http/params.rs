@@ -85,8 +85,6 @@ impl Params {
         Ok(())
     }
 
-    /// The first value named exactly `name`, else the first whose name matches ignoring case
-    /// (some proxies lower-case Exotel's `CallSid` to `callsid`).
     /// The first name not in `known`, if any.
     pub fn first_unknown<'a>(&'a self, known: &[&str]) -> Option<&'a str> {
         self.0
@@ -95,6 +93,8 @@ impl Params {
             .find(|name| !known.contains(name))
     }
 
+    /// The first value named exactly `name`, else the first whose name matches ignoring case
+    /// (some proxies lower-case Exotel's `CallSid` to `callsid`).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -106,6 +106,23 @@ impl Params {
     /// Like [`Params::get`], but an empty value counts as absent.
     pub fn get_non_empty(&self, name: &str) -> Option<&str> {
         self.get(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// A value that must be one of `choices` (each as written, with what it stands for); `None`
+    /// when absent or empty. The error names the field and the value, then says `why`.
+    pub fn one_of<T: Copy>(
+        &self,
+        name: &str,
+        choices: &[(&str, T)],
+        why: &str,
+    ) -> Result<Option<T>, String> {
+        let Some(v) = self.get_non_empty(name) else {
+            return Ok(None);
+        };
+        match choices.iter().find(|(written, _)| *written == v) {
+            Some((_, meant)) => Ok(Some(*meant)),
+            None => Err(format!("{name} {v:?} {why}")),
+        }
     }
 
     /// Every value named `name` (or `name[]`), in order.
