@@ -22,6 +22,7 @@ use crate::metrics::{MediaDelta, Metrics, RelayEvent};
 use crate::tls::TlsStream;
 use bytes::BytesMut;
 use std::io::{self, ErrorKind, Read, Write};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -660,56 +661,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if now.duration_since(self.reported.1) >= METRICS_EVERY {
             self.report_metrics(now);
         }
-        match self.stop.load(Ordering::Acquire) {
-            REPLACED => return Some(EndReason::Replaced),
-            SHUTDOWN => return Some(EndReason::Shutdown),
-            _ => {}
-        }
-        if let Err(reason) = self.poll_relay(now) {
-            return Some(reason);
-        }
-        if self.dial.is_some() {
-            // The bot dropped and is being dialed again; the caller's frames wait in the socket.
-            return None;
-        }
-        if let Err(reason) = self.send_due(now) {
-            return Some(reason);
-        }
-        if self.live.is_none() && now.duration_since(self.opened) >= self.settings.start_timeout {
-            return Some(EndReason::NoStart);
-        }
-        if self.outbox.wants_hang_up() {
-            return Some(match self.bot_unavailable {
-                true => EndReason::BotUnavailable,
-                false => EndReason::BotHungUp,
-            });
-        }
-        if self.handoff_due(now) {
-            return Some(match self.bot_unavailable {
-                true => EndReason::BotUnavailable,
-                false => EndReason::HandedOff,
-            });
+        if let ControlFlow::Break(ended) = self.before_reading(now) {
+            return ended;
         }
         let wait = self.next_wake(now).saturating_duration_since(now);
         // Whole milliseconds (crate::timer): 1 ms late at most; a chunk due within PACING_SLACK
         // does not wait at all.
         let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
-        if let Some(ahead) = self
-            .caller_ahead(now)
-            .or_else(|| self.reading_too_fast(now))
-        {
-            if !self.stats.held_back {
-                self.stats.held_back = true;
-                crate::warn!(
-                    "media.caller_held_back",
-                    callLogId = self.call_log_id,
-                    detail = "the caller sends faster than real time (MEDIA_MAX_AHEAD_S, MEDIA_MAX_FRAMES_PER_S): read at real time from now on"
-                );
-            }
-            let hold = crate::timer::whole_millis(ahead).clamp(Duration::from_millis(1), wait);
-            self.ws.get_mut().pause(hold);
-            // Not hearing from a caller we chose not to read is not the caller's silence.
-            self.last_received = now;
+        if self.hold_back_caller(now, wait) {
             return None;
         }
         if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
@@ -722,6 +681,75 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if read.is_ok() {
             self.read_window.1 += 1;
         }
+        self.on_read(read, now)
+    }
+
+    /// What a turn does before it reads: the stop asked from outside, the relay's bot, the
+    /// audio due, and the ends that need no message (no `start` in time, the bot hung up or
+    /// handed off). `Break(None)` rests this turn (the bot is being dialed again; the
+    /// caller's frames wait in the socket), `Break(Some)` ends the call.
+    fn before_reading(&mut self, now: Instant) -> ControlFlow<Option<EndReason>> {
+        match self.stop.load(Ordering::Acquire) {
+            REPLACED => return ControlFlow::Break(Some(EndReason::Replaced)),
+            SHUTDOWN => return ControlFlow::Break(Some(EndReason::Shutdown)),
+            _ => {}
+        }
+        if let Err(reason) = self.poll_relay(now) {
+            return ControlFlow::Break(Some(reason));
+        }
+        if self.dial.is_some() {
+            return ControlFlow::Break(None);
+        }
+        if let Err(reason) = self.send_due(now) {
+            return ControlFlow::Break(Some(reason));
+        }
+        if self.live.is_none() && now.duration_since(self.opened) >= self.settings.start_timeout {
+            return ControlFlow::Break(Some(EndReason::NoStart));
+        }
+        let bot_ended = if self.outbox.wants_hang_up() {
+            Some(EndReason::BotHungUp)
+        } else if self.handoff_due(now) {
+            Some(EndReason::HandedOff)
+        } else {
+            None
+        };
+        match bot_ended {
+            Some(_) if self.bot_unavailable => ControlFlow::Break(Some(EndReason::BotUnavailable)),
+            Some(reason) => ControlFlow::Break(Some(reason)),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// A caller that sends faster than real time is read at real time: the socket is paused
+    /// (at most until `wait` ends) instead of read. Answers whether it was.
+    fn hold_back_caller(&mut self, now: Instant, wait: Duration) -> bool {
+        let Some(ahead) = self
+            .caller_ahead(now)
+            .or_else(|| self.reading_too_fast(now))
+        else {
+            return false;
+        };
+        if !self.stats.held_back {
+            self.stats.held_back = true;
+            crate::warn!(
+                "media.caller_held_back",
+                callLogId = self.call_log_id,
+                detail = "the caller sends faster than real time (MEDIA_MAX_AHEAD_S, MEDIA_MAX_FRAMES_PER_S): read at real time from now on"
+            );
+        }
+        let hold = crate::timer::whole_millis(ahead).clamp(Duration::from_millis(1), wait);
+        self.ws.get_mut().pause(hold);
+        // Not hearing from a caller we chose not to read is not the caller's silence.
+        self.last_received = now;
+        true
+    }
+
+    /// Handles what one read gave: a message, nothing yet, or how the socket ended.
+    fn on_read(
+        &mut self,
+        read: Result<Message, tungstenite::Error>,
+        now: Instant,
+    ) -> Option<EndReason> {
         match read {
             Ok(Message::Text(text)) => {
                 self.last_received = now;
