@@ -78,10 +78,12 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         }
 
         // The call log.
-        ("GET", "/calls") => crate::calls::history::list(app, request),
-        ("GET", path) if path.starts_with("/calls/") => {
-            crate::calls::history::get(app, request, &path["/calls/".len()..])
-        }
+        ("GET", "/calls") => guarded(app, request, |app| {
+            crate::calls::history::list(&app.call_log, request)
+        }),
+        ("GET", path) if path.starts_with("/calls/") => guarded(app, request, |app| {
+            crate::calls::history::get(&app.call_log, &path["/calls/".len()..])
+        }),
         (_, "/calls") => method_not_allowed("GET"),
         (_, path) if path.starts_with("/calls/") => method_not_allowed("GET"),
 

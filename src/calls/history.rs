@@ -1,8 +1,7 @@
-//! `GET /calls` and `GET /calls/{callLogId}`: the call log as JSON, for the user (authenticated
-//! like `/call`).
+//! `GET /calls` and `GET /calls/{callLogId}`: the call log as JSON, for the user (the routes
+//! authenticate these like `/call`).
 
-use super::log::{Direction, ListQuery, Status};
-use crate::app::App;
+use super::log::{CallLog, Direction, ListQuery, Status};
 use crate::http::{Params, Request, Response};
 
 /// Rows per page unless `limit` says otherwise, and the most it may say.
@@ -10,16 +9,13 @@ pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 500;
 
 /// `GET /calls?limit=&before=&status=&direction=`, newest first, with `next` for the next page.
-pub fn list(app: &App, request: &Request) -> Response {
-    if let Err(denied) = crate::auth::user(&app.config, request) {
-        return denied;
-    }
+pub fn list(call_log: &CallLog, request: &Request) -> Response {
     let params = Params::from_query(&request.query);
     let query = match list_query(&params) {
         Ok(q) => q,
         Err(why) => return Response::error(400, "bad_request", why),
     };
-    match app.call_log.list(query.clone()) {
+    match call_log.list(query.clone()) {
         Ok(calls) => {
             let next = (calls.len() == query.limit)
                 .then(|| calls.last().map(|c| c.seq.to_string()))
@@ -49,34 +45,73 @@ fn list_query(params: &Params) -> Result<ListQuery, String> {
         .get_non_empty("status")
         .map(|v| Status::parse(v).ok_or_else(|| format!("status {v:?} is not a call status")))
         .transpose()?;
-    let direction = match params.get_non_empty("direction") {
-        None => None,
-        Some("inbound") => Some(Direction::Inbound),
-        Some("outbound") => Some(Direction::Outbound),
-        Some(v) => return Err(format!("direction {v:?} is neither inbound nor outbound")),
-    };
-    let handoff = match params.get_non_empty("handoff") {
-        None | Some("0" | "false") => false,
-        Some("1" | "true") => true,
-        Some(v) => return Err(format!("handoff {v:?} is neither 1 nor 0")),
-    };
     Ok(ListQuery {
         limit,
         before,
         status,
-        direction,
-        handoff,
+        direction: params.one_of(
+            "direction",
+            &[
+                ("inbound", Direction::Inbound),
+                ("outbound", Direction::Outbound),
+            ],
+            "is neither inbound nor outbound",
+        )?,
+        handoff: params
+            .one_of(
+                "handoff",
+                &[("1", true), ("true", true), ("0", false), ("false", false)],
+                "is neither 1 nor 0",
+            )?
+            .unwrap_or(false),
     })
 }
 
 /// `GET /calls/{callLogId}` with its status history.
-pub fn get(app: &App, request: &Request, id: &str) -> Response {
-    if let Err(denied) = crate::auth::user(&app.config, request) {
-        return denied;
-    }
-    match app.call_log.get(id) {
+pub fn get(call_log: &CallLog, id: &str) -> Response {
+    match call_log.get(id) {
         Ok(Some(call)) => Response::json(200, &call),
         Ok(None) => Response::error(404, "not_found", format!("no call with callLogId {id:?}")),
         Err(e) => Response::error(503, "call_log_unavailable", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(q: &str) -> Result<ListQuery, String> {
+        list_query(&Params::from_query(q))
+    }
+
+    #[test]
+    fn a_list_query_is_read_at_its_edges_or_refused_by_name() {
+        let all = query("").unwrap();
+        assert_eq!(
+            (all.limit, all.before, all.direction),
+            (DEFAULT_LIMIT, None, None)
+        );
+        assert!(!all.handoff && all.status.is_none());
+        let q =
+            query("limit=500&before=42&status=completed&direction=inbound&handoff=true").unwrap();
+        assert_eq!((q.limit, q.before), (MAX_LIMIT, Some(42)));
+        assert_eq!(q.status, Some(Status::Completed));
+        assert_eq!(q.direction, Some(Direction::Inbound));
+        assert!(q.handoff);
+        assert_eq!(query("limit=1").unwrap().limit, 1);
+        assert!(!query("handoff=0").unwrap().handoff);
+        for (q, refused) in [
+            ("limit=0", "limit \"0\" is not a number from 1 to 500"),
+            ("limit=501", "limit \"501\" is not a number from 1 to 500"),
+            ("before=x", "before \"x\" is not a cursor from `next`"),
+            ("status=ringing", "status \"ringing\" is not a call status"),
+            (
+                "direction=sideways",
+                "direction \"sideways\" is neither inbound nor outbound",
+            ),
+            ("handoff=yes", "handoff \"yes\" is neither 1 nor 0"),
+        ] {
+            assert_eq!(query(q).unwrap_err(), refused, "{q}");
+        }
     }
 }
