@@ -251,18 +251,8 @@ pub fn begin(
     let agent = plan.as_ref().and_then(|p| p.agent.clone());
     let relay = relay_for(app, agent.as_deref()).map(|r| std::sync::Arc::new(r.clone()));
     let relayed = relay.is_some();
-    // On a coroutine, the relayed bot's frames must wake the session too: Exotel's socket
-    // gets a pump. (A looped socket stays as it is: both sockets wait in the loop.)
     if relayed {
-        if let Err(e) = ws.get_mut().start_pump() {
-            // The call still works: the session then hears its bot at its next turn (within
-            // 200 ms) instead of at once.
-            crate::error!(
-                "media.pump_failed",
-                callLogId = grant.call_log_id,
-                error = e
-            );
-        }
+        pump_for_relay(&mut ws, &grant.call_log_id);
     }
     // A static MEDIA_SECRET URL has no webhook before it: the call takes its slot here.
     if grant.token.is_none() && app.slots.acquire(&grant.call_log_id).is_err() {
@@ -293,25 +283,9 @@ pub fn begin(
         agent,
         stream_call_sid: std::sync::Mutex::new(None),
     });
-    let (for_start, for_end) = (call.clone(), call.clone());
+    let for_start = call.clone();
     let on_start = move |id: &CallLogId, start: &StartEvent| started(app, &for_start, id, start);
-    // Before the socket closes: Exotel's Passthru may come as soon as it has.
-    let on_end = move |reason: &EndReason, asked: Option<&str>| {
-        if !matches!(reason, EndReason::Replaced | EndReason::CallSidMismatch(_)) {
-            let handoff = handoff_of(for_end.agent.as_deref(), reason, asked.map(str::to_owned));
-            let call_sid = for_end
-                .stream_call_sid
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            ended_for_passthru(
-                app,
-                &for_end.grant.call_log_id,
-                call_sid.as_deref(),
-                handoff,
-            );
-        }
-    };
+    let on_end = tell_passthru(app, call.clone());
     let session = Session::new(
         ws,
         call.grant.call_log_id.clone(),
@@ -335,6 +309,37 @@ pub fn begin(
         relayed,
     };
     (session, ending)
+}
+
+/// On a coroutine, the relayed bot's frames must wake the session too: Exotel's socket gets a
+/// pump. (A looped socket stays as it is: both sockets wait in the loop.) A pump that cannot
+/// start is logged: the call still works, and hears its bot at its next turn (within 200 ms)
+/// instead of at once.
+fn pump_for_relay(ws: &mut WebSocket<MediaStream>, call_log_id: &CallLogId) {
+    if let Err(e) = ws.get_mut().start_pump() {
+        crate::error!("media.pump_failed", callLogId = call_log_id, error = e);
+    }
+}
+
+/// The session's last word before its socket closes, since Exotel's Passthru may come as soon
+/// as it has: how the stream ended and whether the caller goes to a person. A stream that
+/// another socket replaced, or that named another CallSid, says nothing.
+fn tell_passthru(
+    app: &App,
+    call: std::sync::Arc<CallShared>,
+) -> impl Fn(&EndReason, Option<&str>) + '_ {
+    move |reason: &EndReason, asked: Option<&str>| {
+        if matches!(reason, EndReason::Replaced | EndReason::CallSidMismatch(_)) {
+            return;
+        }
+        let handoff = handoff_of(call.agent.as_deref(), reason, asked.map(str::to_owned));
+        let call_sid = call
+            .stream_call_sid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        ended_for_passthru(app, &call.grant.call_log_id, call_sid.as_deref(), handoff);
+    }
 }
 
 /// The stream's `start`: binds its CallSid to the call's token and slot, and writes
