@@ -173,46 +173,9 @@ struct Shared {
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared) {
-    let Shared {
-        behaviour,
-        received,
-        call_statuses,
-        ..
-    } = shared;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let request = loop {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
-            let headers: HashMap<String, String> = req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let len: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= head + len {
-                break Received {
-                    method: req.method.unwrap().to_owned(),
-                    path: req.path.unwrap().to_owned(),
-                    headers,
-                    body: buf[head..head + len].to_vec(),
-                };
-            }
-        }
+    let Some(request) = read_request(&mut stream) else {
+        return;
     };
     let details_of = request
         .path
@@ -220,27 +183,13 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         .and_then(|(_, rest)| rest.strip_suffix(".json"))
         .filter(|sid| request.method == "GET" && *sid != "connect")
         .map(crate::http::form::decode);
-    received.lock().unwrap().push(request.clone());
+    shared.received.lock().unwrap().push(request.clone());
     if let Some(sid) = details_of {
-        let (status, body) = match call_statuses.lock().unwrap().get(&sid) {
-            Some(s) => (
-                200,
-                format!(r#"{{"Call":{{"Sid":"{sid}","Status":"{s}","Duration":"7"}}}}"#),
-            ),
-            None => (
-                404,
-                r#"{"RestException":{"Status":404,"Message":"Call not found"}}"#.to_owned(),
-            ),
-        };
-        let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = stream.write_all(head.as_bytes());
-        let _ = stream.write_all(body.as_bytes());
+        let (status, body) = call_details(&sid, shared);
+        answer(&mut stream, status, &body);
         return;
     }
-    let behaviour = behaviour.lock().unwrap().clone();
+    let behaviour = shared.behaviour.lock().unwrap().clone();
     let (status, body) = match behaviour {
         Behaviour::Accept { sid } => (
             200,
@@ -268,6 +217,64 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             )
         }
     };
+    answer(&mut stream, status, &body);
+}
+
+/// Reads one request, head and body; `None` when the client goes before it is whole.
+fn read_request(stream: &mut TcpStream) -> Option<Received> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
+            continue;
+        };
+        let headers: HashMap<String, String> = req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= head + len {
+            return Some(Received {
+                method: req.method.unwrap().to_owned(),
+                path: req.path.unwrap().to_owned(),
+                headers,
+                body: buf[head..head + len].to_vec(),
+            });
+        }
+    }
+}
+
+/// Exotel's call details for `sid`: its status as the network last set it, or 404.
+fn call_details(sid: &str, shared: &Shared) -> (u16, String) {
+    match shared.call_statuses.lock().unwrap().get(sid) {
+        Some(s) => (
+            200,
+            format!(r#"{{"Call":{{"Sid":"{sid}","Status":"{s}","Duration":"7"}}}}"#),
+        ),
+        None => (
+            404,
+            r#"{"RestException":{"Status":404,"Message":"Call not found"}}"#.to_owned(),
+        ),
+    }
+}
+
+/// Writes a JSON answer and closes.
+fn answer(stream: &mut TcpStream, status: u16, body: &str) {
     let head = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
