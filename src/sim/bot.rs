@@ -279,17 +279,7 @@ fn converse<S: Read + Write>(ws: &mut WebSocket<S>, call: &Mutex<BotCall>, echo_
         let mut replies: Vec<Message> = Vec::new();
         match event.as_str() {
             "start" => {
-                let start = &v["start"];
-                stream_sid = v["stream_sid"]
-                    .as_str()
-                    .or(start["stream_sid"].as_str())
-                    .unwrap_or("")
-                    .to_owned();
-                let r = &start["media_format"]["sample_rate"];
-                rate = r
-                    .as_u64()
-                    .or_else(|| r.as_str().and_then(|s| s.parse().ok()))
-                    .unwrap_or(8000) as u32;
+                (stream_sid, rate) = stream_of(&v);
                 let silence = vec![0u8; (rate * echo_delay_ms / 1000) as usize * 2];
                 if !silence.is_empty() {
                     replies.push(media(&sid_json(&stream_sid), &b64.encode(&silence)));
@@ -310,26 +300,7 @@ fn converse<S: Read + Write>(ws: &mut WebSocket<S>, call: &Mutex<BotCall>, echo_
             "dtmf" => {
                 let digit = v["dtmf"]["digit"].as_str().unwrap_or("").to_owned();
                 record(&mut |c| c.dtmf.push_str(&digit));
-                let sid = sid_json(&stream_sid);
-                match digit.as_str() {
-                    "*" => replies.push(clear(&sid)),
-                    "1" => replies.push(mark(&sid, "m1")),
-                    // A bot that stops reading: what the relay sends it piles up.
-                    "5" => std::thread::sleep(Duration::from_secs(15)),
-                    "9" => {
-                        replies.push(Message::text("this is not an event"));
-                        replies.push(Message::binary(vec![1u8, 2, 3]));
-                    }
-                    "#" => {
-                        replies.push(clear(&sid));
-                        let tone = crate::media::audio::tone(rate, 440.0, 300, 8000);
-                        let mut pcm = Vec::with_capacity(tone.len() * 2);
-                        crate::media::audio::samples_to_pcm(&tone, &mut pcm);
-                        replies.push(media(&sid, &b64.encode(&pcm)));
-                        replies.push(mark(&sid, "goodbye"));
-                    }
-                    _ => {}
-                }
+                replies = on_key(&digit, &sid_json(&stream_sid), rate);
             }
             "mark" => {
                 let name = v["mark"]["name"].as_str().unwrap_or("").to_owned();
@@ -351,6 +322,52 @@ fn converse<S: Read + Write>(ws: &mut WebSocket<S>, call: &Mutex<BotCall>, echo_
                 return;
             }
         }
+    }
+}
+
+/// A `start`'s stream id and sample rate (a number or a string; 8 kHz when it says none).
+fn stream_of(v: &serde_json::Value) -> (String, u32) {
+    let start = &v["start"];
+    let stream_sid = v["stream_sid"]
+        .as_str()
+        .or(start["stream_sid"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    let r = &start["media_format"]["sample_rate"];
+    let rate = r
+        .as_u64()
+        .or_else(|| r.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(8000) as u32;
+    (stream_sid, rate)
+}
+
+/// What the test bot does for a key the caller pressed: `*` clears, `1` marks, `5` stops
+/// reading for 15 s (what the relay sends it piles up), `9` answers frames that are not
+/// events, `#` says goodbye (a tone and a mark, then the bot hangs up when it comes back).
+fn on_key(digit: &str, sid_json: &str, rate: u32) -> Vec<Message> {
+    match digit {
+        "*" => vec![clear(sid_json)],
+        "1" => vec![mark(sid_json, "m1")],
+        "5" => {
+            std::thread::sleep(Duration::from_secs(15));
+            Vec::new()
+        }
+        "9" => vec![
+            Message::text("this is not an event"),
+            Message::binary(vec![1u8, 2, 3]),
+        ],
+        "#" => {
+            let tone = crate::media::audio::tone(rate, 440.0, 300, 8000);
+            let mut pcm = Vec::with_capacity(tone.len() * 2);
+            crate::media::audio::samples_to_pcm(&tone, &mut pcm);
+            let b64 = base64::engine::general_purpose::STANDARD;
+            vec![
+                clear(sid_json),
+                media(sid_json, &b64.encode(&pcm)),
+                mark(sid_json, "goodbye"),
+            ]
+        }
+        _ => Vec::new(),
     }
 }
 
