@@ -45,6 +45,8 @@ pub struct App {
     pub media_loops: crate::media::engine::MediaLoops,
     /// Set on SIGTERM/SIGINT: no new calls, live ones may finish.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Upload bytes the HTTP server holds now (`HTTP_MAX_UPLOADS_HELD_BYTES`), for `/metrics`.
+    pub uploads: std::sync::Arc<crate::http::UploadBudget>,
 }
 
 impl App {
@@ -90,6 +92,7 @@ impl App {
             media_settings: media_settings(&config),
             media_loops: Default::default(),
             draining: Default::default(),
+            uploads: Default::default(),
             config,
         })
     }

@@ -855,7 +855,7 @@ fn url_segment(
 /// The `HTTP_*` limits.
 fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigError> {
     let defaults = Limits::default();
-    Ok(Limits {
+    let limits = Limits {
         max_headers: ranged(
             &var,
             "HTTP_MAX_HEADERS",
@@ -885,6 +885,13 @@ fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, Con
             256 << 20,
         )? as usize,
         uploads: defaults.uploads,
+        max_uploads_held_bytes: ranged(
+            var,
+            "HTTP_MAX_UPLOADS_HELD_BYTES",
+            defaults.max_uploads_held_bytes as u64,
+            1024,
+            4 << 30,
+        )? as usize,
         idle_timeout: Duration::from_millis(ranged(
             var,
             "HTTP_IDLE_TIMEOUT_MS",
@@ -906,7 +913,17 @@ fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, Con
             1,
             1_000_000,
         )? as usize,
-    })
+    };
+    if limits.max_uploads_held_bytes < limits.max_upload_bytes {
+        return Err(ConfigError {
+            variable: "HTTP_MAX_UPLOADS_HELD_BYTES",
+            problem: format!(
+                "{} is less than HTTP_MAX_UPLOAD_BYTES ({}), so the largest upload could never be taken",
+                limits.max_uploads_held_bytes, limits.max_upload_bytes
+            ),
+        });
+    }
+    Ok(limits)
 }
 
 /// `TRUST_PROXY`: the addresses of reverse proxies whose forwarded requests may use `/call`,

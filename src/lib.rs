@@ -284,7 +284,9 @@ pub fn start(
         mediaBase = app.media_base,
         version = env!("CARGO_PKG_VERSION")
     );
-    let accept = server.start(app.clone(), limits);
+    let accept = server
+        .with_uploads(app.uploads.clone())
+        .start(app.clone(), limits);
     Ok(Running {
         addr: bound,
         media_addr,

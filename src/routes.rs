@@ -12,6 +12,10 @@ impl Service for App {
         dispatch(self, request)
     }
 
+    fn admit(&self, head: &Request) -> Result<(), Response> {
+        admit(self, head)
+    }
+
     fn upgrade(
         &self,
         request: &Request,
@@ -118,6 +122,10 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
                     .metrics
                     .render(app.slots.live(), app.registry.active_calls());
                 text.push_str(&app.campaigns.metrics.render());
+                text.push_str(&format!(
+                    "# HELP exotel_voicebot_http_uploads_held_bytes Upload bytes held now (HTTP_MAX_UPLOADS_HELD_BYTES).\n# TYPE exotel_voicebot_http_uploads_held_bytes gauge\nexotel_voicebot_http_uploads_held_bytes {}\n",
+                    app.uploads.held()
+                ));
                 Response::text(200, "text/plain; version=0.0.4", text)
             }
             Err(denied) => denied,
@@ -129,6 +137,37 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         (_, "/health") => method_not_allowed("GET, HEAD"),
 
         (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
+    }
+}
+
+/// Who may send a body, from the request's head: the same checks [`dispatch`]'s routes make
+/// once the body is read, made before it is (the HTTP layer calls this for every request that
+/// announces a body). Routes without a check, and paths with no route, are admitted: their
+/// bodies are held to `HTTP_MAX_BODY_BYTES`.
+pub fn admit(app: &App, head: &Request) -> Result<(), Response> {
+    let path = head.path.as_str();
+    let under = |root: &str| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if path == "/call"
+        || ["/dnc", "/phones", "/campaigns", "/agents", "/calls"]
+            .iter()
+            .any(|r| under(r))
+    {
+        return crate::auth::user(&app.config, head);
+    }
+    match path {
+        "/voicebot/connect"
+        | "/api/v1/exotel/voice/connect"
+        | "/api/v1/exotel/status"
+        | "/api/v1/exotel/passthru" => crate::auth::exotel(
+            &app.config,
+            head,
+            &crate::http::Params::from_query(&head.query),
+        ),
+        "/metrics" => crate::auth::metrics(&app.config, head),
+        _ => Ok(()),
     }
 }
 

@@ -375,6 +375,20 @@ fn stored_from(
         .bot
         .or_else(|| current.map(|c| c.bot.clone()))
         .ok_or("bot is missing: echo or relay")?;
+    let moves_url = fields
+        .url
+        .as_ref()
+        .is_some_and(|url| current.and_then(|c| c.url.as_ref()) != Some(url));
+    let has_headers = current.is_some_and(|c| c.headers.is_some());
+    if moves_url && has_headers && fields.headers.is_none() {
+        return Err(
+            "url decides where the agent's headers are sent: send headers in the same request"
+                .into(),
+        );
+    }
+    if let Some(url) = &fields.url {
+        super::destination::Destination::parse("url", url, "wss", "ws")?;
+    }
     let url = fields.url.or_else(|| current.and_then(|c| c.url.clone()));
     let headers = match fields.headers {
         Some(h) => Some(serde_json::Value::Object(h).to_string()),

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod campaigns;
+pub mod destination;
 pub mod dnc;
 pub mod handoffs;
 pub mod history;

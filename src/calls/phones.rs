@@ -258,6 +258,9 @@ impl Phones {
         if fields.number.is_some() {
             return bad("number cannot change: create the new phone and delete this one");
         }
+        if let Err(why) = token_follows_destination(&phone, &fields) {
+            return bad(why);
+        }
         let set = |slot: &mut String, v: Option<String>| {
             if let Some(v) = v {
                 *slot = v;
@@ -331,6 +334,30 @@ impl Phones {
     }
 }
 
+/// The phone's token goes wherever `apiBaseUrl` (else `subdomain`) points, so a request that
+/// moves it must carry the token itself: knowing where it goes is not knowing it.
+fn token_follows_destination(current: &Phone, fields: &Fields) -> Result<(), String> {
+    let moves_base = fields
+        .api_base_url
+        .as_ref()
+        .is_some_and(|url| current.api_base_url.as_ref() != Some(url));
+    let moves_host = fields
+        .subdomain
+        .as_ref()
+        .is_some_and(|host| *host != current.subdomain);
+    if (moves_base || moves_host) && fields.api_token.is_none() {
+        return Err(format!(
+            "{} decides where the phone's apiToken is sent: send apiToken in the same request",
+            if moves_base {
+                "apiBaseUrl"
+            } else {
+                "subdomain"
+            }
+        ));
+    }
+    Ok(())
+}
+
 fn parse(request: &Request) -> Result<Fields, Response> {
     serde_json::from_slice(&request.body).map_err(|e| {
         bad(format!(
@@ -345,16 +372,9 @@ fn check(p: &Phone) -> Result<(), String> {
     if let Some(app_id) = &p.app_id {
         url_segment("appId", app_id)?;
     }
-    if p.subdomain.is_empty() || p.subdomain.contains(['/', ' ', '@', ':']) {
-        return Err(format!(
-            "subdomain {:?} is not a host name (api.exotel.com or api.in.exotel.com)",
-            p.subdomain
-        ));
-    }
+    super::destination::check_host("subdomain", &p.subdomain)?;
     if let Some(url) = &p.api_base_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(format!("apiBaseUrl {url:?} is not an http(s) URL"));
-        }
+        super::destination::Destination::parse("apiBaseUrl", url, "https", "http")?;
     }
     if p.max_concurrent == Some(0) {
         return Err("maxConcurrent 0 would refuse every call; leave it out for no limit".into());

@@ -4,10 +4,11 @@
 
 use super::chunked;
 use super::socket::Conn;
-use super::{BodyFraming, Limits, Request, Response, Service};
+use super::{BodyFraming, HeldUpload, Limits, Request, Response, Service, UploadBudget};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes asked of the socket per read.
@@ -93,9 +94,17 @@ fn read_some(
     }
 }
 
+/// What every connection of a server shares: the service, the limits, the upload budget.
+pub(super) struct Shared<'a> {
+    pub service: &'a dyn Service,
+    pub limits: &'a Limits,
+    pub uploads: &'a Arc<UploadBudget>,
+}
+
 /// What the connection does next.
 enum Next {
-    Request(Box<Request>, Head),
+    /// A whole request, with what its body holds of the upload budget until it is answered.
+    Request(Box<Request>, Head, HeldUpload),
     /// The client went away or stayed silent: close without an answer.
     Closed,
     /// Answer this error and close.
@@ -111,18 +120,18 @@ struct Head {
 pub(super) fn serve(
     mut stream: Conn,
     peer: SocketAddr,
-    service: &dyn Service,
-    limits: &Limits,
+    shared: &Shared<'_>,
     open: super::OpenConnection,
 ) {
+    let (service, limits) = (shared.service, shared.limits);
     let _ = stream.socket().set_nodelay(true);
     // A client that stops reading our answers must not hold the coroutine forever.
     let _ = stream.socket().set_write_timeout(Some(limits.idle_timeout));
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(1024);
     loop {
-        let (request, head) = match next_request(&mut stream, &mut buf, peer, limits) {
-            Next::Request(request, head) => (request, head),
+        let (request, head, held) = match next_request(&mut stream, &mut buf, peer, shared) {
+            Next::Request(request, head, held) => (request, head, held),
             Next::Closed => return,
             Next::Reject(response) => {
                 crate::info!(
@@ -140,6 +149,7 @@ pub(super) fn serve(
         };
         out.clear();
         let response = answer(service, &request, &head, &mut out);
+        drop(held);
         if stream.write_all(&out).is_err() {
             return;
         }
@@ -200,9 +210,15 @@ pub(super) fn answer_all(
 ) {
     let mut source = InMemory { input, out };
     let mut buf = Vec::new();
+    let uploads = Arc::new(UploadBudget::default());
+    let shared = Shared {
+        service,
+        limits,
+        uploads: &uploads,
+    };
     loop {
-        match next_request(&mut source, &mut buf, peer, limits) {
-            Next::Request(request, head) => {
+        match next_request(&mut source, &mut buf, peer, &shared) {
+            Next::Request(request, head, _held) => {
                 let response = answer(service, &request, &head, source.out);
                 if response.close || response.upgrade {
                     return;
@@ -218,13 +234,14 @@ pub(super) fn answer_all(
 }
 
 /// The next request on the connection, by step: wait for its first byte, read its head, work
-/// out its framing and whether the connection stays open, then read its body.
+/// out its framing and whether the connection stays open, admit its body, then read it.
 fn next_request(
     stream: &mut impl Source,
     buf: &mut Vec<u8>,
     peer: SocketAddr,
-    limits: &Limits,
+    shared: &Shared<'_>,
 ) -> Next {
+    let limits = shared.limits;
     if !wait_for_first_byte(stream, buf, limits) {
         return Next::Closed;
     }
@@ -235,11 +252,9 @@ fn next_request(
         Err(next) => return next,
     };
     buf.drain(..parsed.len);
+    let upload = is_upload(limits, &parsed);
     let upload_limits;
-    let limits = if limits.uploads.iter().any(|(m, p)| {
-        *m == parsed.method
-            && (*p == parsed.path || (p.ends_with('/') && parsed.path.starts_with(p)))
-    }) {
+    let limits = if upload {
         upload_limits = Limits {
             max_body_bytes: limits.max_upload_bytes,
             ..limits.clone()
@@ -253,26 +268,81 @@ fn next_request(
         Err(response) => return Next::Reject(response),
     };
     let head = Head::of(&parsed);
-    if wants_continue(&parsed, framing, buf)
+    let mut request = Box::new(Request {
+        method: parsed.method,
+        path: parsed.path,
+        query: parsed.query,
+        headers: parsed.headers,
+        body: Vec::new(),
+        framing,
+        peer,
+    });
+    let mut held = HeldUpload::default();
+    if framing != BodyFraming::None {
+        if let Err(refused) = shared.service.admit(&request) {
+            return Next::Reject(refused);
+        }
+        if upload {
+            if let Err(refused) = hold_announced(shared, limits, framing, &mut held) {
+                return Next::Reject(refused);
+            }
+        }
+    }
+    if wants_continue(&request, &head, buf)
         && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
     {
         return Next::Closed;
     }
-    let body = match read_body(stream, buf, framing, limits, deadline) {
+    let budget = upload.then_some((shared.uploads, &mut held));
+    request.body = match read_body(stream, buf, framing, limits, deadline, budget) {
         Ok(body) => body,
         Err(next) => return next,
     };
-    Next::Request(
-        Box::new(Request {
-            method: parsed.method,
-            path: parsed.path,
-            query: parsed.query,
-            headers: parsed.headers,
-            body,
-            framing,
-            peer,
-        }),
-        head,
+    Next::Request(request, head, held)
+}
+
+/// Whether the request's route takes uploads (`Limits::uploads`).
+fn is_upload(limits: &Limits, parsed: &ParsedHead) -> bool {
+    limits.uploads.iter().any(|(m, p)| {
+        *m == parsed.method
+            && (*p == parsed.path || (p.ends_with('/') && parsed.path.starts_with(p)))
+    })
+}
+
+/// Holds an upload's announced length of the budget before its body is read (a chunked
+/// body holds as it arrives, in [`read_chunked`]).
+fn hold_announced(
+    shared: &Shared<'_>,
+    limits: &Limits,
+    framing: BodyFraming,
+    held: &mut HeldUpload,
+) -> Result<(), Response> {
+    match framing {
+        BodyFraming::Length(len)
+            if !shared
+                .uploads
+                .try_hold(held, len, limits.max_uploads_held_bytes) =>
+        {
+            Err(uploads_full(limits))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// 503 for an upload the budget cannot hold now: the uploads in progress end within the head
+/// timeout, so that is when to try again.
+fn uploads_full(limits: &Limits) -> Response {
+    Response::error(
+        503,
+        "uploads_busy",
+        format!(
+            "the server holds {} bytes of uploads at most (HTTP_MAX_UPLOADS_HELD_BYTES) and this one would go past it; try again shortly",
+            limits.max_uploads_held_bytes
+        ),
+    )
+    .with_header(
+        "Retry-After",
+        limits.head_timeout.as_secs().max(1).to_string(),
     )
 }
 
@@ -381,31 +451,42 @@ impl Head {
 
 /// curl sends `Expect: 100-continue` before bodies over 1 KiB and waits a second for the
 /// interim answer; it is owed only when the body has not started arriving.
-fn wants_continue(parsed: &ParsedHead, framing: BodyFraming, buf: &[u8]) -> bool {
-    let expects_continue = parsed
-        .headers
-        .iter()
-        .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
-    expects_continue && framing != BodyFraming::None && buf.is_empty() && !parsed.http_1_0
+fn wants_continue(request: &Request, head: &Head, buf: &[u8]) -> bool {
+    let expects_continue = request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    expects_continue && request.framing != BodyFraming::None && buf.is_empty() && !head.http_1_0
 }
 
-/// Reads the body its framing announces, before `deadline`.
+/// An upload's place in the budget while its chunked body arrives.
+type Budget<'a> = Option<(&'a Arc<UploadBudget>, &'a mut HeldUpload)>;
+
+/// Reads the body its framing announces, before `deadline`. A body of known length is read
+/// into room made once for it, and handed over without a copy when nothing follows it.
 fn read_body(
     stream: &mut impl Source,
     buf: &mut Vec<u8>,
     framing: BodyFraming,
     limits: &Limits,
     deadline: Instant,
+    budget: Budget<'_>,
 ) -> Result<Vec<u8>, Next> {
     match framing {
         BodyFraming::None => Ok(Vec::new()),
         BodyFraming::Length(len) => {
+            if buf.len() < len {
+                buf.reserve_exact(len + READ_CHUNK - buf.len());
+            }
             while buf.len() < len {
                 read_more(stream, buf, limits, deadline)?;
             }
-            Ok(buf.drain(..len).collect())
+            if buf.len() == len {
+                return Ok(std::mem::replace(buf, Vec::with_capacity(READ_CHUNK)));
+            }
+            let rest = buf.split_off(len);
+            Ok(std::mem::replace(buf, rest))
         }
-        BodyFraming::Chunked => read_chunked(stream, buf, limits, deadline),
+        BodyFraming::Chunked => read_chunked(stream, buf, limits, deadline, budget),
     }
 }
 
@@ -414,6 +495,7 @@ fn read_chunked(
     buf: &mut Vec<u8>,
     limits: &Limits,
     deadline: Instant,
+    mut budget: Budget<'_>,
 ) -> Result<Vec<u8>, Next> {
     let mut decoder = chunked::Decoder::new(limits.max_body_bytes);
     let mut body = Vec::new();
@@ -421,6 +503,7 @@ fn read_chunked(
     let mut raw = 0usize;
     let raw_limit = 2 * limits.max_body_bytes + limits.max_head_bytes;
     loop {
+        let before = body.len();
         match decoder.feed(buf, &mut body) {
             Ok(used) => {
                 raw += used;
@@ -433,6 +516,12 @@ fn read_chunked(
                     "bad_request",
                     format!("malformed chunked body: {why}"),
                 )))
+            }
+        }
+        if let Some((uploads, held)) = budget.as_mut() {
+            let grown = body.len() - before;
+            if !uploads.try_hold(held, grown, limits.max_uploads_held_bytes) {
+                return Err(Next::Reject(uploads_full(limits)));
             }
         }
         if decoder.is_done() {

@@ -49,6 +49,10 @@ pub struct Limits {
     /// The routes (method, path) that take uploads; a path ending in `/` covers the paths
     /// under it.
     pub uploads: &'static [(&'static str, &'static str)],
+    /// Bytes of upload bodies held at once across all connections, from the moment an
+    /// upload's head is admitted until it is answered; an upload that would go past it is
+    /// answered 503 with `Retry-After` before its body is read.
+    pub max_uploads_held_bytes: usize,
     /// A connection that sends nothing for this long is closed without an answer.
     pub idle_timeout: Duration,
     /// Time from a request's first byte to its last (head and body); past it, 408 and close.
@@ -70,6 +74,9 @@ impl Default for Limits {
                 ("POST", "/dnc"),
                 ("PUT", "/agents/"),
             ],
+            // Three largest uploads at once (a parse holds a small multiple of its body):
+            // within reach of a 512 MiB board.
+            max_uploads_held_bytes: 48 << 20,
             idle_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
             max_connections: 10_000,
@@ -126,6 +133,14 @@ impl Request {
 pub trait Service: Send + Sync + 'static {
     fn call(&self, request: &Request) -> Response;
 
+    /// Whether a request that announces a body may send it, decided from its head alone
+    /// (`request.body` is still empty): the route, the method and the credentials. A refusal
+    /// is answered at once and the connection closed without reading the body, so a stranger
+    /// cannot make the server hold what it would refuse anyway.
+    fn admit(&self, _head: &Request) -> Result<(), Response> {
+        Ok(())
+    }
+
     /// Takes over a connection after `call` answered it with an upgrade (a `101`), with the
     /// bytes already read past the request, and its place among `HTTP_MAX_CONNECTIONS` to keep
     /// for as long as the socket is open. Runs on the connection's coroutine.
@@ -171,11 +186,62 @@ pub fn answer_in_memory(
     conn::answer_all(service, input, peer, limits, out)
 }
 
+/// Upload bytes held at once across the server's connections ([`Limits::max_uploads_held_bytes`]).
+#[derive(Debug, Default)]
+pub struct UploadBudget {
+    held: AtomicUsize,
+}
+
+impl UploadBudget {
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Holds `bytes` more for `held` (which gives them all back when dropped); false, holding
+    /// nothing more, when that would go past `max`.
+    fn try_hold(self: &Arc<Self>, held: &mut HeldUpload, bytes: usize, max: usize) -> bool {
+        let mut now = self.held.load(Ordering::Acquire);
+        loop {
+            let Some(after) = now.checked_add(bytes).filter(|after| *after <= max) else {
+                return false;
+            };
+            match self
+                .held
+                .compare_exchange_weak(now, after, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => now = actual,
+            }
+        }
+        held.budget.get_or_insert_with(|| self.clone());
+        held.bytes += bytes;
+        true
+    }
+}
+
+/// The bytes one upload holds of the [`UploadBudget`], given back when dropped (after its answer).
+#[derive(Debug, Default)]
+pub(crate) struct HeldUpload {
+    budget: Option<Arc<UploadBudget>>,
+    bytes: usize,
+}
+
+impl Drop for HeldUpload {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
 /// A bound listener; [`Server::start`] spawns its accept loop on a coroutine.
 pub struct Server {
     listener: may::net::TcpListener,
     /// `TLS_CERT`/`TLS_KEY`: every connection speaks TLS.
     tls: Option<Arc<crate::tls::ServerTls>>,
+    /// Upload bytes held across its connections.
+    uploads: Arc<UploadBudget>,
 }
 
 /// A listener on `addr` that no other process is listening on. may's `TcpListener::bind` sets
@@ -195,6 +261,7 @@ impl Server {
         Ok(Server {
             listener: bind_exclusive(addr)?,
             tls: None,
+            uploads: Arc::default(),
         })
     }
 
@@ -208,6 +275,12 @@ impl Server {
         self
     }
 
+    /// Counts its uploads in `uploads` (which the service may show, as `/metrics` does).
+    pub fn with_uploads(mut self, uploads: Arc<UploadBudget>) -> Server {
+        self.uploads = uploads;
+        self
+    }
+
     /// Accepts connections until the process ends, one coroutine each.
     pub fn start(
         self,
@@ -216,6 +289,7 @@ impl Server {
     ) -> may::coroutine::JoinHandle<()> {
         let limits = Arc::new(limits);
         let open = Arc::new(AtomicUsize::new(0));
+        let uploads = self.uploads.clone();
         may::go!(move || loop {
             let (stream, peer) = match accept(&self.listener, self.tls.as_deref()) {
                 Ok(accepted) => accepted,
@@ -231,11 +305,16 @@ impl Server {
                 conn::refuse_over_capacity(stream, limits.max_connections);
                 continue;
             }
-            let (service, limits) = (service.clone(), limits.clone());
+            let (service, limits, uploads) = (service.clone(), limits.clone(), uploads.clone());
             let place = OpenConnection(Some(open.clone()));
             let builder = may::coroutine::Builder::new().stack_size(CONNECTION_STACK_WORDS);
             let spawned = may::go!(builder, move || {
-                conn::serve(stream, peer, &*service, &limits, place);
+                let shared = conn::Shared {
+                    service: &*service,
+                    limits: &limits,
+                    uploads: &uploads,
+                };
+                conn::serve(stream, peer, &shared, place);
             });
             if let Err(e) = spawned {
                 crate::error!("http.spawn_failed", peer = peer, error = e);
