@@ -205,6 +205,24 @@ struct Data {
     campaigns: crate::calls::campaigns::Campaigns,
 }
 
+/// Creates `path` if missing, and makes it readable and writable by this user only (0600),
+/// without following a symlink.
+fn make_private(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let failed = |e: std::io::Error| format!("DATA_DIR {}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(failed)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(failed)
+}
+
 /// Creates `DATA_DIR`, opens `calls.db` (readable by this user only: call data and, with
 /// phones, Exotel's tokens) and what is stored in it.
 fn open_data(
@@ -214,12 +232,16 @@ fn open_data(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
     let db = config.data_dir.join("calls.db");
+    make_private(&db)?;
     let (call_log, opened) =
         CallLog::open(&db, metrics.clone()).map_err(|e| format!("DATA_DIR call log {e}"))?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("DATA_DIR {}: {e}", db.display()))?;
+    // SQLite gives its -wal and -shm the database's mode; ones left by an older version keep
+    // theirs, so they are set too.
+    for file in ["calls.db-wal", "calls.db-shm"] {
+        let path = config.data_dir.join(file);
+        if path.exists() {
+            make_private(&path)?;
+        }
     }
     if opened.interrupted > 0 {
         crate::warn!(

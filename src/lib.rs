@@ -75,6 +75,15 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Makes every file and directory the process creates from now on readable by its user only
+/// (umask 077): call data, tokens and recordings are written under `DATA_DIR` by SQLite, the
+/// recorder and the handlers, and none of them should depend on the shell's umask. The binary
+/// calls it first; a program embedding the server may too.
+pub fn keep_files_private() {
+    use nix::sys::stat::{umask, Mode};
+    umask(Mode::from_bits_truncate(0o077));
+}
+
 /// Serves with the echo bot until SIGTERM or SIGINT, then shuts down gracefully.
 pub fn serve(config: config::Config) -> std::io::Result<()> {
     let delay = config.echo_delay_ms;

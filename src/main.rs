@@ -137,6 +137,9 @@ fn usage_error(command: &str, e: impl std::fmt::Display) -> (u8, String) {
 }
 
 fn main() -> ExitCode {
+    // Everything this binary writes (the call log and its WAL, recordings, greetings, backups)
+    // holds call data or tokens: readable by this user only, whatever the shell's umask.
+    exotel_voicebot::keep_files_private();
     let mut parser = lexopt::Parser::from_env();
     let outcome = match parser.next() {
         Ok(None) => serve(&mut parser),

@@ -245,3 +245,425 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let _ = stream.read_to_end(&mut out);
     out
 }
+
+fn json_request(server: &Server, method: &str, path: &str, body: &str) -> support::TestResponse {
+    request(
+        server.addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+/// The `Authorization` values a fake Exotel received.
+fn authorizations(fake: &exotel_voicebot::sim::fake_exotel::FakeExotel) -> Vec<String> {
+    fake.received()
+        .into_iter()
+        .filter_map(|r| r.headers.get("authorization").cloned())
+        .collect()
+}
+
+#[test]
+fn a_phones_token_goes_only_where_a_request_that_knew_it_pointed_it() {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+    let accept = || Behaviour::Accept { sid: "CA-1".into() };
+    let (home, elsewhere) = (FakeExotel::start(accept()), FakeExotel::start(accept()));
+    let server = Server::start(&[]);
+    let created = json_request(
+        &server,
+        "POST",
+        "/phones",
+        &format!(
+            r#"{{"number": "08047112233", "apiKey": "k", "apiToken": "phone-token-secret-1", "sid": "acme", "apiBaseUrl": "{}"}}"#,
+            home.base_url()
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.json());
+    // Moving the phone's requests without its token: refused, naming the field and the rule.
+    for body in [
+        format!(r#"{{"apiBaseUrl": "{}"}}"#, elsewhere.base_url()),
+        r#"{"subdomain": "api.elsewhere.example"}"#.to_owned(),
+    ] {
+        let refused = json_request(&server, "PATCH", "/phones/08047112233", &body)
+            .assert_error(400, "bad_request");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("send apiToken"),
+            "{refused}"
+        );
+    }
+    let call = r#"{"to": "+919800000001", "from": "08047112233"}"#;
+    assert_eq!(server.post_json("/call", call).status, 200);
+    assert_eq!(authorizations(&elsewhere), Vec::<String>::new());
+    assert_eq!(authorizations(&home).len(), 1);
+    // With the token in the same request it moves, and that token goes there.
+    let moved = json_request(
+        &server,
+        "PATCH",
+        "/phones/08047112233",
+        &format!(
+            r#"{{"apiBaseUrl": "{}", "apiToken": "phone-token-secret-2"}}"#,
+            elsewhere.base_url()
+        ),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.json());
+    assert_eq!(server.post_json("/call", call).status, 200);
+    let sent = authorizations(&elsewhere);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode("k:phone-token-secret-2");
+    assert_eq!(sent[0], format!("Basic {expected}"));
+}
+
+#[test]
+fn urls_a_secret_is_sent_to_are_parsed_strictly_and_refused_by_name() {
+    let server = Server::start(&[]);
+    let phone = |extra: &str| {
+        json_request(
+            &server,
+            "POST",
+            "/phones",
+            &format!(
+                r#"{{"number": "08047112233", "apiKey": "k", "apiToken": "t0k", "sid": "acme"{extra}}}"#
+            ),
+        )
+    };
+    for (extra, field) in [
+        (
+            r#", "apiBaseUrl": "https://evil.example/\r\nX-Injected: 1""#,
+            "apiBaseUrl",
+        ),
+        (
+            r#", "apiBaseUrl": "https://evil.example/x y""#,
+            "apiBaseUrl",
+        ),
+        (r#", "apiBaseUrl": "http://203.0.113.7""#, "apiBaseUrl"),
+        (
+            r#", "apiBaseUrl": "https://user:pw@evil.example""#,
+            "apiBaseUrl",
+        ),
+        (
+            r#", "apiBaseUrl": "https://evil.example/?x=1""#,
+            "apiBaseUrl",
+        ),
+        (r#", "subdomain": "evil.example/path""#, "subdomain"),
+        (r#", "subdomain": "evil.example\t""#, "subdomain"),
+    ] {
+        let refused = phone(extra).assert_error(400, "bad_request");
+        assert!(
+            refused["detail"].as_str().unwrap().starts_with(field),
+            "{extra}: {refused}"
+        );
+    }
+    assert_eq!(
+        phone(r#", "apiBaseUrl": "https://api.in.exotel.com""#).status,
+        201
+    );
+    let agent = |body: &str| json_request(&server, "POST", "/agents", body);
+    for url in [
+        "ws://203.0.113.7/bot",
+        "wss://bot.example/x?token=1",
+        "wss://bot.example/\\r\\nX: 1",
+        "https://bot.example/",
+    ] {
+        let body = format!(r#"{{"name": "a", "bot": "relay", "url": "{url}"}}"#);
+        let refused = agent(&body).assert_error(400, "bad_request");
+        assert!(
+            refused["detail"].as_str().unwrap().starts_with("url "),
+            "{url}: {refused}"
+        );
+    }
+    let created = agent(
+        r#"{"name": "a", "bot": "relay", "url": "wss://bot.example/talk", "headers": {"Authorization": "Bearer agent-secret"}}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.json());
+    // The agent's headers follow its url only when the request sends them again.
+    let refused = json_request(
+        &server,
+        "PATCH",
+        "/agents/a",
+        r#"{"url": "wss://elsewhere.example/talk"}"#,
+    )
+    .assert_error(400, "bad_request");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("send headers"),
+        "{refused}"
+    );
+    let moved = json_request(
+        &server,
+        "PATCH",
+        "/agents/a",
+        r#"{"url": "wss://elsewhere.example/talk", "headers": {"Authorization": "Bearer new"}}"#,
+    );
+    assert_eq!(moved.status, 200, "{}", moved.json());
+}
+
+/// Every file and directory under `root`, with its permission bits, links not followed.
+fn modes_under(root: &std::path::Path) -> Vec<(std::path::PathBuf, u32, bool)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            let is_dir = meta.is_dir();
+            out.push((entry.path(), meta.permissions().mode() & 0o777, is_dir));
+            if is_dir {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// A 16-bit PCM WAV of a quarter second of tone.
+fn tone_wav(rate: u32) -> Vec<u8> {
+    let samples = exotel_voicebot::media::audio::tone(rate, 440.0, 250, 8000);
+    let mut out = Vec::new();
+    exotel_voicebot::media::audio::write_wav(&mut out, rate, 1, &samples).unwrap();
+    out
+}
+
+/// Runs the binary's `backup` under a shell's usual umask (022), in `dir`.
+fn backup_to(dir: &std::path::Path, file: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" backup \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_exotel-voicebot"))
+        .arg(file)
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_file_the_binary_creates_is_its_users_alone_and_backups_too() {
+    let dir = support::temp_dir("modes");
+    // Under a shell's usual umask, as a service manager or a login shell would start it.
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        "umask 022 && exec \"$0\" serve",
+        env!("CARGO_BIN_EXE_exotel-voicebot"),
+    ]);
+    let server = Server::start_command(command, dir.clone(), &[("RECORD", "on")]);
+    let phone = json_request(
+        &server,
+        "POST",
+        "/phones",
+        r#"{"number": "08047112233", "apiKey": "k", "apiToken": "phone-token-on-disk", "sid": "acme"}"#,
+    );
+    assert_eq!(phone.status, 201, "{}", phone.json());
+    let agent = json_request(
+        &server,
+        "POST",
+        "/agents",
+        r#"{"name": "greeter", "bot": "echo"}"#,
+    );
+    assert_eq!(agent.status, 201);
+    let greeting = request(
+        server.addr,
+        "PUT",
+        "/agents/greeter/greeting",
+        &[("Content-Type", "audio/wav")],
+        &tone_wav(8000),
+    );
+    assert_eq!(greeting.status, 200, "{}", greeting.json());
+    for call in support::start_live_calls(&server, 1, 300) {
+        call.join().unwrap();
+    }
+    let data = dir.join("data");
+    wait_until("the call's recording", Duration::from_secs(10), || {
+        std::fs::read_dir(data.join("recordings")).is_ok_and(|d| d.count() > 0)
+    });
+    // While the server runs, with the WAL holding the token.
+    let seen = modes_under(&data);
+    let names: Vec<String> = seen
+        .iter()
+        .map(|(p, _, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "calls.db",
+        "calls.db-wal",
+        "calls.db-shm",
+        "recordings",
+        "agents",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "no {expected} in {names:?}"
+        );
+    }
+    for (path, mode, is_dir) in &seen {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}", path.display());
+    }
+    assert_eq!(modes_under(&dir.join("data")).len(), seen.len());
+    let out = backup_to(&dir, "copy.db");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = modes_under(&dir)
+        .into_iter()
+        .find(|(p, _, _)| p.ends_with("copy.db"))
+        .expect("the backup");
+    assert_eq!(copy.1, 0o600, "the backup is {:o}", copy.1);
+}
+
+#[test]
+fn a_backup_never_writes_through_a_link() {
+    let server = Server::start(&[]);
+    server.assert_healthy();
+    let dir = server.dir.clone();
+    let target = dir.join("elsewhere.db");
+    std::os::unix::fs::symlink(&target, dir.join("dangling.db")).unwrap();
+    let out = backup_to(&dir, "dangling.db");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the file exists (or is a link)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!target.exists(), "the backup wrote through the link");
+    assert!(std::fs::symlink_metadata(dir.join("dangling.db"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// The environment of a server whose default line is `fake`.
+fn line_env(fake: &exotel_voicebot::sim::fake_exotel::FakeExotel) -> Vec<(&'static str, String)> {
+    vec![
+        ("EXOTEL_API_KEY", "k".into()),
+        ("EXOTEL_API_TOKEN", "t".into()),
+        ("EXOTEL_SID", "acme".into()),
+        ("EXOTEL_APP_ID", "77".into()),
+        ("EXOTEL_CALLER_ID", "08047112233".into()),
+        ("EXOTEL_API_BASE_URL", fake.base_url()),
+    ]
+}
+
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Leaves ended rows `ids` in `dir`'s call log, made ten days old, each naming the recording
+/// path given; answers the time ten days ago.
+fn old_rows_naming(
+    dir: &std::path::Path,
+    rows: &[(&str, &std::path::Path)],
+) -> std::time::SystemTime {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-ret".into(),
+    });
+    let env = line_env(&fake);
+    {
+        let server = Server::start_in(dir.to_path_buf(), &as_refs(&env));
+        for (id, _) in rows {
+            let placed = server.post_json(
+                "/call",
+                &format!(r#"{{"to": "+919876543210", "callLogId": "{id}"}}"#),
+            );
+            assert_eq!(placed.status, 200, "{placed:?}");
+        }
+        server.signal("TERM");
+        let (code, _) = server.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(0));
+    }
+    let ten_days_ago = std::time::SystemTime::now() - Duration::from_secs(10 * 86_400);
+    let old_ms = ten_days_ago
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let db = rusqlite::Connection::open(dir.join("data/calls.db")).unwrap();
+    for (id, path) in rows {
+        let changed = db
+            .execute(
+                "UPDATE calls SET created_at = ?1, status = 'completed', recording_path = ?2 WHERE call_log_id = ?3",
+                rusqlite::params![old_ms, path.to_str().unwrap(), id],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "row {id}");
+    }
+    ten_days_ago
+}
+
+fn make_old(path: &std::path::Path, when: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+#[test]
+fn retention_deletes_only_its_own_wav_files_never_through_a_link() {
+    let dir = support::temp_dir("retention-links");
+    let outside = dir.join("shared");
+    std::fs::create_dir_all(&outside).unwrap();
+    let victim = outside.join("victim.wav");
+    let linked = outside.join("linked.wav");
+    let recordings = dir.join("data/recordings");
+    let link = recordings.join("link.wav");
+    let ours = recordings.join("ours.wav");
+    let old = old_rows_naming(
+        &dir,
+        &[
+            ("points-outside", &victim),
+            ("points-at-link", &link),
+            ("ours", &ours),
+        ],
+    );
+    std::fs::create_dir_all(&recordings).unwrap();
+    for file in [&victim, &linked, &ours] {
+        std::fs::write(file, b"RIFF").unwrap();
+        make_old(file, old);
+    }
+    std::os::unix::fs::symlink(&linked, &link).unwrap();
+    let notes = recordings.join("notes.txt");
+    std::fs::write(&notes, b"kept").unwrap();
+    make_old(&notes, old);
+    let server = Server::start_in(dir.clone(), &[("RETENTION_DAYS", "7")]);
+    server.wait_for_log(&["retention.pruned", "calls=3", "recordings=1"]);
+    server.wait_for_log(&["retention.left_alone", "files=2"]);
+    assert!(!ours.exists(), "its own recording goes");
+    assert!(
+        victim.exists() && linked.exists(),
+        "files outside DATA_DIR stay"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "a link is not followed or removed"
+    );
+    assert!(notes.exists(), "only *.wav files are recordings");
+}
+
+#[test]
+fn retention_never_follows_a_linked_recordings_directory() {
+    let dir = support::temp_dir("retention-linked-dir");
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let theirs = shared.join("theirs.wav");
+    let named = shared.join("named.wav");
+    let old = old_rows_naming(&dir, &[("named", &dir.join("data/recordings/named.wav"))]);
+    for file in [&theirs, &named] {
+        std::fs::write(file, b"RIFF").unwrap();
+        make_old(file, old);
+    }
+    let _ = std::fs::remove_dir_all(dir.join("data/recordings"));
+    std::os::unix::fs::symlink(&shared, dir.join("data/recordings")).unwrap();
+    let server = Server::start_in(dir.clone(), &[("RETENTION_DAYS", "7")]);
+    server.wait_for_log(&["retention.left_alone", "is a link"]);
+    server.wait_for_log(&["retention.pruned", "calls=1", "recordings=0"]);
+    assert!(
+        theirs.exists() && named.exists(),
+        "nothing deleted through the link"
+    );
+}

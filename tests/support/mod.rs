@@ -58,6 +58,12 @@ impl Server {
         Server::spawn(command, temp_dir("server"), env)
     }
 
+    /// Like [`Server::start_in`], with `command` (a shell that sets things up, then execs the
+    /// binary's `serve`) in place of the binary itself.
+    pub fn start_command(command: Command, dir: PathBuf, env: &[(&str, &str)]) -> Server {
+        Server::spawn(command, dir, env)
+    }
+
     fn spawn(mut command: Command, dir: PathBuf, env: &[(&str, &str)]) -> Server {
         command
             .current_dir(&dir)
