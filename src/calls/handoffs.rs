@@ -64,9 +64,28 @@ pub struct Ended {
     pub handoff: Option<String>,
 }
 
+/// What a Passthru request names, against the calls that ended here lately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The call, named by a request whose CallSid is the call's own.
+    Found(Ended),
+    /// A call that ended here, named with a CallSid that is not its own: the request is not
+    /// about that call, and learns nothing of it.
+    WrongCallSid(CallLogId),
+    /// No call that ended here lately.
+    Unknown,
+}
+
+/// A call's entry: its handoff, its CallSid (when the stream gave one) and when it ended.
+struct Entry {
+    handoff: Option<String>,
+    call_sid: Option<String>,
+    at: Instant,
+}
+
 #[derive(Default)]
 struct Table {
-    by_id: HashMap<CallLogId, (Option<String>, Instant)>,
+    by_id: HashMap<CallLogId, Entry>,
     by_call_sid: HashMap<String, CallLogId>,
     swept: Option<Instant>,
 }
@@ -85,29 +104,42 @@ impl Handoffs {
             .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
         {
             t.by_id
-                .retain(|_, (_, at)| now.duration_since(*at) < KEPT_FOR);
+                .retain(|_, entry| now.duration_since(entry.at) < KEPT_FOR);
             let Table {
                 by_id, by_call_sid, ..
             } = &mut *t;
             by_call_sid.retain(|_, id| by_id.contains_key(id));
             t.swept = Some(now);
         }
-        t.by_id.insert(id.clone(), (handoff, now));
-        if let Some(sid) = call_sid.filter(|s| !s.is_empty()) {
-            t.by_call_sid.insert(sid.to_owned(), id.clone());
+        let call_sid = call_sid.filter(|s| !s.is_empty()).map(str::to_owned);
+        if let Some(sid) = &call_sid {
+            t.by_call_sid.insert(sid.clone(), id.clone());
         }
+        let entry = Entry {
+            handoff,
+            call_sid,
+            at: now,
+        };
+        t.by_id.insert(id.clone(), entry);
     }
 
-    /// The call a Passthru request is about: by callLogId, else by CallSid.
-    pub fn find(&self, call_log_id: Option<&str>, call_sid: Option<&str>) -> Option<Ended> {
+    /// The call a Passthru request is about: by callLogId, else by CallSid. A call whose
+    /// stream gave a CallSid is found only by a request with that CallSid, as status callbacks
+    /// are (a `CustomField` is easy to learn; Exotel's CallSid for the call is not).
+    pub fn find(&self, call_log_id: Option<&str>, call_sid: Option<&str>) -> Lookup {
         let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let id = call_log_id
             .and_then(|id| CallLogId::parse(id).ok())
             .filter(|id| t.by_id.contains_key(id))
-            .or_else(|| call_sid.and_then(|sid| t.by_call_sid.get(sid).cloned()))?;
-        let (handoff, _) = t.by_id.get(&id)?;
-        Some(Ended {
-            handoff: handoff.clone(),
+            .or_else(|| call_sid.and_then(|sid| t.by_call_sid.get(sid).cloned()));
+        let Some((id, entry)) = id.and_then(|id| t.by_id.get(&id).map(|e| (id, e))) else {
+            return Lookup::Unknown;
+        };
+        if entry.call_sid.is_some() && entry.call_sid.as_deref() != call_sid {
+            return Lookup::WrongCallSid(id);
+        }
+        Lookup::Found(Ended {
+            handoff: entry.handoff.clone(),
             id,
         })
     }
@@ -124,13 +156,31 @@ mod tests {
         let b = CallLogId::parse("call-b").unwrap();
         h.stream_ended(&a, Some("CA1"), Some("billing".into()));
         h.stream_ended(&b, None, None);
+        let found = |lookup: Lookup| match lookup {
+            Lookup::Found(ended) => ended,
+            other => panic!("not found: {other:?}"),
+        };
         assert_eq!(
-            h.find(Some("call-a"), None).unwrap().handoff.as_deref(),
+            found(h.find(Some("call-a"), Some("CA1")))
+                .handoff
+                .as_deref(),
             Some("billing")
         );
-        assert_eq!(h.find(None, Some("CA1")).unwrap().id, a);
-        assert_eq!(h.find(Some("nobody"), Some("CA1")).unwrap().id, a);
-        assert_eq!(h.find(Some("call-b"), None).unwrap().handoff, None);
-        assert_eq!(h.find(Some("nobody"), Some("CA9")), None);
+        assert_eq!(found(h.find(None, Some("CA1"))).id, a);
+        assert_eq!(found(h.find(Some("nobody"), Some("CA1"))).id, a);
+        assert_eq!(found(h.find(Some("call-b"), None)).handoff, None);
+        assert_eq!(h.find(Some("nobody"), Some("CA9")), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_call_with_a_call_sid_is_not_found_under_another() {
+        let h = Handoffs::default();
+        let a = CallLogId::parse("call-a").unwrap();
+        h.stream_ended(&a, Some("CA1"), Some("billing".into()));
+        assert_eq!(
+            h.find(Some("call-a"), Some("CA-made-up")),
+            Lookup::WrongCallSid(a.clone())
+        );
+        assert_eq!(h.find(Some("call-a"), None), Lookup::WrongCallSid(a));
     }
 }

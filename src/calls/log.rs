@@ -994,7 +994,7 @@ impl EventWrite<'_> {
         // Exotel's billing duration is authoritative over ours.
         self.set(
             "UPDATE calls SET duration_s = COALESCE(?2, duration_s),
-                 exotel_recording_url = COALESCE(?3, exotel_recording_url),
+                 exotel_recording_url = COALESCE(exotel_recording_url, ?3),
                  call_sid = COALESCE(call_sid, ?4) WHERE call_log_id = ?1",
             params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
         )?;
@@ -1072,17 +1072,29 @@ fn row_by(
 
 /// Exotel's word on how a stream ended, on the call's row (found by callLogId, else CallSid).
 fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
-    let by_id: Option<String> = match &end.custom_field {
+    let named: Option<(String, Option<String>)> = match &end.custom_field {
         Some(f) => conn
             .query_row(
-                "SELECT call_log_id FROM calls WHERE call_log_id = ?1",
+                "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
                 [f],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?,
         None => None,
     };
-    let id = row_by(conn, by_id, end.call_sid.as_deref())?;
+    // A row that knows its CallSid is written only by a request with that CallSid.
+    if let Some((id, Some(row_sid))) = &named {
+        if end.call_sid.as_deref() != Some(row_sid.as_str()) {
+            crate::warn!(
+                "calllog.passthru_call_sid_mismatch",
+                callLogId = id,
+                callSid = end.call_sid.as_deref().unwrap_or(""),
+                detail = "the CallSid is not this call's: nothing recorded"
+            );
+            return Ok(());
+        }
+    }
+    let id = row_by(conn, named.map(|(id, _)| id), end.call_sid.as_deref())?;
     let Some(id) = id else {
         crate::warn!(
             "calllog.unmatched_passthru",
@@ -1093,7 +1105,7 @@ fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
     };
     conn.execute(
         "UPDATE calls SET stream_sid = COALESCE(stream_sid, ?2), stream_status = ?3,
-             stream_duration_s = ?4, exotel_recording_url = COALESCE(?5, exotel_recording_url),
+             stream_duration_s = ?4, exotel_recording_url = COALESCE(exotel_recording_url, ?5),
              disconnected_by = ?6, stream_error = ?7, handoff_answer = ?8
          WHERE call_log_id = ?1",
         params![

@@ -13,6 +13,7 @@
 //! caller down Exotel's error branch.
 
 use crate::app::App;
+use crate::calls::handoffs::Lookup;
 use crate::calls::log::{LogEvent, StreamEnd};
 use crate::http::{Params, Request, Response};
 use crate::metrics::PassthruAnswer;
@@ -91,9 +92,14 @@ pub fn handle(app: &App, request: &Request) -> Response {
     if hook.event_type.as_deref() == Some("stream-start") {
         return stream_start(app, &hook);
     }
-    let found = app
+    let found = match app
         .handoffs
-        .find(hook.custom_field.as_deref(), hook.call_sid.as_deref());
+        .find(hook.custom_field.as_deref(), hook.call_sid.as_deref())
+    {
+        Lookup::Found(ended) => Some(ended),
+        Lookup::WrongCallSid(id) => return not_about_the_call(app, &hook, &id),
+        Lookup::Unknown => None,
+    };
     let handoff = found.as_ref().and_then(|f| f.handoff.clone());
     let status = if handoff.is_some() {
         app.config.passthru_handoff_status
@@ -130,12 +136,36 @@ pub fn handle(app: &App, request: &Request) -> Response {
         stream_sid: hook.stream_sid.clone(),
         status: hook.status.clone(),
         duration_s: hook.duration_s,
-        recording_url: hook.recording_url.clone(),
+        recording_url: hook
+            .recording_url
+            .clone()
+            .filter(|url| is_recording_url(url)),
         disconnected_by: hook.disconnected_by.clone(),
         error: hook.error.clone(),
         answer: status,
     })));
     answer(status, handoff.is_some(), handoff.as_deref())
+}
+
+/// A Passthru that names a call which ended here, with a CallSid that is not the call's: no
+/// handoff, nothing recorded, nothing in the answer about that call; one line in the log.
+fn not_about_the_call(app: &App, hook: &Passthru, id: &crate::calls::CallLogId) -> Response {
+    let status = other_answer(app.config.passthru_handoff_status);
+    app.metrics.passthru(PassthruAnswer::NoHandoff);
+    crate::warn!(
+        "passthru.call_sid_mismatch",
+        callLogId = id,
+        callSid = hook.call_sid.as_deref().unwrap_or(""),
+        answer = status,
+        detail = "the CallSid is not this call's: answered no handoff, recorded nothing"
+    );
+    answer(status, false, None)
+}
+
+/// A recording URL worth keeping on the row: `https://` to a host, strictly parsed (it is
+/// shown to operators, who will click it).
+pub fn is_recording_url(url: &str) -> bool {
+    crate::calls::destination::Destination::parse("RecordingUrl", url, "https", "https").is_ok()
 }
 
 /// The Passthru before the stream: noted, answered "continue".
@@ -162,7 +192,8 @@ fn answer(status: u16, handoff: bool, reason: Option<&str>) -> Response {
     let body = serde_json::json!({ "handoff": handoff, "reason": reason });
     let response = Response::json(status, &body);
     if status == 302 {
-        // A 302 names where it points; Exotel reads only the status.
+        // A 302 names where it points; Exotel reads only the status. Nothing of the request's
+        // query (its secret) goes back into it.
         response.with_header("Location", "/api/v1/exotel/passthru")
     } else {
         response

@@ -275,7 +275,7 @@ pub fn handle_status(app: &App, request: &Request) -> Response {
         call_sid,
         status,
         duration_s,
-        recording_url: get("RecordingUrl"),
+        recording_url: get("RecordingUrl").filter(|url| super::passthru::is_recording_url(url)),
     });
     Response::json(200, &serde_json::json!({"ok": true}))
 }
