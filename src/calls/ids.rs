@@ -93,10 +93,21 @@ impl fmt::Debug for MediaToken {
     }
 }
 
-/// A number Exotel can dial: E.164 (`+` then 8–15 digits) or an Indian national number (10 digits
-/// starting 6–9, or 0 then 10 digits). Spaces, dashes, dots and parentheses are dropped first.
+/// A number Exotel can dial, in one spelling per line: E.164 (`+` then 8–15 digits, no `0`
+/// after the `+`) or an Indian national number (10 digits starting 6–9, or the trunk `0` and 10
+/// digits). Spaces, dashes, dots and parentheses are dropped first.
+///
+/// India's numbers follow its national rules, so that no two spellings of one line are two
+/// numbers (a do-not-call entry must hold for all of them): after `+91` come exactly 10 digits,
+/// not starting with 0; a trunk `0` written after the country code (`+91 0 98765 43210`, as
+/// people copy it from a national spelling) is dropped; `0091…` is the same `+91`. Anything
+/// else after `+91` cannot be a real number and is refused; so is `91` and 10 digits without
+/// the `+`, which is what a form makes of an unencoded `+` (the answer hints at `%2B`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneNumber(String);
+
+/// India's country code, whose national rules [`PhoneNumber`] applies.
+const INDIA: &str = "91";
 
 impl PhoneNumber {
     pub fn parse(s: &str) -> Result<PhoneNumber, String> {
@@ -106,25 +117,42 @@ impl PhoneNumber {
             .collect();
         let (plus, digits) = match compact.strip_prefix('+') {
             Some(rest) => (true, rest),
-            None => (false, compact.as_str()),
+            None => match compact.strip_prefix("00") {
+                // The international prefix dialed from India: the same as `+`.
+                Some(rest) if rest.len() > 10 => (true, rest),
+                _ => (false, compact.as_str()),
+            },
         };
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
                 "{s:?} is not a phone number (digits, optionally after +)"
             ));
         }
-        let ok = if plus {
-            (8..=15).contains(&digits.len()) && !digits.starts_with('0')
-        } else {
-            (digits.len() == 10 && matches!(digits.as_bytes()[0], b'6'..=b'9'))
-                || (digits.len() == 11 && digits.starts_with('0'))
+        let indian = |national: &str| -> Result<PhoneNumber, String> {
+            let national = national.strip_prefix('0').unwrap_or(national);
+            if national.len() == 10 && !national.starts_with('0') {
+                Ok(PhoneNumber(format!("+{INDIA}{national}")))
+            } else {
+                Err(format!(
+                    "{s:?} is not an Indian number: +91 is followed by 10 digits (a 0 written after +91 is dropped)"
+                ))
+            }
         };
-        if !ok {
-            return Err(format!(
-                "{s:?} is neither E.164 (+ and 8-15 digits, e.g. +919876543210) nor an Indian national number (10 digits from 6-9, or 0 and 10 digits)"
-            ));
+        if plus {
+            if let Some(national) = digits.strip_prefix(INDIA) {
+                return indian(national);
+            }
+            if (8..=15).contains(&digits.len()) && !digits.starts_with('0') {
+                return Ok(PhoneNumber(format!("+{digits}")));
+            }
+        } else if (digits.len() == 10 && matches!(digits.as_bytes()[0], b'6'..=b'9'))
+            || (digits.len() == 11 && digits.starts_with('0') && !digits.starts_with("00"))
+        {
+            return Ok(PhoneNumber(digits.to_owned()));
         }
-        Ok(PhoneNumber(compact))
+        Err(format!(
+            "{s:?} is neither E.164 (+ and 8-15 digits, e.g. +919876543210) nor an Indian national number (10 digits from 6-9, or 0 and 10 digits)"
+        ))
     }
 
     /// A number as the last segment of a path (`/dnc/+9198…`, `/phones/%2B9180…`): `%`-escapes
@@ -220,6 +248,42 @@ mod tests {
         assert!(PhoneNumber::parse("+91abc").is_err());
         assert!(PhoneNumber::parse("").is_err());
         assert!(PhoneNumber::parse("+").is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_an_indian_number_is_one_canonical_number() {
+        let canonical = |s: &str| PhoneNumber::parse(s).map(|n| n.canonical());
+        for spelling in [
+            "+919876543210",
+            "+91 98765 43210",
+            "+91-0-98765-43210",
+            "+910 9876543210",
+            "+91 (0) 98765.43210",
+            "0091 98765 43210",
+            "00910 9876543210",
+            "09876543210",
+            "9876543210",
+            "(098765) 43210",
+        ] {
+            assert_eq!(
+                canonical(spelling).as_deref(),
+                Ok("+919876543210"),
+                "{spelling}"
+            );
+        }
+        // What cannot be an Indian number after +91 is refused, not dialed as another.
+        for bad in [
+            "00987654321",
+            "+9109876543",
+            "+91987654321",
+            "+919876543210 1",
+            "+9100987654321",
+            "+91",
+        ] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
+        }
+        // Other countries keep their digits.
+        assert_eq!(canonical("+1 415 555 0100").as_deref(), Ok("+14155550100"));
     }
 
     #[test]
