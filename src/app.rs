@@ -65,7 +65,7 @@ impl App {
     pub fn with_bots(config: Config, port: u16, bots: Box<dyn BotFactory>) -> Result<App, String> {
         let (public_base, media_base) = public_urls(&config, port);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let data = open_data(&config, &metrics)?;
+        let data = open_data(&config, &metrics, port)?;
         let recorder = start_recorder(&config, &metrics)?;
         let registry = Registry::new(config.media_token_ttl, config.max_pending_media_tokens);
         let slots = std::sync::Arc::new(Slots::new(
@@ -228,6 +228,7 @@ fn make_private(path: &std::path::Path) -> Result<(), String> {
 fn open_data(
     config: &Config,
     metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    port: u16,
 ) -> Result<Data, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
@@ -269,9 +270,27 @@ fn open_data(
             stored.agents,
             config.data_dir.join("agents"),
             relay_template,
+            relay_hosts(config, port),
         ),
         campaigns: crate::calls::campaigns::Campaigns::new(store, campaign_clock(config)),
     })
+}
+
+/// Where relay agents may not point (this server) and may (`RELAY_ALLOWED_HOSTS`).
+fn relay_hosts(config: &Config, port: u16) -> crate::calls::agents::RelayHosts {
+    let mut own_hosts = vec![config.bind.to_string()];
+    let public = config.public_base_url.as_deref().and_then(|url| {
+        crate::calls::destination::Destination::parse("WEBHOOK_BASE_URL", url, "https", "http").ok()
+    });
+    own_hosts.extend(public.map(|p| p.host));
+    let mut own_ports = vec![port, config.port];
+    own_ports.extend(config.media_port);
+    own_ports.retain(|p| *p != 0);
+    crate::calls::agents::RelayHosts {
+        own_hosts,
+        own_ports,
+        allowed: config.relay_allowed_hosts.clone(),
+    }
 }
 
 /// The campaigns' clock: the system's, or `CAMPAIGN_CLOCK_START`'s.

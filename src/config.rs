@@ -337,6 +337,9 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
     pub trust_proxy: Vec<IpAddr>,
+    /// `RELAY_ALLOWED_HOSTS`: the hosts a relay agent's `url` may name (an API user makes the
+    /// server connect there); `None`, any host but the server itself.
+    pub relay_allowed_hosts: Option<Vec<String>>,
     /// `SAMPLE_RATE`: the audio rate asked of Exotel in the media URL.
     pub sample_rate: u32,
     /// `MAX_PENDING_MEDIA_TOKENS`: media tokens issued and not yet expired, at most.
@@ -484,6 +487,7 @@ impl Config {
             webhook_secret: var("WEBHOOK_SECRET"),
             metrics_token: var("METRICS_TOKEN"),
             trust_proxy: trust_proxy_from_vars(&var)?,
+            relay_allowed_hosts: relay_allowed_hosts_from_vars(&var)?,
             sample_rate: media.sample_rate,
             max_pending_media_tokens: media.max_pending_media_tokens,
             media_port: media.media_port,
@@ -924,6 +928,29 @@ fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, Con
         });
     }
     Ok(limits)
+}
+
+/// `RELAY_ALLOWED_HOSTS`: comma-separated host names or addresses, lower-cased.
+fn relay_allowed_hosts_from_vars(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(list) = var("RELAY_ALLOWED_HOSTS") else {
+        return Ok(None);
+    };
+    let hosts: Vec<String> = list
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    for host in &hosts {
+        crate::calls::destination::check_host("RELAY_ALLOWED_HOSTS", host).map_err(|problem| {
+            ConfigError {
+                variable: "RELAY_ALLOWED_HOSTS",
+                problem,
+            }
+        })?;
+    }
+    Ok(Some(hosts))
 }
 
 /// `TRUST_PROXY`: the addresses of reverse proxies whose forwarded requests may use `/call`,

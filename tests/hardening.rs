@@ -928,3 +928,120 @@ fn a_listed_number_is_refused_in_every_spelling_by_call_dnc_and_campaigns() {
     assert_eq!(removed.status, 200, "{removed:?}");
     assert_eq!(server.get("/dnc").json()["count"], 0);
 }
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_the_outage_tone_leaves_the_outage_on_the_row() {
+    use tungstenite::Message;
+    let port = closed_port();
+    let server = support::relay_server(&format!("ws://127.0.0.1:{port}/bot"), &[]);
+    let r = server.get("/voicebot/connect?CallSid=CA-out&CustomField=outage-1");
+    let url = r.json()["url"].as_str().unwrap().to_owned();
+    let mut ws = support::ws_connect(server.addr, &url[url.find("/media").unwrap()..]).unwrap();
+    ws.send(Message::text(r#"{"event":"connected"}"#)).unwrap();
+    ws.send(Message::text(
+        r#"{"event":"start","sequence_number":"1","stream_sid":"S-out","start":{"stream_sid":"S-out","call_sid":"CA-out","custom_parameters":{},"media_format":{"encoding":"base64","sample_rate":"8000"}}}"#,
+    ))
+    .unwrap();
+    // The tone's first chunk: the bot could not be reached and the fallback is speaking.
+    loop {
+        let Message::Text(text) = ws.read().expect("the tone") else {
+            continue;
+        };
+        if text.contains("\"media\"") {
+            break;
+        }
+    }
+    // The caller hangs up before the tone ends.
+    ws.send(Message::text(
+        r#"{"event":"stop","stop":{"call_sid":"CA-out","reason":"callended"}}"#,
+    ))
+    .unwrap();
+    let _ = ws.close(None);
+    while ws.read().is_ok() {}
+    let row = wait_for_row(&server, "outage-1", |r| r["status"] != "in-progress");
+    assert_eq!(row["status"], "bot-unavailable", "{row}");
+}
+
+#[test]
+fn a_relay_agent_may_not_point_at_the_server_itself_or_outside_the_allow_list() {
+    let server = Server::start(&[]);
+    let own = server.addr.port();
+    for url in [
+        format!("ws://127.0.0.1:{own}/media"),
+        format!("ws://localhost:{own}/"),
+        format!("ws://[::1]:{own}/x"),
+    ] {
+        let body = format!(r#"{{"name": "loop", "bot": "relay", "url": "{url}"}}"#);
+        let refused =
+            json_request(&server, "POST", "/agents", &body).assert_error(400, "bad_request");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("this server itself"),
+            "{url}: {refused}"
+        );
+    }
+    // Another port on loopback is another server: allowed.
+    let other = format!(
+        r#"{{"name": "ok", "bot": "relay", "url": "ws://127.0.0.1:{}/bot"}}"#,
+        closed_port()
+    );
+    assert_eq!(json_request(&server, "POST", "/agents", &other).status, 201);
+    // With RELAY_ALLOWED_HOSTS, only those hosts.
+    let listed = Server::start(&[("RELAY_ALLOWED_HOSTS", "bots.example.com, 127.0.0.1")]);
+    let refused = json_request(
+        &listed,
+        "POST",
+        "/agents",
+        r#"{"name": "x", "bot": "relay", "url": "wss://elsewhere.example/bot"}"#,
+    )
+    .assert_error(400, "bad_request");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("RELAY_ALLOWED_HOSTS"),
+        "{refused}"
+    );
+    let allowed = json_request(
+        &listed,
+        "POST",
+        "/agents",
+        r#"{"name": "x", "bot": "relay", "url": "wss://bots.example.com/bot"}"#,
+    );
+    assert_eq!(allowed.status, 201, "{}", allowed.json());
+}
+
+#[test]
+fn a_campaign_starting_on_a_day_its_month_lacks_is_refused() {
+    let server = Server::start(&[]);
+    for date in [
+        "2026-02-30T10:00:00+05:30",
+        "2026-04-31T10:00:00+05:30",
+        "2025-02-29T10:00:00Z",
+    ] {
+        let body = format!(r#"{{"contacts": ["+919876543211"], "startAt": "{date}"}}"#);
+        let refused = server
+            .post_json("/campaigns", &body)
+            .assert_error(400, "bad_request");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("does not have"),
+            "{date}: {refused}"
+        );
+    }
+    let leap = server.post_json(
+        "/campaigns",
+        r#"{"contacts": ["+919876543211"], "startAt": "2028-02-29T10:00:00+05:30"}"#,
+    );
+    assert_eq!(leap.status, 201, "{}", leap.json());
+}

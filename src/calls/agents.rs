@@ -68,6 +68,46 @@ pub struct Agents {
     dir: PathBuf,
     /// The environment's relay settings (timeouts, fallback, CA), for relay agents.
     relay_template: Option<RelayConfig>,
+    /// Where a relay agent may point.
+    relay_hosts: RelayHosts,
+}
+
+/// Where an API user may make the server connect, as a relay agent's `url`: not the server
+/// itself (its own ports on its own addresses), and only `RELAY_ALLOWED_HOSTS` when set.
+#[derive(Clone, Debug, Default)]
+pub struct RelayHosts {
+    /// The server's own hosts (loopback, its bind address, its public host) are refused on
+    /// these ports.
+    pub own_hosts: Vec<String>,
+    pub own_ports: Vec<u16>,
+    /// `RELAY_ALLOWED_HOSTS`.
+    pub allowed: Option<Vec<String>>,
+}
+
+impl RelayHosts {
+    fn check(&self, to: &super::destination::Destination) -> Result<(), String> {
+        let own_host = to.is_loopback()
+            || to.host == "0.0.0.0"
+            || to.host == "::"
+            || self.own_hosts.contains(&to.host);
+        if own_host && self.own_ports.contains(&to.port_or_default()) {
+            return Err(format!(
+                "url points at this server itself ({}:{}): a relay agent's bot is another server",
+                to.host,
+                to.port_or_default()
+            ));
+        }
+        if let Some(allowed) = &self.allowed {
+            if !allowed.contains(&to.host) {
+                return Err(format!(
+                    "url's host {} is not in RELAY_ALLOWED_HOSTS ({})",
+                    to.host,
+                    allowed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -103,12 +143,14 @@ impl Agents {
         stored: Vec<StoredAgent>,
         dir: PathBuf,
         relay_template: Option<RelayConfig>,
+        relay_hosts: RelayHosts,
     ) -> Agents {
         let agents = Agents {
             by_name: RwLock::new(BTreeMap::new()),
             store,
             dir,
             relay_template,
+            relay_hosts,
         };
         for s in stored {
             match agents.build(s.clone()) {
@@ -180,7 +222,7 @@ impl Agents {
         if let Err(why) = check_name(&name) {
             return bad(why);
         }
-        let stored = match stored_from(name.clone(), fields, None) {
+        let stored = match stored_from(name.clone(), fields, None, &self.relay_hosts) {
             Ok(s) => s,
             Err(why) => return bad(why),
         };
@@ -200,7 +242,12 @@ impl Agents {
         if fields.name.as_deref().is_some_and(|n| n != name) {
             return bad("name cannot change: create the new agent and delete this one");
         }
-        match stored_from(name.to_owned(), fields, Some(&current.stored)) {
+        match stored_from(
+            name.to_owned(),
+            fields,
+            Some(&current.stored),
+            &self.relay_hosts,
+        ) {
             Ok(stored) => self.write(stored, false),
             Err(why) => bad(why),
         }
@@ -370,6 +417,7 @@ fn stored_from(
     name: String,
     fields: Fields,
     current: Option<&StoredAgent>,
+    relay_hosts: &RelayHosts,
 ) -> Result<StoredAgent, String> {
     let bot = fields
         .bot
@@ -387,7 +435,9 @@ fn stored_from(
         );
     }
     if let Some(url) = &fields.url {
-        super::destination::Destination::parse("url", url, "wss", "ws")?;
+        relay_hosts.check(&super::destination::Destination::parse(
+            "url", url, "wss", "ws",
+        )?)?;
     }
     let url = fields.url.or_else(|| current.and_then(|c| c.url.clone()));
     let headers = match fields.headers {

@@ -389,7 +389,7 @@ fn started(app: &App, call: &CallShared, id: &CallLogId, start: &StartEvent) -> 
 pub fn end(app: &App, ending: Ending, reason: &EndReason, stats: &SessionStats) {
     let call = &ending.call;
     let id = &call.ticket.call_log_id;
-    let status = end_status(reason, call.grant.over_capacity, stats.started);
+    let status = end_status(reason, call.grant.over_capacity, stats);
     if let Some(plan) = &ending.plan {
         do_not_call_key(app, id, plan, &stats.dtmf);
     }
@@ -455,11 +455,14 @@ fn bots_for(
 /// The call's status when its session ends. A replaced session hands the call to its
 /// successor: counts only, the call goes on. A call ended by the shutdown is complete from our
 /// side (end reason server-shutdown).
-fn end_status(reason: &EndReason, over_capacity: bool, started: bool) -> Option<Status> {
+fn end_status(reason: &EndReason, over_capacity: bool, stats: &SessionStats) -> Option<Status> {
+    let started = stats.started;
     match (reason, over_capacity) {
         (EndReason::Replaced | EndReason::CallSidMismatch(_), _) => None,
         (_, true) => Some(Status::RejectedCapacity),
         (EndReason::BotUnavailable, false) => Some(Status::BotUnavailable),
+        // The caller hung up during the outage's tone: the outage is still what happened.
+        (_, false) if stats.bot_unavailable => Some(Status::BotUnavailable),
         // A stream that never started was never a conversation, whatever ended it.
         (_, false) if !started => Some(Status::Failed),
         (_, false) => Some(Status::Completed),

@@ -362,6 +362,9 @@ pub struct SessionStats {
     pub relay: RelayCounts,
     /// Why the caller was handed to a person, when they were.
     pub handoff: Option<String>,
+    /// The relayed bot could not be reached and the hang-up fallback answered the call: an
+    /// outage on the call's row however the call then ended (the caller may hang up first).
+    pub bot_unavailable: bool,
 }
 
 /// When Exotel's playout queue runs dry, measured against a clock taken when the first chunk of
@@ -522,8 +525,6 @@ pub struct Session<'a, S: MediaIo> {
     relay_config: Option<Arc<RelayConfig>>,
     /// Exotel's `connected` frame, kept for the relay (it connects at `start`).
     connected_text: Option<String>,
-    /// The relayed bot was unreachable and the hang-up fallback is playing.
-    bot_unavailable: bool,
     /// A relay to open, for the event loop that drives this session to take.
     dial: Option<Dial>,
     /// This call's recording, once the stream started, with the stream's start time and the
@@ -607,7 +608,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
             recorder: context.recorder,
             relay_config: context.relay,
             connected_text: None,
-            bot_unavailable: false,
             dial: None,
             recording: None,
             reported: (SessionStats::default(), now),
@@ -714,7 +714,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
             None
         };
         match bot_ended {
-            Some(_) if self.bot_unavailable => ControlFlow::Break(Some(EndReason::BotUnavailable)),
+            Some(_) if self.stats.bot_unavailable => {
+                ControlFlow::Break(Some(EndReason::BotUnavailable))
+            }
             Some(reason) => ControlFlow::Break(Some(reason)),
             None => ControlFlow::Continue(()),
         }
@@ -1171,7 +1173,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                     self.metrics,
                 );
                 live.handler = handler;
-                self.bot_unavailable = unavailable;
+                self.stats.bot_unavailable = unavailable;
             }
         }
     }

@@ -134,8 +134,8 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     let (Some(Ok(y)), Some(Ok(mo)), Some(Ok(d))) = (ymd.next(), ymd.next(), ymd.next()) else {
         return Err(bad());
     };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return Err(bad());
+    if !(1..=12).contains(&mo) || !(1..=days_in_month(y, mo)).contains(&d) {
+        return Err(format!("{s:?} names a day its month does not have"));
     }
     let zone_at = rest
         .find(['Z', 'z', '+', '-'])
@@ -158,6 +158,17 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     let days = days_from_civil(y, mo, d);
     let minutes = days * DAY_MINUTES + h * 60 + m - offset;
     Ok(minutes * MINUTE_MS + (sec * 1000.0).round() as i64)
+}
+
+/// Days in month `m` (1-12) of year `y`, Gregorian.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
