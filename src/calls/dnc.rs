@@ -14,8 +14,23 @@ use std::collections::BTreeSet;
 use std::sync::RwLock;
 
 pub struct DoNotCall {
-    numbers: RwLock<BTreeSet<String>>,
+    /// The list in memory, each E.164 number as the integer of its digits: a list of a
+    /// million numbers is 8 MB of keys, not 50 MB of strings.
+    numbers: RwLock<BTreeSet<u64>>,
     store: Store,
+}
+
+/// Numbers written to the store in one transaction of a large upload.
+const STORE_BATCH: usize = 50_000;
+
+/// An E.164 number (`+` and at most 15 digits, the first not 0) as an integer.
+fn key(canonical: &str) -> Option<u64> {
+    canonical.strip_prefix('+')?.parse().ok()
+}
+
+/// The E.164 spelling of a key.
+fn spelled(key: u64) -> String {
+    format!("+{key}")
 }
 
 /// A row of a `POST /dnc` body that is not a number.
@@ -29,7 +44,7 @@ struct Invalid {
 impl DoNotCall {
     pub fn new(store: Store, numbers: Vec<String>) -> DoNotCall {
         DoNotCall {
-            numbers: RwLock::new(numbers.into_iter().collect()),
+            numbers: RwLock::new(numbers.iter().filter_map(|n| key(n)).collect()),
             store,
         }
     }
@@ -39,7 +54,7 @@ impl DoNotCall {
         self.numbers
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&number.canonical())
+            .contains(&key(&number.canonical()).unwrap_or(0))
     }
 
     /// Puts one number on the list (a caller who asked); answers whether it was new.
@@ -51,64 +66,60 @@ impl DoNotCall {
         self.numbers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(canonical);
+            .extend(key(&canonical));
         Ok(added > 0)
     }
 
-    /// `POST /dnc`.
+    /// `POST /dnc`. The body is read one value at a time into the set of numbers it names
+    /// (so a list of one number repeated holds one), and its invalid rows are listed up to
+    /// [`crate::calls::rejects::MAX_LISTED_REJECTS`] and counted past it.
     pub fn add(&self, request: &Request) -> Response {
-        let values = match values_of(request) {
-            Ok(values) => values,
-            Err(response) => return response,
-        };
-        let mut numbers = Vec::with_capacity(values.len());
-        let mut invalid = Vec::new();
-        for (i, value) in values.into_iter().enumerate() {
-            match PhoneNumber::parse(&value) {
-                Ok(n) => numbers.push(n.canonical()),
-                Err(error) => invalid.push(Invalid {
-                    row: i + 1,
-                    value,
-                    error,
-                }),
-            }
+        let mut upload = Upload::default();
+        if let Err(response) = read_values(request, |value| upload.take(value)) {
+            return response;
         }
-        if numbers.is_empty() && invalid.is_empty() {
+        if upload.given == 0 && upload.invalid.is_empty() {
             return Response::error(
                 400,
                 "bad_request",
                 "no numbers: send {\"numbers\": [\"+919876543210\"]} or CSV with one number per line",
             );
         }
-        let given = numbers.len();
-        let added = match self.store.dnc_add(numbers.clone(), super::log::now_ms()) {
-            Ok(added) => added,
-            Err(e) => return Response::error(503, "store_unavailable", e),
-        };
-        self.numbers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(numbers);
-        crate::info!("dnc.added", numbers = added, invalid = invalid.len());
+        let mut added = 0;
+        let numbers: Vec<u64> = upload.numbers.into_iter().collect();
+        for batch in numbers.chunks(STORE_BATCH) {
+            let spellings = batch.iter().map(|k| spelled(*k)).collect();
+            match self.store.dnc_add(spellings, super::log::now_ms()) {
+                Ok(n) => added += n,
+                Err(e) => return Response::error(503, "store_unavailable", e),
+            }
+            self.numbers
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+        }
+        crate::info!("dnc.added", numbers = added, invalid = upload.invalid.count);
         Response::json(
             200,
             &serde_json::json!({
                 "added": added,
-                "alreadyListed": given - added,
-                "invalid": invalid,
+                "alreadyListed": upload.given - added,
+                "invalid": upload.invalid.listed,
+                "invalidSummary": upload.invalid.summary(),
             }),
         )
     }
 
     /// `GET /dnc`.
     pub fn list(&self) -> Response {
-        let numbers: Vec<String> = self
+        let mut numbers: Vec<String> = self
             .numbers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .cloned()
+            .map(|k| spelled(*k))
             .collect();
+        numbers.sort_unstable();
         Response::json(
             200,
             &serde_json::json!({"count": numbers.len(), "numbers": numbers}),
@@ -126,7 +137,7 @@ impl DoNotCall {
                 self.numbers
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&number);
+                    .remove(&key(&number).unwrap_or(0));
                 crate::info!("dnc.removed", number = number);
                 Response::json(200, &serde_json::json!({"removed": number}))
             }
@@ -136,27 +147,56 @@ impl DoNotCall {
     }
 }
 
-/// The numbers of a `POST /dnc` body: `{"numbers": [...]}`, or CSV/plain text whose first
-/// column holds them (a header row such as `number` is skipped).
-fn values_of(request: &Request) -> Result<Vec<String>, Response> {
+/// What a `POST /dnc` body holds, read value by value.
+#[derive(Default)]
+struct Upload {
+    /// The distinct numbers, as [`key`]s.
+    numbers: BTreeSet<u64>,
+    /// Valid values, repeats included.
+    given: usize,
+    invalid: crate::calls::rejects::Rejects<Invalid>,
+    rows: usize,
+}
+
+impl Upload {
+    fn take(&mut self, value: &str) {
+        self.rows += 1;
+        match PhoneNumber::parse(value) {
+            Ok(n) => {
+                self.given += 1;
+                self.numbers.extend(key(&n.canonical()));
+            }
+            Err(error) => {
+                let row = self.rows;
+                self.invalid.push("number", || Invalid {
+                    row,
+                    value: value.to_owned(),
+                    error,
+                });
+            }
+        }
+    }
+}
+
+/// Hands each number of a `POST /dnc` body to `take`: `{"numbers": [...]}`, or CSV/plain
+/// text whose first column holds them (a header row such as `number` is skipped).
+fn read_values(request: &Request, mut take: impl FnMut(&str)) -> Result<(), Response> {
     let content_type = request.content_type().unwrap_or_default();
     let text = String::from_utf8_lossy(&request.body);
     if content_type == "application/json" || text.trim_start().starts_with('{') {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Body {
-            numbers: Vec<String>,
-        }
-        let body: Body = serde_json::from_str(&text).map_err(|e| {
-            Response::error(
-                400,
-                "bad_request",
-                format!("the body must be {{\"numbers\": [\"+91…\"]}}: {e}"),
-            )
-        })?;
-        return Ok(body.numbers);
+        use serde::de::DeserializeSeed as _;
+        let mut de = serde_json::Deserializer::from_str(&text);
+        return NumbersBody(&mut take)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| {
+                Response::error(
+                    400,
+                    "bad_request",
+                    format!("the body must be {{\"numbers\": [\"+91…\"]}}: {e}"),
+                )
+            });
     }
-    let mut values = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let first = line
             .split(',')
@@ -166,8 +206,65 @@ fn values_of(request: &Request) -> Result<Vec<String>, Response> {
             .trim_matches('"');
         let is_header = i == 0 && first.chars().any(|c| c.is_ascii_alphabetic());
         if !first.is_empty() && !is_header {
-            values.push(first.to_owned());
+            take(first);
         }
     }
-    Ok(values)
+    Ok(())
+}
+
+/// `{"numbers": [...]}` read without holding the list: each string goes to the closure.
+struct NumbersBody<'a, F>(&'a mut F);
+
+impl<'de, F: FnMut(&str)> serde::de::DeserializeSeed<'de> for NumbersBody<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(&str)> serde::de::Visitor<'de> for NumbersBody<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with one field, numbers")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'_, str>>()? {
+            if key != "numbers" {
+                return Err(serde::de::Error::unknown_field(&key, &["numbers"]));
+            }
+            if seen {
+                return Err(serde::de::Error::duplicate_field("numbers"));
+            }
+            seen = true;
+            map.next_value_seed(NumberList(&mut *self.0))?;
+        }
+        if !seen {
+            return Err(serde::de::Error::missing_field("numbers"));
+        }
+        Ok(())
+    }
+}
+
+/// The `numbers` array, one string at a time.
+struct NumberList<'a, F>(&'a mut F);
+
+impl<'de, F: FnMut(&str)> serde::de::DeserializeSeed<'de> for NumberList<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(&str)> serde::de::Visitor<'de> for NumberList<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of numbers as strings")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(value) = seq.next_element::<std::borrow::Cow<'_, str>>()? {
+            (self.0)(&value);
+        }
+        Ok(())
+    }
 }

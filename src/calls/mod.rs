@@ -13,6 +13,7 @@ pub mod phones;
 pub mod place;
 pub mod plans;
 pub mod registry;
+pub mod rejects;
 pub mod slots;
 pub mod status;
 pub mod upkeep;

@@ -46,9 +46,10 @@ pub struct Rejected {
 #[derive(Debug, Default)]
 pub struct Checked {
     pub contacts: Vec<Contact>,
-    pub rejected: Vec<Rejected>,
-    /// Canonical number → row, to find duplicates.
-    seen: HashMap<String, usize>,
+    pub rejected: crate::calls::rejects::Rejects<Rejected>,
+    /// Canonical number (its digits as an integer) → row, to find duplicates: 16 bytes a
+    /// contact where the number's string was 40.
+    seen: HashMap<u64, usize>,
 }
 
 impl Checked {
@@ -60,19 +61,21 @@ impl Checked {
         };
         let number = match PhoneNumber::parse(to) {
             Ok(n) => n.canonical(),
-            Err(e) => return self.rejected.push(refuse(format!("to: {e}"))),
+            Err(e) => return self.rejected.push("number", || refuse(format!("to: {e}"))),
         };
-        if let Some(first) = self.seen.get(&number) {
-            return self
-                .rejected
-                .push(refuse(format!("duplicate of row {first} ({number})")));
+        let key = number[1..].parse::<u64>().unwrap_or(0);
+        if let Some(first) = self.seen.get(&key) {
+            let first = *first;
+            return self.rejected.push("duplicate", || {
+                refuse(format!("duplicate of row {first} ({number})"))
+            });
         }
         match params {
             Ok(params) => {
-                self.seen.insert(number.clone(), row);
+                self.seen.insert(key, row);
                 self.contacts.push(Contact { to: number, params });
             }
-            Err(e) => self.rejected.push(refuse(e)),
+            Err(e) => self.rejected.push("params", || refuse(e)),
         }
     }
 }
@@ -88,7 +91,7 @@ pub fn from_json(values: &[serde_json::Value]) -> Checked {
                 let to = fields.get("to").and_then(|v| v.as_str()).unwrap_or("");
                 let params = json_params(fields);
                 if to.is_empty() {
-                    checked.rejected.push(Rejected {
+                    checked.rejected.push("number", || Rejected {
                         row,
                         to: String::new(),
                         error: "to is missing".into(),
@@ -97,7 +100,7 @@ pub fn from_json(values: &[serde_json::Value]) -> Checked {
                     checked.take(row, to, params);
                 }
             }
-            other => checked.rejected.push(Rejected {
+            other => checked.rejected.push("shape", || Rejected {
                 row,
                 to: String::new(),
                 error: format!("a contact is an object {{\"to\": …}} or a number, not {other}"),
@@ -183,7 +186,7 @@ pub fn from_csv(text: &[u8]) -> Result<Checked, String> {
         let record = record.map_err(|e| format!("CSV row {row}: {e}"))?;
         let to = record.get(to_at).unwrap_or("");
         if record.len() != header.len() {
-            checked.rejected.push(Rejected {
+            checked.rejected.push("columns", || Rejected {
                 row,
                 to: to.to_owned(),
                 error: format!(
@@ -237,6 +240,7 @@ mod tests {
         );
         let rows: Vec<(usize, &str)> = checked
             .rejected
+            .listed
             .iter()
             .map(|r| (r.row, r.error.as_str()))
             .collect();
@@ -262,7 +266,7 @@ mod tests {
             checked.contacts[0].params_json(),
             r#"{"due":"3","name":"Asha"}"#
         );
-        let rows: Vec<usize> = checked.rejected.iter().map(|r| r.row).collect();
+        let rows: Vec<usize> = checked.rejected.listed.iter().map(|r| r.row).collect();
         assert_eq!(rows, [3, 4, 5]);
     }
 }

@@ -424,13 +424,15 @@ impl Campaigns {
                 &serde_json::json!({
                     "error": "bad_request",
                     "detail": "no contact could be taken: see rejected",
-                    "rejected": checked.rejected,
+                    "rejected": checked.rejected.listed,
+                    "rejectedSummary": checked.rejected.summary(),
                 }),
             );
         }
         let now = self.clock.now_ms();
         let status = checked_settings.status_at(now);
-        let (id, total) = match self.write(&settings, &checked.contacts, status, now) {
+        let rejected = checked.rejected;
+        let (id, total) = match self.write(&settings, checked.contacts, status, now) {
             Ok(written) => written,
             Err(e) => return Response::error(503, "store_unavailable", e),
         };
@@ -439,7 +441,7 @@ impl Campaigns {
             campaign = id,
             name = settings.name,
             contacts = total,
-            rejected = checked.rejected.len(),
+            rejected = rejected.count,
             from = settings.from.as_deref().unwrap_or("environment")
         );
         self.wake();
@@ -450,7 +452,8 @@ impl Campaigns {
                 "name": settings.name,
                 "status": status,
                 "total": total,
-                "rejected": checked.rejected,
+                "rejected": rejected.listed,
+                "rejectedSummary": rejected.summary(),
                 "settings": settings,
             }),
         )
@@ -460,16 +463,16 @@ impl Campaigns {
     fn write(
         &self,
         settings: &Settings,
-        contacts: &[contacts::Contact],
+        contacts: Vec<contacts::Contact>,
         status: &str,
         now: i64,
     ) -> Result<(String, usize), String> {
         let id = CallLogId::generate().as_str().to_owned();
         let rows: Vec<NewContact> = contacts
-            .iter()
+            .into_iter()
             .map(|c| NewContact {
-                to: c.to.clone(),
                 params: c.params_json(),
+                to: c.to,
             })
             .collect();
         let total = rows.len();
