@@ -222,7 +222,7 @@ impl Running {
                 std::thread::sleep(DRAIN_POLL);
             }
         }
-        app.call_log.sync();
+        app.call_log.close();
         info!("server.stopped", closedCalls = left);
     }
 }

@@ -102,6 +102,37 @@ pub enum LogEvent {
     },
 }
 
+impl LogEvent {
+    /// The call the event is about, as a log line names it: its callLogId, else Exotel's
+    /// CustomField or CallSid.
+    fn call(&self) -> String {
+        match self {
+            LogEvent::Requested { id, .. }
+            | LogEvent::Placed { id, .. }
+            | LogEvent::PlaceFailed { id, .. }
+            | LogEvent::PlaceUnknown { id, .. }
+            | LogEvent::Connected { id, .. }
+            | LogEvent::MediaStarted { id, .. }
+            | LogEvent::MediaEnded { id, .. }
+            | LogEvent::DoNotCall { id }
+            | LogEvent::Handoff { id, .. } => id.as_str().to_owned(),
+            LogEvent::StreamEnd(end) => end
+                .custom_field
+                .clone()
+                .or_else(|| end.call_sid.clone())
+                .unwrap_or_default(),
+            LogEvent::ExotelStatus {
+                custom_field,
+                call_sid,
+                ..
+            } => custom_field
+                .clone()
+                .or_else(|| call_sid.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// What Exotel's Passthru said of a stream's end, matched by `CustomField`, else `CallSid`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamEnd {
@@ -217,6 +248,9 @@ enum Op {
     ),
     /// Answers once everything sent before it is written.
     Sync(may::sync::mpsc::Sender<()>),
+    /// The process is stopping: one last try to write everything, then one line naming what
+    /// could not be written (a full disk), and the answer.
+    Close(may::sync::mpsc::Sender<()>),
     /// Deletes ended calls created before this time (ms since the epoch); answers the
     /// recordings they held.
     Prune(i64, mpsc::Sender<Result<Pruned, String>>),
@@ -305,6 +339,17 @@ impl CallLog {
     pub fn sync(&self) {
         let (tx, rx) = may::sync::mpsc::channel();
         if self.ops.send(Op::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// At shutdown: tries once more to write every event recorded so far, even while the disk
+    /// has been failing, and says in one line how many could not be and which calls they were
+    /// (their rows stay as last written; a live one is marked `interrupted` at the next start,
+    /// as after a crash).
+    pub fn close(&self) {
+        let (tx, rx) = may::sync::mpsc::channel();
+        if self.ops.send(Op::Close(tx)).is_ok() {
             let _ = rx.recv();
         }
     }
@@ -615,7 +660,30 @@ impl Writer {
                 }
                 let _ = reply.send(());
             }
+            Op::Close(reply) => {
+                self.flush();
+                self.report_unwritten();
+                let _ = reply.send(());
+            }
         }
+    }
+
+    /// One line for the events that will never be written (the process is stopping with the
+    /// disk still failing): how many, and the calls they were about.
+    fn report_unwritten(&mut self) {
+        if self.pending.is_empty() && self.dropped == 0 {
+            return;
+        }
+        let mut calls: Vec<String> = self.pending.iter().map(|s| s.event.call()).collect();
+        calls.sort_unstable();
+        calls.dedup();
+        crate::error!(
+            "calllog.unwritten_at_shutdown",
+            events = self.pending.len() as u64 + self.dropped,
+            calls = calls.join(","),
+            detail = "the disk refused these writes until the end; the rows stay as last written, and live ones are marked interrupted at the next start"
+        );
+        self.pending.clear();
     }
 
     /// Writes everything pending, a batch per transaction, oldest first. On a disk error the
