@@ -4,9 +4,52 @@
 //! interval in nanoseconds). A wait of arbitrary length, such as "until the next chunk is due"
 //! or "until the request's deadline", would allocate a queue, install it in the timer heap and
 //! wake the timer thread every time. Rounded up to whole milliseconds, the waits of a running
-//! server fall into a few hundred queues that are reused. Owns that rule only.
+//! server fall into a few hundred queues that are reused. Owns that rule, and the [`Clock`]
+//! the call bookkeeping reads (the monotonic clock, or one a test moves by hand).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where deadline-keeping state (slots, media tokens) reads the time: [`Instant::now`], or a
+/// manual clock that moves only when a test says, so that its tests race no real deadline.
+#[derive(Clone, Debug, Default)]
+pub struct Clock(Option<Arc<ManualClock>>);
+
+#[derive(Debug)]
+struct ManualClock {
+    start: Instant,
+    elapsed_ns: AtomicU64,
+}
+
+impl Clock {
+    pub fn monotonic() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock that stands still until [`Clock::advance`].
+    pub fn manual() -> Clock {
+        Clock(Some(Arc::new(ManualClock {
+            start: Instant::now(),
+            elapsed_ns: AtomicU64::new(0),
+        })))
+    }
+
+    pub fn now(&self) -> Instant {
+        match &self.0 {
+            None => Instant::now(),
+            Some(m) => m.start + Duration::from_nanos(m.elapsed_ns.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Moves a manual clock on by `by`; the monotonic clock moves by itself.
+    pub fn advance(&self, by: Duration) {
+        if let Some(m) = &self.0 {
+            m.elapsed_ns
+                .fetch_add(by.as_nanos() as u64, Ordering::AcqRel);
+        }
+    }
+}
 
 /// `wait` rounded up to whole milliseconds: never shorter than asked, at most 1 ms longer.
 pub fn whole_millis(wait: Duration) -> Duration {

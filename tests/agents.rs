@@ -238,7 +238,7 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     assert_eq!(start["start"]["custom_parameters"]["due"], "1200");
 
     // The relay's header value is never shown nor logged.
-    let log = server.log().join("\n");
+    let log = server.settled_log().join("\n");
     assert!(!log.contains("agent-s3cret"));
     for answer in &answers {
         assert!(!answer.contains("agent-s3cret"), "{answer}");

@@ -322,7 +322,7 @@ fn a_campaign_killed_mid_way_resumes_and_never_dials_an_attempt_twice() {
     assert_eq!(done["pending"], 0, "{done}");
     // Across the restart the fake never saw more than twenty live at once either.
     assert!(fake.max_live() <= 20, "{} live at once", fake.max_live());
-    let log = server.log().join("\n");
+    let log = server.settled_log().join("\n");
     assert!(!log.contains("campaign-token-0123456789"));
 }
 

@@ -206,7 +206,10 @@ fn a_shutdown_with_the_disk_still_full_names_every_call_it_could_not_write() {
     let written = call(1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while call_status(&server, &written) != "completed" {
-        assert!(Instant::now() < deadline, "the first call's row was not written");
+        assert!(
+            Instant::now() < deadline,
+            "the first call's row was not written"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let _filler = disk.fill();

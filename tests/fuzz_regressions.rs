@@ -4,12 +4,22 @@
 
 use std::path::Path;
 
+/// Runs every input of `fuzz/seeds/<target>/` (which must hold some) and of
+/// `fuzz/regressions/<target>/` (a folder made for a target's first fixed crash; the
+/// `regressions` folder itself must exist, so that a moved or deleted one cannot pass).
 fn run_all(target: &str, entry: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    assert!(
+        root.join("regressions").is_dir(),
+        "fuzz/regressions/ is missing: it holds the fixed crashes"
+    );
     let mut ran = 0;
     for dir in ["seeds", "regressions"] {
-        let Ok(files) = std::fs::read_dir(root.join(dir).join(target)) else {
-            continue;
+        let folder = root.join(dir).join(target);
+        let files = match std::fs::read_dir(&folder) {
+            Ok(files) => files,
+            Err(_) if dir == "regressions" => continue,
+            Err(e) => panic!("{}: {e}", folder.display()),
         };
         for file in files {
             let path = file.unwrap().path();

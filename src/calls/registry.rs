@@ -71,6 +71,8 @@ pub struct Registry {
     generations: AtomicU64,
     ttl: Duration,
     max_pending: usize,
+    /// Where token ages are read: the monotonic clock, or a test's.
+    clock: crate::timer::Clock,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -88,12 +90,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Registry {
     pub fn new(ttl: Duration, max_pending: usize) -> Registry {
+        Registry::with_clock(ttl, max_pending, crate::timer::Clock::monotonic())
+    }
+
+    /// A registry that reads token ages from `clock` (a test's, which it moves by hand).
+    pub fn with_clock(ttl: Duration, max_pending: usize, clock: crate::timer::Clock) -> Registry {
         Registry {
             pending: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(0),
             ttl,
             max_pending,
+            clock,
         }
     }
 
@@ -126,7 +134,7 @@ impl Registry {
         over_capacity: bool,
         ttl: Duration,
     ) -> Result<MediaToken, RegistryFull> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let token = MediaToken::generate();
         let keep = |p: &PendingMedia| p.used || now.duration_since(p.issued_at) < p.ttl;
         let mut pending = lock(&self.pending);
@@ -162,7 +170,7 @@ impl Registry {
                 .get(&p.call_log_id)
                 .is_some_and(|live| live.token.as_ref() == Some(token))
         } else {
-            p.issued_at.elapsed() < p.ttl
+            self.clock.now().duration_since(p.issued_at) < p.ttl
         };
         valid.then(|| p.clone())
     }
@@ -275,12 +283,15 @@ mod tests {
 
     #[test]
     fn tokens_open_their_own_call_until_they_expire() {
-        let registry = Registry::new(Duration::from_millis(50), 10);
+        let clock = crate::timer::Clock::manual();
+        let registry = Registry::with_clock(Duration::from_millis(50), 10, clock.clone());
         let id = CallLogId::parse("call-1").unwrap();
         let token = registry.issue_token(&id).unwrap();
         assert_eq!(registry.lookup(&token).unwrap().call_log_id, id);
         assert_eq!(registry.lookup(&MediaToken::generate()), None);
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(49));
+        assert!(registry.lookup(&token).is_some(), "not yet expired");
+        clock.advance(Duration::from_millis(1));
         assert_eq!(registry.lookup(&token), None);
         // The next issue at a power-of-two size sweeps the expired one.
         registry.issue_token(&id).unwrap();
@@ -289,13 +300,14 @@ mod tests {
 
     #[test]
     fn the_pending_limit_counts_only_live_tokens() {
-        let registry = Registry::new(Duration::from_millis(50), 3);
+        let clock = crate::timer::Clock::manual();
+        let registry = Registry::with_clock(Duration::from_millis(50), 3, clock.clone());
         let id = CallLogId::parse("call-2").unwrap();
         for _ in 0..3 {
             registry.issue_token(&id).unwrap();
         }
         assert_eq!(registry.issue_token(&id), Err(RegistryFull));
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(50));
         assert!(
             registry.issue_token(&id).is_ok(),
             "expired tokens make room"
@@ -304,12 +316,13 @@ mod tests {
 
     #[test]
     fn a_used_token_lives_with_its_call_and_a_second_session_replaces_the_first() {
-        let registry = Registry::new(Duration::from_millis(50), 10);
+        let clock = crate::timer::Clock::manual();
+        let registry = Registry::with_clock(Duration::from_millis(50), 10, clock.clone());
         let id = CallLogId::parse("call-3").unwrap();
         let token = registry.issue_token(&id).unwrap();
         let first = registry.begin_session(&id, Some(&token));
         assert_eq!(registry.active_calls(), 1);
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(60));
         assert!(
             registry.lookup(&token).is_some(),
             "valid past the TTL while the call is live"

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 pub struct Slots {
     max: usize,
     timeout: Duration,
+    /// The time, read where a slot is taken or counted: the monotonic clock, or a test's.
+    clock: crate::timer::Clock,
     held: Mutex<HashMap<CallLogId, Held>>,
     /// Slots that ran out while another call was being admitted, for the next sweep to report.
     expired: Mutex<Vec<Expired>>,
@@ -126,9 +128,15 @@ pub struct LineLimit<'a> {
 
 impl Slots {
     pub fn new(max: usize, timeout: Duration) -> Slots {
+        Slots::with_clock(max, timeout, crate::timer::Clock::monotonic())
+    }
+
+    /// Slots that read the time from `clock` (a test's, which it moves by hand).
+    pub fn with_clock(max: usize, timeout: Duration, clock: crate::timer::Clock) -> Slots {
         Slots {
             max,
             timeout,
+            clock,
             held: Mutex::new(HashMap::new()),
             expired: Mutex::new(Vec::new()),
         }
@@ -246,7 +254,7 @@ impl Slots {
     /// Seconds until a slot is expected back without anyone releasing one: the earliest of
     /// every held slot's token expiry, Exotel check and slot timeout (at least 1).
     pub fn retry_after(&self) -> u64 {
-        let now = Instant::now();
+        let now = self.clock.now();
         let timeout = self.timeout;
         self.lock()
             .values()
@@ -263,7 +271,7 @@ impl Slots {
         line: Option<LineLimit<'_>>,
         held_is_ok: bool,
     ) -> Result<(), NewCallRefused> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut held = self.lock();
         if held.get(id).is_some_and(|h| h.live(now, self.timeout)) {
             return if held_is_ok {
@@ -326,7 +334,7 @@ impl Slots {
 
     /// Live calls (slots held and not timed out).
     pub fn live(&self) -> usize {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.lock()
             .values()
             .filter(|h| h.live(now, self.timeout))
@@ -342,9 +350,12 @@ impl Slots {
 mod tests {
     use super::*;
 
+    use crate::timer::Clock;
+
     #[test]
     fn slots_are_counted_released_and_timed_out() {
-        let slots = Slots::new(2, Duration::from_millis(50));
+        let clock = Clock::manual();
+        let slots = Slots::with_clock(2, Duration::from_millis(50), clock.clone());
         let (a, b, c) = (
             CallLogId::generate(),
             CallLogId::generate(),
@@ -356,7 +367,9 @@ mod tests {
         assert_eq!(slots.acquire(&c), Err(SlotsFull { max: 2 }));
         slots.release(&a);
         slots.acquire(&c).unwrap();
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(49));
+        assert_eq!(slots.live(), 2, "not yet");
+        clock.advance(Duration::from_millis(1));
         assert_eq!(slots.live(), 0);
         slots.acquire(&a).unwrap();
         assert!(slots.holds(&a) && !slots.holds(&b));
@@ -364,7 +377,8 @@ mod tests {
 
     #[test]
     fn a_new_call_cannot_take_an_id_that_is_live() {
-        let slots = Slots::new(1, Duration::from_millis(50));
+        let clock = Clock::manual();
+        let slots = Slots::with_clock(1, Duration::from_millis(50), clock.clone());
         let a = CallLogId::generate();
         slots.acquire_new(&a, None).unwrap();
         assert_eq!(slots.acquire_new(&a, None), Err(NewCallRefused::InUse));
@@ -373,7 +387,7 @@ mod tests {
             Err(NewCallRefused::Full { max: 1 })
         );
         // Once the slot has timed out, the id is no longer live.
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(50));
         slots.acquire_new(&a, None).unwrap();
     }
 
@@ -407,21 +421,24 @@ mod tests {
 
     #[test]
     fn an_unconnected_inbound_slot_comes_back_at_its_deadline() {
-        let slots = Slots::new(1, Duration::from_secs(60));
+        let clock = Clock::manual();
+        let slots = Slots::with_clock(1, Duration::from_secs(60), clock.clone());
         let (a, b) = (CallLogId::generate(), CallLogId::generate());
         slots
-            .acquire_until_connected(&a, Instant::now() + Duration::from_millis(30), None)
+            .acquire_until_connected(&a, clock.now() + Duration::from_millis(30), None)
             .unwrap();
         assert!(slots.acquire(&b).is_err());
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(29));
+        assert!(slots.acquire(&b).is_err(), "not before its deadline");
+        clock.advance(Duration::from_millis(1));
         slots.acquire(&b).unwrap();
         let c = CallLogId::generate();
         slots.release(&b);
         slots
-            .acquire_until_connected(&c, Instant::now() + Duration::from_millis(30), None)
+            .acquire_until_connected(&c, clock.now() + Duration::from_millis(30), None)
             .unwrap();
         slots.connected(&c);
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         assert_eq!(slots.live(), 1, "a connected call keeps its slot");
     }
 }

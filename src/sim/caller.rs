@@ -480,7 +480,9 @@ pub(super) struct Caller {
     /// Keys to press, in order of time.
     dtmf: VecDeque<(Instant, char)>,
     stop_at: Instant,
-    stop_sent: bool,
+    /// When the `stop` was sent: the server's close is timed from then, not from `stop_at`,
+    /// which a caller on a busy machine may pass late.
+    stop_sent: Option<Instant>,
     sent_at: Vec<Instant>,
     next_chunk: usize,
     seq: u64,
@@ -541,7 +543,7 @@ impl Caller {
             t0,
             dtmf,
             stop_at,
-            stop_sent: false,
+            stop_sent: None,
             next_chunk: 0,
             seq: 2,
             playout_end: Instant::now(),
@@ -613,20 +615,20 @@ impl Caller {
                 report.marks_echoed += 1;
             }
         }
-        if !self.stop_sent && now >= self.stop_at {
+        if self.stop_sent.is_none() && now >= self.stop_at {
             let text = format!(
                 r#"{{"event":"stop","sequence_number":{},"stream_sid":"{sid}","stop":{{"call_sid":"{}","account_sid":"sim","reason":"callended"}}}}"#,
                 self.seq, self.call_sid
             );
             send_text(ws, text)?;
-            self.stop_sent = true;
+            self.stop_sent = Some(Instant::now());
         }
         Ok(())
     }
 
     /// The next time something is due (after `stop`, every 100 ms until the server closes).
     fn next_wake(&self, now: Instant) -> Instant {
-        if self.stop_sent {
+        if self.stop_sent.is_some() {
             return now + Duration::from_millis(100);
         }
         let mut wake = self.stop_at;
@@ -644,7 +646,10 @@ impl Caller {
 
     /// A server that has not closed 3 s after `stop` has hung.
     fn check_close_deadline(&self, now: Instant) -> Result<(), String> {
-        if self.stop_sent && now >= self.stop_at + Duration::from_secs(3) {
+        if self
+            .stop_sent
+            .is_some_and(|sent| now >= sent + Duration::from_secs(3))
+        {
             return Err("the server did not close the socket after stop".into());
         }
         Ok(())
@@ -707,7 +712,7 @@ impl Caller {
 
     /// Who ended the call when the socket closed with `code`.
     fn ended_by(&self, code: u16) -> EndedBy {
-        if self.stop_sent {
+        if self.stop_sent.is_some() {
             EndedBy::Caller
         } else {
             EndedBy::Server(code)

@@ -138,6 +138,25 @@ impl Server {
         }
     }
 
+    /// The log once it has caught up with now: a request the server must log (a malformed
+    /// head, `http.rejected`, naming a fresh marker) is sent, and its line awaited. Lines are
+    /// read in the order the server wrote them, so every line written before it is in. For
+    /// checks that a line is absent.
+    pub fn settled_log(&self) -> Vec<String> {
+        static MARKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MARKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("log-marker-{}-{n}", std::process::id());
+        let mut conn = Conn::open(self.addr);
+        conn.send(
+            format!("GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: {marker}\r\n\r\n")
+                .as_bytes(),
+        );
+        let answer = conn.read_response();
+        assert_eq!(answer.status, 400, "the marker request: {answer:?}");
+        self.wait_for_log(&["http.rejected", &marker]);
+        self.log()
+    }
+
     pub fn get(&self, path: &str) -> TestResponse {
         request(self.addr, "GET", path, &[], b"")
     }
