@@ -392,7 +392,8 @@ fn exotel_unreachable_is_a_502() {
 #[test]
 fn a_busy_pool_answers_503_and_sends_nothing_late() {
     // One API thread, stuck on a silent Exotel: minreq's timeout is whole seconds (2 s for
-    // 1500 ms), so the thread is busy past the second /call's deadline (200 + 1500 ms). The
+    // 1500 ms), so the thread is busy past the second /call's deadline (1500 ms after the
+    // first reached Exotel, when the second is sent). The
     // second must then never reach Exotel, even after the thread frees up.
     let fake = FakeExotel::start(Behaviour::Silent);
     let base = fake.base_url();
@@ -410,7 +411,15 @@ fn a_busy_pool_answers_503_and_sends_nothing_late() {
             br#"{"to": "+919876543210", "callLogId": "first"}"#,
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The first request has reached Exotel, which holds it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fake.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first request never reached Exotel"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let second = server.post_json("/call", r#"{"to": "+919876543210", "callLogId": "second"}"#);
     let json = second.assert_error(503, "exotel_busy");
     assert!(json["detail"]

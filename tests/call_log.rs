@@ -208,8 +208,22 @@ fn slots_come_back_after_the_slot_timeout() {
     );
     assert_eq!(place(&server, "t0").status, 200);
     place(&server, "t1").assert_error(429, "too_many_calls");
-    std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(place(&server, "t2").status, 200);
+    // The slot comes back once CALL_SLOT_TIMEOUT_S has passed, and not before.
+    let taken = Instant::now();
+    let deadline = taken + Duration::from_secs(5);
+    loop {
+        let r = place(&server, "t2");
+        if r.status == 200 {
+            break;
+        }
+        r.assert_error(429, "too_many_calls");
+        assert!(Instant::now() < deadline, "the slot never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        taken.elapsed() >= Duration::from_millis(900),
+        "back too soon"
+    );
 }
 
 #[test]
@@ -382,36 +396,57 @@ fn backup_copies_the_log_while_the_server_writes() {
         assert_eq!(place(&server, &format!("bk-{i}")).status, 200);
     }
     server.get("/calls/bk-4");
-    // The server keeps writing (more calls) while the copy is taken.
+    // The server keeps writing (more calls, every one accepted) while copies are taken, until
+    // one copy is seen to overlap the writes: calls were accepted both while it ran and after.
+    let placed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let addr = server.addr;
+        let (addr, placed, stop) = (server.addr, placed.clone(), stop.clone());
         std::thread::spawn(move || {
-            for i in 5..25 {
+            let mut i = 5;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 let body = format!(r#"{{"to": "+919876543210", "callLogId": "bk-{i}"}}"#);
-                request(
+                let r = request(
                     addr,
                     "POST",
                     "/call",
                     &[("Content-Type", "application/json")],
                     body.as_bytes(),
                 );
+                assert_eq!(r.status, 200, "a write during the backup: {r:?}");
+                placed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                i += 1;
             }
         })
     };
-    let copy = server.dir.join("backup.db");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
-        .current_dir(&server.dir)
-        .env_clear()
-        .args(["backup", "backup.db"])
-        .output()
+    let count = || placed.load(std::sync::atomic::Ordering::Acquire);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (copy, out) = (1..)
+        .find_map(|n| {
+            assert!(Instant::now() < deadline, "no backup overlapped the writes");
+            let name = format!("backup-{n}.db");
+            let backup = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+                .current_dir(&server.dir)
+                .env_clear()
+                .args(["backup", &name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Writes accepted from here until the copy has exited overlapped it.
+            let before = count();
+            let out = backup.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (count() > before).then(|| (server.dir.join(&name), out))
+        })
         .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Release);
     writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("backed up to backup.db"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backed up to backup-"));
     // A consistent database: it opens, passes SQLite's own check, and holds the calls written
     // before the copy began.
     let db = rusqlite::Connection::open(&copy).unwrap();
@@ -433,7 +468,7 @@ fn backup_copies_the_log_while_the_server_writes() {
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
         .current_dir(&server.dir)
         .env_clear()
-        .args(["backup", "backup.db"])
+        .args(["backup", "backup-1.db"])
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(1));

@@ -352,10 +352,19 @@ fn campaigns_are_checked_controlled_and_guarded() {
         serde_json::json!(["busy", "no-answer"])
     );
     let id = created["id"].as_str().unwrap().to_owned();
-    // Sunday: it waits for Monday, and says when that is.
-    std::thread::sleep(Duration::from_millis(600));
-    let shown = server.get(&format!("/campaigns/{id}")).json();
-    assert_eq!(shown["status"], "waiting-window", "{shown}");
+    // Sunday: it waits for Monday, and says when that is (once the dialer has looked).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = server.get(&format!("/campaigns/{id}")).json();
+        if shown["status"] == "waiting-window" {
+            break shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never waiting for its window: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(
         shown["windowOpensAt"], "2026-11-30T03:30:00.000Z",
         "{shown}"

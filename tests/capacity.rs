@@ -81,9 +81,9 @@ fn reconnecting_one_call_many_times_never_fills_the_token_limit() {
     let again = webhook(&server, "flappy", "CA-flappy-2");
     assert_eq!(again.status, 200);
     for old in &paths {
-        assert!(
-            ws_connect(server.addr, old).is_err(),
-            "an old token never comes back to life"
+        support::assert_refused_401(
+            ws_connect(server.addr, old),
+            "an old token never comes back to life",
         );
     }
 }
@@ -208,7 +208,10 @@ fn a_stream_mode_token_lives_as_long_as_exotel_may_ring() {
     // A webhook token under the same TTL is void by then: the lifetime was the ring time's.
     let r = webhook(&server, "short-1", "CA-short");
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(ws_connect(server.addr, &media_path_of(&r)).is_err());
+    support::assert_refused_401(
+        ws_connect(server.addr, &media_path_of(&r)),
+        "a token past its TTL",
+    );
 }
 
 #[test]

@@ -64,7 +64,8 @@ impl Chaos {
         Some(ws)
     }
 
-    /// Runs `act` with fresh ids until the chaos is over.
+    /// Runs `act` with fresh ids until the chaos is over; answers how many times it got to
+    /// misbehave (the server took its connection and it did its damage), not how often it tried.
     fn keep_doing(
         self: &Arc<Self>,
         kind: &'static str,
@@ -72,14 +73,16 @@ impl Chaos {
     ) -> std::thread::JoinHandle<usize> {
         let me = self.clone();
         std::thread::spawn(move || {
-            let mut n = 0;
+            let (mut tried, mut done) = (0, 0);
             while !me.stop.load(Ordering::Relaxed) {
                 let round = me.round.load(Ordering::Relaxed);
-                act(&me, &format!("chaos-{round}-{kind}-{n}"));
-                n += 1;
+                if act(&me, &format!("chaos-{round}-{kind}-{tried}")) {
+                    done += 1;
+                }
+                tried += 1;
                 std::thread::sleep(Duration::from_millis(250));
             }
-            n
+            done
         })
     }
 }
@@ -96,103 +99,134 @@ fn drain(ws: &mut tungstenite::WebSocket<TcpStream>) {
     while ws.read().is_ok() {}
 }
 
-fn drop_mid_frame(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        // A masked text frame that announces 1,000 bytes and brings 10.
-        let _ = ws
-            .get_mut()
-            .write_all(&[0x81, 0xfe, 0x03, 0xe8, 1, 2, 3, 4]);
-        let _ = ws.get_mut().write_all(&[b'x'; 10]);
-    }
+fn drop_mid_frame(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    // A masked text frame that announces 1,000 bytes and brings 10.
+    ws.get_mut()
+        .write_all(&[0x81, 0xfe, 0x03, 0xe8, 1, 2, 3, 4])
+        .and_then(|()| ws.get_mut().write_all(&[b'x'; 10]))
+        .is_ok()
 }
 
-fn half_close(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        let _ = ws.send(Message::text(media_frame(800)));
-        let _ = ws.get_ref().shutdown(Shutdown::Write);
-        drain(&mut ws);
-    }
+fn half_close(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    let sent = ws.send(Message::text(media_frame(800))).is_ok()
+        && ws.get_ref().shutdown(Shutdown::Write).is_ok();
+    drain(&mut ws);
+    sent
 }
 
-fn garbage_frames(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        let garbage: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        let _ = ws.get_mut().write_all(&garbage);
-        drain(&mut ws);
-    }
+fn garbage_frames(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let sent = ws.get_mut().write_all(&garbage).is_ok();
+    drain(&mut ws);
+    sent
 }
 
-fn oversized_frame(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        let _ = ws.send(Message::text("x".repeat(2 << 20)));
-        drain(&mut ws);
-    }
+fn oversized_frame(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    // The server may close as soon as the frame's header says its size: reaching it counts.
+    let _ = ws.send(Message::text("x".repeat(2 << 20)));
+    drain(&mut ws);
+    true
 }
 
-fn bad_json(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        for text in [
-            "not json",
-            r#"{"event":"media","media":{"payload":"%%%"}}"#,
-            r#"{"event":7}"#,
-        ] {
-            let _ = ws.send(Message::text(text));
+fn bad_json(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    let mut sent = true;
+    for text in [
+        "not json",
+        r#"{"event":"media","media":{"payload":"%%%"}}"#,
+        r#"{"event":7}"#,
+    ] {
+        sent &= ws.send(Message::text(text)).is_ok();
+    }
+    sent &= ws.send(Message::binary(vec![1u8, 2, 3])).is_ok();
+    let _ = ws.send(Message::text(r#"{"event":"stop"}"#));
+    drain(&mut ws);
+    sent
+}
+
+fn stop_reading(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    // A caller at real-time pace that never reads what the bot sends back.
+    let frame = media_frame(800);
+    for _ in 0..40 {
+        if ws.send(Message::text(frame.as_str())).is_err() {
+            return false;
         }
-        let _ = ws.send(Message::binary(vec![1u8, 2, 3]));
-        let _ = ws.send(Message::text(r#"{"event":"stop"}"#));
-        drain(&mut ws);
+        std::thread::sleep(Duration::from_millis(100));
     }
+    true
 }
 
-fn stop_reading(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        // A caller at real-time pace that never reads what the bot sends back.
-        let frame = media_frame(800);
-        for _ in 0..40 {
-            if ws.send(Message::text(frame.as_str())).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+fn flood(c: &Chaos, id: &str) -> bool {
+    let Some(mut ws) = c.started(id) else {
+        return false;
+    };
+    // A second of 1 s frames as fast as loopback takes them, then gone.
+    let frame = media_frame(8000);
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut sent = 0;
+    while Instant::now() < until && ws.send(Message::text(frame.as_str())).is_ok() {
+        sent += 1;
     }
+    sent > 1
 }
 
-fn flood(c: &Chaos, id: &str) {
-    if let Some(mut ws) = c.started(id) {
-        // A second of 1 s frames as fast as loopback takes them, then gone.
-        let frame = media_frame(8000);
-        let until = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < until && ws.send(Message::text(frame.as_str())).is_ok() {}
-    }
+fn abandon_handshake(c: &Chaos, id: &str) -> bool {
+    let Some(path) = c.media_path(id) else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect(c.server_addr) else {
+        return false;
+    };
+    let sent = s
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nUpgr").as_bytes())
+        .is_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    sent
 }
 
-fn abandon_handshake(c: &Chaos, id: &str) {
-    if let Some(path) = c.media_path(id) {
-        if let Ok(mut s) = TcpStream::connect(c.server_addr) {
-            let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nUpgr").as_bytes());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn slow_requests(c: &Chaos, _: &str) {
+fn slow_requests(c: &Chaos, _: &str) -> bool {
     // A slowloris: a byte every 300 ms, until the server gives up on the request (408).
     let Ok(mut s) = TcpStream::connect(c.server_addr) else {
-        return;
+        return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(10)));
     let mut answer = [0u8; 256];
     for b in b"GET /health HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxxxxxxx" {
-        if s.write_all(&[*b]).is_err() || s.read(&mut answer).is_ok() {
-            return;
+        if s.write_all(&[*b]).is_err() {
+            return false;
+        }
+        if let Ok(n) = s.read(&mut answer) {
+            // Counted only when the server did what a slowloris should get: a 408.
+            return answer[..n].starts_with(b"HTTP/1.1 408");
+        }
+        if c.stop.load(Ordering::Relaxed) {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    false
 }
 
-fn malformed_requests(c: &Chaos, _: &str) {
+fn malformed_requests(c: &Chaos, _: &str) -> bool {
     let bad: [&[u8]; 6] = [
         b"POST /call HTTP/1.1\r\nContent-Length: banana\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
@@ -201,14 +235,19 @@ fn malformed_requests(c: &Chaos, _: &str) {
         b"GET /media HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
         b"POST /voicebot/connect HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n{",
     ];
+    let mut all_refused = true;
     for request in bad {
-        if let Ok(mut s) = TcpStream::connect(c.server_addr) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-            let _ = s.write_all(request);
-            let mut answer = Vec::new();
-            let _ = s.read_to_end(&mut answer);
-        }
+        let Ok(mut s) = TcpStream::connect(c.server_addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = s.write_all(request);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        // Each is refused with a 4xx, not left hanging.
+        all_refused &= answer.starts_with(b"HTTP/1.1 4");
     }
+    all_refused
 }
 
 fn rows(server: &Server) -> Vec<serde_json::Value> {
@@ -373,11 +412,14 @@ fn chaos_round(
         *done.entry(kind).or_insert(0) += handle.join().unwrap();
     }
     println!("misbehaving clients over {length:?}, by kind: {done:?}");
+    for (kind, n) in &done {
+        assert!(*n > 0, "no {kind} client got to misbehave: {done:?}");
+    }
     report
 }
 
-/// A misbehaving client: what it does with one fresh callLogId.
-type Actor = fn(&Chaos, &str);
+/// A misbehaving client: what it does with one fresh callLogId; whether it got to do it.
+type Actor = fn(&Chaos, &str) -> bool;
 
 fn actors() -> Vec<(&'static str, Actor)> {
     vec![
@@ -397,6 +439,6 @@ fn metric_line(server: &Server, prefix: &str) -> String {
     let text = String::from_utf8(server.get("/metrics").body).unwrap();
     text.lines()
         .find(|l| l.starts_with(prefix))
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("no {prefix:?} in /metrics"))
         .to_owned()
 }

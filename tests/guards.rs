@@ -206,8 +206,7 @@ fn past_the_open_file_limit_clients_get_503_not_silence() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
-    server.assert_healthy();
+    server.wait_healthy();
 }
 
 #[test]

@@ -321,6 +321,59 @@ fn connections_over_the_limit_get_503() {
     let mut third = Conn::open(server.addr);
     third.read_response().assert_error(503, "over_capacity");
     drop((a, b));
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_healthy();
+}
+
+#[test]
+fn every_http_max_variable_holds_at_its_edge_when_set() {
+    let server = Server::start(&[
+        ("HTTP_MAX_HEADERS", "8"),
+        ("HTTP_MAX_HEAD_BYTES", "2048"),
+        ("HTTP_MAX_BODY_BYTES", "1024"),
+        ("HTTP_MAX_UPLOAD_BYTES", "4096"),
+        ("HTTP_MAX_UPLOADS_HELD_BYTES", "8192"),
+    ]);
+    // HTTP_MAX_HEADERS: 8 pass (the request line's Host is not added here), 9 do not.
+    assert_eq!(send(&server, &health_with_headers(8)).status, 200);
+    let json = send(&server, &health_with_headers(9)).assert_error(431, "headers_too_large");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP_MAX_HEADERS"),
+        "{json}"
+    );
+    // HTTP_MAX_HEAD_BYTES: exactly 2,048 bytes of head pass, one more does not.
+    let head_of =
+        |pad: usize| format!("GET /health HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(pad));
+    let base = head_of(0).len();
+    assert_eq!(send(&server, head_of(2048 - base).as_bytes()).status, 200);
+    send(&server, head_of(2048 - base + 1).as_bytes()).assert_error(431, "headers_too_large");
+    // HTTP_MAX_BODY_BYTES: 1,024 bytes reach the handler, 1,025 are refused with the limit.
+    let ct = [("Content-Type", "application/json")];
+    let json_of_len = |len: usize| {
+        let mut body = br#"{"to": "+919876543210"}"#.to_vec();
+        body.resize(len, b' ');
+        body
+    };
+    request(server.addr, "POST", "/call", &ct, &json_of_len(1024))
+        .assert_error(503, "not_configured");
+    let json = request(server.addr, "POST", "/call", &ct, &json_of_len(1025))
+        .assert_error(413, "body_too_large");
+    assert!(json["detail"].as_str().unwrap().contains("1024"), "{json}");
+    // HTTP_MAX_UPLOAD_BYTES: an upload route takes 4,096 bytes, not 4,097.
+    let csv = [("Content-Type", "text/csv")];
+    let numbers_of_len = |len: usize| {
+        let mut body = b"+919876543210\n".repeat(len / 14 + 1);
+        body.truncate(len);
+        body
+    };
+    assert_eq!(
+        request(server.addr, "POST", "/dnc", &csv, &numbers_of_len(4096)).status,
+        200
+    );
+    let json = request(server.addr, "POST", "/dnc", &csv, &numbers_of_len(4097))
+        .assert_error(413, "body_too_large");
+    assert!(json["detail"].as_str().unwrap().contains("4096"), "{json}");
     server.assert_healthy();
 }

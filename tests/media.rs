@@ -262,11 +262,16 @@ fn a_hundred_concurrent_calls_all_complete() {
     let server = Server::start(&[("MAX_CONCURRENT_CALLS", "100")]);
     let p = plan(&server, 2000);
     let load = std::thread::spawn(move || run_load(&p, 100, Duration::from_secs(1)));
-    std::thread::sleep(Duration::from_millis(1800));
-    let active = server.get("/health").json()["activeCalls"]
-        .as_u64()
-        .unwrap();
-    assert!(active >= 50, "activeCalls {active} mid-load");
+    // Mid-load, at least half of them are live at once.
+    let mut most = 0;
+    while most < 50 && !load.is_finished() {
+        let active = server.get("/health").json()["activeCalls"]
+            .as_u64()
+            .unwrap();
+        most = most.max(active);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(most >= 50, "at most {most} calls live at once");
     let report = load.join().unwrap();
     assert_eq!(
         report.clean_calls(),

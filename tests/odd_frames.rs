@@ -343,6 +343,7 @@ fn a_caller_faster_than_real_time_is_read_at_real_time_and_loses_nothing() {
     )))
     .unwrap();
     // 3.2 s of audio at once: 2.2 s more than the server reads ahead of real time.
+    let sent_at = Instant::now();
     for k in 0..32 {
         let frame = format!(
             r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
@@ -351,6 +352,29 @@ fn a_caller_faster_than_real_time_is_read_at_real_time_and_loses_nothing() {
         ws.send(Message::text(frame)).unwrap();
     }
     server.wait_for_log(&["media.caller_held_back", "callLogId=too-fast"]);
+    // Read at real time: the last frame, 3.2 s of audio in, is read no sooner than 2.2 s after
+    // the first (1 s ahead allowed). The server reports its reads about once a second, so a
+    // server that read everything at once would show all 32 within about a second.
+    let frames_in = || {
+        let text = String::from_utf8(server.get("/metrics").body).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("exotel_voicebot_media_frames_total{direction=\"in\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("the frames-in counter")
+    };
+    let deadline = sent_at + Duration::from_secs(15);
+    while frames_in() < 32 {
+        assert!(
+            Instant::now() < deadline,
+            "the 32 frames were never all read"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read_within = sent_at.elapsed();
+    assert!(
+        read_within >= Duration::from_secs(2),
+        "all 32 frames were read {read_within:?} after they were sent: not at real time"
+    );
     // Held, not dropped: every sample comes back, in order.
     assert_ramp(id, &hear(&mut ws, 25_600), 25_600);
     server.wait_for_log(&[

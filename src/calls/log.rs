@@ -1297,6 +1297,32 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_pending_writes_wait_and_past_it_the_oldest_go_counted() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut writer = Writer::new(conn, temp_db("cap"), Arc::new(Metrics::new()));
+        let event = |n: usize| Stamped {
+            event: LogEvent::DoNotCall {
+                id: id(&format!("c{n}")),
+            },
+            at: n as i64,
+        };
+        for n in 0..MAX_PENDING_WRITES {
+            writer.keep(event(n));
+        }
+        assert_eq!(writer.pending.len(), MAX_PENDING_WRITES);
+        assert_eq!(writer.dropped, 0, "exactly the cap waits");
+        writer.keep(event(MAX_PENDING_WRITES));
+        assert_eq!(writer.pending.len(), MAX_PENDING_WRITES);
+        assert_eq!(writer.dropped, 1);
+        assert_eq!(writer.pending.front().unwrap().at, 1, "the oldest went");
+        assert_eq!(
+            writer.pending.back().unwrap().at,
+            MAX_PENDING_WRITES as i64,
+            "the newest stays"
+        );
+    }
+
+    #[test]
     fn statuses_only_move_forward_and_callbacks_are_idempotent() {
         let (log, opened) = CallLog::open(&temp_db("forward"), Arc::new(Metrics::new())).unwrap();
         assert_eq!(opened.interrupted, 0);

@@ -182,6 +182,20 @@ impl Server {
         )
     }
 
+    /// Waits (up to 5 s) until `/health` answers 200 on a new connection: after connections
+    /// are given back, for instance.
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = request(self.addr, "GET", "/health", &[], b"");
+            if r.status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not healthy: {r:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Asserts the server still answers `/health` on a new connection.
     pub fn assert_healthy(&self) {
         let r = self.get("/health");
@@ -194,16 +208,20 @@ impl Server {
         self.child.id()
     }
 
-    /// Resident memory (`VmRSS`) in KiB and open file descriptors, from `/proc`.
+    /// Resident memory (`VmRSS`) in KiB and open file descriptors, from `/proc`; panics when
+    /// either cannot be read, so that a comparison of them never passes on zeros.
     pub fn rss_kib_and_fds(&self) -> (u64, usize) {
         let pid = self.pid();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
         let rss = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+            .count();
         (rss, fds)
     }
 
@@ -490,6 +508,15 @@ pub fn ws_connect(
                 tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())
             }
         })
+}
+
+/// Asserts a WebSocket handshake refused with `401` (a void or wrong token), not failed some
+/// other way (a refused connection, a timeout) that would hide a server that hangs.
+pub fn assert_refused_401<T: std::fmt::Debug>(result: Result<T, tungstenite::Error>, what: &str) {
+    match result {
+        Err(tungstenite::Error::Http(response)) if response.status() == 401 => {}
+        other => panic!("{what}: expected a 401 handshake, got {other:?}"),
+    }
 }
 
 /// Bot chunks that reached the caller between its pressing `key` and the `clear` that followed.
