@@ -81,6 +81,7 @@ fn uploads_without_the_token_are_refused_from_their_head_and_never_held() {
         .collect();
     let sent: usize = senders.into_iter().map(|s| s.join().unwrap()).sum();
     let (peak, _) = peak_and_rss_kib(&server);
+    eprintln!("40 unauthenticated 16 MiB uploads: idle RSS {idle_rss} KiB, peak {peak} KiB");
     assert!(
         peak <= idle_rss + 20 * 1024,
         "peak RSS {peak} KiB against {idle_rss} KiB idle, after {sent} bytes offered"
@@ -217,17 +218,38 @@ fn wait_for_held(server: &Server, bytes: usize) {
 
 #[test]
 fn the_held_bytes_cap_below_one_upload_is_refused_by_name_at_start() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
         .arg("serve")
         .env_clear()
         .env("PORT", "0")
+        .env("BIND", "127.0.0.1")
         .env("HTTP_MAX_UPLOAD_BYTES", "2097152")
         .env("HTTP_MAX_UPLOADS_HELD_BYTES", "1048576")
         .current_dir(support::temp_dir("held-cap"))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // A configuration error ends the process at once; one that serves is killed and fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the server started with a held-bytes cap below one upload");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("HTTP_MAX_UPLOADS_HELD_BYTES"), "{err}");
 }
 
