@@ -107,6 +107,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
     answers.push(server.get("/phones/%2B918047112233").json().to_string());
 
     // Kept across a restart.
+    let first_log = server.settled_log().join("\n");
     server.signal("TERM");
     let (_, _) = server.wait_exit(Duration::from_secs(10));
     let server = Server::start_in(dir.clone(), &[]);
@@ -127,6 +128,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
         for answer in &answers {
             assert!(!answer.contains(token), "a token in an answer: {answer}");
         }
+        assert!(!first_log.contains(token), "a token in the first server's log");
         assert!(!log.contains(token), "a token in the log");
     }
     // And the database that holds them is its owner's only.
