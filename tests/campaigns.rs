@@ -94,6 +94,8 @@ fn create(server: &Server) -> String {
 }
 
 /// Polls the campaign until it is completed (or `within` passes), answering its last view.
+/// When it is not, the failure shows every contact still open with its call's row and the
+/// dialer's log lines about it, so that a stall says where it is.
 fn wait_completed(server: &Server, id: &str, within: Duration) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
@@ -101,9 +103,40 @@ fn wait_completed(server: &Server, id: &str, within: Duration) -> serde_json::Va
         if shown["status"] == "completed" {
             return shown;
         }
-        assert!(Instant::now() < deadline, "not completed in time: {shown}");
+        if Instant::now() >= deadline {
+            panic!(
+                "not completed in time: {shown}\n{}",
+                open_contacts(server, id)
+            );
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The campaign's contacts that are not done, each with its call's row and log lines.
+fn open_contacts(server: &Server, id: &str) -> String {
+    let page = server
+        .get(&format!("/campaigns/{id}/calls?limit=1000"))
+        .json();
+    let log = server.log();
+    let mut out = String::new();
+    for contact in page["calls"].as_array().into_iter().flatten() {
+        if contact["state"] == "done" {
+            continue;
+        }
+        out.push_str(&format!("open contact: {contact}\n"));
+        if let Some(call) = contact["callLogId"].as_str() {
+            let row = server.get(&format!("/calls/{call}"));
+            out.push_str(&format!(
+                "  its row: {}\n",
+                String::from_utf8_lossy(&row.body)
+            ));
+            for line in log.iter().filter(|l| l.contains(call)) {
+                out.push_str(&format!("  log: {line}\n"));
+            }
+        }
+    }
+    out
 }
 
 /// Calls per number, by the fake's record.

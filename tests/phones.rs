@@ -128,7 +128,10 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
         for answer in &answers {
             assert!(!answer.contains(token), "a token in an answer: {answer}");
         }
-        assert!(!first_log.contains(token), "a token in the first server's log");
+        assert!(
+            !first_log.contains(token),
+            "a token in the first server's log"
+        );
         assert!(!log.contains(token), "a token in the log");
     }
     // And the database that holds them is its owner's only.
