@@ -26,10 +26,9 @@ pub const MAX_FRAMES_PER_SECOND: u32 = 1000;
 pub const MAX_INBOUND_LEAD: Duration = Duration::from_secs(10);
 /// How long a media loop that found little to do rests before it asks for readiness again
 /// (`MEDIA_LOOP_REST_MS`, at most [`MAX_LOOP_REST_MS`]), so that frames arriving meanwhile
-/// share one wake-up rather than having one each. A wake-up is a loop's dearest step at light
-/// load: 17-31 µs of CPU for a bare `nanosleep` on the 2-core VMs this was measured on, so at
-/// 250 calls a 1 ms rest was two-fifths of the server's CPU. A frame waits this much at most.
-/// A loop with a relayed call on it does not rest (see `media::engine`).
+/// share one wake-up rather than having one each: a wake-up is a loop's dearest step at light
+/// load (docs/ARCHITECTURE.md §7). A frame waits this much at most. A loop with a relayed call
+/// on it does not rest (see `media::engine`).
 pub const DEFAULT_LOOP_REST: Duration = Duration::from_millis(2);
 /// The longest `MEDIA_LOOP_REST_MS`: the 20 ms a chunk's turnaround is held to, which a longer
 /// rest alone would break.

@@ -1,5 +1,5 @@
-//! README.md's examples, run in order exactly as written against the real binary and a fake
-//! Exotel, each answer compared with the JSON the README shows after it.
+//! README.md's examples, then docs/GUIDE.md's, run in order exactly as written against one
+//! real binary and a fake Exotel, each answer compared with the JSON the file shows after it.
 //!
 //! The rules: a ```sh block whose lines start with `curl ` or `exotel-voicebot ` is an example;
 //! the ```json block right after it is its answer. In the answer, `<…>` inside a string stands for
@@ -99,9 +99,11 @@ fn the_matcher_is_strict_where_the_readme_is_literal() {
 
 #[test]
 fn the_readme_examples_work_as_written_in_order() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let blocks = blocks(&readme);
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let mut blocks = blocks(&read("README.md"));
+    blocks.extend(self::blocks(&read("docs/GUIDE.md")));
 
     // The server, started the README's way: its .env block in the working directory.
     let dotenv = blocks

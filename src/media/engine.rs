@@ -229,8 +229,7 @@ struct Loop<'a, H: CallHost> {
     /// Calls whose bot's socket is on this poller. While there are any the loop does not rest:
     /// an in-process bot's audio is sent by the timer heap, but a relayed bot's arrives by
     /// readiness, and would wait out the rest twice per turnaround (the caller's frame on its
-    /// way to the bot, the bot's answer on its way back): `bench/relay-latency` measured p50
-    /// 3.2 ms with the 2 ms rest against 0.16 ms without.
+    /// way to the bot, the bot's answer on its way back; docs/ARCHITECTURE.md §7).
     relayed: usize,
 }
 
