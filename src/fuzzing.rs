@@ -1,4 +1,4 @@
-//! Entry points for the fuzzers in `fuzz/` and for `tests/fuzz_regressions.rs`, which runs
+//! Entry points for the fuzzers in `fuzz/` and for `tests/suite/fuzz_regressions.rs`, which runs
 //! every saved crash and seed input through the same functions on the stable toolchain. Each
 //! takes arbitrary bytes, drives one piece of the real code with them, and panics only when an
 //! invariant breaks (a panic inside the code under test is what the fuzzer is looking for).

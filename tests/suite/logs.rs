@@ -1,7 +1,7 @@
 //! LOG_LEVEL and LOG_FORMAT on the real binary: JSON lines a log shipper can read, and levels
 //! that drop what is below them.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! Issue 4 on the real binary: the SQLite call log, Exotel's status callbacks, concurrency slots,
 //! and what a `kill -9` leaves behind.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::media::audio::speech_like;
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};

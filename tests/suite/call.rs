@@ -1,6 +1,6 @@
 //! `POST /call` end to end: the real binary, a fake Exotel on loopback, and what arrives there.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use support::{form_pairs, request, Server};

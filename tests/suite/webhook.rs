@@ -1,7 +1,7 @@
 //! The connect webhooks end to end: every encoding Exotel (or the original server's curl
 //! example) uses, on both paths, answering the media URL for the call.
 
-mod support;
+use crate::support;
 
 use support::{request, Server};
 

@@ -3,7 +3,7 @@
 //! and on `MEDIA_PORT`, HTTP's limits and errors hold under TLS, and SIGHUP swaps the
 //! certificate while a call goes on.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::{run_call, CallPlan};
 use std::io::{Read, Write};

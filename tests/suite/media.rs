@@ -1,7 +1,7 @@
 //! The media WebSocket end to end: the real binary, the simulated Exotel caller from the library
 //! (`exotel_voicebot::sim`), and raw WebSocket clients for what a well-behaved caller never sends.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::media::audio::{speech_like, ChunkRules};
 use exotel_voicebot::sim::caller::Event;

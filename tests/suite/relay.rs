@@ -2,7 +2,7 @@
 //! bot that is a real WebSocket server on loopback (`exotel_voicebot::sim::bot::TestBot`,
 //! written only from docs/exotel.md).
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::media::audio::{speech_like, ChunkRules};
 use exotel_voicebot::sim::bot::{BotCall, TestBot};

@@ -1,7 +1,7 @@
 //! Graceful shutdown on the real binary: SIGTERM stops new calls, lets live ones finish within
 //! SHUTDOWN_GRACE_S, closes the rest, writes every row and exits 0.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::EndedBy;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `RECORD=1` on the real binary: each call as a stereo WAV, caller left and bot right, aligned
 //! in time; read back with `hound`, a standard WAV reader.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::media::audio::speech_like;
 use exotel_voicebot::sim::{run_call, CallPlan};

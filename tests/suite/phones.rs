@@ -1,7 +1,7 @@
 //! `/phones` on the real binary: ExoPhones with their own Exotel accounts, kept across a
 //! restart, guarded like `/call`, and their API tokens never in an answer or a log line.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::{request, Server};

@@ -3,7 +3,7 @@
 //! never leave the caller in silence, and a broken WebSocket gets the close code RFC 6455 asks
 //! for. Each case checks what the caller hears back (the echo bot) and what the call log keeps.
 
-mod support;
+use crate::support;
 
 use base64::Engine as _;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! whatever its spelling), `/call` to a listed number refused with 403 before Exotel is asked,
 //! the list kept across a restart, guarded like `/call`, and `calls.db` readable by its owner only.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::time::Duration;

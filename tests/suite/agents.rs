@@ -4,7 +4,7 @@
 //! gives each call's media URL; `simulate` plays the customer on it and records what the bot
 //! said, and a test bot stands upstream for the relay agent.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::media::audio::{read_wav, tone, write_wav};
 use exotel_voicebot::sim::bot::TestBot;

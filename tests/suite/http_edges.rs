@@ -1,7 +1,7 @@
 //! Design §5 row by row against the real binary: each bad input gets its status and a JSON
 //! `{"error", "detail"}`, each limit is tried at its edge, and the server still answers after.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

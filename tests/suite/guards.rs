@@ -3,7 +3,7 @@
 //! "everyone", `/metrics` can be closed, and a low open-file limit is raised (or respected)
 //! so that clients past it are told 503 instead of hanging.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::io::{Read, Write};

@@ -10,7 +10,7 @@
 //! The README's ```csv block is `contacts.csv` in the working directory, where the examples
 //! run. An answer in a ```text block is the command's output line, `<…>` standing for any text.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use serde_json::Value;

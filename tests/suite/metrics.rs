@@ -1,7 +1,7 @@
 //! `GET /metrics` on the real binary: the output parses as Prometheus text, line by line, and
 //! its counters match a known sequence of calls.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::media::audio::speech_like;
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};

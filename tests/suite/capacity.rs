@@ -4,7 +4,7 @@
 //! ringing, and every content type `/call` lets a user ask Exotel for is read by our status
 //! endpoint.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::net::TcpStream;

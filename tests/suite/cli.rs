@@ -1,6 +1,6 @@
 //! The command line: help, version, configuration errors, and `call` through the same client.
 
-mod support;
+use crate::support;
 
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::process::Command;
