@@ -74,8 +74,9 @@ options:
   --secret S           WEBHOOK_SECRET for the webhook
   --url WS_URL         skip the webhook and open this media URL (MEDIA_SECRET, MEDIA_PORT)
   --outbound           POST /call instead; answers it with a fake Exotel on --exotel-port
-  --exotel-port P      the fake Exotel's port (default 3001; start the server with
-                       EXOTEL_API_BASE_URL=http://127.0.0.1:P and any credentials)
+  --exotel-port P      the fake Exotel's port (default 3002, beside a fake-exotel on 3001;
+                       start the server with EXOTEL_API_BASE_URL=http://127.0.0.1:P and any
+                       credentials)
   --to NUMBER          the number for --outbound (default +919876543210)
   --wav FILE           caller audio (16-bit PCM WAV); default: a built-in voice-like signal
   --seconds S          length of the built-in signal (default 3)
@@ -98,8 +99,9 @@ usage: exotel-voicebot fake-exotel [options]
 
 Runs a fake Exotel API on 127.0.0.1:PORT that plays a telephone network, to try /call and
 campaigns with no account (start the server with EXOTEL_API_BASE_URL=http://127.0.0.1:PORT and
-any EXOTEL_API_KEY, EXOTEL_API_TOKEN, EXOTEL_SID): every Calls/connect gets its own CallSid,
-rings, talks, and ends with a status callback to the server; its call-details API answers too.
+any EXOTEL_API_KEY, EXOTEL_API_TOKEN, EXOTEL_SID and EXOTEL_CALLER_ID): every Calls/connect
+gets its own CallSid, rings, talks, and ends with a status callback to the server; its
+call-details API answers too.
 No media is streamed: `simulate --url` plays the customer on a call's media URL.
 
 options:
@@ -550,7 +552,7 @@ impl Default for SimulateArgs {
             secret: None,
             url: None,
             outbound: false,
-            exotel_port: 3001,
+            exotel_port: 3002,
             to: "+919876543210".into(),
             wav: None,
             seconds: 3,

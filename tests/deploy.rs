@@ -51,7 +51,7 @@ fn tool(name: &str) -> Command {
         .unwrap();
     assert!(
         found.status.success(),
-        "{name} is not installed (Debian's packages; .ci/run installs it)"
+        "{name} is not installed (Debian's packages; dev/test installs it as root)"
     );
     Command::new(String::from_utf8(found.stdout).unwrap().trim())
 }

@@ -213,6 +213,33 @@ fn every_command_prints_its_own_help_on_stdout() {
 }
 
 #[test]
+fn the_fake_exotel_and_simulates_own_want_different_ports_and_say_what_the_server_needs() {
+    let dir = support::temp_dir("cli");
+    let help = |command: &str| {
+        let out = binary(&dir).args([command, "--help"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let fake = help("fake-exotel");
+    for variable in [
+        "EXOTEL_API_BASE_URL",
+        "EXOTEL_API_KEY",
+        "EXOTEL_API_TOKEN",
+        "EXOTEL_SID",
+        "EXOTEL_CALLER_ID",
+    ] {
+        assert!(
+            fake.contains(variable),
+            "fake-exotel --help omits {variable}: {fake}"
+        );
+    }
+    assert!(fake.contains("(default 3001)"), "{fake}");
+    assert!(
+        help("simulate").contains("(default 3002"),
+        "simulate's own fake Exotel"
+    );
+}
+
+#[test]
 fn unknown_flags_and_missing_values_are_errors_naming_the_flag() {
     let dir = support::temp_dir("cli");
     let cases: [(&[&str], &str); 10] = [

@@ -188,3 +188,64 @@ fn the_readme_examples_work_as_written_in_order() {
     // command; in Campaigns the CSV upload, its status, `campaign status`.
     assert_eq!(ran, 9, "examples run");
 }
+
+#[test]
+fn try_it_works_with_the_fake_exotel_command_instead_of_an_account() {
+    // The README's way: `exotel-voicebot fake-exotel` in one terminal, the server with the
+    // README's .env and its last line uncommented in another (on free ports here, not 3001).
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let dotenv = blocks(&readme)
+        .into_iter()
+        .find(|(lang, text)| lang == "sh" && text.starts_with("EXOTEL_API_KEY="))
+        .map(|(_, text)| text)
+        .expect("the README's .env block");
+    let commented = "# EXOTEL_API_BASE_URL=http://127.0.0.1:3001";
+    assert!(dotenv.contains(commented), "{dotenv}");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let dir = support::temp_dir("readme-fake");
+    let mut fake = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+        .args([
+            "fake-exotel",
+            "--port",
+            &port.to_string(),
+            "--ring-ms",
+            "200",
+        ])
+        .current_dir(&dir)
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fake-exotel did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let uncommented = dotenv.replace(
+        commented,
+        &format!("EXOTEL_API_BASE_URL=http://127.0.0.1:{port}"),
+    );
+    std::fs::write(dir.join(".env"), uncommented).unwrap();
+    let server = support::Server::start_in(dir, &[]);
+    let placed = server.post_json(
+        "/call",
+        r#"{"to": "+919876543210", "callLogId": "try-it-fake"}"#,
+    );
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert_eq!(placed.status, 200, "{placed:?}");
+    assert!(
+        placed.json()["callSid"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("NET")),
+        "{}",
+        placed.json()
+    );
+}
