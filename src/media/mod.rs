@@ -269,6 +269,7 @@ pub fn begin(
         "media.connected",
         callLogId = grant.call_log_id,
         agent = agent.as_deref().map_or("", |a| a.name.as_str()),
+        bot = answering_bot(agent.as_deref(), relayed, grant.over_capacity),
         runsOn = runs_on
     );
     let bots = match bots_for(app, agent.clone(), grant.over_capacity) {
@@ -309,6 +310,22 @@ pub fn begin(
         relayed,
     };
     (session, ending)
+}
+
+/// Which bot answers a call, for its log line: an agent (the request's, else its phone's)
+/// wins over `BOT`, which is easy to miss when a relay seems not to answer.
+fn answering_bot(
+    agent: Option<&crate::calls::agents::Agent>,
+    relayed: bool,
+    over_capacity: bool,
+) -> String {
+    let kind = if relayed { "relay" } else { "echo" };
+    match agent {
+        _ if over_capacity => "capacity-tone".into(),
+        Some(agent) => format!("agent:{}/{kind}", agent.name),
+        None if relayed => "BOT=relay".into(),
+        None => "server-bot".into(),
+    }
 }
 
 /// On a coroutine, the relayed bot's frames must wake the session too: Exotel's socket gets a

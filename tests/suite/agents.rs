@@ -151,6 +151,8 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
         &dir,
     );
     assert!(greeted(&heard), "the greeting did not open the call");
+    // The log says which bot answered.
+    server.wait_for_log(&["media.connected", "bot=agent:greeter/echo"]);
     // The phone's agent: the upstream bot gets the call, with the agent's headers.
     let heard = call_and_listen(
         &server,
@@ -159,6 +161,8 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
         &dir,
     );
     assert!(!greeted(&heard));
+    // The phone's agent, not BOT, answered, and the log says so.
+    server.wait_for_log(&["media.connected", "bot=agent:upstream/relay"]);
     let upstream_calls = upstream.wait_ended(1, Duration::from_secs(5));
     assert_eq!(upstream_calls.len(), 1);
     assert_eq!(
@@ -177,6 +181,7 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     // Neither: BOT (echo, no greeting).
     let heard = call_and_listen(&server, &fake, r#"{"to": "+919800000004"}"#, &dir);
     assert!(!greeted(&heard));
+    server.wait_for_log(&["media.connected", "bot=server-bot"]);
     // An agent that does not exist is named.
     server
         .post_json("/call", r#"{"to": "+919800000005", "agent": "nobody"}"#)
