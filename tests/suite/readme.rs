@@ -249,3 +249,18 @@ fn try_it_works_with_the_fake_exotel_command_instead_of_an_account() {
         placed.json()
     );
 }
+
+#[test]
+fn the_guides_json_campaign_is_taken_as_written() {
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/GUIDE.md")).unwrap();
+    let body = blocks(&guide)
+        .into_iter()
+        .find(|(lang, text)| lang == "json" && text.starts_with(r#"{"name": "reminders-nov""#))
+        .map(|(_, text)| text)
+        .expect("the guide's JSON campaign");
+    let server = support::Server::start(&[]);
+    let created = server.post_json("/campaigns", &body);
+    assert_eq!(created.status, 201, "{}", created.json());
+    assert_eq!(created.json()["total"], 1);
+}
