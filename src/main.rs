@@ -172,6 +172,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// "is the server running?", for an error that says nothing answered at all.
+fn running_hint(error: &str) -> &'static str {
+    if error.contains("refused") {
+        " (is the server running?)"
+    } else {
+        ""
+    }
+}
+
 fn print(text: &str) -> Outcome {
     println!("{text}");
     Ok(())
@@ -326,12 +335,7 @@ fn call(parser: &mut lexopt::Parser) -> Outcome {
             Some(&body.to_string()),
             config.api_token.as_deref(),
         )
-        .map_err(|e| {
-            (
-                1,
-                format!("{}: {e} (is the server running?)", target.base_url()),
-            )
-        })?;
+        .map_err(|e| (1, format!("{}: {e}{}", target.base_url(), running_hint(&e))))?;
     let answer = String::from_utf8_lossy(&answer);
     println!("{}", answer.trim_end());
     match status {
@@ -393,12 +397,7 @@ fn campaign(parser: &mut lexopt::Parser) -> Outcome {
     loop {
         let (status, answer) = target
             .fetch_with_token("GET", &path, None, config.api_token.as_deref())
-            .map_err(|e| {
-                (
-                    1,
-                    format!("{}: {e} (is the server running?)", target.base_url()),
-                )
-            })?;
+            .map_err(|e| (1, format!("{}: {e}{}", target.base_url(), running_hint(&e))))?;
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
         if status != 200 {
             let detail = answer["detail"].as_str().unwrap_or("");

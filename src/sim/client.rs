@@ -83,6 +83,7 @@ impl Server {
         let mut socket = self
             .connect(self.addr)
             .map_err(|e| format!("{}: {e}", self.addr))?;
+        let tls = self.tls.is_some();
         let body = json.unwrap_or("");
         let host = self.host(self.addr);
         let mut request = format!(
@@ -100,16 +101,41 @@ impl Server {
         socket
             .write_all(request.as_bytes())
             .and_then(|()| socket.flush())
-            .map_err(|e| format!("sending {method} {target}: {e}"))?;
+            .map_err(|e| explain(format!("sending {method} {target}: {e}"), tls, &[]))?;
         let mut answer = Vec::new();
         if let Err(e) = socket.read_to_end(&mut answer) {
             // A peer that closes without TLS's close_notify: the length says if all came.
             if e.kind() != io::ErrorKind::UnexpectedEof || answer.is_empty() {
-                return Err(format!("reading the answer to {method} {target}: {e}"));
+                let why = format!("reading the answer to {method} {target}: {e}");
+                return Err(explain(why, tls, &answer));
             }
         }
-        parse_answer(&answer).map_err(|e| format!("the answer to {method} {target}: {e}"))
+        parse_answer(&answer).map_err(|e| {
+            explain(
+                format!("the answer to {method} {target}: {e}"),
+                tls,
+                &answer,
+            )
+        })
     }
+}
+
+/// `why`, with what is most likely wrong when the two ends disagree about TLS: a plain client
+/// at a server that speaks TLS gets no HTTP back (at most a TLS alert, which starts 0x15 0x03),
+/// and a certificate made with a plain `openssl req -x509` is a CA's, which rustls refuses to
+/// take as the server's own.
+fn explain(why: String, tls: bool, answer: &[u8]) -> String {
+    if why.contains("CaUsedAsEndEntity") {
+        return format!(
+            "{why}: the server's certificate is a CA certificate (what `openssl req -x509` makes by default); serve a certificate signed by that CA, or make it with -addext basicConstraints=critical,CA:FALSE (docs/GUIDE.md, Deploy in full)"
+        );
+    }
+    if !tls && (answer.is_empty() || answer.starts_with(&[0x15, 0x03])) {
+        return format!(
+            "{why}: no HTTP answer; if the server serves HTTPS (TLS_CERT), pass --tls-ca with the CA that signed its certificate"
+        );
+    }
+    why
 }
 
 fn parse_answer(answer: &[u8]) -> Result<(u16, Vec<u8>), String> {

@@ -347,3 +347,87 @@ fn over_http_max_connections_a_tls_client_is_closed_and_the_rest_go_on() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `exotel-voicebot call` against `server`, with `extra` arguments; its exit code and stderr.
+fn call_command(server: &Server, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
+        .args(["call", "+919876543210", "--server"])
+        .arg(format!("localhost:{}", server.addr.port()))
+        .args(extra)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_client_that_disagrees_about_tls_is_told_what_is_wrong() {
+    let dir = support::temp_dir("tls");
+    let pki = make_pki(&dir, "a");
+    let server = tls_server(&pki, &[]);
+    // Plain HTTP at the TLS port: not "is the server running?", but the flag to pass.
+    let (code, stderr) = call_command(&server, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("pass --tls-ca"), "{stderr}");
+    assert!(!stderr.contains("is the server running"), "{stderr}");
+
+    // A certificate made as `openssl req -x509` makes it (a self-signed CA, used as the
+    // server's own): curl takes it, rustls refuses it, and the error says why and what to do.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.join("x509-cert.pem"), dir.join("x509-key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let x509 = Server::start(&[
+        ("TLS_CERT", cert_file.to_str().unwrap()),
+        ("TLS_KEY", key_file.to_str().unwrap()),
+    ]);
+    let (code, stderr) = call_command(&x509, &["--tls-ca", cert_file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("is a CA certificate"), "{stderr}");
+    assert!(stderr.contains("CA:FALSE"), "{stderr}");
+}
+
+#[test]
+fn the_guides_openssl_recipe_makes_a_certificate_our_clients_accept() {
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/GUIDE.md")).unwrap();
+    let recipe = guide
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("openssl req -x509"))
+        .expect("the guide's openssl recipe")
+        .to_owned();
+    let dir = support::temp_dir("tls-recipe");
+    let made = Command::new("sh")
+        .args(["-c", &recipe])
+        .current_dir(&dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let server = Server::start(&[
+        ("TLS_CERT", cert.to_str().unwrap()),
+        ("TLS_KEY", key.to_str().unwrap()),
+    ]);
+    let target = exotel_voicebot::sim::client::Server {
+        addr: server.addr,
+        tls: Some(client_roots(&cert)),
+    };
+    let (status, _) = target.fetch("GET", "/health", None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        curl_health(server.addr.port(), &cert).0,
+        0,
+        "curl takes it too"
+    );
+}
