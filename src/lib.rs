@@ -192,9 +192,10 @@ impl Running {
         let _ = self.accept.join();
     }
 
-    /// Graceful shutdown: no new calls (503 on `/call` and the webhook), live calls go on for
-    /// up to `SHUTDOWN_GRACE_S` (a second signal cuts it short), then are closed; returns once
-    /// their rows are written.
+    /// Graceful shutdown: no new calls (503 on `/call` and a new call's webhook), while the
+    /// calls we have go on for up to `SHUTDOWN_GRACE_S` (a second signal cuts it short): live
+    /// ones, and placed ones still ringing, whose webhook, media and status callback are still
+    /// served. Then live calls are closed; returns once their rows are written.
     pub fn shut_down(self, signals: &mut signal_hook::iterator::Signals) {
         let app = &self.app;
         app.draining
@@ -203,10 +204,12 @@ impl Running {
         info!(
             "server.draining",
             liveCalls = app.registry.active_calls(),
+            callsHoldingSlots = app.slots.live(),
             graceS = grace.as_secs()
         );
         let deadline = std::time::Instant::now() + grace;
-        while app.registry.active_calls() > 0 && std::time::Instant::now() < deadline {
+        let ours = || app.registry.active_calls() + app.slots.live();
+        while ours() > 0 && std::time::Instant::now() < deadline {
             if signals.pending().next().is_some() {
                 warn!("server.second_signal", detail = "closing live calls now");
                 break;
@@ -223,7 +226,11 @@ impl Running {
             }
         }
         app.call_log.close();
-        info!("server.stopped", closedCalls = left);
+        info!(
+            "server.stopped",
+            closedCalls = left,
+            unfinishedCalls = app.slots.live()
+        );
     }
 }
 

@@ -584,7 +584,9 @@ fn old_rows_naming(
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "CA-ret".into(),
     });
-    let env = line_env(&fake);
+    let mut env = line_env(&fake);
+    // The placed calls stay ringing: no grace for them at this shutdown.
+    env.push(("SHUTDOWN_GRACE_S", "0".into()));
     {
         let server = Server::start_in(dir.to_path_buf(), &as_refs(&env));
         for (id, _) in rows {

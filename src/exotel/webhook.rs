@@ -53,14 +53,18 @@ fn connect(app: &App, request: &Request) -> Response {
         Ok(params) => params,
         Err(refused) => return refused,
     };
-    if let Err(draining) = app.refuse_if_draining() {
-        return draining;
-    }
     let hook = match ConnectWebhook::from_params(&params) {
         Ok(hook) => hook,
         Err(why) => return Response::error(400, "bad_request", why),
     };
     let call_log_id = call_log_id_of(&hook);
+    // While draining, a call we placed (it holds its slot, ringing) is still ours: its webhook
+    // is answered within the grace period. Only new calls are refused.
+    if !app.slots.holds(&call_log_id) {
+        if let Err(draining) = app.refuse_if_draining() {
+            return draining;
+        }
+    }
     let direction = direction_of(app, &hook, &call_log_id);
     let line = inbound_line(app, direction, &hook);
     let over_capacity = match take_slot(app, &hook, &call_log_id, line.as_ref()) {

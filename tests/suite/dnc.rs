@@ -32,7 +32,8 @@ fn listed_numbers_are_never_dialed_and_the_list_survives_a_restart() {
         sid: "CA-dnc".into(),
     });
     let dir = support::temp_dir("dnc");
-    let server = start_in(dir.clone(), &fake, &[]);
+    // Its placed call stays ringing: no grace for it at the restart below.
+    let server = start_in(dir.clone(), &fake, &[("SHUTDOWN_GRACE_S", "0")]);
 
     // JSON: one number in three spellings is one entry; a bad row is reported, not dropped.
     let r = server.post_json(

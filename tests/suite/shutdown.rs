@@ -98,3 +98,56 @@ fn sigint_on_an_idle_server_exits_0_at_once() {
     assert_eq!(code, Some(0));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn a_placed_call_still_ringing_at_sigterm_is_served_to_its_end_and_counted() {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-ringing".into(),
+    });
+    let base = fake.base_url();
+    let server = Server::start(&[
+        ("EXOTEL_API_KEY", "k"),
+        ("EXOTEL_API_TOKEN", "t"),
+        ("EXOTEL_SID", "acme"),
+        ("EXOTEL_APP_ID", "77"),
+        ("EXOTEL_CALLER_ID", "08047112233"),
+        ("EXOTEL_API_BASE_URL", &base),
+        ("SHUTDOWN_GRACE_S", "20"),
+    ]);
+    let placed = server.post_json(
+        "/call",
+        r#"{"to": "+919876543210", "callLogId": "ringing-1"}"#,
+    );
+    assert_eq!(placed.status, 200, "{placed:?}");
+    server.signal("TERM");
+    // No media yet, but the call holds its slot: the shutdown counts it and waits for it.
+    server.wait_for_log(&["server.draining", "liveCalls=0", "callsHoldingSlots=1"]);
+    // A new call is refused; ours, answered by the customer now, is still served.
+    server
+        .get("/voicebot/connect?CallSid=CA-stranger")
+        .assert_error(503, "shutting_down");
+    let r = server.get("/voicebot/connect?CallSid=CA-ringing&CustomField=ringing-1");
+    assert_eq!(r.status, 200, "{r:?}");
+    let url = r.json()["url"].as_str().unwrap().to_owned();
+    let mut ws = support::ws_connect(server.addr, &url[url.find("/media").unwrap()..]).unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"event":"start","stream_sid":"S-r","start":{"stream_sid":"S-r","call_sid":"CA-ringing"}}"#,
+    ))
+    .unwrap();
+    server.wait_for_log(&["media.start", "callLogId=ringing-1"]);
+    ws.send(tungstenite::Message::text(
+        r#"{"event":"stop","stop":{"reason":"callended"}}"#,
+    ))
+    .unwrap();
+    while ws.read().is_ok() {}
+    // Its end frees the slot, and the server stops well within its grace.
+    let (code, dir) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let rows = rows_after_restart(dir);
+    let row = rows
+        .iter()
+        .find(|r| r["callLogId"] == "ringing-1")
+        .expect("its row");
+    assert_eq!(row["status"], "completed", "{row}");
+}
