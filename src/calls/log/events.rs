@@ -1,0 +1,383 @@
+//! What each [`LogEvent`] writes: the status state machine (a status never moves backwards)
+//! and the rows Exotel's callbacks and the Passthru find by callLogId, else CallSid.
+
+use super::*;
+
+pub(super) fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status>> {
+    conn.prepare_cached("SELECT status FROM calls WHERE call_log_id = ?1")?
+        .query_row([id], |r| r.get::<_, String>(0))
+        .optional()
+        .map(|s| s.and_then(|s| Status::parse(&s)))
+}
+
+/// One event's writes, inside the batch's transaction: the connection, when the event
+/// happened (ms since the epoch), and the final statuses reached, counted in the metrics once
+/// the transaction commits.
+pub(super) struct EventWrite<'a> {
+    conn: &'a Connection,
+    now: i64,
+    ended: &'a mut Vec<Status>,
+}
+
+/// Writes one event, as of `now`.
+pub(super) fn apply(
+    conn: &Connection,
+    event: &LogEvent,
+    now: i64,
+    ended: &mut Vec<Status>,
+) -> rusqlite::Result<()> {
+    let mut w = EventWrite { conn, now, ended };
+    match event {
+        LogEvent::Requested { id, to, caller_id } => w.requested(id.as_str(), to, caller_id),
+        LogEvent::Placed { id, call_sid } => w.placed(id.as_str(), call_sid),
+        LogEvent::PlaceFailed { id, error } => w.place_failed(id.as_str(), error),
+        LogEvent::PlaceUnknown { id, error } => w.set(
+            "UPDATE calls SET last_error = ?2 WHERE call_log_id = ?1",
+            params![id.as_str(), error],
+        ),
+        LogEvent::Connected {
+            id,
+            direction,
+            call_sid,
+            from,
+            to,
+        } => w.connected(id.as_str(), *direction, call_sid, from, to),
+        LogEvent::MediaStarted {
+            id,
+            stream_sid,
+            call_sid,
+            from,
+            to,
+            recording_path,
+        } => {
+            w.media_started(id.as_str(), stream_sid, call_sid, from, to)?;
+            match recording_path {
+                Some(path) => w.set(
+                    "UPDATE calls SET recording_path = ?2 WHERE call_log_id = ?1",
+                    params![id.as_str(), path],
+                ),
+                None => Ok(()),
+            }
+        }
+        LogEvent::MediaEnded {
+            id,
+            status,
+            reason,
+            counts,
+        } => w.media_ended(id.as_str(), *status, reason, counts),
+        LogEvent::Handoff { id, reason } => w.set(
+            "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
+            params![id.as_str(), reason],
+        ),
+        LogEvent::StreamEnd(end) => stream_end(conn, end),
+        LogEvent::DoNotCall { id } => w.set(
+            "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
+            [id.as_str()],
+        ),
+        LogEvent::ExotelStatus {
+            custom_field,
+            call_sid,
+            status,
+            duration_s,
+            recording_url,
+        } => {
+            let Some(id) = status_row(conn, custom_field.as_deref(), call_sid.as_deref())? else {
+                return Ok(());
+            };
+            w.exotel_status(
+                &id,
+                call_sid.as_deref(),
+                *status,
+                *duration_s,
+                recording_url,
+            )
+        }
+    }
+}
+
+impl EventWrite<'_> {
+    /// One statement on the call's row.
+    pub(super) fn set<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<()> {
+        exec(self.conn, sql, params).map(drop)
+    }
+
+    /// Moves the call to `status` if that is forward; returns whether it moved. A call
+    /// reaching a final status is noted in `ended`.
+    pub(super) fn advance(&mut self, id: &str, status: Status) -> rusqlite::Result<bool> {
+        let Some(current) = current_status(self.conn, id)? else {
+            return Ok(false);
+        };
+        if !status.is_after(current) {
+            return Ok(false);
+        }
+        self.set(
+            "UPDATE calls SET status = ?2 WHERE call_log_id = ?1",
+            params![id, status.as_str()],
+        )?;
+        self.set(
+            "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
+            params![id, status.as_str(), self.now],
+        )?;
+        if status.is_final() {
+            self.ended.push(status);
+        }
+        Ok(true)
+    }
+
+    /// A new row in `status` with its history, unless the call has one already.
+    pub(super) fn insert(
+        &self,
+        id: &str,
+        direction: Direction,
+        status: Status,
+    ) -> rusqlite::Result<()> {
+        let inserted = exec(
+            self.conn,
+            "INSERT OR IGNORE INTO calls (call_log_id, direction, status, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, direction.as_str(), status.as_str(), self.now],
+        )?;
+        if inserted == 1 {
+            self.set(
+                "INSERT INTO call_history (call_log_id, status, at) VALUES (?1, ?2, ?3)",
+                params![id, status.as_str(), self.now],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `POST /call` accepted it: a new outbound row, `queued`.
+    pub(super) fn requested(&self, id: &str, to: &str, caller_id: &str) -> rusqlite::Result<()> {
+        self.insert(id, Direction::Outbound, Status::Queued)?;
+        self.set(
+            "UPDATE calls SET to_number = ?2, caller_id = ?3 WHERE call_log_id = ?1",
+            params![id, to, caller_id],
+        )
+    }
+
+    pub(super) fn placed(&mut self, id: &str, call_sid: &str) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
+            params![id, call_sid],
+        )?;
+        self.advance(id, Status::Initiated).map(drop)
+    }
+
+    pub(super) fn place_failed(&mut self, id: &str, error: &str) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
+            params![id, error, self.now],
+        )?;
+        self.advance(id, Status::Failed).map(drop)
+    }
+
+    pub(super) fn connected(
+        &mut self,
+        id: &str,
+        direction: Direction,
+        call_sid: &str,
+        from: &str,
+        to: &str,
+    ) -> rusqlite::Result<()> {
+        self.insert(id, direction, Status::Connected)?;
+        self.set(
+            "UPDATE calls SET call_sid = COALESCE(call_sid, ?2),
+                 from_number = COALESCE(from_number, NULLIF(?3, '')),
+                 to_number = COALESCE(to_number, NULLIF(?4, '')) WHERE call_log_id = ?1",
+            params![id, call_sid, from, to],
+        )?;
+        self.advance(id, Status::Connected).map(drop)
+    }
+
+    pub(super) fn media_started(
+        &mut self,
+        id: &str,
+        stream_sid: &str,
+        call_sid: &str,
+        from: &str,
+        to: &str,
+    ) -> rusqlite::Result<()> {
+        // A static MEDIA_SECRET URL has no webhook before it: the row may start here.
+        self.insert(id, Direction::Inbound, Status::InProgress)?;
+        self.set(
+            "UPDATE calls SET stream_sid = ?2, call_sid = COALESCE(call_sid, NULLIF(?3, '')),
+                 from_number = COALESCE(from_number, NULLIF(?4, '')),
+                 to_number = COALESCE(to_number, NULLIF(?5, '')),
+                 answered_at = COALESCE(answered_at, ?6) WHERE call_log_id = ?1",
+            params![id, stream_sid, call_sid, from, to, self.now],
+        )?;
+        self.advance(id, Status::InProgress).map(drop)
+    }
+
+    /// The stream's counts are added; a status (none when another socket took the call over)
+    /// ends the call with its reason.
+    pub(super) fn media_ended(
+        &mut self,
+        id: &str,
+        status: Option<Status>,
+        reason: &str,
+        counts: &MediaCounts,
+    ) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET frames_in = frames_in + ?2, bytes_in = bytes_in + ?3,
+                 frames_out = frames_out + ?4, bytes_out = bytes_out + ?5,
+                 dtmf = dtmf || ?6 WHERE call_log_id = ?1",
+            params![
+                id,
+                counts.frames_in as i64,
+                counts.bytes_in as i64,
+                counts.frames_out as i64,
+                counts.bytes_out as i64,
+                counts.dtmf
+            ],
+        )?;
+        let Some(status) = status else {
+            return Ok(());
+        };
+        self.set(
+            "UPDATE calls SET ended_at = COALESCE(ended_at, ?2), end_reason = ?3,
+                 duration_s = COALESCE(duration_s, (?2 - answered_at) / 1000)
+             WHERE call_log_id = ?1",
+            params![id, self.now, reason],
+        )?;
+        self.advance(id, status).map(drop)
+    }
+
+    /// Exotel's status callback on the call's row (`status_row` found it).
+    pub(super) fn exotel_status(
+        &mut self,
+        id: &str,
+        call_sid: Option<&str>,
+        status: Option<Status>,
+        duration_s: Option<u64>,
+        recording_url: &Option<String>,
+    ) -> rusqlite::Result<()> {
+        // Exotel's billing duration is authoritative over ours.
+        self.set(
+            "UPDATE calls SET duration_s = COALESCE(?2, duration_s),
+                 exotel_recording_url = COALESCE(exotel_recording_url, ?3),
+                 call_sid = COALESCE(call_sid, ?4) WHERE call_log_id = ?1",
+            params![id, duration_s.map(|d| d as i64), recording_url, call_sid],
+        )?;
+        if let Some(status) = status {
+            if self.advance(id, status)? && status.is_final() {
+                self.set(
+                    "UPDATE calls SET ended_at = COALESCE(ended_at, ?2) WHERE call_log_id = ?1",
+                    params![id, self.now],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The row a status callback is about: the one its CustomField names, else the one with its
+/// CallSid. `None` (logged) when no row matches, or when the named row has another CallSid: a
+/// callback naming another CallSid than the call's is not about this call.
+pub(super) fn status_row(
+    conn: &Connection,
+    custom_field: Option<&str>,
+    call_sid: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    let by_field: Option<(String, Option<String>)> = match custom_field {
+        Some(f) => conn
+            .query_row(
+                "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
+                [f],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => None,
+    };
+    if let (Some((id, Some(row_sid))), Some(given)) = (&by_field, call_sid) {
+        if !row_sid.is_empty() && row_sid != given {
+            crate::warn!(
+                "calllog.status_call_sid_mismatch",
+                callLogId = id,
+                callSid = given,
+                rowCallSid = row_sid
+            );
+            return Ok(None);
+        }
+    }
+    let id = row_by(conn, by_field.map(|(id, _)| id), call_sid)?;
+    if id.is_none() {
+        crate::warn!(
+            "calllog.unmatched_status",
+            customField = custom_field.unwrap_or(""),
+            callSid = call_sid.unwrap_or("")
+        );
+    }
+    Ok(id)
+}
+
+/// The row of an Exotel request: the one its CustomField named (`by_id`, already looked up),
+/// else the one with its CallSid.
+pub(super) fn row_by(
+    conn: &Connection,
+    by_id: Option<String>,
+    call_sid: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    match (by_id, call_sid) {
+        (Some(id), _) => Ok(Some(id)),
+        (None, Some(sid)) => conn
+            .query_row(
+                "SELECT call_log_id FROM calls WHERE call_sid = ?1",
+                [sid],
+                |r| r.get(0),
+            )
+            .optional(),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Exotel's word on how a stream ended, on the call's row (found by callLogId, else CallSid).
+pub(super) fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
+    let named: Option<(String, Option<String>)> = match &end.custom_field {
+        Some(f) => conn
+            .query_row(
+                "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
+                [f],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => None,
+    };
+    // A row that knows its CallSid is written only by a request with that CallSid.
+    if let Some((id, Some(row_sid))) = &named {
+        if end.call_sid.as_deref() != Some(row_sid.as_str()) {
+            crate::warn!(
+                "calllog.passthru_call_sid_mismatch",
+                callLogId = id,
+                callSid = end.call_sid.as_deref().unwrap_or(""),
+                detail = "the CallSid is not this call's: nothing recorded"
+            );
+            return Ok(());
+        }
+    }
+    let id = row_by(conn, named.map(|(id, _)| id), end.call_sid.as_deref())?;
+    let Some(id) = id else {
+        crate::warn!(
+            "calllog.unmatched_passthru",
+            customField = end.custom_field.as_deref().unwrap_or(""),
+            callSid = end.call_sid.as_deref().unwrap_or("")
+        );
+        return Ok(());
+    };
+    conn.execute(
+        "UPDATE calls SET stream_sid = COALESCE(stream_sid, ?2), stream_status = ?3,
+             stream_duration_s = ?4, exotel_recording_url = COALESCE(exotel_recording_url, ?5),
+             disconnected_by = ?6, stream_error = ?7, handoff_answer = ?8
+         WHERE call_log_id = ?1",
+        params![
+            id,
+            end.stream_sid,
+            end.status,
+            end.duration_s,
+            end.recording_url,
+            end.disconnected_by,
+            end.error,
+            end.answer
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Reading rows back: one call, a page of the log, and retention's delete.
+
+use super::*;
+
+/// Deletes ended calls created before `cutoff`, in one transaction.
+pub(super) fn prune(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<Pruned> {
+    let tx = conn.transaction()?;
+    let ended =
+        "created_at < ?1 AND status NOT IN ('queued','initiated','connected','in-progress')";
+    let recordings = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT recording_path FROM calls WHERE {ended} AND recording_path IS NOT NULL"
+        ))?;
+        let paths = stmt
+            .query_map([cutoff], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        paths
+    };
+    tx.execute(
+        &format!("DELETE FROM call_history WHERE call_log_id IN (SELECT call_log_id FROM calls WHERE {ended})"),
+        [cutoff],
+    )?;
+    let calls = tx.execute(&format!("DELETE FROM calls WHERE {ended}"), [cutoff])?;
+    tx.commit()?;
+    Ok(Pruned { calls, recordings })
+}
+
+pub(super) const COLUMNS: &str =
+    "seq, call_log_id, direction, from_number, to_number, caller_id, call_sid, stream_sid,
+    status, created_at, answered_at, ended_at, duration_s, end_reason, frames_in, bytes_in,
+    frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error, do_not_call,
+    handoff, handoff_answer, disconnected_by, stream_status, stream_duration_s, stream_error";
+
+pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    let created_at: i64 = r.get(9)?;
+    let answered_at: Option<i64> = r.get(10)?;
+    let ended_at: Option<i64> = r.get(11)?;
+    Ok(CallRow {
+        seq: r.get(0)?,
+        call_log_id: r.get(1)?,
+        direction: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        caller_id: r.get(5)?,
+        call_sid: r.get(6)?,
+        stream_sid: r.get(7)?,
+        status: r.get(8)?,
+        created_at,
+        created_at_iso: iso_8601(created_at),
+        answered_at,
+        answered_at_iso: answered_at.map(iso_8601),
+        ended_at,
+        ended_at_iso: ended_at.map(iso_8601),
+        duration_s: r.get(12)?,
+        end_reason: r.get(13)?,
+        frames_in: r.get(14)?,
+        bytes_in: r.get(15)?,
+        frames_out: r.get(16)?,
+        bytes_out: r.get(17)?,
+        dtmf: r.get(18)?,
+        recording_path: r.get(19)?,
+        exotel_recording_url: r.get(20)?,
+        last_error: r.get(21)?,
+        do_not_call: r.get::<_, i64>(22)? != 0,
+        handoff: r.get(23)?,
+        handoff_answer: r.get(24)?,
+        disconnected_by: r.get(25)?,
+        stream_status: r.get(26)?,
+        stream_duration_s: r.get(27)?,
+        stream_error: r.get(28)?,
+        history: Vec::new(),
+    })
+}
+
+pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<CallRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM calls
+         WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR direction = ?3)
+             AND (?5 = 0 OR handoff IS NOT NULL)
+         ORDER BY seq DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(
+            params![
+                q.before,
+                q.status.map(Status::as_str),
+                q.direction.map(Direction::as_str),
+                q.limit as i64,
+                q.handoff
+            ],
+            row,
+        )?
+        .collect();
+    rows
+}
+
+pub(super) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_log_id = ?1");
+    let Some(mut call) = conn.query_row(&sql, [id], row).optional()? else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, at FROM call_history WHERE call_log_id = ?1 ORDER BY rowid",
+    )?;
+    call.history = stmt
+        .query_map([id], |r| {
+            let at: i64 = r.get(1)?;
+            Ok(StatusChange {
+                status: r.get(0)?,
+                at,
+                at_iso: iso_8601(at),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(call))
+}
