@@ -15,6 +15,12 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+mod encode;
+pub use encode::*;
+
+mod payload;
+pub use payload::*;
+
 /// Optional fields that arrived in a shape we do not read, as bits: the frame was used without
 /// them. A session names each one in its log once per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -743,152 +749,6 @@ impl<'a> BotCommand<'a> {
             other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
         }
     }
-}
-
-/// The events we send. Encoded by hand into the session's buffer: the layout is fixed, and the
-/// only strings (stream sid, mark names) go through serde_json's escaping.
-pub struct Encoder {
-    /// `"S…"` with its quotes, escaped once per call.
-    stream_sid_json: String,
-}
-
-impl Encoder {
-    pub fn new(stream_sid: &str) -> Encoder {
-        Encoder {
-            stream_sid_json: serde_json::to_string(stream_sid).unwrap_or_else(|_| "\"\"".into()),
-        }
-    }
-
-    /// Bytes `media` takes for `pcm_len` bytes of audio, for reserving once.
-    pub fn media_len(&self, pcm_len: usize) -> usize {
-        64 + self.stream_sid_json.len() + base64::encoded_len(pcm_len, true).unwrap_or(0)
-    }
-
-    /// `{"event":"media","stream_sid":"S…","media":{"payload":"<base64>"}}`
-    pub fn media(&self, out: &mut BytesMut, pcm: &[u8]) {
-        out.reserve(self.media_len(pcm.len()));
-        out.put_slice(b"{\"event\":\"media\",\"stream_sid\":");
-        out.put_slice(self.stream_sid_json.as_bytes());
-        out.put_slice(b",\"media\":{\"payload\":\"");
-        let start = out.len();
-        let b64_len = base64::encoded_len(pcm.len(), true).unwrap_or(0);
-        out.resize(start + b64_len, 0);
-        let written = base64_simd::STANDARD
-            .encode(pcm, base64_simd::Out::from_slice(&mut out[start..]))
-            .len();
-        out.truncate(start + written);
-        out.put_slice(b"\"}}");
-    }
-
-    /// `{"event":"mark","stream_sid":"S…","mark":{"name":"…"}}`
-    pub fn mark(&self, out: &mut BytesMut, name: &str) {
-        out.put_slice(b"{\"event\":\"mark\",\"stream_sid\":");
-        out.put_slice(self.stream_sid_json.as_bytes());
-        out.put_slice(b",\"mark\":{\"name\":");
-        let _ = serde_json::to_writer(out.writer(), name);
-        out.put_slice(b"}}");
-    }
-
-    /// `{"event":"stop","stream_sid":"S…","stop":{"call_sid":"C…","account_sid":"A…","reason":"…"}}`,
-    /// Exotel's own `stop`, for telling a relayed bot that the call ended when Exotel's `stop`
-    /// never came (the caller's socket broke, the server is shutting down, …).
-    pub fn stop(&self, out: &mut BytesMut, start: &StartEvent, reason: &str) {
-        out.put_slice(b"{\"event\":\"stop\",\"stream_sid\":");
-        out.put_slice(self.stream_sid_json.as_bytes());
-        out.put_slice(b",\"stop\":");
-        let stop = serde_json::json!({
-            "call_sid": start.call_sid,
-            "account_sid": start.account_sid,
-            "reason": reason,
-        });
-        let _ = serde_json::to_writer(out.writer(), &stop);
-        out.put_slice(b"}");
-    }
-
-    /// `{"event":"clear","stream_sid":"S…"}`
-    pub fn clear(&self, out: &mut BytesMut) {
-        out.put_slice(b"{\"event\":\"clear\",\"stream_sid\":");
-        out.put_slice(self.stream_sid_json.as_bytes());
-        out.put_slice(b"}");
-    }
-}
-
-/// Decodes a base64 payload into `pcm` after what it already holds (no allocation within its
-/// capacity). Standard base64 takes the fast path; anything else Exotel might send — no
-/// padding, line breaks or spaces, the URL-safe alphabet — goes through [`decode_lenient`].
-/// `Ok(true)` when the lenient path was needed.
-pub fn decode_payload_into(payload: &str, pcm: &mut Vec<u8>) -> Result<bool, PayloadError> {
-    let start = pcm.len();
-    // Appended straight into the spare capacity: no zero-fill of the room first. On an error
-    // `pcm` is left as it was (its length is set only after a whole decode).
-    if base64_simd::STANDARD
-        .decode_append(payload.as_bytes(), pcm)
-        .is_ok()
-    {
-        return Ok(false);
-    }
-    let max = payload.len().div_ceil(4) * 3;
-    pcm.resize(start + max, 0);
-    match decode_lenient(payload.as_bytes(), &mut pcm[start..]) {
-        Some(n) => {
-            pcm.truncate(start + n);
-            Ok(true)
-        }
-        None => {
-            pcm.truncate(start);
-            Err(PayloadError)
-        }
-    }
-}
-
-/// Decodes a base64 payload into `pcm` (cleared first; see [`decode_payload_into`]).
-pub fn decode_payload(payload: &str, pcm: &mut Vec<u8>) -> Result<(), PayloadError> {
-    pcm.clear();
-    decode_payload_into(payload, pcm).map(|_| ())
-}
-
-/// A payload that is not base64 in any variant we read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PayloadError;
-
-impl std::fmt::Display for PayloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("media payload is not base64")
-    }
-}
-
-/// Base64 in either alphabet (`+/` or `-_`), padded or not, with ASCII whitespace anywhere.
-/// Writes into `out` (at least 3/4 of the input long) and returns the bytes written, or `None`
-/// for a character outside both alphabets, data after padding, or a lone trailing character.
-pub fn decode_lenient(input: &[u8], out: &mut [u8]) -> Option<usize> {
-    let (mut acc, mut bits, mut n, mut padded) = (0u32, 0u32, 0usize, false);
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => {
-                padded = true;
-                continue;
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return None,
-        };
-        if padded {
-            return None;
-        }
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            *out.get_mut(n)? = (acc >> bits) as u8;
-            n += 1;
-        }
-    }
-    // Six bits left over is a lone character: not a byte of anything.
-    (bits < 6).then_some(n)
 }
 
 #[cfg(test)]
