@@ -13,6 +13,7 @@ pub mod looped;
 pub mod pump;
 pub mod recorder;
 pub mod session;
+pub mod socket;
 
 use crate::app::App;
 use crate::bot::hangup::ToneThenHangUp;

@@ -1,0 +1,139 @@
+//! The end of a session: the loop's turn with its scratch buffers, the closes still due, and
+//! `finish`, which closes the socket, tells the bot and reports the call's counts.
+
+use super::*;
+
+impl<'a, S: MediaIo> Session<'a, S> {
+    /// [`Session::turn`] working in `scratch` (an event loop's, shared by its calls) instead of
+    /// buffers of its own.
+    pub fn turn_in(&mut self, now: Instant, scratch: &mut Scratch) -> Option<EndReason> {
+        std::mem::swap(&mut self.scratch, scratch);
+        let ended = self.turn(now);
+        std::mem::swap(&mut self.scratch, scratch);
+        ended
+    }
+
+    /// [`Session::finish`] working in `scratch`, as [`Session::turn_in`].
+    pub fn finish_in(&mut self, reason: &EndReason, scratch: &mut Scratch) {
+        std::mem::swap(&mut self.scratch, scratch);
+        self.finish(reason);
+        std::mem::swap(&mut self.scratch, scratch);
+    }
+
+    /// The socket, for the event loop that drives this session.
+    pub fn io_mut(&mut self) -> &mut S {
+        self.ws.get_mut()
+    }
+
+    /// Writes what tungstenite holds back from a socket that was full. `Err` when the socket
+    /// has failed.
+    pub fn flush(&mut self) -> Result<(), EndReason> {
+        match self.ws.flush() {
+            Ok(()) => Ok(()),
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Ok(()),
+            Err(e) => Err(EndReason::SocketError(e.to_string())),
+        }
+    }
+
+    /// After [`Session::finish`] on a socket that does not wait: reads what has come toward
+    /// the closes still due, the relayed bot's and, when `caller`, the caller's (not after a
+    /// broken frame: see [`waits_for_close`]). `true` once each is over or its socket gone.
+    pub fn read_toward_close(&mut self, caller: bool) -> bool {
+        let bot_done = match self.live.as_mut().map(|l| &mut l.handler) {
+            Some(Handler::Relay(relay)) => relay.read_toward_close(),
+            _ => true,
+        };
+        let caller_done = !caller || self.read_caller_toward_close();
+        bot_done && caller_done
+    }
+
+    pub(super) fn read_caller_toward_close(&mut self) -> bool {
+        loop {
+            match self.ws.read() {
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
+    pub fn finish(&mut self, reason: &EndReason) {
+        self.stats.handoff = self.outbox.handoff().map(str::to_owned);
+        if let Some(on_end) = &self.on_end {
+            on_end(reason, self.stats.handoff.as_deref());
+        }
+        // The bot first: it hears of the end even when Exotel's socket takes its time to close.
+        if let Some(live) = self.live.as_mut() {
+            match &mut live.handler {
+                Handler::Bot(bot) => bot.on_stop(reason.as_str()),
+                Handler::Dialing => {}
+                Handler::Relay(relay) => {
+                    // Exotel's own `stop` was forwarded; a bot that hung up needs none.
+                    let stop = match reason {
+                        EndReason::Stopped(_) | EndReason::BotHungUp => None,
+                        _ => {
+                            self.scratch.frame.clear();
+                            live.encoder.stop(
+                                &mut self.scratch.frame,
+                                &live.start,
+                                reason.as_str(),
+                            );
+                            std::str::from_utf8(&self.scratch.frame).ok()
+                        }
+                    };
+                    relay.close(stop);
+                }
+            }
+        }
+        if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
+            let code = match reason {
+                EndReason::FrameTooLarge => CloseCode::Size,
+                EndReason::ProtocolError(_) => CloseCode::Protocol,
+                EndReason::InvalidUtf8 => CloseCode::Invalid,
+                EndReason::IdleTimeout | EndReason::Shutdown => CloseCode::Away,
+                _ => CloseCode::Normal,
+            };
+            let _ = self.ws.close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason.as_str().to_owned()),
+            }));
+            let _ = self.ws.flush();
+            if waits_for_close(reason) && self.ws.get_ref().waits() {
+                // Let the close handshake finish, briefly.
+                let _ = self
+                    .ws
+                    .get_mut()
+                    .set_read_timeout(Some(Duration::from_millis(500)));
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < deadline && self.ws.read().is_ok() {}
+            }
+        }
+        self.report_metrics(self.clock);
+        let s = &self.stats;
+        let error = match reason {
+            EndReason::SocketError(e) | EndReason::ProtocolError(e) => e.as_str(),
+            _ => "",
+        };
+        crate::info!(
+            "media.ended",
+            callLogId = self.call_log_id,
+            reason = reason.as_str(),
+            error = error,
+            framesIn = s.frames_in,
+            bytesIn = s.bytes_in,
+            framesOut = s.frames_out,
+            bytesOut = s.bytes_out,
+            marksOut = s.marks_out,
+            marksIn = s.marks_in,
+            dtmf = s.dtmf,
+            badFrames = s.bad_frames,
+            relayDroppedToBot = s.relay.dropped_to_bot,
+            relayDroppedToCaller = s.relay.dropped_to_caller,
+            relayBadFrames = s.relay.bad_frames
+        );
+    }
+}
