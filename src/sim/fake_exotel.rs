@@ -283,6 +283,69 @@ fn answer(stream: &mut TcpStream, status: u16, body: &str) {
     let _ = stream.write_all(body.as_bytes());
 }
 
+/// A call on the network, played on a thread of its own: it rings, talks (unless busy) and
+/// ends, then tells the status callback.
+struct NetworkCallPlay {
+    shared: Shared,
+    network: Network,
+    call_sid: String,
+    busy: bool,
+    callback: String,
+    custom_field: String,
+}
+
+impl NetworkCallPlay {
+    fn play(self) {
+        let NetworkCallPlay {
+            shared,
+            network,
+            call_sid,
+            busy,
+            callback,
+            custom_field,
+        } = self;
+        std::thread::sleep(network.ring);
+        let outcome = if busy {
+            "busy"
+        } else {
+            shared
+                .call_statuses
+                .lock()
+                .unwrap()
+                .insert(call_sid.clone(), "in-progress".into());
+            std::thread::sleep(network.talk);
+            "completed"
+        };
+        {
+            let mut log = shared.network.lock().unwrap();
+            log.live -= 1;
+            if let Some(call) = log.calls.iter_mut().find(|c| c.call_sid == call_sid) {
+                call.ended_at = Some(std::time::Instant::now());
+                call.outcome = Some(outcome);
+            }
+        }
+        shared
+            .call_statuses
+            .lock()
+            .unwrap()
+            .insert(call_sid.clone(), outcome.into());
+        if callback.starts_with("http://") {
+            let mut body = String::new();
+            crate::http::form::append_pair(&mut body, "CallSid", &call_sid);
+            crate::http::form::append_pair(&mut body, "Status", outcome);
+            crate::http::form::append_pair(&mut body, "CustomField", &custom_field);
+            crate::http::form::append_pair(&mut body, "EventType", "terminal");
+            let talked = if busy { 0 } else { network.talk.as_secs() };
+            crate::http::form::append_pair(&mut body, "ConversationDuration", &talked.to_string());
+            let _ = minreq::post(callback)
+                .with_header("Content-Type", "application/x-www-form-urlencoded")
+                .with_body(body)
+                .with_timeout(5)
+                .send();
+        }
+    }
+}
+
 /// Takes a call onto the network: records it, and on a thread of its own rings, talks and ends
 /// it, then tells the status callback. Answers its CallSid.
 fn place_on_network(network: &Network, shared: &Shared, request: &Received) -> String {
@@ -329,47 +392,14 @@ fn place_on_network(network: &Network, shared: &Shared, request: &Received) -> S
         .lock()
         .unwrap()
         .insert(sid.clone(), "ringing".into());
-    let (shared, network, call_sid) = (shared.clone(), network.clone(), sid.clone());
-    std::thread::spawn(move || {
-        std::thread::sleep(network.ring);
-        let outcome = if busy {
-            "busy"
-        } else {
-            shared
-                .call_statuses
-                .lock()
-                .unwrap()
-                .insert(call_sid.clone(), "in-progress".into());
-            std::thread::sleep(network.talk);
-            "completed"
-        };
-        {
-            let mut log = shared.network.lock().unwrap();
-            log.live -= 1;
-            if let Some(call) = log.calls.iter_mut().find(|c| c.call_sid == call_sid) {
-                call.ended_at = Some(std::time::Instant::now());
-                call.outcome = Some(outcome);
-            }
-        }
-        shared
-            .call_statuses
-            .lock()
-            .unwrap()
-            .insert(call_sid.clone(), outcome.into());
-        if callback.starts_with("http://") {
-            let mut body = String::new();
-            crate::http::form::append_pair(&mut body, "CallSid", &call_sid);
-            crate::http::form::append_pair(&mut body, "Status", outcome);
-            crate::http::form::append_pair(&mut body, "CustomField", &custom_field);
-            crate::http::form::append_pair(&mut body, "EventType", "terminal");
-            let talked = if busy { 0 } else { network.talk.as_secs() };
-            crate::http::form::append_pair(&mut body, "ConversationDuration", &talked.to_string());
-            let _ = minreq::post(callback)
-                .with_header("Content-Type", "application/x-www-form-urlencoded")
-                .with_body(body)
-                .with_timeout(5)
-                .send();
-        }
-    });
+    let call = NetworkCallPlay {
+        shared: shared.clone(),
+        network: network.clone(),
+        call_sid: sid.clone(),
+        busy,
+        callback,
+        custom_field,
+    };
+    std::thread::spawn(move || call.play());
     sid
 }
