@@ -304,7 +304,8 @@ struct MediaVars {
 }
 
 /// `SAMPLE_RATE`, `MAX_PENDING_MEDIA_TOKENS` and the `MEDIA_*` limits.
-fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, ConfigError> {
+/// `SAMPLE_RATE`: one of Exotel's rates.
+fn sample_rate_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
     let sample_rate = ranged(var, "SAMPLE_RATE", 8000, 8000, 24000)? as u32;
     if ![8000, 16000, 24000].contains(&sample_rate) {
         return Err(ConfigError {
@@ -312,7 +313,11 @@ fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, C
             problem: format!("{sample_rate} is not one of Exotel's rates: 8000, 16000, 24000"),
         });
     }
+    Ok(sample_rate)
+}
 
+fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, ConfigError> {
+    let sample_rate = sample_rate_from_vars(var)?;
     let max_pending_media_tokens = ranged(
         var,
         "MAX_PENDING_MEDIA_TOKENS",

@@ -346,6 +346,18 @@ fn call(parser: &mut lexopt::Parser) -> Outcome {
 }
 
 /// `campaign status <id>`: polls the campaign and draws its progress until it ends.
+/// The campaign `campaign status <id>` names.
+fn campaign_id(words: &[String]) -> Result<String, (u8, String)> {
+    match words {
+        [status, id] if status == "status" => Ok(id.clone()),
+        [other, ..] if other != "status" => Err(usage_error(
+            "campaign",
+            format!("unknown subcommand {other:?} (status)"),
+        )),
+        _ => Err(usage_error("campaign", "usage: campaign status <id>")),
+    }
+}
+
 fn campaign(parser: &mut lexopt::Parser) -> Outcome {
     use exotel_voicebot::calls::campaigns::progress::{bar, line, Progress, Rate};
     use std::io::{IsTerminal as _, Write as _};
@@ -368,16 +380,7 @@ fn campaign(parser: &mut lexopt::Parser) -> Outcome {
     if !go {
         return Ok(());
     }
-    let id = match words.as_slice() {
-        [status, id] if status == "status" => id.clone(),
-        [other, ..] if other != "status" => {
-            return Err(usage_error(
-                "campaign",
-                format!("unknown subcommand {other:?} (status)"),
-            ))
-        }
-        _ => return Err(usage_error("campaign", "usage: campaign status <id>")),
-    };
+    let id = campaign_id(&words)?;
     let config = load_config()?;
     let server = match server {
         Some(s) => server_addr(&s),

@@ -241,13 +241,19 @@ pub fn summary(calls: &[CallReport], wall: Duration) -> String {
             "first bot chunk: {median:+.1} ms from the first caller chunk (median; negative: the bot spoke first)"
         );
     }
+    timings_and_endings(calls, &mut out);
+    out
+}
+
+/// The summary's last lines: turnaround percentiles, and how the calls ended.
+fn timings_and_endings(calls: &[CallReport], out: &mut String) {
     let mut all: Vec<u64> = calls
         .iter()
         .flat_map(|c| c.turnaround_us.iter().copied())
         .collect();
     all.sort_unstable();
     let _ = writeln!(
-        out,
+        *out,
         "turnaround per chunk ({} chunks): p50 {}, p99 {}, max {}",
         all.len(),
         ms(percentile(&all, 50.0)),
@@ -264,9 +270,8 @@ pub fn summary(calls: &[CallReport], wall: Duration) -> String {
         *ended.entry(key).or_default() += 1;
     }
     for (how, n) in ended {
-        let _ = writeln!(out, "ended: {how} x{n}");
+        let _ = writeln!(*out, "ended: {how} x{n}");
     }
-    out
 }
 
 #[cfg(test)]
