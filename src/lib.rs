@@ -33,7 +33,8 @@
 //!
 //! **Around the calls.** [`calls::dnc`] is the do-not-call list `/call` checks and
 //! [`calls::phones`] the ExoPhones with their own Exotel accounts (each a line: account, caller
-//! id, applet or stream, limit). [`calls::campaigns`] dials lists of contacts within a window, a
+//! id, applet or stream, limit); [`calls::destination`] is where a stored secret may be sent,
+//! and [`calls::rejects`] what an upload's answer says of the rows it refused. [`calls::campaigns`] dials lists of contacts within a window, a
 //! rate, a concurrency and a retry policy, on its [`calls::campaigns::dialer`] thread, through the
 //! same functions as `/call` ([`calls::place::ServerTelephony`]); all of it is kept by
 //! [`store`] (the dialer's storage, behind one narrow interface); [`calls::upkeep`] keeps `DATA_DIR` in shape (`RETENTION_DAYS`, the
@@ -42,8 +43,9 @@
 //!
 //! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
 //! (docs/ARCHITECTURE.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
-//! [`http::Service`], the [`app::App`], whose [`routes::dispatch`] is a single `match` over
-//! method and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
+//! [`http::Service`], the [`app::App`], whose [`routes::admit`] decides from a request's head
+//! whether it may send a body and whose [`routes::dispatch`] is a single `match` over method
+//! and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
 //! [`log`] writes one line per event; [`descriptors`] grows the descriptor table once at start,
 //! so that no call waits while the kernel grows it.
 //!
