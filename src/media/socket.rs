@@ -16,7 +16,7 @@ pub trait MediaIo: Read + Write {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
 
     /// Waits `d` without reading (a caller too far ahead of real time; see
-    /// [`MAX_INBOUND_LEAD`]).
+    /// [`MAX_INBOUND_LEAD`](crate::config::MAX_INBOUND_LEAD)).
     fn pause(&mut self, d: Duration) {
         std::thread::sleep(d);
     }
