@@ -8,7 +8,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{request, Conn, Server};
+use support::{json_request, request, Conn, Server};
 
 const TOKEN: &str = "operator-token-0123456789";
 const BEARER: &str = "Bearer operator-token-0123456789";
@@ -266,16 +266,6 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     out
-}
-
-fn json_request(server: &Server, method: &str, path: &str, body: &str) -> support::TestResponse {
-    request(
-        server.addr,
-        method,
-        path,
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
 }
 
 /// The `Authorization` values a fake Exotel received.
@@ -560,14 +550,7 @@ fn a_backup_never_writes_through_a_link() {
 
 /// The environment of a server whose default line is `fake`.
 fn line_env(fake: &exotel_voicebot::sim::fake_exotel::FakeExotel) -> Vec<(&'static str, String)> {
-    vec![
-        ("EXOTEL_API_KEY", "k".into()),
-        ("EXOTEL_API_TOKEN", "t".into()),
-        ("EXOTEL_SID", "acme".into()),
-        ("EXOTEL_APP_ID", "77".into()),
-        ("EXOTEL_CALLER_ID", "08047112233".into()),
-        ("EXOTEL_API_BASE_URL", fake.base_url()),
-    ]
+    support::exotel_line_env(&fake.base_url())
 }
 
 fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

@@ -470,6 +470,29 @@ pub fn request(
     conn.read_response()
 }
 
+/// `method path` with a JSON body, on a fresh connection.
+pub fn json_request(server: &Server, method: &str, path: &str, body: &str) -> TestResponse {
+    request(
+        server.addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+/// The environment of a server whose default line is the fake Exotel at `base_url`.
+pub fn exotel_line_env(base_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EXOTEL_API_KEY", "k".into()),
+        ("EXOTEL_API_TOKEN", "t".into()),
+        ("EXOTEL_SID", "acme".into()),
+        ("EXOTEL_APP_ID", "77".into()),
+        ("EXOTEL_CALLER_ID", "08047112233".into()),
+        ("EXOTEL_API_BASE_URL", base_url.into()),
+    ]
+}
+
 /// A well-formed HTTP/1.1 request with Content-Length when there is a body.
 pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
