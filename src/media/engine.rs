@@ -688,6 +688,36 @@ mod tests {
     use std::io::{ErrorKind, Read, Write};
     use tungstenite::protocol::Role;
 
+    /// Writes `write` blocks until the socket takes no more; how many bytes it took.
+    fn fill_until_blocked(mut write: impl FnMut(&[u8]) -> std::io::Result<usize>) -> usize {
+        let block = vec![0u8; 64 * 1024];
+        let mut filled = 0usize;
+        loop {
+            match write(&block) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return filled,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Reads `filled` bytes off `caller` (within 5 s), as a caller who reads again.
+    fn drain(caller: &mut std::net::TcpStream, filled: usize) {
+        caller.set_nonblocking(true).unwrap();
+        let mut sink = vec![0u8; 256 * 1024];
+        let mut read = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while read < filled && Instant::now() < deadline {
+            match caller.read(&mut sink) {
+                Ok(n) => read += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     /// A socket the caller stopped reading, filled for real: the call takes no turns, ends
     /// `WRITE_STALL` after it filled; once the caller reads again, the call goes on.
     #[test]
@@ -732,15 +762,7 @@ mod tests {
             relayed: false,
         };
         // Fill the socket until it takes no more, as a caller who stopped reading leaves it.
-        let block = vec![0u8; 64 * 1024];
-        let mut filled = 0usize;
-        loop {
-            match call.socket().write(&block) {
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("{e}"),
-            }
-        }
+        let filled = fill_until_blocked(|block| call.socket().write(block));
         assert!(call.socket().write_blocked && filled > 0);
         let mut scratch = Scratch::default();
         call.stalled_since = Some(t0);
@@ -765,19 +787,7 @@ mod tests {
 
         // The same socket drained by its caller: the next writable edge lifts the stall and the
         // call takes its turns again.
-        caller.set_nonblocking(true).unwrap();
-        let mut sink = vec![0u8; 256 * 1024];
-        let mut read = 0usize;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while read < filled && Instant::now() < deadline {
-            match caller.read(&mut sink) {
-                Ok(n) => read += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        drain(&mut caller, filled);
         call.writable = true;
         let later = t0 + Duration::from_secs(3);
         assert!(at(step(&mut call, later, &mut scratch)).is_some());
