@@ -89,7 +89,7 @@ impl App {
             pool: ApiPool::start(config.exotel.api_threads),
             default_line: environment_line(&config),
             bots,
-            media_settings: media_settings(&config),
+            media_settings: config.media.clone(),
             media_loops: Default::default(),
             draining: Default::default(),
             uploads: Default::default(),
@@ -335,19 +335,6 @@ fn environment_line(config: &Config) -> Result<Line, Vec<&'static str>> {
             None,
         )
     })
-}
-
-/// The media sessions' settings, from the `MEDIA_*` variables and `HANDOFF_DTMF`.
-fn media_settings(config: &Config) -> crate::media::session::SessionSettings {
-    crate::media::session::SessionSettings {
-        lead: config.media_lead,
-        idle_timeout: config.media_idle_timeout,
-        ping_interval: config.media_ping_interval,
-        start_timeout: config.media_start_timeout,
-        max_inbound_lead: config.media_max_ahead,
-        max_frames_per_second: config.media_max_frames_per_second,
-        handoff_dtmf: config.handoff_dtmf,
-    }
 }
 
 /// The Exotel client, or the names of the variables needed to make one.

@@ -14,6 +14,9 @@ use std::time::Duration;
 mod relay;
 pub use relay::*;
 
+mod media;
+pub use media::*;
+
 /// Frames read from one media socket in one second at most (`MEDIA_MAX_FRAMES_PER_S`; Exotel
 /// sends about 50); past it the session waits for the second to end before reading on. may's
 /// coroutines are cooperative: a peer that floods its socket would otherwise keep its session
@@ -117,20 +120,13 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsFiles>,
     /// `MEDIA_SECRET`: lets in a media socket without a per-call token (static applet URL).
     pub media_secret: Option<String>,
-    /// `MEDIA_LEAD_MS`: how far ahead of real time bot audio is sent.
-    pub media_lead: Duration,
-    /// `MEDIA_IDLE_TIMEOUT_MS`: a media socket silent this long is closed.
-    pub media_idle_timeout: Duration,
-    /// `MEDIA_PING_INTERVAL_MS`: a ping goes out after this long without sending anything.
-    pub media_ping_interval: Duration,
+    /// What every media session needs (`MEDIA_LEAD_MS`, `MEDIA_IDLE_TIMEOUT_MS`,
+    /// `MEDIA_PING_INTERVAL_MS`, `MEDIA_START_TIMEOUT_MS`, `MEDIA_MAX_AHEAD_S`,
+    /// `MEDIA_MAX_FRAMES_PER_S`, `HANDOFF_DTMF`), as the sessions take it.
+    pub media: MediaSettings,
     /// `MEDIA_TOKEN_TTL_S`: an unused media token expires this long after the webhook issued it
     /// (and a webhook call whose media has not connected by then is ended, `no-media`).
     pub media_token_ttl: Duration,
-    /// `MEDIA_MAX_AHEAD_S`: a caller's audio this far ahead of real time is not read until real
-    /// time catches up.
-    pub media_max_ahead: Duration,
-    /// `MEDIA_MAX_FRAMES_PER_S`: frames read from one media socket per second at most.
-    pub media_max_frames_per_second: u32,
     /// `MEDIA_LOOPS`: event-loop threads that carry the media sockets of calls answered by a
     /// bot in this process (default: one per core this process may run on); 0 runs each call
     /// on its connection's coroutine instead. Relayed and TLS calls always run on coroutines.
@@ -140,8 +136,6 @@ pub struct Config {
     /// default 2). A caller's frame or a bot's chunk waits this much at most; a lower value
     /// costs CPU at light load, a higher one adds latency.
     pub media_loop_rest: Duration,
-    /// `MEDIA_START_TIMEOUT_MS`: a media socket with no `start` and no audio this long is ended.
-    pub media_start_timeout: Duration,
     /// `CALL_CHECK_MARGIN_S`: after a placed call's ring time plus this with no status, Exotel
     /// is asked about it; also what a stream-mode media token outlives the ring time by.
     pub call_check_margin: Duration,
@@ -172,8 +166,6 @@ pub struct Config {
     /// `CAMPAIGN_DNC_KEY` (default `9`, `off` for none): a caller who presses it during a
     /// campaign call is put on the do-not-call list.
     pub campaign_dnc_key: Option<char>,
-    /// `HANDOFF_DTMF` (none by default): the key that hands any call to a person.
-    pub handoff_dtmf: Option<char>,
     /// `PASSTHRU_HANDOFF_STATUS` (`200` by default, or `302`): the Passthru answer that means
     /// "hand off"; the other one means "no handoff".
     pub passthru_handoff_status: u16,
@@ -259,13 +251,11 @@ impl Config {
             media_port: media.media_port,
             tls: tls_from_vars(&var)?,
             media_secret: var("MEDIA_SECRET"),
-            media_lead: media.media_lead,
-            media_idle_timeout: media.media_idle_timeout,
-            media_ping_interval: media.media_ping_interval,
-            media_start_timeout: media.media_start_timeout,
+            media: MediaSettings {
+                handoff_dtmf: calls.handoff_dtmf,
+                ..media.settings
+            },
             media_token_ttl: media.media_token_ttl,
-            media_max_ahead: media.media_max_ahead,
-            media_max_frames_per_second: media.media_max_frames_per_second,
             media_loops: media.media_loops,
             media_loop_rest: media.media_loop_rest,
             call_check_margin: calls.call_check_margin,
@@ -281,7 +271,6 @@ impl Config {
             retention: calls.retention,
             campaign_clock_start: calls.campaign_clock_start,
             campaign_dnc_key: calls.campaign_dnc_key,
-            handoff_dtmf: calls.handoff_dtmf,
             passthru_handoff_status: calls.passthru_handoff_status,
         })
     }
@@ -292,13 +281,9 @@ struct MediaVars {
     sample_rate: u32,
     max_pending_media_tokens: usize,
     media_port: Option<u16>,
-    media_lead: Duration,
-    media_idle_timeout: Duration,
-    media_ping_interval: Duration,
-    media_start_timeout: Duration,
+    /// The sessions' settings, but for `HANDOFF_DTMF` (a call's, read with the calls').
+    settings: MediaSettings,
     media_token_ttl: Duration,
-    media_max_ahead: Duration,
-    media_max_frames_per_second: u32,
     media_loops: usize,
     media_loop_rest: Duration,
 }
@@ -380,13 +365,16 @@ fn media_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<MediaVars, C
         sample_rate,
         max_pending_media_tokens,
         media_port,
-        media_lead,
-        media_idle_timeout,
-        media_ping_interval,
-        media_start_timeout,
+        settings: MediaSettings {
+            lead: media_lead,
+            idle_timeout: media_idle_timeout,
+            ping_interval: media_ping_interval,
+            start_timeout: media_start_timeout,
+            max_inbound_lead: media_max_ahead,
+            max_frames_per_second: media_max_frames_per_second,
+            handoff_dtmf: None,
+        },
         media_token_ttl,
-        media_max_ahead,
-        media_max_frames_per_second,
         media_loops,
         media_loop_rest,
     })

@@ -187,9 +187,15 @@ fn media_and_call_log_variables_are_checked_too() {
 #[test]
 fn phone_keys_are_one_key_or_off_and_errors_name_the_variable() {
     let c = config(&[]).unwrap();
-    assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (Some('9'), None));
+    assert_eq!(
+        (c.campaign_dnc_key, c.media.handoff_dtmf),
+        (Some('9'), None)
+    );
     let c = config(&[("CAMPAIGN_DNC_KEY", "off"), ("HANDOFF_DTMF", "#")]).unwrap();
-    assert_eq!((c.campaign_dnc_key, c.handoff_dtmf), (None, Some('#')));
+    assert_eq!(
+        (c.campaign_dnc_key, c.media.handoff_dtmf),
+        (None, Some('#'))
+    );
     for (name, value) in [("HANDOFF_DTMF", "12"), ("CAMPAIGN_DNC_KEY", "x")] {
         assert_eq!(config(&[(name, value)]).unwrap_err().variable, name);
     }
