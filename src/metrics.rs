@@ -240,8 +240,9 @@ impl Metrics {
         self.bad_frames.fetch_add(d.bad_frames, Ordering::Relaxed);
     }
 
-    /// The exposition text; `live_calls` and `media_sessions` are read by the caller.
-    pub fn render(&self, live_calls: usize, media_sessions: usize) -> String {
+    /// The exposition text; `live_calls`, `media_sessions` and `uploads_held` (bytes the HTTP
+    /// server holds of uploads) are read by the caller.
+    pub fn render(&self, live_calls: usize, media_sessions: usize, uploads_held: usize) -> String {
         let mut out = Exposition(String::with_capacity(6144));
         out.gauge(
             "exotel_voicebot_calls_live",
@@ -252,6 +253,11 @@ impl Metrics {
             "exotel_voicebot_media_sessions",
             "Media WebSockets open.",
             media_sessions as u64,
+        );
+        out.gauge(
+            "exotel_voicebot_http_uploads_held_bytes",
+            "Upload bytes held now (HTTP_MAX_UPLOADS_HELD_BYTES).",
+            uploads_held as u64,
         );
         self.render_calls(&mut out);
         self.render_media(&mut out);

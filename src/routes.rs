@@ -118,14 +118,12 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         // Prometheus.
         ("GET", "/metrics") => match crate::auth::metrics(&app.config, request) {
             Ok(()) => {
-                let mut text = app
-                    .metrics
-                    .render(app.slots.live(), app.registry.active_calls());
+                let mut text = app.metrics.render(
+                    app.slots.live(),
+                    app.registry.active_calls(),
+                    app.uploads.held(),
+                );
                 text.push_str(&app.campaigns.metrics.render());
-                text.push_str(&format!(
-                    "# HELP exotel_voicebot_http_uploads_held_bytes Upload bytes held now (HTTP_MAX_UPLOADS_HELD_BYTES).\n# TYPE exotel_voicebot_http_uploads_held_bytes gauge\nexotel_voicebot_http_uploads_held_bytes {}\n",
-                    app.uploads.held()
-                ));
                 Response::text(200, "text/plain; version=0.0.4", text)
             }
             Err(denied) => denied,

@@ -241,7 +241,7 @@ fn a_relayed_call_on_a_media_loop_allocates_nothing_per_media_frame() {
     let running = exotel_voicebot::start(config, Box::new(bots)).unwrap();
     let app = running.app.clone();
     let frames = |direction: &str| {
-        let page = app.metrics.render(0, 0);
+        let page = app.metrics.render(0, 0, 0);
         counter(
             &page,
             &format!("exotel_voicebot_media_frames_total{{direction=\"{direction}\"}}"),

@@ -23,12 +23,7 @@ pub struct DoNotCall {
 /// Numbers written to the store in one transaction of a large upload.
 const STORE_BATCH: usize = 50_000;
 
-/// An E.164 number (`+` and at most 15 digits, the first not 0) as an integer.
-fn key(canonical: &str) -> Option<u64> {
-    canonical.strip_prefix('+')?.parse().ok()
-}
-
-/// The E.164 spelling of a key.
+/// The E.164 spelling of a [`PhoneNumber::key`].
 fn spelled(key: u64) -> String {
     format!("+{key}")
 }
@@ -44,7 +39,13 @@ struct Invalid {
 impl DoNotCall {
     pub fn new(store: Store, numbers: Vec<String>) -> DoNotCall {
         DoNotCall {
-            numbers: RwLock::new(numbers.iter().filter_map(|n| key(n)).collect()),
+            numbers: RwLock::new(
+                numbers
+                    .iter()
+                    .filter_map(|n| PhoneNumber::parse(n).ok())
+                    .map(|n| n.key())
+                    .collect(),
+            ),
             store,
         }
     }
@@ -54,7 +55,7 @@ impl DoNotCall {
         self.numbers
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&key(&number.canonical()).unwrap_or(0))
+            .contains(&number.key())
     }
 
     /// Puts one number on the list (a caller who asked); answers whether it was new.
@@ -66,7 +67,7 @@ impl DoNotCall {
         self.numbers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(key(&canonical));
+            .insert(number.key());
         Ok(added > 0)
     }
 
@@ -128,8 +129,8 @@ impl DoNotCall {
 
     /// `DELETE /dnc/{number}`.
     pub fn remove(&self, raw: &str) -> Response {
-        let number = match PhoneNumber::from_path_segment(raw) {
-            Ok(n) => n.canonical(),
+        let (number, key) = match PhoneNumber::from_path_segment(raw) {
+            Ok(n) => (n.canonical(), n.key()),
             Err(e) => return Response::error(400, "bad_request", e),
         };
         match self.store.dnc_remove(number.clone()) {
@@ -137,7 +138,7 @@ impl DoNotCall {
                 self.numbers
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&key(&number).unwrap_or(0));
+                    .remove(&key);
                 crate::info!("dnc.removed", number = number);
                 Response::json(200, &serde_json::json!({"removed": number}))
             }
@@ -150,7 +151,7 @@ impl DoNotCall {
 /// What a `POST /dnc` body holds, read value by value.
 #[derive(Default)]
 struct Upload {
-    /// The distinct numbers, as [`key`]s.
+    /// The distinct numbers, as [`PhoneNumber::key`]s.
     numbers: BTreeSet<u64>,
     /// Valid values, repeats included.
     given: usize,
@@ -164,7 +165,7 @@ impl Upload {
         match PhoneNumber::parse(value) {
             Ok(n) => {
                 self.given += 1;
-                self.numbers.extend(key(&n.canonical()));
+                self.numbers.insert(n.key());
             }
             Err(error) => {
                 let row = self.rows;

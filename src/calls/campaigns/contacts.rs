@@ -47,8 +47,8 @@ pub struct Rejected {
 pub struct Checked {
     pub contacts: Vec<Contact>,
     pub rejected: crate::calls::rejects::Rejects<Rejected>,
-    /// Canonical number (its digits as an integer) → row, to find duplicates: 16 bytes a
-    /// contact where the number's string was 40.
+    /// [`PhoneNumber::key`] → row, to find duplicates: 16 bytes a contact where the number's
+    /// string was 40.
     seen: HashMap<u64, usize>,
 }
 
@@ -59,11 +59,10 @@ impl Checked {
             to: to.to_owned(),
             error,
         };
-        let number = match PhoneNumber::parse(to) {
-            Ok(n) => n.canonical(),
+        let (number, key) = match PhoneNumber::parse(to) {
+            Ok(n) => (n.canonical(), n.key()),
             Err(e) => return self.rejected.push("number", || refuse(format!("to: {e}"))),
         };
-        let key = number[1..].parse::<u64>().unwrap_or(0);
         if let Some(first) = self.seen.get(&key) {
             let first = *first;
             return self.rejected.push("duplicate", || {

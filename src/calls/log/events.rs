@@ -278,16 +278,7 @@ pub(super) fn status_row(
     custom_field: Option<&str>,
     call_sid: Option<&str>,
 ) -> rusqlite::Result<Option<String>> {
-    let by_field: Option<(String, Option<String>)> = match custom_field {
-        Some(f) => conn
-            .query_row(
-                "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
-                [f],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?,
-        None => None,
-    };
+    let by_field = named_row(conn, custom_field)?;
     if let (Some((id, Some(row_sid))), Some(given)) = (&by_field, call_sid) {
         if !row_sid.is_empty() && row_sid != given {
             crate::warn!(
@@ -308,6 +299,19 @@ pub(super) fn status_row(
         );
     }
     Ok(id)
+}
+
+/// The row an Exotel request's `CustomField` names, with the CallSid the row knows.
+fn named_row(
+    conn: &Connection,
+    custom_field: Option<&str>,
+) -> rusqlite::Result<Option<(String, Option<String>)>> {
+    let Some(field) = custom_field else {
+        return Ok(None);
+    };
+    conn.prepare_cached("SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1")?
+        .query_row([field], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
 }
 
 /// The row of an Exotel request: the one its CustomField named (`by_id`, already looked up),
@@ -332,16 +336,7 @@ pub(super) fn row_by(
 
 /// Exotel's word on how a stream ended, on the call's row (found by callLogId, else CallSid).
 pub(super) fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
-    let named: Option<(String, Option<String>)> = match &end.custom_field {
-        Some(f) => conn
-            .query_row(
-                "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
-                [f],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?,
-        None => None,
-    };
+    let named = named_row(conn, end.custom_field.as_deref())?;
     // A row that knows its CallSid is written only by a request with that CallSid.
     if let Some((id, Some(row_sid))) = &named {
         if end.call_sid.as_deref() != Some(row_sid.as_str()) {
