@@ -12,16 +12,6 @@ use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::time::Duration;
 use support::{request, Server};
 
-fn send(server: &Server, method: &str, path: &str, body: &str) -> support::TestResponse {
-    request(
-        server.addr,
-        method,
-        path,
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-}
-
 /// 300 ms of 1 kHz at 8 kHz: unmistakable at the start of a recording.
 fn greeting() -> Vec<i16> {
     tone(8000, 1000.0, 300, 12_000)
@@ -101,7 +91,7 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
         ],
     );
     let mut answers = Vec::new();
-    let created = send(
+    let created = support::json_request(
         &server,
         "POST",
         "/agents",
@@ -117,7 +107,7 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     );
     assert_eq!(put.status, 200, "{}", put.json());
     assert_eq!(put.json()["greeting"]["sampleRate"], 8000);
-    let relay = send(
+    let relay = support::json_request(
         &server,
         "POST",
         "/agents",
@@ -133,7 +123,7 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     );
     answers.push(relay.json().to_string());
     answers.push(server.get("/agents").json().to_string());
-    let phone = send(
+    let phone = support::json_request(
         &server,
         "POST",
         "/phones",

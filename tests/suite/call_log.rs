@@ -10,19 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{request, Server};
 
-fn credentials(base: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("EXOTEL_API_KEY", "k".into()),
-        ("EXOTEL_API_TOKEN", "t".into()),
-        ("EXOTEL_SID", "acme".into()),
-        ("EXOTEL_APP_ID", "77".into()),
-        ("EXOTEL_CALLER_ID", "08047112233".into()),
-        ("EXOTEL_API_BASE_URL", base.into()),
-    ]
-}
-
 fn start(fake: &FakeExotel, extra: &[(&'static str, &str)]) -> Server {
-    let mut env: Vec<(&str, String)> = credentials(&fake.base_url());
+    let mut env: Vec<(&str, String)> = support::exotel_line_env(&fake.base_url());
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start(&env)
@@ -481,7 +470,7 @@ fn retention_days_prunes_old_ended_calls_and_their_recordings() {
         sid: "CA-ret".into(),
     });
     let dir = support::temp_dir("retention");
-    let env = credentials(&fake.base_url());
+    let env = support::exotel_line_env(&fake.base_url());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     {
         // "old-live" stays ringing: no grace for it (the restart below is a crash's stand-in).

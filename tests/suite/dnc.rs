@@ -8,19 +8,8 @@ use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use std::time::Duration;
 use support::{request, Server};
 
-fn env(fake: &FakeExotel) -> Vec<(&'static str, String)> {
-    vec![
-        ("EXOTEL_API_KEY", "k".into()),
-        ("EXOTEL_API_TOKEN", "t".into()),
-        ("EXOTEL_SID", "acme".into()),
-        ("EXOTEL_APP_ID", "77".into()),
-        ("EXOTEL_CALLER_ID", "08047112233".into()),
-        ("EXOTEL_API_BASE_URL", fake.base_url()),
-    ]
-}
-
 fn start_in(dir: std::path::PathBuf, fake: &FakeExotel, extra: &[(&str, &str)]) -> Server {
-    let env = env(fake);
+    let env = support::exotel_line_env(&fake.base_url());
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(extra);
     Server::start_in(dir, &env)

@@ -10,23 +10,13 @@ const TOKEN_A: &str = "tok-A-9f8e7d6c5b4a39281716";
 const TOKEN_B: &str = "tok-B-0a1b2c3d4e5f60718293";
 const TOKEN_B2: &str = "tok-B2-aa55aa55aa55aa55aa55";
 
-fn send(server: &Server, method: &str, path: &str, body: &str) -> support::TestResponse {
-    request(
-        server.addr,
-        method,
-        path,
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-}
-
 #[test]
 fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
     let dir = support::temp_dir("phones");
     let server = Server::start_in(dir.clone(), &[]);
     let mut answers = Vec::new();
 
-    let a = send(
+    let a = support::json_request(
         &server,
         "POST",
         "/phones",
@@ -42,7 +32,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
     assert_eq!(a["apiToken"], "****1716");
     answers.push(a.to_string());
 
-    let b = send(
+    let b = support::json_request(
         &server,
         "POST",
         "/phones",
@@ -55,7 +45,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
     answers.push(b.json().to_string());
 
     // The same number again, in another spelling: 409.
-    let again = send(
+    let again = support::json_request(
         &server,
         "POST",
         "/phones",
@@ -83,7 +73,8 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
             "number",
         ),
     ] {
-        let error = send(&server, "POST", "/phones", body).assert_error(400, "bad_request");
+        let error = support::json_request(&server, "POST", "/phones", body)
+            .assert_error(400, "bad_request");
         assert!(
             error["detail"].as_str().unwrap().contains(named),
             "{named}: {error}"
@@ -91,7 +82,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
     }
 
     // A new token for B: taken, still not shown.
-    let patched = send(
+    let patched = support::json_request(
         &server,
         "PATCH",
         "/phones/+918047112244",
@@ -147,7 +138,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
 fn phones_are_guarded_like_call() {
     let server = Server::start(&[("API_TOKEN", "op-token-123")]);
     server.get("/phones").assert_error(401, "unauthorized");
-    send(&server, "POST", "/phones", "{}").assert_error(401, "unauthorized");
+    support::json_request(&server, "POST", "/phones", "{}").assert_error(401, "unauthorized");
     request(server.addr, "DELETE", "/phones/08047112233", &[], b"")
         .assert_error(401, "unauthorized");
     let r = request(
@@ -206,7 +197,7 @@ fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
             r#"{{"number": "{number}", "apiKey": "{key}", "apiToken": "{token}", "sid": "{sid}", "apiBaseUrl": "{}"{limit}}}"#,
             fake.base_url()
         );
-        let created = send(&server, "POST", "/phones", &body);
+        let created = support::json_request(&server, "POST", "/phones", &body);
         assert_eq!(created.status, 201, "{}", created.json());
         answers.push(created.json().to_string());
     }
@@ -322,7 +313,7 @@ fn each_call_reaches_its_phones_account_within_its_own_and_the_server_limit() {
 #[test]
 fn an_inbound_call_to_a_phone_counts_against_its_limit() {
     let server = Server::start(&[]);
-    let created = send(
+    let created = support::json_request(
         &server,
         "POST",
         "/phones",
