@@ -6,9 +6,10 @@ use crate::calls::log::CallLog;
 use crate::calls::phones::Line;
 use crate::calls::slots::Slots;
 use crate::calls::{CallLogId, MediaToken, Registry};
+use crate::calls::{Refusal, Refused};
 use crate::config::Config;
 use crate::exotel::{ApiPool, ExotelClient};
-use crate::http::{form, Response};
+use crate::http::form;
 
 pub struct App {
     pub config: Config,
@@ -97,14 +98,14 @@ impl App {
         })
     }
 
-    /// Issues a media token for the call and returns its media URL, or the 503 to answer when
-    /// too many tokens are pending. An over-capacity call's token makes its session play a tone
+    /// Issues a media token for the call and returns its media URL, or why not when too many
+    /// tokens are pending. An over-capacity call's token makes its session play a tone
     /// and hang up.
     pub fn issue_media_url(
         &self,
         call_log_id: &CallLogId,
         over_capacity: bool,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Refusal> {
         let issued = if over_capacity {
             self.registry.issue_over_capacity_token(call_log_id)
         } else {
@@ -122,7 +123,7 @@ impl App {
         &self,
         call_log_id: &CallLogId,
         lifetime: std::time::Duration,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Refusal> {
         match self.registry.issue_token_for(call_log_id, lifetime) {
             Ok(token) => Ok(self.media_url(&token, call_log_id)),
             Err(_) => Err(tokens_busy()),
@@ -144,15 +145,16 @@ impl App {
         format!("{}/media?{query}", self.media_base)
     }
 
-    /// The 503 for a new call while the server shuts down.
-    pub fn refuse_if_draining(&self) -> Result<(), Response> {
+    /// No new call while the server shuts down.
+    pub fn refuse_if_draining(&self) -> Result<(), Refusal> {
         if self.draining.load(std::sync::atomic::Ordering::Acquire) {
-            Err(Response::error(
-                503,
+            Err(Refusal::new(
+                Refused::Unavailable {
+                    retry_after_s: Some(30),
+                },
                 "shutting_down",
                 "the server is shutting down and takes no new calls",
-            )
-            .with_header("Retry-After", "30"))
+            ))
         } else {
             Ok(())
         }
@@ -169,14 +171,15 @@ impl App {
     }
 }
 
-/// The 503 while `MAX_PENDING_MEDIA_TOKENS` tokens wait to be used.
-fn tokens_busy() -> Response {
-    Response::error(
-        503,
+/// While `MAX_PENDING_MEDIA_TOKENS` tokens wait to be used.
+fn tokens_busy() -> Refusal {
+    Refusal::new(
+        Refused::Unavailable {
+            retry_after_s: Some(5),
+        },
         "busy",
         "too many media tokens are pending (MAX_PENDING_MEDIA_TOKENS); try again shortly",
     )
-    .with_header("Retry-After", "5")
 }
 
 /// The public base URL (`WEBHOOK_BASE_URL`, else this host on `port`) and its WebSocket form.

@@ -1,7 +1,6 @@
-//! Agents: named bot configurations (`/agents`, guarded like `/call`). An agent is the echo bot
-//! or a relay to an upstream bot (its URL and handshake headers), with an optional greeting
-//! played when the call connects (`PUT /agents/{name}/greeting`, a WAV kept under
-//! `DATA_DIR/agents`).
+//! Agents: named bot configurations (the `/agents` routes are `routes::agents`). An agent is
+//! the echo bot or a relay to an upstream bot (its URL and handshake headers), with an optional
+//! greeting played when the call connects (a WAV kept under `DATA_DIR/agents`).
 //!
 //! A call's agent is the one its request names (`/call`'s or a campaign's `agent`), else its
 //! phone's, else none: the environment's `BOT`. The agent is looked up when the call is dialed
@@ -11,8 +10,8 @@
 //! The greeting is played by the in-process bots (echo, your own); a relayed bot speaks for
 //! itself, so a relay agent with a greeting is refused rather than silently not greeted.
 
+use super::{Refusal, Refused};
 use crate::config::RelayConfig;
-use crate::http::{Request, Response};
 use crate::store::{Store, StoredAgent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -112,16 +111,12 @@ impl RelayHosts {
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     name: Option<String>,
     bot: Option<String>,
     url: Option<String>,
     headers: Option<serde_json::Map<String, serde_json::Value>>,
     handoff: Option<String>,
-}
-
-fn bad(detail: impl AsRef<str>) -> Response {
-    Response::error(400, "bad_request", detail)
 }
 
 /// Agent names: what goes into a URL path and a file name safely.
@@ -154,7 +149,9 @@ impl Agents {
         };
         for s in stored {
             match agents.build(s.clone()) {
-                Ok(agent) => agents.remember(agent),
+                Ok(agent) => {
+                    agents.remember(agent);
+                }
                 Err(e) => crate::error!("agent.unreadable", agent = s.name, error = e),
             }
         }
@@ -170,11 +167,13 @@ impl Agents {
             .cloned()
     }
 
-    fn remember(&self, agent: Agent) {
+    fn remember(&self, agent: Agent) -> Arc<Agent> {
+        let agent = Arc::new(agent);
         self.by_name
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(agent.name.clone(), Arc::new(agent));
+            .insert(agent.name.clone(), agent.clone());
+        agent
     }
 
     /// An agent from its stored form: the relay checked, the greeting read.
@@ -212,70 +211,53 @@ impl Agents {
         })
     }
 
-    /// `POST /agents`.
-    pub fn create(&self, request: &Request) -> Response {
-        let fields = match parse(request) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+    /// A new agent from `POST /agents`'s fields.
+    pub fn create(&self, fields: Fields) -> Result<Arc<Agent>, Refusal> {
         let name = fields.name.clone().unwrap_or_default();
-        if let Err(why) = check_name(&name) {
-            return bad(why);
-        }
-        let stored = match stored_from(name.clone(), fields, None, &self.relay_hosts) {
-            Ok(s) => s,
-            Err(why) => return bad(why),
-        };
+        check_name(&name).map_err(Refusal::invalid)?;
+        let stored =
+            stored_from(name, fields, None, &self.relay_hosts).map_err(Refusal::invalid)?;
         self.write(stored, true)
     }
 
-    /// `PATCH /agents/{name}`: the fields given replace the agent's; new calls get it.
-    pub fn update(&self, name: &str, request: &Request) -> Response {
-        let current = match self.lookup(name) {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
-        let fields = match parse(request) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+    /// The fields given replace the agent's (`PATCH /agents/{name}`); new calls get it.
+    pub fn update(&self, name: &str, fields: Fields) -> Result<Arc<Agent>, Refusal> {
+        let current = self.lookup(name)?;
         if fields.name.as_deref().is_some_and(|n| n != name) {
-            return bad("name cannot change: create the new agent and delete this one");
+            return Err(Refusal::invalid(
+                "name cannot change: create the new agent and delete this one",
+            ));
         }
-        match stored_from(
+        let stored = stored_from(
             name.to_owned(),
             fields,
             Some(&current.stored),
             &self.relay_hosts,
-        ) {
-            Ok(stored) => self.write(stored, false),
-            Err(why) => bad(why),
-        }
+        )
+        .map_err(Refusal::invalid)?;
+        self.write(stored, false)
     }
 
-    fn write(&self, stored: StoredAgent, create: bool) -> Response {
-        let agent = match self.build(stored.clone()) {
-            Ok(a) => a,
-            Err(why) => return bad(why),
-        };
+    fn write(&self, stored: StoredAgent, create: bool) -> Result<Arc<Agent>, Refusal> {
+        let agent = self.build(stored.clone()).map_err(Refusal::invalid)?;
         if matches!(agent.bot, AgentBot::Relay(_)) && agent.greeting.is_some() {
-            return bad(
+            return Err(Refusal::invalid(
                 "a relayed bot speaks its own greeting: delete the greeting first, or use echo",
-            );
+            ));
         }
         match self.store.agent_put(stored, create) {
             Ok(true) => {}
             Ok(false) => {
-                return Response::error(
-                    409,
+                return Err(Refusal::new(
+                    Refused::Conflict,
                     "agent_exists",
                     format!(
                         "agent {} exists: PATCH /agents/{} changes it",
                         agent.name, agent.name
                     ),
-                )
+                ))
             }
-            Err(e) => return Response::error(503, "store_unavailable", e),
+            Err(e) => return Err(Refusal::store(e)),
         }
         crate::info!(
             "agent.saved",
@@ -283,40 +265,25 @@ impl Agents {
             bot = agent.stored.bot,
             created = create
         );
-        let shown = shown(&agent);
-        self.remember(agent);
-        Response::json(if create { 201 } else { 200 }, &shown)
+        Ok(self.remember(agent))
     }
 
-    /// `GET /agents`.
-    pub fn list(&self) -> Response {
-        let agents: Vec<serde_json::Value> = self
-            .by_name
+    /// Every agent, by name.
+    pub fn all(&self) -> Vec<Arc<Agent>> {
+        self.by_name
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|a| shown(a))
-            .collect();
-        Response::json(200, &serde_json::json!({ "agents": agents }))
+            .cloned()
+            .collect()
     }
 
-    /// `GET /agents/{name}`.
-    pub fn show(&self, name: &str) -> Response {
-        match self.lookup(name) {
-            Ok(a) => Response::json(200, &shown(&a)),
-            Err(r) => r,
-        }
-    }
-
-    /// `DELETE /agents/{name}`: calls already dialed with it keep it.
-    pub fn remove(&self, name: &str) -> Response {
-        let agent = match self.lookup(name) {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
-        if let Err(e) = self.store.agent_remove(agent.name.clone()) {
-            return Response::error(503, "store_unavailable", e);
-        }
+    /// Removes an agent (calls already dialed with it keep it); answers its name.
+    pub fn remove(&self, name: &str) -> Result<String, Refusal> {
+        let agent = self.lookup(name)?;
+        self.store
+            .agent_remove(agent.name.clone())
+            .map_err(Refusal::store)?;
         self.by_name
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -325,53 +292,45 @@ impl Agents {
             let _ = std::fs::remove_file(self.dir.join(file));
         }
         crate::info!("agent.deleted", agent = agent.name);
-        Response::json(200, &serde_json::json!({ "deleted": agent.name }))
+        Ok(agent.name.clone())
     }
 
-    /// `PUT /agents/{name}/greeting`: a 16-bit PCM WAV (8, 16 or 24 kHz), played when each
+    /// Gives the agent a greeting: `wav`, a 16-bit PCM WAV (8, 16 or 24 kHz), played when each
     /// call connects.
-    pub fn put_greeting(&self, name: &str, request: &Request) -> Response {
-        let agent = match self.lookup(name) {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
+    pub fn put_greeting(&self, name: &str, wav_file: &[u8]) -> Result<Arc<Agent>, Refusal> {
+        let agent = self.lookup(name)?;
         if matches!(agent.bot, AgentBot::Relay(_)) {
-            return bad("a relayed bot speaks its own greeting; greetings are for echo agents");
-        }
-        let wav = match crate::media::audio::read_wav(&mut &request.body[..]) {
-            Ok(w) => w,
-            Err(e) => return bad(format!("the body must be a 16-bit PCM WAV: {e}")),
-        };
-        if !crate::exotel::stream::SAMPLE_RATES.contains(&wav.sample_rate) {
-            return bad(format!(
-                "the WAV's rate is {} Hz; Exotel streams 8000, 16000 or 24000",
-                wav.sample_rate
+            return Err(Refusal::invalid(
+                "a relayed bot speaks its own greeting; greetings are for echo agents",
             ));
         }
+        let wav = crate::media::audio::read_wav(&mut &wav_file[..])
+            .map_err(|e| Refusal::invalid(format!("the body must be a 16-bit PCM WAV: {e}")))?;
+        if !crate::exotel::stream::SAMPLE_RATES.contains(&wav.sample_rate) {
+            return Err(Refusal::invalid(format!(
+                "the WAV's rate is {} Hz; Exotel streams 8000, 16000 or 24000",
+                wav.sample_rate
+            )));
+        }
         if wav.samples.len() > MAX_GREETING_S * wav.sample_rate as usize {
-            return bad(format!("the greeting is longer than {MAX_GREETING_S} s"));
+            return Err(Refusal::invalid(format!(
+                "the greeting is longer than {MAX_GREETING_S} s"
+            )));
         }
         let file = format!("{}.wav", agent.name);
-        let written = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| std::fs::write(self.dir.join(&file), &request.body));
-        if let Err(e) = written {
-            return Response::error(
-                503,
-                "disk_unavailable",
-                format!("{}: {e}", self.dir.display()),
-            );
-        }
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(self.dir.join(&file), wav_file))
+            .map_err(|e| {
+                Refusal::unavailable("disk_unavailable", format!("{}: {e}", self.dir.display()))
+            })?;
         let mut stored = agent.stored.clone();
         stored.greeting = Some(file);
         self.write(stored, false)
     }
 
-    /// `DELETE /agents/{name}/greeting`.
-    pub fn delete_greeting(&self, name: &str) -> Response {
-        let agent = match self.lookup(name) {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
+    /// Takes the agent's greeting away.
+    pub fn delete_greeting(&self, name: &str) -> Result<Arc<Agent>, Refusal> {
+        let agent = self.lookup(name)?;
         let mut stored = agent.stored.clone();
         if let Some(file) = stored.greeting.take() {
             let _ = std::fs::remove_file(self.dir.join(file));
@@ -379,14 +338,15 @@ impl Agents {
         self.write(stored, false)
     }
 
-    fn lookup(&self, name: &str) -> Result<Arc<Agent>, Response> {
+    /// The agent a path names.
+    pub fn lookup(&self, name: &str) -> Result<Arc<Agent>, Refusal> {
         self.get(name)
-            .ok_or_else(|| Response::error(404, "not_found", format!("no agent {name:?}")))
+            .ok_or_else(|| Refusal::not_found(format!("no agent {name:?}")))
     }
 }
 
 /// An agent as answers show it (headers' values hidden: they are often credentials).
-fn shown(a: &Agent) -> serde_json::Value {
+pub fn shown(a: &Agent) -> serde_json::Value {
     let headers: Vec<String> = match &a.bot {
         AgentBot::Relay(r) => r.headers.iter().map(|(k, _)| k.clone()).collect(),
         AgentBot::Echo => Vec::new(),
@@ -401,14 +361,6 @@ fn shown(a: &Agent) -> serde_json::Value {
             "sampleRate": rate,
             "seconds": samples.len() as f64 / f64::from(*rate),
         })),
-    })
-}
-
-fn parse(request: &Request) -> Result<Fields, Response> {
-    serde_json::from_slice(&request.body).map_err(|e| {
-        bad(format!(
-            "the body must be a JSON object of agent fields: {e}"
-        ))
     })
 }
 

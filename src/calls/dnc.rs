@@ -1,14 +1,12 @@
-//! The do-not-call list: numbers that must never be dialed. `POST /dnc` adds numbers (a JSON
-//! list, or CSV text with one number per line in its first column), `GET /dnc` lists them,
-//! `DELETE /dnc/{number}` takes one off; all guarded like `/call`. `POST /call` to a listed
-//! number answers `403 do_not_call` and nothing reaches Exotel.
+//! The do-not-call list: numbers that must never be dialed (its routes are `routes::dnc`).
+//! `POST /call` to a listed number answers `403 do_not_call` and nothing reaches Exotel.
 //!
 //! Numbers are kept in E.164 (`PhoneNumber::canonical`), so `09876543210`, `9876543210` and
 //! `+919876543210` are one entry. The list is held in memory for the check on every `/call`;
 //! [`crate::store`] keeps it on disk.
 
 use super::PhoneNumber;
-use crate::http::{Request, Response};
+use super::Refusal;
 use crate::store::Store;
 use std::collections::BTreeSet;
 use std::sync::RwLock;
@@ -30,7 +28,7 @@ fn spelled(key: u64) -> String {
 
 /// A row of a `POST /dnc` body that is not a number.
 #[derive(serde::Serialize)]
-struct Invalid {
+pub struct Invalid {
     row: usize,
     value: String,
     error: String,
@@ -71,48 +69,41 @@ impl DoNotCall {
         Ok(added > 0)
     }
 
-    /// `POST /dnc`. The body is read one value at a time into the set of numbers it names
-    /// (so a list of one number repeated holds one), and its invalid rows are listed up to
-    /// [`crate::calls::rejects::MAX_LISTED_REJECTS`] and counted past it.
-    pub fn add(&self, request: &Request) -> Response {
+    /// Adds the numbers an upload names (`POST /dnc`: `{"numbers": [...]}`, or CSV/plain text
+    /// whose first column holds them). The body is read one value at a time into the set of
+    /// numbers it names (so a list of one number repeated holds one), and its invalid rows are
+    /// listed up to [`crate::calls::rejects::MAX_LISTED_REJECTS`] and counted past it.
+    pub fn add(&self, content_type: &str, body: &[u8]) -> Result<Added, Refusal> {
         let mut upload = Upload::default();
-        if let Err(response) = read_values(request, |value| upload.take(value)) {
-            return response;
-        }
+        read_values(content_type, body, |value| upload.take(value))?;
         if upload.given == 0 && upload.invalid.is_empty() {
-            return Response::error(
-                400,
-                "bad_request",
+            return Err(Refusal::invalid(
                 "no numbers: send {\"numbers\": [\"+919876543210\"]} or CSV with one number per line",
-            );
+            ));
         }
         let mut added = 0;
         let numbers: Vec<u64> = upload.numbers.into_iter().collect();
         for batch in numbers.chunks(STORE_BATCH) {
             let spellings = batch.iter().map(|k| spelled(*k)).collect();
-            match self.store.dnc_add(spellings, super::log::now_ms()) {
-                Ok(n) => added += n,
-                Err(e) => return Response::error(503, "store_unavailable", e),
-            }
+            added += self
+                .store
+                .dnc_add(spellings, super::log::now_ms())
+                .map_err(Refusal::store)?;
             self.numbers
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(batch);
         }
         crate::info!("dnc.added", numbers = added, invalid = upload.invalid.count);
-        Response::json(
-            200,
-            &serde_json::json!({
-                "added": added,
-                "alreadyListed": upload.given - added,
-                "invalid": upload.invalid.listed,
-                "invalidSummary": upload.invalid.summary(),
-            }),
-        )
+        Ok(Added {
+            added,
+            already_listed: upload.given - added,
+            invalid: upload.invalid,
+        })
     }
 
-    /// `GET /dnc`.
-    pub fn list(&self) -> Response {
+    /// Every number on the list, in E.164, sorted.
+    pub fn numbers(&self) -> Vec<String> {
         let mut numbers: Vec<String> = self
             .numbers
             .read()
@@ -121,17 +112,14 @@ impl DoNotCall {
             .map(|k| spelled(*k))
             .collect();
         numbers.sort_unstable();
-        Response::json(
-            200,
-            &serde_json::json!({"count": numbers.len(), "numbers": numbers}),
-        )
+        numbers
     }
 
-    /// `DELETE /dnc/{number}`.
-    pub fn remove(&self, raw: &str) -> Response {
+    /// Takes the number a path segment names off the list; answers it in E.164.
+    pub fn remove(&self, raw: &str) -> Result<String, Refusal> {
         let (number, key) = match PhoneNumber::from_path_segment(raw) {
             Ok(n) => (n.canonical(), n.key()),
-            Err(e) => return Response::error(400, "bad_request", e),
+            Err(e) => return Err(Refusal::invalid(e)),
         };
         match self.store.dnc_remove(number.clone()) {
             Ok(true) => {
@@ -140,12 +128,20 @@ impl DoNotCall {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&key);
                 crate::info!("dnc.removed", number = number);
-                Response::json(200, &serde_json::json!({"removed": number}))
+                Ok(number)
             }
-            Ok(false) => Response::error(404, "not_found", format!("{number} is not on the list")),
-            Err(e) => Response::error(503, "store_unavailable", e),
+            Ok(false) => Err(Refusal::not_found(format!("{number} is not on the list"))),
+            Err(e) => Err(Refusal::store(e)),
         }
     }
+}
+
+/// What an upload did: numbers new to the list, numbers it had, and the rows that were not
+/// numbers.
+pub struct Added {
+    pub added: usize,
+    pub already_listed: usize,
+    pub invalid: crate::calls::rejects::Rejects<Invalid>,
 }
 
 /// What a `POST /dnc` body holds, read value by value.
@@ -181,9 +177,8 @@ impl Upload {
 
 /// Hands each number of a `POST /dnc` body to `take`: `{"numbers": [...]}`, or CSV/plain
 /// text whose first column holds them (a header row such as `number` is skipped).
-fn read_values(request: &Request, mut take: impl FnMut(&str)) -> Result<(), Response> {
-    let content_type = request.content_type().unwrap_or_default();
-    let text = String::from_utf8_lossy(&request.body);
+fn read_values(content_type: &str, body: &[u8], mut take: impl FnMut(&str)) -> Result<(), Refusal> {
+    let text = String::from_utf8_lossy(body);
     if content_type == "application/json" || text.trim_start().starts_with('{') {
         use serde::de::DeserializeSeed as _;
         let mut de = serde_json::Deserializer::from_str(&text);
@@ -191,11 +186,7 @@ fn read_values(request: &Request, mut take: impl FnMut(&str)) -> Result<(), Resp
             .deserialize(&mut de)
             .and_then(|()| de.end())
             .map_err(|e| {
-                Response::error(
-                    400,
-                    "bad_request",
-                    format!("the body must be {{\"numbers\": [\"+91…\"]}}: {e}"),
-                )
+                Refusal::invalid(format!("the body must be {{\"numbers\": [\"+91…\"]}}: {e}"))
             });
     }
     for (i, line) in text.lines().enumerate() {

@@ -1,14 +1,13 @@
-//! ExoPhones with their own Exotel accounts (`/phones`, guarded like `/call`): `POST /phones`
-//! creates one, `GET /phones` and `GET /phones/{number}` show them, `PATCH /phones/{number}`
-//! changes fields, `DELETE /phones/{number}` removes one. The environment's `EXOTEL_*` stay the
-//! default line. A phone's API token is written, never shown (answers mask it) and never logged.
+//! ExoPhones with their own Exotel accounts (the `/phones` routes are `routes::phones`): each
+//! is a [`Line`] calls go out on; the environment's `EXOTEL_*` stay the default line. A phone's
+//! API token is written, never shown ([`shown`] masks it) and never logged.
 //!
 //! Kept by [`crate::store`]; held in memory for the calls that will use them.
 
 use super::slots::LineLimit;
 use super::PhoneNumber;
+use super::{Refusal, Refused};
 use crate::exotel::ExotelClient;
-use crate::http::{Request, Response};
 use crate::store::{Phone, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -91,7 +90,7 @@ impl Line {
 /// `POST`. An unknown field is refused with its name.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     number: Option<String>,
     api_key: Option<String>,
     api_token: Option<String>,
@@ -129,7 +128,7 @@ impl Fields {
 }
 
 /// A phone as answers show it: the token masked.
-fn shown(p: &Phone) -> serde_json::Value {
+pub fn shown(p: &Phone) -> serde_json::Value {
     serde_json::json!({
         "number": p.number,
         "apiKey": p.api_key,
@@ -162,10 +161,6 @@ fn url_segment(field: &str, value: &str) -> Result<(), String> {
     crate::exotel::client::check_url_segment(value).map_err(|problem| format!("{field} {problem}"))
 }
 
-fn bad(detail: impl AsRef<str>) -> Response {
-    Response::error(400, "bad_request", detail)
-}
-
 impl Phones {
     pub fn new(store: Store, phones: Vec<Phone>, timeout: Duration) -> Phones {
         Phones {
@@ -194,73 +189,47 @@ impl Phones {
         self.line(number).and_then(|l| l.stored)
     }
 
-    /// `POST /phones`.
-    pub fn create(&self, request: &Request) -> Response {
-        let fields = match parse(request) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        let phone = match fields.into_phone() {
-            Ok(phone) => phone,
-            Err(why) => return bad(why),
-        };
+    /// A new phone from `POST /phones`'s fields; answers it as stored.
+    pub fn create(&self, fields: Fields) -> Result<Phone, Refusal> {
+        let phone = fields.into_phone().map_err(Refusal::invalid)?;
         match self.store.phone_put(phone.clone(), true) {
             Ok(true) => {}
             Ok(false) => {
-                return Response::error(
-                    409,
+                return Err(Refusal::new(
+                    Refused::Conflict,
                     "phone_exists",
                     format!(
                         "{} is a phone already: PATCH /phones/{} changes it",
                         phone.number, phone.number
                     ),
-                )
+                ))
             }
-            Err(e) => return Response::error(503, "store_unavailable", e),
+            Err(e) => return Err(Refusal::store(e)),
         }
         crate::info!("phone.created", number = phone.number, sid = phone.sid);
-        let answer = shown(&phone);
-        self.remember(phone);
-        Response::json(201, &answer)
+        self.remember(phone.clone());
+        Ok(phone)
     }
 
-    /// `GET /phones`.
-    pub fn list(&self) -> Response {
-        let phones: Vec<serde_json::Value> = self
-            .by_number
+    /// Every phone, by number.
+    pub fn all(&self) -> Vec<Phone> {
+        self.by_number
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .filter_map(|l| l.stored.as_ref())
-            .map(shown)
-            .collect();
-        Response::json(200, &serde_json::json!({ "phones": phones }))
+            .filter_map(|l| l.stored.clone())
+            .collect()
     }
 
-    /// `GET /phones/{number}`.
-    pub fn show(&self, raw: &str) -> Response {
-        match self.lookup(raw) {
-            Ok(phone) => Response::json(200, &shown(&phone)),
-            Err(r) => r,
-        }
-    }
-
-    /// `PATCH /phones/{number}`: the fields given replace the phone's; the number stays.
-    pub fn update(&self, raw: &str, request: &Request) -> Response {
-        let mut phone = match self.lookup(raw) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let fields = match parse(request) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+    /// The fields given replace the phone's (`PATCH /phones/{number}`); the number stays.
+    pub fn update(&self, raw: &str, fields: Fields) -> Result<Phone, Refusal> {
+        let mut phone = self.lookup(raw)?;
         if fields.number.is_some() {
-            return bad("number cannot change: create the new phone and delete this one");
+            return Err(Refusal::invalid(
+                "number cannot change: create the new phone and delete this one",
+            ));
         }
-        if let Err(why) = token_follows_destination(&phone, &fields) {
-            return bad(why);
-        }
+        token_follows_destination(&phone, &fields).map_err(Refusal::invalid)?;
         let set = |slot: &mut String, v: Option<String>| {
             if let Some(v) = v {
                 *slot = v;
@@ -282,35 +251,27 @@ impl Phones {
         if fields.agent.is_some() {
             phone.agent = fields.agent.filter(|v| !v.is_empty());
         }
-        if let Err(why) = check(&phone) {
-            return bad(why);
-        }
-        if let Err(e) = self.store.phone_put(phone.clone(), false) {
-            return Response::error(503, "store_unavailable", e);
-        }
+        check(&phone).map_err(Refusal::invalid)?;
+        self.store
+            .phone_put(phone.clone(), false)
+            .map_err(Refusal::store)?;
         crate::info!("phone.updated", number = phone.number);
-        let answer = shown(&phone);
-        self.remember(phone);
-        Response::json(200, &answer)
+        self.remember(phone.clone());
+        Ok(phone)
     }
 
-    /// `DELETE /phones/{number}`.
-    pub fn remove(&self, raw: &str) -> Response {
-        let phone = match self.lookup(raw) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        match self.store.phone_remove(phone.number.clone()) {
-            Ok(_) => {
-                self.by_number
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&phone.number);
-                crate::info!("phone.deleted", number = phone.number);
-                Response::json(200, &serde_json::json!({ "deleted": phone.number }))
-            }
-            Err(e) => Response::error(503, "store_unavailable", e),
-        }
+    /// Removes the phone a path segment names; answers its number.
+    pub fn remove(&self, raw: &str) -> Result<String, Refusal> {
+        let phone = self.lookup(raw)?;
+        self.store
+            .phone_remove(phone.number.clone())
+            .map_err(Refusal::store)?;
+        self.by_number
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&phone.number);
+        crate::info!("phone.deleted", number = phone.number);
+        Ok(phone.number)
     }
 
     fn remember(&self, phone: Phone) {
@@ -321,15 +282,11 @@ impl Phones {
     }
 
     /// The phone a path segment names (`+` kept as it is).
-    fn lookup(&self, raw: &str) -> Result<Phone, Response> {
-        let number =
-            PhoneNumber::from_path_segment(raw).map_err(|e| bad(format!("number: {e}")))?;
+    pub fn lookup(&self, raw: &str) -> Result<Phone, Refusal> {
+        let number = PhoneNumber::from_path_segment(raw)
+            .map_err(|e| Refusal::invalid(format!("number: {e}")))?;
         self.get(&number).ok_or_else(|| {
-            Response::error(
-                404,
-                "not_found",
-                format!("{} is not a phone here", number.canonical()),
-            )
+            Refusal::not_found(format!("{} is not a phone here", number.canonical()))
         })
     }
 }
@@ -356,14 +313,6 @@ fn token_follows_destination(current: &Phone, fields: &Fields) -> Result<(), Str
         ));
     }
     Ok(())
-}
-
-fn parse(request: &Request) -> Result<Fields, Response> {
-    serde_json::from_slice(&request.body).map_err(|e| {
-        bad(format!(
-            "the body must be a JSON object of phone fields: {e}"
-        ))
-    })
 }
 
 /// What is checked of every phone written.

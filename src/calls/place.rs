@@ -1,5 +1,6 @@
-//! `POST /call`: check the caller, read and validate the request, then hand one `Calls/connect`
-//! to the API pool and turn Exotel's answer into ours (docs/ARCHITECTURE.md §3).
+//! Placing a call (`POST /call`, whose route is `routes::call`, and every campaign call): the
+//! request validated, then one `Calls/connect` handed to the API pool and Exotel's answer
+//! brought to the slot and the row (docs/ARCHITECTURE.md §3).
 //!
 //! Everything is validated before Exotel is asked; nothing is retried.
 
@@ -10,11 +11,11 @@ use crate::calls::phones::Line;
 use crate::calls::plans::Plan;
 use crate::calls::slots::NewCallRefused;
 use crate::calls::{CallLogId, PhoneNumber};
+use crate::calls::{Refusal, Refused};
 use crate::exotel::client::RecordingChannels;
 use crate::exotel::{CallOptions, CallTarget, ConnectCall, ExotelError, PlacedCall, PoolError};
-use crate::http::{BodyFraming, Params, Request, Response};
+use crate::http::Params;
 use crate::metrics::ExotelOutcome;
-use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// Exotel's upper bound for `TimeLimit`, in seconds.
@@ -157,40 +158,43 @@ fn seconds(params: &Params, name: &str, max: u32) -> Result<Option<u32>, String>
         .transpose()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Placed<'a> {
-    call_log_id: &'a str,
-    call_sid: &'a str,
-    status: &'a str,
-}
-
 /// How long Exotel rings a customer when `/call` gives no `timeOut`: an assumption on the long
 /// side (Exotel's documentation gives no default), used for the media token's lifetime in stream
 /// mode and for when to ask Exotel about a call whose status callback never came.
 pub const DEFAULT_RING_S: u64 = 60;
 
-pub fn handle(app: &App, request: &Request) -> Response {
-    let (call, line) = match read_request(app, request) {
-        Ok(ready) => ready,
-        Err(refused) => return refused,
-    };
-    let agent = match agent_for(app, call.agent.as_deref(), &line) {
-        Ok(agent) => agent,
-        Err(why) => return Response::error(400, "unknown_agent", why),
-    };
-    let id = call.call_log_id.clone();
-    if let Err(refused) = claim(app, &id, &line) {
-        return refused;
+/// Why a call was not placed: refused before Exotel was asked, or Exotel's answer.
+#[derive(Debug)]
+pub enum NotPlaced {
+    /// Nothing was sent to Exotel.
+    Refused(Refusal),
+    /// Exotel refused it, answered nonsense or could not be reached: nothing was placed.
+    Exotel(ExotelError),
+    /// Every Exotel API thread was busy: nothing was sent, so it is safe to try again.
+    NotSent { detail: String },
+    /// Exotel did not answer in time: the call may have been placed, so it is not retried.
+    NoAnswer { detail: String },
+}
+
+impl From<Refusal> for NotPlaced {
+    fn from(refusal: Refusal) -> NotPlaced {
+        NotPlaced::Refused(refusal)
     }
+}
+
+/// Places the call the user asked for (`POST /call`): checks it against the do-not-call list,
+/// its line, its agent and the slots, then hands one `Calls/connect` to the API pool and
+/// brings the slot and the row along with Exotel's answer.
+pub fn place(app: &App, call: PlaceCall) -> Result<PlacedCall, NotPlaced> {
+    refuse_do_not_call(app, &call)?;
+    let line = line_for(app, call.from.as_ref())?;
+    let agent = agent_for(app, call.agent.as_deref(), &line)
+        .map_err(|why| Refusal::new(Refused::Invalid, "unknown_agent", why))?;
+    let id = call.call_log_id.clone();
+    claim(app, &id, &line)?;
     let ring = ring_time(&call.options);
-    let connect = match connect_call(app, &line, call.to, id.clone(), call.options, ring) {
-        Ok(connect) => connect,
-        Err(busy) => {
-            app.slots.release(&id);
-            return busy;
-        }
-    };
+    let connect = connect_call(app, &line, call.to, id.clone(), call.options, ring)
+        .inspect_err(|_| app.slots.release(&id))?;
     if agent.is_some() {
         app.plans.put(
             &id,
@@ -205,7 +209,28 @@ pub fn handle(app: &App, request: &Request) -> Response {
     let result = app.pool.connect_call(&line.account, connect);
     let took = started.elapsed();
     app.metrics.exotel_request(outcome_of(&result), took);
-    answer(app, &line, &id, result, ring, took)
+    settle(app, &line, &id, result, ring, took)
+}
+
+/// A number on the do-not-call list is never dialed.
+fn refuse_do_not_call(app: &App, call: &PlaceCall) -> Result<(), Refusal> {
+    if !app.dnc.contains(&call.to) {
+        return Ok(());
+    }
+    crate::info!(
+        "call.do_not_call",
+        callLogId = call.call_log_id,
+        to = call.to.canonical()
+    );
+    Err(Refusal::new(
+        Refused::Forbidden,
+        "do_not_call",
+        format!(
+            "{} is on the do-not-call list (DELETE /dnc/{} takes it off)",
+            call.to.canonical(),
+            call.to.canonical()
+        ),
+    ))
 }
 
 /// How long Exotel may ring the customer: `timeOut`, else [`DEFAULT_RING_S`].
@@ -215,7 +240,7 @@ pub fn ring_time(options: &CallOptions) -> Duration {
 
 /// The `Calls/connect` request for a call on `line`: where Exotel connects it once answered
 /// (the line's applet, or a media URL whose token outlives the ringing), and our status
-/// callback unless the options name another. The 503 when no media token can be issued.
+/// callback unless the options name another. Refused when no media token can be issued.
 pub fn connect_call(
     app: &App,
     line: &Line,
@@ -223,7 +248,7 @@ pub fn connect_call(
     id: CallLogId,
     mut options: CallOptions,
     ring: Duration,
-) -> Result<ConnectCall, Response> {
+) -> Result<ConnectCall, Refusal> {
     let target = target(app, line, &id, ring)?;
     // Exotel tells us how the call ended through our status callback, unless the user asked
     // for the callbacks to go elsewhere.
@@ -259,41 +284,6 @@ pub fn requested(app: &App, line: &Line, call: &ConnectCall) {
     });
 }
 
-/// Step 1: who asks, whether we take calls, and what they ask for.
-fn read_request(app: &App, request: &Request) -> Result<(PlaceCall, Line), Response> {
-    crate::auth::user(&app.config, request)?;
-    app.refuse_if_draining()?;
-    if request.framing == BodyFraming::None {
-        return Err(Response::error(
-            411,
-            "length_required",
-            "POST /call needs a body with Content-Length (or chunked): {\"to\": \"+91…\"}",
-        ));
-    }
-    let mut params = Params::default();
-    params.add_body(request)?;
-    let call =
-        PlaceCall::from_params(&params).map_err(|why| Response::error(400, "bad_request", why))?;
-    if app.dnc.contains(&call.to) {
-        crate::info!(
-            "call.do_not_call",
-            callLogId = call.call_log_id,
-            to = call.to.canonical()
-        );
-        return Err(Response::error(
-            403,
-            "do_not_call",
-            format!(
-                "{} is on the do-not-call list (DELETE /dnc/{} takes it off)",
-                call.to.canonical(),
-                call.to.canonical()
-            ),
-        ));
-    }
-    let line = line_for(app, call.from.as_ref())?;
-    Ok((call, line))
-}
-
 /// A call's agent: the one asked for (which must exist), else its line's (a phone whose agent
 /// was deleted falls back to `BOT`, logged), else none.
 pub fn agent_for(
@@ -323,11 +313,11 @@ pub fn agent_for(
 }
 
 /// The line a call goes out on: the phone named `from`, else the environment's.
-pub fn line_for(app: &App, from: Option<&PhoneNumber>) -> Result<Line, Response> {
+pub fn line_for(app: &App, from: Option<&PhoneNumber>) -> Result<Line, Refusal> {
     match from {
         Some(number) => app.phones.line(number).ok_or_else(|| {
-            Response::error(
-                400,
+            Refusal::new(
+                Refused::Invalid,
                 "unknown_phone",
                 format!(
                     "from {} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)",
@@ -336,8 +326,7 @@ pub fn line_for(app: &App, from: Option<&PhoneNumber>) -> Result<Line, Response>
             )
         }),
         None => app.default_line.clone().map_err(|missing| {
-            Response::error(
-                503,
+            Refusal::unavailable(
                 "not_configured",
                 format!(
                     "placing calls needs {} in the environment or .env (or a phone of /phones, named by from)",
@@ -348,14 +337,14 @@ pub fn line_for(app: &App, from: Option<&PhoneNumber>) -> Result<Line, Response>
     }
 }
 
-/// Step 2: the callLogId is new, and a slot is free for it on the server and on its line.
-fn claim(app: &App, id: &CallLogId, line: &Line) -> Result<(), Response> {
+/// The callLogId is new, and a slot is free for it on the server and on its line.
+fn claim(app: &App, id: &CallLogId, line: &Line) -> Result<(), Refusal> {
     // One row per callLogId: a used id would leave this call under another call's final status.
     match app.call_log.get(id.as_str()) {
         Ok(None) => {}
         Ok(Some(existing)) => {
-            return Err(Response::error(
-                409,
+            return Err(Refusal::new(
+                Refused::Conflict,
                 "call_log_id_taken",
                 format!(
                     "callLogId {id} was already used (status {}); send a new one or none",
@@ -363,33 +352,33 @@ fn claim(app: &App, id: &CallLogId, line: &Line) -> Result<(), Response> {
                 ),
             ))
         }
-        Err(e) => return Err(Response::error(503, "call_log_unavailable", e)),
+        Err(e) => return Err(Refusal::unavailable("call_log_unavailable", e)),
     }
-    match app.slots.acquire_new(id, line.limit()) {
-        Ok(()) => Ok(()),
-        Err(NewCallRefused::LineFull { phone, max }) => Err(Response::error(
-            429,
+    let too_many = Refused::TooMany {
+        retry_after_s: app.slots.retry_after(),
+    };
+    app.slots.acquire_new(id, line.limit()).map_err(|refused| match refused {
+        NewCallRefused::LineFull { phone, max } => Refusal::new(
+            too_many,
             "too_many_calls",
             format!("all {max} calls of phone {phone} are live (its maxConcurrent); nothing was sent to Exotel"),
-        )
-        .with_header("Retry-After", app.slots.retry_after().to_string())),
-        Err(NewCallRefused::InUse) => Err(Response::error(
-            409,
+        ),
+        NewCallRefused::InUse => Refusal::new(
+            Refused::Conflict,
             "call_log_id_taken",
             format!("callLogId {id} belongs to a call that is live; send a new one or none"),
-        )),
-        Err(NewCallRefused::Full { max }) => Err(Response::error(
-            429,
+        ),
+        NewCallRefused::Full { max } => Refusal::new(
+            too_many,
             "too_many_calls",
             format!("all {max} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel"),
-        )
-        .with_header("Retry-After", app.slots.retry_after().to_string())),
-    }
+        ),
+    })
 }
 
 /// Where Exotel connects the answered call. In stream mode the media token must outlive the
 /// ringing: a customer who answers late still gets the call.
-fn target(app: &App, line: &Line, id: &CallLogId, ring: Duration) -> Result<CallTarget, Response> {
+fn target(app: &App, line: &Line, id: &CallLogId, ring: Duration) -> Result<CallTarget, Refusal> {
     match &line.app_id {
         Some(app_id) => Ok(CallTarget::Applet {
             app_id: app_id.clone(),
@@ -415,17 +404,17 @@ pub fn outcome_of(result: &Result<PlacedCall, PoolError>) -> ExotelOutcome {
     }
 }
 
-/// Step 4: Exotel's answer as ours, and the slot and row brought along. A placed call's slot
-/// is bound to its CallSid, and Exotel is asked about it if no status has come by the end of
-/// its ring time plus `CALL_CHECK_MARGIN_S`.
-fn answer(
+/// Exotel's answer, with the slot and row brought along. A placed call's slot is bound to its
+/// CallSid, and Exotel is asked about it if no status has come by the end of its ring time
+/// plus `CALL_CHECK_MARGIN_S`.
+fn settle(
     app: &App,
     line: &Line,
     id: &CallLogId,
     result: Result<PlacedCall, PoolError>,
     ring: Duration,
     took: Duration,
-) -> Response {
+) -> Result<PlacedCall, NotPlaced> {
     let ms = took.as_millis();
     match result {
         Ok(placed) => {
@@ -437,14 +426,7 @@ fn answer(
                 ms = ms
             );
             placed_call(app, line, id, &placed.call_sid, ring);
-            Response::json(
-                200,
-                &Placed {
-                    call_log_id: id.as_str(),
-                    call_sid: &placed.call_sid,
-                    status: &placed.status,
-                },
-            )
+            Ok(placed)
         }
         Err(PoolError::Exotel(failure)) => {
             crate::warn!("call.refused", callLogId = id, error = failure, ms = ms);
@@ -453,7 +435,7 @@ fn answer(
                 id: id.clone(),
                 error: failure.to_string(),
             });
-            exotel_failure(id, &failure)
+            Err(NotPlaced::Exotel(failure))
         }
         Err(PoolError::NotSent) => {
             crate::warn!("call.not_sent", callLogId = id, ms = ms);
@@ -465,7 +447,7 @@ fn answer(
                 id: id.clone(),
                 error: detail.clone(),
             });
-            Response::error(503, "exotel_busy", detail).with_header("Retry-After", "1")
+            Err(NotPlaced::NotSent { detail })
         }
         Err(PoolError::NoAnswer) => {
             // The call may exist: it keeps its slot until a status callback or the slot timeout.
@@ -478,7 +460,7 @@ fn answer(
                 id: id.clone(),
                 error: detail.clone(),
             });
-            Response::error(504, "exotel_timeout", detail)
+            Err(NotPlaced::NoAnswer { detail })
         }
     }
 }
@@ -497,49 +479,6 @@ pub fn placed_call(app: &App, line: &Line, id: &CallLogId, call_sid: &str, ring:
         id: id.clone(),
         call_sid: call_sid.to_owned(),
     });
-}
-
-/// 502 with Exotel's own status and message inside.
-fn exotel_failure(id: &CallLogId, failure: &ExotelError) -> Response {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body<'a> {
-        error: &'a str,
-        detail: String,
-        call_log_id: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        exotel_status: Option<u16>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        exotel_message: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        exotel_code: Option<&'a str>,
-    }
-    let (status, message, code) = match failure {
-        ExotelError::Refused {
-            status,
-            message,
-            code,
-        } => (Some(*status), Some(message.as_str()), code.as_deref()),
-        ExotelError::BadAnswer { status, .. } => (*status, None, None),
-        _ => (None, None, None),
-    };
-    let kind = match failure {
-        ExotelError::Refused { .. } => "exotel_refused",
-        ExotelError::BadAnswer { .. } => "exotel_bad_answer",
-        ExotelError::Unreachable(_) => "exotel_unreachable",
-        ExotelError::TimedOut => "exotel_timeout",
-    };
-    Response::json(
-        502,
-        &Body {
-            error: kind,
-            detail: failure.to_string(),
-            call_log_id: id.as_str(),
-            exotel_status: status,
-            exotel_message: message,
-            exotel_code: code,
-        },
-    )
 }
 
 /// The running server as the campaign dialer's telephone: its lines, slots, do-not-call list,

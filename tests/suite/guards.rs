@@ -276,3 +276,47 @@ fn the_descriptor_table_is_grown_at_start_for_the_connections_allowed() {
     assert!(line.contains("slots=1024"), "{line}");
     assert_eq!(descriptor_table_slots(&capped), 1024);
 }
+
+#[test]
+fn a_stranger_is_refused_before_being_told_a_method_or_route_is_wrong() {
+    let server = Server::start(&[
+        ("API_TOKEN", "guard-token"),
+        ("WEBHOOK_SECRET", "guard-secret"),
+        ("METRICS_TOKEN", "metrics-token"),
+    ]);
+    // Wrong methods and unknown routes under guarded paths: the guard answers first, so a
+    // stranger learns nothing of what exists there.
+    for (method, path) in [
+        ("PUT", "/phones"),
+        ("DELETE", "/call"),
+        ("POST", "/calls/c-1"),
+        ("GET", "/agents/a/b"),
+        ("PATCH", "/dnc"),
+        ("PUT", "/campaigns/x/launch"),
+        ("DELETE", "/voicebot/connect"),
+        ("PUT", "/api/v1/exotel/passthru"),
+        ("POST", "/metrics"),
+    ] {
+        let r = request(server.addr, method, path, &[], b"");
+        assert_eq!(r.status, 401, "{method} {path}: {r:?}");
+    }
+    // With the credential, the same requests get their 405 (with Allow) or 404 as before.
+    let user = [("Authorization", "Bearer guard-token")];
+    let r = request(server.addr, "PUT", "/phones", &user, b"");
+    r.assert_error(405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    request(server.addr, "GET", "/agents/a/b", &user, b"").assert_error(404, "not_found");
+    request(
+        server.addr,
+        "DELETE",
+        "/voicebot/connect?secret=guard-secret",
+        &[],
+        b"",
+    )
+    .assert_error(405, "method_not_allowed");
+    let metrics = [("Authorization", "Bearer metrics-token")];
+    request(server.addr, "POST", "/metrics", &metrics, b"").assert_error(405, "method_not_allowed");
+    // Open paths keep their answers.
+    request(server.addr, "POST", "/health", &[], b"").assert_error(405, "method_not_allowed");
+    request(server.addr, "GET", "/nowhere", &[], b"").assert_error(404, "not_found");
+}

@@ -1,11 +1,11 @@
 //! Campaigns: a list of contacts dialed from one phone with one agent, within a concurrency
-//! limit, a rate, a calling window and a retry policy (`/campaigns`, guarded like `/call`).
+//! limit, a rate, a calling window and a retry policy.
 //!
 //! The map: [`Settings`] is what a campaign asks for, read once from JSON or from a CSV
 //! upload's query ([`contacts`] checks the rows, [`window`] the hours); the [`dialer`] thread
 //! places the calls through a [`Telephony`] (the server's lines, slots and call log) and keeps
 //! every step in [`crate::store`], so that after a crash it resumes where it stopped and no
-//! attempt is sent twice. This file answers the API.
+//! attempt is sent twice. This file is what the API asks of campaigns (`routes::campaigns`).
 
 pub mod contacts;
 pub mod dialer;
@@ -13,7 +13,8 @@ pub mod progress;
 pub mod window;
 
 use crate::calls::CallLogId;
-use crate::http::{Params, Request, Response};
+use crate::calls::{Refusal, Refused};
+use crate::http::Params;
 use crate::store::campaigns::{CampaignRow, NewCampaign, NewContact};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -181,45 +182,27 @@ impl Campaigns {
         let _ = self.wake.send(dialer::Event::Changed);
     }
 
-    /// `POST /campaigns`: JSON with `contacts`, or a CSV body (`Content-Type: text/csv`) with
-    /// the settings in the query. 201 with the campaign and every refused row.
+    /// Creates a campaign from its settings and checked contacts (`POST /campaigns`).
     /// `phone_known` and `agent_known` say whether a phone of `/phones` and an agent of
     /// `/agents` exist.
     pub fn create(
         &self,
-        request: &Request,
+        settings: Settings,
+        checked: contacts::Checked,
         phone_known: impl Fn(&str) -> bool,
         agent_known: impl Fn(&str) -> bool,
-    ) -> Response {
-        let (settings, checked) = match read_create(request) {
-            Ok(read) => read,
-            Err(r) => return r,
-        };
-        let checked_settings = match settings.check() {
-            Ok(c) => c,
-            Err(why) => return bad(why),
-        };
-        if let Err(r) = names_known(&settings, phone_known, agent_known) {
-            return r;
-        }
+    ) -> Result<Created, NotCreated> {
+        let checked_settings = settings.check().map_err(Refusal::invalid)?;
+        names_known(&settings, phone_known, agent_known)?;
         if checked.contacts.is_empty() {
-            return Response::json(
-                400,
-                &serde_json::json!({
-                    "error": "bad_request",
-                    "detail": "no contact could be taken: see rejected",
-                    "rejected": checked.rejected.listed,
-                    "rejectedSummary": checked.rejected.summary(),
-                }),
-            );
+            return Err(NotCreated::NoContacts(checked.rejected));
         }
         let now = self.clock.now_ms();
         let status = checked_settings.status_at(now);
         let rejected = checked.rejected;
-        let (id, total) = match self.write(&settings, checked.contacts, status, now) {
-            Ok(written) => written,
-            Err(e) => return Response::error(503, "store_unavailable", e),
-        };
+        let (id, total) = self
+            .write(&settings, checked.contacts, status, now)
+            .map_err(Refusal::store)?;
         crate::info!(
             "campaign.created",
             campaign = id,
@@ -229,18 +212,13 @@ impl Campaigns {
             from = settings.from.as_deref().unwrap_or("environment")
         );
         self.wake();
-        Response::json(
-            201,
-            &serde_json::json!({
-                "id": id,
-                "name": settings.name,
-                "status": status,
-                "total": total,
-                "rejected": rejected.listed,
-                "rejectedSummary": rejected.summary(),
-                "settings": settings,
-            }),
-        )
+        Ok(Created {
+            id,
+            status,
+            total,
+            rejected,
+            settings,
+        })
     }
 
     /// Writes a new campaign and its contacts; answers its id and how many contacts it has.
@@ -273,27 +251,19 @@ impl Campaigns {
         Ok((id, total))
     }
 
-    /// `GET /campaigns`.
-    pub fn list(&self) -> Response {
-        match self.store.campaigns() {
-            Ok(rows) => {
-                let shown: Vec<serde_json::Value> = rows.iter().map(summary).collect();
-                Response::json(200, &serde_json::json!({ "campaigns": shown }))
-            }
-            Err(e) => Response::error(503, "store_unavailable", e),
-        }
+    /// Every campaign, newest first, as lists show it.
+    pub fn list(&self) -> Result<Vec<serde_json::Value>, Refusal> {
+        let rows = self.store.campaigns().map_err(Refusal::store)?;
+        Ok(rows.iter().map(summary).collect())
     }
 
-    /// `GET /campaigns/{id}`: where it stands, with counts by outcome and by attempt.
-    pub fn show(&self, id: &str) -> Response {
-        let row = match self.find(id) {
-            Ok(row) => row,
-            Err(r) => return r,
-        };
-        let counts = match self.store.campaign_counts(row.id.clone()) {
-            Ok(c) => c,
-            Err(e) => return Response::error(503, "store_unavailable", e),
-        };
+    /// Where a campaign stands, with counts by outcome and by attempt.
+    pub fn progress(&self, id: &str) -> Result<serde_json::Value, Refusal> {
+        let row = self.find(id)?;
+        let counts = self
+            .store
+            .campaign_counts(row.id.clone())
+            .map_err(Refusal::store)?;
         let outcome = |name: &str| {
             counts
                 .by_outcome
@@ -320,15 +290,12 @@ impl Campaigns {
         if let (Some(to), serde_json::Value::Object(extra)) = (shown.as_object_mut(), extra) {
             to.extend(extra);
         }
-        Response::json(200, &shown)
+        Ok(shown)
     }
 
-    /// `POST /campaigns/{id}/pause|resume|cancel`.
-    pub fn control(&self, id: &str, action: &str) -> Response {
-        let row = match self.find(id) {
-            Ok(row) => row,
-            Err(r) => return r,
-        };
+    /// Pauses, resumes or cancels a campaign; answers where it stands after.
+    pub fn control(&self, id: &str, action: &str) -> Result<serde_json::Value, Refusal> {
+        let row = self.find(id)?;
         let now = self.clock.now_ms();
         let (from, to): (&'static [&'static str], &'static str) = match action {
             "pause" => (dialer::DIALING, "paused"),
@@ -343,18 +310,17 @@ impl Campaigns {
                 "canceled",
             ),
             _ => {
-                return Response::error(
-                    404,
-                    "not_found",
-                    format!("no action {action:?}: pause, resume or cancel"),
-                )
+                return Err(Refusal::not_found(format!(
+                    "no action {action:?}: pause, resume or cancel"
+                )))
             }
         };
         match self
             .store
             .campaign_set_status(row.id.clone(), from, to, None, now)
+            .map_err(Refusal::store)?
         {
-            Ok(Some(was)) if from.contains(&was.as_str()) => {
+            Some(was) if from.contains(&was.as_str()) => {
                 if to == "canceled" {
                     if let Ok(n) = self.store.campaign_cancel_pending(row.id.clone()) {
                         crate::info!("campaign.canceled", campaign = row.id, contacts = n);
@@ -363,47 +329,34 @@ impl Campaigns {
                     crate::info!("campaign.status", campaign = row.id, status = to, was = was);
                 }
                 self.wake();
-                self.show(&row.id)
+                self.progress(&row.id)
             }
-            Ok(Some(was)) => Response::error(
-                409,
+            Some(was) => Err(Refusal::new(
+                Refused::Conflict,
                 "campaign_state",
                 format!("campaign {} is {was}: it cannot {action}", row.id),
-            ),
-            Ok(None) => not_found(id),
-            Err(e) => Response::error(503, "store_unavailable", e),
+            )),
+            None => Err(not_found(id)),
         }
     }
 
-    /// `GET /campaigns/{id}/calls?after=&limit=`: its contacts with their last call, by row.
-    pub fn calls(&self, id: &str, request: &Request) -> Response {
-        let row = match self.find(id) {
-            Ok(row) => row,
-            Err(r) => return r,
-        };
-        let params = Params::from_query(&request.query);
-        let (after, limit) = match page(&params) {
-            Ok(p) => p,
-            Err(why) => return bad(why),
-        };
-        match self.store.campaign_contacts(row.id, after, limit) {
-            Ok(calls) => {
-                let next = (calls.len() == limit)
-                    .then(|| calls.last().map(|c| c.row.to_string()))
-                    .flatten();
-                Response::json(200, &serde_json::json!({ "calls": calls, "next": next }))
-            }
-            Err(e) => Response::error(503, "store_unavailable", e),
-        }
+    /// A page of a campaign's contacts with their last call, by row, after row `after`.
+    pub fn calls(
+        &self,
+        id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::store::campaigns::ContactReport>, Refusal> {
+        let row = self.find(id)?;
+        self.store
+            .campaign_contacts(row.id, after, limit)
+            .map_err(Refusal::store)
     }
 
-    /// `GET /campaigns/{id}/calls.csv`: every contact with attempts, final status, duration and
-    /// recording.
-    pub fn calls_csv(&self, id: &str) -> Response {
-        let row = match self.find(id) {
-            Ok(row) => row,
-            Err(r) => return r,
-        };
+    /// Every contact with attempts, final status, duration and recording, as CSV; answers the
+    /// campaign's id and the file.
+    pub fn calls_csv(&self, id: &str) -> Result<(String, Vec<u8>), Refusal> {
+        let row = self.find(id)?;
         let mut out = csv::Writer::from_writer(Vec::new());
         let _ = out.write_record([
             "row",
@@ -418,13 +371,10 @@ impl Campaigns {
         ]);
         let mut after = 0;
         loop {
-            let page = match self
+            let page = self
                 .store
                 .campaign_contacts(row.id.clone(), after, MAX_PAGE)
-            {
-                Ok(page) => page,
-                Err(e) => return Response::error(503, "store_unavailable", e),
-            };
+                .map_err(Refusal::store)?;
             for c in &page {
                 let status = c.outcome.clone().unwrap_or_else(|| c.state.clone());
                 let status = if c.state == "done" {
@@ -449,11 +399,7 @@ impl Campaigns {
                 _ => break,
             }
         }
-        let body = out.into_inner().unwrap_or_default();
-        Response::text(200, "text/csv; charset=utf-8", body).with_header(
-            "Content-Disposition",
-            format!("attachment; filename=\"campaign-{}.csv\"", row.id),
-        )
+        Ok((row.id, out.into_inner().unwrap_or_default()))
     }
 
     /// When a campaign waiting for its window (or its start) may dial next.
@@ -467,11 +413,16 @@ impl Campaigns {
         Some(crate::calls::log::iso_8601(checked.window.next_open(from)))
     }
 
-    fn find(&self, id: &str) -> Result<CampaignRow, Response> {
+    /// Whether a campaign with this id exists (a `not_found` refusal if not).
+    pub fn exists(&self, id: &str) -> Result<(), Refusal> {
+        self.find(id).map(|_| ())
+    }
+
+    fn find(&self, id: &str) -> Result<CampaignRow, Refusal> {
         match self.store.campaign(id.to_owned()) {
             Ok(Some(row)) => Ok(row),
             Ok(None) => Err(not_found(id)),
-            Err(e) => Err(Response::error(503, "store_unavailable", e)),
+            Err(e) => Err(Refusal::store(e)),
         }
     }
 }
@@ -481,17 +432,17 @@ fn names_known(
     settings: &Settings,
     phone_known: impl Fn(&str) -> bool,
     agent_known: impl Fn(&str) -> bool,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     if let Some(from) = settings.from.as_deref().filter(|f| !phone_known(f)) {
-        return Err(Response::error(
-            400,
+        return Err(Refusal::new(
+            Refused::Invalid,
             "unknown_phone",
             format!("from {from} is not one of /phones (POST /phones adds it; leave from out for the environment's EXOTEL_* line)"),
         ));
     }
     if let Some(agent) = settings.agent.as_deref().filter(|a| !agent_known(a)) {
-        return Err(Response::error(
-            400,
+        return Err(Refusal::new(
+            Refused::Invalid,
             "unknown_agent",
             format!("agent {agent:?} is not one of /agents (POST /agents adds it)"),
         ));
@@ -500,7 +451,7 @@ fn names_known(
 }
 
 /// A campaign as lists show it.
-fn summary(row: &CampaignRow) -> serde_json::Value {
+pub fn summary(row: &CampaignRow) -> serde_json::Value {
     let settings: serde_json::Value = serde_json::from_str(&row.settings).unwrap_or_default();
     serde_json::json!({
         "id": row.id,
@@ -514,31 +465,29 @@ fn summary(row: &CampaignRow) -> serde_json::Value {
     })
 }
 
-fn bad(detail: impl AsRef<str>) -> Response {
-    Response::error(400, "bad_request", detail)
+fn not_found(id: &str) -> Refusal {
+    Refusal::not_found(format!("no campaign {id}"))
 }
 
-fn not_found(id: &str) -> Response {
-    Response::error(404, "not_found", format!("no campaign {id}"))
+/// A new campaign as stored: its id, status, size, the rows refused and its settings.
+pub struct Created {
+    pub id: String,
+    pub status: &'static str,
+    pub total: usize,
+    pub rejected: crate::calls::rejects::Rejects<contacts::Rejected>,
+    pub settings: Settings,
 }
 
-fn page(params: &Params) -> Result<(i64, usize), String> {
-    let after = params
-        .get_non_empty("after")
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| format!("after {v:?} is not a row number from `next`"))
-        })
-        .transpose()?
-        .unwrap_or(0);
-    let limit = match params.get_non_empty("limit") {
-        None => DEFAULT_PAGE,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Err(format!("limit {v:?} is not a number from 1 to {MAX_PAGE}")),
-        },
-    };
-    Ok((after, limit))
+/// Why no campaign was created: a refusal, or no contact could be taken (these rows say why).
+pub enum NotCreated {
+    Refused(Refusal),
+    NoContacts(crate::calls::rejects::Rejects<contacts::Rejected>),
+}
+
+impl From<Refusal> for NotCreated {
+    fn from(refusal: Refusal) -> NotCreated {
+        NotCreated::Refused(refusal)
+    }
 }
 
 /// What the dialer needs from the server to place a call: its lines, slots, do-not-call list,

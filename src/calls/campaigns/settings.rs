@@ -222,33 +222,28 @@ impl Settings {
     }
 }
 
-/// Reads `POST /campaigns`: JSON, or CSV with the settings in the query.
-pub(super) fn read_create(request: &Request) -> Result<(Settings, contacts::Checked), Response> {
-    let is_csv = request
-        .header("content-type")
-        .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/csv"));
-    let (fields, checked) = if is_csv {
-        let fields = csv_query(&Params::from_query(&request.query)).map_err(bad)?;
-        let checked = contacts::from_csv(&request.body).map_err(bad)?;
-        (fields, checked)
-    } else {
-        let fields: CreateRequest = serde_json::from_slice(&request.body).map_err(|e| {
-            bad(format!(
-                "the body must be a campaign as JSON ({{\"contacts\": [{{\"to\": \"+91…\"}}], …}}), or CSV with Content-Type: text/csv: {e}"
-            ))
-        })?;
-        let Some(list) = &fields.contacts else {
-            return Err(bad(
-                "contacts is missing: a list of {\"to\": \"+91…\", \"params\": {…}}",
-            ));
-        };
-        let checked = contacts::from_json(list);
-        (fields, checked)
+/// How a new campaign arrives: JSON with `contacts`, or a CSV file with the settings in the
+/// query.
+pub enum Upload<'a> {
+    Json(&'a [u8]),
+    Csv { query: &'a str, file: &'a [u8] },
+}
+
+/// Reads a new campaign's settings and contacts (`POST /campaigns`).
+pub fn read_create(upload: Upload<'_>) -> Result<(Settings, contacts::Checked), Refusal> {
+    let bad = Refusal::invalid;
+    let (fields, checked) = match upload {
+        Upload::Csv { query, file } => {
+            let fields = csv_query(&Params::from_query(query)).map_err(bad)?;
+            let checked = contacts::from_csv(file).map_err(bad)?;
+            (fields, checked)
+        }
+        Upload::Json(body) => json_create(body)?,
     };
     let from = match fields.from.as_deref().filter(|f| !f.is_empty()) {
         Some(f) => Some(
             crate::calls::PhoneNumber::parse(f)
-                .map_err(|e| bad(format!("from: {e}")))?
+                .map_err(|e| Refusal::invalid(format!("from: {e}")))?
                 .canonical(),
         ),
         None => None,
@@ -265,6 +260,22 @@ pub(super) fn read_create(request: &Request) -> Result<(Settings, contacts::Chec
         redial_unknown: fields.redial_unknown.unwrap_or(false),
     };
     Ok((settings, checked))
+}
+
+/// A JSON upload's settings and its contacts, checked.
+fn json_create(body: &[u8]) -> Result<(CreateRequest, contacts::Checked), Refusal> {
+    let fields: CreateRequest = serde_json::from_slice(body).map_err(|e| {
+        Refusal::invalid(format!(
+            "the body must be a campaign as JSON ({{\"contacts\": [{{\"to\": \"+91…\"}}], …}}), or CSV with Content-Type: text/csv: {e}"
+        ))
+    })?;
+    let Some(list) = &fields.contacts else {
+        return Err(Refusal::invalid(
+            "contacts is missing: a list of {\"to\": \"+91…\", \"params\": {…}}",
+        ));
+    };
+    let checked = contacts::from_json(list);
+    Ok((fields, checked))
 }
 
 /// The settings of a CSV upload, from its query, as the JSON request would carry them.

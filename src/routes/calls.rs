@@ -1,29 +1,31 @@
-//! `GET /calls` and `GET /calls/{callLogId}`: the call log as JSON, for the user (the routes
-//! authenticate these like `/call`).
+//! `GET /calls` and `GET /calls/{callLogId}`: the call log ([`crate::calls::log`]) as JSON,
+//! for the user, guarded like `/call`.
 
-use super::log::{CallLog, Direction, ListQuery, Status};
+use super::Answer;
+use crate::calls::log::{CallLog, Direction, ListQuery, Status};
+use crate::calls::Refusal;
 use crate::http::{Params, Request, Response};
 
 /// Rows per page unless `limit` says otherwise, and the most it may say.
-pub const DEFAULT_LIMIT: usize = 50;
-pub const MAX_LIMIT: usize = 500;
+pub(crate) const DEFAULT_LIMIT: usize = 50;
+pub(crate) const MAX_LIMIT: usize = 500;
 
 /// `GET /calls?limit=&before=&status=&direction=`, newest first, with `next` for the next page.
-pub fn list(call_log: &CallLog, request: &Request) -> Response {
+pub(super) fn list(call_log: &CallLog, request: &Request) -> Answer {
     let params = Params::from_query(&request.query);
-    let query = match list_query(&params) {
-        Ok(q) => q,
-        Err(why) => return Response::error(400, "bad_request", why),
-    };
-    match call_log.list(query.clone()) {
-        Ok(calls) => {
-            let next = (calls.len() == query.limit)
-                .then(|| calls.last().map(|c| c.seq.to_string()))
-                .flatten();
-            Response::json(200, &serde_json::json!({ "calls": calls, "next": next }))
-        }
-        Err(e) => Response::error(503, "call_log_unavailable", e),
-    }
+    let query = list_query(&params).map_err(Refusal::invalid)?;
+    let calls = call_log.list(query.clone()).map_err(unavailable)?;
+    let next = (calls.len() == query.limit)
+        .then(|| calls.last().map(|c| c.seq.to_string()))
+        .flatten();
+    Ok(Response::json(
+        200,
+        &serde_json::json!({ "calls": calls, "next": next }),
+    ))
+}
+
+fn unavailable(error: String) -> Refusal {
+    Refusal::unavailable("call_log_unavailable", error)
 }
 
 fn list_query(params: &Params) -> Result<ListQuery, String> {
@@ -68,11 +70,10 @@ fn list_query(params: &Params) -> Result<ListQuery, String> {
 }
 
 /// `GET /calls/{callLogId}` with its status history.
-pub fn get(call_log: &CallLog, id: &str) -> Response {
-    match call_log.get(id) {
-        Ok(Some(call)) => Response::json(200, &call),
-        Ok(None) => Response::error(404, "not_found", format!("no call with callLogId {id:?}")),
-        Err(e) => Response::error(503, "call_log_unavailable", e),
+pub(super) fn get(call_log: &CallLog, id: &str) -> Answer {
+    match call_log.get(id).map_err(unavailable)? {
+        Some(call) => Ok(Response::json(200, &call)),
+        None => Err(Refusal::not_found(format!("no call with callLogId {id:?}")).into()),
     }
 }
 

@@ -1,0 +1,36 @@
+//! `/health` and `/metrics`: what load balancers and Prometheus ask.
+
+use crate::app::App;
+use crate::http::Response;
+
+/// `GET|HEAD /health`: 200 while serving, 503 while shutting down.
+pub(super) fn health(app: &App) -> Response {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Health {
+        status: &'static str,
+        active_calls: usize,
+        version: &'static str,
+    }
+    // While shutting down, a load balancer should stop sending new calls here: 503.
+    let draining = app.draining.load(std::sync::atomic::Ordering::Acquire);
+    Response::json(
+        if draining { 503 } else { 200 },
+        &Health {
+            status: if draining { "draining" } else { "ok" },
+            active_calls: app.slots.live(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
+}
+
+/// `GET /metrics`: Prometheus' text format, with `METRICS_TOKEN` when one is set.
+pub(super) fn metrics(app: &App) -> Response {
+    let mut text = app.metrics.render(
+        app.slots.live(),
+        app.registry.active_calls(),
+        app.uploads.held(),
+    );
+    text.push_str(&app.campaigns.metrics.render());
+    Response::text(200, "text/plain; version=0.0.4", text)
+}
