@@ -220,13 +220,57 @@ impl Scratch {
     }
 }
 
-/// Who answers the call: a bot in this process, or the relay to an upstream one.
+/// Where a call is: waiting for Exotel's `start`, then live with whoever answers it.
+// The phase sits inside the session, which is one allocation per call already; a boxed `Live`
+// would be a second for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    /// The socket is open and `start` has not come (frames before it are held or dropped).
+    AwaitingStart,
+    Live(Live),
+}
+
+impl Phase {
+    fn live(&self) -> Option<&Live> {
+        match self {
+            Phase::Live(live) => Some(live),
+            Phase::AwaitingStart => None,
+        }
+    }
+
+    fn live_mut(&mut self) -> Option<&mut Live> {
+        match self {
+            Phase::Live(live) => Some(live),
+            Phase::AwaitingStart => None,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self, Phase::Live(_))
+    }
+
+    /// A relay's dial waits for the event loop to take it: the session rests until then.
+    fn dial_waits(&self) -> bool {
+        matches!(
+            self,
+            Phase::Live(Live {
+                handler: Handler::Dialing(Some(_)),
+                ..
+            })
+        )
+    }
+}
+
+/// Who answers a live call: a bot in this process, the relay to an upstream one, or nobody yet
+/// while that relay is dialed.
 enum Handler {
     Bot(Box<dyn Bot>),
     Relay(Box<Relay>),
-    /// The relay is being dialed by the event loop that drives this session
-    /// ([`Session::take_dial`]); the session is not turned until it is open or has failed.
-    Dialing,
+    /// The relay is being dialed by the event loop that drives this session: the dial waits
+    /// here until the loop takes it ([`Session::take_dial`]), and the session is not turned
+    /// until the loop hands back what came of it ([`Session::dialed`]). On a socket that
+    /// waits (a coroutine's) the dial is made at once and this phase is never seen.
+    Dialing(Option<Dial>),
 }
 
 /// The stream's state once `start` has arrived.
@@ -291,8 +335,6 @@ pub struct Session<'a, S: MediaIo> {
     relay_config: Option<Arc<RelayConfig>>,
     /// Exotel's `connected` frame, kept for the relay (it connects at `start`).
     connected_text: Option<String>,
-    /// A relay to open, for the event loop that drives this session to take.
-    dial: Option<Dial>,
     /// This call's recording, once the stream started, with the stream's start time and the
     /// caller's sample count (the recording's clock).
     recording: Option<(CallRecording, Instant, u64)>,
@@ -324,7 +366,7 @@ pub struct Session<'a, S: MediaIo> {
     read_window: (Instant, u32),
     /// The registry's stop flag for this session (see `calls::registry`).
     stop: Arc<AtomicU8>,
-    live: Option<Live>,
+    phase: Phase,
     outbox: Outbox,
     /// The buffers a turn works in: this session's own, or for the length of a turn its event
     /// loop's ([`Session::turn_in`]).
@@ -374,7 +416,6 @@ impl<'a, S: MediaIo> Session<'a, S> {
             recorder: context.recorder,
             relay_config: context.relay,
             connected_text: None,
-            dial: None,
             recording: None,
             reported: (SessionStats::default(), now),
             settings: context.settings,
@@ -390,7 +431,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             inbound_clock: None,
             read_window: (now, 0),
             stop,
-            live: None,
+            phase: Phase::AwaitingStart,
             outbox: Outbox::new(8000, 0),
             scratch: Scratch::default(),
             stats: SessionStats::default(),
@@ -463,13 +504,13 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Err(reason) = self.poll_relay(now) {
             return ControlFlow::Break(Some(reason));
         }
-        if self.dial.is_some() {
+        if self.phase.dial_waits() {
             return ControlFlow::Break(None);
         }
         if let Err(reason) = self.send_due(now) {
             return ControlFlow::Break(Some(reason));
         }
-        if self.live.is_none() && now.duration_since(self.opened) >= self.settings.start_timeout {
+        if !self.phase.is_live() && now.duration_since(self.opened) >= self.settings.start_timeout {
             return ControlFlow::Break(Some(EndReason::NoStart));
         }
         let bot_ended = if self.outbox.wants_hang_up() {
@@ -586,10 +627,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
     fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = (self.last_sent + self.settings.ping_interval)
             .min(self.last_received + self.settings.idle_timeout);
-        if self.live.is_none() {
+        if !self.phase.is_live() {
             wake = wake.min(self.opened + self.settings.start_timeout);
         }
-        if let Some(live) = &self.live {
+        if let Some(live) = self.phase.live() {
             if self.outbox.queued_samples() > 0 {
                 let due = match live.pacer.runs_dry_at() {
                     Some(dry)

@@ -40,7 +40,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// the closes still due, the relayed bot's and, when `caller`, the caller's (not after a
     /// broken frame: see [`waits_for_close`]). `true` once each is over or its socket gone.
     pub fn read_toward_close(&mut self, caller: bool) -> bool {
-        let bot_done = match self.live.as_mut().map(|l| &mut l.handler) {
+        let bot_done = match self.phase.live_mut().map(|l| &mut l.handler) {
             Some(Handler::Relay(relay)) => relay.read_toward_close(),
             _ => true,
         };
@@ -67,10 +67,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
             on_end(reason, self.stats.handoff.as_deref());
         }
         // The bot first: it hears of the end even when Exotel's socket takes its time to close.
-        if let Some(live) = self.live.as_mut() {
+        if let Some(live) = self.phase.live_mut() {
             match &mut live.handler {
                 Handler::Bot(bot) => bot.on_stop(reason.as_str()),
-                Handler::Dialing => {}
+                Handler::Dialing(_) => {}
                 Handler::Relay(relay) => {
                     // Exotel's own `stop` was forwarded; a bot that hung up needs none.
                     let stop = match reason {

@@ -27,12 +27,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
             }
         };
         self.note_oddities(frame.odd);
-        if self.live.is_none() && self.early_stream_sid.is_none() {
+        if !self.phase.is_live() && self.early_stream_sid.is_none() {
             self.early_stream_sid = frame.stream_sid.as_deref().map(str::to_owned);
         }
         match frame.event {
             Inbound::Connected => {
-                if self.relay_config.is_some() && self.live.is_none() {
+                if self.relay_config.is_some() && !self.phase.is_live() {
                     self.connected_text = Some(text.to_owned());
                 }
                 None
@@ -45,22 +45,22 @@ impl<'a, S: MediaIo> Session<'a, S> {
             } => self.on_media(&payload, inbound_track, now),
             Inbound::Dtmf { digit, .. } => {
                 self.stats.dtmf.push(digit);
-                if self.settings.handoff_dtmf == Some(digit) && self.live.is_some() {
+                if self.settings.handoff_dtmf == Some(digit) && self.phase.is_live() {
                     // At once, whatever the bot was saying.
                     self.outbox.clear();
                     self.outbox.hand_off("dtmf");
                     return None;
                 }
-                match self.live.as_mut().map(|l| &mut l.handler) {
+                match self.phase.live_mut().map(|l| &mut l.handler) {
                     Some(Handler::Bot(bot)) => bot.on_dtmf(digit, &mut self.outbox),
-                    Some(Handler::Relay(_) | Handler::Dialing) => {}
+                    Some(Handler::Relay(_) | Handler::Dialing(_)) => {}
                     None => self.bad_frame(now, "dtmf before start"),
                 }
                 None
             }
             Inbound::Mark { name } => {
                 self.stats.marks_in += 1;
-                if let Some(Handler::Bot(bot)) = self.live.as_mut().map(|l| &mut l.handler) {
+                if let Some(Handler::Bot(bot)) = self.phase.live_mut().map(|l| &mut l.handler) {
                     bot.on_mark(&name, &mut self.outbox);
                 }
                 None
@@ -76,12 +76,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
         inbound_track: bool,
         now: Instant,
     ) -> Option<EndReason> {
-        if self.live.is_none() {
+        if !self.phase.is_live() {
             if let Some(end) = self.synthesize_start() {
                 return Some(end);
             }
         }
-        if self.live.is_none() || !inbound_track {
+        if !self.phase.is_live() || !inbound_track {
             return None;
         }
         // An odd byte left from the last payload is this one's first.
@@ -100,7 +100,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             self.carry = self.scratch.pcm_in.pop();
             self.note_oddities(Oddities::ODD_LENGTH);
         }
-        let live = self.live.as_mut()?;
+        let live = self.phase.live_mut()?;
         self.stats.frames_in += 1;
         self.stats.bytes_in += self.scratch.pcm_in.len() as u64;
         let (_, samples) = self.inbound_clock.get_or_insert((now, 0));
@@ -133,7 +133,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// How far past [`MAX_INBOUND_LEAD`] ahead of real time the caller's audio is, if it is.
     pub(super) fn caller_ahead(&self, now: Instant) -> Option<Duration> {
         let (first, sent) = self.inbound_clock?;
-        let rate = self.live.as_ref()?.rules.sample_rate as u64;
+        let rate = self.phase.live()?.rules.sample_rate as u64;
         let sent = Duration::from_micros(sent * 1_000_000 / rate);
         let allowed = now.duration_since(first) + self.settings.max_inbound_lead;
         sent.checked_sub(allowed).filter(|d| !d.is_zero())
@@ -192,7 +192,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     pub(super) fn on_start(&mut self, start: StartEvent, text: &str) -> Option<EndReason> {
-        if self.live.is_some() {
+        if self.phase.is_live() {
             crate::warn!(
                 "media.second_start",
                 callLogId = self.call_log_id,
@@ -241,9 +241,11 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 bot.on_start(&call, &mut self.outbox);
                 (Handler::Bot(bot), String::new())
             }
-            Some(_) if self.contact_parameters.is_empty() => (Handler::Dialing, text.to_owned()),
+            Some(_) if self.contact_parameters.is_empty() => {
+                (Handler::Dialing(None), text.to_owned())
+            }
             Some(_) => (
-                Handler::Dialing,
+                Handler::Dialing(None),
                 with_custom_parameters(text, &self.contact_parameters),
             ),
         };
@@ -256,7 +258,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             from = start.from,
             to = start.to
         );
-        self.live = Some(Live {
+        self.phase = Phase::Live(Live {
             handler,
             encoder,
             rules,

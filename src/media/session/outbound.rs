@@ -6,7 +6,7 @@ use super::*;
 impl<'a, S: MediaIo> Session<'a, S> {
     /// Sends the clear, chunks and marks that are due at `now`.
     pub(super) fn send_due(&mut self, now: Instant) -> Result<(), EndReason> {
-        let Some(live) = self.live.as_mut() else {
+        let Some(live) = self.phase.live_mut() else {
             return Ok(());
         };
         if self.outbox.take_clear() {
@@ -16,7 +16,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             self.send_frame()?;
         }
         loop {
-            let Some(live) = self.live.as_mut() else {
+            let Some(live) = self.phase.live_mut() else {
                 return Ok(());
             };
             if let Some(name) = self.outbox.pop_due_mark() {
@@ -144,8 +144,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if self.outbox.handoff().is_none() || self.outbox.queued_samples() > 0 {
             return false;
         }
-        self.live
-            .as_mut()
+        self.phase
+            .live_mut()
             .is_none_or(|live| live.pacer.ahead(now).is_zero())
     }
 }

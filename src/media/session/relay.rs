@@ -7,7 +7,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// Dials the relayed bot, if the call has one, with Exotel's `connected` and the call's
     /// `start`: at the stream's start, or as the one `reconnect` after the bot dropped.
     pub(super) fn dial_relay(&mut self, reconnect: bool) {
-        let (Some(config), Some(live)) = (self.relay_config.clone(), self.live.as_ref()) else {
+        let (Some(config), Some(live)) = (self.relay_config.clone(), self.phase.live()) else {
             return;
         };
         let call = CallStart {
@@ -31,21 +31,23 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
         // A relay being replaced is dropped here: its socket leaves the loop's poller as it
         // closes.
-        if let Some(live) = self.live.as_mut() {
-            live.handler = Handler::Dialing;
+        if let Some(live) = self.phase.live_mut() {
+            live.handler = Handler::Dialing(Some(dial));
         }
-        self.dial = Some(dial);
     }
 
     /// The relay this session's event loop is to open. Until the loop hands back what came of
     /// it, the session must not be turned.
     pub fn take_dial(&mut self) -> Option<Dial> {
-        self.dial.take()
+        match self.phase.live_mut().map(|l| &mut l.handler) {
+            Some(Handler::Dialing(dial)) => dial.take(),
+            _ => None,
+        }
     }
 
     /// What came of a dial: the relay answers the call from now on, or the fallback does.
     pub fn dialed(&mut self, dial: &Dial, opened: Result<Relay, ConnectError>) {
-        let Some(live) = self.live.as_mut() else {
+        let Some(live) = self.phase.live_mut() else {
             return;
         };
         match opened {
@@ -89,7 +91,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
 
     /// The relayed bot's socket, when it waits in this session's event loop.
     pub fn relay_socket(&mut self) -> Option<&mut LoopSocket> {
-        match self.live.as_mut().map(|l| &mut l.handler) {
+        match self.phase.live_mut().map(|l| &mut l.handler) {
             Some(Handler::Relay(relay)) => relay.looped(),
             _ => None,
         }
@@ -97,7 +99,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
 
     /// The relayed bot sent more than one turn takes: the session wants another turn now.
     pub fn relay_has_more(&self) -> bool {
-        matches!(self.live.as_ref().map(|l| &l.handler), Some(Handler::Relay(r)) if r.has_more())
+        matches!(self.phase.live().map(|l| &l.handler), Some(Handler::Relay(r)) if r.has_more())
     }
 
     /// Hands one of Exotel's frames to the relayed bot, if there is one.
@@ -105,7 +107,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         let Some(Live {
             handler: Handler::Relay(relay),
             ..
-        }) = self.live.as_mut()
+        }) = self.phase.live_mut()
         else {
             return Ok(());
         };
@@ -118,7 +120,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         let Some(Live {
             handler: Handler::Relay(relay),
             ..
-        }) = self.live.as_mut()
+        }) = self.phase.live_mut()
         else {
             return Ok(());
         };
@@ -141,7 +143,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Err(Lost::HungUp) => return Err(EndReason::BotHungUp),
             Err(Lost::Dropped(why)) => why,
         };
-        if self.relay_config.is_none() || self.live.is_none() {
+        if self.relay_config.is_none() || !self.phase.is_live() {
             return Ok(());
         }
         self.metrics.relay_event(RelayEvent::Dropped);
