@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +77,11 @@ pub enum LogEvent {
         from: String,
         to: String,
         recording_path: Option<String>,
+        /// The agent the call was given, if any.
+        agent: Option<String>,
+        /// Who answers the stream, as `media.connected` logs it (`agent:NAME/echo`,
+        /// `BOT=relay`, `server-bot`, `capacity-tone`).
+        bot: String,
     },
     /// The media stream ended: `status` (normally `completed`; none when another socket took
     /// the call over), the reason and the counts.
@@ -193,6 +198,9 @@ pub struct CallRow {
     pub stream_status: Option<String>,
     pub stream_duration_s: Option<i64>,
     pub stream_error: Option<String>,
+    /// The agent the call was given, and who answered its stream (see `LogEvent::MediaStarted`).
+    pub agent: Option<String>,
+    pub bot: Option<String>,
     /// Status changes in order, with Unix milliseconds (`GET /calls/{id}` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,

@@ -204,6 +204,8 @@ pub struct CallShared {
     grant: Grant,
     ticket: crate::calls::registry::SessionTicket,
     agent: Option<std::sync::Arc<crate::calls::agents::Agent>>,
+    /// Who answers the stream ([`answering_bot`]), for the log line and the call's row.
+    bot: String,
     stream_call_sid: std::sync::Mutex<Option<String>>,
 }
 
@@ -266,11 +268,12 @@ pub fn begin(
         MediaStream::Looped(_) => "loop",
         _ => "coroutine",
     };
+    let bot = answering_bot(agent.as_deref(), relayed, grant.over_capacity);
     crate::info!(
         "media.connected",
         callLogId = grant.call_log_id,
         agent = agent.as_deref().map_or("", |a| a.name.as_str()),
-        bot = answering_bot(agent.as_deref(), relayed, grant.over_capacity),
+        bot = bot,
         runsOn = runs_on
     );
     let bots = match bots_for(app, agent.clone(), grant.over_capacity) {
@@ -283,6 +286,7 @@ pub fn begin(
         grant,
         ticket,
         agent,
+        bot,
         stream_call_sid: std::sync::Mutex::new(None),
     });
     let for_start = call.clone();
@@ -398,6 +402,8 @@ fn started(app: &App, call: &CallShared, id: &CallLogId, start: &StartEvent) -> 
             .recorder
             .as_ref()
             .map(|r| r.path_for(id).display().to_string()),
+        agent: call.agent.as_ref().map(|a| a.name.clone()),
+        bot: call.bot.clone(),
     });
     Ok(())
 }

@@ -66,6 +66,13 @@ fn listen(fake: &FakeExotel, id: &str, dir: &std::path::Path) -> Vec<i16> {
         .samples
 }
 
+/// The newest call's row: its agent and who answered its stream.
+fn newest_call(server: &Server) -> (serde_json::Value, serde_json::Value) {
+    let page = server.get("/calls?limit=1").json();
+    let call = &page["calls"][0];
+    (call["agent"].clone(), call["bot"].clone())
+}
+
 fn greeted(heard: &[i16]) -> bool {
     let g = greeting();
     heard.len() >= g.len() && heard[..g.len()] == g[..]
@@ -143,6 +150,14 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     assert!(greeted(&heard), "the greeting did not open the call");
     // The log says which bot answered.
     server.wait_for_log(&["media.connected", "bot=agent:greeter/echo"]);
+    // And so does the call's row.
+    assert_eq!(
+        newest_call(&server),
+        (
+            serde_json::json!("greeter"),
+            serde_json::json!("agent:greeter/echo")
+        )
+    );
     // The phone's agent: the upstream bot gets the call, with the agent's headers.
     let heard = call_and_listen(
         &server,
@@ -153,6 +168,13 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     assert!(!greeted(&heard));
     // The phone's agent, not BOT, answered, and the log says so.
     server.wait_for_log(&["media.connected", "bot=agent:upstream/relay"]);
+    assert_eq!(
+        newest_call(&server),
+        (
+            serde_json::json!("upstream"),
+            serde_json::json!("agent:upstream/relay")
+        )
+    );
     let upstream_calls = upstream.wait_ended(1, Duration::from_secs(5));
     assert_eq!(upstream_calls.len(), 1);
     assert_eq!(
@@ -172,6 +194,10 @@ fn a_calls_agent_is_its_requests_else_its_phones_else_bot() {
     let heard = call_and_listen(&server, &fake, r#"{"to": "+919800000004"}"#, &dir);
     assert!(!greeted(&heard));
     server.wait_for_log(&["media.connected", "bot=server-bot"]);
+    assert_eq!(
+        newest_call(&server),
+        (serde_json::Value::Null, serde_json::json!("server-bot"))
+    );
     // An agent that does not exist is named.
     server
         .post_json("/call", r#"{"to": "+919800000005", "agent": "nobody"}"#)

@@ -296,6 +296,8 @@ fn simulate_runs_an_echo_call_and_prints_its_report() {
     );
     assert!(stdout.contains("calls: 1 run, 1 clean"), "{stdout}");
     assert!(stdout.contains("marks: 1 received, 1 echoed"), "{stdout}");
+    // Which bot answered, from the server's own row of the call.
+    assert!(stdout.contains("\nbot: server-bot\n"), "{stdout}");
     assert!(
         stdout.contains("ended: closed by the server (1000) x1"),
         "{stdout}"
@@ -321,6 +323,30 @@ fn simulate_runs_an_echo_call_and_prints_its_report() {
         caller.len()
     );
     assert!(stdout.contains(&expected), "{stdout}");
+}
+
+#[test]
+fn simulate_names_the_bot_that_answered_when_the_call_log_lets_it() {
+    let server = support::Server::start(&[("API_TOKEN", "sim-token")]);
+    let dir = support::temp_dir("sim-bot");
+    let addr = server.addr.to_string();
+    // Without the token the call still runs; the report says why the bot is not known.
+    let stdout = simulate_ok(&dir, &["--server", &addr, "--seconds", "1"]);
+    assert!(stdout.contains("calls: 1 run, 1 clean"), "{stdout}");
+    assert!(
+        stdout.contains("bot: not known (GET /calls/")
+            && stdout.contains("answered 401: set API_TOKEN"),
+        "{stdout}"
+    );
+    // With it, the bot is named.
+    let out = binary(&dir)
+        .env("API_TOKEN", "sim-token")
+        .args(["simulate", "--server", &addr, "--seconds", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("\nbot: server-bot\n"), "{stdout}");
 }
 
 #[test]

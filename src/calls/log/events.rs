@@ -49,8 +49,14 @@ pub(super) fn apply(
             from,
             to,
             recording_path,
+            agent,
+            bot,
         } => {
             w.media_started(id.as_str(), stream_sid, call_sid, from, to)?;
+            w.set(
+                "UPDATE calls SET agent = ?2, bot = ?3 WHERE call_log_id = ?1",
+                params![id.as_str(), agent, bot],
+            )?;
             match recording_path {
                 Some(path) => w.set(
                     "UPDATE calls SET recording_path = ?2 WHERE call_log_id = ?1",

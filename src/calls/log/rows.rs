@@ -29,7 +29,8 @@ pub(super) const COLUMNS: &str =
     "seq, call_log_id, direction, from_number, to_number, caller_id, call_sid, stream_sid,
     status, created_at, answered_at, ended_at, duration_s, end_reason, frames_in, bytes_in,
     frames_out, bytes_out, dtmf, recording_path, exotel_recording_url, last_error, do_not_call,
-    handoff, handoff_answer, disconnected_by, stream_status, stream_duration_s, stream_error";
+    handoff, handoff_answer, disconnected_by, stream_status, stream_duration_s, stream_error,
+    agent, bot";
 
 pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     let created_at: i64 = r.get(9)?;
@@ -68,6 +69,8 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         stream_status: r.get(26)?,
         stream_duration_s: r.get(27)?,
         stream_error: r.get(28)?,
+        agent: r.get(29)?,
+        bot: r.get(30)?,
         history: Vec::new(),
     })
 }

@@ -85,6 +85,16 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 4 {
+        // 4: the call's agent and who answered its stream.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE calls ADD COLUMN agent TEXT;
+             ALTER TABLE calls ADD COLUMN bot TEXT;
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 

@@ -59,6 +59,8 @@ fn statuses_only_move_forward_and_callbacks_are_idempotent() {
         from: "".into(),
         to: "".into(),
         recording_path: None,
+        agent: None,
+        bot: "server-bot".into(),
     });
     // A late `connected` does not move it back.
     log.record(LogEvent::Connected {
@@ -155,4 +157,40 @@ fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
         })
         .unwrap();
     assert_eq!(page[0].call_log_id, "done");
+}
+
+#[test]
+fn a_version_3_call_log_gains_the_agent_and_bot_and_keeps_its_rows() {
+    let conn = Connection::open_in_memory().unwrap();
+    schema::migrate(&conn).unwrap();
+    // The database as version 3 left it, with a row.
+    conn.execute_batch(
+        "ALTER TABLE calls DROP COLUMN agent;
+         ALTER TABLE calls DROP COLUMN bot;
+         PRAGMA user_version = 3;
+         INSERT INTO calls (call_log_id, direction, status, created_at)
+             VALUES ('old-1', 'inbound', 'completed', 1);",
+    )
+    .unwrap();
+    schema::migrate(&conn).unwrap();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let row = conn
+        .query_row(
+            &format!("SELECT {} FROM calls", rows::COLUMNS),
+            [],
+            rows::row,
+        )
+        .unwrap();
+    assert_eq!(
+        (row.call_log_id.as_str(), row.status.as_str()),
+        ("old-1", "completed")
+    );
+    assert_eq!((row.agent, row.bot), (None, None));
+    // A newer database than this program's is refused, not changed.
+    conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+        .unwrap();
+    assert!(schema::migrate(&conn).is_err());
 }
