@@ -163,7 +163,7 @@ impl App {
     /// Our status callback URL for `Calls/connect`, with the webhook secret when one is set.
     pub fn status_callback_url(&self) -> String {
         let mut url = format!("{}/api/v1/exotel/status", self.public_base);
-        if let Some(secret) = &self.config.webhook_secret {
+        if let Some(secret) = &self.config.access.webhook_secret {
             url.push_str("?secret=");
             form::encode_into(&mut url, secret);
         }

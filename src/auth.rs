@@ -10,14 +10,14 @@
 //! Owns the checks and their 401 answers; every secret is compared in constant time.
 
 use crate::calls::ids::constant_time_eq;
-use crate::config::Config;
+use crate::config::Access;
 use crate::http::{Params, Request, Response};
 use base64::Engine as _;
 use std::net::IpAddr;
 
 /// `/call` and the call log: `Authorization: Bearer $API_TOKEN`, or a loopback peer when no
 /// `API_TOKEN` is set.
-pub fn user(config: &Config, request: &Request) -> Result<(), Response> {
+pub fn user(config: &Access, request: &Request) -> Result<(), Response> {
     match &config.api_token {
         Some(token) => match bearer_matches(request, token) {
             Some(true) => Ok(()),
@@ -47,7 +47,7 @@ pub fn user(config: &Config, request: &Request) -> Result<(), Response> {
 }
 
 /// `/metrics`: `Authorization: Bearer $METRICS_TOKEN` when one is set; open otherwise.
-pub fn metrics(config: &Config, request: &Request) -> Result<(), Response> {
+pub fn metrics(config: &Access, request: &Request) -> Result<(), Response> {
     let Some(token) = &config.metrics_token else {
         return Ok(());
     };
@@ -87,7 +87,7 @@ enum Client {
 /// The client behind `request`. With a trusted proxy, the client is the rightmost address of
 /// `X-Forwarded-For` that is not itself a trusted proxy (the one the first trusted hop saw),
 /// else `X-Real-IP`, else `Forwarded: for=`.
-fn client_address(config: &Config, request: &Request) -> Client {
+fn client_address(config: &Access, request: &Request) -> Client {
     let peer = request.peer.ip().to_canonical();
     let forwarded_for = request.header("x-forwarded-for");
     let real_ip = request.header("x-real-ip");
@@ -140,7 +140,7 @@ fn client_address(config: &Config, request: &Request) -> Client {
 /// Exotel's requests: when `WEBHOOK_SECRET` is set, it must come as the `secret` query parameter
 /// or as the password of HTTP Basic auth (a URL written `https://user:secret@host/…` in Exotel's
 /// dashboard is sent that way).
-pub fn exotel(config: &Config, request: &Request, query: &Params) -> Result<(), Response> {
+pub fn exotel(config: &Access, request: &Request, query: &Params) -> Result<(), Response> {
     let Some(secret) = &config.webhook_secret else {
         return Ok(());
     };
@@ -197,12 +197,14 @@ mod tests {
         }
     }
 
-    fn config(pairs: &[(&str, &str)]) -> Config {
+    fn config(pairs: &[(&str, &str)]) -> Access {
         let map: std::collections::HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_lookup(|k| map.get(k).cloned()).unwrap()
+        crate::config::Config::from_lookup(|k| map.get(k).cloned())
+            .unwrap()
+            .access
     }
 
     #[test]

@@ -89,6 +89,19 @@ impl ExotelConfig {
     }
 }
 
+/// Who may ask what (`auth` owns the checks).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// `API_TOKEN`: bearer token for `/call`; without it only loopback clients may call.
+    pub api_token: Option<String>,
+    /// `WEBHOOK_SECRET`: required on Exotel's webhooks when set.
+    pub webhook_secret: Option<String>,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer $METRICS_TOKEN`.
+    pub metrics_token: Option<String>,
+    /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
+    pub trust_proxy: Vec<IpAddr>,
+}
+
 /// Everything the server reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -98,14 +111,8 @@ pub struct Config {
     /// `RENDER_EXTERNAL_URL`; when neither is set the server uses `http://localhost:<bound port>`.
     pub public_base_url: Option<String>,
     pub exotel: ExotelConfig,
-    /// `API_TOKEN`: bearer token for `/call`; without it only loopback clients may call.
-    pub api_token: Option<String>,
-    /// `WEBHOOK_SECRET`: required on the connect webhooks when set.
-    pub webhook_secret: Option<String>,
-    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer $METRICS_TOKEN`.
-    pub metrics_token: Option<String>,
-    /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
-    pub trust_proxy: Vec<IpAddr>,
+    /// Who may ask what: all that `auth` reads.
+    pub access: Access,
     /// `RELAY_ALLOWED_HOSTS`: the hosts a relay agent's `url` may name (an API user makes the
     /// server connect there); `None`, any host but the server itself.
     pub relay_allowed_hosts: Option<Vec<String>>,
@@ -241,10 +248,12 @@ impl Config {
             port,
             public_base_url: configured_base,
             exotel,
-            api_token: var("API_TOKEN"),
-            webhook_secret: var("WEBHOOK_SECRET"),
-            metrics_token: var("METRICS_TOKEN"),
-            trust_proxy: trust_proxy_from_vars(&var)?,
+            access: Access {
+                api_token: var("API_TOKEN"),
+                webhook_secret: var("WEBHOOK_SECRET"),
+                metrics_token: var("METRICS_TOKEN"),
+                trust_proxy: trust_proxy_from_vars(&var)?,
+            },
             relay_allowed_hosts: relay_allowed_hosts_from_vars(&var)?,
             sample_rate: media.sample_rate,
             max_pending_media_tokens: media.max_pending_media_tokens,

@@ -1,9 +1,9 @@
 //! exotel-voicebot: the telephony edge between Exotel and a voice bot, as one small binary.
 //!
-//! **The flow.** A user's `curl` sends `POST /call`; [`calls::place`] validates it and hands one
-//! `Calls/connect` request to [`exotel::pool`], whose OS threads make the blocking HTTPS request
-//! with [`exotel::client`]. Exotel dials the customer and then asks our connect webhook
-//! ([`exotel::webhook`]) where to stream the audio; the answer is a `wss://…/media` URL carrying a
+//! **The flow.** A user's `curl` sends `POST /call`; its route reads it and [`calls::place`]
+//! validates it and hands one `Calls/connect` request to [`exotel::pool`], whose OS threads make
+//! the blocking HTTPS request with [`exotel::client`]. Exotel dials the customer and then asks
+//! our connect webhook (its parameters are [`exotel::webhook`]'s) where to stream the audio; the answer is a `wss://…/media` URL carrying a
 //! per-call token from [`calls::registry`] and the call's [`calls::CallLogId`], the one id that
 //! follows a call through Exotel's `CustomField`, the webhook, the media URL and every log line.
 //!
@@ -28,8 +28,9 @@
 //!
 //! **After the stream.** A bot (or the caller's key, a failed bot, an agent's policy) can hand
 //! the caller to a person: the session records it ([`calls::handoffs`]) before closing the
-//! stream, and Exotel's Passthru applet after the Voicebot applet asks [`exotel::passthru`]
-//! which branch to take, answered from memory while the caller waits.
+//! stream, and Exotel's Passthru applet after the Voicebot applet asks (in the shapes
+//! [`exotel::passthru`] reads) which branch to take, answered from memory while the caller
+//! waits.
 //!
 //! **Around the calls.** [`calls::dnc`] is the do-not-call list `/call` checks and
 //! [`calls::phones`] the ExoPhones with their own Exotel accounts (each a line: account, caller
@@ -44,8 +45,9 @@
 //! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
 //! (docs/ARCHITECTURE.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one
 //! [`http::Service`], the [`app::App`], whose [`routes::admit`] decides from a request's head
-//! whether it may send a body and whose [`routes::dispatch`] is a single `match` over method
-//! and path. [`config`] reads the environment once; [`auth`] decides who may ask what;
+//! who may ask (before a body is read) and whose [`routes::dispatch`] is a single `match` over
+//! method and path, with the handlers beside it, a file per resource; the `calls` modules they
+//! ask know nothing of HTTP and say no with a [`calls::Refusal`]. [`config`] reads the environment once; [`auth`] decides who may ask what;
 //! [`log`] writes one line per event; [`descriptors`] grows the descriptor table once at start,
 //! so that no call waits while the kernel grows it.
 //!
@@ -55,10 +57,13 @@
 //! has a name and a test at its edge. The reference documents are `docs/ARCHITECTURE.md` and
 //! `docs/exotel.md`.
 
+// Public: what the binary (src/main.rs), the bot API, the tests, the benches, the fuzz targets
+// and the examples use. The guards, the routes, the dialer's store and the clocks are the
+// server's own.
 pub mod log;
 
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod bot;
 pub mod calls;
 pub mod config;
@@ -68,10 +73,10 @@ pub mod fuzzing;
 pub mod http;
 pub mod media;
 pub mod metrics;
-pub mod routes;
+pub(crate) mod routes;
 pub mod sim;
-pub mod store;
-pub mod timer;
+pub(crate) mod store;
+pub(crate) mod timer;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -391,19 +396,19 @@ fn grow_descriptor_table(config: &config::Config, open_files: u64) {
 fn warn_about_setup(app: &app::App) {
     let c = &app.config;
     let public = !c.bind.is_loopback();
-    if c.api_token.is_none() {
+    if c.access.api_token.is_none() {
         warn!(
             "config.no_api_token",
             detail = "API_TOKEN is not set: POST /call and /calls answer loopback clients only, and refuse requests a proxy forwarded unless TRUST_PROXY names the proxy (then its client must be local)"
         );
     }
-    if c.webhook_secret.is_none() {
+    if c.access.webhook_secret.is_none() {
         warn!(
             "config.no_webhook_secret",
             detail = "WEBHOOK_SECRET is not set: anyone who can reach the webhooks can get media tokens (each holds a call slot until its token expires) and send status callbacks for calls that are not live; a live call's stream and slot are still bound to its CallSid"
         );
     }
-    if c.metrics_token.is_none() && public {
+    if c.access.metrics_token.is_none() && public {
         warn!(
             "config.open_metrics",
             detail = "METRICS_TOKEN is not set and BIND is not loopback: /metrics (counts only, no numbers or ids) is open to anyone who can reach the port"

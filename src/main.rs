@@ -333,7 +333,7 @@ fn call(parser: &mut lexopt::Parser) -> Outcome {
             "POST",
             "/call",
             Some(&body.to_string()),
-            config.api_token.as_deref(),
+            config.access.api_token.as_deref(),
         )
         .map_err(|e| (1, format!("{}: {e}{}", target.base_url(), running_hint(&e))))?;
     let answer = String::from_utf8_lossy(&answer);
@@ -399,7 +399,7 @@ fn campaign(parser: &mut lexopt::Parser) -> Outcome {
     let mut last_line = String::new();
     loop {
         let (status, answer) = target
-            .fetch_with_token("GET", &path, None, config.api_token.as_deref())
+            .fetch_with_token("GET", &path, None, config.access.api_token.as_deref())
             .map_err(|e| (1, format!("{}: {e}{}", target.base_url(), running_hint(&e))))?;
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
         if status != 200 {

@@ -198,13 +198,13 @@ fn guard_of(path: &str) -> Guard {
 /// request, before its route. A guarded path's refusal comes before its 404 or 405.
 pub fn admit(app: &App, head: &Request) -> Result<(), Response> {
     match guard_of(&head.path) {
-        Guard::User => crate::auth::user(&app.config, head),
+        Guard::User => crate::auth::user(&app.config.access, head),
         Guard::Exotel => crate::auth::exotel(
-            &app.config,
+            &app.config.access,
             head,
             &crate::http::Params::from_query(&head.query),
         ),
-        Guard::Metrics => crate::auth::metrics(&app.config, head),
+        Guard::Metrics => crate::auth::metrics(&app.config.access, head),
         Guard::Open => Ok(()),
     }
 }
