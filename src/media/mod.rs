@@ -8,10 +8,12 @@
 
 pub mod audio;
 pub mod engine;
+pub mod g711;
 pub mod listener;
 pub mod looped;
 pub mod pump;
 pub mod recorder;
+pub mod resample;
 pub mod session;
 pub mod socket;
 
