@@ -69,6 +69,34 @@ where
     }
 }
 
+/// Who said a transcript's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaker {
+    Bot,
+    Caller,
+}
+
+impl Speaker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Speaker::Bot => "bot",
+            Speaker::Caller => "caller",
+        }
+    }
+
+    /// `bot` or `caller`; also the `assistant` and `user` of AI services' transcripts.
+    pub fn parse(role: &str) -> Option<Speaker> {
+        match role {
+            "bot" | "assistant" => Some(Speaker::Bot),
+            "caller" | "user" => Some(Speaker::Caller),
+            _ => None,
+        }
+    }
+}
+
+/// The longest transcript turn kept, in bytes; a longer one is cut at a character boundary.
+pub const MAX_TRANSCRIPT_TURN_BYTES: usize = 8 * 1024;
+
 /// What the bot wants sent. Audio is queued and paced out by the session in Exotel-sized
 /// chunks; a mark goes out after the audio queued before it.
 #[derive(Debug)]
@@ -81,6 +109,8 @@ pub struct Outbox {
     hang_up: bool,
     /// Why the bot hands the caller to a person, once it has said so.
     handoff: Option<String>,
+    /// Transcript turns not yet handed to the call log.
+    transcript: Vec<(Speaker, String)>,
     sample_rate: u32,
 }
 
@@ -94,7 +124,31 @@ impl Outbox {
             clear: false,
             hang_up: false,
             handoff: None,
+            transcript: Vec::new(),
             sample_rate,
+        }
+    }
+
+    /// Words of the call for its transcript (`GET /calls/{callLogId}/transcript`), as the bot
+    /// heard or said them; kept in order with the call.
+    pub fn transcript(&mut self, speaker: Speaker, text: impl Into<String>) {
+        let mut text = text.into();
+        if text.len() > MAX_TRANSCRIPT_TURN_BYTES {
+            let mut cut = MAX_TRANSCRIPT_TURN_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        self.transcript.push((speaker, text));
+    }
+
+    /// The transcript turns given since the last call, in order.
+    pub(crate) fn take_transcript(&mut self) -> Option<Vec<(Speaker, String)>> {
+        if self.transcript.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.transcript))
         }
     }
 

@@ -559,6 +559,13 @@ impl Relay {
             Ok(BotCommand::Mark { name }) => out.mark(name.into_owned()),
             Ok(BotCommand::Clear) => out.clear(),
             Ok(BotCommand::Handoff { reason }) => out.hand_off(reason.into_owned()),
+            Ok(BotCommand::Transcript { role, text }) => match crate::bot::Speaker::parse(&role) {
+                Some(speaker) => out.transcript(speaker, text.into_owned()),
+                None => {
+                    counts.bad_frames += 1;
+                    bad("transcript.role is neither bot nor caller");
+                }
+            },
             Err(e) => {
                 counts.bad_frames += 1;
                 bad(&e.to_string());

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +97,12 @@ pub enum LogEvent {
     Handoff { id: CallLogId, reason: String },
     /// Exotel's Passthru after the stream: how the stream ended, and what we answered.
     StreamEnd(Box<StreamEnd>),
+    /// Words of the call, as its bot heard or said them.
+    Transcript {
+        id: CallLogId,
+        speaker: crate::bot::Speaker,
+        text: String,
+    },
     /// Exotel's status callback, matched by `CustomField`, else `CallSid`.
     ExotelStatus {
         custom_field: Option<String>,
@@ -120,6 +126,7 @@ impl LogEvent {
             | LogEvent::MediaStarted { id, .. }
             | LogEvent::MediaEnded { id, .. }
             | LogEvent::DoNotCall { id }
+            | LogEvent::Transcript { id, .. }
             | LogEvent::Handoff { id, .. } => id.as_str().to_owned(),
             LogEvent::StreamEnd(end) => end
                 .custom_field
@@ -217,6 +224,17 @@ pub struct StatusChange {
     pub at_iso: String,
 }
 
+/// One turn of a call's transcript (`GET /calls/{callLogId}/transcript`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptTurn {
+    /// `bot` or `caller`.
+    pub role: String,
+    pub text: String,
+    pub at: i64,
+    pub at_iso: String,
+}
+
 /// Unix milliseconds as ISO 8601 in UTC: `2026-11-24T17:52:22.123Z`.
 pub fn iso_8601(ms: i64) -> String {
     let at = UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -253,6 +271,11 @@ enum Op {
     Get(
         String,
         may::sync::mpsc::Sender<Result<Option<CallRow>, String>>,
+    ),
+    /// A call's transcript, in order; `None` when there is no such call.
+    Transcript(
+        String,
+        may::sync::mpsc::Sender<Result<Option<Vec<TranscriptTurn>>, String>>,
     ),
     /// Answers once everything sent before it is written.
     Sync(may::sync::mpsc::Sender<()>),
@@ -322,6 +345,17 @@ impl CallLog {
         let (tx, rx) = may::sync::mpsc::channel();
         self.ops
             .send(Op::Get(id.to_owned(), tx))
+            .map_err(|_| "the call log is closed")?;
+        rx.recv()
+            .map_err(|_| "the call log is closed".to_string())?
+    }
+
+    /// A call's transcript, in order (`None`: no such call). Waits for the writer
+    /// (coroutine-safe), which writes everything recorded before it first.
+    pub fn transcript(&self, id: &str) -> Result<Option<Vec<TranscriptTurn>>, String> {
+        let (tx, rx) = may::sync::mpsc::channel();
+        self.ops
+            .send(Op::Transcript(id.to_owned(), tx))
             .map_err(|_| "the call log is closed")?;
         rx.recv()
             .map_err(|_| "the call log is closed".to_string())?

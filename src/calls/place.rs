@@ -31,14 +31,22 @@ pub struct PlaceCall {
     pub agent: Option<String>,
     pub call_log_id: CallLogId,
     pub options: CallOptions,
+    /// The call's own values (`variables`), handed to its bot with the call's parameters.
+    pub variables: Vec<(String, String)>,
 }
+
+/// Variables one call may carry at most, the longest name, and the longest value in bytes.
+pub const MAX_VARIABLES: usize = 32;
+pub const MAX_VARIABLE_NAME: usize = 64;
+pub const MAX_VARIABLE_BYTES: usize = 1024;
 
 /// Every field `POST /call` reads. Any other is refused with its name: a misspelt
 /// `timeLimt` silently ignored would place a call the user did not ask for.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "to",
     "from",
     "agent",
+    "variables",
     "callLogId",
     "timeLimit",
     "timeOut",
@@ -75,8 +83,42 @@ impl PlaceCall {
             agent: params.get_non_empty("agent").map(str::to_owned),
             call_log_id,
             options: call_options(params)?,
+            variables: params
+                .get_non_empty("variables")
+                .map(variables)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
+}
+
+/// `variables`: a JSON object of strings, its names letters, digits, `_` and `-`.
+fn variables(json: &str) -> Result<Vec<(String, String)>, String> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+        .map_err(|_| "variables must be an object of strings, e.g. {\"name\": \"Asha\"}")?;
+    if map.len() > MAX_VARIABLES {
+        return Err(format!(
+            "variables has {} names; at most {MAX_VARIABLES}",
+            map.len()
+        ));
+    }
+    map.into_iter()
+        .map(|(name, value)| {
+            let fits = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if name.is_empty() || name.len() > MAX_VARIABLE_NAME || !name.chars().all(fits) {
+                return Err(format!(
+                    "variables: {name:?} must be 1 to {MAX_VARIABLE_NAME} letters, digits, '_' or '-'"
+                ));
+            }
+            match value {
+                serde_json::Value::String(v) if v.len() <= MAX_VARIABLE_BYTES => Ok((name, v)),
+                serde_json::Value::String(_) => Err(format!(
+                    "variables.{name} is longer than {MAX_VARIABLE_BYTES} bytes"
+                )),
+                _ => Err(format!("variables.{name} must be a string")),
+            }
+        })
+        .collect()
 }
 
 /// `to`, the number to dial; a form body's `+` that arrived as a space is named as the cause.
@@ -195,11 +237,12 @@ pub fn place(app: &App, call: PlaceCall) -> Result<PlacedCall, NotPlaced> {
     let ring = ring_time(&call.options);
     let connect = connect_call(app, &line, call.to, id.clone(), call.options, ring)
         .inspect_err(|_| app.slots.release(&id))?;
-    if agent.is_some() {
+    if agent.is_some() || !call.variables.is_empty() {
         app.plans.put(
             &id,
             Plan {
                 agent,
+                params: call.variables,
                 ..Plan::default()
             },
         );
@@ -660,6 +703,32 @@ mod tests {
 
     fn read(fields: &str) -> Result<PlaceCall, String> {
         PlaceCall::from_params(&Params::from_query(&format!("to=%2B919876543210&{fields}")))
+    }
+
+    #[test]
+    fn variables_are_read_at_their_limits_or_refused_by_name() {
+        let json = |n: usize, value_bytes: usize| {
+            let value = "v".repeat(value_bytes);
+            let pairs: Vec<String> = (0..n).map(|i| format!("\"k{i}\":\"{value}\"")).collect();
+            format!("{{{}}}", pairs.join(","))
+        };
+        let with = |v: &str| {
+            let mut encoded = String::new();
+            crate::http::form::encode_into(&mut encoded, v);
+            read(&format!("variables={encoded}"))
+        };
+        let call = with(&json(MAX_VARIABLES, MAX_VARIABLE_BYTES)).unwrap();
+        assert_eq!(call.variables.len(), MAX_VARIABLES);
+        assert_eq!(call.variables[0].1.len(), MAX_VARIABLE_BYTES);
+        assert!(with(&json(MAX_VARIABLES + 1, 1))
+            .unwrap_err()
+            .contains("at most 32"));
+        assert!(with(&json(1, MAX_VARIABLE_BYTES + 1))
+            .unwrap_err()
+            .contains("longer than 1024 bytes"));
+        let long_name = format!("{{\"{}\":\"x\"}}", "n".repeat(MAX_VARIABLE_NAME + 1));
+        assert!(with(&long_name).unwrap_err().contains("1 to 64 letters"));
+        assert!(read("").unwrap().variables.is_empty());
     }
 
     #[test]

@@ -295,6 +295,17 @@ struct RawEvent<'a> {
     stop: Loose<Obj<RawStop<'a>>>,
     #[serde(default, borrow)]
     handoff: Loose<Obj<RawHandoff<'a>>>,
+    #[serde(default, borrow)]
+    transcript: Loose<Obj<RawTranscript<'a>>>,
+}
+
+/// `transcript` of our extension event (see `BotCommand::Transcript`).
+#[derive(Deserialize, Debug, Default)]
+struct RawTranscript<'a> {
+    #[serde(default, borrow)]
+    role: Loose<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Loose<Cow<'a, str>>,
 }
 
 /// `handoff` of our extension event (see `BotCommand::Handoff`).
@@ -716,6 +727,12 @@ pub enum BotCommand<'a> {
     Handoff {
         reason: Cow<'a, str>,
     },
+    /// Our extension: words of the call for its transcript (`{"event": "transcript",
+    /// "transcript": {"role": "bot" | "caller", "text": "…"}}`); never forwarded to Exotel.
+    Transcript {
+        role: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
 }
 
 impl<'a> BotCommand<'a> {
@@ -746,6 +763,16 @@ impl<'a> BotCommand<'a> {
                     _ => Cow::Borrowed("bot"),
                 },
             }),
+            "transcript" => {
+                let turn = object(raw.transcript, "transcript")?;
+                match (turn.role, turn.text) {
+                    (Loose::Value(role), Loose::Value(text)) => {
+                        Ok(BotCommand::Transcript { role, text })
+                    }
+                    (Loose::Value(_), _) => Err(DecodeError::Missing("transcript.text")),
+                    _ => Err(DecodeError::Missing("transcript.role")),
+                }
+            }
             other => Err(DecodeError::UnknownEvent(other.chars().take(40).collect())),
         }
     }

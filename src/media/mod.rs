@@ -310,7 +310,11 @@ pub fn begin(
         Instant::now(),
     )
     .with_contact_parameters(contact_parameters)
-    .with_on_end(Held::Given(Box::new(on_end)));
+    .with_on_end(Held::Given(Box::new(on_end)))
+    .with_on_transcript(Held::Given(Box::new(keep_transcript(
+        app,
+        call.grant.call_log_id.clone(),
+    ))));
     let ending = Ending {
         call,
         plan,
@@ -332,6 +336,17 @@ fn answering_bot(
         Some(agent) => format!("agent:{}/{kind}", agent.name),
         None if relayed => "BOT=relay".into(),
         None => "server-bot".into(),
+    }
+}
+
+/// Keeps a call's transcript turns in the call log, in order.
+fn keep_transcript(app: &App, id: CallLogId) -> impl Fn(crate::bot::Speaker, String) + Sync + '_ {
+    move |speaker, text| {
+        app.call_log.record(LogEvent::Transcript {
+            id: id.clone(),
+            speaker,
+            text,
+        })
     }
 }
 

@@ -293,6 +293,12 @@ pub type StartHook<'a> = dyn Fn(&CallLogId, &StartEvent) -> Result<(), String> +
 /// closes: Exotel's Passthru can follow the close within milliseconds.
 pub type EndHook<'a> = dyn Fn(&EndReason, Option<&str>) + Sync + 'a;
 
+/// Hears a call's transcript turns, in order, as its bot gives them.
+pub type TranscriptHook<'a> = dyn Fn(crate::bot::Speaker, String) + Sync + 'a;
+
+/// Transcript turns kept for one call at most; later ones are dropped (logged once).
+pub const MAX_TRANSCRIPT_TURNS: usize = 2_000;
+
 /// Something a session uses, lent by its caller (a test, a coroutine's frame) or given to it
 /// (a call on an event loop, whose session outlives the function that made it).
 pub enum Held<'a, T: ?Sized> {
@@ -346,6 +352,9 @@ pub struct Session<'a, S: MediaIo> {
     /// with the URL's, and a relayed bot in its `start`'s `custom_parameters`.
     contact_parameters: Vec<(String, String)>,
     on_end: Option<Held<'a, EndHook<'a>>>,
+    on_transcript: Option<Held<'a, TranscriptHook<'a>>>,
+    /// Transcript turns handed to `on_transcript` so far.
+    transcript_turns: usize,
     /// The sample rate the media URL asked Exotel for (a `start` without one gets it).
     url_sample_rate: u32,
     /// The call's CallSid as the webhook told it, for a `start` made up without Exotel's.
@@ -386,6 +395,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
         self
     }
 
+    /// Hands `on_transcript` the transcript turns the bot gives.
+    pub fn with_on_transcript(mut self, on_transcript: Held<'a, TranscriptHook<'a>>) -> Self {
+        self.on_transcript = Some(on_transcript);
+        self
+    }
+
     /// Hands the bot these parameters too (see `contact_parameters`).
     pub fn with_contact_parameters(mut self, params: Vec<(String, String)>) -> Self {
         self.url_parameters.extend(params.iter().cloned());
@@ -422,6 +437,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             url_parameters,
             contact_parameters: Vec::new(),
             on_end: None,
+            on_transcript: None,
+            transcript_turns: 0,
             url_sample_rate,
             known_call_sid: String::new(),
             early_stream_sid: None,

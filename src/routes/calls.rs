@@ -1,4 +1,4 @@
-//! `GET /calls` and `GET /calls/{callLogId}`: the call log ([`crate::calls::log`]) as JSON,
+//! `GET /calls`, `GET /calls/{callLogId}` and its `/transcript`: the call log ([`crate::calls::log`]) as JSON,
 //! for the user, guarded like `/call`.
 
 use super::Answer;
@@ -70,6 +70,17 @@ fn list_query(params: &Params) -> Result<ListQuery, String> {
 }
 
 /// `GET /calls/{callLogId}` with its status history.
+/// `GET /calls/{callLogId}/transcript`: both sides' words, in order.
+pub(super) fn transcript(call_log: &CallLog, id: &str) -> Answer {
+    match call_log.transcript(id).map_err(unavailable)? {
+        Some(turns) => Ok(Response::json(
+            200,
+            &serde_json::json!({ "callLogId": id, "turns": turns }),
+        )),
+        None => Err(Refusal::not_found(format!("no call with callLogId {id:?}")).into()),
+    }
+}
+
 pub(super) fn get(call_log: &CallLog, id: &str) -> Answer {
     match call_log.get(id).map_err(unavailable)? {
         Some(call) => Ok(Response::json(200, &call)),

@@ -121,7 +121,12 @@ pub fn dispatch(app: &App, request: &Request) -> Response {
         // The call log.
         ("GET", "/calls") => answered(calls::list(&app.call_log, request)),
         ("GET", path) if path.starts_with("/calls/") => {
-            answered(calls::get(&app.call_log, &path["/calls/".len()..]))
+            let rest = &path["/calls/".len()..];
+            match rest.split_once('/') {
+                None => answered(calls::get(&app.call_log, rest)),
+                Some((id, "transcript")) => answered(calls::transcript(&app.call_log, id)),
+                Some(_) => Response::error(404, "not_found", format!("no route for {path}")),
+            }
         }
         (_, "/calls") => method_not_allowed("GET"),
         (_, path) if path.starts_with("/calls/") => method_not_allowed("GET"),

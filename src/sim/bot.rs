@@ -341,13 +341,24 @@ fn stream_of(v: &serde_json::Value) -> (String, u32) {
     (stream_sid, rate)
 }
 
-/// What the test bot does for a key the caller pressed: `*` clears, `1` marks, `5` stops
-/// reading for 15 s (what the relay sends it piles up), `9` answers frames that are not
-/// events, `#` says goodbye (a tone and a mark, then the bot hangs up when it comes back).
+/// What the test bot does for a key the caller pressed: `*` clears, `1` marks, `3` adds
+/// transcript turns (our extension: the caller's words, the bot's answer, and one with a role
+/// that is neither), `5` stops reading for 15 s (what the relay sends it piles up), `9`
+/// answers frames that are not events, `#` says goodbye (a tone and a mark, then the bot hangs
+/// up when it comes back).
 fn on_key(digit: &str, sid_json: &str, rate: u32) -> Vec<Message> {
     match digit {
         "*" => vec![clear(sid_json)],
         "1" => vec![mark(sid_json, "m1")],
+        "3" => [("caller", "I pressed three"), ("robot", "lost"), ("bot", "You pressed three.")]
+            .iter()
+            .map(|(role, text)| {
+                Message::text(
+                    serde_json::json!({"event": "transcript", "transcript": {"role": role, "text": text}})
+                        .to_string(),
+                )
+            })
+            .collect(),
         "5" => {
             std::thread::sleep(Duration::from_secs(15));
             Vec::new()

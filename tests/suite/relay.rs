@@ -158,6 +158,111 @@ fn marks_and_dtmf_reach_the_bot_and_its_close_hangs_up() {
 }
 
 #[test]
+fn a_bots_transcript_turns_are_kept_with_the_call_in_order() {
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let server = relay_server(&bot.url(), &[]);
+    let mut p = plan(&server, 8000, 1000);
+    p.dtmf = "3".into();
+    let report = run_call(&p);
+    assert_eq!(report.invalid_chunks, 0);
+    let id = &report.call_log_id;
+    // The turn whose role is neither bot nor caller is a bad frame, logged, not kept.
+    server.wait_for_log(&["relay.bad_frame", "transcript.role"]);
+    server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
+    let answer = server.get(&format!("/calls/{id}/transcript"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let json = answer.json();
+    assert_eq!(json["callLogId"], id.as_str());
+    let turns: Vec<(String, String)> = json["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(t["at"].as_i64().unwrap() > 0 && t["atIso"].as_str().unwrap().ends_with('Z'));
+            (
+                t["role"].as_str().unwrap().to_owned(),
+                t["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("caller".to_owned(), "I pressed three".to_owned()),
+            ("bot".to_owned(), "You pressed three.".to_owned())
+        ]
+    );
+    // No such call, no such transcript.
+    server
+        .get("/calls/no-such-call/transcript")
+        .assert_error(404, "not_found");
+    server
+        .get(&format!("/calls/{id}/other"))
+        .assert_error(404, "not_found");
+}
+
+#[test]
+fn a_calls_variables_reach_its_relayed_bot_in_the_starts_custom_parameters() {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-vars".into(),
+    });
+    let bot = TestBot::start(ECHO_DELAY_MS);
+    let base = fake.base_url();
+    let server = relay_server(
+        &bot.url(),
+        &[
+            ("EXOTEL_API_KEY", "k"),
+            ("EXOTEL_API_TOKEN", "t"),
+            ("EXOTEL_SID", "acme"),
+            ("EXOTEL_CALLER_ID", "08047112233"),
+            ("EXOTEL_API_BASE_URL", &base),
+        ],
+    );
+    let placed = server.post_json(
+        "/call",
+        r#"{"to": "+919800000001", "variables": {"name": "Asha", "amount": "1200"}}"#,
+    );
+    assert_eq!(placed.status, 200, "{}", placed.json());
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    let url = fake
+        .call_for(&id)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "StreamUrl")
+        .unwrap()
+        .1;
+    let mut p = plan(&server, 8000, 600);
+    p.connect = exotel_voicebot::sim::Connect::Url(url);
+    let report = run_call(&p);
+    assert_eq!(report.call_log_id, id);
+    let call = only_call(&bot);
+    let start = call
+        .frames
+        .iter()
+        .map(|f| serde_json::from_str::<serde_json::Value>(f).unwrap())
+        .find(|f| f["event"] == "start")
+        .expect("the bot's start");
+    let custom = &start["start"]["custom_parameters"];
+    assert_eq!(custom["name"], "Asha", "{start}");
+    assert_eq!(custom["amount"], "1200", "{start}");
+
+    // What is not an object of strings with plain names is refused, naming the problem.
+    for (variables, problem) in [
+        (r#"["Asha"]"#, "variables must be an object of strings"),
+        (r#"{"name": 7}"#, "variables.name must be a string"),
+        (r#"{"first name": "Asha"}"#, "must be 1 to 64 letters"),
+    ] {
+        let refused = server.post_json(
+            "/call",
+            &format!(r#"{{"to": "+919800000002", "variables": {variables}}}"#),
+        );
+        let e = refused.assert_error(400, "bad_request");
+        assert!(e["detail"].as_str().unwrap().contains(problem), "{e}");
+    }
+}
+
+#[test]
 fn a_clear_from_the_bot_drops_what_is_queued() {
     let bot = TestBot::start(ECHO_DELAY_MS);
     let server = relay_server(&bot.url(), &[]);

@@ -76,6 +76,10 @@ pub(super) fn apply(
             params![id.as_str(), reason],
         ),
         LogEvent::StreamEnd(end) => stream_end(conn, end),
+        LogEvent::Transcript { id, speaker, text } => w.set(
+            "INSERT INTO call_transcript (call_log_id, role, text, at) VALUES (?1, ?2, ?3, ?4)",
+            params![id.as_str(), speaker.as_str(), text, w.now],
+        ),
         LogEvent::DoNotCall { id } => w.set(
             "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
             [id.as_str()],

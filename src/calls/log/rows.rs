@@ -16,10 +16,12 @@ pub(super) fn prune(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<Prun
             .collect::<Result<Vec<_>, _>>()?;
         paths
     };
-    tx.execute(
-        &format!("DELETE FROM call_history WHERE call_log_id IN (SELECT call_log_id FROM calls WHERE {ended})"),
-        [cutoff],
-    )?;
+    for table in ["call_history", "call_transcript"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE call_log_id IN (SELECT call_log_id FROM calls WHERE {ended})"),
+            [cutoff],
+        )?;
+    }
     let calls = tx.execute(&format!("DELETE FROM calls WHERE {ended}"), [cutoff])?;
     tx.commit()?;
     Ok(Pruned { calls, recordings })
@@ -96,6 +98,35 @@ pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<Cal
         )?
         .collect();
     rows
+}
+
+/// A call's transcript in the order it was written; `None` when there is no such call.
+pub(super) fn transcript(
+    conn: &Connection,
+    id: &str,
+) -> rusqlite::Result<Option<Vec<TranscriptTurn>>> {
+    let known = conn
+        .prepare_cached("SELECT 1 FROM calls WHERE call_log_id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT role, text, at FROM call_transcript WHERE call_log_id = ?1 ORDER BY rowid",
+    )?;
+    let turns = stmt
+        .query_map([id], |r| {
+            let at: i64 = r.get(2)?;
+            Ok(TranscriptTurn {
+                role: r.get(0)?,
+                text: r.get(1)?,
+                at,
+                at_iso: iso_8601(at),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(turns))
 }
 
 pub(super) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {

@@ -95,6 +95,21 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 5 {
+        // 5: the call's transcript, turn by turn.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE call_transcript (
+                 call_log_id TEXT NOT NULL,
+                 role TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at INTEGER NOT NULL
+             );
+             CREATE INDEX call_transcript_call ON call_transcript(call_log_id);
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 

@@ -160,13 +160,14 @@ fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
 }
 
 #[test]
-fn a_version_3_call_log_gains_the_agent_and_bot_and_keeps_its_rows() {
+fn a_version_3_call_log_gains_the_agent_bot_and_transcript_and_keeps_its_rows() {
     let conn = Connection::open_in_memory().unwrap();
     schema::migrate(&conn).unwrap();
     // The database as version 3 left it, with a row.
     conn.execute_batch(
         "ALTER TABLE calls DROP COLUMN agent;
          ALTER TABLE calls DROP COLUMN bot;
+         DROP TABLE call_transcript;
          PRAGMA user_version = 3;
          INSERT INTO calls (call_log_id, direction, status, created_at)
              VALUES ('old-1', 'inbound', 'completed', 1);",
@@ -189,6 +190,8 @@ fn a_version_3_call_log_gains_the_agent_and_bot_and_keeps_its_rows() {
         ("old-1", "completed")
     );
     assert_eq!((row.agent, row.bot), (None, None));
+    assert_eq!(rows::transcript(&conn, "old-1").unwrap(), Some(Vec::new()));
+    assert_eq!(rows::transcript(&conn, "nobody").unwrap(), None);
     // A newer database than this program's is refused, not changed.
     conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
         .unwrap();

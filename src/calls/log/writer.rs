@@ -156,6 +156,9 @@ impl Writer {
             Op::Get(id, reply) => {
                 let _ = reply.send(get(&self.conn, &id).map_err(|e| e.to_string()));
             }
+            Op::Transcript(id, reply) => {
+                let _ = reply.send(transcript(&self.conn, &id).map_err(|e| e.to_string()));
+            }
             Op::Prune(cutoff, reply) => {
                 let _ = reply.send(prune(&mut self.conn, cutoff).map_err(|e| e.to_string()));
             }

@@ -89,6 +89,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 }
             }
         }
+        // What the bot said last (an in-process bot may speak in `on_stop`).
+        self.pass_transcript();
         if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
             let code = match reason {
                 EndReason::FrameTooLarge => CloseCode::Size,

@@ -6,6 +6,7 @@ use super::*;
 impl<'a, S: MediaIo> Session<'a, S> {
     /// Sends the clear, chunks and marks that are due at `now`.
     pub(super) fn send_due(&mut self, now: Instant) -> Result<(), EndReason> {
+        self.pass_transcript();
         let Some(live) = self.phase.live_mut() else {
             return Ok(());
         };
@@ -135,6 +136,30 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 badFrames = self.stats.bad_frames,
                 relayBadFrames = self.stats.relay.bad_frames
             );
+        }
+    }
+
+    /// Hands the transcript turns the bot gave since the last turn to `on_transcript`, up to
+    /// [`MAX_TRANSCRIPT_TURNS`] for the call.
+    pub(super) fn pass_transcript(&mut self) {
+        let Some(turns) = self.outbox.take_transcript() else {
+            return;
+        };
+        let Some(hook) = &self.on_transcript else {
+            return;
+        };
+        for (speaker, text) in turns {
+            if self.transcript_turns == MAX_TRANSCRIPT_TURNS {
+                crate::warn!(
+                    "media.transcript_full",
+                    callLogId = self.call_log_id,
+                    max = MAX_TRANSCRIPT_TURNS
+                );
+            }
+            self.transcript_turns += 1;
+            if self.transcript_turns <= MAX_TRANSCRIPT_TURNS {
+                hook(speaker, text);
+            }
         }
     }
 
