@@ -707,42 +707,6 @@ fn play_passthru(
     Ok(())
 }
 
-/// Who answered the first call, as the server's call log says (`GET /calls/{callLogId}`, with
-/// `API_TOKEN` from the environment when it is set): a phone's or a request's agent decides,
-/// not only `BOT`.
-fn answering_bot(
-    args: &SimulateArgs,
-    plan: &exotel_voicebot::sim::CallPlan,
-    call: &exotel_voicebot::sim::CallReport,
-) -> String {
-    if args.url.is_some() {
-        return "not asked (with --url, simulate knows only the media socket)".into();
-    }
-    if call.call_log_id.is_empty() {
-        return "not known (the call has no callLogId)".into();
-    }
-    let mut target = "/calls/".to_owned();
-    exotel_voicebot::http::form::encode_into(&mut target, &call.call_log_id);
-    let token = std::env::var("API_TOKEN").ok().filter(|t| !t.is_empty());
-    match plan
-        .target()
-        .fetch_with_token("GET", &target, None, token.as_deref())
-    {
-        Ok((200, body)) => {
-            let row: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            match row["bot"].as_str() {
-                Some(bot) => bot.to_owned(),
-                None => "not known (the call's row names no bot yet)".into(),
-            }
-        }
-        Ok((401, _)) => format!(
-            "not known (GET {target} answered 401: set API_TOKEN to the server's to see it)"
-        ),
-        Ok((status, _)) => format!("not known (GET {target} answered {status})"),
-        Err(e) => format!("not known ({e})"),
-    }
-}
-
 /// The most calls one `simulate` plays at once. Each holds two sockets and a coroutine; a larger
 /// number (up to `usize::MAX` on the command line) made it panic allocating for them.
 const MAX_SIMULATED_CALLS: usize = 100_000;
@@ -794,7 +758,13 @@ fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
     let report = sim::run_load(&plan, args.calls.max(1), ramp);
     print!("{}", sim::report::summary(&report.calls, report.wall));
     if let Some(first) = report.calls.first() {
-        println!("bot: {}", answering_bot(args, &plan, first));
+        let bot = if args.url.is_some() {
+            "not asked (with --url, simulate knows only the media socket)".to_owned()
+        } else {
+            let token = std::env::var("API_TOKEN").ok().filter(|t| !t.is_empty());
+            sim::report::answered_by(&plan, first, token.as_deref())
+        };
+        println!("bot: {bot}");
     }
     if let (Some(path), Some(first)) = (&args.record, report.calls.first()) {
         let mut file = std::fs::File::create(path).map_err(|e| format!("--record {path}: {e}"))?;

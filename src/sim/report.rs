@@ -178,6 +178,31 @@ fn ms(us: Option<u64>) -> String {
 }
 
 /// A human-readable report of calls (one or many).
+/// Who answered `call`, as the server's call log says (`GET /calls/{callLogId}`, with `token`
+/// as `API_TOKEN` when given), or why that is not known: a phone's or a request's agent
+/// decides, not only `BOT`.
+pub fn answered_by(plan: &CallPlan, call: &CallReport, token: Option<&str>) -> String {
+    if call.call_log_id.is_empty() {
+        return "not known (the call has no callLogId)".into();
+    }
+    let mut target = "/calls/".to_owned();
+    crate::http::form::encode_into(&mut target, &call.call_log_id);
+    match plan.target().fetch_with_token("GET", &target, None, token) {
+        Ok((200, body)) => {
+            let row: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            match row["bot"].as_str() {
+                Some(bot) => bot.to_owned(),
+                None => "not known (the call's row names no bot yet)".into(),
+            }
+        }
+        Ok((401, _)) => format!(
+            "not known (GET {target} answered 401: set API_TOKEN to the server's to see it)"
+        ),
+        Ok((status, _)) => format!("not known (GET {target} answered {status})"),
+        Err(e) => format!("not known ({e})"),
+    }
+}
+
 pub fn summary(calls: &[CallReport], wall: Duration) -> String {
     let mut out = String::new();
     let clean = calls.iter().filter(|c| c.is_clean()).count();

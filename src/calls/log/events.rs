@@ -54,16 +54,10 @@ pub(super) fn apply(
         } => {
             w.media_started(id.as_str(), stream_sid, call_sid, from, to)?;
             w.set(
-                "UPDATE calls SET agent = ?2, bot = ?3 WHERE call_log_id = ?1",
-                params![id.as_str(), agent, bot],
-            )?;
-            match recording_path {
-                Some(path) => w.set(
-                    "UPDATE calls SET recording_path = ?2 WHERE call_log_id = ?1",
-                    params![id.as_str(), path],
-                ),
-                None => Ok(()),
-            }
+                "UPDATE calls SET agent = ?2, bot = ?3,
+                     recording_path = COALESCE(?4, recording_path) WHERE call_log_id = ?1",
+                params![id.as_str(), agent, bot, recording_path],
+            )
         }
         LogEvent::MediaEnded {
             id,

@@ -25,6 +25,68 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
     mark_interrupted(conn, now_ms())
 }
 
+/// Each version's step: what it changes, applied in one transaction with the version it brings.
+const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
+    // 1: the calls and their status history.
+    (
+        1,
+        "CREATE TABLE calls (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             call_log_id TEXT NOT NULL UNIQUE,
+             direction TEXT NOT NULL,
+             from_number TEXT, to_number TEXT, caller_id TEXT,
+             call_sid TEXT, stream_sid TEXT,
+             status TEXT NOT NULL,
+             created_at INTEGER NOT NULL, answered_at INTEGER, ended_at INTEGER,
+             duration_s INTEGER, end_reason TEXT,
+             frames_in INTEGER NOT NULL DEFAULT 0, bytes_in INTEGER NOT NULL DEFAULT 0,
+             frames_out INTEGER NOT NULL DEFAULT 0, bytes_out INTEGER NOT NULL DEFAULT 0,
+             dtmf TEXT NOT NULL DEFAULT '',
+             recording_path TEXT, exotel_recording_url TEXT, last_error TEXT
+         );
+         CREATE INDEX calls_call_sid ON calls(call_sid);
+         CREATE INDEX calls_status ON calls(status, seq);
+         CREATE TABLE call_history (
+             call_log_id TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL
+         );
+         CREATE INDEX call_history_call ON call_history(call_log_id);",
+    ),
+    // 2: whether the caller asked not to be called again (the campaigns' key).
+    (
+        2,
+        "ALTER TABLE calls ADD COLUMN do_not_call INTEGER NOT NULL DEFAULT 0;",
+    ),
+    // 3: how the stream ended (Exotel's Passthru after the Voicebot applet) and the
+    // handoff to a person.
+    (
+        3,
+        "ALTER TABLE calls ADD COLUMN handoff TEXT;
+         ALTER TABLE calls ADD COLUMN handoff_answer INTEGER;
+         ALTER TABLE calls ADD COLUMN disconnected_by TEXT;
+         ALTER TABLE calls ADD COLUMN stream_status TEXT;
+         ALTER TABLE calls ADD COLUMN stream_duration_s INTEGER;
+         ALTER TABLE calls ADD COLUMN stream_error TEXT;
+         CREATE INDEX IF NOT EXISTS calls_handoff ON calls(seq) WHERE handoff IS NOT NULL;",
+    ),
+    // 4: the call's agent and who answered its stream.
+    (
+        4,
+        "ALTER TABLE calls ADD COLUMN agent TEXT;
+         ALTER TABLE calls ADD COLUMN bot TEXT;",
+    ),
+    // 5: the call's transcript, turn by turn.
+    (
+        5,
+        "CREATE TABLE call_transcript (
+             call_log_id TEXT NOT NULL,
+             role TEXT NOT NULL,
+             text TEXT NOT NULL,
+             at INTEGER NOT NULL
+         );
+         CREATE INDEX call_transcript_call ON call_transcript(call_log_id);",
+    ),
+];
+
 /// Brings the schema to `SCHEMA_VERSION`, one transaction per version; refuses a newer one.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -33,82 +95,10 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             "the database has schema version {version}, newer than this program's {SCHEMA_VERSION}"
         )));
     }
-    if version < 1 {
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE calls (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                 call_log_id TEXT NOT NULL UNIQUE,
-                 direction TEXT NOT NULL,
-                 from_number TEXT, to_number TEXT, caller_id TEXT,
-                 call_sid TEXT, stream_sid TEXT,
-                 status TEXT NOT NULL,
-                 created_at INTEGER NOT NULL, answered_at INTEGER, ended_at INTEGER,
-                 duration_s INTEGER, end_reason TEXT,
-                 frames_in INTEGER NOT NULL DEFAULT 0, bytes_in INTEGER NOT NULL DEFAULT 0,
-                 frames_out INTEGER NOT NULL DEFAULT 0, bytes_out INTEGER NOT NULL DEFAULT 0,
-                 dtmf TEXT NOT NULL DEFAULT '',
-                 recording_path TEXT, exotel_recording_url TEXT, last_error TEXT
-             );
-             CREATE INDEX calls_call_sid ON calls(call_sid);
-             CREATE INDEX calls_status ON calls(status, seq);
-             CREATE TABLE call_history (
-                 call_log_id TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL
-             );
-             CREATE INDEX call_history_call ON call_history(call_log_id);
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )?;
-    }
-    if version < 2 {
-        // 2: whether the caller asked not to be called again (the campaigns' key).
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE calls ADD COLUMN do_not_call INTEGER NOT NULL DEFAULT 0;
-             PRAGMA user_version = 2;
-             COMMIT;",
-        )?;
-    }
-    if version < 3 {
-        // 3: how the stream ended (Exotel's Passthru after the Voicebot applet) and the
-        // handoff to a person.
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE calls ADD COLUMN handoff TEXT;
-             ALTER TABLE calls ADD COLUMN handoff_answer INTEGER;
-             ALTER TABLE calls ADD COLUMN disconnected_by TEXT;
-             ALTER TABLE calls ADD COLUMN stream_status TEXT;
-             ALTER TABLE calls ADD COLUMN stream_duration_s INTEGER;
-             ALTER TABLE calls ADD COLUMN stream_error TEXT;
-             CREATE INDEX IF NOT EXISTS calls_handoff ON calls(seq) WHERE handoff IS NOT NULL;
-             PRAGMA user_version = 3;
-             COMMIT;",
-        )?;
-    }
-    if version < 4 {
-        // 4: the call's agent and who answered its stream.
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE calls ADD COLUMN agent TEXT;
-             ALTER TABLE calls ADD COLUMN bot TEXT;
-             PRAGMA user_version = 4;
-             COMMIT;",
-        )?;
-    }
-    if version < 5 {
-        // 5: the call's transcript, turn by turn.
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE call_transcript (
-                 call_log_id TEXT NOT NULL,
-                 role TEXT NOT NULL,
-                 text TEXT NOT NULL,
-                 at INTEGER NOT NULL
-             );
-             CREATE INDEX call_transcript_call ON call_transcript(call_log_id);
-             PRAGMA user_version = 5;
-             COMMIT;",
-        )?;
+    for (step, sql) in STEPS.iter().filter(|(step, _)| *step > version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql} PRAGMA user_version = {step}; COMMIT;"
+        ))?;
     }
     Ok(())
 }
