@@ -125,6 +125,7 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
         port: bot.addr.port(),
         headers: Vec::new(),
         fallback: Fallback::Hangup,
+        protocol: exotel_voicebot::config::BotProtocol::Exotel,
         connect_timeout: Duration::from_secs(3),
         reconnect: Duration::from_secs(1),
         send_buffer_bytes: 256 * 1024,

@@ -25,6 +25,7 @@
 pub mod echo;
 pub mod hangup;
 pub mod relay;
+pub mod twilio;
 
 use crate::calls::CallLogId;
 use crate::exotel::stream::StartEvent;

@@ -18,9 +18,10 @@
 //! caller's side: writes to the bot never wait (a slow bot's frames queue in tungstenite up to
 //! `BOT_SEND_BUFFER_BYTES`, then are dropped and counted), and reads only take what arrived.
 
+use super::twilio::TwilioSide;
 use super::{CallStart, Outbox};
-use crate::config::RelayConfig;
-use crate::exotel::stream::{decode_payload, BotCommand};
+use crate::config::{BotProtocol, RelayConfig};
+use crate::exotel::stream::{decode_payload, BotCommand, Inbound};
 use crate::media::audio::pcm_to_samples;
 use crate::media::looped::LoopSocket;
 use crate::media::pump::{Pumped, Writes};
@@ -267,6 +268,10 @@ pub struct Relay {
     unflushed: bool,
     /// The last poll stopped at `FRAMES_PER_POLL` with frames left to read.
     more: bool,
+    /// For a bot that speaks Twilio Media Streams (`BOT_PROTOCOL=twilio`): the translation.
+    twilio: Option<Box<TwilioSide>>,
+    /// Twilio frames made from one of Exotel's, waiting to be sent.
+    translated: Vec<String>,
 }
 
 /// The bot's URL for this call: `BOT_URL` plus `callLogId`, `CallSid`, `from` and `to`.
@@ -430,11 +435,27 @@ impl Relay {
             samples: Vec::with_capacity(samples),
             unflushed: false,
             more: false,
+            twilio: None,
+            translated: Vec::new(),
+        };
+        let first = match dial.config.protocol {
+            BotProtocol::Exotel => [dial.connected.clone(), dial.start.clone()],
+            BotProtocol::Twilio => {
+                let Ok(Inbound::Start(start)) = Inbound::parse(&dial.start) else {
+                    return Err(ConnectError::Handshake(
+                        "the call's start does not read".into(),
+                    ));
+                };
+                let mut side = Box::new(TwilioSide::new(&start));
+                let first = [side.connected(), side.start(&start)];
+                relay.twilio = Some(side);
+                first
+            }
         };
         let mut counts = RelayCounts::default();
-        for text in [&dial.connected, &dial.start] {
+        for text in first {
             relay
-                .forward(&Utf8Bytes::from(text.clone()), &mut counts)
+                .send(Utf8Bytes::from(text), &mut counts)
                 .map_err(|e| ConnectError::Handshake(format!("{e:?}")))?;
         }
         Ok(relay)
@@ -461,10 +482,30 @@ impl Relay {
         self.more
     }
 
-    /// Sends one of Exotel's frames to the bot as it is. A full send buffer drops the frame
-    /// (counted); a socket that is merely full keeps it for the next flush.
+    /// Sends one of Exotel's frames to the bot: as it is, or in Twilio's words for a bot that
+    /// speaks them (a frame that does not translate is counted and skipped).
     pub fn forward(&mut self, text: &Utf8Bytes, counts: &mut RelayCounts) -> Result<(), Lost> {
-        match self.ws.send(Message::Text(text.clone())) {
+        let Some(side) = self.twilio.as_mut() else {
+            return self.send(text.clone(), counts);
+        };
+        let mut translated = std::mem::take(&mut self.translated);
+        if side.from_exotel(text.as_str(), &mut translated).is_err() {
+            counts.bad_frames += 1;
+        }
+        let mut sent = Ok(());
+        for frame in translated.drain(..) {
+            if sent.is_ok() {
+                sent = self.send(Utf8Bytes::from(frame), counts);
+            }
+        }
+        self.translated = translated;
+        sent
+    }
+
+    /// Sends one text frame to the bot. A full send buffer drops the frame (counted); a socket
+    /// that is merely full keeps it for the next flush.
+    fn send(&mut self, text: Utf8Bytes, counts: &mut RelayCounts) -> Result<(), Lost> {
+        match self.ws.send(Message::Text(text)) {
             Ok(()) => {
                 self.unflushed = false;
                 Ok(())
@@ -540,6 +581,13 @@ impl Relay {
         counts: &mut RelayCounts,
         bad: &mut dyn FnMut(&str),
     ) {
+        if let Some(side) = self.twilio.as_mut() {
+            if let Err(why) = side.to_outbox(text, out) {
+                counts.bad_frames += 1;
+                bad(&why);
+            }
+            return;
+        }
         match BotCommand::parse(text) {
             Ok(BotCommand::Media { payload }) => {
                 if decode_payload(&payload, &mut self.pcm).is_err() || self.pcm.len() % 2 != 0 {
@@ -578,9 +626,8 @@ impl Relay {
     /// the loop reads toward it ([`Relay::read_toward_close`]).
     pub fn close(&mut self, stop: Option<&str>) {
         if let Some(stop) = stop {
-            let _ = self
-                .ws
-                .send(Message::Text(Utf8Bytes::from(stop.to_owned())));
+            let mut counts = RelayCounts::default();
+            let _ = self.forward(&Utf8Bytes::from(stop.to_owned()), &mut counts);
         }
         let _ = self.ws.close(Some(CloseFrame {
             code: CloseCode::Normal,
@@ -634,6 +681,7 @@ mod tests {
             port: 80,
             headers: Vec::new(),
             fallback: Fallback::Hangup,
+            protocol: BotProtocol::Exotel,
             connect_timeout: Duration::from_secs(1),
             reconnect: Duration::from_secs(1),
             send_buffer_bytes: 1 << 16,

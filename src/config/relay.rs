@@ -25,6 +25,16 @@ pub enum Fallback {
     Handoff,
 }
 
+/// The stream protocol a relayed bot speaks (`BOT_PROTOCOL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotProtocol {
+    /// Exotel's own: the caller's frames go to the bot as Exotel sent them.
+    Exotel,
+    /// Twilio Media Streams: every frame translated both ways, the audio as 8 kHz μ-law in
+    /// 20 ms frames (`bot::twilio`).
+    Twilio,
+}
+
 /// The upstream bot of `BOT=relay`.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -38,6 +48,8 @@ pub struct RelayConfig {
     pub headers: Vec<(String, String)>,
     /// `BOT_FALLBACK`
     pub fallback: Fallback,
+    /// `BOT_PROTOCOL`: `exotel` (the default) or `twilio`.
+    pub protocol: BotProtocol,
     /// `BOT_CONNECT_TIMEOUT_MS`: connecting and the handshake at call start, at most.
     pub connect_timeout: Duration,
     /// `BOT_RECONNECT_MS`: the one reconnect after the bot dropped mid-call, at most.
@@ -81,6 +93,7 @@ impl RelayConfig {
         })?;
         if let Some(t) = template {
             relay.fallback = t.fallback;
+            relay.protocol = t.protocol;
             relay.connect_timeout = t.connect_timeout;
             relay.reconnect = t.reconnect;
             relay.send_buffer_bytes = t.send_buffer_bytes;
@@ -114,6 +127,7 @@ impl RelayConfig {
             port: address.port,
             headers,
             fallback: bot_fallback(var)?,
+            protocol: bot_protocol(var)?,
             connect_timeout: Duration::from_millis(ranged(
                 var,
                 "BOT_CONNECT_TIMEOUT_MS",
@@ -202,6 +216,20 @@ pub(super) fn bot_fallback(var: &impl Fn(&str) -> Option<String>) -> Result<Fall
         Some(other) => Err(ConfigError {
             variable: "BOT_FALLBACK",
             problem: format!("{other:?} is not hangup, echo or handoff"),
+        }),
+    }
+}
+
+/// `BOT_PROTOCOL`: the stream protocol the relayed bot speaks.
+pub(super) fn bot_protocol(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<BotProtocol, ConfigError> {
+    match var("BOT_PROTOCOL").as_deref() {
+        None | Some("exotel") => Ok(BotProtocol::Exotel),
+        Some("twilio") => Ok(BotProtocol::Twilio),
+        Some(other) => Err(ConfigError {
+            variable: "BOT_PROTOCOL",
+            problem: format!("{other:?} is neither exotel nor twilio"),
         }),
     }
 }

@@ -78,6 +78,7 @@ fn the_relay_is_configured_and_checked() {
         ("BOT_HEADERS", r#"{"Host": "x"}"#),
         ("BOT_HEADERS", r#"{"X-A": "a\nb"}"#),
         ("BOT_FALLBACK", "retry"),
+        ("BOT_PROTOCOL", "pipecat"),
         ("BOT_RECONNECT_MS", "10"),
         ("BOT_CONNECT_TIMEOUT_MS", "soon"),
         ("BOT_SEND_BUFFER_BYTES", "100"),
@@ -102,6 +103,18 @@ fn the_relay_is_configured_and_checked() {
     assert_eq!((r.tls, r.host.as_str(), r.port), (true, "bot.example", 443));
     assert_eq!(r.headers, [("Authorization".into(), "Bearer t".into())]);
     assert_eq!(r.fallback, Fallback::Echo);
+    assert_eq!(
+        r.protocol,
+        BotProtocol::Exotel,
+        "Exotel's own unless BOT_PROTOCOL says"
+    );
+    let BotChoice::Relay(t) = relay(&[("BOT_URL", "ws://b/x"), ("BOT_PROTOCOL", "twilio")])
+        .unwrap()
+        .bot
+    else {
+        panic!("not a relay")
+    };
+    assert_eq!(t.protocol, BotProtocol::Twilio);
     assert_eq!(
         (r.reconnect.as_millis(), r.connect_timeout.as_millis()),
         (1000, 3000)

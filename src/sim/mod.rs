@@ -5,7 +5,7 @@
 //! marks when their audio would have been played, and reports what came back.
 //!
 //! [`bot::TestBot`] is the other end of a relayed call: an upstream bot that speaks Exotel's
-//! protocol.
+//! protocol; [`twilio_bot::TwilioBot`] one that speaks Twilio Media Streams.
 //!
 //! A load opens each call on a may coroutine and streams it on one event loop ([`streams`]; a
 //! TLS load streams on the coroutines); it talks to loopback addresses only. [`wire`] is the
@@ -18,6 +18,7 @@ pub mod fake_exotel;
 pub mod passthru;
 pub mod report;
 pub mod streams;
+pub mod twilio_bot;
 pub mod wire;
 
 pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy};

@@ -30,4 +30,5 @@ mod recording;
 mod relay;
 mod shutdown;
 mod tls;
+mod twilio;
 mod webhook;
