@@ -333,18 +333,21 @@ impl CallLog {
 
     /// Newest first. Waits for the writer (coroutine-safe).
     pub fn list(&self, query: ListQuery) -> Result<Vec<CallRow>, String> {
-        let (tx, rx) = may::sync::mpsc::channel();
-        self.ops
-            .send(Op::List(query, tx))
-            .map_err(|_| "the call log is closed")?;
-        rx.recv()
-            .map_err(|_| "the call log is closed".to_string())?
+        self.ask(|reply| Op::List(query, reply))
     }
 
     pub fn get(&self, id: &str) -> Result<Option<CallRow>, String> {
+        self.ask(|reply| Op::Get(id.to_owned(), reply))
+    }
+
+    /// Asks the writer a question and waits for its answer (coroutine-safe).
+    fn ask<T>(
+        &self,
+        question: impl FnOnce(may::sync::mpsc::Sender<Result<T, String>>) -> Op,
+    ) -> Result<T, String> {
         let (tx, rx) = may::sync::mpsc::channel();
         self.ops
-            .send(Op::Get(id.to_owned(), tx))
+            .send(question(tx))
             .map_err(|_| "the call log is closed")?;
         rx.recv()
             .map_err(|_| "the call log is closed".to_string())?
@@ -353,12 +356,7 @@ impl CallLog {
     /// A call's transcript, in order (`None`: no such call). Waits for the writer
     /// (coroutine-safe), which writes everything recorded before it first.
     pub fn transcript(&self, id: &str) -> Result<Option<Vec<TranscriptTurn>>, String> {
-        let (tx, rx) = may::sync::mpsc::channel();
-        self.ops
-            .send(Op::Transcript(id.to_owned(), tx))
-            .map_err(|_| "the call log is closed")?;
-        rx.recv()
-            .map_err(|_| "the call log is closed".to_string())?
+        self.ask(|reply| Op::Transcript(id.to_owned(), reply))
     }
 
     /// Deletes the rows (and status history) of calls created before `cutoff` that have
