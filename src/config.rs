@@ -432,10 +432,11 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
     let bot = match var("BOT").as_deref() {
         None | Some("echo") => BotChoice::Echo,
         Some("relay") => BotChoice::Relay(RelayConfig::from_vars(var)?),
+        Some("realtime") => BotChoice::Relay(RelayConfig::realtime_from_vars(var)?),
         Some(other) => {
             return Err(ConfigError {
                 variable: "BOT",
-                problem: format!("{other:?} is not a bot this version has (echo, relay)"),
+                problem: format!("{other:?} is not a bot this version has (echo, relay, realtime)"),
             })
         }
     };

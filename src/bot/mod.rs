@@ -24,6 +24,7 @@
 
 pub mod echo;
 pub mod hangup;
+pub mod realtime;
 pub mod relay;
 pub mod twilio;
 
@@ -108,6 +109,8 @@ pub struct Outbox {
     marks: VecDeque<(u64, String)>,
     clear: bool,
     hang_up: bool,
+    /// Hang up once the audio queued so far has played.
+    end_after_audio: bool,
     /// Why the bot hands the caller to a person, once it has said so.
     handoff: Option<String>,
     /// Transcript turns not yet handed to the call log.
@@ -124,6 +127,7 @@ impl Outbox {
             marks: VecDeque::new(),
             clear: false,
             hang_up: false,
+            end_after_audio: false,
             handoff: None,
             transcript: Vec::new(),
             sample_rate,
@@ -184,6 +188,15 @@ impl Outbox {
     /// `on_mark`.
     pub fn hang_up(&mut self) {
         self.hang_up = true;
+    }
+
+    /// Ends the call once the audio queued so far has played (a goodbye is heard whole).
+    pub fn hang_up_after_audio(&mut self) {
+        self.end_after_audio = true;
+    }
+
+    pub(crate) fn ends_after_audio(&self) -> bool {
+        self.end_after_audio
     }
 
     /// Hands the caller to a person: the audio queued so far plays out, then the stream ends

@@ -18,6 +18,7 @@
 //! caller's side: writes to the bot never wait (a slow bot's frames queue in tungstenite up to
 //! `BOT_SEND_BUFFER_BYTES`, then are dropped and counted), and reads only take what arrived.
 
+use super::realtime::RealtimeSide;
 use super::twilio::TwilioSide;
 use super::{CallStart, Outbox};
 use crate::config::{BotProtocol, RelayConfig};
@@ -268,14 +269,27 @@ pub struct Relay {
     unflushed: bool,
     /// The last poll stopped at `FRAMES_PER_POLL` with frames left to read.
     more: bool,
-    /// For a bot that speaks Twilio Media Streams (`BOT_PROTOCOL=twilio`): the translation.
-    twilio: Option<Box<TwilioSide>>,
-    /// Twilio frames made from one of Exotel's, waiting to be sent.
+    /// How Exotel's frames and the bot's become each other's, for a bot that does not speak
+    /// Exotel's protocol.
+    translation: Translation,
+    /// Frames made for the bot from one of Exotel's (or in answer to the bot), to be sent.
     translated: Vec<String>,
 }
 
-/// The bot's URL for this call: `BOT_URL` plus `callLogId`, `CallSid`, `from` and `to`.
+/// What a relayed bot speaks, past Exotel's own protocol.
+enum Translation {
+    None,
+    Twilio(Box<TwilioSide>),
+    Realtime(Box<RealtimeSide>),
+}
+
+/// The bot's URL for this call: `BOT_URL` plus `callLogId`, `CallSid`, `from` and `to` (a
+/// realtime service's URL as it is).
 pub fn url_for(config: &RelayConfig, call: &CallStart<'_>) -> String {
+    // An AI service is told nothing of the call in its URL (the numbers are the caller's).
+    if matches!(config.protocol, BotProtocol::Realtime(_)) {
+        return config.url.clone();
+    }
     let mut query = String::new();
     crate::http::form::append_pair(&mut query, "callLogId", call.call_log_id.as_str());
     crate::http::form::append_pair(&mut query, "CallSid", &call.start.call_sid);
@@ -435,20 +449,28 @@ impl Relay {
             samples: Vec::with_capacity(samples),
             unflushed: false,
             more: false,
-            twilio: None,
+            translation: Translation::None,
             translated: Vec::new(),
         };
-        let first = match dial.config.protocol {
-            BotProtocol::Exotel => [dial.connected.clone(), dial.start.clone()],
+        let start = || match Inbound::parse(&dial.start) {
+            Ok(Inbound::Start(start)) => Ok(start),
+            _ => Err(ConnectError::Handshake(
+                "the call's start does not read".into(),
+            )),
+        };
+        let first = match &dial.config.protocol {
+            BotProtocol::Exotel => vec![dial.connected.clone(), dial.start.clone()],
             BotProtocol::Twilio => {
-                let Ok(Inbound::Start(start)) = Inbound::parse(&dial.start) else {
-                    return Err(ConnectError::Handshake(
-                        "the call's start does not read".into(),
-                    ));
-                };
+                let start = start()?;
                 let mut side = Box::new(TwilioSide::new(&start));
-                let first = [side.connected(), side.start(&start)];
-                relay.twilio = Some(side);
+                let first = vec![side.connected(), side.start(&start)];
+                relay.translation = Translation::Twilio(side);
+                first
+            }
+            BotProtocol::Realtime(settings) => {
+                let side = Box::new(RealtimeSide::new(&*start()?));
+                let first = side.first_messages(settings);
+                relay.translation = Translation::Realtime(side);
                 first
             }
         };
@@ -485,13 +507,24 @@ impl Relay {
     /// Sends one of Exotel's frames to the bot: as it is, or in Twilio's words for a bot that
     /// speaks them (a frame that does not translate is counted and skipped).
     pub fn forward(&mut self, text: &Utf8Bytes, counts: &mut RelayCounts) -> Result<(), Lost> {
-        let Some(side) = self.twilio.as_mut() else {
-            return self.send(text.clone(), counts);
-        };
         let mut translated = std::mem::take(&mut self.translated);
-        if side.from_exotel(text.as_str(), &mut translated).is_err() {
+        let made = match &mut self.translation {
+            Translation::None => return self.send(text.clone(), counts),
+            Translation::Twilio(side) => side.from_exotel(text.as_str(), &mut translated),
+            Translation::Realtime(side) => side.from_exotel(text.as_str(), &mut translated),
+        };
+        if made.is_err() {
             counts.bad_frames += 1;
         }
+        self.send_translated(translated, counts)
+    }
+
+    /// Sends the frames made for the bot, and keeps the room for the next.
+    fn send_translated(
+        &mut self,
+        mut translated: Vec<String>,
+        counts: &mut RelayCounts,
+    ) -> Result<(), Lost> {
         let mut sent = Ok(());
         for frame in translated.drain(..) {
             if sent.is_ok() {
@@ -581,11 +614,20 @@ impl Relay {
         counts: &mut RelayCounts,
         bad: &mut dyn FnMut(&str),
     ) {
-        if let Some(side) = self.twilio.as_mut() {
-            if let Err(why) = side.to_outbox(text, out) {
+        let translated = match &mut self.translation {
+            Translation::None => None,
+            Translation::Twilio(side) => Some(side.to_outbox(text, out)),
+            Translation::Realtime(side) => Some(side.to_outbox(text, out, &mut self.translated)),
+        };
+        if let Some(made) = translated {
+            if let Err(why) = made {
                 counts.bad_frames += 1;
                 bad(&why);
             }
+            let replies = std::mem::take(&mut self.translated);
+            // An answer the service does not get is lost with its socket, found at the next
+            // send or poll.
+            let _ = self.send_translated(replies, counts);
             return;
         }
         match BotCommand::parse(text) {

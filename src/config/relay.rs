@@ -25,14 +25,80 @@ pub enum Fallback {
     Handoff,
 }
 
-/// The stream protocol a relayed bot speaks (`BOT_PROTOCOL`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The stream protocol a relayed bot speaks (`BOT_PROTOCOL`; `BOT=realtime` for the last).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BotProtocol {
     /// Exotel's own: the caller's frames go to the bot as Exotel sent them.
     Exotel,
     /// Twilio Media Streams: every frame translated both ways, the audio as 8 kHz μ-law in
     /// 20 ms frames (`bot::twilio`).
     Twilio,
+    /// A speech-to-speech AI service speaking OpenAI's Realtime protocol (`bot::realtime`).
+    Realtime(std::sync::Arc<RealtimeSettings>),
+}
+
+/// What a realtime call tells the service (`REALTIME_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealtimeSettings {
+    /// `REALTIME_INSTRUCTIONS`: the model's instructions.
+    pub instructions: String,
+    /// `REALTIME_VOICE`.
+    pub voice: String,
+    /// `REALTIME_GREETING`: what the model says first, if it speaks first.
+    pub greeting: Option<String>,
+}
+
+/// The service a realtime call is bridged to, unless `REALTIME_URL` says another (any service
+/// speaking the same protocol), and the model asked of it.
+pub const REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
+pub const REALTIME_MODEL: &str = "gpt-realtime";
+
+impl RelayConfig {
+    /// `BOT=realtime`: the service at `REALTIME_URL` with `?model=REALTIME_MODEL`, its key
+    /// (`OPENAI_API_KEY`, required, sent as a bearer token and never shown) as a handshake
+    /// header, the relay's other settings (`BOT_FALLBACK`, timeouts, `BOT_CA_FILE`) as for any
+    /// relayed bot.
+    pub(super) fn realtime_from_vars(
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<RelayConfig, ConfigError> {
+        let key = var("OPENAI_API_KEY").ok_or(ConfigError {
+            variable: "OPENAI_API_KEY",
+            problem: "is required with BOT=realtime (the service's API key)".into(),
+        })?;
+        if key.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(ConfigError {
+                variable: "OPENAI_API_KEY",
+                problem: "holds a space or a control character".into(),
+            });
+        }
+        let base = var("REALTIME_URL").unwrap_or_else(|| REALTIME_URL.into());
+        let model = var("REALTIME_MODEL").unwrap_or_else(|| REALTIME_MODEL.into());
+        let mut url = base.clone();
+        url.push(if base.contains('?') { '&' } else { '?' });
+        url.push_str("model=");
+        crate::http::form::encode_into(&mut url, &model);
+        let headers = serde_json::json!({ "Authorization": format!("Bearer {key}") }).to_string();
+        let lookup = |name: &str| match name {
+            "BOT_URL" => Some(url.clone()),
+            "BOT_HEADERS" => Some(headers.clone()),
+            other => var(other),
+        };
+        let mut relay = RelayConfig::from_vars(&lookup).map_err(|e| ConfigError {
+            variable: match e.variable {
+                "BOT_URL" => "REALTIME_URL",
+                other => other,
+            },
+            problem: e.problem.replace(&key, "****"),
+        })?;
+        relay.protocol = BotProtocol::Realtime(std::sync::Arc::new(RealtimeSettings {
+            instructions: var("REALTIME_INSTRUCTIONS").unwrap_or_else(|| {
+                "You answer phone calls for this business. Speak briefly and clearly.".into()
+            }),
+            voice: var("REALTIME_VOICE").unwrap_or_else(|| "marin".into()),
+            greeting: var("REALTIME_GREETING").filter(|g| !g.trim().is_empty()),
+        }));
+        Ok(relay)
+    }
 }
 
 /// The upstream bot of `BOT=relay`.
@@ -93,7 +159,11 @@ impl RelayConfig {
         })?;
         if let Some(t) = template {
             relay.fallback = t.fallback;
-            relay.protocol = t.protocol;
+            // BOT_PROTOCOL applies to every relayed bot; BOT=realtime's service is not one
+            // an agent's url points at.
+            if !matches!(t.protocol, BotProtocol::Realtime(_)) {
+                relay.protocol = t.protocol.clone();
+            }
             relay.connect_timeout = t.connect_timeout;
             relay.reconnect = t.reconnect;
             relay.send_buffer_bytes = t.send_buffer_bytes;

@@ -270,7 +270,7 @@ pub fn begin(
         MediaStream::Looped(_) => "loop",
         _ => "coroutine",
     };
-    let bot = answering_bot(agent.as_deref(), relayed, grant.over_capacity);
+    let bot = answering_bot(agent.as_deref(), relay.as_deref(), grant.over_capacity);
     crate::info!(
         "media.connected",
         callLogId = grant.call_log_id,
@@ -327,14 +327,18 @@ pub fn begin(
 /// wins over `BOT`, which is easy to miss when a relay seems not to answer.
 fn answering_bot(
     agent: Option<&crate::calls::agents::Agent>,
-    relayed: bool,
+    relay: Option<&crate::config::RelayConfig>,
     over_capacity: bool,
 ) -> String {
-    let kind = if relayed { "relay" } else { "echo" };
+    let kind = match relay.map(|r| &r.protocol) {
+        None => "echo",
+        Some(crate::config::BotProtocol::Realtime(_)) => "realtime",
+        Some(_) => "relay",
+    };
     match agent {
         _ if over_capacity => "capacity-tone".into(),
         Some(agent) => format!("agent:{}/{kind}", agent.name),
-        None if relayed => "BOT=relay".into(),
+        None if relay.is_some() => format!("BOT={kind}"),
         None => "server-bot".into(),
     }
 }

@@ -534,6 +534,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Some(EndReason::BotHungUp)
         } else if self.handoff_due(now) {
             Some(EndReason::HandedOff)
+        } else if self.outbox.ends_after_audio() && self.audio_played_out(now) {
+            Some(EndReason::BotHungUp)
         } else {
             None
         };

@@ -5,7 +5,8 @@
 //! marks when their audio would have been played, and reports what came back.
 //!
 //! [`bot::TestBot`] is the other end of a relayed call: an upstream bot that speaks Exotel's
-//! protocol; [`twilio_bot::TwilioBot`] one that speaks Twilio Media Streams.
+//! protocol; [`twilio_bot::TwilioBot`] one that speaks Twilio Media Streams, and
+//! [`realtime_service::FakeRealtime`] a speech-to-speech service.
 //!
 //! A load opens each call on a may coroutine and streams it on one event loop ([`streams`]; a
 //! TLS load streams on the coroutines); it talks to loopback addresses only. [`wire`] is the
@@ -16,6 +17,7 @@ pub mod caller;
 pub mod client;
 pub mod fake_exotel;
 pub mod passthru;
+pub mod realtime_service;
 pub mod report;
 pub mod streams;
 pub mod twilio_bot;

@@ -26,6 +26,7 @@ mod metrics;
 mod odd_frames;
 mod phones;
 mod readme;
+mod realtime;
 mod recording;
 mod relay;
 mod shutdown;

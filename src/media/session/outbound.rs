@@ -166,11 +166,15 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// A handoff asked for, with every queued sample sent and played (Exotel's queue empty by
     /// the pacer's clock): the caller has heard the bot's last words.
     pub(super) fn handoff_due(&mut self, now: Instant) -> bool {
-        if self.outbox.handoff().is_none() || self.outbox.queued_samples() > 0 {
-            return false;
-        }
-        self.phase
-            .live_mut()
-            .is_none_or(|live| live.pacer.ahead(now).is_zero())
+        self.outbox.handoff().is_some() && self.audio_played_out(now)
+    }
+
+    /// Every queued sample sent and played (Exotel's queue empty by the pacer's clock).
+    pub(super) fn audio_played_out(&mut self, now: Instant) -> bool {
+        self.outbox.queued_samples() == 0
+            && self
+                .phase
+                .live_mut()
+                .is_none_or(|live| live.pacer.ahead(now).is_zero())
     }
 }
