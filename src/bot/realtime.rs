@@ -83,12 +83,19 @@ impl RealtimeSide {
 
     /// What the service is sent first: the session (instructions, audio formats, voice, turn
     /// detection, transcription, tools), and a first response when the model speaks first.
-    pub fn first_messages(&self, settings: &RealtimeSettings) -> Vec<String> {
+    /// `{{name}}` in the instructions and the greeting is filled from the call's parameters
+    /// (its variables, a campaign contact's columns).
+    pub fn first_messages(
+        &self,
+        settings: &RealtimeSettings,
+        values: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let instructions = RealtimeSettings::fill(&settings.instructions, values);
         let mut first = vec![json!({
             "type": "session.update",
             "session": {
                 "type": "realtime",
-                "instructions": settings.instructions,
+                "instructions": instructions,
                 "audio": {
                     "input": {
                         "format": self.format(),
@@ -102,6 +109,7 @@ impl RealtimeSide {
         })
         .to_string()];
         if let Some(greeting) = &settings.greeting {
+            let greeting = RealtimeSettings::fill(greeting, values);
             first.push(
                 json!({
                     "type": "response.create",
@@ -315,7 +323,7 @@ mod tests {
             (16000, json!({"type": "audio/pcm", "rate": 24000})),
         ] {
             let side = RealtimeSide::new(&start(rate));
-            let first = side.first_messages(&settings(Some("Hello")));
+            let first = side.first_messages(&settings(Some("Hello")), &Default::default());
             let session: Value = serde_json::from_str(&first[0]).unwrap();
             assert_eq!(session["type"], "session.update");
             assert_eq!(session["session"]["audio"]["input"]["format"], format);
@@ -337,7 +345,7 @@ mod tests {
         }
         assert_eq!(
             RealtimeSide::new(&start(8000))
-                .first_messages(&settings(None))
+                .first_messages(&settings(None), &Default::default())
                 .len(),
             1
         );

@@ -468,8 +468,9 @@ impl Relay {
                 first
             }
             BotProtocol::Realtime(settings) => {
-                let side = Box::new(RealtimeSide::new(&*start()?));
-                let first = side.first_messages(settings);
+                let start = start()?;
+                let side = Box::new(RealtimeSide::new(&start));
+                let first = side.first_messages(settings, &start.custom_parameters);
                 relay.translation = Translation::Realtime(side);
                 first
             }

@@ -232,6 +232,9 @@ pub fn place(app: &App, call: PlaceCall) -> Result<PlacedCall, NotPlaced> {
     let line = line_for(app, call.from.as_ref())?;
     let agent = agent_for(app, call.agent.as_deref(), &line)
         .map_err(|why| Refusal::new(Refused::Invalid, "unknown_agent", why))?;
+    if agent.is_none() {
+        refuse_missing_variables(app, &call)?;
+    }
     let id = call.call_log_id.clone();
     claim(app, &id, &line)?;
     let ring = ring_time(&call.options);
@@ -253,6 +256,37 @@ pub fn place(app: &App, call: PlaceCall) -> Result<PlacedCall, NotPlaced> {
     let took = started.elapsed();
     app.metrics.exotel_request(outcome_of(&result), took);
     settle(app, &line, &id, result, ring, took)
+}
+
+/// With `BOT=realtime`, every `{{name}}` of the instructions and the greeting needs a value in
+/// the call's `variables`: the model must not be told a blank.
+fn refuse_missing_variables(app: &App, call: &PlaceCall) -> Result<(), Refusal> {
+    let crate::config::BotChoice::Relay(relay) = &app.config.bot else {
+        return Ok(());
+    };
+    let crate::config::BotProtocol::Realtime(settings) = &relay.protocol else {
+        return Ok(());
+    };
+    let missing: Vec<String> = settings
+        .placeholders()
+        .into_iter()
+        .filter(|name| !call.variables.iter().any(|(k, _)| k == name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        Refused::Invalid,
+        "missing_variable",
+        format!(
+            "the realtime bot's instructions or greeting use {} : send them in variables",
+            missing
+                .iter()
+                .map(|m| format!("{{{{{m}}}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
 }
 
 /// A number on the do-not-call list is never dialed.

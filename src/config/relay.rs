@@ -48,6 +48,48 @@ pub struct RealtimeSettings {
     pub greeting: Option<String>,
 }
 
+impl RealtimeSettings {
+    /// The `{{name}}` placeholders of the instructions and the greeting, each once, in order.
+    pub fn placeholders(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for text in std::iter::once(&self.instructions).chain(&self.greeting) {
+            let mut rest = text.as_str();
+            while let Some(open) = rest.find("{{") {
+                let after = &rest[open + 2..];
+                let Some(close) = after.find("}}") else {
+                    break;
+                };
+                let name = after[..close].trim().to_owned();
+                if !name.is_empty() && !names.contains(&name) {
+                    names.push(name);
+                }
+                rest = &after[close + 2..];
+            }
+        }
+        names
+    }
+
+    /// `text` with each `{{name}}` replaced by the call's value for it; one the call has no
+    /// value for becomes empty (an inbound call has no variables).
+    pub fn fill(text: &str, values: &std::collections::BTreeMap<String, String>) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                break;
+            };
+            out.push_str(&rest[..open]);
+            if let Some(value) = values.get(after[..close].trim()) {
+                out.push_str(value);
+            }
+            rest = &after[close + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
 /// The service a realtime call is bridged to, unless `REALTIME_URL` says another (any service
 /// speaking the same protocol), and the model asked of it.
 pub const REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";

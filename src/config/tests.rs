@@ -302,3 +302,38 @@ fn values_that_go_into_urls_are_checked() {
     let ok = config(&[("EXOTEL_SID", "acme_co-1.in"), ("EXOTEL_APP_ID", "12345")]).unwrap();
     assert_eq!(ok.exotel.sid.as_deref(), Some("acme_co-1.in"));
 }
+
+#[test]
+fn realtime_placeholders_are_found_and_filled() {
+    let settings = RealtimeSettings {
+        instructions: "Collect {{ amount }} from {{name}}; {{name}} again; {{ }} and {{open".into(),
+        voice: "marin".into(),
+        greeting: Some("Hello {{name}}, about {{due}}".into()),
+    };
+    assert_eq!(settings.placeholders(), ["amount", "name", "due"]);
+    let values: std::collections::BTreeMap<String, String> = [
+        ("name".to_owned(), "Asha".to_owned()),
+        ("amount".into(), "1200".into()),
+    ]
+    .into();
+    assert_eq!(
+        RealtimeSettings::fill(&settings.instructions, &values),
+        "Collect 1200 from Asha; Asha again;  and {{open"
+    );
+    assert_eq!(
+        RealtimeSettings::fill("Hello {{name}}, about {{due}}", &values),
+        "Hello Asha, about "
+    );
+    // BOT=realtime needs its key, named; the key never appears in an error.
+    let e = Config::from_lookup(|k| (k == "BOT").then(|| "realtime".to_owned())).unwrap_err();
+    assert_eq!(e.variable, "OPENAI_API_KEY");
+    let e = Config::from_lookup(|k| match k {
+        "BOT" => Some("realtime".to_owned()),
+        "OPENAI_API_KEY" => Some("sk-secret-abc".to_owned()),
+        "REALTIME_URL" => Some("http://not-a-ws-url".to_owned()),
+        _ => None,
+    })
+    .unwrap_err();
+    assert_eq!(e.variable, "REALTIME_URL", "{e}");
+    assert!(!e.to_string().contains("sk-secret-abc"), "{e}");
+}

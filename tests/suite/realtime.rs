@@ -215,3 +215,69 @@ fn a_refused_key_gets_the_fallback_and_the_key_is_never_shown() {
     assert!(!row.to_string().contains(KEY));
     key_kept(&server);
 }
+
+#[test]
+fn a_calls_variables_fill_the_instructions_and_a_missing_one_is_refused() {
+    use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-realtime-vars".into(),
+    });
+    let service = FakeRealtime::start(Script {
+        greeting_ms: 300,
+        after_caller_ms: 400,
+        then: Then::EndCall,
+    });
+    let base = fake.base_url();
+    let server = realtime_server(
+        &service,
+        &[
+            (
+                "REALTIME_INSTRUCTIONS",
+                "Collect {{amount}} rupees from {{name}}.",
+            ),
+            ("REALTIME_GREETING", "Hello {{name}}!"),
+            ("EXOTEL_API_KEY", "k"),
+            ("EXOTEL_API_TOKEN", "t"),
+            ("EXOTEL_SID", "acme"),
+            ("EXOTEL_CALLER_ID", "08047112233"),
+            ("EXOTEL_API_BASE_URL", &base),
+        ],
+    );
+    // Nothing reaches Exotel while a placeholder has no value, and the refusal names it.
+    let refused = server.post_json(
+        "/call",
+        r#"{"to": "+919800000001", "variables": {"name": "Asha"}}"#,
+    );
+    let e = refused.assert_error(400, "missing_variable");
+    assert!(e["detail"].as_str().unwrap().contains("{{amount}}"), "{e}");
+    assert!(fake.received().is_empty(), "Exotel was asked");
+
+    let placed = server.post_json(
+        "/call",
+        r#"{"to": "+919800000001", "variables": {"name": "Asha", "amount": "1200"}}"#,
+    );
+    assert_eq!(placed.status, 200, "{}", placed.json());
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    let url = fake
+        .call_for(&id)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "StreamUrl")
+        .unwrap()
+        .1;
+    let mut plan = CallPlan::new(server.addr, speech_like(8000, 2000, 3));
+    plan.check_echo = false;
+    plan.connect = exotel_voicebot::sim::Connect::Url(url);
+    run_call(&plan);
+    let events = service.wait_for("response.create", Duration::from_secs(5));
+    let session = of_type(&events, "session.update");
+    assert_eq!(
+        session[0]["session"]["instructions"],
+        "Collect 1200 rupees from Asha."
+    );
+    let greet = of_type(&events, "response.create");
+    assert!(greet[0]["response"]["instructions"]
+        .as_str()
+        .unwrap()
+        .ends_with("Hello Asha!"));
+}
