@@ -263,6 +263,21 @@ impl Outbox {
     }
 }
 
+/// A call's `start` for the translation layers' tests: stream S1 of call C1 at `rate`, one
+/// custom parameter (`name`).
+#[cfg(test)]
+pub(crate) fn test_start(rate: u32) -> crate::exotel::stream::StartEvent {
+    crate::exotel::stream::StartEvent {
+        stream_sid: "S1".into(),
+        call_sid: "C1".into(),
+        account_sid: "A1".into(),
+        from: "+91".into(),
+        to: "0".into(),
+        custom_parameters: [("name".to_owned(), "Asha".to_owned())].into(),
+        sample_rate: rate,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

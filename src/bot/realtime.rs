@@ -296,17 +296,7 @@ impl RealtimeSide {
 mod tests {
     use super::*;
 
-    fn start(rate: u32) -> StartEvent {
-        StartEvent {
-            stream_sid: "S1".into(),
-            call_sid: "C1".into(),
-            account_sid: "A1".into(),
-            from: "+91".into(),
-            to: "0".into(),
-            custom_parameters: Default::default(),
-            sample_rate: rate,
-        }
-    }
+    use crate::bot::test_start as start;
 
     fn settings(greeting: Option<&str>) -> RealtimeSettings {
         RealtimeSettings {

@@ -236,17 +236,7 @@ impl TwilioSide {
 mod tests {
     use super::*;
 
-    fn start(rate: u32) -> StartEvent {
-        StartEvent {
-            stream_sid: "S1".into(),
-            call_sid: "C1".into(),
-            account_sid: "A1".into(),
-            from: "+91".into(),
-            to: "0".into(),
-            custom_parameters: [("name".to_owned(), "Asha".to_owned())].into(),
-            sample_rate: rate,
-        }
-    }
+    use crate::bot::test_start as start;
 
     fn exotel_media(samples: &[i16]) -> String {
         let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();

@@ -252,19 +252,11 @@ fn a_calls_variables_fill_the_instructions_and_a_missing_one_is_refused() {
     assert!(e["detail"].as_str().unwrap().contains("{{amount}}"), "{e}");
     assert!(fake.received().is_empty(), "Exotel was asked");
 
-    let placed = server.post_json(
-        "/call",
+    let (_, url) = support::place_stream_call(
+        &server,
+        &fake,
         r#"{"to": "+919800000001", "variables": {"name": "Asha", "amount": "1200"}}"#,
     );
-    assert_eq!(placed.status, 200, "{}", placed.json());
-    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
-    let url = fake
-        .call_for(&id)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "StreamUrl")
-        .unwrap()
-        .1;
     let mut plan = CallPlan::new(server.addr, speech_like(8000, 2000, 3));
     plan.check_echo = false;
     plan.connect = exotel_voicebot::sim::Connect::Url(url);

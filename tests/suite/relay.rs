@@ -219,19 +219,11 @@ fn a_calls_variables_reach_its_relayed_bot_in_the_starts_custom_parameters() {
             ("EXOTEL_API_BASE_URL", &base),
         ],
     );
-    let placed = server.post_json(
-        "/call",
+    let (id, url) = support::place_stream_call(
+        &server,
+        &fake,
         r#"{"to": "+919800000001", "variables": {"name": "Asha", "amount": "1200"}}"#,
     );
-    assert_eq!(placed.status, 200, "{}", placed.json());
-    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
-    let url = fake
-        .call_for(&id)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "StreamUrl")
-        .unwrap()
-        .1;
     let mut p = plan(&server, 8000, 600);
     p.connect = exotel_voicebot::sim::Connect::Url(url);
     let report = run_call(&p);

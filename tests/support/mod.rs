@@ -612,3 +612,23 @@ pub fn make_pki(dir: &Path, name: &str) -> Pki {
     std::fs::write(&pki.key, leaf_key.serialize_pem()).unwrap();
     pki
 }
+
+/// `POST /call` with `body`, answered by `fake` in stream mode: the call's callLogId and the
+/// media URL Exotel was given for it.
+pub fn place_stream_call(
+    server: &Server,
+    fake: &exotel_voicebot::sim::fake_exotel::FakeExotel,
+    body: &str,
+) -> (String, String) {
+    let placed = server.post_json("/call", body);
+    assert_eq!(placed.status, 200, "{}", placed.json());
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    let url = fake
+        .call_for(&id)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "StreamUrl")
+        .expect("a stream-mode call's StreamUrl")
+        .1;
+    (id, url)
+}
