@@ -51,6 +51,9 @@ pub struct RealtimeSide {
     from_service: Option<Resampler>,
     /// The response item being played: its id and the samples of it queued for the caller.
     playing: Option<(String, u64)>,
+    /// The item the caller last talked over: deltas of it still on their way when the
+    /// service cancelled are dropped, not played after the `clear`.
+    cut: Option<String>,
     pcm: Vec<u8>,
     samples: Vec<i16>,
     converted: Vec<i16>,
@@ -66,6 +69,7 @@ impl RealtimeSide {
             to_service: pcm.then(|| Resampler::new(rate, PCM_RATE)),
             from_service: pcm.then(|| Resampler::new(PCM_RATE, rate)),
             playing: None,
+            cut: None,
             pcm: Vec::new(),
             samples: Vec::new(),
             converted: Vec::new(),
@@ -212,6 +216,9 @@ impl RealtimeSide {
 
     /// An audio delta of `item`: decoded, brought to the call's rate, queued.
     fn play(&mut self, item: &str, delta: &str, out: &mut Outbox) -> Result<(), String> {
+        if self.cut.as_deref() == Some(item) {
+            return Ok(());
+        }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(delta)
             .map_err(|e| format!("an audio delta that is not base64: {e}"))?;
@@ -248,6 +255,7 @@ impl RealtimeSide {
         };
         let sent = queued.saturating_sub(out.queued_samples() as u64);
         out.clear();
+        self.cut = Some(item.clone());
         replies.push(
             json!({
                 "type": "conversation.item.truncate",
@@ -379,6 +387,19 @@ mod tests {
         )
         .unwrap();
         assert!(replies.is_empty());
+        // A delta of the cut item still on its way is not played after the clear; the next
+        // item is.
+        side.to_outbox(&event.to_string(), &mut out, &mut replies)
+            .unwrap();
+        assert_eq!(
+            out.queued_samples(),
+            0,
+            "the cut item's late delta was played"
+        );
+        let next = json!({"type": "response.output_audio.delta", "item_id": "it2", "delta": delta});
+        side.to_outbox(&next.to_string(), &mut out, &mut replies)
+            .unwrap();
+        assert_eq!(out.queued_samples(), 8000);
     }
 
     #[test]

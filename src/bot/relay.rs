@@ -508,12 +508,13 @@ impl Relay {
     /// Sends one of Exotel's frames to the bot: as it is, or in Twilio's words for a bot that
     /// speaks them (a frame that does not translate is counted and skipped).
     pub fn forward(&mut self, text: &Utf8Bytes, counts: &mut RelayCounts) -> Result<(), Lost> {
-        let mut translated = std::mem::take(&mut self.translated);
+        let translated = &mut self.translated;
         let made = match &mut self.translation {
             Translation::None => return self.send(text.clone(), counts),
-            Translation::Twilio(side) => side.from_exotel(text.as_str(), &mut translated),
-            Translation::Realtime(side) => side.from_exotel(text.as_str(), &mut translated),
+            Translation::Twilio(side) => side.from_exotel(text.as_str(), translated),
+            Translation::Realtime(side) => side.from_exotel(text.as_str(), translated),
         };
+        let translated = std::mem::take(&mut self.translated);
         if made.is_err() {
             counts.bad_frames += 1;
         }

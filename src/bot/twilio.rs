@@ -23,8 +23,6 @@ pub struct TwilioSide {
     stream_sid: String,
     call_sid: String,
     account_sid: String,
-    /// The call's rate (Exotel's side).
-    rate: u32,
     /// The `sequenceNumber` of the next message to the bot.
     sequence: u64,
     /// The `chunk` of the next media frame (from 1) and its `timestamp` in milliseconds.
@@ -49,7 +47,6 @@ impl TwilioSide {
             stream_sid: start.stream_sid.clone(),
             call_sid: start.call_sid.clone(),
             account_sid: start.account_sid.clone(),
-            rate,
             sequence: 1,
             chunk: 1,
             timestamp_ms: 0,
@@ -224,11 +221,6 @@ impl TwilioSide {
             Some(other) => Err(format!("unknown Twilio event {other:?}")),
             None => Err("a message without event".into()),
         }
-    }
-
-    /// The call's rate, which the bot never sees.
-    pub fn call_rate(&self) -> u32 {
-        self.rate
     }
 }
 

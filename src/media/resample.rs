@@ -36,6 +36,8 @@ fn gcd(a: usize, b: usize) -> usize {
 impl Resampler {
     /// A resampler from `from` Hz to `to` Hz (each a whole rate such as 8000 or 24000).
     pub fn new(from: u32, to: u32) -> Resampler {
+        // A zero rate would make a step of nothing: `process` would never end.
+        assert!(from > 0 && to > 0, "resampling {from} Hz to {to} Hz");
         let (from, to) = (from as usize, to as usize);
         let g = gcd(from, to);
         let (up, down) = (to / g, from / g);
@@ -51,11 +53,6 @@ impl Resampler {
             history,
             position: (taps - 1) * up,
         }
-    }
-
-    /// The delay this resampler adds, in output samples (half its filter).
-    pub fn delay(&self) -> usize {
-        self.taps * self.up / 2 / self.down
     }
 
     /// Resamples `input`, appending what is due to `out` (about `input.len() * to / from`
@@ -241,6 +238,12 @@ mod tests {
         let level_db = 20.0 * (rms / (16000.0 / 2f64.sqrt())).log10();
         eprintln!("a 10 kHz tone at 24 kHz, taken to 8 kHz: {level_db:.1} dB left");
         assert!(level_db < -60.0, "an alias at {level_db:.1} dB");
+    }
+
+    #[test]
+    #[should_panic(expected = "resampling 0 Hz to 8000 Hz")]
+    fn a_zero_rate_is_refused_at_once_rather_than_resampled_forever() {
+        Resampler::new(0, 8000);
     }
 
     #[test]
