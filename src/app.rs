@@ -272,8 +272,11 @@ fn open_data(
             store.clone(),
             stored.agents,
             config.data_dir.join("agents"),
-            relay_template,
-            relay_hosts(config, port),
+            crate::calls::agents::AgentDefaults {
+                relay: relay_template,
+                realtime: config.realtime.clone(),
+                hosts: relay_hosts(config, port),
+            },
         ),
         campaigns: crate::calls::campaigns::Campaigns::new(store, campaign_clock(config)),
     })

@@ -14,6 +14,9 @@ use std::time::Duration;
 mod relay;
 pub use relay::*;
 
+mod realtime;
+pub use realtime::*;
+
 mod media;
 pub use media::*;
 
@@ -150,6 +153,8 @@ pub struct Config {
     pub echo_delay_ms: u32,
     /// `BOT`: the echo bot, or a relay to an upstream bot (`BOT_URL`, …).
     pub bot: BotChoice,
+    /// `OPENAI_API_KEY` and `REALTIME_*`: realtime agents' defaults (and `BOT=realtime`'s).
+    pub realtime: RealtimeDefaults,
     /// `DATA_DIR`: the call log database (and recordings) live here.
     pub data_dir: std::path::PathBuf,
     /// `MAX_CONCURRENT_CALLS`: live calls at once, inbound and outbound together.
@@ -270,6 +275,7 @@ impl Config {
             call_check_margin: calls.call_check_margin,
             echo_delay_ms: calls.echo_delay_ms,
             bot: calls.bot,
+            realtime: RealtimeDefaults::from_vars(&var)?,
             data_dir: calls.data_dir,
             max_concurrent_calls: calls.max_concurrent_calls,
             call_slot_timeout: calls.call_slot_timeout,
@@ -432,7 +438,7 @@ fn calls_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<CallsVars, C
     let bot = match var("BOT").as_deref() {
         None | Some("echo") => BotChoice::Echo,
         Some("relay") => BotChoice::Relay(RelayConfig::from_vars(var)?),
-        Some("realtime") => BotChoice::Relay(RelayConfig::realtime_from_vars(var)?),
+        Some("realtime") => BotChoice::Relay(RealtimeDefaults::from_vars(var)?.relay(var)?),
         Some(other) => {
             return Err(ConfigError {
                 variable: "BOT",

@@ -78,6 +78,8 @@ options:
                        start the server with EXOTEL_API_BASE_URL=http://127.0.0.1:P and any
                        credentials)
   --to NUMBER          the number for --outbound (default +919876543210)
+  --agent NAME         the call's agent (one of /agents), with --outbound
+  --var NAME=VALUE     one of the call's variables (repeat it), with --outbound
   --wav FILE           caller audio (16-bit PCM WAV); default: a built-in voice-like signal
   --seconds S          length of the built-in signal (default 3)
   --rate HZ            sample rate of the built-in signal: 8000, 16000, 24000 (default 8000)
@@ -531,6 +533,8 @@ struct SimulateArgs {
     outbound: bool,
     exotel_port: u16,
     to: String,
+    agent: Option<String>,
+    variables: serde_json::Map<String, serde_json::Value>,
     wav: Option<String>,
     seconds: u32,
     rate: u32,
@@ -556,6 +560,8 @@ impl Default for SimulateArgs {
             outbound: false,
             exotel_port: 3002,
             to: "+919876543210".into(),
+            agent: None,
+            variables: serde_json::Map::new(),
             wav: None,
             seconds: 3,
             rate: 8000,
@@ -596,6 +602,14 @@ impl SimulateArgs {
             "--passthru-path" => self.passthru_path = value(p, f)?,
             "--exotel-port" => self.exotel_port = value(p, f)?,
             "--to" => self.to = value(p, f)?,
+            "--agent" => self.agent = Some(value(p, f)?),
+            "--var" => {
+                let pair: String = value(p, f)?;
+                let (name, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("--var {pair:?}: NAME=VALUE"))?;
+                self.variables.insert(name.to_owned(), v.into());
+            }
             "--wav" => self.wav = Some(value(p, f)?),
             "--seconds" => self.seconds = value(p, f)?,
             "--rate" => self.rate = value(p, f)?,
@@ -715,6 +729,9 @@ fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
     use exotel_voicebot::sim::{self, CallPlan, Connect};
     use std::sync::Arc;
     let server = server_addr(&args.server)?;
+    if !args.outbound && (args.agent.is_some() || !args.variables.is_empty()) {
+        return Err("--agent and --var name an outbound call's: add --outbound".into());
+    }
     if !(1..=MAX_SIMULATED_CALLS).contains(&args.calls) {
         return Err(format!(
             "--calls {}: from 1 to {MAX_SIMULATED_CALLS}",
@@ -744,10 +761,14 @@ fn simulate_with(args: &SimulateArgs) -> Result<bool, String> {
                 .map_err(|e| format!("fake Exotel on 127.0.0.1:{port}: {e}"))?,
         );
         _fake = fake.clone();
-        Connect::Outbound {
-            to: args.to.clone(),
-            fake,
+        let mut call = serde_json::json!({ "to": args.to });
+        if let Some(agent) = &args.agent {
+            call["agent"] = agent.as_str().into();
         }
+        if !args.variables.is_empty() {
+            call["variables"] = args.variables.clone().into();
+        }
+        Connect::Outbound { call, fake }
     } else {
         Connect::Webhook {
             path: args.path.clone(),

@@ -116,6 +116,26 @@ pub enum RelayEvent {
     Reconnected,
 }
 
+/// What an AI service said about itself (`BOT=realtime`, realtime agents).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceEvent {
+    /// An `error` event (but the harmless cancel with nothing to cancel).
+    Error,
+    /// A `rate_limits.updated` event.
+    RateLimits,
+}
+
+impl ServiceEvent {
+    pub const ALL: [ServiceEvent; 2] = [ServiceEvent::Error, ServiceEvent::RateLimits];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceEvent::Error => "error",
+            ServiceEvent::RateLimits => "rate_limits",
+        }
+    }
+}
+
 impl RelayEvent {
     pub const ALL: [RelayEvent; 4] = [
         RelayEvent::Connected,
@@ -162,6 +182,7 @@ pub struct Metrics {
     /// Requests refused by a guard.
     pub requests_refused: AtomicU64,
     relay_events: [AtomicU64; RelayEvent::ALL.len()],
+    service_events: [AtomicU64; ServiceEvent::ALL.len()],
     relay_dropped_to_bot: AtomicU64,
     relay_dropped_to_caller: AtomicU64,
     relay_bad_frames: AtomicU64,
@@ -218,6 +239,13 @@ impl Metrics {
             PassthruAnswer::StreamStart => 2,
         };
         self.passthru_answers[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` events of this kind from an AI service.
+    pub fn service_events(&self, event: ServiceEvent, n: u64) {
+        if let Some(i) = ServiceEvent::ALL.iter().position(|e| *e == event) {
+            self.service_events[i].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub fn relay_event(&self, event: RelayEvent) {
@@ -366,6 +394,18 @@ impl Metrics {
                 "exotel_voicebot_relay_connections_total",
                 ("event", e.as_str()),
                 load(&self.relay_events[i]),
+            );
+        }
+        out.family(
+            "exotel_voicebot_realtime_service_events_total",
+            "counter",
+            "What AI services said about themselves: error events and rate-limit updates.",
+        );
+        for (i, e) in ServiceEvent::ALL.iter().enumerate() {
+            out.sample(
+                "exotel_voicebot_realtime_service_events_total",
+                ("event", e.as_str()),
+                load(&self.service_events[i]),
             );
         }
         out.family(

@@ -115,7 +115,18 @@ pub struct Outbox {
     handoff: Option<String>,
     /// Transcript turns not yet handed to the call log.
     transcript: Vec<(Speaker, String)>,
+    /// What an AI service reported since the session last looked: its last error, and how
+    /// many errors and rate-limit updates.
+    service: ServiceNotes,
     sample_rate: u32,
+}
+
+/// What an AI service reported about itself, for the call's row and `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceNotes {
+    pub last_error: Option<String>,
+    pub errors: u64,
+    pub rate_limits: u64,
 }
 
 impl Outbox {
@@ -130,8 +141,29 @@ impl Outbox {
             end_after_audio: false,
             handoff: None,
             transcript: Vec::new(),
+            service: ServiceNotes::default(),
             sample_rate,
         }
+    }
+
+    /// The AI service reported an error (its code and message; never a key): kept as the
+    /// call's `lastError` and counted.
+    pub(crate) fn service_error(&mut self, error: String) {
+        self.service.errors += 1;
+        self.service.last_error = Some(error);
+    }
+
+    /// The AI service told the call its rate limits: counted.
+    pub(crate) fn service_rate_limits(&mut self) {
+        self.service.rate_limits += 1;
+    }
+
+    /// What the service reported since the last call.
+    pub(crate) fn take_service_notes(&mut self) -> Option<ServiceNotes> {
+        if self.service.errors == 0 && self.service.rate_limits == 0 {
+            return None;
+        }
+        Some(std::mem::take(&mut self.service))
     }
 
     /// Words of the call for its transcript (`GET /calls/{callLogId}/transcript`), as the bot

@@ -43,6 +43,29 @@ fn tools() -> Value {
     ])
 }
 
+/// `text` with anything shaped like an API key (a word starting `sk-`) masked: a service's
+/// message about a wrong key may quote it, and the message goes to the row and the log.
+fn without_keys(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains("sk-") {
+                "sk-****"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How the service is asked to find the end of the caller's turn.
+fn turn_detection(kind: crate::config::TurnDetection) -> Value {
+    match kind.eagerness() {
+        None => json!({"type": kind.name()}),
+        Some(eagerness) => json!({"type": kind.name(), "eagerness": eagerness}),
+    }
+}
+
 /// One call's side of the bridge.
 pub struct RealtimeSide {
     /// The call's rate; 8 kHz speaks μ-law with the service.
@@ -89,10 +112,12 @@ impl RealtimeSide {
     /// detection, transcription, tools), and a first response when the model speaks first.
     /// `{{name}}` in the instructions and the greeting is filled from the call's parameters
     /// (its variables, a campaign contact's columns).
+    /// A session opened again after a drop (`greet` false) does not greet a second time.
     pub fn first_messages(
         &self,
         settings: &RealtimeSettings,
         values: &std::collections::BTreeMap<String, String>,
+        greet: bool,
     ) -> Vec<String> {
         let instructions = RealtimeSettings::fill(&settings.instructions, values);
         let mut first = vec![json!({
@@ -103,8 +128,8 @@ impl RealtimeSide {
                 "audio": {
                     "input": {
                         "format": self.format(),
-                        "turn_detection": {"type": "server_vad"},
-                        "transcription": {"model": "gpt-4o-mini-transcribe"},
+                        "turn_detection": turn_detection(settings.turn_detection),
+                        "transcription": {"model": settings.transcription_model},
                     },
                     "output": {"format": self.format(), "voice": settings.voice},
                 },
@@ -112,7 +137,7 @@ impl RealtimeSide {
             },
         })
         .to_string()];
-        if let Some(greeting) = &settings.greeting {
+        if let Some(greeting) = settings.greeting.as_ref().filter(|_| greet) {
             let greeting = RealtimeSettings::fill(greeting, values);
             first.push(
                 json!({
@@ -203,12 +228,13 @@ impl RealtimeSide {
             "error" => {
                 let code = str_of(&event["error"]["code"]);
                 if code != "response_cancel_not_active" {
-                    return Err(format!(
+                    out.service_error(format!(
                         "the service's error {code}: {}",
-                        str_of(&event["error"]["message"])
+                        without_keys(&str_of(&event["error"]["message"]))
                     ));
                 }
             }
+            "rate_limits.updated" => out.service_rate_limits(),
             _ => {}
         }
         Ok(())
@@ -311,6 +337,10 @@ mod tests {
             instructions: "Be brief.".into(),
             voice: "marin".into(),
             greeting: greeting.map(str::to_owned),
+            turn_detection: crate::config::TurnDetection::SemanticVad(
+                crate::config::Eagerness::Low,
+            ),
+            transcription_model: "whisper-1".into(),
         }
     }
 
@@ -321,12 +351,20 @@ mod tests {
             (16000, json!({"type": "audio/pcm", "rate": 24000})),
         ] {
             let side = RealtimeSide::new(&start(rate));
-            let first = side.first_messages(&settings(Some("Hello")), &Default::default());
+            let first = side.first_messages(&settings(Some("Hello")), &Default::default(), true);
             let session: Value = serde_json::from_str(&first[0]).unwrap();
             assert_eq!(session["type"], "session.update");
             assert_eq!(session["session"]["audio"]["input"]["format"], format);
             assert_eq!(session["session"]["audio"]["output"]["format"], format);
             assert_eq!(session["session"]["audio"]["output"]["voice"], "marin");
+            assert_eq!(
+                session["session"]["audio"]["input"]["turn_detection"],
+                json!({"type": "semantic_vad", "eagerness": "low"})
+            );
+            assert_eq!(
+                session["session"]["audio"]["input"]["transcription"]["model"],
+                "whisper-1"
+            );
             let names: Vec<&str> = session["session"]["tools"]
                 .as_array()
                 .unwrap()
@@ -341,12 +379,15 @@ mod tests {
                 .unwrap()
                 .contains("Hello"));
         }
-        assert_eq!(
-            RealtimeSide::new(&start(8000))
-                .first_messages(&settings(None), &Default::default())
-                .len(),
-            1
-        );
+        // No greeting, or a session opened again after a drop: the session alone.
+        for (greeting, greet) in [(None, true), (Some("Hello"), false)] {
+            let first = RealtimeSide::new(&start(8000)).first_messages(
+                &settings(greeting),
+                &Default::default(),
+                greet,
+            );
+            assert_eq!(first.len(), 1);
+        }
     }
 
     #[test]
@@ -419,16 +460,26 @@ mod tests {
             &mut out,
         )
         .unwrap();
+        // A cancel with nothing to cancel is harmless; another error is noted, any key in its
+        // message masked; rate-limit updates are counted.
         event(
             r#"{"type":"error","error":{"code":"response_cancel_not_active","message":"x"}}"#,
             &mut out,
         )
         .unwrap();
-        let refused = event(
-            r#"{"type":"error","error":{"code":"invalid_api_key","message":"bad key"}}"#,
-            &mut out,
+        assert!(out.take_service_notes().is_none());
+        for text in [
+            r#"{"type":"rate_limits.updated","rate_limits":[]}"#,
+            r#"{"type":"error","error":{"code":"invalid_api_key","message":"Incorrect key sk-abc123 given"}}"#,
+        ] {
+            event(text, &mut out).unwrap();
+        }
+        let notes = out.take_service_notes().unwrap();
+        assert_eq!((notes.errors, notes.rate_limits), (1, 1));
+        assert_eq!(
+            notes.last_error.as_deref(),
+            Some("the service's error invalid_api_key: Incorrect key sk-**** given")
         );
-        assert!(refused.unwrap_err().contains("invalid_api_key"));
         let output: Value = serde_json::from_str(&replies[0]).unwrap();
         assert_eq!(output["item"]["type"], "function_call_output");
         assert_eq!(output["item"]["call_id"], "c7");

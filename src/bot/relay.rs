@@ -470,7 +470,8 @@ impl Relay {
             BotProtocol::Realtime(settings) => {
                 let start = start()?;
                 let side = Box::new(RealtimeSide::new(&start));
-                let first = side.first_messages(settings, &start.custom_parameters);
+                let first =
+                    side.first_messages(settings, &start.custom_parameters, !dial.reconnect);
                 relay.translation = Translation::Realtime(side);
                 first
             }
@@ -593,20 +594,29 @@ impl Relay {
                     counts.bad_frames += 1;
                     bad("a binary frame (a bot sends JSON text)");
                 }
-                Ok(Message::Close(_)) => return Err(Lost::HungUp),
+                Ok(Message::Close(_)) => return Err(self.closed()),
                 // Ping (tungstenite queues the pong and sends it with the next write), pong.
                 Ok(_) => self.unflushed = true,
                 Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                     return Ok(())
                 }
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    return Err(Lost::HungUp)
+                    return Err(self.closed())
                 }
                 Err(e) => return Err(lost(e)),
             }
         }
         self.more = true;
         Ok(())
+    }
+
+    /// The bot closed its socket: a bot hanging up, but an AI service's session ending (it
+    /// ends calls through its `end_call` tool), which is a drop.
+    fn closed(&self) -> Lost {
+        match self.translation {
+            Translation::Realtime(_) => Lost::Dropped("the service closed the session".into()),
+            _ => Lost::HungUp,
+        }
     }
 
     fn handle(

@@ -44,6 +44,8 @@ pub struct MediaCounts {
     pub frames_out: u64,
     pub bytes_out: u64,
     pub dtmf: String,
+    /// Why the call's bot failed, if it did: kept as the row's `lastError`.
+    pub error: Option<String>,
 }
 
 /// Something that happened to a call.

@@ -51,9 +51,7 @@ pub fn place(app: &App, call: PlaceCall) -> Result<PlacedCall, NotPlaced> {
     let line = line_for(app, call.from.as_ref())?;
     let agent = agent_for(app, call.agent.as_deref(), &line)
         .map_err(|why| Refusal::new(Refused::Invalid, "unknown_agent", why))?;
-    if agent.is_none() {
-        refuse_missing_variables(app, &call)?;
-    }
+    refuse_missing_variables(app, agent.as_deref(), &call)?;
     let id = call.call_log_id.clone();
     claim(app, &id, &line)?;
     let ring = ring_time(&call.options);
@@ -77,13 +75,47 @@ pub fn place(app: &App, call: PlaceCall) -> Result<PlacedCall, NotPlaced> {
     settle(app, &line, &id, result, ring, took)
 }
 
-/// With `BOT=realtime`, every `{{name}}` of the instructions and the greeting needs a value in
-/// the call's `variables`: the model must not be told a blank.
-fn refuse_missing_variables(app: &App, call: &PlaceCall) -> Result<(), Refusal> {
-    let crate::config::BotChoice::Relay(relay) = &app.config.bot else {
-        return Ok(());
+/// The realtime bot's settings of a call with this agent (else `BOT=realtime`'s), if its bot
+/// is one.
+fn realtime_settings<'a>(
+    app: &'a App,
+    agent: Option<&'a super::agents::Agent>,
+) -> Option<&'a crate::config::RealtimeSettings> {
+    match (agent, &app.config.bot) {
+        (Some(agent), _) => agent.bot.realtime(),
+        (None, crate::config::BotChoice::Relay(relay)) => match &relay.protocol {
+            crate::config::BotProtocol::Realtime(settings) => Some(settings),
+            _ => None,
+        },
+        (None, crate::config::BotChoice::Echo) => None,
+    }
+}
+
+/// The `{{name}}`s that calls from `from` with `agent` (a campaign's) need values for: those
+/// of their realtime bot's instructions and greeting; none for another bot, or when the line
+/// or the agent is not known (the campaign is refused for that).
+pub fn placeholders_for(app: &App, agent: Option<&str>, from: Option<&str>) -> Vec<String> {
+    let from = from.and_then(|f| crate::calls::PhoneNumber::parse(f).ok());
+    let Ok(line) = line_for(app, from.as_ref()) else {
+        return Vec::new();
     };
-    let crate::config::BotProtocol::Realtime(settings) = &relay.protocol else {
+    let Ok(agent) = agent_for(app, agent, &line) else {
+        return Vec::new();
+    };
+    realtime_settings(app, agent.as_deref())
+        .map(|s| s.placeholders())
+        .unwrap_or_default()
+}
+
+/// With a realtime bot (the call's agent's, else `BOT=realtime`), every `{{name}}` of the
+/// instructions and the greeting needs a value in the call's `variables`: the model must not be
+/// told a blank.
+fn refuse_missing_variables(
+    app: &App,
+    agent: Option<&super::agents::Agent>,
+    call: &PlaceCall,
+) -> Result<(), Refusal> {
+    let Some(settings) = realtime_settings(app, agent) else {
         return Ok(());
     };
     let missing: Vec<String> = settings

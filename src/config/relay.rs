@@ -37,114 +37,9 @@ pub enum BotProtocol {
     Realtime(std::sync::Arc<RealtimeSettings>),
 }
 
-/// What a realtime call tells the service (`REALTIME_*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RealtimeSettings {
-    /// `REALTIME_INSTRUCTIONS`: the model's instructions.
-    pub instructions: String,
-    /// `REALTIME_VOICE`.
-    pub voice: String,
-    /// `REALTIME_GREETING`: what the model says first, if it speaks first.
-    pub greeting: Option<String>,
-}
-
-impl RealtimeSettings {
-    /// The `{{name}}` placeholders of the instructions and the greeting, each once, in order.
-    pub fn placeholders(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for text in std::iter::once(&self.instructions).chain(&self.greeting) {
-            let mut rest = text.as_str();
-            while let Some(open) = rest.find("{{") {
-                let after = &rest[open + 2..];
-                let Some(close) = after.find("}}") else {
-                    break;
-                };
-                let name = after[..close].trim().to_owned();
-                if !name.is_empty() && !names.contains(&name) {
-                    names.push(name);
-                }
-                rest = &after[close + 2..];
-            }
-        }
-        names
-    }
-
-    /// `text` with each `{{name}}` replaced by the call's value for it; one the call has no
-    /// value for becomes empty (an inbound call has no variables).
-    pub fn fill(text: &str, values: &std::collections::BTreeMap<String, String>) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(open) = rest.find("{{") {
-            let after = &rest[open + 2..];
-            let Some(close) = after.find("}}") else {
-                break;
-            };
-            out.push_str(&rest[..open]);
-            if let Some(value) = values.get(after[..close].trim()) {
-                out.push_str(value);
-            }
-            rest = &after[close + 2..];
-        }
-        out.push_str(rest);
-        out
-    }
-}
-
-/// The service a realtime call is bridged to, unless `REALTIME_URL` says another (any service
-/// speaking the same protocol), and the model asked of it.
-pub const REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
-pub const REALTIME_MODEL: &str = "gpt-realtime";
-
-impl RelayConfig {
-    /// `BOT=realtime`: the service at `REALTIME_URL` with `?model=REALTIME_MODEL`, its key
-    /// (`OPENAI_API_KEY`, required, sent as a bearer token and never shown) as a handshake
-    /// header, the relay's other settings (`BOT_FALLBACK`, timeouts, `BOT_CA_FILE`) as for any
-    /// relayed bot.
-    pub(super) fn realtime_from_vars(
-        var: &impl Fn(&str) -> Option<String>,
-    ) -> Result<RelayConfig, ConfigError> {
-        let key = var("OPENAI_API_KEY").ok_or(ConfigError {
-            variable: "OPENAI_API_KEY",
-            problem: "is required with BOT=realtime (the service's API key)".into(),
-        })?;
-        if key.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(ConfigError {
-                variable: "OPENAI_API_KEY",
-                problem: "holds a space or a control character".into(),
-            });
-        }
-        let base = var("REALTIME_URL").unwrap_or_else(|| REALTIME_URL.into());
-        let model = var("REALTIME_MODEL").unwrap_or_else(|| REALTIME_MODEL.into());
-        let mut url = base.clone();
-        url.push(if base.contains('?') { '&' } else { '?' });
-        url.push_str("model=");
-        crate::http::form::encode_into(&mut url, &model);
-        let headers = serde_json::json!({ "Authorization": format!("Bearer {key}") }).to_string();
-        let lookup = |name: &str| match name {
-            "BOT_URL" => Some(url.clone()),
-            "BOT_HEADERS" => Some(headers.clone()),
-            other => var(other),
-        };
-        let mut relay = RelayConfig::from_vars(&lookup).map_err(|e| ConfigError {
-            variable: match e.variable {
-                "BOT_URL" => "REALTIME_URL",
-                other => other,
-            },
-            problem: e.problem.replace(&key, "****"),
-        })?;
-        relay.protocol = BotProtocol::Realtime(std::sync::Arc::new(RealtimeSettings {
-            instructions: var("REALTIME_INSTRUCTIONS").unwrap_or_else(|| {
-                "You answer phone calls for this business. Speak briefly and clearly.".into()
-            }),
-            voice: var("REALTIME_VOICE").unwrap_or_else(|| "marin".into()),
-            greeting: var("REALTIME_GREETING").filter(|g| !g.trim().is_empty()),
-        }));
-        Ok(relay)
-    }
-}
-
-/// The upstream bot of `BOT=relay`.
-#[derive(Clone, Debug)]
+/// The upstream bot of `BOT=relay`. Its `Debug` shows the headers' names only: their values
+/// are often credentials.
+#[derive(Clone)]
 pub struct RelayConfig {
     /// `BOT_URL`, as given: `ws://` or `wss://`, host, optional port, path and query.
     pub url: String,
@@ -168,6 +63,18 @@ pub struct RelayConfig {
     /// `BOT_CA_FILE`: certificates (PEM) trusted for `wss://` besides the web's root
     /// certificates, as DER: for a bot behind a private CA.
     pub extra_roots: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("RelayConfig")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("fallback", &self.fallback)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Handshake headers a user may not set: the WebSocket handshake writes them itself.

@@ -309,6 +309,8 @@ fn realtime_placeholders_are_found_and_filled() {
         instructions: "Collect {{ amount }} from {{name}}; {{name}} again; {{ }} and {{open".into(),
         voice: "marin".into(),
         greeting: Some("Hello {{name}}, about {{due}}".into()),
+        turn_detection: TurnDetection::ServerVad,
+        transcription_model: TRANSCRIPTION_MODEL.into(),
     };
     assert_eq!(settings.placeholders(), ["amount", "name", "due"]);
     let values: std::collections::BTreeMap<String, String> = [
@@ -336,4 +338,45 @@ fn realtime_placeholders_are_found_and_filled() {
     .unwrap_err();
     assert_eq!(e.variable, "REALTIME_URL", "{e}");
     assert!(!e.to_string().contains("sk-secret-abc"), "{e}");
+}
+
+#[test]
+fn realtime_turn_detection_is_server_vad_or_semantic_vad_with_an_eagerness() {
+    let read = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    };
+    let defaults = read(&[]).unwrap().realtime;
+    assert_eq!(defaults.settings.turn_detection, TurnDetection::ServerVad);
+    assert_eq!(defaults.settings.transcription_model, TRANSCRIPTION_MODEL);
+    assert!(defaults.key.is_none());
+    let semantic = read(&[
+        ("REALTIME_TURN_DETECTION", "semantic_vad"),
+        ("REALTIME_EAGERNESS", "low"),
+    ])
+    .unwrap();
+    assert_eq!(
+        semantic.realtime.settings.turn_detection,
+        TurnDetection::SemanticVad(Eagerness::Low)
+    );
+    for (pairs, variable) in [
+        (
+            &[("REALTIME_TURN_DETECTION", "push_to_talk")][..],
+            "REALTIME_TURN_DETECTION",
+        ),
+        (&[("REALTIME_EAGERNESS", "high")][..], "REALTIME_EAGERNESS"),
+        (
+            &[
+                ("REALTIME_TURN_DETECTION", "semantic_vad"),
+                ("REALTIME_EAGERNESS", "eager"),
+            ][..],
+            "REALTIME_EAGERNESS",
+        ),
+        (&[("OPENAI_API_KEY", "sk with space")][..], "OPENAI_API_KEY"),
+    ] {
+        assert_eq!(read(pairs).unwrap_err().variable, variable, "{pairs:?}");
+    }
 }

@@ -20,7 +20,7 @@ pub mod socket;
 use crate::app::App;
 use crate::bot::hangup::ToneThenHangUp;
 use crate::bot::{Bot, BotFactory, CallStart};
-use crate::calls::agents::{AgentBot, Greeted};
+use crate::calls::agents::Greeted;
 use crate::calls::ids::constant_time_eq;
 use crate::calls::log::{LogEvent, MediaCounts, Status};
 use crate::calls::{CallLogId, MediaToken};
@@ -448,6 +448,7 @@ pub fn end(app: &App, ending: Ending, reason: &EndReason, stats: &SessionStats) 
             frames_out: stats.frames_out,
             bytes_out: stats.bytes_out,
             dtmf: stats.dtmf.clone(),
+            error: stats.bot_error.clone(),
         },
     });
     if status.is_some() {
@@ -462,8 +463,7 @@ fn relay_for<'a>(
     agent: Option<&'a crate::calls::agents::Agent>,
 ) -> Option<&'a crate::config::RelayConfig> {
     match agent.map(|a| &a.bot) {
-        Some(AgentBot::Relay(relay)) => Some(&**relay),
-        Some(AgentBot::Echo) => None,
+        Some(bot) => bot.relay(),
         None => match &app.config.bot {
             BotChoice::Relay(relay) => Some(relay),
             BotChoice::Echo => None,

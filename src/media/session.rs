@@ -131,6 +131,28 @@ pub struct SessionStats {
     /// The relayed bot could not be reached and the hang-up fallback answered the call: an
     /// outage on the call's row however the call then ended (the caller may hang up first).
     pub bot_unavailable: bool,
+    /// Why the call's bot failed, last: unreachable, dropped, or its service's error.
+    pub bot_error: Option<String>,
+}
+
+/// The longest story of a bot's failures kept for a row's `lastError`, in bytes.
+const MAX_BOT_ERROR_BYTES: usize = 1024;
+
+impl SessionStats {
+    /// Adds why the bot failed to what the row keeps: the first failure, then what followed
+    /// ("…; then …"), cut at [`MAX_BOT_ERROR_BYTES`].
+    pub(crate) fn note_bot_error(&mut self, error: String) {
+        let story = match self.bot_error.take() {
+            None => error,
+            Some(before) if before.len() >= MAX_BOT_ERROR_BYTES => before,
+            Some(before) => format!("{before}; then {error}"),
+        };
+        let mut cut = story.len().min(MAX_BOT_ERROR_BYTES);
+        while !story.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.bot_error = Some(story[..cut].to_owned());
+    }
 }
 
 /// When Exotel's playout queue runs dry, measured against a clock taken when the first chunk of

@@ -23,7 +23,12 @@ pub(super) fn create(app: &App, request: &Request) -> Answer {
     } else {
         Upload::Json(&request.body)
     };
-    let (settings, checked) = read_create(upload)?;
+    let (settings, mut checked) = read_create(upload)?;
+    checked.require(&crate::calls::place::placeholders_for(
+        app,
+        settings.agent.as_deref(),
+        settings.from.as_deref(),
+    ));
     let phone_known = |number: &str| {
         crate::calls::PhoneNumber::parse(number).is_ok_and(|n| app.phones.line(&n).is_some())
     };

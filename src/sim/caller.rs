@@ -60,8 +60,8 @@ fn media_url(plan: &CallPlan) -> Result<(String, String), String> {
             )?)?;
             Ok((url, plan.call_sid.clone()))
         }
-        Connect::Outbound { to, fake } => {
-            let body = serde_json::json!({"to": to}).to_string();
+        Connect::Outbound { call, fake } => {
+            let body = call.to_string();
             let placed = get_json(plan, "/call", Some(body))?;
             let id = placed["callLogId"].as_str().unwrap_or("").to_owned();
             let call_sid = placed["callSid"].as_str().unwrap_or("").to_owned();

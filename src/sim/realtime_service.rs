@@ -5,7 +5,8 @@
 //! session's format, then its transcript) when asked for a response, and once it has had
 //! `after_caller_ms` of the caller's audio it reports the caller's words and does what the
 //! script says next: call `end_call` after a short goodbye, call `transfer_to_human`, or hear
-//! the caller start speaking over it (a barge-in).
+//! the caller start speaking over it (a barge-in), or fail (an error, then the socket closed).
+//! After each response it reports its rate limits, as the service does.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -25,6 +26,9 @@ pub enum Then {
     Transfer(String),
     /// `input_audio_buffer.speech_started`: the caller talks over the greeting.
     BargeIn,
+    /// An `error` event with this code, then the session closed; handshakes from then on are
+    /// refused with `refuse_after` (0: accepted).
+    Fail { code: String, refuse_after: u16 },
 }
 
 #[derive(Clone, Debug)]
@@ -199,6 +203,9 @@ fn converse<S: std::io::Read + std::io::Write>(
                     "item_id": "item-greet", "transcript": GREETING_WORDS,
                 }));
                 replies.push(json!({"type": "response.done"}));
+                replies.push(json!({"type": "rate_limits.updated", "rate_limits": [
+                    {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06}
+                ]}));
             }
             "input_audio_buffer.append" => {
                 let audio = event["audio"].as_str().unwrap_or_default();
@@ -217,6 +224,12 @@ fn converse<S: std::io::Read + std::io::Write>(
             if ws.send(Message::text(reply.to_string())).is_err() {
                 return;
             }
+        }
+        if let (true, Then::Fail { refuse_after, .. }) = (acted, &script.then) {
+            shared.refuse.store(*refuse_after, Ordering::SeqCst);
+            let _ = ws.close(None);
+            let _ = ws.flush();
+            return;
         }
     }
 }
@@ -251,5 +264,10 @@ fn act(replies: &mut Vec<Value>, format: Format, then: &Then) {
             "arguments": json!({"reason": reason}).to_string(),
         })),
         Then::BargeIn => replies.push(json!({"type": "input_audio_buffer.speech_started"})),
+        Then::Fail { code, .. } => replies.push(json!({
+            "type": "error",
+            "error": {"type": "server_error", "code": code,
+                      "message": "The server had an error while processing your request."},
+        })),
     }
 }

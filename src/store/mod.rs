@@ -46,8 +46,8 @@ impl std::fmt::Debug for Phone {
     }
 }
 
-/// A named bot configuration (`/agents`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A named bot configuration (`/agents`). Its `Debug` leaves out the headers' values and the key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredAgent {
     pub name: String,
     /// `echo` or `relay`.
@@ -60,6 +60,23 @@ pub struct StoredAgent {
     pub greeting: Option<String>,
     /// `bot`, `always` or `never`; `None` is `bot`.
     pub handoff: Option<String>,
+    /// A relayed bot's stream protocol (`exotel`, `twilio`); `None` is the environment's.
+    pub protocol: Option<String>,
+    /// A realtime agent's settings, a JSON object (`calls::agents::RealtimeFields`).
+    pub realtime: Option<String>,
+    /// A realtime agent's own API key; `None` is `OPENAI_API_KEY`'s.
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoredAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredAgent")
+            .field("name", &self.name)
+            .field("bot", &self.bot)
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The handle; cloning shares the thread.
@@ -135,8 +152,8 @@ impl Store {
         self.ask(move |conn| {
             let verb = if create { "INSERT OR IGNORE" } else { "INSERT OR REPLACE" };
             conn.execute(
-                &format!("{verb} INTO agents (name, bot, url, headers, greeting, handoff) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting, agent.handoff],
+                &format!("{verb} INTO agents (name, bot, url, headers, greeting, handoff, protocol, realtime, api_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting, agent.handoff, agent.protocol, agent.realtime, agent.api_key],
             )
             .map(|n| n > 0)
         })
@@ -176,14 +193,16 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
              handoff TEXT
          );",
     )?;
-    // Agents kept before `handoff` existed get the column (NULL: `bot`).
-    let has_handoff: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = 'handoff'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_handoff {
-        conn.execute_batch("ALTER TABLE agents ADD COLUMN handoff TEXT;")?;
+    // Agents kept before a column existed get it (NULL: the default).
+    for column in ["handoff", "protocol", "realtime", "api_key"] {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE agents ADD COLUMN {column} TEXT;"))?;
+        }
     }
     campaigns::prepare(conn)?;
     let dnc = conn
@@ -209,7 +228,10 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
         })?
         .collect::<Result<_, _>>()?;
     let agents = conn
-        .prepare("SELECT name, bot, url, headers, greeting, handoff FROM agents ORDER BY name")?
+        .prepare(
+            "SELECT name, bot, url, headers, greeting, handoff, protocol, realtime, api_key
+             FROM agents ORDER BY name",
+        )?
         .query_map([], |r| {
             Ok(StoredAgent {
                 name: r.get(0)?,
@@ -218,6 +240,9 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
                 headers: r.get(3)?,
                 greeting: r.get(4)?,
                 handoff: r.get(5)?,
+                protocol: r.get(6)?,
+                realtime: r.get(7)?,
+                api_key: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;

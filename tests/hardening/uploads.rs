@@ -18,13 +18,19 @@ fn csv_of(bytes: usize, row: impl Fn(usize) -> String) -> Vec<u8> {
 /// growth over its RSS before, in KiB.
 fn upload_peak(server: &Server, path: &str, body: &[u8]) -> (support::TestResponse, u64) {
     let (_, before) = peak_and_rss_kib(server);
-    let r = request(
-        server.addr,
+    let mut conn = support::Conn::open(server.addr);
+    // A million contacts are a few seconds' work, many more on a machine busy with other
+    // tests: the answer is waited for longer than a hang detector's usual 15 s.
+    conn.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(180)))
+        .unwrap();
+    conn.send(&support::request_bytes(
         "POST",
         path,
         &[("Content-Type", "text/csv"), ("Authorization", BEARER)],
         body,
-    );
+    ));
+    let r = conn.read_response();
     let (peak, _) = peak_and_rss_kib(server);
     (r, peak.saturating_sub(before))
 }

@@ -57,7 +57,7 @@ fn an_outbound_call_leaves_one_row_that_the_status_callback_completes() {
     let server = start(&fake, &[]);
     let mut plan = CallPlan::new(server.addr, speech_like(8000, 1000, 2));
     plan.connect = Connect::Outbound {
-        to: "+919876543210".into(),
+        call: serde_json::json!({"to": "+919876543210"}),
         fake: fake.clone(),
     };
     plan.dtmf = "1#".into();

@@ -27,6 +27,7 @@ mod odd_frames;
 mod phones;
 mod readme;
 mod realtime;
+mod realtime_agents;
 mod recording;
 mod relay;
 mod shutdown;

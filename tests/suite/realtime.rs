@@ -212,7 +212,51 @@ fn a_refused_key_gets_the_fallback_and_the_key_is_never_shown() {
     server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
     let row = server.get(&format!("/calls/{id}")).json();
     assert_eq!(row["status"], "bot-unavailable", "{row}");
+    assert_eq!(
+        row["lastError"], "bot unavailable: refused the handshake with 401",
+        "{row}"
+    );
     assert!(!row.to_string().contains(KEY));
+    key_kept(&server);
+}
+
+#[test]
+fn a_service_failing_mid_call_is_dialed_once_more_then_falls_back_with_its_error_on_the_row() {
+    let service = FakeRealtime::start(Script {
+        greeting_ms: 300,
+        after_caller_ms: 600,
+        then: Then::Fail {
+            code: "server_error".into(),
+            refuse_after: 503,
+        },
+    });
+    let server = realtime_server(&service, &[("BOT_FALLBACK", "hangup")]);
+    let report = call(&server, 8000, 6000, None);
+    // The fallback's tone and hang-up ended the call, long before the caller's 6 s.
+    assert!(
+        matches!(report.ended_by, EndedBy::Server(_)),
+        "{:?}",
+        report.ended_by
+    );
+    let id = &report.call_log_id;
+    server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
+    let row = server.get(&format!("/calls/{id}")).json();
+    assert_eq!(row["status"], "bot-unavailable", "{row}");
+    assert_eq!(
+        row["lastError"],
+        "the service's error server_error: The server had an error while processing your \
+         request.; then bot dropped: the service closed the session; then bot unavailable: \
+         refused the handshake with 503",
+        "{row}"
+    );
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    for line in [
+        "exotel_voicebot_realtime_service_events_total{event=\"error\"} 1",
+        "exotel_voicebot_realtime_service_events_total{event=\"rate_limits\"} 1",
+        "exotel_voicebot_relay_connections_total{event=\"dropped\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     key_kept(&server);
 }
 

@@ -339,6 +339,8 @@ impl TestResponse {
 pub struct Conn {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    /// The last read ended by the read timeout, not by the peer.
+    timed_out: bool,
 }
 
 impl Conn {
@@ -350,6 +352,7 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
+            timed_out: false,
         }
     }
 
@@ -357,10 +360,17 @@ impl Conn {
         self.stream.write_all(bytes).unwrap();
     }
 
-    /// Reads one answer (Content-Length framed); panics if the connection closes first.
+    /// Reads one answer (Content-Length framed); panics if the connection closes first, or no
+    /// answer comes within the read timeout (a hang), saying which.
     pub fn read_response(&mut self) -> TestResponse {
-        self.try_read_response()
-            .expect("the connection closed before an answer")
+        match self.try_read_response() {
+            Some(answer) => answer,
+            None if self.timed_out => panic!(
+                "no answer within the read timeout ({:?})",
+                self.stream.read_timeout().ok().flatten()
+            ),
+            None => panic!("the connection closed before an answer"),
+        }
     }
 
     pub fn try_read_response(&mut self) -> Option<TestResponse> {
@@ -394,7 +404,12 @@ impl Conn {
             }
             let mut chunk = [0u8; 8192];
             match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return None,
+                Err(e) => {
+                    use std::io::ErrorKind::{TimedOut, WouldBlock};
+                    self.timed_out = matches!(e.kind(), WouldBlock | TimedOut);
+                    return None;
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }

@@ -79,6 +79,40 @@ impl Checked {
     }
 }
 
+impl Checked {
+    /// Refuses the contacts without a value for each of `names` (the `{{name}}`s of the
+    /// campaign's realtime bot), naming the first missing: the model must not be told a blank.
+    pub fn require(&mut self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let contacts = std::mem::take(&mut self.contacts);
+        for contact in contacts {
+            let missing = names.iter().find(|name| {
+                !contact
+                    .params
+                    .iter()
+                    .any(|(k, v)| k == *name && !v.is_empty())
+            });
+            let Some(missing) = missing else {
+                self.contacts.push(contact);
+                continue;
+            };
+            let row = PhoneNumber::parse(&contact.to)
+                .ok()
+                .and_then(|n| self.seen.get(&n.key()).copied())
+                .unwrap_or(0);
+            self.rejected.push("variables", || Rejected {
+                row,
+                to: contact.to.clone(),
+                error: format!(
+                    "no value for {{{{{missing}}}}}, which the agent's instructions or greeting use"
+                ),
+            });
+        }
+    }
+}
+
 /// Checks a JSON array of contacts.
 pub fn from_json(values: &[serde_json::Value]) -> Checked {
     let mut checked = Checked::default();

@@ -234,6 +234,12 @@ impl EventWrite<'_> {
                 counts.dtmf
             ],
         )?;
+        if let Some(error) = &counts.error {
+            self.set(
+                "UPDATE calls SET last_error = ?2 WHERE call_log_id = ?1",
+                params![id, error],
+            )?;
+        }
         let Some(status) = status else {
             return Ok(());
         };

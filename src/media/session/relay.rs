@@ -85,6 +85,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                 );
                 live.handler = handler;
                 self.stats.bot_unavailable = unavailable;
+                self.stats.note_bot_error(format!("bot unavailable: {e}"));
             }
         }
     }
@@ -132,6 +133,21 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Some(what) = bad {
             self.warn_limited(now, "relay.bad_frame", &what);
         }
+        if let Some(notes) = self.outbox.take_service_notes() {
+            use crate::metrics::ServiceEvent;
+            self.metrics
+                .service_events(ServiceEvent::Error, notes.errors);
+            self.metrics
+                .service_events(ServiceEvent::RateLimits, notes.rate_limits);
+            if let Some(error) = notes.last_error {
+                crate::warn!(
+                    "realtime.error",
+                    callLogId = self.call_log_id,
+                    error = error
+                );
+                self.stats.note_bot_error(error);
+            }
+        }
         self.on_relay_result(polled)
     }
 
@@ -148,6 +164,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         }
         self.metrics.relay_event(RelayEvent::Dropped);
         crate::warn!("relay.dropped", callLogId = self.call_log_id, error = why);
+        self.stats.note_bot_error(format!("bot dropped: {why}"));
         // The new bot (or the fallback) starts the conversation afresh: what the old bot had
         // queued is dropped here and at Exotel.
         self.outbox.clear();

@@ -11,9 +11,13 @@ pub enum Connect {
         path: String,
         secret: Option<String>,
     },
-    /// `POST /call`, answered by this fake Exotel; then the connect webhook with `CustomField`
+    /// `POST /call` with this body (`{"to": …}`, and `agent`, `variables`, … as the call
+    /// needs), answered by this fake Exotel; then the connect webhook with `CustomField`
     /// (applet flow) or the `StreamUrl` it was sent (stream flow).
-    Outbound { to: String, fake: Arc<FakeExotel> },
+    Outbound {
+        call: serde_json::Value,
+        fake: Arc<FakeExotel>,
+    },
     /// A media URL as it is (a static applet URL with `MEDIA_SECRET`, or `MEDIA_PORT`).
     Url(String),
 }

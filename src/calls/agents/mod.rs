@@ -1,6 +1,8 @@
 //! Agents: named bot configurations (the `/agents` routes are `routes::agents`). An agent is
-//! the echo bot or a relay to an upstream bot (its URL and handshake headers), with an optional
-//! greeting played when the call connects (a WAV kept under `DATA_DIR/agents`).
+//! the echo bot, a relay to an upstream bot (its URL, handshake headers and protocol), or a
+//! speech-to-speech AI service (`realtime`: instructions, voice, model, greeting, turn
+//! detection, its write-only API key); an echo agent may have a greeting played when the call
+//! connects (a WAV kept under `DATA_DIR/agents`). [`fields`] checks what a request may set.
 //!
 //! A call's agent is the one its request names (`/call`'s or a campaign's `agent`), else its
 //! phone's, else none: the environment's `BOT`. The agent is looked up when the call is dialed
@@ -10,9 +12,16 @@
 //! The greeting is played by the in-process bots (echo, your own); a relayed bot speaks for
 //! itself, so a relay agent with a greeting is refused rather than silently not greeted.
 
+mod fields;
+mod greeted;
+
+pub use fields::Fields;
+pub use greeted::{resample, Greeted};
+
 use super::{Refusal, Refused};
-use crate::config::RelayConfig;
+use crate::config::{RealtimeDefaults, RealtimeSettings, RelayConfig, TurnDetection};
 use crate::store::{Store, StoredAgent};
+use fields::{check_name, stored_from, RealtimeFields};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -25,6 +34,29 @@ pub const MAX_GREETING_S: usize = 60;
 pub enum AgentBot {
     Echo,
     Relay(Box<RelayConfig>),
+    /// A speech-to-speech service, reached as a relayed bot whose protocol is `Realtime`.
+    Realtime {
+        relay: Box<RelayConfig>,
+        model: String,
+    },
+}
+
+impl AgentBot {
+    /// The relayed bot its calls are bridged to; `None` for the echo bot.
+    pub fn relay(&self) -> Option<&RelayConfig> {
+        match self {
+            AgentBot::Echo => None,
+            AgentBot::Relay(relay) | AgentBot::Realtime { relay, .. } => Some(relay),
+        }
+    }
+
+    /// A realtime agent's settings.
+    pub fn realtime(&self) -> Option<&RealtimeSettings> {
+        match self.relay().map(|r| &r.protocol) {
+            Some(crate::config::BotProtocol::Realtime(settings)) => Some(settings),
+            _ => None,
+        }
+    }
 }
 
 /// When an agent's calls go to a person as the stream ends.
@@ -40,7 +72,7 @@ pub enum HandoffPolicy {
 }
 
 impl HandoffPolicy {
-    fn parse(s: &str) -> Result<HandoffPolicy, String> {
+    pub(super) fn parse(s: &str) -> Result<HandoffPolicy, String> {
         match s {
             "bot" => Ok(HandoffPolicy::Bot),
             "always" => Ok(HandoffPolicy::Always),
@@ -65,10 +97,18 @@ pub struct Agents {
     by_name: RwLock<BTreeMap<String, Arc<Agent>>>,
     store: Store,
     dir: PathBuf,
-    /// The environment's relay settings (timeouts, fallback, CA), for relay agents.
-    relay_template: Option<RelayConfig>,
-    /// Where a relay agent may point.
-    relay_hosts: RelayHosts,
+    defaults: AgentDefaults,
+}
+
+/// What an agent does not say itself: the environment's.
+pub struct AgentDefaults {
+    /// The environment's relay settings (timeouts, fallback, CA), for relay and realtime
+    /// agents, when `BOT` is `relay` or `realtime`.
+    pub relay: Option<RelayConfig>,
+    /// `OPENAI_API_KEY` and `REALTIME_*`, for realtime agents.
+    pub realtime: RealtimeDefaults,
+    /// Where a relay or realtime agent may point.
+    pub hosts: RelayHosts,
 }
 
 /// Where an API user may make the server connect, as a relay agent's `url`: not the server
@@ -109,27 +149,6 @@ impl RelayHosts {
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Fields {
-    name: Option<String>,
-    bot: Option<String>,
-    url: Option<String>,
-    headers: Option<serde_json::Map<String, serde_json::Value>>,
-    handoff: Option<String>,
-}
-
-/// Agent names: what goes into a URL path and a file name safely.
-fn check_name(name: &str) -> Result<(), String> {
-    let fits = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    if name.is_empty() || name.len() > 64 || !name.chars().all(fits) {
-        return Err(format!(
-            "name {name:?} must be 1 to 64 letters, digits, '-' or '_'"
-        ));
-    }
-    Ok(())
-}
-
 impl Agents {
     /// The agents kept in the store; one that no longer reads (a broken greeting file) is
     /// logged and kept without its greeting.
@@ -137,15 +156,13 @@ impl Agents {
         store: Store,
         stored: Vec<StoredAgent>,
         dir: PathBuf,
-        relay_template: Option<RelayConfig>,
-        relay_hosts: RelayHosts,
+        defaults: AgentDefaults,
     ) -> Agents {
         let agents = Agents {
             by_name: RwLock::new(BTreeMap::new()),
             store,
             dir,
-            relay_template,
-            relay_hosts,
+            defaults,
         };
         for s in stored {
             match agents.build(s.clone()) {
@@ -182,13 +199,20 @@ impl Agents {
             "echo" => AgentBot::Echo,
             "relay" => {
                 let url = stored.url.as_deref().ok_or("a relay agent needs url")?;
-                AgentBot::Relay(Box::new(RelayConfig::for_endpoint(
+                let mut relay = RelayConfig::for_endpoint(
                     url,
                     stored.headers.as_deref(),
-                    self.relay_template.as_ref(),
-                )?))
+                    self.defaults.relay.as_ref(),
+                )?;
+                match stored.protocol.as_deref() {
+                    Some("twilio") => relay.protocol = crate::config::BotProtocol::Twilio,
+                    Some("exotel") => relay.protocol = crate::config::BotProtocol::Exotel,
+                    _ => {}
+                }
+                AgentBot::Relay(Box::new(relay))
             }
-            other => return Err(format!("bot {other:?} is neither echo nor relay")),
+            "realtime" => self.realtime_bot(&stored)?,
+            other => return Err(format!("bot {other:?} is not echo, relay or realtime")),
         };
         let greeting = match &stored.greeting {
             Some(file) => {
@@ -211,12 +235,49 @@ impl Agents {
         })
     }
 
+    /// A realtime agent's service and settings: its own fields over the environment's.
+    fn realtime_bot(&self, stored: &StoredAgent) -> Result<AgentBot, String> {
+        let env = &self.defaults.realtime;
+        let own = RealtimeFields::of(stored);
+        let key = stored.api_key.as_deref().or(env.key.as_deref()).ok_or(
+            "apiKey is missing, and OPENAI_API_KEY is not set for realtime agents without one",
+        )?;
+        let turn_detection = match &own.turn_detection {
+            None => env.settings.turn_detection,
+            Some(kind) => TurnDetection::parse(Some(kind), own.eagerness.as_deref())?,
+        };
+        let settings = RealtimeSettings {
+            instructions: own
+                .instructions
+                .unwrap_or_else(|| env.settings.instructions.clone()),
+            voice: own.voice.unwrap_or_else(|| env.settings.voice.clone()),
+            greeting: own.greeting.or_else(|| env.settings.greeting.clone()),
+            turn_detection,
+            transcription_model: own
+                .transcription_model
+                .unwrap_or_else(|| env.settings.transcription_model.clone()),
+        };
+        let model = own.model.unwrap_or_else(|| env.model.clone());
+        let relay = RelayConfig::realtime(
+            stored.url.as_deref().unwrap_or(&env.url),
+            &model,
+            key,
+            stored.headers.as_deref(),
+            settings,
+            self.defaults.relay.as_ref(),
+        )?;
+        Ok(AgentBot::Realtime {
+            relay: Box::new(relay),
+            model,
+        })
+    }
+
     /// A new agent from `POST /agents`'s fields.
     pub fn create(&self, fields: Fields) -> Result<Arc<Agent>, Refusal> {
         let name = fields.name.clone().unwrap_or_default();
         check_name(&name).map_err(Refusal::invalid)?;
         let stored =
-            stored_from(name, fields, None, &self.relay_hosts).map_err(Refusal::invalid)?;
+            stored_from(name, fields, None, &self.defaults.hosts).map_err(Refusal::invalid)?;
         self.write(stored, true)
     }
 
@@ -232,7 +293,7 @@ impl Agents {
             name.to_owned(),
             fields,
             Some(&current.stored),
-            &self.relay_hosts,
+            &self.defaults.hosts,
         )
         .map_err(Refusal::invalid)?;
         self.write(stored, false)
@@ -240,7 +301,7 @@ impl Agents {
 
     fn write(&self, stored: StoredAgent, create: bool) -> Result<Arc<Agent>, Refusal> {
         let agent = self.build(stored.clone()).map_err(Refusal::invalid)?;
-        if matches!(agent.bot, AgentBot::Relay(_)) && agent.greeting.is_some() {
+        if agent.bot.relay().is_some() && agent.greeting.is_some() {
             return Err(Refusal::invalid(
                 "a relayed bot speaks its own greeting: delete the greeting first, or use echo",
             ));
@@ -299,9 +360,9 @@ impl Agents {
     /// call connects.
     pub fn put_greeting(&self, name: &str, wav_file: &[u8]) -> Result<Arc<Agent>, Refusal> {
         let agent = self.lookup(name)?;
-        if matches!(agent.bot, AgentBot::Relay(_)) {
+        if agent.bot.relay().is_some() {
             return Err(Refusal::invalid(
-                "a relayed bot speaks its own greeting; greetings are for echo agents",
+                "a relayed or realtime bot speaks its own greeting; greeting WAVs are for echo agents",
             ));
         }
         let wav = crate::media::audio::read_wav(&mut &wav_file[..])
@@ -345,13 +406,21 @@ impl Agents {
     }
 }
 
-/// An agent as answers show it (headers' values hidden: they are often credentials).
+/// An agent as answers show it: headers' values hidden (they are often credentials), a
+/// realtime agent's key as `****` and its last four characters (`null`: `OPENAI_API_KEY`), and
+/// its settings as its calls get them (its own, else the environment's).
 pub fn shown(a: &Agent) -> serde_json::Value {
-    let headers: Vec<String> = match &a.bot {
-        AgentBot::Relay(r) => r.headers.iter().map(|(k, _)| k.clone()).collect(),
-        AgentBot::Echo => Vec::new(),
+    let headers: Vec<String> = match a.bot.relay() {
+        Some(r) => r
+            .headers
+            .iter()
+            .map(|(k, _)| k.clone())
+            // A realtime agent's Authorization is its key, shown as apiKey.
+            .filter(|k| a.bot.realtime().is_none() || k != "Authorization")
+            .collect(),
+        None => Vec::new(),
     };
-    serde_json::json!({
+    let mut shown = serde_json::json!({
         "name": a.name,
         "bot": a.stored.bot,
         "url": a.stored.url,
@@ -361,120 +430,28 @@ pub fn shown(a: &Agent) -> serde_json::Value {
             "sampleRate": rate,
             "seconds": samples.len() as f64 / f64::from(*rate),
         })),
-    })
-}
-
-/// The stored form of an agent from the request's fields over `current`'s.
-fn stored_from(
-    name: String,
-    fields: Fields,
-    current: Option<&StoredAgent>,
-    relay_hosts: &RelayHosts,
-) -> Result<StoredAgent, String> {
-    let bot = fields
-        .bot
-        .or_else(|| current.map(|c| c.bot.clone()))
-        .ok_or("bot is missing: echo or relay")?;
-    let moves_url = fields
-        .url
-        .as_ref()
-        .is_some_and(|url| current.and_then(|c| c.url.as_ref()) != Some(url));
-    let has_headers = current.is_some_and(|c| c.headers.is_some());
-    if moves_url && has_headers && fields.headers.is_none() {
-        return Err(
-            "url decides where the agent's headers are sent: send headers in the same request"
-                .into(),
-        );
-    }
-    if let Some(url) = &fields.url {
-        relay_hosts.check(&super::destination::Destination::parse(
-            "url", url, "wss", "ws",
-        )?)?;
-    }
-    let url = fields.url.or_else(|| current.and_then(|c| c.url.clone()));
-    let headers = match fields.headers {
-        Some(h) => Some(serde_json::Value::Object(h).to_string()),
-        None => current.and_then(|c| c.headers.clone()),
-    };
-    let (url, headers) = match bot.as_str() {
-        "echo" => (None, None),
-        "relay" if url.is_none() => {
-            return Err("url is missing: a relay agent needs ws://… or wss://…".into())
+    });
+    match &a.bot {
+        AgentBot::Relay(relay) => {
+            shown["protocol"] = match relay.protocol {
+                crate::config::BotProtocol::Twilio => "twilio",
+                _ => "exotel",
+            }
+            .into();
         }
-        "relay" => (url, headers),
-        other => return Err(format!("bot {other:?} is neither echo nor relay")),
-    };
-    let handoff = fields
-        .handoff
-        .or_else(|| current.and_then(|c| c.handoff.clone()));
-    if let Some(h) = &handoff {
-        HandoffPolicy::parse(h)?;
-    }
-    Ok(StoredAgent {
-        name,
-        bot,
-        url,
-        headers,
-        greeting: current.and_then(|c| c.greeting.clone()),
-        handoff,
-    })
-}
-
-/// The bot an agent gives a call in process, its greeting played first.
-pub struct Greeted {
-    pub inner: Box<dyn crate::bot::Bot>,
-    pub greeting: Arc<Agent>,
-}
-
-impl crate::bot::Bot for Greeted {
-    fn on_start(&mut self, call: &crate::bot::CallStart<'_>, out: &mut crate::bot::Outbox) {
-        if let Some((rate, samples)) = &self.greeting.greeting {
-            out.play(&resample(samples, *rate, out.sample_rate()));
+        AgentBot::Realtime { relay, model } => {
+            if let crate::config::BotProtocol::Realtime(s) = &relay.protocol {
+                shown["model"] = model.as_str().into();
+                shown["instructions"] = s.instructions.as_str().into();
+                shown["voice"] = s.voice.as_str().into();
+                shown["greeting"] = s.greeting.as_deref().into();
+                shown["turnDetection"] = s.turn_detection.name().into();
+                shown["eagerness"] = s.turn_detection.eagerness().into();
+                shown["transcriptionModel"] = s.transcription_model.as_str().into();
+            }
+            shown["apiKey"] = a.stored.api_key.as_deref().map(super::phones::mask).into();
         }
-        self.inner.on_start(call, out);
+        AgentBot::Echo => {}
     }
-    fn on_audio(&mut self, samples: &[i16], out: &mut crate::bot::Outbox) {
-        self.inner.on_audio(samples, out);
-    }
-    fn on_dtmf(&mut self, digit: char, out: &mut crate::bot::Outbox) {
-        self.inner.on_dtmf(digit, out);
-    }
-    fn on_mark(&mut self, name: &str, out: &mut crate::bot::Outbox) {
-        self.inner.on_mark(name, out);
-    }
-    fn on_stop(&mut self, reason: &str) {
-        self.inner.on_stop(reason);
-    }
-}
-
-/// `samples` at `from` Hz as `to` Hz (linear; once per call, at its start).
-pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
-    if from == to || samples.is_empty() {
-        return samples.to_vec();
-    }
-    let n = (samples.len() as u64 * u64::from(to) / u64::from(from)) as usize;
-    (0..n)
-        .map(|i| {
-            let at = i as f64 * f64::from(from) / f64::from(to);
-            let j = at.floor() as usize;
-            let frac = at - j as f64;
-            let a = f64::from(samples[j.min(samples.len() - 1)]);
-            let b = f64::from(samples[(j + 1).min(samples.len() - 1)]);
-            (a + (b - a) * frac).round() as i16
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resampling_keeps_the_length_in_time() {
-        let s: Vec<i16> = (0..160).map(|i| i as i16).collect();
-        let up = resample(&s, 8000, 16000);
-        assert_eq!(up.len(), 320);
-        assert_eq!((up[0], up[2], up[3]), (0, 1, 2));
-        assert_eq!(resample(&up, 16000, 8000), s);
-    }
+    shown
 }
