@@ -185,8 +185,9 @@ fn the_readme_examples_work_as_written_in_order() {
         }
     }
     // Every example: in Try it health, /call, the webhook, health, the row, the `call`
-    // command; in Campaigns the CSV upload, its status, `campaign status`.
-    assert_eq!(ran, 9, "examples run");
+    // command; in A voice bot in five minutes the agent and its call; in Campaigns the CSV
+    // upload, its status, `campaign status`.
+    assert_eq!(ran, 11, "examples run");
 }
 
 #[test]
