@@ -255,6 +255,17 @@ impl Outbox {
         self.audio.len()
     }
 
+    /// Queues audio from a bot that may send faster than real time (a relayed or translated
+    /// one) unless more than `max_seconds` would then wait: such audio is not queued, and
+    /// answers false. A flooding bot costs its own call's audio, never the server's memory.
+    pub(crate) fn play_within(&mut self, samples: &[i16], max_seconds: usize) -> bool {
+        if self.audio.len() + samples.len() > max_seconds * self.sample_rate as usize {
+            return false;
+        }
+        self.play(samples);
+        true
+    }
+
     pub(crate) fn wants_hang_up(&self) -> bool {
         self.hang_up
     }

@@ -10,6 +10,7 @@
 //!
 //! A pure layer: text in, text and outbox out; the relay owns the socket.
 
+use crate::bot::relay::{RelayCounts, MAX_QUEUED_BOT_SECONDS};
 use crate::bot::{Outbox, Speaker};
 use crate::config::RealtimeSettings;
 use crate::exotel::stream::{decode_payload, Inbound, StartEvent};
@@ -202,19 +203,24 @@ impl RealtimeSide {
     /// cleared and the interrupted item truncated to what was played, tool calls carried out
     /// and answered. `replies` gets what the service must be told back. An `error` event is
     /// returned as the error (a harmless one, a cancel with nothing to cancel, is not).
+    /// Audio beyond `MAX_QUEUED_BOT_SECONDS` waiting is dropped and counted in `counts`.
     pub fn to_outbox(
         &mut self,
         text: &str,
         out: &mut Outbox,
         replies: &mut Vec<String>,
+        counts: &mut RelayCounts,
     ) -> Result<(), String> {
         let event: Value =
             serde_json::from_str(text).map_err(|e| format!("not a JSON event: {e}"))?;
         let str_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         match event["type"].as_str().unwrap_or_default() {
-            "response.output_audio.delta" | "response.audio.delta" => {
-                self.play(&str_of(&event["item_id"]), &str_of(&event["delta"]), out)?
-            }
+            "response.output_audio.delta" | "response.audio.delta" => self.play(
+                &str_of(&event["item_id"]),
+                &str_of(&event["delta"]),
+                out,
+                counts,
+            )?,
             "input_audio_buffer.speech_started" => self.barge_in(out, replies),
             "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
                 out.transcript(Speaker::Bot, str_of(&event["transcript"]))
@@ -241,7 +247,13 @@ impl RealtimeSide {
     }
 
     /// An audio delta of `item`: decoded, brought to the call's rate, queued.
-    fn play(&mut self, item: &str, delta: &str, out: &mut Outbox) -> Result<(), String> {
+    fn play(
+        &mut self,
+        item: &str,
+        delta: &str,
+        out: &mut Outbox,
+        counts: &mut RelayCounts,
+    ) -> Result<(), String> {
         if self.cut.as_deref() == Some(item) {
             return Ok(());
         }
@@ -265,7 +277,10 @@ impl RealtimeSide {
                 &self.converted
             }
         };
-        out.play(played);
+        if !out.play_within(played, MAX_QUEUED_BOT_SECONDS) {
+            counts.dropped_to_caller += 1;
+            return Ok(());
+        }
         match &mut self.playing {
             Some((id, queued)) if id == item => *queued += played.len() as u64,
             _ => self.playing = Some((item.to_owned(), played.len() as u64)),
@@ -400,8 +415,13 @@ mod tests {
         let delta = base64::engine::general_purpose::STANDARD.encode(&law);
         let event =
             json!({"type": "response.output_audio.delta", "item_id": "it1", "delta": delta});
-        side.to_outbox(&event.to_string(), &mut out, &mut replies)
-            .unwrap();
+        side.to_outbox(
+            &event.to_string(),
+            &mut out,
+            &mut replies,
+            &mut RelayCounts::default(),
+        )
+        .unwrap();
         assert_eq!(out.queued_samples(), 8000);
         // 300 ms of it leave for the caller before the caller speaks.
         let mut sent = Vec::new();
@@ -410,6 +430,7 @@ mod tests {
             r#"{"type":"input_audio_buffer.speech_started"}"#,
             &mut out,
             &mut replies,
+            &mut RelayCounts::default(),
         )
         .unwrap();
         assert_eq!(out.queued_samples(), 0, "what was queued is dropped");
@@ -425,21 +446,32 @@ mod tests {
             r#"{"type":"input_audio_buffer.speech_started"}"#,
             &mut out,
             &mut replies,
+            &mut RelayCounts::default(),
         )
         .unwrap();
         assert!(replies.is_empty());
         // A delta of the cut item still on its way is not played after the clear; the next
         // item is.
-        side.to_outbox(&event.to_string(), &mut out, &mut replies)
-            .unwrap();
+        side.to_outbox(
+            &event.to_string(),
+            &mut out,
+            &mut replies,
+            &mut RelayCounts::default(),
+        )
+        .unwrap();
         assert_eq!(
             out.queued_samples(),
             0,
             "the cut item's late delta was played"
         );
         let next = json!({"type": "response.output_audio.delta", "item_id": "it2", "delta": delta});
-        side.to_outbox(&next.to_string(), &mut out, &mut replies)
-            .unwrap();
+        side.to_outbox(
+            &next.to_string(),
+            &mut out,
+            &mut replies,
+            &mut RelayCounts::default(),
+        )
+        .unwrap();
         assert_eq!(out.queued_samples(), 8000);
     }
 
@@ -448,7 +480,9 @@ mod tests {
         let mut side = RealtimeSide::new(&start(16000));
         let mut out = Outbox::new(16000, 0);
         let mut replies = Vec::new();
-        let mut event = |text: &str, out: &mut Outbox| side.to_outbox(text, out, &mut replies);
+        let mut event = |text: &str, out: &mut Outbox| {
+            side.to_outbox(text, out, &mut replies, &mut RelayCounts::default())
+        };
         event(
             r#"{"type":"response.function_call_arguments.done","name":"transfer_to_human","call_id":"c7","arguments":"{\"reason\":\"billing\"}"}"#,
             &mut out,
@@ -484,5 +518,25 @@ mod tests {
         assert_eq!(output["item"]["type"], "function_call_output");
         assert_eq!(output["item"]["call_id"], "c7");
         assert_eq!(out.take_transcript().unwrap()[0].1, "One moment.");
+    }
+
+    #[test]
+    fn a_service_sending_more_than_the_queue_holds_costs_its_own_audio_counted() {
+        let mut side = RealtimeSide::new(&start(8000));
+        let mut out = Outbox::new(8000, 0);
+        let mut counts = RelayCounts::default();
+        // Ten seconds a delta, far faster than real time: what passes the limit is dropped.
+        let mut law = Vec::new();
+        g711::encode(&[300i16; 80_000], &mut law);
+        let delta = json!({"type": "response.output_audio.delta", "item_id": "i1",
+                           "delta": base64::engine::general_purpose::STANDARD.encode(&law)})
+        .to_string();
+        let deltas = MAX_QUEUED_BOT_SECONDS / 10 + 3;
+        for _ in 0..deltas {
+            side.to_outbox(&delta, &mut out, &mut Vec::new(), &mut counts)
+                .unwrap();
+        }
+        assert_eq!(out.queued_samples(), MAX_QUEUED_BOT_SECONDS * 8000);
+        assert_eq!(counts.dropped_to_caller, 3);
     }
 }

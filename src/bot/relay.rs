@@ -628,8 +628,10 @@ impl Relay {
     ) {
         let translated = match &mut self.translation {
             Translation::None => None,
-            Translation::Twilio(side) => Some(side.to_outbox(text, out)),
-            Translation::Realtime(side) => Some(side.to_outbox(text, out, &mut self.translated)),
+            Translation::Twilio(side) => Some(side.to_outbox(text, out, counts)),
+            Translation::Realtime(side) => {
+                Some(side.to_outbox(text, out, &mut self.translated, counts))
+            }
         };
         if let Some(made) = translated {
             if let Err(why) = made {
@@ -649,14 +651,11 @@ impl Relay {
                     bad("media payload is not base64 of 16-bit samples");
                     return;
                 }
-                let limit = MAX_QUEUED_BOT_SECONDS * out.sample_rate() as usize;
-                if out.queued_samples() + self.pcm.len() / 2 > limit {
-                    counts.dropped_to_caller += 1;
-                    return;
-                }
                 self.samples.clear();
                 pcm_to_samples(&self.pcm, &mut self.samples);
-                out.play(&self.samples);
+                if !out.play_within(&self.samples, MAX_QUEUED_BOT_SECONDS) {
+                    counts.dropped_to_caller += 1;
+                }
             }
             Ok(BotCommand::Mark { name }) => out.mark(name.into_owned()),
             Ok(BotCommand::Clear) => out.clear(),

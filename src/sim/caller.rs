@@ -218,7 +218,9 @@ pub(super) fn begin_stream(
         }
     });
     send_text(&mut ws, start.to_string())?;
-    Ok((ws, Caller::new(plan, call_sid)))
+    let caller = Caller::new(plan, call_sid);
+    report.started_at = Some(caller.t0);
+    Ok((ws, caller))
 }
 
 /// Gets the media URL as Exotel would and opens the WebSocket; notes the call's ids in

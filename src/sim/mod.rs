@@ -23,5 +23,5 @@ pub mod streams;
 pub mod twilio_bot;
 pub mod wire;
 
-pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy};
+pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy, Event};
 pub use report::{run_load, LoadReport};

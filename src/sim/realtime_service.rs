@@ -44,6 +44,8 @@ struct Shared {
     events: Mutex<Vec<Value>>,
     handshake: Mutex<Option<(String, String)>>,
     refuse: AtomicU16,
+    /// When each response's first audio delta was sent, in order.
+    first_deltas: Mutex<Vec<Instant>>,
 }
 
 pub struct FakeRealtime {
@@ -66,6 +68,9 @@ impl FakeRealtime {
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let (shared, script) = (for_accept.clone(), script.clone());
+                // Each event goes out as it is written, as a service's does: Nagle's wait for
+                // an ACK would add a delayed ACK's 40 ms to what the edge is measured by.
+                let _ = stream.set_nodelay(true);
                 std::thread::spawn(move || {
                     let refuse = shared.refuse.load(Ordering::SeqCst);
                     let check = |request: &Request, response: Response| {
@@ -118,6 +123,16 @@ impl FakeRealtime {
     pub fn events(&self) -> Vec<Value> {
         self.shared
             .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// When each response's first audio delta was sent, in the order they were (one a
+    /// connection when calls come one at a time and the model speaks once each).
+    pub fn first_deltas(&self) -> Vec<Instant> {
+        self.shared
+            .first_deltas
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -176,6 +191,7 @@ fn converse<S: std::io::Read + std::io::Write>(
     let mut caller_bytes = 0usize;
     let mut greeted = false;
     let mut acted = false;
+    let mut last_item = Value::Null;
     loop {
         let event: Value = match ws.read() {
             Ok(Message::Text(t)) => serde_json::from_str(t.as_str()).unwrap_or_default(),
@@ -221,6 +237,15 @@ fn converse<S: std::io::Read + std::io::Write>(
             _ => {}
         }
         for reply in replies {
+            let item = &reply["item_id"];
+            if reply["type"] == "response.output_audio.delta" && *item != last_item {
+                last_item = item.clone();
+                let mut firsts = shared
+                    .first_deltas
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                firsts.push(Instant::now());
+            }
             if ws.send(Message::text(reply.to_string())).is_err() {
                 return;
             }

@@ -183,7 +183,11 @@ pub struct CallReport {
     pub echo_heard: usize,
     /// Everything the bot sent, in order, when the plan keeps it ([`CallPlan::keep_bot_audio`]).
     pub bot_audio: Vec<i16>,
+    /// What happened, as times since `started_at`.
     pub events: Vec<(Duration, Event)>,
+    /// When the stream started (its `start` sent): the events' clock, to compare them with
+    /// another clock of this process (a fake AI service's).
+    pub started_at: Option<std::time::Instant>,
 }
 
 impl CallReport {
