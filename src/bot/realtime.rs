@@ -59,6 +59,19 @@ fn without_keys(text: &str) -> String {
         .join(" ")
 }
 
+/// A format as `session.updated` names it: `Ok(true)` for 16-bit PCM at 24 kHz, `Ok(false)`
+/// for μ-law, the name of any other; `None` when it names none.
+fn format_of(ga: &Value, beta: &Value) -> Option<Result<bool, String>> {
+    let name = ga["type"].as_str().or(beta.as_str())?;
+    let rate = ga["rate"].as_u64().unwrap_or(u64::from(PCM_RATE));
+    Some(match name {
+        "audio/pcmu" | "g711_ulaw" => Ok(false),
+        "audio/pcm" | "pcm16" if rate == u64::from(PCM_RATE) => Ok(true),
+        "audio/pcm" => Err(format!("audio/pcm at {rate} Hz")),
+        other => Err(other.to_owned()),
+    })
+}
+
 /// How the service is asked to find the end of the caller's turn.
 fn turn_detection(kind: crate::config::TurnDetection) -> Value {
     match kind.eagerness() {
@@ -222,6 +235,7 @@ impl RealtimeSide {
                 counts,
             )?,
             "input_audio_buffer.speech_started" => self.barge_in(out, replies),
+            "session.updated" => self.follow_formats(&event["session"], out),
             "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
                 out.transcript(Speaker::Bot, str_of(&event["transcript"]))
             }
@@ -244,6 +258,54 @@ impl RealtimeSide {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The formats the service says it applied (`session.updated`, GA or beta names),
+    /// followed where this side speaks them (μ-law on an 8 kHz call, 16-bit PCM at 24 kHz), so
+    /// a service that chose otherwise than asked is still understood; any other is the call's
+    /// error. A format not said leaves what was asked.
+    fn follow_formats(&mut self, session: &Value, out: &mut Outbox) {
+        let audio = &session["audio"];
+        let said = [
+            (
+                "input",
+                format_of(&audio["input"]["format"], &session["input_audio_format"]),
+            ),
+            (
+                "output",
+                format_of(&audio["output"]["format"], &session["output_audio_format"]),
+            ),
+        ];
+        for (direction, format) in said {
+            let followed = match format {
+                None => continue,
+                Some(Ok(pcm)) if pcm || self.rate == 8000 => Ok(pcm),
+                Some(Ok(_)) => Err("audio/pcmu".to_owned()),
+                Some(Err(name)) => Err(name),
+            };
+            let pcm = match followed {
+                Ok(pcm) => pcm,
+                Err(name) => {
+                    out.service_error(format!(
+                        "the service applied the {direction} format {name}, which a {} Hz call cannot speak",
+                        self.rate
+                    ));
+                    continue;
+                }
+            };
+            let (from, to) = match direction {
+                "input" => (self.rate, PCM_RATE),
+                _ => (PCM_RATE, self.rate),
+            };
+            let resampler = if direction == "input" {
+                &mut self.to_service
+            } else {
+                &mut self.from_service
+            };
+            if pcm != resampler.is_some() {
+                *resampler = pcm.then(|| Resampler::new(from, to));
+            }
+        }
     }
 
     /// An audio delta of `item`: decoded, brought to the call's rate, queued.
@@ -538,5 +600,45 @@ mod tests {
         }
         assert_eq!(out.queued_samples(), MAX_QUEUED_BOT_SECONDS * 8000);
         assert_eq!(counts.dropped_to_caller, 3);
+    }
+
+    #[test]
+    fn the_formats_the_service_applied_are_followed_or_named_as_an_error() {
+        let mut side = RealtimeSide::new(&start(8000));
+        let mut out = Outbox::new(8000, 0);
+        let mut counts = RelayCounts::default();
+        // Asked for μ-law, the service applied 24 kHz PCM both ways (beta names).
+        let updated = json!({"type": "session.updated",
+                             "session": {"input_audio_format": "pcm16", "output_audio_format": "pcm16"}});
+        side.to_outbox(&updated.to_string(), &mut out, &mut Vec::new(), &mut counts)
+            .unwrap();
+        assert!(out.take_service_notes().is_none());
+        let frame = json!({"event": "media", "stream_sid": "S", "media": {
+            "track": "inbound", "chunk": "1", "timestamp": "0",
+            "payload": base64::engine::general_purpose::STANDARD.encode([0u8; 320])}});
+        let mut sent = Vec::new();
+        side.from_exotel(&frame.to_string(), &mut sent).unwrap();
+        let append: Value = serde_json::from_str(&sent[0]).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(append["audio"].as_str().unwrap())
+            .unwrap();
+        // 160 samples at 8 kHz are 480 at 24 kHz, two bytes each (give or take the filter's delay).
+        assert!((900..=960).contains(&bytes.len()), "{} bytes", bytes.len());
+        let delta = json!({"type": "response.output_audio.delta", "item_id": "i",
+                           "delta": base64::engine::general_purpose::STANDARD.encode([0u8; 4800])});
+        side.to_outbox(&delta.to_string(), &mut out, &mut Vec::new(), &mut counts)
+            .unwrap();
+        assert!(
+            (780..=800).contains(&out.queued_samples()),
+            "{}",
+            out.queued_samples()
+        );
+        // A format this side does not speak is the call's error, named.
+        let alaw = json!({"type": "session.updated",
+                          "session": {"audio": {"output": {"format": {"type": "audio/pcma"}}}}});
+        side.to_outbox(&alaw.to_string(), &mut out, &mut Vec::new(), &mut counts)
+            .unwrap();
+        let error = out.take_service_notes().unwrap().last_error.unwrap();
+        assert!(error.contains("output format audio/pcma"), "{error}");
     }
 }

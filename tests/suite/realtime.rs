@@ -317,3 +317,47 @@ fn a_calls_variables_fill_the_instructions_and_a_missing_one_is_refused() {
         .unwrap()
         .ends_with("Hello Asha!"));
 }
+
+#[test]
+fn calls_at_16_and_24_khz_speak_24_khz_pcm_with_the_service_through_the_resampler() {
+    for rate in [16000, 24000] {
+        let service = FakeRealtime::start(Script {
+            greeting_ms: 1000,
+            after_caller_ms: 1500,
+            then: Then::EndCall,
+        });
+        let server = realtime_server(&service, &[]);
+        let report = call(&server, rate, 5000, None);
+        assert_eq!(
+            report.invalid_chunks, 0,
+            "{rate}: Exotel's chunk rules kept"
+        );
+        // The greeting (1 s) and the goodbye (0.3 s), at the call's rate, whole.
+        let heard_ms = report.bot_samples as u64 * 1000 / u64::from(rate);
+        assert!(
+            (1290..=1320).contains(&heard_ms),
+            "{rate}: {heard_ms} ms heard"
+        );
+        let events = service.events();
+        let session = of_type(&events, "session.update");
+        assert_eq!(
+            session[0]["session"]["audio"]["input"]["format"],
+            serde_json::json!({"type": "audio/pcm", "rate": 24000})
+        );
+        // The caller's audio reached the service as 24 kHz 16-bit PCM: 48 bytes a ms.
+        use base64::Engine as _;
+        let appended: usize = of_type(&events, "input_audio_buffer.append")
+            .iter()
+            .map(|e| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(e["audio"].as_str().unwrap())
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert!(
+            appended >= 1500 * 48 && appended % 2 == 0,
+            "{rate}: {appended} bytes appended"
+        );
+    }
+}
