@@ -256,10 +256,6 @@ fn open_data(
     }
     let (store, stored) =
         crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
-    let relay_template = match &config.bot {
-        crate::config::BotChoice::Relay(relay) => Some(relay.clone()),
-        crate::config::BotChoice::Echo => None,
-    };
     Ok(Data {
         call_log,
         dnc: crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc),
@@ -273,8 +269,8 @@ fn open_data(
             stored.agents,
             config.data_dir.join("agents"),
             crate::calls::agents::AgentDefaults {
-                relay: relay_template,
-                realtime: config.realtime.clone(),
+                relay: config.agent_bots.relay.clone(),
+                realtime: config.agent_bots.realtime.clone(),
                 hosts: relay_hosts(config, port),
             },
         ),
@@ -295,7 +291,7 @@ fn relay_hosts(config: &Config, port: u16) -> crate::calls::agents::RelayHosts {
     crate::calls::agents::RelayHosts {
         own_hosts,
         own_ports,
-        allowed: config.relay_allowed_hosts.clone(),
+        allowed: config.agent_bots.allowed_hosts.clone(),
     }
 }
 

@@ -116,9 +116,6 @@ pub struct Config {
     pub exotel: ExotelConfig,
     /// Who may ask what: all that `auth` reads.
     pub access: Access,
-    /// `RELAY_ALLOWED_HOSTS`: the hosts a relay agent's `url` may name (an API user makes the
-    /// server connect there); `None`, any host but the server itself.
-    pub relay_allowed_hosts: Option<Vec<String>>,
     /// `SAMPLE_RATE`: the audio rate asked of Exotel in the media URL.
     pub sample_rate: u32,
     /// `MAX_PENDING_MEDIA_TOKENS`: media tokens issued and not yet expired, at most.
@@ -153,8 +150,8 @@ pub struct Config {
     pub echo_delay_ms: u32,
     /// `BOT`: the echo bot, or a relay to an upstream bot (`BOT_URL`, …).
     pub bot: BotChoice,
-    /// `OPENAI_API_KEY` and `REALTIME_*`: realtime agents' defaults (and `BOT=realtime`'s).
-    pub realtime: RealtimeDefaults,
+    /// What relay and realtime agents take from the environment, whatever `BOT` is.
+    pub agent_bots: AgentBotDefaults,
     /// `DATA_DIR`: the call log database (and recordings) live here.
     pub data_dir: std::path::PathBuf,
     /// `MAX_CONCURRENT_CALLS`: live calls at once, inbound and outbound together.
@@ -259,7 +256,6 @@ impl Config {
                 metrics_token: var("METRICS_TOKEN"),
                 trust_proxy: trust_proxy_from_vars(&var)?,
             },
-            relay_allowed_hosts: relay_allowed_hosts_from_vars(&var)?,
             sample_rate: media.sample_rate,
             max_pending_media_tokens: media.max_pending_media_tokens,
             media_port: media.media_port,
@@ -275,7 +271,7 @@ impl Config {
             call_check_margin: calls.call_check_margin,
             echo_delay_ms: calls.echo_delay_ms,
             bot: calls.bot,
-            realtime: RealtimeDefaults::from_vars(&var)?,
+            agent_bots: AgentBotDefaults::from_vars(&var)?,
             data_dir: calls.data_dir,
             max_concurrent_calls: calls.max_concurrent_calls,
             call_slot_timeout: calls.call_slot_timeout,

@@ -291,6 +291,37 @@ pub(super) fn parse_headers(json: &str) -> Result<Vec<(String, String)>, String>
     Ok(headers)
 }
 
+/// What relay and realtime agents take from the environment, whatever `BOT` is (with
+/// `BOT=echo` too): an agent says where its bot is, the environment how it is reached.
+#[derive(Clone, Debug)]
+pub struct AgentBotDefaults {
+    /// `BOT_FALLBACK`, `BOT_PROTOCOL`, the `BOT_*` timeouts, `BOT_SEND_BUFFER_BYTES` and
+    /// `BOT_CA_FILE`; its URL is a placeholder, its headers none (an agent's are its own).
+    pub relay: RelayConfig,
+    /// `OPENAI_API_KEY` and `REALTIME_*`: realtime agents' defaults (and `BOT=realtime`'s).
+    pub realtime: RealtimeDefaults,
+    /// `RELAY_ALLOWED_HOSTS`: the hosts an agent's `url` may name (an API user makes the
+    /// server connect there); `None`, any host but the server itself.
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl AgentBotDefaults {
+    pub(super) fn from_vars(
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<AgentBotDefaults, ConfigError> {
+        let lookup = |name: &str| match name {
+            "BOT_URL" => Some("ws://agent.invalid/".to_owned()),
+            "BOT_HEADERS" => None,
+            other => var(other),
+        };
+        Ok(AgentBotDefaults {
+            relay: RelayConfig::from_vars(&lookup)?,
+            realtime: RealtimeDefaults::from_vars(var)?,
+            allowed_hosts: relay_allowed_hosts_from_vars(var)?,
+        })
+    }
+}
+
 /// `RELAY_ALLOWED_HOSTS`: comma-separated host names or addresses, lower-cased.
 pub(super) fn relay_allowed_hosts_from_vars(
     var: &impl Fn(&str) -> Option<String>,

@@ -349,7 +349,7 @@ fn realtime_turn_detection_is_server_vad_or_semantic_vad_with_an_eagerness() {
             .collect();
         Config::from_lookup(move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
     };
-    let defaults = read(&[]).unwrap().realtime;
+    let defaults = read(&[]).unwrap().agent_bots.realtime;
     assert_eq!(defaults.settings.turn_detection, TurnDetection::ServerVad);
     assert_eq!(defaults.settings.transcription_model, TRANSCRIPTION_MODEL);
     assert!(defaults.key.is_none());
@@ -359,7 +359,7 @@ fn realtime_turn_detection_is_server_vad_or_semantic_vad_with_an_eagerness() {
     ])
     .unwrap();
     assert_eq!(
-        semantic.realtime.settings.turn_detection,
+        semantic.agent_bots.realtime.settings.turn_detection,
         TurnDetection::SemanticVad(Eagerness::Low)
     );
     for (pairs, variable) in [

@@ -408,3 +408,48 @@ fn simulate_plays_a_wav_at_a_realtime_agent_and_saves_what_it_answered() {
         .unwrap()
         .ends_with("Namaste Asha."));
 }
+
+#[test]
+fn an_agents_bot_gets_bot_fallback_whatever_bot_is() {
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-agent-fallback".into(),
+    });
+    let service = service();
+    service.refuse(401);
+    // BOT stays the echo bot; BOT_FALLBACK still says what an agent's unreachable bot gets.
+    let server = server_with_exotel(&fake, &[("BOT_FALLBACK", "echo")]);
+    let agent = json!({"name": "collector", "bot": "realtime", "url": service.url(),
+                       "apiKey": AGENT_KEY});
+    assert_eq!(send(&server, "POST", "/agents", &agent).status, 201);
+    let placed = send(
+        &server,
+        "POST",
+        "/call",
+        &json!({"to": "+919800000001", "agent": "collector"}),
+    );
+    assert_eq!(placed.status, 200, "{}", placed.json());
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    let url = fake
+        .call_for(&id)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "StreamUrl")
+        .unwrap()
+        .1;
+    let mut plan = CallPlan::new(server.addr, speech_like(8000, 2000, 3));
+    plan.connect = Connect::Url(url);
+    let report = run_call(&plan);
+    assert!(report.is_clean(), "the echo bot answered: {report:?}");
+    server.wait_for_log(&[
+        "relay.unavailable",
+        &format!("callLogId={id}"),
+        "fallback=echo",
+    ]);
+    server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
+    let row = send(&server, "GET", &format!("/calls/{id}"), &Value::Null).json();
+    assert_ne!(row["status"], "bot-unavailable", "{row}");
+    assert_eq!(
+        row["lastError"],
+        "bot unavailable: refused the handshake with 401"
+    );
+}

@@ -102,9 +102,9 @@ pub struct Agents {
 
 /// What an agent does not say itself: the environment's.
 pub struct AgentDefaults {
-    /// The environment's relay settings (timeouts, fallback, CA), for relay and realtime
-    /// agents, when `BOT` is `relay` or `realtime`.
-    pub relay: Option<RelayConfig>,
+    /// The environment's relay settings (timeouts, fallback, protocol, CA), for relay and
+    /// realtime agents.
+    pub relay: RelayConfig,
     /// `OPENAI_API_KEY` and `REALTIME_*`, for realtime agents.
     pub realtime: RealtimeDefaults,
     /// Where a relay or realtime agent may point.
@@ -202,7 +202,7 @@ impl Agents {
                 let mut relay = RelayConfig::for_endpoint(
                     url,
                     stored.headers.as_deref(),
-                    self.defaults.relay.as_ref(),
+                    Some(&self.defaults.relay),
                 )?;
                 match stored.protocol.as_deref() {
                     Some("twilio") => relay.protocol = crate::config::BotProtocol::Twilio,
@@ -264,7 +264,7 @@ impl Agents {
             key,
             stored.headers.as_deref(),
             settings,
-            self.defaults.relay.as_ref(),
+            Some(&self.defaults.relay),
         )?;
         Ok(AgentBot::Realtime {
             relay: Box::new(relay),
