@@ -9,7 +9,9 @@ use crate::http::{Request, Response};
 /// `POST /agents`.
 pub(super) fn create(agents: &Agents, request: &Request) -> Answer {
     let fields = json_body(request, "a JSON object of agent fields")?;
-    Ok(Response::json(201, &shown(&*agents.create(fields)?)))
+    let agent = agents.create(fields)?;
+    Ok(Response::json(201, &shown(&agent))
+        .with_header("Location", format!("/agents/{}", agent.name)))
 }
 
 /// `GET /agents`.

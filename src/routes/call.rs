@@ -24,6 +24,7 @@ pub(super) fn place_call(app: &App, request: &Request) -> Response {
     };
     let id = call.call_log_id.clone();
     match place(app, call) {
+        // 200, not 201, as the server this one replaced answered; Location names the row.
         Ok(placed) => Response::json(
             200,
             &Placed {
@@ -31,7 +32,8 @@ pub(super) fn place_call(app: &App, request: &Request) -> Response {
                 call_sid: &placed.call_sid,
                 status: &placed.status,
             },
-        ),
+        )
+        .with_header("Location", calls_path(&id)),
         Err(NotPlaced::Refused(refusal)) => refusal.into(),
         Err(NotPlaced::Exotel(failure)) => exotel_failure(&id, &failure),
         Err(NotPlaced::NotSent { detail }) => {
@@ -97,4 +99,11 @@ fn exotel_failure(id: &CallLogId, failure: &ExotelError) -> Response {
             exotel_code: code,
         },
     )
+}
+
+/// `/calls/{callLogId}`, the id `%`-escaped as a path segment needs.
+fn calls_path(id: &CallLogId) -> String {
+    let mut path = "/calls/".to_owned();
+    crate::http::form::encode_into(&mut path, id.as_str());
+    path
 }

@@ -48,7 +48,8 @@ pub(super) fn create(app: &App, request: &Request) -> Answer {
                 "rejectedSummary": created.rejected.summary(),
                 "settings": created.settings,
             }),
-        )),
+        )
+        .with_header("Location", format!("/campaigns/{}", created.id))),
         Err(NotCreated::Refused(refusal)) => Err(refusal.into()),
         Err(NotCreated::NoContacts(rejected)) => Err(Response::json(
             400,

@@ -1,4 +1,4 @@
-//! The dispatcher: every route of the server in one `match` over method and path
+//! The dispatcher: every route of the server in one table, [`ROUTES`], of paths and methods
 //! (docs/ARCHITECTURE.md §3). Read it top to bottom to know what the server answers. The
 //! handlers sit beside it, a file per resource: each reads its request, asks the module that
 //! owns the data (which knows nothing of HTTP and says no with a [`Refusal`]) and writes the
@@ -70,96 +70,231 @@ impl Service for App {
     }
 }
 
+/// What a route does for one method: the app, the request, and the path's `{…}` segments in
+/// order.
+type Handler = fn(&App, &Request, &[&str]) -> Response;
+
+/// A route: its path (a `{name}` is one segment, handed to the handler) and its methods.
+pub(crate) struct Route {
+    pub(crate) path: &'static str,
+    methods: &'static [(&'static str, Handler)],
+}
+
+impl Route {
+    /// The methods it takes, as `Allow` lists them.
+    pub(crate) fn methods(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.methods.iter().map(|(method, _)| *method)
+    }
+
+    /// Whether `path` is this route's; its `{…}` segments go into `args`.
+    fn matches<'p>(&self, path: &'p str, args: &mut Vec<&'p str>) -> bool {
+        args.clear();
+        let mut given = path.split('/');
+        for want in self.path.split('/') {
+            match given.next() {
+                Some(segment) if want.starts_with('{') && !segment.is_empty() => args.push(segment),
+                Some(segment) if segment == want => {}
+                _ => return false,
+            }
+        }
+        given.next().is_none()
+    }
+}
+
+/// Every route of the server, in the order a reader needs them. `/openapi.json` documents
+/// each path and method here, and `tests/suite/openapi.rs` holds the two to each other.
+pub(crate) static ROUTES: &[Route] = &[
+    // The user asks us to dial a customer.
+    Route {
+        path: "/call",
+        methods: &[("POST", |app, r, _| call::place_call(app, r))],
+    },
+    // The call log.
+    Route {
+        path: "/calls",
+        methods: &[("GET", |app, r, _| answered(calls::list(&app.call_log, r)))],
+    },
+    Route {
+        path: "/calls/{callLogId}",
+        methods: &[("GET", |app, _, a| answered(calls::get(&app.call_log, a[0])))],
+    },
+    Route {
+        path: "/calls/{callLogId}/transcript",
+        methods: &[("GET", |app, _, a| {
+            answered(calls::transcript(&app.call_log, a[0]))
+        })],
+    },
+    // ExoPhones with their own Exotel accounts.
+    Route {
+        path: "/phones",
+        methods: &[
+            ("GET", |app, _, _| answered(phones::list(&app.phones))),
+            ("POST", |app, r, _| answered(phones::create(&app.phones, r))),
+        ],
+    },
+    Route {
+        path: "/phones/{number}",
+        methods: &[
+            ("GET", |app, _, a| answered(phones::show(&app.phones, a[0]))),
+            ("PATCH", |app, r, a| {
+                answered(phones::update(&app.phones, a[0], r))
+            }),
+            ("DELETE", |app, _, a| {
+                answered(phones::remove(&app.phones, a[0]))
+            }),
+        ],
+    },
+    // Agents: named bot configurations, with a greeting.
+    Route {
+        path: "/agents",
+        methods: &[
+            ("GET", |app, _, _| answered(agents::list(&app.agents))),
+            ("POST", |app, r, _| answered(agents::create(&app.agents, r))),
+        ],
+    },
+    Route {
+        path: "/agents/{name}",
+        methods: &[
+            ("GET", |app, _, a| answered(agents::show(&app.agents, a[0]))),
+            ("PATCH", |app, r, a| {
+                answered(agents::update(&app.agents, a[0], r))
+            }),
+            ("DELETE", |app, _, a| {
+                answered(agents::remove(&app.agents, a[0]))
+            }),
+        ],
+    },
+    Route {
+        path: "/agents/{name}/greeting",
+        methods: &[
+            ("PUT", |app, r, a| {
+                answered(agents::put_greeting(&app.agents, a[0], r))
+            }),
+            ("DELETE", |app, _, a| {
+                answered(agents::delete_greeting(&app.agents, a[0]))
+            }),
+        ],
+    },
+    // Campaigns: many calls from a list, within a window, a rate and a retry policy.
+    Route {
+        path: "/campaigns",
+        methods: &[
+            ("GET", |app, _, _| answered(campaigns::list(app))),
+            ("POST", |app, r, _| answered(campaigns::create(app, r))),
+        ],
+    },
+    Route {
+        path: "/campaigns/{id}",
+        methods: &[("GET", |app, _, a| answered(campaigns::show(app, a[0])))],
+    },
+    Route {
+        path: "/campaigns/{id}/calls",
+        methods: &[("GET", |app, r, a| answered(campaigns::calls(app, a[0], r)))],
+    },
+    Route {
+        path: "/campaigns/{id}/calls.csv",
+        methods: &[("GET", |app, _, a| answered(campaigns::calls_csv(app, a[0])))],
+    },
+    Route {
+        path: "/campaigns/{id}/pause",
+        methods: &[("POST", |app, _, a| {
+            answered(campaigns::control(app, a[0], "pause"))
+        })],
+    },
+    Route {
+        path: "/campaigns/{id}/resume",
+        methods: &[("POST", |app, _, a| {
+            answered(campaigns::control(app, a[0], "resume"))
+        })],
+    },
+    Route {
+        path: "/campaigns/{id}/cancel",
+        methods: &[("POST", |app, _, a| {
+            answered(campaigns::control(app, a[0], "cancel"))
+        })],
+    },
+    // The do-not-call list.
+    Route {
+        path: "/dnc",
+        methods: &[
+            ("GET", |app, _, _| answered(dnc::list(&app.dnc))),
+            ("POST", |app, r, _| answered(dnc::add(&app.dnc, r))),
+        ],
+    },
+    Route {
+        path: "/dnc/{number}",
+        methods: &[("DELETE", |app, _, a| answered(dnc::remove(&app.dnc, a[0])))],
+    },
+    // Exotel asks where to stream a call's audio (both paths of the original server).
+    Route {
+        path: "/api/v1/exotel/voice/connect",
+        methods: &[
+            ("GET", |app, r, _| webhooks::connect(app, r)),
+            ("POST", |app, r, _| webhooks::connect(app, r)),
+        ],
+    },
+    Route {
+        path: "/voicebot/connect",
+        methods: &[
+            ("GET", |app, r, _| webhooks::connect(app, r)),
+            ("POST", |app, r, _| webhooks::connect(app, r)),
+        ],
+    },
+    // Exotel tells us how a call we placed is going (the StatusCallback of /call).
+    Route {
+        path: "/api/v1/exotel/status",
+        methods: &[
+            ("GET", |app, r, _| webhooks::status(app, r)),
+            ("POST", |app, r, _| webhooks::status(app, r)),
+        ],
+    },
+    // Exotel's Passthru applet: after the bot, hand the caller to a person or not.
+    Route {
+        path: "/api/v1/exotel/passthru",
+        methods: &[
+            ("GET", |app, r, _| passthru::answer_passthru(app, r)),
+            ("POST", |app, r, _| passthru::answer_passthru(app, r)),
+        ],
+    },
+    // Exotel's media WebSocket (also on MEDIA_PORT, any path, when set).
+    Route {
+        path: "/media",
+        methods: &[("GET", |app, r, _| crate::media::handshake(app, r))],
+    },
+    // Probes, Prometheus, and this API's own description.
+    Route {
+        path: "/health",
+        methods: &[
+            ("GET", |app, _, _| probes::health(app)),
+            ("HEAD", |app, _, _| probes::health(app)),
+        ],
+    },
+    Route {
+        path: "/metrics",
+        methods: &[("GET", |app, _, _| probes::metrics(app))],
+    },
+    Route {
+        path: "/openapi.json",
+        methods: &[("GET", |_, _, _| probes::openapi())],
+    },
+];
+
+/// Answers a request: its guard first (a stranger hears 401 before a 404 or a 405), then its
+/// route and method from [`ROUTES`].
 pub fn dispatch(app: &App, request: &Request) -> Response {
     if let Err(denied) = admit(app, request) {
         return denied;
     }
-    match (request.method.as_str(), request.path.as_str()) {
-        // The user asks us to dial a customer.
-        ("POST", "/call") => call::place_call(app, request),
-        (_, "/call") => method_not_allowed("POST"),
-
-        // The do-not-call list.
-        ("POST", "/dnc") => answered(dnc::add(&app.dnc, request)),
-        ("GET", "/dnc") => answered(dnc::list(&app.dnc)),
-        ("DELETE", path) if path.starts_with("/dnc/") => {
-            answered(dnc::remove(&app.dnc, &path["/dnc/".len()..]))
-        }
-        (_, "/dnc") => method_not_allowed("GET, POST"),
-        (_, path) if path.starts_with("/dnc/") => method_not_allowed("DELETE"),
-
-        // ExoPhones with their own Exotel accounts.
-        ("POST", "/phones") => answered(phones::create(&app.phones, request)),
-        ("GET", "/phones") => answered(phones::list(&app.phones)),
-        (method, path) if path.starts_with("/phones/") => {
-            let number = &path["/phones/".len()..];
-            match method {
-                "GET" => answered(phones::show(&app.phones, number)),
-                "PATCH" => answered(phones::update(&app.phones, number, request)),
-                "DELETE" => answered(phones::remove(&app.phones, number)),
-                _ => method_not_allowed("GET, PATCH, DELETE"),
-            }
-        }
-        (_, "/phones") => method_not_allowed("GET, POST"),
-
-        // Campaigns: many calls from a list, within a window, a rate and a retry policy.
-        ("POST", "/campaigns") => answered(campaigns::create(app, request)),
-        ("GET", "/campaigns") => answered(campaigns::list(app)),
-        (_, "/campaigns") => method_not_allowed("GET, POST"),
-        (method, path) if path.starts_with("/campaigns/") => {
-            campaign_route(app, request, method, &path["/campaigns/".len()..])
-        }
-
-        // Agents: named bot configurations, with a greeting.
-        ("POST", "/agents") => answered(agents::create(&app.agents, request)),
-        ("GET", "/agents") => answered(agents::list(&app.agents)),
-        (_, "/agents") => method_not_allowed("GET, POST"),
-        (method, path) if path.starts_with("/agents/") => {
-            agent_route(app, request, method, &path["/agents/".len()..])
-        }
-
-        // The call log.
-        ("GET", "/calls") => answered(calls::list(&app.call_log, request)),
-        ("GET", path) if path.starts_with("/calls/") => {
-            let rest = &path["/calls/".len()..];
-            match rest.split_once('/') {
-                None => answered(calls::get(&app.call_log, rest)),
-                Some((id, "transcript")) => answered(calls::transcript(&app.call_log, id)),
-                Some(_) => Response::error(404, "not_found", format!("no route for {path}")),
-            }
-        }
-        (_, "/calls") => method_not_allowed("GET"),
-        (_, path) if path.starts_with("/calls/") => method_not_allowed("GET"),
-
-        // Exotel asks where to stream a call's audio (both paths of the original server).
-        ("GET" | "POST", "/voicebot/connect" | "/api/v1/exotel/voice/connect") => {
-            webhooks::connect(app, request)
-        }
-        (_, "/voicebot/connect" | "/api/v1/exotel/voice/connect") => {
-            method_not_allowed("GET, POST")
-        }
-
-        // Exotel tells us how a call we placed is going (the StatusCallback of /call).
-        ("GET" | "POST", "/api/v1/exotel/status") => webhooks::status(app, request),
-        (_, "/api/v1/exotel/status") => method_not_allowed("GET, POST"),
-
-        // Exotel's Passthru applet: after the bot, hand the caller to a person or not.
-        ("GET" | "POST", "/api/v1/exotel/passthru") => passthru::answer_passthru(app, request),
-        (_, "/api/v1/exotel/passthru") => method_not_allowed("GET, POST"),
-
-        // Exotel's media WebSocket (also on MEDIA_PORT, any path, when set).
-        ("GET", "/media") => crate::media::handshake(app, request),
-        (_, "/media") => method_not_allowed("GET"),
-
-        // Prometheus.
-        ("GET", "/metrics") => probes::metrics(app),
-        (_, "/metrics") => method_not_allowed("GET"),
-
-        // Probes.
-        ("GET" | "HEAD", "/health") => probes::health(app),
-        (_, "/health") => method_not_allowed("GET, HEAD"),
-
-        (_, path) => Response::error(404, "not_found", format!("no route for {path}")),
+    let mut args = Vec::with_capacity(2);
+    let Some(route) = ROUTES
+        .iter()
+        .find(|route| route.matches(&request.path, &mut args))
+    else {
+        return Response::error(404, "not_found", format!("no route for {}", request.path));
+    };
+    match route.methods.iter().find(|(m, _)| *m == request.method) {
+        Some((_, handler)) => handler(app, request, &args),
+        None => method_not_allowed(route),
     }
 }
 
@@ -214,37 +349,8 @@ pub fn admit(app: &App, head: &Request) -> Result<(), Response> {
     }
 }
 
-/// `/agents/{name}` and `/agents/{name}/greeting`.
-fn agent_route(app: &App, request: &Request, method: &str, rest: &str) -> Response {
-    let agents = &app.agents;
-    match (method, rest.split_once('/')) {
-        ("GET", None) => answered(agents::show(agents, rest)),
-        ("PATCH", None) => answered(agents::update(agents, rest, request)),
-        ("DELETE", None) => answered(agents::remove(agents, rest)),
-        (_, None) => method_not_allowed("GET, PATCH, DELETE"),
-        ("PUT", Some((name, "greeting"))) => answered(agents::put_greeting(agents, name, request)),
-        ("DELETE", Some((name, "greeting"))) => answered(agents::delete_greeting(agents, name)),
-        (_, Some((_, "greeting"))) => method_not_allowed("PUT, DELETE"),
-        _ => Response::error(404, "not_found", format!("no route for {}", request.path)),
-    }
-}
-
-/// `/campaigns/{id}`, `/campaigns/{id}/calls`, `/campaigns/{id}/calls.csv` and
-/// `/campaigns/{id}/pause|resume|cancel`.
-fn campaign_route(app: &App, request: &Request, method: &str, rest: &str) -> Response {
-    let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    match (method, tail) {
-        ("GET", "") => answered(campaigns::show(app, id)),
-        ("GET", "calls") => answered(campaigns::calls(app, id, request)),
-        ("GET", "calls.csv") => answered(campaigns::calls_csv(app, id)),
-        ("POST", "pause" | "resume" | "cancel") => answered(campaigns::control(app, id, tail)),
-        (_, "" | "calls" | "calls.csv") => method_not_allowed("GET"),
-        (_, "pause" | "resume" | "cancel") => method_not_allowed("POST"),
-        _ => Response::error(404, "not_found", format!("no route for {}", request.path)),
-    }
-}
-
-fn method_not_allowed(allow: &'static str) -> Response {
+fn method_not_allowed(route: &Route) -> Response {
+    let allow = route.methods().collect::<Vec<_>>().join(", ");
     Response::error(
         405,
         "method_not_allowed",
@@ -256,4 +362,83 @@ fn method_not_allowed(allow: &'static str) -> Response {
 /// A handler's answer, whichever way it went.
 fn answered(answer: Answer) -> Response {
     answer.unwrap_or_else(|refused| refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// `(path, METHOD)` of every operation the router answers.
+    fn routed() -> BTreeSet<(String, String)> {
+        ROUTES
+            .iter()
+            .flat_map(|r| r.methods().map(|m| (r.path.to_owned(), m.to_owned())))
+            .collect()
+    }
+
+    /// `(path, METHOD)` of every operation `/openapi.json` documents.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(probes::OPENAPI).unwrap();
+        let methods = ["get", "head", "post", "put", "patch", "delete"];
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                let ops = ops.as_object().unwrap();
+                methods
+                    .iter()
+                    .filter(|m| ops.contains_key(**m))
+                    .map(|m| (path.clone(), m.to_ascii_uppercase()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_document_and_the_router_have_the_same_paths_and_methods_both_ways() {
+        let (routed, documented) = (routed(), documented());
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routed, not documented: {undocumented:?}"
+        );
+        assert!(unrouted.is_empty(), "documented, not routed: {unrouted:?}");
+        assert!(routed.len() > 30, "{} operations", routed.len());
+    }
+
+    #[test]
+    fn every_path_parameter_of_the_document_is_declared_and_every_guarded_route_needs_a_token() {
+        let doc: serde_json::Value = serde_json::from_str(probes::OPENAPI).unwrap();
+        for route in ROUTES {
+            let names: Vec<&str> = route
+                .path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            for (method, _) in route.methods {
+                let op = &doc["paths"][route.path][method.to_ascii_lowercase()];
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .map(|p| p["name"].as_str().unwrap())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert_eq!(declared, names, "{method} {}", route.path);
+                if guard_of(route.path) == Guard::User {
+                    assert_eq!(
+                        op["security"],
+                        serde_json::json!([{"bearer": []}]),
+                        "{method} {}",
+                        route.path
+                    );
+                }
+            }
+        }
+    }
 }

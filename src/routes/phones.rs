@@ -9,7 +9,10 @@ use crate::http::{Request, Response};
 /// `POST /phones`.
 pub(super) fn create(phones: &Phones, request: &Request) -> Answer {
     let fields = json_body(request, "a JSON object of phone fields")?;
-    Ok(Response::json(201, &shown(&phones.create(fields)?)))
+    let phone = phones.create(fields)?;
+    // A number's `+` is its own in a path segment (`PhoneNumber::from_path_segment`).
+    let location = format!("/phones/{}", phone.number);
+    Ok(Response::json(201, &shown(&phone)).with_header("Location", location))
 }
 
 /// `GET /phones`.

@@ -1,4 +1,5 @@
-//! `/health` and `/metrics`: what load balancers and Prometheus ask.
+//! `/health`, `/metrics` and `/openapi.json`: what load balancers, Prometheus and client
+//! authors ask.
 
 use crate::app::App;
 use crate::http::Response;
@@ -34,3 +35,12 @@ pub(super) fn metrics(app: &App) -> Response {
     text.push_str(&app.campaigns.metrics.render());
     Response::text(200, "text/plain; version=0.0.4", text)
 }
+
+/// This API's description, OpenAPI 3.1 (`src/routes/openapi.json`, built in), open to anyone:
+/// it holds no secret.
+pub(super) fn openapi() -> Response {
+    Response::text(200, "application/json", OPENAPI)
+}
+
+/// The document `GET /openapi.json` serves.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
