@@ -98,6 +98,7 @@ pub struct Fields {
     subdomain: Option<String>,
     api_base_url: Option<String>,
     app_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::whole::opt_u32")]
     max_concurrent: Option<u32>,
     agent: Option<String>,
 }
@@ -316,6 +317,9 @@ fn token_follows_destination(current: &Phone, fields: &Fields) -> Result<(), Str
 }
 
 /// What is checked of every phone written.
+/// A phone's `maxConcurrent` at most: what `MAX_CONCURRENT_CALLS` may be.
+pub const MAX_PHONE_CONCURRENT: u32 = 100_000;
+
 fn check(p: &Phone) -> Result<(), String> {
     url_segment("sid", &p.sid)?;
     if let Some(app_id) = &p.app_id {
@@ -328,8 +332,29 @@ fn check(p: &Phone) -> Result<(), String> {
     if p.max_concurrent == Some(0) {
         return Err("maxConcurrent 0 would refuse every call; leave it out for no limit".into());
     }
+    if p.max_concurrent.is_some_and(|n| n > MAX_PHONE_CONCURRENT) {
+        return Err(format!(
+            "maxConcurrent is at most {MAX_PHONE_CONCURRENT} (MAX_CONCURRENT_CALLS's own limit)"
+        ));
+    }
     if p.api_key.trim().is_empty() || p.api_token.trim().is_empty() {
         return Err("apiKey and apiToken must not be empty".into());
+    }
+    // They go into a Basic auth header: printable ASCII, no spaces.
+    for (field, value) in [("apiKey", &p.api_key), ("apiToken", &p.api_token)] {
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{field} holds a space, a control or a non-ASCII character"
+            ));
+        }
+    }
+    if let Some(agent) = p.agent.as_deref().filter(|a| !a.is_empty()) {
+        let fits = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if agent.len() > 64 || !agent.chars().all(fits) {
+            return Err(format!(
+                "agent {agent:?} is not an agent's name (1 to 64 letters, digits, '-' or '_')"
+            ));
+        }
     }
     Ok(())
 }

@@ -161,8 +161,8 @@ impl fmt::Debug for RealtimeDefaults {
 
 /// A key sent as a bearer token: no space or control character can go into the header.
 pub fn check_api_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 512 || key.chars().any(|c| c.is_control() || c == ' ') {
-        return Err("must be 1 to 512 characters without spaces or control characters".into());
+    if key.is_empty() || key.len() > 512 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 512 printable ASCII characters, without spaces".into());
     }
     Ok(())
 }

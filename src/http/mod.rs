@@ -15,6 +15,7 @@ pub mod form;
 pub mod params;
 mod response;
 pub mod socket;
+pub(crate) mod whole;
 
 pub use params::Params;
 pub use response::{reason_phrase, Response};

@@ -73,12 +73,14 @@ impl Params {
                 serde_json::Value::Array(items) => {
                     for item in items {
                         let text = match item {
+                            serde_json::Value::Null => continue,
                             serde_json::Value::String(s) => s,
                             other => other.to_string(),
                         };
                         self.0.push((key.clone(), text));
                     }
                 }
+                serde_json::Value::Number(n) => self.0.push((key, super::whole::text(&n))),
                 other => self.0.push((key, other.to_string())),
             }
         }

@@ -115,7 +115,9 @@ fn page(params: &Params) -> Result<(i64, usize), String> {
         .get_non_empty("after")
         .map(|v| {
             v.parse::<i64>()
-                .map_err(|_| format!("after {v:?} is not a row number from `next`"))
+                .ok()
+                .filter(|after| *after >= 0)
+                .ok_or_else(|| format!("after {v:?} is not a row number from `next`"))
         })
         .transpose()?
         .unwrap_or(0);

@@ -9,15 +9,20 @@ use crate::http::{Request, Response};
 /// `POST /dnc`.
 pub(super) fn add(dnc: &DoNotCall, request: &Request) -> Answer {
     let added = dnc.add(&request.content_type().unwrap_or_default(), &request.body)?;
-    Ok(Response::json(
-        200,
-        &serde_json::json!({
-            "added": added.added,
-            "alreadyListed": added.already_listed,
-            "invalid": added.invalid.listed,
-            "invalidSummary": added.invalid.summary(),
-        }),
-    ))
+    let body = serde_json::json!({
+        "added": added.added,
+        "alreadyListed": added.already_listed,
+        "invalid": added.invalid.listed,
+        "invalidSummary": added.invalid.summary(),
+    });
+    if added.added == 0 && added.already_listed == 0 {
+        // Nothing could be taken: the request was wrong, not half right.
+        let mut refused = body;
+        refused["error"] = "bad_request".into();
+        refused["detail"] = "no number could be taken: see invalid".into();
+        return Err(Response::json(400, &refused));
+    }
+    Ok(Response::json(200, &body))
 }
 
 /// `GET /dnc`.

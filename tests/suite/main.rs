@@ -24,6 +24,7 @@ mod logs;
 mod media;
 mod metrics;
 mod odd_frames;
+mod openapi;
 mod phones;
 mod readme;
 mod realtime;

@@ -10,9 +10,9 @@ pub struct Retry {
     #[serde(default)]
     pub on: Vec<Outcome>,
     /// Attempts per contact, the first included (1: no retry).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::http::whole::u32")]
     pub attempts: u32,
-    #[serde(default = "ten_minutes")]
+    #[serde(default = "ten_minutes", deserialize_with = "crate::http::whole::u64")]
     pub wait_seconds: u64,
 }
 
@@ -100,7 +100,9 @@ pub(super) struct CreateRequest {
     from: Option<String>,
     agent: Option<String>,
     contacts: Option<Vec<serde_json::Value>>,
+    #[serde(default, deserialize_with = "crate::http::whole::opt_u32")]
     max_concurrent: Option<u32>,
+    #[serde(default, deserialize_with = "crate::http::whole::opt_u32")]
     calls_per_minute: Option<u32>,
     retry: Option<Retry>,
     window: Option<WindowSpec>,
