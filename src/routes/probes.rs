@@ -36,8 +36,8 @@ pub(super) fn metrics(app: &App) -> Response {
     Response::text(200, "text/plain; version=0.0.4", text)
 }
 
-/// This API's description, OpenAPI 3.1 (`src/routes/openapi.json`, built in), open to anyone:
-/// it holds no secret.
+/// This API's description, OpenAPI 3.1 (`src/routes/openapi.json`, dev/openapi.py's output,
+/// built in), open to anyone: it holds no secret.
 pub(super) fn openapi() -> Response {
     Response::text(200, "application/json", OPENAPI)
 }
