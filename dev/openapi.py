@@ -159,6 +159,11 @@ route("/dnc", get=op("The do-not-call list", "dnc", {**ok("its numbers", {"type"
     post=op("Add numbers (a JSON list, or CSV with the number in the first column)", "dnc", {**ok("what was added", {"type": "object", "required": ["added", "alreadyListed", "invalid"], "properties": {"added": {"type": "integer"}, "alreadyListed": {"type": "integer"}, "invalid": {"type": "array"}, "invalidSummary": {"type": "object"}}}), **errors(400, 401, 413)},
     requestBody={"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["numbers"], "additionalProperties": False, "properties": {"numbers": {"type": "array", "minItems": 1, "items": number}}}, "example": {"numbers": ["+919811112222"]}}, "text/csv": {"schema": {"type": "string", "pattern": "^(\\+91[6-9][0-9]{9}\\n){1,5}$"}}}}))
 route("/dnc/{number}", delete=op("Take a number off the list", "dnc", {**ok("removed", {"type": "object", "required": ["removed"], "properties": {"removed": {"type": "string"}}}), **errors(400, 401, 404)}, parameters=numparam))
+event_row = {"type": "object", "required": ["id", "type", "createdAt", "status", "attempts", "nextAt"], "properties": {"id": {"type": "string"}, "type": {"type": "string"}, "callLogId": {"type": ["string", "null"]}, "createdAt": {"type": "integer"}, "status": {"type": "string", "enum": ["pending", "failed"]}, "attempts": {"type": "integer"}, "nextAt": {"type": "integer"}, "lastError": {"type": ["string", "null"]}}}
+route("/events", get=op("Events for EVENTS_URL not yet taken, oldest first", "events", {**ok("the events", {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event_row}}}), **errors(400, 401)},
+    parameters=[qparam("status", {"type": "string", "enum": ["", "pending", "failed"]}, "pending (the default) or failed")]))
+route("/events/{id}/retry", post=op("Send an event again now", "events", {**ok("pending again", {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}}), **errors(401, 404, 409)},
+    parameters=[pparam("id", {"type": "string", "minLength": 1}, "the event's id (its webhook-id)")]))
 connect_ok = ok("where to stream the call's audio", {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}})
 connect_params = [dict(qparam(n, {"type": "string", "minLength": 1} if n == "CallSid" else {"type": "string"}, d), **({"required": True} if n == "CallSid" else {})) for n, d in [("CallSid", "Exotel's call id"), ("CallFrom", "the caller"), ("CallTo", "the ExoPhone"), ("Direction", "incoming or outbound-api"), ("CustomField", "the callLogId of a call placed here"), ("secret", "WEBHOOK_SECRET, when set")]]
 form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["CallSid"], "properties": {"CallSid": {"type": "string", "minLength": 1}, "CallFrom": {"type": "string"}, "CallTo": {"type": "string"}, "Direction": {"type": "string"}, "CustomField": {"type": "string"}}}}, "application/json": {"schema": ref("ConnectParams")}}}
@@ -178,13 +183,28 @@ route("/health", get=op("Whether the server takes calls", "probes", {**ok("servi
     head=op("The same, without a body", "probes", {"200": {"description": "serving"}, "503": {"description": "draining"}}, security=[{}]))
 route("/metrics", get=op("Prometheus text", "probes", {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(401)}, security=[{"metricsToken": []}, {}]))
 route("/openapi.json", get=op("This document", "probes", {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}, "default": rresp("Error")}, security=[{}]))
+def event(kind, summary, data):
+    headers = {h: {"required": True, "schema": {"type": "string"}, "description": d} for h, d in [
+        ("webhook-id", "the event's id, the same on every attempt"),
+        ("webhook-timestamp", "Unix seconds of this attempt"),
+        ("webhook-signature", "v1, and the base64 of HMAC-SHA256 over {id}.{timestamp}.{body} keyed with EVENTS_SECRET's base64 part (Standard Webhooks)")]}
+    return {"post": {"summary": summary, "tags": ["events"], "parameters": [{"name": h, "in": "header", **v} for h, v in headers.items()],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["type", "timestamp", "data"], "properties": {"type": {"const": kind}, "timestamp": {"type": "string"}, "data": data}}}}},
+        "responses": {"2XX": {"description": "taken; anything else is tried again with backoff for EVENTS_RETRY_HOURS"}}}}
+ended = {"allOf": [ref("CallRow"), {"type": "object", "properties": {"transcript": {"type": "array", "items": {"type": "object", "properties": {"role": {"type": "string"}, "text": {"type": "string"}, "at": {"type": "integer"}, "atIso": {"type": "string"}}}}}}]}
+webhooks = {
+ "call.started": event("call.started", "A call's media connected: its row", ref("CallRow")),
+ "call.ended": event("call.ended", "A call reached its final status: its row, its transcript's turns when there are any", ended),
+ "call.handoff": event("call.handoff", "A call was handed to a person", {"type": "object", "required": ["callLogId", "reason"], "properties": {"callLogId": {"type": "string"}, "reason": {"type": "string"}}}),
+}
 doc = {
  "openapi": "3.1.0",
  "info": {"title": "exotel-voicebot", "version": "0.1.0", "description": "The telephony edge for a voice bot on Exotel. The README is the manual; this is its HTTP API as a contract. Every error is {\"error\", \"detail\"}."},
  "servers": [{"url": "http://localhost:3000"}],
  "security": USER,
- "tags": [{"name": n} for n in ["calls", "phones", "agents", "campaigns", "dnc", "exotel", "probes"]],
+ "tags": [{"name": n} for n in ["calls", "phones", "agents", "campaigns", "dnc", "events", "exotel", "probes"]],
  "paths": paths,
+ "webhooks": webhooks,
  "components": {"schemas": schemas, "responses": responses, "securitySchemes": {
     "bearer": {"type": "http", "scheme": "bearer", "description": "API_TOKEN; without one set, only local clients may call"},
     "webhookSecret": {"type": "apiKey", "in": "query", "name": "secret", "description": "WEBHOOK_SECRET, when set"},

@@ -238,7 +238,12 @@ fn open_data(
     let db = config.data_dir.join("calls.db");
     make_private(&db)?;
     let (call_log, opened) =
-        CallLog::open(&db, metrics.clone()).map_err(|e| format!("DATA_DIR call log {e}"))?;
+        CallLog::open_with_outbox(&db, metrics.clone(), config.events.is_some())
+            .map_err(|e| format!("DATA_DIR call log {e}"))?;
+    if let Some(events) = &config.events {
+        crate::events::start(&db, events.clone(), metrics.clone())
+            .map_err(|e| format!("DATA_DIR events {e}"))?;
+    }
     // SQLite gives its -wal and -shm the database's mode; ones left by an older version keep
     // theirs, so they are set too.
     for file in ["calls.db-wal", "calls.db-shm"] {

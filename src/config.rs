@@ -17,6 +17,9 @@ pub use relay::*;
 mod realtime;
 pub use realtime::*;
 
+mod events;
+pub use events::*;
+
 mod media;
 pub use media::*;
 
@@ -165,6 +168,8 @@ pub struct Config {
     pub http: Limits,
     /// `LOG_LEVEL` and `LOG_FORMAT`.
     pub log: crate::log::Settings,
+    /// `EVENTS_URL` and its secret: signed call events to the user's backend, when set.
+    pub events: Option<EventsConfig>,
     /// `RETENTION_DAYS`: calls (rows and recordings) older than this are deleted by the server;
     /// `None` keeps everything.
     pub retention: Option<Duration>,
@@ -279,6 +284,7 @@ impl Config {
             record: calls.record,
             http,
             log: log_from_vars(&var)?,
+            events: events_from_vars(&var)?,
             retention: calls.retention,
             campaign_clock_start: calls.campaign_clock_start,
             campaign_dnc_key: calls.campaign_dnc_key,

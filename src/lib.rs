@@ -14,7 +14,9 @@
 //! Exotel-sized chunks. With `BOT=relay` the call goes instead to an upstream bot over a second
 //! WebSocket ([`bot::relay`]), whose socket waits beside the caller's: in the same loop, or on a
 //! coroutine in a pump ([`media::pump`]) so that either socket can wake the session. [`calls::log`] keeps every call in
-//! SQLite, retrying writes a failing disk refused; [`media::recorder`] writes WAVs off the media
+//! SQLite, retrying writes a failing disk refused, and with `EVENTS_URL` writes each change's
+//! event for the user's backend in the same transaction, which [`events`] delivers, signed, from
+//! a thread of its own; [`media::recorder`] writes WAVs off the media
 //! path; [`calls::slots`] holds each live call's place, bound to its CallSid; and
 //! [`calls::watchdog`] ends the calls nobody else will (media that never came, a status
 //! callback Exotel never delivered, asked about through Exotel's call details API). [`sim`] plays Exotel (and an
@@ -68,6 +70,7 @@ pub mod bot;
 pub mod calls;
 pub mod config;
 pub mod descriptors;
+pub(crate) mod events;
 pub mod exotel;
 pub mod fuzzing;
 pub mod http;

@@ -116,6 +116,32 @@ pub enum RelayEvent {
     Reconnected,
 }
 
+/// What came of one attempt to deliver an event to the user's backend (`EVENTS_URL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    Delivered,
+    /// Not taken; tried again later.
+    Retried,
+    /// Not taken, and its retry window has passed.
+    Failed,
+}
+
+impl EventOutcome {
+    pub const ALL: [EventOutcome; 3] = [
+        EventOutcome::Delivered,
+        EventOutcome::Retried,
+        EventOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Delivered => "delivered",
+            EventOutcome::Retried => "retried",
+            EventOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// What an AI service said about itself (`BOT=realtime`, realtime agents).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServiceEvent {
@@ -182,6 +208,9 @@ pub struct Metrics {
     /// Requests refused by a guard.
     pub requests_refused: AtomicU64,
     relay_events: [AtomicU64; RelayEvent::ALL.len()],
+    events: [AtomicU64; EventOutcome::ALL.len()],
+    /// The oldest undelivered event's age in ms, or -1 when none waits.
+    events_oldest_pending_ms: std::sync::atomic::AtomicI64,
     service_events: [AtomicU64; ServiceEvent::ALL.len()],
     relay_dropped_to_bot: AtomicU64,
     relay_dropped_to_caller: AtomicU64,
@@ -242,6 +271,19 @@ impl Metrics {
     }
 
     /// `n` events of this kind from an AI service.
+    /// One delivery attempt's outcome.
+    pub fn event(&self, outcome: EventOutcome) {
+        if let Some(i) = EventOutcome::ALL.iter().position(|o| *o == outcome) {
+            self.events[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How old the oldest undelivered event is, in ms (`None`: none waits).
+    pub fn events_oldest_pending(&self, age_ms: Option<i64>) {
+        self.events_oldest_pending_ms
+            .store(age_ms.unwrap_or(-1), Ordering::Relaxed);
+    }
+
     pub fn service_events(&self, event: ServiceEvent, n: u64) {
         if let Some(i) = ServiceEvent::ALL.iter().position(|e| *e == event) {
             self.service_events[i].fetch_add(n, Ordering::Relaxed);
@@ -290,6 +332,7 @@ impl Metrics {
         self.render_calls(&mut out);
         self.render_media(&mut out);
         self.render_relay(&mut out);
+        self.render_events(&mut out);
         self.render_faults(&mut out);
         self.render_handoffs(&mut out);
         out.gauge(
@@ -379,6 +422,28 @@ impl Metrics {
             "exotel_voicebot_media_bad_frames_total",
             "Inbound frames skipped as unusable.",
             load(&self.bad_frames),
+        );
+    }
+
+    /// Events to the user's backend (`EVENTS_URL`).
+    fn render_events(&self, out: &mut Exposition) {
+        out.family(
+            "exotel_voicebot_events_total",
+            "counter",
+            "Attempts to deliver an event to EVENTS_URL, by what came of them.",
+        );
+        for (i, o) in EventOutcome::ALL.iter().enumerate() {
+            out.sample(
+                "exotel_voicebot_events_total",
+                ("outcome", o.as_str()),
+                load(&self.events[i]),
+            );
+        }
+        let age = self.events_oldest_pending_ms.load(Ordering::Relaxed);
+        out.gauge(
+            "exotel_voicebot_events_oldest_pending_seconds",
+            "How long the oldest undelivered event has waited (0: none waits).",
+            (age.max(0) / 1000) as u64,
         );
     }
 

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The schema this code writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -281,6 +281,9 @@ enum Op {
     ),
     /// Answers once everything sent before it is written.
     Sync(may::sync::mpsc::Sender<()>),
+    /// Work on the events outbox (`outbox`), on the writer's connection, after what was sent
+    /// before it is written.
+    Outbox(Box<dyn FnOnce(&Connection) + Send>),
     /// The process is stopping: one last try to write everything, then one line naming what
     /// could not be written (a full disk), and the answer.
     Close(may::sync::mpsc::Sender<()>),
@@ -314,10 +317,21 @@ impl CallLog {
     /// Opens (or creates) the database, migrates it, marks calls left live by a crash as
     /// `interrupted`, and starts the writer thread.
     pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<(CallLog, Opened), String> {
+        CallLog::open_with_outbox(path, metrics, false)
+    }
+
+    /// As [`CallLog::open`]; with `outbox`, calls' changes also write events for the user's
+    /// backend (`outbox`), in the same transactions.
+    pub fn open_with_outbox(
+        path: &Path,
+        metrics: Arc<Metrics>,
+        outbox: bool,
+    ) -> Result<(CallLog, Opened), String> {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let interrupted = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         let (ops, queue) = mpsc::channel::<Op>();
-        let writer = Writer::new(conn, path.to_owned(), metrics);
+        let mut writer = Writer::new(conn, path.to_owned(), metrics);
+        writer.outbox = outbox;
         std::thread::Builder::new()
             .name("call-log".into())
             .spawn(move || writer.run(queue))
@@ -353,6 +367,19 @@ impl CallLog {
             .map_err(|_| "the call log is closed")?;
         rx.recv()
             .map_err(|_| "the call log is closed".to_string())?
+    }
+
+    /// Runs `work` on the events outbox (`outbox::list`, `outbox::retry`). Waits for the
+    /// writer (coroutine-safe), which writes everything recorded before it first.
+    pub fn outbox<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        self.ask(|reply| {
+            Op::Outbox(Box::new(move |conn| {
+                let _ = reply.send(work(conn).map_err(|e| e.to_string()));
+            }))
+        })
     }
 
     /// A call's transcript, in order (`None`: no such call). Waits for the writer
@@ -406,6 +433,7 @@ pub struct Pruned {
 }
 
 mod events;
+pub mod outbox;
 mod rows;
 mod schema;
 mod writer;

@@ -9,6 +9,7 @@ mod call;
 mod calls;
 mod campaigns;
 mod dnc;
+mod events;
 mod passthru;
 mod phones;
 mod probes;
@@ -225,6 +226,17 @@ pub(crate) static ROUTES: &[Route] = &[
         path: "/dnc/{number}",
         methods: &[("DELETE", |app, _, a| answered(dnc::remove(&app.dnc, a[0])))],
     },
+    // Events for the user's backend that have not been taken, and sending one again.
+    Route {
+        path: "/events",
+        methods: &[("GET", |app, r, _| answered(events::list(&app.call_log, r)))],
+    },
+    Route {
+        path: "/events/{id}/retry",
+        methods: &[("POST", |app, _, a| {
+            answered(events::retry(&app.call_log, a[0]))
+        })],
+    },
     // Exotel asks where to stream a call's audio (both paths of the original server).
     Route {
         path: "/api/v1/exotel/voice/connect",
@@ -317,9 +329,16 @@ fn guard_of(path: &str) -> Guard {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
     if path == "/call"
-        || ["/dnc", "/phones", "/campaigns", "/agents", "/calls"]
-            .iter()
-            .any(|r| under(r))
+        || [
+            "/dnc",
+            "/phones",
+            "/campaigns",
+            "/agents",
+            "/calls",
+            "/events",
+        ]
+        .iter()
+        .any(|r| under(r))
     {
         return Guard::User;
     }

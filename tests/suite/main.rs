@@ -17,6 +17,7 @@ mod call_log;
 mod capacity;
 mod cli;
 mod dnc;
+mod events;
 mod fuzz_regressions;
 mod guards;
 mod http_edges;

@@ -11,12 +11,13 @@ pub(super) fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Op
 }
 
 /// One event's writes, inside the batch's transaction: the connection, when the event
-/// happened (ms since the epoch), and the final statuses reached, counted in the metrics once
-/// the transaction commits.
+/// happened (ms since the epoch), the final statuses reached (counted in the metrics once the
+/// transaction commits), and whether changes make events for the user's backend (`outbox`).
 pub(super) struct EventWrite<'a> {
     conn: &'a Connection,
     now: i64,
     ended: &'a mut Vec<Status>,
+    outbox: bool,
 }
 
 /// Writes one event, as of `now`.
@@ -25,8 +26,14 @@ pub(super) fn apply(
     event: &LogEvent,
     now: i64,
     ended: &mut Vec<Status>,
+    outbox: bool,
 ) -> rusqlite::Result<()> {
-    let mut w = EventWrite { conn, now, ended };
+    let mut w = EventWrite {
+        conn,
+        now,
+        ended,
+        outbox,
+    };
     match event {
         LogEvent::Requested { id, to, caller_id } => w.requested(id.as_str(), to, caller_id),
         LogEvent::Placed { id, call_sid } => w.placed(id.as_str(), call_sid),
@@ -57,7 +64,8 @@ pub(super) fn apply(
                 "UPDATE calls SET agent = ?2, bot = ?3,
                      recording_path = COALESCE(?4, recording_path) WHERE call_log_id = ?1",
                 params![id.as_str(), agent, bot, recording_path],
-            )
+            )?;
+            w.row_event("call.started", id.as_str())
         }
         LogEvent::MediaEnded {
             id,
@@ -65,10 +73,17 @@ pub(super) fn apply(
             reason,
             counts,
         } => w.media_ended(id.as_str(), *status, reason, counts),
-        LogEvent::Handoff { id, reason } => w.set(
-            "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
-            params![id.as_str(), reason],
-        ),
+        LogEvent::Handoff { id, reason } => {
+            w.set(
+                "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
+                params![id.as_str(), reason],
+            )?;
+            w.event(
+                "call.handoff",
+                id.as_str(),
+                serde_json::json!({"callLogId": id.as_str(), "reason": reason}),
+            )
+        }
         LogEvent::StreamEnd(end) => stream_end(conn, end),
         LogEvent::Transcript { id, speaker, text } => w.set(
             "INSERT INTO call_transcript (call_log_id, role, text, at) VALUES (?1, ?2, ?3, ?4)",
@@ -124,8 +139,36 @@ impl EventWrite<'_> {
         )?;
         if status.is_final() {
             self.ended.push(status);
+            self.row_event("call.ended", id)?;
         }
         Ok(true)
+    }
+
+    /// An event for the user's backend, in this transaction, when events are on.
+    fn event(&self, kind: &str, id: &str, data: serde_json::Value) -> rusqlite::Result<()> {
+        if !self.outbox {
+            return Ok(());
+        }
+        super::outbox::enqueue(self.conn, kind, Some(id), data, self.now)
+    }
+
+    /// An event carrying the call's row as it is now (and, for `call.ended`, its transcript's
+    /// turns when there are any).
+    fn row_event(&self, kind: &str, id: &str) -> rusqlite::Result<()> {
+        if !self.outbox {
+            return Ok(());
+        }
+        let Some(row) = get(self.conn, id)? else {
+            return Ok(());
+        };
+        let mut data = serde_json::to_value(&row).unwrap_or_default();
+        if kind == "call.ended" {
+            let turns = transcript(self.conn, id)?.unwrap_or_default();
+            if !turns.is_empty() {
+                data["transcript"] = serde_json::to_value(turns).unwrap_or_default();
+            }
+        }
+        self.event(kind, id, data)
     }
 
     /// A new row in `status` with its history, unless the call has one already.

@@ -85,6 +85,24 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
          );
          CREATE INDEX call_transcript_call ON call_transcript(call_log_id);",
     ),
+    // 6: the events outbox: each signed event for the user's backend, written with the change
+    // it reports, until it is delivered or given up.
+    (
+        6,
+        "CREATE TABLE events (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             id TEXT NOT NULL UNIQUE,
+             type TEXT NOT NULL,
+             call_log_id TEXT,
+             body TEXT NOT NULL,
+             created_at INTEGER NOT NULL,
+             status TEXT NOT NULL DEFAULT 'pending',
+             attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL,
+             last_error TEXT
+         );
+         CREATE INDEX events_due ON events(status, next_at);",
+    ),
 ];
 
 /// Brings the schema to `SCHEMA_VERSION`, one transaction per version; refuses a newer one.

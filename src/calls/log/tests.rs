@@ -160,7 +160,7 @@ fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
 }
 
 #[test]
-fn a_version_3_call_log_gains_the_agent_bot_and_transcript_and_keeps_its_rows() {
+fn a_version_3_call_log_gains_the_agent_bot_transcript_and_outbox_and_keeps_its_rows() {
     let conn = Connection::open_in_memory().unwrap();
     schema::migrate(&conn).unwrap();
     // The database as version 3 left it, with a row.
@@ -168,6 +168,7 @@ fn a_version_3_call_log_gains_the_agent_bot_and_transcript_and_keeps_its_rows() 
         "ALTER TABLE calls DROP COLUMN agent;
          ALTER TABLE calls DROP COLUMN bot;
          DROP TABLE call_transcript;
+         DROP TABLE events;
          PRAGMA user_version = 3;
          INSERT INTO calls (call_log_id, direction, status, created_at)
              VALUES ('old-1', 'inbound', 'completed', 1);",
@@ -178,6 +179,10 @@ fn a_version_3_call_log_gains_the_agent_bot_and_transcript_and_keeps_its_rows() 
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 0, "the outbox is there, empty");
     let row = conn
         .query_row(
             &format!("SELECT {} FROM calls", rows::COLUMNS),

@@ -70,6 +70,8 @@ pub(super) struct Writer {
     last_failure_log: Option<Instant>,
     pub(super) dropped: u64,
     next_file_check: Instant,
+    /// Calls' changes make events for the user's backend (`EVENTS_URL` is set).
+    pub(super) outbox: bool,
 }
 
 impl Writer {
@@ -85,6 +87,7 @@ impl Writer {
             last_failure_log: None,
             dropped: 0,
             next_file_check: Instant::now() + FILE_CHECK_EVERY,
+            outbox: false,
         }
     }
 
@@ -156,6 +159,7 @@ impl Writer {
             Op::Get(id, reply) => {
                 let _ = reply.send(get(&self.conn, &id).map_err(|e| e.to_string()));
             }
+            Op::Outbox(work) => work(&self.conn),
             Op::Transcript(id, reply) => {
                 let _ = reply.send(transcript(&self.conn, &id).map_err(|e| e.to_string()));
             }
@@ -229,7 +233,7 @@ impl Writer {
         conn.execute_batch("BEGIN")?;
         let mut ended = Vec::new();
         for stamped in self.pending.iter().take(n) {
-            match apply(conn, &stamped.event, stamped.at, &mut ended) {
+            match apply(conn, &stamped.event, stamped.at, &mut ended, self.outbox) {
                 Ok(()) => {}
                 Err(e) if is_disk_error(&e) => {
                     let _ = conn.execute_batch("ROLLBACK");

@@ -1,0 +1,159 @@
+//! The events outbox (`EVENTS_URL`): an event is a row of `events`, written in the transaction
+//! of the change it reports, so that it exists exactly when the change does. The deliverer
+//! (`crate::events`) reads and updates the rows on a connection of its own; this file holds
+//! every statement on the table, and knows no HTTP.
+//!
+//! An event's body is `{"type", "timestamp", "data"}`; its `id` (`msg_…`) is the Standard
+//! Webhooks `webhook-id`, the same on every attempt.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// What events a call's changes make, in the writer's transaction.
+pub(super) fn enqueue(
+    conn: &Connection,
+    kind: &str,
+    call_log_id: Option<&str>,
+    data: serde_json::Value,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let body = serde_json::json!({
+        "type": kind,
+        "timestamp": super::iso_8601(now),
+        "data": data,
+    });
+    conn.prepare_cached(
+        "INSERT INTO events (id, type, call_log_id, body, created_at, next_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![new_id(), kind, call_log_id, body.to_string(), now])
+    .map(drop)
+}
+
+/// `msg_` and 22 random characters: the event's id on every attempt.
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    use base64::Engine as _;
+    format!(
+        "msg_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// One event as the deliverer and `GET /events` see it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    #[serde(skip)]
+    pub seq: i64,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub call_log_id: Option<String>,
+    #[serde(skip)]
+    pub body: String,
+    pub created_at: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str =
+    "seq, id, type, call_log_id, body, created_at, status, attempts, next_at, last_error";
+
+fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        kind: r.get(2)?,
+        call_log_id: r.get(3)?,
+        body: r.get(4)?,
+        created_at: r.get(5)?,
+        status: r.get(6)?,
+        attempts: r.get(7)?,
+        next_at: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+/// The pending events due by `now`, oldest first, but none behind an earlier pending event of
+/// the same call: a call's events go in order.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events e
+         WHERE status = 'pending' AND next_at <= ?1
+           AND NOT EXISTS (SELECT 1 FROM events p WHERE p.status = 'pending'
+                           AND p.call_log_id = e.call_log_id AND p.seq < e.seq)
+         ORDER BY seq LIMIT ?2"
+    ))?
+    .query_map(params![now, limit as i64], stored)?
+    .collect()
+}
+
+/// The receiver took it.
+pub fn delivered(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE events SET status = 'delivered', attempts = attempts + 1, last_error = NULL
+         WHERE seq = ?1",
+    )?
+    .execute([seq])
+    .map(drop)
+}
+
+/// It was not taken: tried again at `next_at`, or given up (`failed`) when `next_at` is `None`.
+pub fn not_taken(
+    conn: &Connection,
+    seq: i64,
+    error: &str,
+    next_at: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE events SET attempts = attempts + 1, last_error = ?2,
+             status = CASE WHEN ?3 IS NULL THEN 'failed' ELSE 'pending' END,
+             next_at = COALESCE(?3, next_at)
+         WHERE seq = ?1",
+    )?
+    .execute(params![seq, error, next_at])
+    .map(drop)
+}
+
+/// The events in `status` (`pending` or `failed`), oldest first, at most `limit`.
+pub fn list(conn: &Connection, status: &str, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE status = ?1 ORDER BY seq LIMIT ?2"
+    ))?
+    .query_map(params![status, limit as i64], stored)?
+    .collect()
+}
+
+/// Sends `id` again now (a failed one is pending again); `false` when there is no such event.
+pub fn retry(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "UPDATE events SET status = 'pending', next_at = ?2 WHERE id = ?1 AND status != 'delivered'",
+    )?
+    .execute(params![id, now])
+    .map(|n| n > 0)
+}
+
+/// Whether an event with this id exists (delivered or not).
+pub fn exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// When the oldest pending event was made, if any is pending.
+pub fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT MIN(created_at) FROM events WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Deletes delivered and failed events made before `cutoff`.
+pub fn prune(conn: &Connection, cutoff: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM events WHERE status IN ('delivered', 'failed') AND created_at < ?1",
+    )?
+    .execute([cutoff])
+}
