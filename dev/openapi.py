@@ -196,6 +196,7 @@ webhooks = {
  "call.started": event("call.started", "A call's media connected: its row", ref("CallRow")),
  "call.ended": event("call.ended", "A call reached its final status: its row, its transcript's turns when there are any", ended),
  "call.handoff": event("call.handoff", "A call was handed to a person", {"type": "object", "required": ["callLogId", "reason"], "properties": {"callLogId": {"type": "string"}, "reason": {"type": "string"}}}),
+ "campaign.completed": event("campaign.completed", "A campaign dialed everyone it would", {"type": "object", "required": ["id", "name", "total"], "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "total": {"type": "integer"}}}),
 }
 doc = {
  "openapi": "3.1.0",

@@ -261,6 +261,7 @@ fn open_data(
     }
     let (store, stored) =
         crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
+    let store = store.with_outbox(config.events.is_some());
     Ok(Data {
         call_log,
         dnc: crate::calls::dnc::DoNotCall::new(store.clone(), stored.dnc),

@@ -237,22 +237,36 @@ impl Store {
         error: Option<String>,
         at: i64,
     ) -> Result<Option<String>, String> {
+        let outbox = self.outbox;
         self.ask(move |conn| {
             let tx = conn.transaction()?;
-            let current: Option<String> = tx
-                .query_row("SELECT status FROM campaigns WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
+            let current: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT status, name, total FROM campaigns WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
                 .optional()?;
-            if let Some(status) = &current {
+            if let Some((status, name, total)) = &current {
                 if from.is_empty() || from.contains(&status.as_str()) {
                     tx.execute(
                         "UPDATE campaigns SET status = ?2, updated_at = ?3,
                              last_error = COALESCE(?4, last_error) WHERE id = ?1",
                         params![id, to, at, error],
                     )?;
+                    if outbox && to == "completed" && status != "completed" {
+                        let data = serde_json::json!({"id": id, "name": name, "total": total});
+                        crate::calls::log::outbox::enqueue(
+                            &tx,
+                            "campaign.completed",
+                            None,
+                            data,
+                            at,
+                        )?;
+                    }
                 }
             }
+            let current = current.map(|(status, _, _)| status);
             tx.commit()?;
             Ok(current)
         })

@@ -83,6 +83,8 @@ impl std::fmt::Debug for StoredAgent {
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    /// A campaign's completion writes its event for the user's backend (`EVENTS_URL` is set).
+    outbox: bool,
 }
 
 /// What the store held when it opened.
@@ -125,7 +127,20 @@ impl Store {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok((Store { jobs }, loaded))
+        Ok((
+            Store {
+                jobs,
+                outbox: false,
+            },
+            loaded,
+        ))
+    }
+
+    /// With `outbox`, a campaign's completion also writes `campaign.completed` to the events
+    /// outbox (the call log's table, in the same database), in the same transaction.
+    pub fn with_outbox(mut self, outbox: bool) -> Store {
+        self.outbox = outbox;
+        self
     }
 
     /// Adds numbers to the do-not-call list; answers how many were new. Coroutine-safe.

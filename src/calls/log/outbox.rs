@@ -9,7 +9,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// What events a call's changes make, in the writer's transaction.
-pub(super) fn enqueue(
+pub(crate) fn enqueue(
     conn: &Connection,
     kind: &str,
     call_log_id: Option<&str>,

@@ -192,3 +192,43 @@ fn a_late_turn_dials_one_call_and_the_next_waits_a_whole_interval() {
         "waits {wait:?} for a call due in at most {interval:?}"
     );
 }
+
+#[test]
+fn a_completed_campaign_writes_one_event_with_its_completion_when_events_are_on() {
+    let dir = std::env::temp_dir().join(format!("evb-outbox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("calls.db");
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (_call_log, _) = CallLog::open_with_outbox(&path, metrics, true).unwrap();
+    let (store, _) = Store::open(&path).unwrap();
+    let store = store.with_outbox(true);
+    store
+        .campaign_create(
+            NewCampaign {
+                id: "c-outbox".into(),
+                name: "dues".into(),
+                status: "running".into(),
+                settings: "{}".into(),
+                created_at: 1,
+            },
+            vec![NewContact {
+                to: "+919876543200".into(),
+                params: "{}".into(),
+            }],
+        )
+        .unwrap();
+    // Completed once: one event; asked again (already completed): none more.
+    for _ in 0..2 {
+        store
+            .campaign_set_status("c-outbox".into(), &["running"], "completed", None, 5)
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let events = crate::calls::log::outbox::list(&conn, "pending", 10).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "campaign.completed");
+    let body: serde_json::Value = serde_json::from_str(&events[0].body).unwrap();
+    assert_eq!(body["data"]["id"], "c-outbox");
+    assert_eq!(body["data"]["total"], 1);
+}
