@@ -54,7 +54,10 @@ fn start(name: &str, env: &[(&str, String)]) -> Server {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{name}: the server did not listen");
+        assert!(
+            Instant::now() < deadline,
+            "{name}: the server did not listen"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Server { child, addr }
@@ -124,7 +127,10 @@ fn main() {
     );
     let plain = start("plain", &[]);
     println!("{calls} calls of {seconds} s; /health polled every 20 ms during each run");
-    for (name, server) in [("without EVENTS_URL", &plain), ("EVENTS_URL never answers", &silent)] {
+    for (name, server) in [
+        ("without EVENTS_URL", &plain),
+        ("EVENTS_URL never answers", &silent),
+    ] {
         let (clean, p50, p99, polls) = run(server, calls, seconds);
         println!(
             "  {name}: {clean}/{calls} calls clean; /health p50 {p50:.2} ms, p99 {p99:.2} ms ({polls} polls)"
