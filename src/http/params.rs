@@ -107,7 +107,11 @@ impl Params {
 
     /// Like [`Params::get`], but an empty value counts as absent.
     pub fn get_non_empty(&self, name: &str) -> Option<&str> {
-        self.get(name).map(str::trim).filter(|v| !v.is_empty())
+        // ASCII's spaces only: a value that is only some other character (U+0085, U+00A0) is
+        // there, and is checked as what it is.
+        self.get(name)
+            .map(|v| v.trim_matches(|c: char| c.is_ascii_whitespace()))
+            .filter(|v| !v.is_empty())
     }
 
     /// A value that must be one of `choices` (each as written, with what it stands for); `None`
