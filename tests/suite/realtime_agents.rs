@@ -44,6 +44,22 @@ fn send(server: &Server, method: &str, path: &str, body: &Value) -> support::Tes
     )
 }
 
+/// `POST /call` with `body` (with the operator's token), answered by `fake` in stream mode: the
+/// call's callLogId and the media URL Exotel was given.
+fn place(server: &Server, fake: &FakeExotel, body: &Value) -> (String, String) {
+    let placed = send(server, "POST", "/call", body);
+    assert_eq!(placed.status, 200, "{}", placed.json());
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    let url = fake
+        .call_for(&id)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "StreamUrl")
+        .unwrap()
+        .1;
+    (id, url)
+}
+
 fn service() -> FakeRealtime {
     FakeRealtime::start(Script {
         greeting_ms: 400,
@@ -98,22 +114,12 @@ fn a_realtime_agent_brings_its_own_settings_and_key_and_shows_the_key_masked() {
     assert!(e["detail"].as_str().unwrap().contains("{{amount}}"), "{e}");
     assert!(fake.received().is_empty(), "Exotel was asked");
 
-    let placed = send(
+    let (id, url) = place(
         &server,
-        "POST",
-        "/call",
+        &fake,
         &json!({"to": "+919800000001", "agent": "collector",
                 "variables": {"name": "Asha", "amount": "1200"}}),
     );
-    assert_eq!(placed.status, 200, "{}", placed.json());
-    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
-    let url = fake
-        .call_for(&id)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "StreamUrl")
-        .unwrap()
-        .1;
     let mut plan = CallPlan::new(server.addr, speech_like(8000, 3000, 3));
     plan.check_echo = false;
     plan.keep_bot_audio = true;
@@ -301,21 +307,11 @@ fn a_relay_agent_may_speak_twilio_while_bot_speaks_exotel() {
     let created = send(&server, "POST", "/agents", &agent);
     assert_eq!(created.status, 201, "{}", created.json());
     assert_eq!(created.json()["protocol"], "twilio");
-    let placed = send(
+    let (_, url) = place(
         &server,
-        "POST",
-        "/call",
+        &fake,
         &json!({"to": "+919800000001", "agent": "tw"}),
     );
-    assert_eq!(placed.status, 200, "{}", placed.json());
-    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
-    let url = fake
-        .call_for(&id)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "StreamUrl")
-        .unwrap()
-        .1;
     let mut plan = CallPlan::new(server.addr, speech_like(8000, 1000, 3));
     plan.check_echo = false;
     plan.connect = Connect::Url(url);
@@ -421,21 +417,11 @@ fn an_agents_bot_gets_bot_fallback_whatever_bot_is() {
     let agent = json!({"name": "collector", "bot": "realtime", "url": service.url(),
                        "apiKey": AGENT_KEY});
     assert_eq!(send(&server, "POST", "/agents", &agent).status, 201);
-    let placed = send(
+    let (id, url) = place(
         &server,
-        "POST",
-        "/call",
+        &fake,
         &json!({"to": "+919800000001", "agent": "collector"}),
     );
-    assert_eq!(placed.status, 200, "{}", placed.json());
-    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
-    let url = fake
-        .call_for(&id)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "StreamUrl")
-        .unwrap()
-        .1;
     let mut plan = CallPlan::new(server.addr, speech_like(8000, 2000, 3));
     plan.connect = Connect::Url(url);
     let report = run_call(&plan);
