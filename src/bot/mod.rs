@@ -99,6 +99,10 @@ impl Speaker {
 /// The longest transcript turn kept, in bytes; a longer one is cut at a character boundary.
 pub const MAX_TRANSCRIPT_TURN_BYTES: usize = 8 * 1024;
 
+/// Bot audio queued for the caller beyond this many seconds is dropped and counted: a relayed
+/// or translated bot cannot make the server hold unbounded audio.
+pub const MAX_QUEUED_BOT_SECONDS: usize = 120;
+
 /// What the bot wants sent. Audio is queued and paced out by the session in Exotel-sized
 /// chunks; a mark goes out after the audio queued before it.
 #[derive(Debug)]
@@ -118,6 +122,8 @@ pub struct Outbox {
     /// What an AI service reported since the session last looked: its last error, and how
     /// many errors and rate-limit updates.
     service: ServiceNotes,
+    /// Bot audio frames not queued because the queue was full ([`Outbox::play_within`]).
+    dropped: u64,
     sample_rate: u32,
 }
 
@@ -142,6 +148,7 @@ impl Outbox {
             handoff: None,
             transcript: Vec::new(),
             service: ServiceNotes::default(),
+            dropped: 0,
             sample_rate,
         }
     }
@@ -256,14 +263,21 @@ impl Outbox {
     }
 
     /// Queues audio from a bot that may send faster than real time (a relayed or translated
-    /// one) unless more than `max_seconds` would then wait: such audio is not queued, and
-    /// answers false. A flooding bot costs its own call's audio, never the server's memory.
-    pub(crate) fn play_within(&mut self, samples: &[i16], max_seconds: usize) -> bool {
-        if self.audio.len() + samples.len() > max_seconds * self.sample_rate as usize {
+    /// one) unless more than [`MAX_QUEUED_BOT_SECONDS`] would then wait: such audio is not
+    /// queued but counted ([`Outbox::take_dropped`]), and the answer is false. A flooding bot costs its own call's
+    /// audio, never the server's memory.
+    pub(crate) fn play_within(&mut self, samples: &[i16]) -> bool {
+        if self.audio.len() + samples.len() > MAX_QUEUED_BOT_SECONDS * self.sample_rate as usize {
+            self.dropped += 1;
             return false;
         }
         self.play(samples);
         true
+    }
+
+    /// Bot audio frames [`Outbox::play_within`] did not queue since the last call.
+    pub(crate) fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
     }
 
     pub(crate) fn wants_hang_up(&self) -> bool {

@@ -10,7 +10,6 @@
 //!
 //! A pure layer: text in, text and outbox out; the relay owns the socket.
 
-use crate::bot::relay::{RelayCounts, MAX_QUEUED_BOT_SECONDS};
 use crate::bot::{Outbox, Speaker};
 use crate::config::RealtimeSettings;
 use crate::exotel::stream::{decode_payload, Inbound, StartEvent};
@@ -216,24 +215,20 @@ impl RealtimeSide {
     /// cleared and the interrupted item truncated to what was played, tool calls carried out
     /// and answered. `replies` gets what the service must be told back. An `error` event is
     /// returned as the error (a harmless one, a cancel with nothing to cancel, is not).
-    /// Audio beyond `MAX_QUEUED_BOT_SECONDS` waiting is dropped and counted in `counts`.
+    /// Audio beyond `MAX_QUEUED_BOT_SECONDS` waiting is dropped and counted by the outbox.
     pub fn to_outbox(
         &mut self,
         text: &str,
         out: &mut Outbox,
         replies: &mut Vec<String>,
-        counts: &mut RelayCounts,
     ) -> Result<(), String> {
         let event: Value =
             serde_json::from_str(text).map_err(|e| format!("not a JSON event: {e}"))?;
         let str_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         match event["type"].as_str().unwrap_or_default() {
-            "response.output_audio.delta" | "response.audio.delta" => self.play(
-                &str_of(&event["item_id"]),
-                &str_of(&event["delta"]),
-                out,
-                counts,
-            )?,
+            "response.output_audio.delta" | "response.audio.delta" => {
+                self.play(&str_of(&event["item_id"]), &str_of(&event["delta"]), out)?
+            }
             "input_audio_buffer.speech_started" => self.barge_in(out, replies),
             "session.updated" => self.follow_formats(&event["session"], out),
             "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
@@ -309,13 +304,7 @@ impl RealtimeSide {
     }
 
     /// An audio delta of `item`: decoded, brought to the call's rate, queued.
-    fn play(
-        &mut self,
-        item: &str,
-        delta: &str,
-        out: &mut Outbox,
-        counts: &mut RelayCounts,
-    ) -> Result<(), String> {
+    fn play(&mut self, item: &str, delta: &str, out: &mut Outbox) -> Result<(), String> {
         if self.cut.as_deref() == Some(item) {
             return Ok(());
         }
@@ -339,8 +328,7 @@ impl RealtimeSide {
                 &self.converted
             }
         };
-        if !out.play_within(played, MAX_QUEUED_BOT_SECONDS) {
-            counts.dropped_to_caller += 1;
+        if !out.play_within(played) {
             return Ok(());
         }
         match &mut self.playing {
@@ -406,6 +394,7 @@ impl RealtimeSide {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::MAX_QUEUED_BOT_SECONDS;
 
     use crate::bot::test_start as start;
 
@@ -477,13 +466,8 @@ mod tests {
         let delta = base64::engine::general_purpose::STANDARD.encode(&law);
         let event =
             json!({"type": "response.output_audio.delta", "item_id": "it1", "delta": delta});
-        side.to_outbox(
-            &event.to_string(),
-            &mut out,
-            &mut replies,
-            &mut RelayCounts::default(),
-        )
-        .unwrap();
+        side.to_outbox(&event.to_string(), &mut out, &mut replies)
+            .unwrap();
         assert_eq!(out.queued_samples(), 8000);
         // 300 ms of it leave for the caller before the caller speaks.
         let mut sent = Vec::new();
@@ -492,7 +476,6 @@ mod tests {
             r#"{"type":"input_audio_buffer.speech_started"}"#,
             &mut out,
             &mut replies,
-            &mut RelayCounts::default(),
         )
         .unwrap();
         assert_eq!(out.queued_samples(), 0, "what was queued is dropped");
@@ -508,32 +491,21 @@ mod tests {
             r#"{"type":"input_audio_buffer.speech_started"}"#,
             &mut out,
             &mut replies,
-            &mut RelayCounts::default(),
         )
         .unwrap();
         assert!(replies.is_empty());
         // A delta of the cut item still on its way is not played after the clear; the next
         // item is.
-        side.to_outbox(
-            &event.to_string(),
-            &mut out,
-            &mut replies,
-            &mut RelayCounts::default(),
-        )
-        .unwrap();
+        side.to_outbox(&event.to_string(), &mut out, &mut replies)
+            .unwrap();
         assert_eq!(
             out.queued_samples(),
             0,
             "the cut item's late delta was played"
         );
         let next = json!({"type": "response.output_audio.delta", "item_id": "it2", "delta": delta});
-        side.to_outbox(
-            &next.to_string(),
-            &mut out,
-            &mut replies,
-            &mut RelayCounts::default(),
-        )
-        .unwrap();
+        side.to_outbox(&next.to_string(), &mut out, &mut replies)
+            .unwrap();
         assert_eq!(out.queued_samples(), 8000);
     }
 
@@ -542,9 +514,7 @@ mod tests {
         let mut side = RealtimeSide::new(&start(16000));
         let mut out = Outbox::new(16000, 0);
         let mut replies = Vec::new();
-        let mut event = |text: &str, out: &mut Outbox| {
-            side.to_outbox(text, out, &mut replies, &mut RelayCounts::default())
-        };
+        let mut event = |text: &str, out: &mut Outbox| side.to_outbox(text, out, &mut replies);
         event(
             r#"{"type":"response.function_call_arguments.done","name":"transfer_to_human","call_id":"c7","arguments":"{\"reason\":\"billing\"}"}"#,
             &mut out,
@@ -586,7 +556,6 @@ mod tests {
     fn a_service_sending_more_than_the_queue_holds_costs_its_own_audio_counted() {
         let mut side = RealtimeSide::new(&start(8000));
         let mut out = Outbox::new(8000, 0);
-        let mut counts = RelayCounts::default();
         // Ten seconds a delta, far faster than real time: what passes the limit is dropped.
         let mut law = Vec::new();
         g711::encode(&[300i16; 80_000], &mut law);
@@ -595,22 +564,20 @@ mod tests {
         .to_string();
         let deltas = MAX_QUEUED_BOT_SECONDS / 10 + 3;
         for _ in 0..deltas {
-            side.to_outbox(&delta, &mut out, &mut Vec::new(), &mut counts)
-                .unwrap();
+            side.to_outbox(&delta, &mut out, &mut Vec::new()).unwrap();
         }
         assert_eq!(out.queued_samples(), MAX_QUEUED_BOT_SECONDS * 8000);
-        assert_eq!(counts.dropped_to_caller, 3);
+        assert_eq!(out.take_dropped(), 3);
     }
 
     #[test]
     fn the_formats_the_service_applied_are_followed_or_named_as_an_error() {
         let mut side = RealtimeSide::new(&start(8000));
         let mut out = Outbox::new(8000, 0);
-        let mut counts = RelayCounts::default();
         // Asked for μ-law, the service applied 24 kHz PCM both ways (beta names).
         let updated = json!({"type": "session.updated",
                              "session": {"input_audio_format": "pcm16", "output_audio_format": "pcm16"}});
-        side.to_outbox(&updated.to_string(), &mut out, &mut Vec::new(), &mut counts)
+        side.to_outbox(&updated.to_string(), &mut out, &mut Vec::new())
             .unwrap();
         assert!(out.take_service_notes().is_none());
         let frame = json!({"event": "media", "stream_sid": "S", "media": {
@@ -626,7 +593,7 @@ mod tests {
         assert!((900..=960).contains(&bytes.len()), "{} bytes", bytes.len());
         let delta = json!({"type": "response.output_audio.delta", "item_id": "i",
                            "delta": base64::engine::general_purpose::STANDARD.encode([0u8; 4800])});
-        side.to_outbox(&delta.to_string(), &mut out, &mut Vec::new(), &mut counts)
+        side.to_outbox(&delta.to_string(), &mut out, &mut Vec::new())
             .unwrap();
         assert!(
             (780..=800).contains(&out.queued_samples()),
@@ -636,7 +603,7 @@ mod tests {
         // A format this side does not speak is the call's error, named.
         let alaw = json!({"type": "session.updated",
                           "session": {"audio": {"output": {"format": {"type": "audio/pcma"}}}}});
-        side.to_outbox(&alaw.to_string(), &mut out, &mut Vec::new(), &mut counts)
+        side.to_outbox(&alaw.to_string(), &mut out, &mut Vec::new())
             .unwrap();
         let error = out.take_service_notes().unwrap().last_error.unwrap();
         assert!(error.contains("output format audio/pcma"), "{error}");

@@ -38,9 +38,7 @@ use tungstenite::{Message, Utf8Bytes, WebSocket};
 
 /// Bot frames handled per session turn at most, so a chatty bot cannot starve the caller.
 const FRAMES_PER_POLL: usize = 64;
-/// Bot audio queued for the caller beyond this many seconds is dropped and counted: a bot
-/// cannot make the server hold unbounded audio.
-pub const MAX_QUEUED_BOT_SECONDS: usize = 120;
+pub use super::MAX_QUEUED_BOT_SECONDS;
 /// The bot's audio frame the decoding buffers are sized for, in ms (bots send 20 to 100; a
 /// longer frame grows them once). They were a second's room, which the whole call then kept.
 const BOT_FRAME_ROOM_MS: usize = 200;
@@ -628,12 +626,11 @@ impl Relay {
     ) {
         let translated = match &mut self.translation {
             Translation::None => None,
-            Translation::Twilio(side) => Some(side.to_outbox(text, out, counts)),
-            Translation::Realtime(side) => {
-                Some(side.to_outbox(text, out, &mut self.translated, counts))
-            }
+            Translation::Twilio(side) => Some(side.to_outbox(text, out)),
+            Translation::Realtime(side) => Some(side.to_outbox(text, out, &mut self.translated)),
         };
         if let Some(made) = translated {
+            counts.dropped_to_caller += out.take_dropped();
             if let Err(why) = made {
                 counts.bad_frames += 1;
                 bad(&why);
@@ -653,8 +650,8 @@ impl Relay {
                 }
                 self.samples.clear();
                 pcm_to_samples(&self.pcm, &mut self.samples);
-                if !out.play_within(&self.samples, MAX_QUEUED_BOT_SECONDS) {
-                    counts.dropped_to_caller += 1;
+                if !out.play_within(&self.samples) {
+                    counts.dropped_to_caller += out.take_dropped();
                 }
             }
             Ok(BotCommand::Mark { name }) => out.mark(name.into_owned()),

@@ -7,7 +7,6 @@
 //!
 //! A pure layer: text in, text or outbox out; the relay owns the socket.
 
-use crate::bot::relay::{RelayCounts, MAX_QUEUED_BOT_SECONDS};
 use crate::bot::Outbox;
 use crate::exotel::stream::{decode_payload, Inbound, StartEvent};
 use crate::media::g711;
@@ -185,13 +184,8 @@ impl TwilioSide {
 
     /// One of the bot's Twilio messages into the call's outbox: `media` (μ-law) played,
     /// `mark` and `clear` as the call's own. Anything else is named as an error.
-    /// Audio beyond `MAX_QUEUED_BOT_SECONDS` waiting is dropped and counted in `counts`.
-    pub fn to_outbox(
-        &mut self,
-        text: &str,
-        out: &mut Outbox,
-        counts: &mut RelayCounts,
-    ) -> Result<(), String> {
+    /// Audio beyond `MAX_QUEUED_BOT_SECONDS` waiting is dropped and counted by the outbox.
+    pub fn to_outbox(&mut self, text: &str, out: &mut Outbox) -> Result<(), String> {
         let message: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("not a JSON message: {e}"))?;
         match message["event"].as_str() {
@@ -212,9 +206,7 @@ impl TwilioSide {
                     }
                     None => &self.samples,
                 };
-                if !out.play_within(played, MAX_QUEUED_BOT_SECONDS) {
-                    counts.dropped_to_caller += 1;
-                }
+                out.play_within(played);
                 Ok(())
             }
             Some("mark") => {
@@ -305,8 +297,7 @@ mod tests {
             g711::encode(&[1000i16; 160], &mut law);
             let b64 = base64::engine::general_purpose::STANDARD.encode(&law);
             let media = json!({"event": "media", "streamSid": "S1", "media": {"payload": b64}});
-            side.to_outbox(&media.to_string(), &mut out, &mut RelayCounts::default())
-                .unwrap();
+            side.to_outbox(&media.to_string(), &mut out).unwrap();
             let expected = 160 * rate as usize / 8000;
             assert!(
                 out.queued_samples().abs_diff(expected) <= 48 * 3,
@@ -316,26 +307,13 @@ mod tests {
             side.to_outbox(
                 r#"{"event":"mark","streamSid":"S1","mark":{"name":"m"}}"#,
                 &mut out,
-                &mut RelayCounts::default(),
             )
             .unwrap();
-            side.to_outbox(
-                r#"{"event":"clear","streamSid":"S1"}"#,
-                &mut out,
-                &mut RelayCounts::default(),
-            )
-            .unwrap();
+            side.to_outbox(r#"{"event":"clear","streamSid":"S1"}"#, &mut out)
+                .unwrap();
             assert_eq!(out.queued_samples(), 0, "the clear dropped what was queued");
-            assert!(side
-                .to_outbox(
-                    r#"{"event":"dance"}"#,
-                    &mut out,
-                    &mut RelayCounts::default()
-                )
-                .is_err());
-            assert!(side
-                .to_outbox("not json", &mut out, &mut RelayCounts::default())
-                .is_err());
+            assert!(side.to_outbox(r#"{"event":"dance"}"#, &mut out).is_err());
+            assert!(side.to_outbox("not json", &mut out).is_err());
         }
     }
 }

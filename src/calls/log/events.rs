@@ -60,12 +60,7 @@ pub(super) fn apply(
             bot,
         } => {
             w.media_started(id.as_str(), stream_sid, call_sid, from, to)?;
-            w.set(
-                "UPDATE calls SET agent = ?2, bot = ?3,
-                     recording_path = COALESCE(?4, recording_path) WHERE call_log_id = ?1",
-                params![id.as_str(), agent, bot, recording_path],
-            )?;
-            w.row_event("call.started", id.as_str())
+            w.answered_by(id.as_str(), agent, bot, recording_path)
         }
         LogEvent::MediaEnded {
             id,
@@ -73,17 +68,7 @@ pub(super) fn apply(
             reason,
             counts,
         } => w.media_ended(id.as_str(), *status, reason, counts),
-        LogEvent::Handoff { id, reason } => {
-            w.set(
-                "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
-                params![id.as_str(), reason],
-            )?;
-            w.event(
-                "call.handoff",
-                id.as_str(),
-                serde_json::json!({"callLogId": id.as_str(), "reason": reason}),
-            )
-        }
+        LogEvent::Handoff { id, reason } => w.handoff(id.as_str(), reason),
         LogEvent::StreamEnd(end) => stream_end(conn, end),
         LogEvent::Transcript { id, speaker, text } => w.set(
             "INSERT INTO call_transcript (call_log_id, role, text, at) VALUES (?1, ?2, ?3, ?4)",
@@ -115,6 +100,32 @@ pub(super) fn apply(
 }
 
 impl EventWrite<'_> {
+    /// Who answered a call whose media started, and where it is recorded; `call.started`.
+    fn answered_by(
+        &self,
+        id: &str,
+        agent: &Option<String>,
+        bot: &str,
+        recording_path: &Option<String>,
+    ) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET agent = ?2, bot = ?3,
+                 recording_path = COALESCE(?4, recording_path) WHERE call_log_id = ?1",
+            params![id, agent, bot, recording_path],
+        )?;
+        self.row_event("call.started", id)
+    }
+
+    /// The caller went to a person, and why; `call.handoff`.
+    fn handoff(&self, id: &str, reason: &str) -> rusqlite::Result<()> {
+        self.set(
+            "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
+            params![id, reason],
+        )?;
+        let data = serde_json::json!({"callLogId": id, "reason": reason});
+        self.event("call.handoff", id, data)
+    }
+
     /// One statement on the call's row.
     pub(super) fn set<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<()> {
         exec(self.conn, sql, params).map(drop)
