@@ -101,7 +101,8 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
              next_at INTEGER NOT NULL,
              last_error TEXT
          );
-         CREATE INDEX events_due ON events(status, next_at);",
+         CREATE INDEX events_due ON events(status, next_at);
+         CREATE INDEX events_call ON events(call_log_id, status, seq);",
     ),
 ];
 
