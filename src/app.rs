@@ -48,6 +48,8 @@ pub struct App {
     pub draining: std::sync::atomic::AtomicBool,
     /// Upload bytes the HTTP server holds now (`HTTP_MAX_UPLOADS_HELD_BYTES`), for `/metrics`.
     pub uploads: std::sync::Arc<crate::http::UploadBudget>,
+    /// The console's signed-in browsers.
+    pub sessions: crate::console::sessions::Sessions,
 }
 
 impl App {
@@ -94,6 +96,7 @@ impl App {
             media_loops: Default::default(),
             draining: Default::default(),
             uploads: Default::default(),
+            sessions: crate::console::sessions::Sessions::new(config.access.console.session_for),
             config,
         })
     }

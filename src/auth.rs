@@ -11,39 +11,187 @@
 
 use crate::calls::ids::constant_time_eq;
 use crate::config::Access;
+use crate::console::sessions::{self, Presented, SignInRefused, SignedIn, Sessions};
 use crate::http::{Params, Request, Response};
 use base64::Engine as _;
 use std::net::IpAddr;
 
-/// `/call` and the call log: `Authorization: Bearer $API_TOKEN`, or a loopback peer when no
-/// `API_TOKEN` is set.
-pub fn user(config: &Access, request: &Request) -> Result<(), Response> {
+/// `/call` and the call log: `Authorization: Bearer $API_TOKEN`, or the console's session
+/// cookie (with its CSRF token and a same-origin `Origin` on a request that changes
+/// something), or a loopback peer when no `API_TOKEN` is set. A browser's request from
+/// another site is refused whatever it carries.
+pub fn user(config: &Access, sessions: &Sessions, request: &Request) -> Result<(), Response> {
+    refuse_cross_site(request)?;
     match &config.api_token {
         Some(token) => match bearer_matches(request, token) {
             Some(true) => Ok(()),
             Some(false) => Err(Response::error(401, "unauthorized", "the bearer token is wrong")
                 .with_header("WWW-Authenticate", "Bearer")),
-            None => Err(Response::error(
-                401,
-                "unauthorized",
-                "send Authorization: Bearer <API_TOKEN>",
-            )
-            .with_header("WWW-Authenticate", "Bearer")),
+            None => match cookie(request, sessions::COOKIE) {
+                Some(id) => console_session(config, sessions, request, id),
+                None => Err(Response::error(
+                    401,
+                    "unauthorized",
+                    "send Authorization: Bearer <API_TOKEN>",
+                )
+                .with_header("WWW-Authenticate", "Bearer")),
+            },
         },
-        None => match client_address(config, request) {
-            Client::Direct(ip) | Client::Forwarded(ip) if ip.to_canonical().is_loopback() => Ok(()),
-            Client::Untrusted => Err(Response::error(
-                401,
-                "unauthorized",
-                "this request came through a proxy (Forwarded, X-Forwarded-For or X-Real-IP) and API_TOKEN is not set: set API_TOKEN, or name the proxy's address in TRUST_PROXY",
-            )),
-            _ => Err(Response::error(
-                401,
-                "unauthorized",
-                "API_TOKEN is not set, so only loopback clients may use this endpoint; set API_TOKEN and send Authorization: Bearer <API_TOKEN>",
-            )),
-        },
+        None => {
+            // Without a token the loopback rule is all there is: a page on another name that
+            // resolves to 127.0.0.1 (DNS rebinding) must not pass it.
+            host_allowed(config, request)?;
+            loopback_only(config, request)
+        }
     }
+}
+
+fn loopback_only(config: &Access, request: &Request) -> Result<(), Response> {
+    match client_address(config, request) {
+        Client::Direct(ip) | Client::Forwarded(ip) if ip.to_canonical().is_loopback() => Ok(()),
+        Client::Untrusted => Err(Response::error(
+            401,
+            "unauthorized",
+            "this request came through a proxy (Forwarded, X-Forwarded-For or X-Real-IP) and API_TOKEN is not set: set API_TOKEN, or name the proxy's address in TRUST_PROXY",
+        )),
+        _ => Err(Response::error(
+            401,
+            "unauthorized",
+            "API_TOKEN is not set, so only loopback clients may use this endpoint; set API_TOKEN and send Authorization: Bearer <API_TOKEN>",
+        )),
+    }
+}
+
+/// A console session: a live cookie, a `Host` the operator named; for a request that changes
+/// something, the page's CSRF token and its own origin too.
+fn console_session(
+    config: &Access,
+    sessions: &Sessions,
+    request: &Request,
+    id: &str,
+) -> Result<(), Response> {
+    host_allowed(config, request)?;
+    let Presented::Valid { csrf } = sessions.presented(id, std::time::Instant::now()) else {
+        return Err(Response::error(
+            401,
+            "unauthorized",
+            "the console session has expired or was signed out: sign in again",
+        ));
+    };
+    if matches!(request.method.as_str(), "GET" | "HEAD") {
+        return Ok(());
+    }
+    let token_ok = request
+        .header("x-csrf-token")
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), csrf.as_bytes()));
+    if !token_ok || !same_origin(request) {
+        return Err(Response::error(
+            403,
+            "csrf",
+            "a console request that changes something needs the page's X-CSRF-Token header and its own Origin",
+        ));
+    }
+    Ok(())
+}
+
+/// A browser's request sent from another site (its `Origin` or `Sec-Fetch-Site` says so):
+/// 403, so that no page elsewhere can use a signed-in console or a loopback server.
+pub fn refuse_cross_site(request: &Request) -> Result<(), Response> {
+    let fetched_cross_site = request
+        .header("sec-fetch-site")
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    let foreign_origin = request.header("origin").is_some() && !same_origin(request);
+    if fetched_cross_site || foreign_origin {
+        return Err(Response::error(
+            403,
+            "cross_site",
+            "a request from another site's page is refused",
+        ));
+    }
+    Ok(())
+}
+
+/// The request's `Origin` names the host it was sent to (`Host`).
+fn same_origin(request: &Request) -> bool {
+    match (request.header("origin"), request.header("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}
+
+/// The `Host` a browser used is an IP address, `localhost`, or a name of `UI_ALLOWED_HOSTS` or
+/// the public base URL; a request without one (not a browser's) passes.
+pub fn host_allowed(config: &Access, request: &Request) -> Result<(), Response> {
+    let Some(host) = request.header("host") else {
+        return Ok(());
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    let allowed = name.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || config.console.allowed_hosts.iter().any(|h| *h == name);
+    if allowed {
+        Ok(())
+    } else {
+        Err(Response::error(
+            403,
+            "host_not_allowed",
+            format!("Host {name:?} is not this server's: name it in UI_ALLOWED_HOSTS"),
+        ))
+    }
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
+    request
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+}
+
+/// The console's sign-in: the same `API_TOKEN`, from the page, limited per client address.
+pub fn sign_in(
+    config: &Access,
+    sessions: &Sessions,
+    request: &Request,
+    given: &str,
+) -> Result<SignedIn, Response> {
+    refuse_cross_site(request)?;
+    host_allowed(config, request)?;
+    let Some(token) = &config.api_token else {
+        return Err(Response::error(
+            400,
+            "no_api_token",
+            "API_TOKEN is not set: the console is open to this machine's browsers only, without signing in",
+        ));
+    };
+    let client = match client_address(config, request) {
+        Client::Direct(ip) | Client::Forwarded(ip) => ip,
+        Client::Untrusted => request.peer.ip(),
+    };
+    sessions
+        .sign_in(token, given, client, std::time::Instant::now())
+        .map_err(|refused| match refused {
+            SignInRefused::WrongToken => {
+                Response::error(401, "unauthorized", "that is not the API_TOKEN")
+            }
+            SignInRefused::TooMany { retry_after_s } => Response::error(
+                429,
+                "too_many_sign_ins",
+                format!("too many wrong tokens from this address: wait {retry_after_s} s"),
+            )
+            .with_header("Retry-After", retry_after_s.to_string()),
+        })
 }
 
 /// `/metrics`: `Authorization: Bearer $METRICS_TOKEN` when one is set; open otherwise.
@@ -197,6 +345,10 @@ mod tests {
         }
     }
 
+    fn no_sessions() -> Sessions {
+        Sessions::new(std::time::Duration::from_secs(60))
+    }
+
     fn config(pairs: &[(&str, &str)]) -> Access {
         let map: std::collections::HashMap<String, String> = pairs
             .iter()
@@ -210,6 +362,7 @@ mod tests {
     #[test]
     fn without_api_token_only_loopback_peers_may_call() {
         let open = config(&[]);
+        let user = |c: &Access, r: &Request| user(c, &no_sessions(), r);
         assert!(user(&open, &request_from("127.0.0.1:5000", &[])).is_ok());
         assert!(user(&open, &request_from("127.9.9.9:5000", &[])).is_ok());
         assert!(user(&open, &request_from("[::1]:5000", &[])).is_ok());
@@ -222,6 +375,7 @@ mod tests {
     #[test]
     fn a_forwarded_request_is_a_strangers_until_its_proxy_is_trusted() {
         let open = config(&[]);
+        let user = |c: &Access, r: &Request| user(c, &no_sessions(), r);
         for header in ["x-forwarded-for", "x-real-ip", "forwarded"] {
             let value = if header == "forwarded" {
                 "for=203.0.113.7"
@@ -262,6 +416,7 @@ mod tests {
     #[test]
     fn with_api_token_every_peer_needs_it_even_loopback() {
         let closed = config(&[("API_TOKEN", "t0k")]);
+        let user = |c: &Access, r: &Request| user(c, &no_sessions(), r);
         assert!(user(&closed, &request_from("127.0.0.1:1", &[])).is_err());
         let good = [("authorization", "Bearer t0k")];
         assert!(user(&closed, &request_from("203.0.113.9:1", &good)).is_ok());

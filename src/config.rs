@@ -17,7 +17,9 @@ pub use relay::*;
 mod realtime;
 pub use realtime::*;
 
+mod console;
 mod events;
+pub use console::*;
 pub use events::*;
 
 mod media;
@@ -106,6 +108,8 @@ pub struct Access {
     pub metrics_token: Option<String>,
     /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
     pub trust_proxy: Vec<IpAddr>,
+    /// The console's sessions and `Host` check (`UI_*`).
+    pub console: ConsoleSettings,
 }
 
 /// Everything the server reads from its environment.
@@ -249,6 +253,7 @@ impl Config {
         let media = media_from_vars(&var)?;
         let calls = calls_from_vars(&var)?;
         let http = limits_from_vars(&var)?;
+        let console = console_from_vars(&var, configured_base.as_deref())?;
 
         Ok(Config {
             bind,
@@ -260,6 +265,7 @@ impl Config {
                 webhook_secret: var("WEBHOOK_SECRET"),
                 metrics_token: var("METRICS_TOKEN"),
                 trust_proxy: trust_proxy_from_vars(&var)?,
+                console,
             },
             sample_rate: media.sample_rate,
             max_pending_media_tokens: media.max_pending_media_tokens,

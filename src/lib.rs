@@ -69,6 +69,7 @@ pub(crate) mod auth;
 pub mod bot;
 pub mod calls;
 pub mod config;
+pub mod console;
 pub mod descriptors;
 pub(crate) mod events;
 pub mod exotel;

@@ -25,6 +25,8 @@ pub const SCHEMA_VERSION: i32 = 6;
 pub enum Direction {
     Outbound,
     Inbound,
+    /// A call from the console's browser to an agent (`POST /agents/{name}/web-call`).
+    Web,
 }
 
 impl Direction {
@@ -32,6 +34,7 @@ impl Direction {
         match self {
             Direction::Outbound => "outbound",
             Direction::Inbound => "inbound",
+            Direction::Web => "web",
         }
     }
 }
@@ -255,6 +258,14 @@ pub struct ListQuery {
     pub direction: Option<Direction>,
     /// Only calls handed to a person.
     pub handoff: bool,
+    /// Only calls with this text in one of their numbers (from, to, caller id).
+    pub number: Option<String>,
+    pub agent: Option<String>,
+    /// Only calls begun at or after `since` and before `until` (Unix milliseconds).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only the call with this callLogId or CallSid.
+    pub id: Option<String>,
 }
 
 /// An event and when it happened: a write retried after a disk failure keeps its own time.
@@ -296,6 +307,8 @@ enum Op {
 #[derive(Clone)]
 pub struct CallLog {
     ops: mpsc::Sender<Op>,
+    /// The live calls, followed from the events as they are recorded.
+    live: Arc<super::live::LiveCalls>,
 }
 
 /// What opening the log found.
@@ -336,15 +349,27 @@ impl CallLog {
             .name("call-log".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| e.to_string())?;
-        Ok((CallLog { ops }, Opened { interrupted }))
+        Ok((
+            CallLog {
+                ops,
+                live: Default::default(),
+            },
+            Opened { interrupted },
+        ))
     }
 
     /// Hands an event to the writer; never waits.
     pub fn record(&self, event: LogEvent) {
         let at = now_ms();
+        self.live.follow(&event, at);
         if self.ops.send(Op::Write(Stamped { event, at })).is_err() {
             crate::error!("calllog.writer_gone", detail = "an event was not written");
         }
+    }
+
+    /// The live calls as the events recorded so far tell (from memory).
+    pub fn live(&self) -> &super::live::LiveCalls {
+        &self.live
     }
 
     /// Newest first. Waits for the writer (coroutine-safe).

@@ -222,6 +222,16 @@ impl Phones {
             .collect()
     }
 
+    /// Every phone with a limit of its own, and that limit (the live view's capacity).
+    pub fn limits(&self) -> Vec<(String, usize)> {
+        self.by_number
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|l| l.limit().map(|limit| (limit.phone.to_owned(), limit.max)))
+            .collect()
+    }
+
     /// The fields given replace the phone's (`PATCH /phones/{number}`); the number stays.
     pub fn update(&self, raw: &str, fields: Fields) -> Result<Phone, Refusal> {
         let mut phone = self.lookup(raw)?;

@@ -344,6 +344,18 @@ impl Slots {
     pub fn max(&self) -> usize {
         self.max
     }
+
+    /// Live calls on each phone that has a limit of its own.
+    pub fn lines(&self) -> HashMap<String, usize> {
+        let now = self.clock.now();
+        let mut on = HashMap::new();
+        for held in self.lock().values().filter(|h| h.live(now, self.timeout)) {
+            if let Some(line) = &held.line {
+                *on.entry(line.clone()).or_insert(0) += 1;
+            }
+        }
+        on
+    }
 }
 
 #[cfg(test)]

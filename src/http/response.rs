@@ -86,7 +86,8 @@ impl Response {
             self.status,
             reason_phrase(self.status)
         );
-        if !self.upgrade {
+        // A 304 has no body of its own; a length would be the 200's (RFC 9110 §8.6).
+        if !self.upgrade && self.status != 304 {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         for (name, value) in &self.headers {
@@ -109,6 +110,10 @@ pub fn reason_phrase(status: u16) -> &'static str {
         100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

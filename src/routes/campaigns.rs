@@ -6,12 +6,23 @@
 
 use super::Answer;
 use crate::app::App;
-use crate::calls::campaigns::{read_create, NotCreated, Upload, DEFAULT_PAGE, MAX_PAGE};
+use crate::calls::campaigns::contacts::Checked;
+use crate::calls::campaigns::{
+    read_create, Created, NotCreated, Settings, Upload, DEFAULT_PAGE, MAX_PAGE,
+};
 use crate::calls::Refusal;
 use crate::http::{Params, Request, Response};
 
-/// `POST /campaigns`: 201 with the campaign and every refused row.
+/// Contacts a preview shows, the first of the file.
+pub(crate) const PREVIEW_ROWS: usize = 20;
+
+/// `POST /campaigns`: 201 with the campaign and every refused row; with `dryRun=1` in the
+/// query, 200 with what it would be (the first contacts, every refused row) and nothing made.
 pub(super) fn create(app: &App, request: &Request) -> Answer {
+    let dry_run = Params::from_query(&request.query)
+        .one_of("dryRun", &[("1", true), ("true", true), ("0", false), ("false", false)], "is neither 1 nor 0")
+        .map_err(Refusal::invalid)?
+        .unwrap_or(false);
     let is_csv = request
         .header("content-type")
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/csv"));
@@ -33,23 +44,17 @@ pub(super) fn create(app: &App, request: &Request) -> Answer {
         crate::calls::PhoneNumber::parse(number).is_ok_and(|n| app.phones.line(&n).is_some())
     };
     let agent_known = |agent: &str| app.agents.get(agent).is_some();
-    match app
-        .campaigns
-        .create(settings, checked, phone_known, agent_known)
-    {
-        Ok(created) => Ok(Response::json(
-            201,
-            &serde_json::json!({
-                "id": created.id,
-                "name": created.settings.name,
-                "status": created.status,
-                "total": created.total,
-                "rejected": created.rejected.listed,
-                "rejectedSummary": created.rejected.summary(),
-                "settings": created.settings,
-            }),
-        )
-        .with_header("Location", format!("/campaigns/{}", created.id))),
+    let made = if dry_run {
+        app.campaigns
+            .preview(&settings, checked, phone_known, agent_known)
+            .map(|checked| previewed(&settings, checked))
+    } else {
+        app.campaigns
+            .create(settings, checked, phone_known, agent_known)
+            .map(created)
+    };
+    match made {
+        Ok(answer) => Ok(answer),
         Err(NotCreated::Refused(refusal)) => Err(refusal.into()),
         Err(NotCreated::NoContacts(rejected)) => Err(Response::json(
             400,
@@ -61,6 +66,50 @@ pub(super) fn create(app: &App, request: &Request) -> Answer {
             }),
         )),
     }
+}
+
+fn created(created: Created) -> Response {
+    Response::json(
+        201,
+        &serde_json::json!({
+            "id": created.id,
+            "name": created.settings.name,
+            "status": created.status,
+            "total": created.total,
+            "rejected": created.rejected.listed,
+            "rejectedSummary": created.rejected.summary(),
+            "settings": created.settings,
+        }),
+    )
+    .with_header("Location", format!("/campaigns/{}", created.id))
+}
+
+fn previewed(settings: &Settings, checked: Checked) -> Response {
+    let first: Vec<_> = checked
+        .contacts
+        .iter()
+        .take(PREVIEW_ROWS)
+        .map(|c| {
+            let params: serde_json::Map<_, _> = c
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            serde_json::json!({ "to": c.to, "params": params })
+        })
+        .collect();
+    Response::json(
+        200,
+        &serde_json::json!({
+            "dryRun": true,
+            "name": settings.name,
+            "total": checked.contacts.len(),
+            "first": first,
+            "rejected": checked.rejected.listed,
+            "rejectedSummary": checked.rejected.summary(),
+            "settings": settings,
+        }),
+    )
 }
 
 /// `GET /campaigns`.

@@ -8,6 +8,7 @@ mod agents;
 mod call;
 mod calls;
 mod campaigns;
+mod console;
 mod dnc;
 mod events;
 mod passthru;
@@ -71,6 +72,11 @@ impl Service for App {
     }
 }
 
+/// A handler's answer, whichever way it went.
+pub(super) fn answered(answer: Answer) -> Response {
+    answer.unwrap_or_else(|refused| refused)
+}
+
 /// What a route does for one method: the app, the request, and the path's `{…}` segments in
 /// order.
 type Handler = fn(&App, &Request, &[&str]) -> Response;
@@ -116,8 +122,18 @@ pub(crate) static ROUTES: &[Route] = &[
         methods: &[("GET", |app, r, _| answered(calls::list(&app.call_log, r)))],
     },
     Route {
+        path: "/calls.csv",
+        methods: &[("GET", |app, r, _| answered(calls::csv(&app.call_log, r)))],
+    },
+    Route {
         path: "/calls/{callLogId}",
         methods: &[("GET", |app, _, a| answered(calls::get(&app.call_log, a[0])))],
+    },
+    Route {
+        path: "/calls/{callLogId}/recording",
+        methods: &[("GET", |app, _, a| {
+            answered(calls::recording(&app.call_log, a[0]))
+        })],
     },
     Route {
         path: "/calls/{callLogId}/transcript",
@@ -164,6 +180,10 @@ pub(crate) static ROUTES: &[Route] = &[
                 answered(agents::remove(&app.agents, a[0]))
             }),
         ],
+    },
+    Route {
+        path: "/agents/{name}/web-call",
+        methods: &[("POST", |app, _, a| answered(console::web_call(app, a[0])))],
     },
     Route {
         path: "/agents/{name}/greeting",
@@ -273,6 +293,31 @@ pub(crate) static ROUTES: &[Route] = &[
         path: "/media",
         methods: &[("GET", |app, r, _| crate::media::handshake(app, r))],
     },
+    // The operator console: its page, the browser's sign-in, and the live calls.
+    Route {
+        path: "/live",
+        methods: &[("GET", |app, _, _| console::live(app))],
+    },
+    Route {
+        path: "/ui",
+        methods: &[("GET", |_, _, _| console::to_console())],
+    },
+    Route {
+        path: "/ui/",
+        methods: &[("GET", |app, r, _| console::file(app, r, "index.html"))],
+    },
+    Route {
+        path: "/ui/session",
+        methods: &[
+            ("GET", |app, r, _| console::session(app, r)),
+            ("POST", |app, r, _| console::sign_in(app, r)),
+            ("DELETE", |app, r, _| console::sign_out(app, r)),
+        ],
+    },
+    Route {
+        path: "/ui/{file}",
+        methods: &[("GET", |app, r, a| console::file(app, r, a[0]))],
+    },
     // Probes, Prometheus, and this API's own description.
     Route {
         path: "/health",
@@ -329,6 +374,8 @@ fn guard_of(path: &str) -> Guard {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
     if path == "/call"
+        || path == "/calls.csv"
+        || path == "/live"
         || [
             "/dnc",
             "/phones",
@@ -357,7 +404,7 @@ fn guard_of(path: &str) -> Guard {
 /// request, before its route. A guarded path's refusal comes before its 404 or 405.
 pub fn admit(app: &App, head: &Request) -> Result<(), Response> {
     match guard_of(&head.path) {
-        Guard::User => crate::auth::user(&app.config.access, head),
+        Guard::User => crate::auth::user(&app.config.access, &app.sessions, head),
         Guard::Exotel => crate::auth::exotel(
             &app.config.access,
             head,
@@ -378,10 +425,6 @@ fn method_not_allowed(route: &Route) -> Response {
     .with_header("Allow", allow)
 }
 
-/// A handler's answer, whichever way it went.
-fn answered(answer: Answer) -> Response {
-    answer.unwrap_or_else(|refused| refused)
-}
 
 #[cfg(test)]
 mod tests {

@@ -113,7 +113,7 @@ fn inbound_line(app: &App, direction: Direction, hook: &ConnectWebhook) -> Optio
             .as_deref()
             .and_then(|to| crate::calls::PhoneNumber::parse(to).ok())
             .and_then(|to| app.phones.line(&to)),
-        Direction::Outbound => None,
+        Direction::Outbound | Direction::Web => None,
     }
 }
 

@@ -221,6 +221,23 @@ impl Campaigns {
         })
     }
 
+    /// What [`Campaigns::create`] would make of an upload, without making it: the same
+    /// checks and refusals, and nothing written (the console's preview before **Start**).
+    pub fn preview(
+        &self,
+        settings: &Settings,
+        checked: contacts::Checked,
+        phone_known: impl Fn(&str) -> bool,
+        agent_known: impl Fn(&str) -> bool,
+    ) -> Result<contacts::Checked, NotCreated> {
+        settings.check().map_err(Refusal::invalid)?;
+        names_known(settings, phone_known, agent_known)?;
+        if checked.contacts.is_empty() {
+            return Err(NotCreated::NoContacts(checked.rejected));
+        }
+        Ok(checked)
+    }
+
     /// Writes a new campaign and its contacts; answers its id and how many contacts it has.
     fn write(
         &self,

@@ -82,6 +82,10 @@ pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<Cal
         "SELECT {COLUMNS} FROM calls
          WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR direction = ?3)
              AND (?5 = 0 OR handoff IS NOT NULL)
+             AND (?6 IS NULL OR instr(from_number, ?6) OR instr(to_number, ?6) OR instr(caller_id, ?6))
+             AND (?7 IS NULL OR agent = ?7)
+             AND (?8 IS NULL OR created_at >= ?8) AND (?9 IS NULL OR created_at < ?9)
+             AND (?10 IS NULL OR call_log_id = ?10 OR call_sid = ?10)
          ORDER BY seq DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -92,7 +96,12 @@ pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<Cal
                 q.status.map(Status::as_str),
                 q.direction.map(Direction::as_str),
                 q.limit as i64,
-                q.handoff
+                q.handoff,
+                q.number,
+                q.agent,
+                q.since,
+                q.until,
+                q.id
             ],
             row,
         )?
