@@ -14,7 +14,12 @@ fn main() {
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
     let mut names: Vec<String> = std::fs::read_dir(&ui)
         .expect("ui/ holds the console")
-        .map(|e| e.expect("ui/ is readable").file_name().into_string().unwrap())
+        .map(|e| {
+            e.expect("ui/ is readable")
+                .file_name()
+                .into_string()
+                .unwrap()
+        })
         .filter(|name| !name.starts_with('.'))
         .collect();
     names.sort();

@@ -11,7 +11,7 @@
 
 use crate::calls::ids::constant_time_eq;
 use crate::config::Access;
-use crate::console::sessions::{self, Presented, SignInRefused, SignedIn, Sessions};
+use crate::console::sessions::{self, Presented, Sessions, SignInRefused, SignedIn};
 use crate::http::{Params, Request, Response};
 use base64::Engine as _;
 use std::net::IpAddr;
@@ -25,8 +25,10 @@ pub fn user(config: &Access, sessions: &Sessions, request: &Request) -> Result<(
     match &config.api_token {
         Some(token) => match bearer_matches(request, token) {
             Some(true) => Ok(()),
-            Some(false) => Err(Response::error(401, "unauthorized", "the bearer token is wrong")
-                .with_header("WWW-Authenticate", "Bearer")),
+            Some(false) => Err(
+                Response::error(401, "unauthorized", "the bearer token is wrong")
+                    .with_header("WWW-Authenticate", "Bearer"),
+            ),
             None => match cookie(request, sessions::COOKIE) {
                 Some(id) => console_session(config, sessions, request, id),
                 None => Err(Response::error(

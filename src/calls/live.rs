@@ -44,7 +44,9 @@ impl LiveCalls {
                 call.number.clone_from(to);
                 call.phone.clone_from(caller_id);
             }
-            LogEvent::Placed { id, .. } => entry(&mut calls, id, Direction::Outbound, at).status = "initiated",
+            LogEvent::Placed { id, .. } => {
+                entry(&mut calls, id, Direction::Outbound, at).status = "initiated"
+            }
             LogEvent::Connected {
                 id,
                 direction,

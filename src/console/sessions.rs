@@ -44,7 +44,9 @@ pub struct SignedIn {
 pub enum SignInRefused {
     WrongToken,
     /// Too many wrong tokens from this address: wait this many seconds.
-    TooMany { retry_after_s: u64 },
+    TooMany {
+        retry_after_s: u64,
+    },
 }
 
 /// What a session cookie is worth.

@@ -102,11 +102,18 @@ fn day_or_ms(params: &Params, name: &str, past_midnight: i64) -> Result<Option<i
             .and_then(|p| p.parse::<i64>().ok())
     };
     let mut parts = v.split('-');
-    match (day(parts.next(), 4), day(parts.next(), 2), day(parts.next(), 2), parts.next()) {
+    match (
+        day(parts.next(), 4),
+        day(parts.next(), 2),
+        day(parts.next(), 2),
+        parts.next(),
+    ) {
         (Some(y), Some(m), Some(d), None) if (1..=12).contains(&m) && (1..=31).contains(&d) => {
             Ok(Some(days_from_civil(y, m, d) * DAY_MS + past_midnight))
         }
-        _ => Err(format!("{name} {v:?} is neither YYYY-MM-DD nor Unix milliseconds")),
+        _ => Err(format!(
+            "{name} {v:?} is neither YYYY-MM-DD nor Unix milliseconds"
+        )),
     }
 }
 
@@ -151,8 +158,21 @@ pub(super) fn csv(call_log: &CallLog, request: &Request) -> Answer {
     query.limit = MAX_LIMIT;
     let mut file = csv::Writer::from_writer(Vec::new());
     let header = [
-        "callLogId", "direction", "status", "from", "to", "callerId", "agent", "createdAt",
-        "answeredAt", "endedAt", "durationS", "endReason", "handoff", "lastError", "callSid",
+        "callLogId",
+        "direction",
+        "status",
+        "from",
+        "to",
+        "callerId",
+        "agent",
+        "createdAt",
+        "answeredAt",
+        "endedAt",
+        "durationS",
+        "endReason",
+        "handoff",
+        "lastError",
+        "callSid",
     ];
     let _ = file.write_record(header);
     let (mut written, mut truncated) = (0, false);
@@ -165,11 +185,21 @@ pub(super) fn csv(call_log: &CallLog, request: &Request) -> Answer {
             }
             let or = |v: &Option<String>| v.clone().unwrap_or_default();
             let _ = file.write_record([
-                c.call_log_id.clone(), c.direction.clone(), c.status.clone(), or(&c.from),
-                or(&c.to), or(&c.caller_id), or(&c.agent), c.created_at_iso.clone(),
-                or(&c.answered_at_iso), or(&c.ended_at_iso),
-                c.duration_s.map(|d| d.to_string()).unwrap_or_default(), or(&c.end_reason),
-                or(&c.handoff), or(&c.last_error), or(&c.call_sid),
+                c.call_log_id.clone(),
+                c.direction.clone(),
+                c.status.clone(),
+                or(&c.from),
+                or(&c.to),
+                or(&c.caller_id),
+                or(&c.agent),
+                c.created_at_iso.clone(),
+                or(&c.answered_at_iso),
+                or(&c.ended_at_iso),
+                c.duration_s.map(|d| d.to_string()).unwrap_or_default(),
+                or(&c.end_reason),
+                or(&c.handoff),
+                or(&c.last_error),
+                or(&c.call_sid),
             ]);
             written += 1;
         }
@@ -197,14 +227,29 @@ pub(super) fn recording(call_log: &CallLog, id: &str) -> Answer {
         .map_err(unavailable)?
         .ok_or_else(|| Refusal::not_found(format!("no call with callLogId {id:?}")))?;
     let Some(path) = call.recording_path else {
-        return Err(Refusal::not_found(format!("call {id} has no recording (RECORD=1 records calls)")).into());
+        return Err(Refusal::not_found(format!(
+            "call {id} has no recording (RECORD=1 records calls)"
+        ))
+        .into());
     };
     if call.ended_at.is_none() {
-        return Err(Refusal::new(crate::calls::Refused::Conflict, "call_live", format!("call {id} is live: its recording is whole when it ends")).into());
+        return Err(Refusal::new(
+            crate::calls::Refused::Conflict,
+            "call_live",
+            format!("call {id} is live: its recording is whole when it ends"),
+        )
+        .into());
     }
     if RECORDING_READS.fetch_add(1, Ordering::AcqRel) >= MAX_RECORDING_READS {
         RECORDING_READS.fetch_sub(1, Ordering::AcqRel);
-        return Err(Refusal::new(crate::calls::Refused::Unavailable { retry_after_s: Some(1) }, "busy", format!("{MAX_RECORDING_READS} recordings are being read; ask again")).into());
+        return Err(Refusal::new(
+            crate::calls::Refused::Unavailable {
+                retry_after_s: Some(1),
+            },
+            "busy",
+            format!("{MAX_RECORDING_READS} recordings are being read; ask again"),
+        )
+        .into());
     }
     let (tx, rx) = may::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
@@ -213,11 +258,14 @@ pub(super) fn recording(call_log: &CallLog, id: &str) -> Answer {
             let _ = tx.send(std::fs::read(&path));
         });
     let read = match spawned {
-        Ok(_) => rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("the reader stopped"))),
+        Ok(_) => rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reader stopped"))),
         Err(e) => Err(e),
     };
     RECORDING_READS.fetch_sub(1, Ordering::AcqRel);
-    let wav = read.map_err(|e| Refusal::not_found(format!("call {id}'s recording cannot be read: {e}")))?;
+    let wav =
+        read.map_err(|e| Refusal::not_found(format!("call {id}'s recording cannot be read: {e}")))?;
     Ok(Response::text(200, "audio/wav", wav).with_header(
         "Content-Disposition",
         format!("inline; filename=\"{id}.wav\""),
@@ -250,11 +298,18 @@ mod tests {
         assert!(!query("handoff=0").unwrap().handoff);
         let days = query("since=2026-12-06&until=2026-12-06&number=98765&agent=a&id=x").unwrap();
         assert_eq!(days.since, Some(1_796_515_200_000), "midnight UTC");
-        assert_eq!(days.until, Some(1_796_515_200_000 + DAY_MS), "the whole day");
+        assert_eq!(
+            days.until,
+            Some(1_796_515_200_000 + DAY_MS),
+            "the whole day"
+        );
         assert_eq!(query("since=1970-01-01").unwrap().since, Some(0));
         assert_eq!(query("since=1234").unwrap().since, Some(1234));
         assert_eq!(days.number.as_deref(), Some("98765"));
-        assert_eq!(query("direction=web").unwrap().direction, Some(Direction::Web));
+        assert_eq!(
+            query("direction=web").unwrap().direction,
+            Some(Direction::Web)
+        );
         for (q, refused) in [
             ("limit=0", "limit \"0\" is not a number from 1 to 500"),
             ("limit=501", "limit \"501\" is not a number from 1 to 500"),
@@ -273,7 +328,10 @@ mod tests {
                 "until=yesterday",
                 "until \"yesterday\" is neither YYYY-MM-DD nor Unix milliseconds",
             ),
-            ("number=123456789012345678901234567890123", "number is longer than 32 characters"),
+            (
+                "number=123456789012345678901234567890123",
+                "number is longer than 32 characters",
+            ),
         ] {
             assert_eq!(query(q).unwrap_err(), refused, "{q}");
         }

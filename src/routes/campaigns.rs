@@ -20,7 +20,11 @@ pub(crate) const PREVIEW_ROWS: usize = 20;
 /// query, 200 with what it would be (the first contacts, every refused row) and nothing made.
 pub(super) fn create(app: &App, request: &Request) -> Answer {
     let dry_run = Params::from_query(&request.query)
-        .one_of("dryRun", &[("1", true), ("true", true), ("0", false), ("false", false)], "is neither 1 nor 0")
+        .one_of(
+            "dryRun",
+            &[("1", true), ("true", true), ("0", false), ("false", false)],
+            "is neither 1 nor 0",
+        )
         .map_err(Refusal::invalid)?
         .unwrap_or(false);
     let is_csv = request

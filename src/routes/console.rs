@@ -11,7 +11,9 @@ use crate::http::{Request, Response};
 
 /// `GET /ui`: the console lives at `/ui/`.
 pub(super) fn to_console() -> Response {
-    secured(Response::text(308, "text/plain; charset=utf-8", "/ui/").with_header("Location", "/ui/"))
+    secured(
+        Response::text(308, "text/plain; charset=utf-8", "/ui/").with_header("Location", "/ui/"),
+    )
 }
 
 /// `GET /ui/` and `GET /ui/{file}`: the console's files, to anyone a browser may reach it as.
@@ -44,15 +46,21 @@ pub(super) fn sign_in(app: &App, request: &Request) -> Response {
         let SignIn { token } = super::json_body(request, r#"{"token": "<API_TOKEN>"}"#)?;
         let signed_in = crate::auth::sign_in(&app.config.access, &app.sessions, request, &token)?;
         crate::info!("console.signed_in", peer = request.peer);
-        let secure = if app.config.tls.is_some() { "; Secure" } else { "" };
+        let secure = if app.config.tls.is_some() {
+            "; Secure"
+        } else {
+            ""
+        };
         let cookie = format!(
             "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
             signed_in.id,
             signed_in.lasts.as_secs()
         );
-        Ok(Response::json(200, &session_state(app, Some(&signed_in.csrf)))
-            .with_header("Set-Cookie", cookie)
-            .with_header("Cache-Control", "no-store"))
+        Ok(
+            Response::json(200, &session_state(app, Some(&signed_in.csrf)))
+                .with_header("Set-Cookie", cookie)
+                .with_header("Cache-Control", "no-store"),
+        )
     };
     secured(super::answered(answer()))
 }
@@ -115,7 +123,11 @@ pub(super) fn web_call(app: &App, name: &str) -> Answer {
     let agent = app.agents.lookup(name)?;
     let id = CallLogId::generate();
     let connect_by = std::time::Instant::now() + app.registry.ttl();
-    if app.slots.acquire_until_connected(&id, connect_by, None).is_err() {
+    if app
+        .slots
+        .acquire_until_connected(&id, connect_by, None)
+        .is_err()
+    {
         return Err(Refusal::new(
             Refused::TooMany {
                 retry_after_s: app.slots.retry_after(),

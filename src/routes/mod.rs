@@ -425,7 +425,6 @@ fn method_not_allowed(route: &Route) -> Response {
     .with_header("Allow", allow)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod call;
 mod call_log;
 mod capacity;
 mod cli;
+mod console;
 mod dnc;
 mod events;
 mod fuzz_regressions;

@@ -111,7 +111,8 @@ pub(super) struct CreateRequest {
 }
 
 /// The query parameters a CSV upload takes for its settings (the JSON fields, flattened).
-pub const CSV_QUERY_FIELDS: [&str; 14] = [
+/// (`dryRun` is not a setting: `POST /campaigns` reads it, for every kind of upload.)
+pub const CSV_QUERY_FIELDS: [&str; 15] = [
     "name",
     "from",
     "agent",
@@ -126,6 +127,7 @@ pub const CSV_QUERY_FIELDS: [&str; 14] = [
     "days",
     "startAt",
     "redialUnknown",
+    "dryRun",
 ];
 
 /// The settings, checked: each value within its limits, the window readable, the phone known.
