@@ -6,7 +6,7 @@ import { ApiError } from './api.js';
 
 // A labelled textarea of JSON and a button; `send(object)` is the request.
 export function jsonForm(id, label, button, initial, send, done) {
-  const area = h('textarea', { id, rows: 6, cols: 50, spellcheck: 'false' });
+  const area = h('textarea', { id, rows: 6, spellcheck: 'false' });
   area.value = initial;
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'settings' }, h('label', { for: id }, label, area), h('button', { type: 'submit' }, button), error);
