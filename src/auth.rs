@@ -136,7 +136,7 @@ pub fn host_allowed(config: &Access, request: &Request) -> Result<(), Response> 
     let name = name.to_ascii_lowercase();
     let allowed = name.parse::<IpAddr>().is_ok()
         || name == "localhost"
-        || config.console.allowed_hosts.iter().any(|h| *h == name);
+        || config.console.allowed_hosts.contains(&name);
     if allowed {
         Ok(())
     } else {

@@ -256,7 +256,7 @@ fn wait_json(
 ) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = get_with(&server, path, &[BEARER]).json();
+        let v = get_with(server, path, &[BEARER]).json();
         if check(&v) {
             return v;
         }
