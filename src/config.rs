@@ -17,9 +17,9 @@ pub use relay::*;
 mod realtime;
 pub use realtime::*;
 
-mod console;
+mod access;
 mod events;
-pub use console::*;
+pub use access::*;
 pub use events::*;
 
 mod media;
@@ -95,21 +95,6 @@ impl ExotelConfig {
         }
         missing
     }
-}
-
-/// Who may ask what (`auth` owns the checks).
-#[derive(Clone, Debug, Default)]
-pub struct Access {
-    /// `API_TOKEN`: bearer token for `/call`; without it only loopback clients may call.
-    pub api_token: Option<String>,
-    /// `WEBHOOK_SECRET`: required on Exotel's webhooks when set.
-    pub webhook_secret: Option<String>,
-    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer $METRICS_TOKEN`.
-    pub metrics_token: Option<String>,
-    /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
-    pub trust_proxy: Vec<IpAddr>,
-    /// The console's sessions and `Host` check (`UI_*`).
-    pub console: ConsoleSettings,
 }
 
 /// Everything the server reads from its environment.
@@ -261,11 +246,8 @@ impl Config {
             public_base_url: configured_base,
             exotel,
             access: Access {
-                api_token: var("API_TOKEN"),
-                webhook_secret: var("WEBHOOK_SECRET"),
-                metrics_token: var("METRICS_TOKEN"),
-                trust_proxy: trust_proxy_from_vars(&var)?,
                 console,
+                ..access_from_vars(&var)?
             },
             sample_rate: media.sample_rate,
             max_pending_media_tokens: media.max_pending_media_tokens,
@@ -715,24 +697,6 @@ fn limits_from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Limits, Con
 
 /// `TRUST_PROXY`: the addresses of reverse proxies whose forwarded requests may use `/call`,
 /// `/calls` and `/metrics` without a token (comma-separated IPs).
-fn trust_proxy_from_vars(
-    var: &impl Fn(&str) -> Option<String>,
-) -> Result<Vec<IpAddr>, ConfigError> {
-    let Some(list) = var("TRUST_PROXY") else {
-        return Ok(Vec::new());
-    };
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<IpAddr>().map_err(|_| ConfigError {
-                variable: "TRUST_PROXY",
-                problem: format!("{s:?} is not an IP address (list the proxies' addresses)"),
-            })
-        })
-        .collect()
-}
-
 fn parse_or<T: std::str::FromStr>(
     var: &impl Fn(&str) -> Option<String>,
     name: &'static str,

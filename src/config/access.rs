@@ -1,7 +1,55 @@
-//! The operator console's settings (`UI_SESSION_HOURS`, `UI_ALLOWED_HOSTS`): how long a
-//! browser's sign-in lasts, and which `Host` names a browser may reach the server by.
+//! Who may ask what, as configured (`API_TOKEN`, `WEBHOOK_SECRET`, `METRICS_TOKEN`,
+//! `TRUST_PROXY`) and the console's settings (`UI_SESSION_HOURS`, `UI_ALLOWED_HOSTS`): how long
+//! a browser's sign-in lasts, and which `Host` names a browser may reach the server by. `auth`
+//! owns the checks.
 
 use super::*;
+
+/// Who may ask what (`auth` owns the checks).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// `API_TOKEN`: bearer token for `/call`; without it only loopback clients may call.
+    pub api_token: Option<String>,
+    /// `WEBHOOK_SECRET`: required on Exotel's webhooks when set.
+    pub webhook_secret: Option<String>,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer $METRICS_TOKEN`.
+    pub metrics_token: Option<String>,
+    /// `TRUST_PROXY`: reverse proxies whose forwarded requests count as the operator's own.
+    pub trust_proxy: Vec<IpAddr>,
+    /// The console's sessions and `Host` check (`UI_*`).
+    pub console: ConsoleSettings,
+}
+
+/// Everything of [`Access`] but the console's settings (read beside the public base URL).
+pub(super) fn access_from_vars(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Access, ConfigError> {
+    Ok(Access {
+        api_token: var("API_TOKEN"),
+        webhook_secret: var("WEBHOOK_SECRET"),
+        metrics_token: var("METRICS_TOKEN"),
+        trust_proxy: trust_proxy_from_vars(var)?,
+        console: ConsoleSettings::default(),
+    })
+}
+
+fn trust_proxy_from_vars(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<IpAddr>, ConfigError> {
+    let Some(list) = var("TRUST_PROXY") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>().map_err(|_| ConfigError {
+                variable: "TRUST_PROXY",
+                problem: format!("{s:?} is not an IP address (list the proxies' addresses)"),
+            })
+        })
+        .collect()
+}
 
 /// A console sign-in lasts this long unless `UI_SESSION_HOURS` says otherwise.
 pub const DEFAULT_UI_SESSION_HOURS: u64 = 12;
