@@ -240,6 +240,24 @@ fn a_foreign_host_name_is_refused_and_a_named_one_passes() {
     for host in ["console.example.com", "bot.example.com:443"] {
         assert_eq!(as_host(&named, host, "/ui/").status, 200, "{host}");
     }
+    // Behind a proxy that terminates TLS for the public URL, the cookie is Secure; for
+    // another name (this machine, over plain HTTP) it is not, or the browser would drop it.
+    let named_with_token = Server::start(&[
+        ("API_TOKEN", "t-for-secure"),
+        ("WEBHOOK_BASE_URL", "https://bot.example.com"),
+    ]);
+    let signed_in = |host: &str| {
+        let body = br#"{"token": "t-for-secure"}"#;
+        let head = format!(
+            "POST /ui/session HTTP/1.1\nHost: {host}\nContent-Type: application/json\nContent-Length: {}\n",
+            body.len()
+        );
+        raw(&named_with_token, &head, body)
+    };
+    let public = signed_in("bot.example.com");
+    assert!(public.header("set-cookie").unwrap().contains("; Secure"), "{public:?}");
+    let local = signed_in("127.0.0.1:3000");
+    assert!(!local.header("set-cookie").unwrap().contains("Secure"), "{local:?}");
     let state = open.get("/ui/session").json();
     assert_eq!(
         (&state["signedIn"], &state["tokenRequired"]),
