@@ -46,7 +46,7 @@ pub(super) fn sign_in(app: &App, request: &Request) -> Response {
         let SignIn { token } = super::json_body(request, r#"{"token": "<API_TOKEN>"}"#)?;
         let signed_in = crate::auth::sign_in(&app.config.access, &app.sessions, request, &token)?;
         crate::info!("console.signed_in", peer = request.peer);
-        let secure = if app.config.tls.is_some() {
+        let secure = if over_https(app, request) {
             "; Secure"
         } else {
             ""
@@ -68,9 +68,10 @@ pub(super) fn sign_in(app: &App, request: &Request) -> Response {
 /// Whether the browser reached us over HTTPS: our own TLS, or the public base URL's `https://`
 /// host (a proxy in front terminates TLS for it).
 fn over_https(app: &App, request: &Request) -> bool {
-    let public_https_host = app.public_base.strip_prefix("https://").map(|rest| {
-        rest.split('/').next().unwrap_or("").to_ascii_lowercase()
-    });
+    let public_https_host = app
+        .public_base
+        .strip_prefix("https://")
+        .map(|rest| rest.split('/').next().unwrap_or("").to_ascii_lowercase());
     let host = request.header("host").map(str::to_ascii_lowercase);
     let same_host = |public: &str| {
         host.as_deref().is_some_and(|h| {

@@ -255,9 +255,15 @@ fn a_foreign_host_name_is_refused_and_a_named_one_passes() {
         raw(&named_with_token, &head, body)
     };
     let public = signed_in("bot.example.com");
-    assert!(public.header("set-cookie").unwrap().contains("; Secure"), "{public:?}");
+    assert!(
+        public.header("set-cookie").unwrap().contains("; Secure"),
+        "{public:?}"
+    );
     let local = signed_in("127.0.0.1:3000");
-    assert!(!local.header("set-cookie").unwrap().contains("Secure"), "{local:?}");
+    assert!(
+        !local.header("set-cookie").unwrap().contains("Secure"),
+        "{local:?}"
+    );
     let state = open.get("/ui/session").json();
     assert_eq!(
         (&state["signedIn"], &state["tokenRequired"]),
