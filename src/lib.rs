@@ -46,7 +46,7 @@
 //!
 //! **The console.** [`console`] serves the operator's page under `/ui/` (the files of `ui/`,
 //! built in) and keeps the browsers' sign-ins; the page asks the same routes as `curl`, its live
-//! view from [`calls::live`], a board of the live calls the call log keeps in memory.
+//! view from [`calls::log::live`], a board of the live calls the call log keeps in memory.
 //!
 //! **The layers.** [`http`] is our own small HTTP/1.1 server on `may` coroutines and `httparse`
 //! (docs/ARCHITECTURE.md §2 says why not may_minihttp): framing, limits, timeouts, JSON errors. It calls one

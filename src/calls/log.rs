@@ -308,7 +308,7 @@ enum Op {
 pub struct CallLog {
     ops: mpsc::Sender<Op>,
     /// The live calls, followed from the events as they are recorded.
-    live: Arc<super::live::LiveCalls>,
+    live: Arc<live::LiveCalls>,
 }
 
 /// What opening the log found.
@@ -368,7 +368,7 @@ impl CallLog {
     }
 
     /// The live calls as the events recorded so far tell (from memory).
-    pub fn live(&self) -> &super::live::LiveCalls {
+    pub fn live(&self) -> &live::LiveCalls {
         &self.live
     }
 
@@ -458,6 +458,7 @@ pub struct Pruned {
 }
 
 mod events;
+pub mod live;
 pub mod outbox;
 mod rows;
 mod schema;

@@ -7,7 +7,6 @@ pub mod destination;
 pub mod dnc;
 pub mod handoffs;
 pub mod ids;
-pub mod live;
 pub mod log;
 pub mod phones;
 pub mod place;

@@ -453,13 +453,16 @@ fn a_campaign_upload_is_previewed_with_dry_run_and_nothing_is_made() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start(&env);
     let csv = b"to,name\n+919876543210,Asha\nnot-a-number,Bo\n+919876543211,Chen\n";
-    let preview = request(
-        server.addr,
-        "POST",
-        "/campaigns?name=trial&dryRun=1",
-        &[("Content-Type", "text/csv")],
-        csv,
-    );
+    let upload = |dry_run: &str, file: &[u8]| {
+        request(
+            server.addr,
+            "POST",
+            &format!("/campaigns?name=trial&dryRun={dry_run}"),
+            &[("Content-Type", "text/csv")],
+            file,
+        )
+    };
+    let preview = upload("1", csv);
     assert_eq!(preview.status, 200, "{preview:?}");
     let preview = preview.json();
     assert_eq!(preview["dryRun"], true);
@@ -475,21 +478,8 @@ fn a_campaign_upload_is_previewed_with_dry_run_and_nothing_is_made() {
         server.get("/campaigns").json()["campaigns"],
         serde_json::json!([])
     );
-    let nothing = request(
-        server.addr,
-        "POST",
-        "/campaigns?name=trial&dryRun=1",
-        &[("Content-Type", "text/csv")],
-        b"to\nnope\n",
-    );
-    nothing.assert_error(400, "bad_request");
-    let made = request(
-        server.addr,
-        "POST",
-        "/campaigns?name=trial&dryRun=0",
-        &[("Content-Type", "text/csv")],
-        csv,
-    );
+    upload("1", b"to\nnope\n").assert_error(400, "bad_request");
+    let made = upload("0", csv);
     assert_eq!(made.status, 201, "{made:?}");
     assert_eq!(
         server.get("/campaigns").json()["campaigns"]

@@ -6,8 +6,8 @@
 //!
 //! Knows nothing of HTTP, the disk or the network.
 
-use super::log::{Direction, LogEvent, Status};
-use super::CallLogId;
+use super::{Direction, LogEvent, Status};
+use crate::calls::CallLogId;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
