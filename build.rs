@@ -1,6 +1,8 @@
-//! The operator console's files (`ui/`) go into the binary: each one as it is and gzipped, with
-//! an `ETag` from its bytes, in a table `src/console/assets.rs` includes. No bundler, no npm:
-//! the files in `ui/` are what the browser gets.
+//! The operator console's files (`ui/`) and the API document (`src/routes/openapi.json`) go
+//! into the binary gzipped, each with an `ETag` from its bytes (`http::compressed` serves
+//! them, inflated for a client that does not take gzip). The console's are listed in a table
+//! `src/console/mod.rs` includes. No bundler, no npm: the files in `ui/` are what the browser
+//! gets.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -25,25 +27,30 @@ fn main() {
     names.sort();
     let mut table = String::from("&[\n");
     for name in &names {
-        let source = ui.join(name);
-        println!("cargo:rerun-if-changed={}", source.display());
-        let bytes = std::fs::read(&source).expect("a console file is readable");
-        let gz_path = gz_dir.join(format!("{name}.gz"));
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        encoder.write_all(&bytes).unwrap();
-        std::fs::write(&gz_path, encoder.finish().unwrap()).expect("OUT_DIR is writable");
-        writeln!(
-            table,
-            "    Asset {{ name: {name:?}, content_type: {:?}, body: include_bytes!({:?}), gzip: include_bytes!({:?}), etag: \"\\\"{:016x}\\\"\" }},",
-            content_type(name),
-            source.display().to_string(),
-            gz_path.display().to_string(),
-            fnv1a(&bytes),
-        )
-        .unwrap();
+        let body = compressed(&ui.join(name), &gz_dir.join(format!("{name}.gz")));
+        writeln!(table, "    ({name:?}, {body}),").unwrap();
     }
     table.push(']');
     std::fs::write(Path::new(&out).join("ui_assets.rs"), table).expect("OUT_DIR is writable");
+    let openapi = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes/openapi.json");
+    let body = compressed(&openapi, &Path::new(&out).join("openapi.json.gz"));
+    std::fs::write(Path::new(&out).join("openapi.rs"), body).expect("OUT_DIR is writable");
+}
+
+/// Gzips `source` into `gz_path`; answers the `http::compressed::Compressed` that serves it.
+fn compressed(source: &Path, gz_path: &Path) -> String {
+    println!("cargo:rerun-if-changed={}", source.display());
+    let bytes = std::fs::read(source).expect("a built-in file is readable");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&bytes).unwrap();
+    std::fs::write(gz_path, encoder.finish().unwrap()).expect("OUT_DIR is writable");
+    let name = source.file_name().unwrap().to_str().unwrap();
+    format!(
+        "crate::http::compressed::Compressed {{ content_type: {:?}, gzip: include_bytes!({:?}), etag: \"\\\"{:016x}\\\"\" }}",
+        content_type(name),
+        gz_path.display().to_string(),
+        fnv1a(&bytes),
+    )
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -54,6 +61,7 @@ fn content_type(name: &str) -> &'static str {
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("txt") => "text/plain; charset=utf-8",
+        Some("json") => "application/json",
         _ => panic!("ui/{name}: no content type for it in build.rs"),
     }
 }

@@ -63,8 +63,9 @@ export async function show(main) {
   function rejected(list, summary) {
     if (!list || list.length === 0) return h('p', { class: 'ok' }, 'Every row was taken.');
     return [h('h2', {}, 'Rejected rows'),
-      h('ul', { class: 'rejected' }, list.map((r) => h('li', {}, `row ${r.row}: ${r.error}${r.to ? ` (${r.to})` : ''}`))),
-      summary ? h('p', { class: 'muted' }, `Rejected in all: ${JSON.stringify(summary)}`) : null];
+      h('ul', { class: 'rejected' }, list.map((r) => h('li', {}, `row ${r.row}: ${r.error}`))),
+      summary && summary.count > list.length ? h('p', { class: 'muted' },
+        `${summary.count} rows rejected in all (${Object.entries(summary.byReason || {}).map(([why, n]) => `${n} ${why}`).join(', ')}); the first ${list.length} are listed.`) : null];
   }
 
   async function send(dryRun) {

@@ -10,6 +10,7 @@
 //! upgrade (docs/ARCHITECTURE.md §2).
 
 pub(crate) mod chunked;
+pub mod compressed;
 mod conn;
 pub mod form;
 pub mod params;

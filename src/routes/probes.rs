@@ -37,10 +37,15 @@ pub(super) fn metrics(app: &App) -> Response {
 }
 
 /// This API's description, OpenAPI 3.1 (`src/routes/openapi.json`, dev/openapi.py's output,
-/// built in), open to anyone: it holds no secret.
-pub(super) fn openapi() -> Response {
-    Response::text(200, "application/json", OPENAPI)
+/// built in gzipped), open to anyone: it holds no secret.
+pub(super) fn openapi(request: &crate::http::Request) -> Response {
+    OPENAPI.answer(request)
 }
 
 /// The document `GET /openapi.json` serves.
-pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+static OPENAPI: crate::http::compressed::Compressed =
+    include!(concat!(env!("OUT_DIR"), "/openapi.rs"));
+
+/// The document as written, for the router's tests.
+#[cfg(test)]
+pub(crate) const OPENAPI_TEXT: &str = include_str!("openapi.json");
