@@ -645,3 +645,62 @@ fn a_caller_who_presses_the_key_is_put_on_the_do_not_call_list() {
     assert_eq!(row["doNotCall"], true, "{row}");
     assert!(row["dtmf"].as_str().unwrap().contains('9'), "{row}");
 }
+
+#[test]
+fn a_campaigns_calls_are_a_filter_of_the_call_log_and_a_contact_waiting_to_be_called_again_is_retrying(
+) {
+    let fake = FakeExotel::start(Behaviour::Network(Network {
+        ring: Duration::from_millis(100),
+        talk: Duration::from_millis(300),
+        busy: vec![number(2)],
+        ..Network::default()
+    }));
+    let server = start(
+        support::temp_dir("campaign-retrying"),
+        &fake,
+        "2026-11-26T12:00:00+05:30",
+    );
+    let body = serde_json::json!({
+        "name": "retrying",
+        "contacts": [number(1), number(2), number(3)],
+        "retry": {"on": ["busy"], "attempts": 2, "waitSeconds": 3600},
+    });
+    let created = server.post_json("/campaigns", &body.to_string());
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let progress = loop {
+        let p = server.get(&format!("/campaigns/{id}")).json();
+        if p["completed"] == 2 && p["retrying"] == 1 {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never two done and one retrying: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        progress["pending"], 1,
+        "the retrying contact is pending: {progress}"
+    );
+    let calls = server.get(&format!("/calls?campaign={id}")).json();
+    let numbers: std::collections::BTreeSet<&str> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        [number(1), number(2), number(3)]
+            .iter()
+            .map(String::as_str)
+            .collect(),
+        "{calls}"
+    );
+    let none = server.get("/calls?campaign=not-a-campaign").json();
+    assert_eq!(none["calls"], serde_json::json!([]));
+    let csv = String::from_utf8(server.get(&format!("/calls.csv?campaign={id}")).body).unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and three calls: {csv}");
+}

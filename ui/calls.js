@@ -4,7 +4,7 @@
 import { h, fill, table, when } from './dom.js';
 import { get } from './api.js';
 
-const FILTERS = ['status', 'direction', 'since', 'until', 'number', 'agent', 'id'];
+const FILTERS = ['status', 'direction', 'since', 'until', 'number', 'agent', 'campaign', 'id'];
 const STATUSES = ['', 'queued', 'initiated', 'connected', 'in-progress', 'completed', 'failed', 'busy', 'no-answer', 'canceled', 'interrupted'];
 
 function field(name, label, control) {
@@ -24,6 +24,7 @@ export async function show(main, params) {
     field('until', 'To day', input('until', 'date')),
     field('number', 'Number contains', input('number', 'search', { inputmode: 'tel' })),
     field('agent', 'Agent', input('agent', 'search')),
+    field('campaign', 'Campaign id', input('campaign', 'search')),
     field('id', 'callLogId or CallSid', input('id', 'search')),
     h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (event) => {

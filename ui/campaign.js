@@ -14,13 +14,14 @@ export async function show(main, _params, id) {
       h('h1', {}, `Campaign ${c.name}`),
       bar(c),
       facts([
-        ['Status', c.status], ['Contacts', c.total], ['Dialed', c.dialed], ['Pending', c.pending],
+        ['Status', c.status], ['Contacts', c.total], ['Dialed', c.dialed], ['Pending', c.pending], ['Retrying', c.retrying],
         ['In flight', c.inFlight], ['Completed', c.completed], ['Failed', c.failed],
         ['Skipped (do not call)', c.skippedDnc], ['Canceled', c.canceled],
         ['Window opens', c.windowOpensAt],
       ]),
       h('p', {}, controls(c, draw), ' ',
-        h('a', { href: `/campaigns/${encodeURIComponent(id)}/calls.csv`, download: `campaign-${id}.csv` }, 'Results CSV')));
+        h('a', { href: `/campaigns/${encodeURIComponent(id)}/calls.csv`, download: `campaign-${id}.csv` }, 'Results CSV'), ' ',
+        h('a', { href: `#/calls?campaign=${encodeURIComponent(id)}` }, 'Its calls in the call log')));
     widen(top);
     const page = await get(`/campaigns/${encodeURIComponent(id)}/calls?limit=100`);
     fill(calls, table(['Row', 'Number', 'Attempts', 'Outcome', 'Last call'], page.calls.map((k) =>

@@ -32,12 +32,13 @@ export async function show(main) {
     const shown = await Promise.all(campaigns.slice(0, 50).map((c) =>
       get(`/campaigns/${encodeURIComponent(c.id)}`).catch(() => c)));
     fill(body, shown.length === 0 ? h('p', { class: 'muted' }, 'No campaign yet.') :
-      table(['Campaign', 'Status', 'Progress', 'Pending', 'In flight', 'Completed', 'Failed', 'Skipped', ''], shown.map((c) =>
+      table(['Campaign', 'Status', 'Progress', 'Pending', 'Retrying', 'In flight', 'Completed', 'Failed', 'Skipped', ''], shown.map((c) =>
         h('tr', {},
           h('td', {}, h('a', { href: `#/campaigns/${encodeURIComponent(c.id)}` }, c.name)),
           h('td', {}, c.status),
           h('td', {}, bar(c)),
           h('td', { class: 'num' }, c.pending ?? ''),
+          h('td', { class: 'num' }, c.retrying ?? ''),
           h('td', { class: 'num' }, c.inFlight ?? ''),
           h('td', { class: 'num' }, c.completed ?? ''),
           h('td', { class: 'num' }, c.failed ?? ''),

@@ -266,6 +266,8 @@ pub struct ListQuery {
     pub until: Option<i64>,
     /// Only the call with this callLogId or CallSid.
     pub id: Option<String>,
+    /// Only the calls a campaign placed (its attempts).
+    pub campaign: Option<String>,
 }
 
 /// An event and when it happened: a write retried after a disk failure keeps its own time.

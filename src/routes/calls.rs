@@ -10,7 +10,7 @@ use crate::http::{Params, Request, Response};
 pub(crate) const DEFAULT_LIMIT: usize = 50;
 pub(crate) const MAX_LIMIT: usize = 500;
 
-/// `GET /calls?limit=&before=&status=&direction=&handoff=&number=&agent=&since=&until=&id=`,
+/// `GET /calls?limit=&before=&status=&direction=&handoff=&number=&agent=&since=&until=&id=&campaign=`,
 /// newest first, with `next` for the next page.
 pub(super) fn list(call_log: &CallLog, request: &Request) -> Answer {
     let params = Params::from_query(&request.query);
@@ -73,6 +73,7 @@ fn list_query(params: &Params) -> Result<ListQuery, String> {
         since: day_or_ms(params, "since", 0)?,
         until: day_or_ms(params, "until", DAY_MS)?,
         id: text(params, "id", 128)?,
+        campaign: text(params, "campaign", 64)?,
     })
 }
 

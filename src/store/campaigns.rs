@@ -79,6 +79,8 @@ pub struct Counts {
     pub pending: i64,
     /// Contacts with an attempt open.
     pub in_flight: i64,
+    /// Of the pending, those already called at least once (waiting to be called again).
+    pub retrying: i64,
     /// Contacts finished, by final outcome.
     pub by_outcome: Vec<(String, i64)>,
     /// Attempts by attempt number (1 is the first call).
@@ -287,13 +289,26 @@ impl Store {
         self.ask(move |conn| {
             let mut counts = Counts::default();
             let mut by_state = conn.prepare(
-                "SELECT state, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY state",
+                "SELECT state, attempts > 0, COUNT(*) FROM contacts WHERE campaign_id = ?1
+                 GROUP BY state, attempts > 0",
             )?;
-            for row in by_state.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
-                let (state, n) = row?;
+            let rows = by_state.query_map([&id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (state, called, n) = row?;
                 match state.as_str() {
-                    "pending" => counts.pending = n,
-                    "dialing" => counts.in_flight = n,
+                    "pending" => {
+                        counts.pending += n;
+                        if called {
+                            counts.retrying += n;
+                        }
+                    }
+                    "dialing" => counts.in_flight += n,
                     _ => {}
                 }
             }

@@ -116,6 +116,10 @@ def test_a_csv_with_a_bad_row_is_named_before_anything_is_made_then_the_campaign
     tab.get_by_role("button", name="Cancel console-trial").click()
     expect(tab.locator("dl.facts dd").first).to_have_text("canceled")
     assert server.api("GET", f"/campaigns/{campaign_id}")[1]["status"] == "canceled"
+    tab.get_by_role("link", name="Its calls in the call log").click()
+    expect(tab.get_by_role("heading", level=1)).to_have_text("Calls")
+    expect(tab.get_by_label("Campaign id")).to_have_value(campaign_id)
+    expect(tab.get_by_role("row").filter(has_text="+919800000001")).to_have_count(1)
     assert console.errors == []
 
 

@@ -299,6 +299,7 @@ impl Campaigns {
             "canceled": outcome("canceled"),
             "pending": counts.pending,
             "inFlight": counts.in_flight,
+            "retrying": counts.retrying,
             "outcomes": counts.by_outcome.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "attempts": counts.by_attempt.iter().map(|(a, n)| (a.to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
             "now": crate::calls::log::iso_8601(self.clock.now_ms()),

@@ -78,6 +78,14 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
 }
 
 pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<CallRow>> {
+    // A campaign's calls are its attempts, which the campaigns' store keeps in the same
+    // database (`store::campaigns`); the clause is there only when asked for, so that a call
+    // log without the store's tables (its own tests) still lists.
+    let by_campaign = if q.campaign.is_some() {
+        "AND call_log_id IN (SELECT call_log_id FROM attempts WHERE campaign_id = ?11)"
+    } else {
+        "AND ?11 IS NULL"
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM calls
          WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR direction = ?3)
@@ -86,6 +94,7 @@ pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<Cal
              AND (?7 IS NULL OR agent = ?7)
              AND (?8 IS NULL OR created_at >= ?8) AND (?9 IS NULL OR created_at < ?9)
              AND (?10 IS NULL OR call_log_id = ?10 OR call_sid = ?10)
+             {by_campaign}
          ORDER BY seq DESC LIMIT ?4"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -101,7 +110,8 @@ pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<Cal
                 q.agent,
                 q.since,
                 q.until,
-                q.id
+                q.id,
+                q.campaign
             ],
             row,
         )?
