@@ -61,13 +61,8 @@ fn the_console_files_come_gzipped_with_an_etag_a_304_and_a_strict_policy() {
     assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert!(page.header("referrer-policy").is_some());
-    let gz = request(
-        server.addr,
-        "GET",
-        "/ui/app.js",
-        &[("Accept-Encoding", "br, gzip;q=0.9")],
-        b"",
-    );
+    let app_js = |header: (&str, &str)| request(server.addr, "GET", "/ui/app.js", &[header], b"");
+    let gz = app_js(("Accept-Encoding", "br, gzip;q=0.9"));
     assert_eq!(gz.status, 200);
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(&gz.body[..2], &[0x1f, 0x8b], "gzip's magic");
@@ -76,22 +71,10 @@ fn the_console_files_come_gzipped_with_an_etag_a_304_and_a_strict_policy() {
     assert!(plain.body.len() > gz.body.len());
     let etag = plain.header("etag").unwrap();
     assert_eq!(gz.header("etag"), Some(etag));
-    let again = request(
-        server.addr,
-        "GET",
-        "/ui/app.js",
-        &[("If-None-Match", etag)],
-        b"",
-    );
+    let again = app_js(("If-None-Match", etag));
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty() && again.header("content-length").is_none());
-    let other = request(
-        server.addr,
-        "GET",
-        "/ui/app.js",
-        &[("If-None-Match", "\"stale\"")],
-        b"",
-    );
+    let other = app_js(("If-None-Match", "\"stale\""));
     assert_eq!(other.status, 200);
     server.get("/ui/nothing.js").assert_error(404, "not_found");
     let moved = server.get("/ui");
