@@ -1,0 +1,209 @@
+//! A PostgreSQL cluster of a test's own: Debian's `initdb` and `pg_ctl` in a temporary
+//! directory, on a loopback port, with `fsync=off`, run as the `postgres` user when the tests
+//! run as root (PostgreSQL refuses root), stopped when dropped.
+//!
+//! A machine without PostgreSQL skips the tests that need it, saying so; under `CI=true` that
+//! skip is a failure (`.ci/run` installs Debian's `postgresql`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+    /// `postgres://app@127.0.0.1:PORT/postgres`
+    pub url: String,
+}
+
+/// Debian's PostgreSQL programs (`/usr/lib/postgresql/N/bin`), the newest there is.
+fn programs() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// The tests run as root (`/proc/self` belongs to the process's effective user).
+fn as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `program args…`, as the `postgres` user when we are root.
+fn run(bin: &Path, program: &str, args: &[&str]) {
+    let path = bin.join(program);
+    let mut command = if as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&path);
+        c
+    } else {
+        Command::new(&path)
+    };
+    let out = command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Cluster {
+    /// A new cluster, started; `None` (with a line saying why) on a machine without
+    /// PostgreSQL, unless `CI=true`, where that is a failure.
+    pub fn start(name: &str) -> Option<Cluster> {
+        let Some(bin) = programs() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true and PostgreSQL is not installed (apt-get install postgresql): this test may not be skipped"
+            );
+            eprintln!("SKIPPED {name}: PostgreSQL is not installed (apt-get install postgresql)");
+            return None;
+        };
+        let dir = super::temp_dir(&format!("pg-{name}"));
+        if as_root() {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        let data = dir.join("pg");
+        run(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "app",
+                "--no-sync",
+            ],
+        );
+        let port = free_port();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
+            dir.display()
+        );
+        let log = dir.join("pg.log");
+        run(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        Some(Cluster {
+            bin,
+            dir,
+            port,
+            url: format!("postgres://app@127.0.0.1:{port}/postgres"),
+        })
+    }
+
+    /// `psql` on the cluster with `sql`; what it printed (unaligned, tuples only).
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the server at once and starts it again on the same port (a database restart).
+    pub fn restart(&self) {
+        let data = self.dir.join("pg");
+        let data = data.to_str().unwrap();
+        run(
+            &self.bin,
+            "pg_ctl",
+            &["-D", data, "-m", "immediate", "-w", "stop"],
+        );
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("pg.log");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("pg");
+        let path = self.bin.join("pg_ctl");
+        let mut command = if as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let _ = command
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
