@@ -33,17 +33,21 @@ fn as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// `program args…`, as the `postgres` user when we are root.
-fn run(bin: &Path, program: &str, args: &[&str]) {
+/// `program` of `bin`, to run as the `postgres` user when we are root.
+fn command(bin: &Path, program: &str) -> Command {
     let path = bin.join(program);
-    let mut command = if as_root() {
+    if as_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(&path);
         c
     } else {
         Command::new(&path)
-    };
-    let out = command
+    }
+}
+
+/// `program args…` (see [`command`]), which must succeed.
+fn run(bin: &Path, program: &str, args: &[&str]) {
+    let out = command(bin, program)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
@@ -91,13 +95,27 @@ impl Cluster {
             ],
         );
         let port = free_port();
+        let cluster = Cluster {
+            url: format!("postgres://app@127.0.0.1:{port}/postgres"),
+            port,
+            bin,
+            dir,
+        };
+        cluster.start_server();
+        Some(cluster)
+    }
+
+    /// `pg_ctl start` on the cluster's port, waiting until it takes connections.
+    fn start_server(&self) {
+        let data = self.dir.join("pg");
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
-            dir.display()
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.display()
         );
-        let log = dir.join("pg.log");
+        let log = self.dir.join("pg.log");
         run(
-            &bin,
+            &self.bin,
             "pg_ctl",
             &[
                 "-D",
@@ -110,12 +128,22 @@ impl Cluster {
                 "start",
             ],
         );
-        Some(Cluster {
-            bin,
-            dir,
-            port,
-            url: format!("postgres://app@127.0.0.1:{port}/postgres"),
-        })
+    }
+
+    /// `pg_ctl stop -m immediate`, as a crash would stop it; whether it stopped.
+    fn stop_server(&self) -> bool {
+        let data = self.dir.join("pg");
+        command(&self.bin, "pg_ctl")
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .output()
+            .is_ok_and(|out| out.status.success())
     }
 
     /// `psql` on the cluster with `sql`; what it printed (unaligned, tuples only).
@@ -145,57 +173,18 @@ impl Cluster {
 
     /// Stops the server at once and starts it again on the same port (a database restart).
     pub fn restart(&self) {
-        let data = self.dir.join("pg");
-        let data = data.to_str().unwrap();
-        run(
-            &self.bin,
-            "pg_ctl",
-            &["-D", data, "-m", "immediate", "-w", "stop"],
+        assert!(
+            self.stop_server(),
+            "pg_ctl stop failed: see {}",
+            self.dir.join("pg.log").display()
         );
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("pg.log");
-        run(
-            &self.bin,
-            "pg_ctl",
-            &[
-                "-D",
-                data,
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        );
+        self.start_server();
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.dir.join("pg");
-        let path = self.bin.join("pg_ctl");
-        let mut command = if as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let _ = command
-            .args([
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .output();
+        self.stop_server();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
