@@ -6,61 +6,22 @@
 
 use exotel_voicebot::media::audio::speech_like;
 use exotel_voicebot::sim::{run_load, CallPlan};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn var(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, var, Server};
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The server with `env`, quiet, with room for any load.
 fn start(name: &str, env: &[(&str, String)]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let dir = std::env::temp_dir().join(format!("bench-events-{name}-{port}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a data directory");
-    let child = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
-        .arg("serve")
-        .current_dir(&dir)
-        .env_clear()
-        .env("PORT", port.to_string())
-        .env("BIND", "127.0.0.1")
-        .env("LOG_LEVEL", "error")
-        .env("MAX_CONCURRENT_CALLS", "100000")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the release binary");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{name}: the server did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, addr }
+    let mut all = vec![
+        ("LOG_LEVEL", "error".to_owned()),
+        ("MAX_CONCURRENT_CALLS", "100000".to_owned()),
+    ];
+    all.extend_from_slice(env);
+    Server::start("events", name, &all)
 }
 
 /// A receiver that takes connections and never answers: the sockets are kept open.
@@ -74,10 +35,6 @@ fn silent_receiver() -> u16 {
         }
     });
     port
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// `calls` calls while `/health` is polled every 20 ms: (clean calls, p50 ms, p99 ms, polls).

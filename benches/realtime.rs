@@ -16,95 +16,21 @@ use exotel_voicebot::media::audio::speech_like;
 use exotel_voicebot::sim::fake_exotel::{Behaviour, FakeExotel};
 use exotel_voicebot::sim::realtime_service::{FakeRealtime, Script, Then};
 use exotel_voicebot::sim::{run_call, run_load, CallPlan, CallReport, Connect, Event};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn var(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, var, Server};
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(name: &str, env: &[(&str, String)]) -> Server {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("bench-realtime-{name}-{port}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a data directory");
-        let child = Command::new(env!("CARGO_BIN_EXE_exotel-voicebot"))
-            .arg("serve")
-            .current_dir(&dir)
-            .env_clear()
-            .env("PORT", port.to_string())
-            .env("BIND", "127.0.0.1")
-            .env("LOG_LEVEL", "warn")
-            .env("MAX_CONCURRENT_CALLS", "1000")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the release binary");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{name}: the server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// CPU seconds (user and system) the server has used so far.
-    fn cpu_s(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("the server's /proc stat");
-        let after_name = &stat[stat.rfind(')').expect("stat's comm") + 2..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
-    }
-
-    /// (RSS now, peak RSS) in KiB.
-    fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the server's /proc status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The server with `env`, with room for the load.
+fn start(name: &str, env: &[(&str, String)]) -> Server {
+    let mut all = vec![
+        ("LOG_LEVEL", "warn".to_owned()),
+        ("MAX_CONCURRENT_CALLS", "1000".to_owned()),
+    ];
+    all.extend_from_slice(env);
+    Server::start("realtime", name, &all)
 }
 
 /// One probe call's latency, in ms: the service's first delta to the caller's first frame.
@@ -129,11 +55,6 @@ fn first_frame_at(report: &CallReport) -> Option<Instant> {
         .find(|(_, e)| matches!(e, Event::ReceivedMedia { .. }))?
         .0;
     Some(report.started_at? + after)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn probes(server: &Server, fake: &Arc<FakeExotel>, service: &FakeRealtime, n: usize) -> String {
@@ -193,7 +114,7 @@ fn main() {
     let fake = Arc::new(FakeExotel::start(Behaviour::Accept {
         sid: "CA-bench".into(),
     }));
-    let realtime = Server::start(
+    let realtime = start(
         "realtime",
         &[
             ("BOT", "realtime".into()),
@@ -207,7 +128,7 @@ fn main() {
             ("EXOTEL_API_BASE_URL", fake.base_url()),
         ],
     );
-    let echo = Server::start("echo", &[]);
+    let echo = start("echo", &[]);
     let agent = serde_json::json!({
         "name": "probe", "bot": "realtime", "url": probe_service.url(), "greeting": "Hi.",
     });

@@ -68,17 +68,19 @@ pub(super) fn sign_in(app: &App, request: &Request) -> Response {
 /// Whether the browser reached us over HTTPS: our own TLS, or the public base URL's `https://`
 /// host (a proxy in front terminates TLS for it).
 fn over_https(app: &App, request: &Request) -> bool {
-    let public_https_host = app
+    let name = |authority: &str| {
+        authority
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let public_https = app
         .public_base
         .strip_prefix("https://")
-        .map(|rest| rest.split('/').next().unwrap_or("").to_ascii_lowercase());
-    let host = request.header("host").map(str::to_ascii_lowercase);
-    let same_host = |public: &str| {
-        host.as_deref().is_some_and(|h| {
-            h == public || h.split(':').next() == Some(public.split(':').next().unwrap_or(""))
-        })
-    };
-    app.config.tls.is_some() || public_https_host.as_deref().is_some_and(same_host)
+        .map(|rest| name(rest.split('/').next().unwrap_or("")));
+    let asked = request.header("host").map(name);
+    app.config.tls.is_some() || (public_https.is_some() && public_https == asked)
 }
 
 /// `GET /ui/session`: whether this browser is signed in (and its CSRF token when it is), and

@@ -220,8 +220,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     answer(&mut stream, status, &body);
 }
 
-/// Reads one request, head and body; `None` when the client goes before it is whole.
-fn read_request(stream: &mut TcpStream) -> Option<Received> {
+/// Reads one request, head and body; `None` when the client goes before it is whole. (The
+/// tests' other fake servers read theirs with it too.)
+pub fn read_request(stream: &mut TcpStream) -> Option<Received> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -26,14 +26,19 @@ fn raw(server: &Server, head: &str, body: &[u8]) -> TestResponse {
 }
 
 /// Signs in; the session cookie (`name=value`) and the CSRF token.
-fn sign_in(server: &Server) -> (String, String) {
-    let r = request(
+/// `POST /ui/session` with `token`.
+fn try_token(server: &Server, token: &str) -> TestResponse {
+    request(
         server.addr,
         "POST",
         "/ui/session",
         &[("Content-Type", "application/json")],
-        format!(r#"{{"token": "{TOKEN}"}}"#).as_bytes(),
-    );
+        format!(r#"{{"token": "{token}"}}"#).as_bytes(),
+    )
+}
+
+fn sign_in(server: &Server) -> (String, String) {
+    let r = try_token(server, TOKEN);
     assert_eq!(r.status, 200, "{r:?}");
     let cookie = r.header("set-cookie").unwrap().to_owned();
     let pair = cookie.split(';').next().unwrap().to_owned();
@@ -93,22 +98,10 @@ fn a_browser_signs_in_with_the_api_token_and_its_cookie_is_httponly_strict_and_l
         (&before["signedIn"], &before["tokenRequired"]),
         (&false.into(), &true.into())
     );
-    let wrong = request(
-        server.addr,
-        "POST",
-        "/ui/session",
-        &[("Content-Type", "application/json")],
-        br#"{"token": "nope"}"#,
-    );
+    let wrong = try_token(&server, "nope");
     wrong.assert_error(401, "unauthorized");
     assert!(wrong.header("set-cookie").is_none());
-    let r = request(
-        server.addr,
-        "POST",
-        "/ui/session",
-        &[("Content-Type", "application/json")],
-        format!(r#"{{"token": "{TOKEN}"}}"#).as_bytes(),
-    );
+    let r = try_token(&server, TOKEN);
     let cookie = r.header("set-cookie").unwrap();
     for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=7200"] {
         assert!(cookie.contains(part), "{cookie}");
@@ -186,19 +179,10 @@ fn a_cookie_session_reads_freely_but_changes_only_with_its_csrf_token_and_its_ow
 #[test]
 fn wrong_tokens_are_limited_per_address_even_before_the_right_one() {
     let server = Server::start(&[("API_TOKEN", TOKEN)]);
-    let try_token = |token: &str| {
-        request(
-            server.addr,
-            "POST",
-            "/ui/session",
-            &[("Content-Type", "application/json")],
-            format!(r#"{{"token": "{token}"}}"#).as_bytes(),
-        )
-    };
     for _ in 0..5 {
-        try_token("guess").assert_error(401, "unauthorized");
+        try_token(&server, "guess").assert_error(401, "unauthorized");
     }
-    let limited = try_token(TOKEN);
+    let limited = try_token(&server, TOKEN);
     limited.assert_error(429, "too_many_sign_ins");
     let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");

@@ -7,9 +7,10 @@ use crate::support;
 
 use base64::Engine as _;
 use exotel_voicebot::media::audio::speech_like;
+use exotel_voicebot::sim::fake_exotel::read_request;
 use exotel_voicebot::sim::{run_call, CallPlan};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,18 +23,14 @@ const KEY: &[u8; 32] = b"events-test-key-0123456789abcdef";
 /// One request the receiver got: its headers (lower-cased names), body, and what it answered.
 #[derive(Clone, Debug)]
 struct Delivery {
-    headers: Vec<(String, String)>,
+    headers: std::collections::HashMap<String, String>,
     body: String,
     taken: bool,
 }
 
 impl Delivery {
     fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
+        self.headers.get(name).map_or("", String::as_str)
     }
 }
 
@@ -53,13 +50,14 @@ impl Receiver {
         let (open2, got2) = (open.clone(), got.clone());
         std::thread::spawn(move || {
             for mut stream in listener.incoming().map_while(Result::ok) {
-                let Some((headers, body)) = read_request(&mut stream) else {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let Some(request) = read_request(&mut stream) else {
                     continue;
                 };
                 let taken = open2.load(Ordering::SeqCst);
                 got2.lock().unwrap().push(Delivery {
-                    headers,
-                    body,
+                    headers: request.headers,
+                    body: String::from_utf8_lossy(&request.body).into_owned(),
                     taken,
                 });
                 let status = if taken {
@@ -78,47 +76,6 @@ impl Receiver {
 
     fn deliveries(&self) -> Vec<Delivery> {
         self.got.lock().unwrap().clone()
-    }
-}
-
-fn read_request(stream: &mut std::net::TcpStream) -> Option<(Vec<(String, String)>, String)> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = request.parse(&buf) {
-            let headers: Vec<(String, String)> = request
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            while buf.len() < head + length {
-                let n = stream.read(&mut chunk).ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = String::from_utf8_lossy(&buf[head..head + length]).into_owned();
-            return Some((headers, body));
-        }
     }
 }
 

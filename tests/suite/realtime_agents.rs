@@ -47,17 +47,8 @@ fn send(server: &Server, method: &str, path: &str, body: &Value) -> support::Tes
 /// `POST /call` with `body` (with the operator's token), answered by `fake` in stream mode: the
 /// call's callLogId and the media URL Exotel was given.
 fn place(server: &Server, fake: &FakeExotel, body: &Value) -> (String, String) {
-    let placed = send(server, "POST", "/call", body);
-    assert_eq!(placed.status, 200, "{}", placed.json());
-    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
-    let url = fake
-        .call_for(&id)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "StreamUrl")
-        .unwrap()
-        .1;
-    (id, url)
+    let token = [("Authorization", "Bearer op-token-123")];
+    support::place_stream_call_as(server, fake, &token, &body.to_string())
 }
 
 fn service() -> FakeRealtime {

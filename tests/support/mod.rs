@@ -637,7 +637,19 @@ pub fn place_stream_call(
     fake: &exotel_voicebot::sim::fake_exotel::FakeExotel,
     body: &str,
 ) -> (String, String) {
-    let placed = server.post_json("/call", body);
+    place_stream_call_as(server, fake, &[], body)
+}
+
+/// [`place_stream_call`] with these headers too (an operator's token, say).
+pub fn place_stream_call_as(
+    server: &Server,
+    fake: &exotel_voicebot::sim::fake_exotel::FakeExotel,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (String, String) {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let placed = request(server.addr, "POST", "/call", &all, body.as_bytes());
     assert_eq!(placed.status, 200, "{}", placed.json());
     let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
     let url = fake
