@@ -238,14 +238,16 @@ fn open_data(
 ) -> Result<Data, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("DATA_DIR {}: {e}", config.data_dir.display()))?;
-    let db = config.data_dir.join("calls.db");
-    make_private(&db)?;
+    let db = config.database.clone();
+    if let Some(path) = db.sqlite_path() {
+        make_private(path)?;
+    }
     let (call_log, opened) =
         CallLog::open_with_outbox(&db, metrics.clone(), config.events.is_some())
-            .map_err(|e| format!("DATA_DIR call log {e}"))?;
+            .map_err(|e| format!("{} call log {e}", db_name(&db)))?;
     if let Some(events) = &config.events {
         crate::events::start(&db, events.clone(), metrics.clone())
-            .map_err(|e| format!("DATA_DIR events {e}"))?;
+            .map_err(|e| format!("{} events {e}", db_name(&db)))?;
     }
     // SQLite gives its -wal and -shm the database's mode; ones left by an older version keep
     // theirs, so they are set too.
@@ -263,7 +265,7 @@ fn open_data(
         );
     }
     let (store, stored) =
-        crate::store::Store::open(&db).map_err(|e| format!("DATA_DIR store {e}"))?;
+        crate::store::Store::open(&db).map_err(|e| format!("{} store {e}", db_name(&db)))?;
     let store = store.with_outbox(config.events.is_some());
     Ok(Data {
         call_log,
@@ -285,6 +287,14 @@ fn open_data(
         ),
         campaigns: crate::calls::campaigns::Campaigns::new(store, campaign_clock(config)),
     })
+}
+
+/// The variable that chose where the stored state lives, for errors at start.
+fn db_name(db: &crate::store::Location) -> &'static str {
+    match db.sqlite_path() {
+        Some(_) => "DATA_DIR",
+        None => "DATABASE_URL",
+    }
 }
 
 /// Where relay agents may not point (this server) and may (`RELAY_ALLOWED_HOSTS`).

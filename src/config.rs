@@ -25,6 +25,8 @@ pub use events::*;
 mod media;
 pub use media::*;
 
+mod storage;
+
 /// Frames read from one media socket in one second at most (`MEDIA_MAX_FRAMES_PER_S`; Exotel
 /// sends about 50); past it the session waits for the second to end before reading on. may's
 /// coroutines are cooperative: a peer that floods its socket would otherwise keep its session
@@ -144,8 +146,11 @@ pub struct Config {
     pub bot: BotChoice,
     /// What relay and realtime agents take from the environment, whatever `BOT` is.
     pub agent_bots: AgentBotDefaults,
-    /// `DATA_DIR`: the call log database (and recordings) live here.
+    /// `DATA_DIR`: recordings, agents' greetings and (without `DATABASE_URL`) the SQLite
+    /// database live here.
     pub data_dir: std::path::PathBuf,
+    /// `DATABASE_URL`, else SQLite's `DATA_DIR/calls.db`: where the stored state lives.
+    pub database: crate::store::Location,
     /// `MAX_CONCURRENT_CALLS`: live calls at once, inbound and outbound together.
     pub max_concurrent_calls: usize,
     /// `CALL_SLOT_TIMEOUT_S`: a call's slot is given back after this long whatever happened.
@@ -265,6 +270,7 @@ impl Config {
             echo_delay_ms: calls.echo_delay_ms,
             bot: calls.bot,
             agent_bots: AgentBotDefaults::from_vars(&var)?,
+            database: storage::location_from_vars(&var, &calls.data_dir)?,
             data_dir: calls.data_dir,
             max_concurrent_calls: calls.max_concurrent_calls,
             call_slot_timeout: calls.call_slot_timeout,

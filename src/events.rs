@@ -12,9 +12,10 @@
 use crate::calls::log::outbox::{self, StoredEvent};
 use crate::config::EventsConfig;
 use crate::metrics::{EventOutcome, Metrics};
+use crate::store::schema::Owner;
+use crate::store::sql::Db;
+use crate::store::Location;
 use base64::Engine as _;
-use rusqlite::Connection;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,19 +37,19 @@ pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(signed.as_ref())
 }
 
-/// Starts the deliverer's thread on its own connection to `db`.
-pub fn start(db: &Path, config: EventsConfig, metrics: Arc<Metrics>) -> Result<(), String> {
-    let conn = Connection::open(db).map_err(|e| format!("{}: {e}", db.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
+/// Starts the deliverer's thread on its own connection to the database at `at`.
+pub fn start(at: &Location, config: EventsConfig, metrics: Arc<Metrics>) -> Result<(), String> {
+    let conn = at
+        .connect(Owner::Events)
+        .map_err(|e| format!("{at}: {e}"))?;
     std::thread::Builder::new()
         .name("events".into())
-        .spawn(move || run(&conn, &config, &metrics))
+        .spawn(move || run(conn.as_ref(), &config, &metrics))
         .map(drop)
         .map_err(|e| e.to_string())
 }
 
-fn run(conn: &Connection, config: &EventsConfig, metrics: &Metrics) {
+fn run(conn: &dyn Db, config: &EventsConfig, metrics: &Metrics) {
     let mut next_prune = 0;
     loop {
         let now = crate::calls::log::now_ms();
@@ -80,7 +81,7 @@ fn run(conn: &Connection, config: &EventsConfig, metrics: &Metrics) {
 }
 
 /// One attempt at one event, and what the outbox keeps of it.
-fn deliver(conn: &Connection, config: &EventsConfig, metrics: &Metrics, event: &StoredEvent) {
+fn deliver(conn: &dyn Db, config: &EventsConfig, metrics: &Metrics, event: &StoredEvent) {
     let answer = post(config, event);
     let now = crate::calls::log::now_ms();
     let written = match &answer {

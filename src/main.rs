@@ -507,7 +507,13 @@ fn backup(parser: &mut lexopt::Parser) -> Outcome {
     }
     let file = file.ok_or_else(|| usage_error("backup", "the file to write is missing"))?;
     let config = load_config()?;
-    let source = config.data_dir.join("calls.db");
+    let Some(source) = config.database.sqlite_path().map(ToOwned::to_owned) else {
+        return Err((
+            2,
+            "backup: the stored state is in PostgreSQL (DATABASE_URL); back it up with pg_dump"
+                .into(),
+        ));
+    };
     let copied = exotel_voicebot::calls::upkeep::backup(&source, &file).map_err(|e| {
         (
             1,

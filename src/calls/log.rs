@@ -1,24 +1,21 @@
-//! The call log: one SQLite row per call in `$DATA_DIR/calls.db` (WAL, schema versioned with
-//! `PRAGMA user_version`), plus each call's status history.
+//! The call log: one row per call, plus each call's status history and transcript, in the
+//! stored state's database (`store`: SQLite's `$DATA_DIR/calls.db`, or PostgreSQL).
 //!
-//! One OS thread owns the connection (docs/ARCHITECTURE.md §2: SQLite blocks in the kernel, so never on a
-//! coroutine). Coroutines hand it [`LogEvent`]s without waiting; reads wait for their answer on a
+//! One OS thread owns the connection (docs/ARCHITECTURE.md §2: both databases block in the
+//! kernel, so never on a coroutine). Coroutines hand it [`LogEvent`]s without waiting; reads wait for their answer on a
 //! `may` channel. Events arrive at lifecycle moments only, never per media frame. A status never
 //! moves backwards, so repeated or late events (Exotel's callbacks repeat) change nothing.
 
 pub use super::status::Status;
 use super::CallLogId;
 use crate::metrics::Metrics;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::sql::{self, params, Db, Row, ToValue};
+use crate::store::{schema, Location};
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// The schema this code writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -277,6 +274,9 @@ struct Stamped {
     at: i64,
 }
 
+/// Work on the writer's connection.
+type DbWork = Box<dyn FnOnce(&dyn Db) + Send>;
+
 enum Op {
     Write(Stamped),
     List(
@@ -296,7 +296,7 @@ enum Op {
     Sync(may::sync::mpsc::Sender<()>),
     /// Work on the events outbox (`outbox`), on the writer's connection, after what was sent
     /// before it is written.
-    Outbox(Box<dyn FnOnce(&Connection) + Send>),
+    Outbox(DbWork),
     /// The process is stopping: one last try to write everything, then one line naming what
     /// could not be written (a full disk), and the answer.
     Close(may::sync::mpsc::Sender<()>),
@@ -331,21 +331,25 @@ pub fn now_ms() -> i64 {
 impl CallLog {
     /// Opens (or creates) the database, migrates it, marks calls left live by a crash as
     /// `interrupted`, and starts the writer thread.
-    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<(CallLog, Opened), String> {
-        CallLog::open_with_outbox(path, metrics, false)
+    pub fn open(at: &Location, metrics: Arc<Metrics>) -> Result<(CallLog, Opened), String> {
+        CallLog::open_with_outbox(at, metrics, false)
     }
 
     /// As [`CallLog::open`]; with `outbox`, calls' changes also write events for the user's
     /// backend (`outbox`), in the same transactions.
     pub fn open_with_outbox(
-        path: &Path,
+        at: &Location,
         metrics: Arc<Metrics>,
         outbox: bool,
     ) -> Result<(CallLog, Opened), String> {
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let interrupted = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+        let conn = at
+            .connect(schema::Owner::CallLog)
+            .map_err(|e| format!("{at}: {e}"))?;
+        let interrupted = schema::prepare(conn.as_ref())
+            .and_then(|()| mark_interrupted(conn.as_ref(), now_ms()))
+            .map_err(|e| format!("{at}: {e}"))?;
         let (ops, queue) = mpsc::channel::<Op>();
-        let mut writer = Writer::new(conn, path.to_owned(), metrics);
+        let mut writer = Writer::new(conn, at.clone(), metrics);
         writer.outbox = outbox;
         std::thread::Builder::new()
             .name("call-log".into())
@@ -400,7 +404,7 @@ impl CallLog {
     /// writer (coroutine-safe), which writes everything recorded before it first.
     pub fn outbox<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        work: impl FnOnce(&dyn Db) -> sql::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         self.ask(|reply| {
             Op::Outbox(Box::new(move |conn| {
@@ -462,13 +466,13 @@ pub struct Pruned {
 mod events;
 pub mod live;
 pub mod outbox;
+mod recovery;
 mod rows;
-mod schema;
 mod writer;
 
 use events::*;
+use recovery::*;
 use rows::*;
-use schema::*;
 use writer::*;
 
 #[cfg(test)]

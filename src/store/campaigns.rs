@@ -12,35 +12,8 @@
 //! The settings of a campaign are kept as the JSON the API shows, so that adding one needs no
 //! migration.
 
+use super::sql::{self, params, Db, Row};
 use super::Store;
-use rusqlite::{params, Connection, OptionalExtension};
-
-pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS campaigns (
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-             id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, status TEXT NOT NULL,
-             settings TEXT NOT NULL, total INTEGER NOT NULL,
-             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_error TEXT
-         );
-         CREATE TABLE IF NOT EXISTS contacts (
-             campaign_id TEXT NOT NULL, row INTEGER NOT NULL,
-             to_number TEXT NOT NULL, params TEXT NOT NULL,
-             state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-             next_at INTEGER NOT NULL DEFAULT 0, outcome TEXT, call_log_id TEXT,
-             PRIMARY KEY (campaign_id, row)
-         );
-         CREATE INDEX IF NOT EXISTS contacts_due ON contacts(campaign_id, state, next_at, row);
-         CREATE TABLE IF NOT EXISTS attempts (
-             call_log_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, row INTEGER NOT NULL,
-             attempt INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, call_sid TEXT,
-             started_at INTEGER NOT NULL, ended_at INTEGER,
-             UNIQUE (campaign_id, row, attempt)
-         );
-         CREATE INDEX IF NOT EXISTS attempts_open ON attempts(state) WHERE state != 'done';
-         CREATE INDEX IF NOT EXISTS attempts_campaign ON attempts(campaign_id, attempt);",
-    )
-}
 
 /// A campaign to write, with its settings as JSON.
 pub struct NewCampaign {
@@ -149,7 +122,7 @@ pub struct ContactReport {
 const CAMPAIGN_COLUMNS: &str =
     "id, name, status, settings, total, created_at, updated_at, last_error";
 
-fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRow> {
+fn campaign_row(r: &Row) -> sql::Result<CampaignRow> {
     Ok(CampaignRow {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -170,62 +143,55 @@ impl Store {
         contacts: Vec<NewContact>,
     ) -> Result<(), String> {
         self.ask(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                &format!("INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, NULL)"),
-                params![
-                    campaign.id,
-                    campaign.name,
-                    campaign.status,
-                    campaign.settings,
-                    contacts.len() as i64,
-                    campaign.created_at
-                ],
-            )?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO contacts (campaign_id, row, to_number, params, state)
-                     VALUES (?1, ?2, ?3, ?4, 'pending')",
+            conn.transaction(|tx| {
+                tx.execute(
+                    &format!("INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, NULL)"),
+                    params![
+                        campaign.id,
+                        campaign.name,
+                        campaign.status,
+                        campaign.settings,
+                        contacts.len() as i64,
+                        campaign.created_at
+                    ],
                 )?;
-                for (row, contact) in contacts.iter().enumerate() {
-                    insert.execute(params![campaign.id, row as i64 + 1, contact.to, contact.params])?;
-                }
-            }
-            tx.commit()
+                insert_contacts(tx, &campaign.id, &contacts)
+            })
         })
     }
 
     /// Every campaign, newest first.
     pub fn campaigns(&self) -> Result<Vec<CampaignRow>, String> {
         self.ask(|conn| {
-            conn.prepare(&format!(
-                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY seq DESC"
-            ))?
-            .query_map([], campaign_row)?
-            .collect()
+            conn.rows(
+                &format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY seq DESC"),
+                params![],
+                campaign_row,
+            )
         })
     }
 
     /// The campaigns not completed or canceled, oldest first.
     pub fn campaigns_active(&self) -> Result<Vec<CampaignRow>, String> {
         self.ask(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
-                 WHERE status NOT IN ('completed', 'canceled') ORDER BY seq"
-            ))?
-            .query_map([], campaign_row)?
-            .collect()
+            conn.rows(
+                &format!(
+                    "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
+                     WHERE status NOT IN ('completed', 'canceled') ORDER BY seq"
+                ),
+                params![],
+                campaign_row,
+            )
         })
     }
 
     pub fn campaign(&self, id: String) -> Result<Option<CampaignRow>, String> {
         self.ask(move |conn| {
-            conn.query_row(
+            conn.row(
                 &format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1"),
-                [&id],
+                params![id],
                 campaign_row,
             )
-            .optional()
         })
     }
 
@@ -241,36 +207,33 @@ impl Store {
     ) -> Result<Option<String>, String> {
         let outbox = self.outbox;
         self.ask(move |conn| {
-            let tx = conn.transaction()?;
-            let current: Option<(String, String, i64)> = tx
-                .query_row(
+            conn.transaction(|tx| {
+                let current: Option<(String, String, i64)> = tx.row(
                     "SELECT status, name, total FROM campaigns WHERE id = ?1",
-                    [&id],
+                    params![id],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            if let Some((status, name, total)) = &current {
-                if from.is_empty() || from.contains(&status.as_str()) {
-                    tx.execute(
-                        "UPDATE campaigns SET status = ?2, updated_at = ?3,
-                             last_error = COALESCE(?4, last_error) WHERE id = ?1",
-                        params![id, to, at, error],
-                    )?;
-                    if outbox && to == "completed" && status != "completed" {
-                        let data = serde_json::json!({"id": id, "name": name, "total": total});
-                        crate::calls::log::outbox::enqueue(
-                            &tx,
-                            "campaign.completed",
-                            None,
-                            data,
-                            at,
+                )?;
+                if let Some((status, name, total)) = &current {
+                    if from.is_empty() || from.contains(&status.as_str()) {
+                        tx.execute(
+                            "UPDATE campaigns SET status = ?2, updated_at = ?3,
+                                 last_error = COALESCE(?4, last_error) WHERE id = ?1",
+                            params![id, to, at, error],
                         )?;
+                        if outbox && to == "completed" && status != "completed" {
+                            let data = serde_json::json!({"id": id, "name": name, "total": total});
+                            crate::calls::log::outbox::enqueue(
+                                tx,
+                                "campaign.completed",
+                                None,
+                                data,
+                                at,
+                            )?;
+                        }
                     }
                 }
-            }
-            let current = current.map(|(status, _, _)| status);
-            tx.commit()?;
-            Ok(current)
+                Ok(current.map(|(status, _, _)| status))
+            })
         })
     }
 
@@ -280,7 +243,7 @@ impl Store {
             conn.execute(
                 "UPDATE contacts SET state = 'done', outcome = 'canceled'
                  WHERE campaign_id = ?1 AND state = 'pending'",
-                [&id],
+                params![id],
             )
         })
     }
@@ -288,19 +251,13 @@ impl Store {
     pub fn campaign_counts(&self, id: String) -> Result<Counts, String> {
         self.ask(move |conn| {
             let mut counts = Counts::default();
-            let mut by_state = conn.prepare(
-                "SELECT state, attempts > 0, COUNT(*) FROM contacts WHERE campaign_id = ?1
-                 GROUP BY state, attempts > 0",
+            let by_state = conn.rows(
+                "SELECT state, CASE WHEN attempts > 0 THEN 1 ELSE 0 END, COUNT(*) FROM contacts
+                 WHERE campaign_id = ?1 GROUP BY state, CASE WHEN attempts > 0 THEN 1 ELSE 0 END",
+                params![id],
+                |r| Ok((r.get::<String>(0)?, r.get::<bool>(1)?, r.get::<i64>(2)?)),
             )?;
-            let rows = by_state.query_map([&id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, bool>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (state, called, n) = row?;
+            for (state, called, n) in by_state {
                 match state.as_str() {
                     "pending" => {
                         counts.pending += n;
@@ -312,20 +269,18 @@ impl Store {
                     _ => {}
                 }
             }
-            counts.by_outcome = conn
-                .prepare(
-                    "SELECT outcome, COUNT(*) FROM contacts
-                     WHERE campaign_id = ?1 AND state = 'done' GROUP BY outcome ORDER BY outcome",
-                )?
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            counts.by_attempt = conn
-                .prepare(
-                    "SELECT attempt, COUNT(*) FROM attempts WHERE campaign_id = ?1
-                     GROUP BY attempt ORDER BY attempt",
-                )?
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+            counts.by_outcome = conn.rows(
+                "SELECT outcome, COUNT(*) FROM contacts
+                 WHERE campaign_id = ?1 AND state = 'done' GROUP BY outcome ORDER BY outcome",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            counts.by_attempt = conn.rows(
+                "SELECT attempt, COUNT(*) FROM attempts WHERE campaign_id = ?1
+                 GROUP BY attempt ORDER BY attempt",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             counts.dialed = counts.by_attempt.iter().map(|(_, n)| n).sum();
             Ok(counts)
         })
@@ -339,31 +294,32 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<DueContact>, String> {
         self.ask(move |conn| {
-            conn.prepare_cached(
+            conn.rows(
                 "SELECT row, to_number, params, attempts FROM contacts
                  WHERE campaign_id = ?1 AND state = 'pending' AND next_at <= ?2
                  ORDER BY next_at, row LIMIT ?3",
-            )?
-            .query_map(params![campaign_id, now, limit as i64], |r| {
-                Ok(DueContact {
-                    row: r.get(0)?,
-                    to: r.get(1)?,
-                    params: r.get(2)?,
-                    attempts: r.get(3)?,
-                })
-            })?
-            .collect()
+                params![campaign_id, now, limit as i64],
+                |r| {
+                    Ok(DueContact {
+                        row: r.get(0)?,
+                        to: r.get(1)?,
+                        params: r.get(2)?,
+                        attempts: r.get(3)?,
+                    })
+                },
+            )
         })
     }
 
     /// Whether any contact of the campaign is pending (due or not).
     pub fn has_pending(&self, campaign_id: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM contacts WHERE campaign_id = ?1 AND state = 'pending')",
-                [&campaign_id],
-                |r| r.get(0),
+            conn.row(
+                "SELECT 1 FROM contacts WHERE campaign_id = ?1 AND state = 'pending' LIMIT 1",
+                params![campaign_id],
+                |_| Ok(()),
             )
+            .map(|found| found.is_some())
         })
     }
 
@@ -379,22 +335,23 @@ impl Store {
         at: i64,
     ) -> Result<(), String> {
         self.ask(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO attempts (call_log_id, campaign_id, row, attempt, state, started_at)
-                 VALUES (?1, ?2, ?3, ?4, 'dialing', ?5)",
-                params![call_log_id, campaign_id, row, attempt, at],
-            )?;
-            let changed = tx.execute(
-                "UPDATE contacts SET state = 'dialing', attempts = ?3, call_log_id = ?4
-                 WHERE campaign_id = ?1 AND row = ?2 AND state = 'pending' AND attempts = ?3 - 1",
-                params![campaign_id, row, attempt, call_log_id],
-            )?;
-            if changed == 0 {
-                // Dropping the transaction rolls the attempt back.
-                return Err(rusqlite::Error::QueryReturnedNoRows);
-            }
-            tx.commit()
+            conn.transaction(|tx| {
+                tx.execute(
+                    "INSERT INTO attempts (call_log_id, campaign_id, row, attempt, state, started_at)
+                     VALUES (?1, ?2, ?3, ?4, 'dialing', ?5)",
+                    params![call_log_id, campaign_id, row, attempt, at],
+                )?;
+                let changed = tx.execute(
+                    "UPDATE contacts SET state = 'dialing', attempts = ?3, call_log_id = ?4
+                     WHERE campaign_id = ?1 AND row = ?2 AND state = 'pending' AND attempts = ?3 - 1",
+                    params![campaign_id, row, attempt, call_log_id],
+                )?;
+                if changed == 0 {
+                    // The transaction rolls the attempt back.
+                    return Err(sql::Error::other("the contact is not pending at this attempt"));
+                }
+                Ok(())
+            })
         })
     }
 
@@ -420,27 +377,27 @@ impl Store {
         at: i64,
     ) -> Result<bool, String> {
         self.ask(move |conn| {
-            let tx = conn.transaction()?;
-            let closed = tx.execute(
-                "UPDATE attempts SET state = 'done', outcome = ?2, ended_at = ?3
-                 WHERE call_log_id = ?1 AND state != 'done'",
-                params![call_log_id, outcome, at],
-            )?;
-            if closed > 0 {
-                match then {
-                    Then::RetryAt(next) => tx.execute(
-                        "UPDATE contacts SET state = 'pending', next_at = ?2, outcome = ?3
-                         WHERE call_log_id = ?1",
-                        params![call_log_id, next, outcome],
-                    )?,
-                    Then::Final => tx.execute(
-                        "UPDATE contacts SET state = 'done', outcome = ?2 WHERE call_log_id = ?1",
-                        params![call_log_id, outcome],
-                    )?,
-                };
-            }
-            tx.commit()?;
-            Ok(closed > 0)
+            conn.transaction(|tx| {
+                let closed = tx.execute(
+                    "UPDATE attempts SET state = 'done', outcome = ?2, ended_at = ?3
+                     WHERE call_log_id = ?1 AND state != 'done'",
+                    params![call_log_id, outcome, at],
+                )?;
+                if closed > 0 {
+                    match then {
+                        Then::RetryAt(next) => tx.execute(
+                            "UPDATE contacts SET state = 'pending', next_at = ?2, outcome = ?3
+                             WHERE call_log_id = ?1",
+                            params![call_log_id, next, outcome],
+                        )?,
+                        Then::Final => tx.execute(
+                            "UPDATE contacts SET state = 'done', outcome = ?2 WHERE call_log_id = ?1",
+                            params![call_log_id, outcome],
+                        )?,
+                    };
+                }
+                Ok(closed > 0)
+            })
         })
     }
 
@@ -464,44 +421,44 @@ impl Store {
     /// Every attempt not yet done, of every campaign.
     pub fn attempts_open(&self) -> Result<Vec<OpenAttempt>, String> {
         self.ask(|conn| {
-            conn.prepare(
+            conn.rows(
                 "SELECT call_log_id, campaign_id, row, attempt, state, call_sid FROM attempts
                  WHERE state != 'done'",
-            )?
-            .query_map([], |r| {
-                Ok(OpenAttempt {
-                    call_log_id: r.get(0)?,
-                    campaign_id: r.get(1)?,
-                    row: r.get(2)?,
-                    attempt: r.get(3)?,
-                    state: r.get(4)?,
-                    call_sid: r.get(5)?,
-                })
-            })?
-            .collect()
+                params![],
+                |r| {
+                    Ok(OpenAttempt {
+                        call_log_id: r.get(0)?,
+                        campaign_id: r.get(1)?,
+                        row: r.get(2)?,
+                        attempt: r.get(3)?,
+                        state: r.get(4)?,
+                        call_sid: r.get(5)?,
+                    })
+                },
+            )
         })
     }
 
     /// Placed attempts whose call has reached a final status in the call log.
     pub fn attempts_ended(&self) -> Result<Vec<EndedAttempt>, String> {
         self.ask(|conn| {
-            conn.prepare_cached(
+            conn.rows(
                 "SELECT a.call_log_id, a.campaign_id, a.row, a.attempt, a.call_sid, c.status
                  FROM attempts a JOIN calls c ON c.call_log_id = a.call_log_id
                  WHERE a.state = 'placed' AND c.status NOT IN
                      ('queued', 'initiated', 'connected', 'in-progress')",
-            )?
-            .query_map([], |r| {
-                Ok(EndedAttempt {
-                    call_log_id: r.get(0)?,
-                    campaign_id: r.get(1)?,
-                    row: r.get(2)?,
-                    attempt: r.get(3)?,
-                    call_sid: r.get(4)?,
-                    call_status: r.get(5)?,
-                })
-            })?
-            .collect()
+                params![],
+                |r| {
+                    Ok(EndedAttempt {
+                        call_log_id: r.get(0)?,
+                        campaign_id: r.get(1)?,
+                        row: r.get(2)?,
+                        attempt: r.get(3)?,
+                        call_sid: r.get(4)?,
+                        call_status: r.get(5)?,
+                    })
+                },
+            )
         })
     }
 
@@ -513,28 +470,42 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<ContactReport>, String> {
         self.ask(move |conn| {
-            conn.prepare(
+            conn.rows(
                 "SELECT k.row, k.to_number, k.params, k.attempts, k.state, k.outcome, k.call_log_id,
                         c.call_sid, c.duration_s, COALESCE(c.exotel_recording_url, c.recording_path)
                  FROM contacts k LEFT JOIN calls c ON c.call_log_id = k.call_log_id
                  WHERE k.campaign_id = ?1 AND k.row > ?2 ORDER BY k.row LIMIT ?3",
-            )?
-            .query_map(params![campaign_id, after, limit as i64], |r| {
-                let params: String = r.get(2)?;
-                Ok(ContactReport {
-                    row: r.get(0)?,
-                    to: r.get(1)?,
-                    params: serde_json::from_str(&params).unwrap_or_default(),
-                    attempts: r.get(3)?,
-                    state: r.get(4)?,
-                    outcome: r.get(5)?,
-                    call_log_id: r.get(6)?,
-                    call_sid: r.get(7)?,
-                    duration_s: r.get(8)?,
-                    recording: r.get(9)?,
-                })
-            })?
-            .collect()
+                params![campaign_id, after, limit as i64],
+                contact_report,
+            )
         })
     }
+}
+
+fn contact_report(r: &Row) -> sql::Result<ContactReport> {
+    let params: String = r.get(2)?;
+    Ok(ContactReport {
+        row: r.get(0)?,
+        to: r.get(1)?,
+        params: serde_json::from_str(&params).unwrap_or_default(),
+        attempts: r.get(3)?,
+        state: r.get(4)?,
+        outcome: r.get(5)?,
+        call_log_id: r.get(6)?,
+        call_sid: r.get(7)?,
+        duration_s: r.get(8)?,
+        recording: r.get(9)?,
+    })
+}
+
+/// A new campaign's contacts, pending and due at once, numbered from 1 in their order.
+fn insert_contacts(tx: &dyn Db, campaign_id: &str, contacts: &[NewContact]) -> sql::Result<()> {
+    for (row, contact) in contacts.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO contacts (campaign_id, row, to_number, params, state)
+             VALUES (?1, ?2, ?3, ?4, 'pending')",
+            params![campaign_id, row as i64 + 1, contact.to, contact.params],
+        )?;
+    }
+    Ok(())
 }

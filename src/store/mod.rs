@@ -7,14 +7,22 @@
 //! (the call log's database, its own tables). Callers on coroutines hand it an operation and
 //! wait for the answer on a `may` channel; nothing here is on a call's media path.
 
-use rusqlite::{params, Connection};
-use std::path::Path;
+use sql::{params, Db};
 use std::sync::mpsc;
 
 pub mod campaigns;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod schema;
+pub mod sql;
+pub mod sqlite;
+#[cfg(test)]
+pub mod testing;
+
+pub use schema::Location;
 
 /// One piece of work for the store's thread, on its connection.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type Job = Box<dyn FnOnce(&dyn Db) + Send>;
 
 /// An ExoPhone with its own Exotel account (`/phones`). Its `Debug` leaves the token out.
 #[derive(Clone, PartialEq, Eq)]
@@ -100,7 +108,7 @@ impl Store {
     /// coroutine parks instead of blocking its worker; a plain thread blocks).
     fn ask<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        work: impl FnOnce(&dyn Db) -> sql::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         let (reply, answer) = may::sync::mpsc::channel();
         self.jobs
@@ -113,17 +121,19 @@ impl Store {
             .map_err(|_| "the store is closed".to_string())?
     }
 
-    /// Opens the store's tables in the database at `path` (creating them) and starts its thread.
-    pub fn open(path: &Path) -> Result<(Store, Loaded), String> {
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let loaded = prepare(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// Connects to the database at `at` (its tables made by `schema::prepare` already), reads
+    /// what the server keeps in memory, and starts the store's thread.
+    pub fn open(at: &Location) -> Result<(Store, Loaded), String> {
+        let conn = at
+            .connect(schema::Owner::Store)
+            .map_err(|e| format!("{at}: {e}"))?;
+        let loaded = load(conn.as_ref()).map_err(|e| format!("{at}: {e}"))?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
-                let mut conn = conn;
                 for job in queue {
-                    job(&mut conn);
+                    job(conn.as_ref());
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -157,7 +167,7 @@ impl Store {
     /// Deletes the phone with this number; `false` when there was none. Coroutine-safe.
     pub fn phone_remove(&self, number: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.execute("DELETE FROM phones WHERE number = ?1", [&number])
+            conn.execute("DELETE FROM phones WHERE number = ?1", params![number])
                 .map(|n| n > 0)
         })
     }
@@ -165,9 +175,16 @@ impl Store {
     /// Writes an agent; with `create`, only if no agent has its name (`Ok(false)` then).
     pub fn agent_put(&self, agent: StoredAgent, create: bool) -> Result<bool, String> {
         self.ask(move |conn| {
-            let verb = if create { "INSERT OR IGNORE" } else { "INSERT OR REPLACE" };
+            let on_conflict = if create {
+                "DO NOTHING"
+            } else {
+                "DO UPDATE SET bot = excluded.bot, url = excluded.url, headers = excluded.headers,
+                     greeting = excluded.greeting, handoff = excluded.handoff,
+                     protocol = excluded.protocol, realtime = excluded.realtime,
+                     api_key = excluded.api_key"
+            };
             conn.execute(
-                &format!("{verb} INTO agents (name, bot, url, headers, greeting, handoff, protocol, realtime, api_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT INTO agents (name, bot, url, headers, greeting, handoff, protocol, realtime, api_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (name) {on_conflict}"),
                 params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting, agent.handoff, agent.protocol, agent.realtime, agent.api_key],
             )
             .map(|n| n > 0)
@@ -177,7 +194,7 @@ impl Store {
     /// Deletes the agent with this name; `false` when there was none.
     pub fn agent_remove(&self, name: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.execute("DELETE FROM agents WHERE name = ?1", [&name])
+            conn.execute("DELETE FROM agents WHERE name = ?1", params![name])
                 .map(|n| n > 0)
         })
     }
@@ -185,50 +202,19 @@ impl Store {
     /// Takes a number off the list; `false` when it was not on it. Coroutine-safe.
     pub fn dnc_remove(&self, number: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.execute("DELETE FROM dnc WHERE number = ?1", [&number])
+            conn.execute("DELETE FROM dnc WHERE number = ?1", params![number])
                 .map(|n| n > 0)
         })
     }
 }
 
-fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS dnc (number TEXT PRIMARY KEY, added_at INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS phones (
-             number TEXT PRIMARY KEY, api_key TEXT NOT NULL, api_token TEXT NOT NULL,
-             sid TEXT NOT NULL, subdomain TEXT NOT NULL, api_base_url TEXT, app_id TEXT,
-             max_concurrent INTEGER, agent TEXT
-         );",
-    )?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS agents (
-             name TEXT PRIMARY KEY, bot TEXT NOT NULL, url TEXT, headers TEXT, greeting TEXT,
-             handoff TEXT
-         );",
-    )?;
-    // Agents kept before a column existed get it (NULL: the default).
-    for column in ["handoff", "protocol", "realtime", "api_key"] {
-        let has: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = ?1",
-            [column],
-            |r| r.get(0),
-        )?;
-        if !has {
-            conn.execute_batch(&format!("ALTER TABLE agents ADD COLUMN {column} TEXT;"))?;
-        }
-    }
-    campaigns::prepare(conn)?;
-    let dnc = conn
-        .prepare("SELECT number FROM dnc")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let phones = conn
-        .prepare(&format!(
-            "SELECT {PHONE_COLUMNS} FROM phones ORDER BY number"
-        ))?
-        .query_map([], |r| {
+/// What the server keeps in memory from the store.
+fn load(conn: &dyn Db) -> sql::Result<Loaded> {
+    let dnc = conn.rows("SELECT number FROM dnc", params![], |r| r.get(0))?;
+    let phones = conn.rows(
+        &format!("SELECT {PHONE_COLUMNS} FROM phones ORDER BY number"),
+        params![],
+        |r| {
             Ok(Phone {
                 number: r.get(0)?,
                 api_key: r.get(1)?,
@@ -240,14 +226,13 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
                 max_concurrent: r.get(7)?,
                 agent: r.get(8)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
-    let agents = conn
-        .prepare(
-            "SELECT name, bot, url, headers, greeting, handoff, protocol, realtime, api_key
-             FROM agents ORDER BY name",
-        )?
-        .query_map([], |r| {
+        },
+    )?;
+    let agents = conn.rows(
+        "SELECT name, bot, url, headers, greeting, handoff, protocol, realtime, api_key
+         FROM agents ORDER BY name",
+        params![],
+        |r| {
             Ok(StoredAgent {
                 name: r.get(0)?,
                 bot: r.get(1)?,
@@ -259,8 +244,8 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
                 realtime: r.get(7)?,
                 api_key: r.get(8)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     Ok(Loaded {
         dnc,
         phones,
@@ -271,15 +256,19 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Loaded> {
 const PHONE_COLUMNS: &str =
     "number, api_key, api_token, sid, subdomain, api_base_url, app_id, max_concurrent, agent";
 
-fn phone_put(conn: &Connection, p: &Phone, create: bool) -> rusqlite::Result<bool> {
-    let verb = if create {
-        "INSERT OR IGNORE"
+fn phone_put(conn: &dyn Db, p: &Phone, create: bool) -> sql::Result<bool> {
+    let on_conflict = if create {
+        "DO NOTHING"
     } else {
-        "INSERT OR REPLACE"
+        "DO UPDATE SET api_key = excluded.api_key, api_token = excluded.api_token,
+             sid = excluded.sid, subdomain = excluded.subdomain,
+             api_base_url = excluded.api_base_url, app_id = excluded.app_id,
+             max_concurrent = excluded.max_concurrent, agent = excluded.agent"
     };
     let written = conn.execute(
         &format!(
-            "{verb} INTO phones ({PHONE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO phones ({PHONE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (number) {on_conflict}"
         ),
         params![
             p.number,
@@ -296,16 +285,15 @@ fn phone_put(conn: &Connection, p: &Phone, create: bool) -> rusqlite::Result<boo
     Ok(written > 0)
 }
 
-fn dnc_add(conn: &mut Connection, numbers: &[String], at: i64) -> rusqlite::Result<usize> {
-    let tx = conn.transaction()?;
-    let mut added = 0;
-    {
-        let mut insert =
-            tx.prepare("INSERT OR IGNORE INTO dnc (number, added_at) VALUES (?1, ?2)")?;
+fn dnc_add(conn: &dyn Db, numbers: &[String], at: i64) -> sql::Result<usize> {
+    conn.transaction(|tx| {
+        let mut added = 0;
         for number in numbers {
-            added += insert.execute(params![number, at])?;
+            added += tx.execute(
+                "INSERT INTO dnc (number, added_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![number, at],
+            )?;
         }
-    }
-    tx.commit()?;
-    Ok(added)
+        Ok(added)
+    })
 }

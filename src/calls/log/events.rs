@@ -3,18 +3,20 @@
 
 use super::*;
 
-pub(super) fn current_status(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status>> {
-    conn.prepare_cached("SELECT status FROM calls WHERE call_log_id = ?1")?
-        .query_row([id], |r| r.get::<_, String>(0))
-        .optional()
-        .map(|s| s.and_then(|s| Status::parse(&s)))
+pub(super) fn current_status(conn: &dyn Db, id: &str) -> sql::Result<Option<Status>> {
+    conn.row(
+        "SELECT status FROM calls WHERE call_log_id = ?1",
+        params![id],
+        |r| r.get::<String>(0),
+    )
+    .map(|s| s.and_then(|s| Status::parse(&s)))
 }
 
 /// One event's writes, inside the batch's transaction: the connection, when the event
 /// happened (ms since the epoch), the final statuses reached (counted in the metrics once the
 /// transaction commits), and whether changes make events for the user's backend (`outbox`).
 pub(super) struct EventWrite<'a> {
-    conn: &'a Connection,
+    conn: &'a dyn Db,
     now: i64,
     ended: &'a mut Vec<Status>,
     outbox: bool,
@@ -22,12 +24,12 @@ pub(super) struct EventWrite<'a> {
 
 /// Writes one event, as of `now`.
 pub(super) fn apply(
-    conn: &Connection,
+    conn: &dyn Db,
     event: &LogEvent,
     now: i64,
     ended: &mut Vec<Status>,
     outbox: bool,
-) -> rusqlite::Result<()> {
+) -> sql::Result<()> {
     let mut w = EventWrite {
         conn,
         now,
@@ -76,7 +78,7 @@ pub(super) fn apply(
         ),
         LogEvent::DoNotCall { id } => w.set(
             "UPDATE calls SET do_not_call = 1 WHERE call_log_id = ?1",
-            [id.as_str()],
+            params![id.as_str()],
         ),
         LogEvent::ExotelStatus {
             custom_field,
@@ -107,7 +109,7 @@ impl EventWrite<'_> {
         agent: &Option<String>,
         bot: &str,
         recording_path: &Option<String>,
-    ) -> rusqlite::Result<()> {
+    ) -> sql::Result<()> {
         self.set(
             "UPDATE calls SET agent = ?2, bot = ?3,
                  recording_path = COALESCE(?4, recording_path) WHERE call_log_id = ?1",
@@ -117,7 +119,7 @@ impl EventWrite<'_> {
     }
 
     /// The caller went to a person, and why; `call.handoff`.
-    fn handoff(&self, id: &str, reason: &str) -> rusqlite::Result<()> {
+    fn handoff(&self, id: &str, reason: &str) -> sql::Result<()> {
         self.set(
             "UPDATE calls SET handoff = ?2 WHERE call_log_id = ?1",
             params![id, reason],
@@ -127,13 +129,13 @@ impl EventWrite<'_> {
     }
 
     /// One statement on the call's row.
-    pub(super) fn set<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<()> {
-        exec(self.conn, sql, params).map(drop)
+    pub(super) fn set(&self, sql: &str, params: &[&dyn ToValue]) -> sql::Result<()> {
+        self.conn.execute(sql, params).map(drop)
     }
 
     /// Moves the call to `status` if that is forward; returns whether it moved. A call
     /// reaching a final status is noted in `ended`.
-    pub(super) fn advance(&mut self, id: &str, status: Status) -> rusqlite::Result<bool> {
+    pub(super) fn advance(&mut self, id: &str, status: Status) -> sql::Result<bool> {
         let Some(current) = current_status(self.conn, id)? else {
             return Ok(false);
         };
@@ -156,7 +158,7 @@ impl EventWrite<'_> {
     }
 
     /// An event for the user's backend, in this transaction, when events are on.
-    fn event(&self, kind: &str, id: &str, data: serde_json::Value) -> rusqlite::Result<()> {
+    fn event(&self, kind: &str, id: &str, data: serde_json::Value) -> sql::Result<()> {
         if !self.outbox {
             return Ok(());
         }
@@ -165,7 +167,7 @@ impl EventWrite<'_> {
 
     /// An event carrying the call's row as it is now (and, for `call.ended`, its transcript's
     /// turns when there are any).
-    fn row_event(&self, kind: &str, id: &str) -> rusqlite::Result<()> {
+    fn row_event(&self, kind: &str, id: &str) -> sql::Result<()> {
         if !self.outbox {
             return Ok(());
         }
@@ -183,15 +185,10 @@ impl EventWrite<'_> {
     }
 
     /// A new row in `status` with its history, unless the call has one already.
-    pub(super) fn insert(
-        &self,
-        id: &str,
-        direction: Direction,
-        status: Status,
-    ) -> rusqlite::Result<()> {
-        let inserted = exec(
-            self.conn,
-            "INSERT OR IGNORE INTO calls (call_log_id, direction, status, created_at) VALUES (?1, ?2, ?3, ?4)",
+    pub(super) fn insert(&self, id: &str, direction: Direction, status: Status) -> sql::Result<()> {
+        let inserted = self.conn.execute(
+            "INSERT INTO calls (call_log_id, direction, status, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
             params![id, direction.as_str(), status.as_str(), self.now],
         )?;
         if inserted == 1 {
@@ -204,7 +201,7 @@ impl EventWrite<'_> {
     }
 
     /// `POST /call` accepted it: a new outbound row, `queued`.
-    pub(super) fn requested(&self, id: &str, to: &str, caller_id: &str) -> rusqlite::Result<()> {
+    pub(super) fn requested(&self, id: &str, to: &str, caller_id: &str) -> sql::Result<()> {
         self.insert(id, Direction::Outbound, Status::Queued)?;
         self.set(
             "UPDATE calls SET to_number = ?2, caller_id = ?3 WHERE call_log_id = ?1",
@@ -212,7 +209,7 @@ impl EventWrite<'_> {
         )
     }
 
-    pub(super) fn placed(&mut self, id: &str, call_sid: &str) -> rusqlite::Result<()> {
+    pub(super) fn placed(&mut self, id: &str, call_sid: &str) -> sql::Result<()> {
         self.set(
             "UPDATE calls SET call_sid = ?2 WHERE call_log_id = ?1",
             params![id, call_sid],
@@ -220,7 +217,7 @@ impl EventWrite<'_> {
         self.advance(id, Status::Initiated).map(drop)
     }
 
-    pub(super) fn place_failed(&mut self, id: &str, error: &str) -> rusqlite::Result<()> {
+    pub(super) fn place_failed(&mut self, id: &str, error: &str) -> sql::Result<()> {
         self.set(
             "UPDATE calls SET last_error = ?2, ended_at = COALESCE(ended_at, ?3) WHERE call_log_id = ?1",
             params![id, error, self.now],
@@ -235,7 +232,7 @@ impl EventWrite<'_> {
         call_sid: &str,
         from: &str,
         to: &str,
-    ) -> rusqlite::Result<()> {
+    ) -> sql::Result<()> {
         self.insert(id, direction, Status::Connected)?;
         self.set(
             "UPDATE calls SET call_sid = COALESCE(call_sid, ?2),
@@ -253,7 +250,7 @@ impl EventWrite<'_> {
         call_sid: &str,
         from: &str,
         to: &str,
-    ) -> rusqlite::Result<()> {
+    ) -> sql::Result<()> {
         // A static MEDIA_SECRET URL has no webhook before it: the row may start here.
         self.insert(id, Direction::Inbound, Status::InProgress)?;
         self.set(
@@ -274,7 +271,7 @@ impl EventWrite<'_> {
         status: Option<Status>,
         reason: &str,
         counts: &MediaCounts,
-    ) -> rusqlite::Result<()> {
+    ) -> sql::Result<()> {
         self.set(
             "UPDATE calls SET frames_in = frames_in + ?2, bytes_in = bytes_in + ?3,
                  frames_out = frames_out + ?4, bytes_out = bytes_out + ?5,
@@ -314,7 +311,7 @@ impl EventWrite<'_> {
         status: Option<Status>,
         duration_s: Option<u64>,
         recording_url: &Option<String>,
-    ) -> rusqlite::Result<()> {
+    ) -> sql::Result<()> {
         // Exotel's billing duration is authoritative over ours.
         self.set(
             "UPDATE calls SET duration_s = COALESCE(?2, duration_s),
@@ -338,10 +335,10 @@ impl EventWrite<'_> {
 /// CallSid. `None` (logged) when no row matches, or when the named row has another CallSid: a
 /// callback naming another CallSid than the call's is not about this call.
 pub(super) fn status_row(
-    conn: &Connection,
+    conn: &dyn Db,
     custom_field: Option<&str>,
     call_sid: Option<&str>,
-) -> rusqlite::Result<Option<String>> {
+) -> sql::Result<Option<String>> {
     let by_field = named_row(conn, custom_field)?;
     if let (Some((id, Some(row_sid))), Some(given)) = (&by_field, call_sid) {
         if !row_sid.is_empty() && row_sid != given {
@@ -367,39 +364,39 @@ pub(super) fn status_row(
 
 /// The row an Exotel request's `CustomField` names, with the CallSid the row knows.
 fn named_row(
-    conn: &Connection,
+    conn: &dyn Db,
     custom_field: Option<&str>,
-) -> rusqlite::Result<Option<(String, Option<String>)>> {
+) -> sql::Result<Option<(String, Option<String>)>> {
     let Some(field) = custom_field else {
         return Ok(None);
     };
-    conn.prepare_cached("SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1")?
-        .query_row([field], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
+    conn.row(
+        "SELECT call_log_id, call_sid FROM calls WHERE call_log_id = ?1",
+        params![field],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// The row of an Exotel request: the one its CustomField named (`by_id`, already looked up),
 /// else the one with its CallSid.
 pub(super) fn row_by(
-    conn: &Connection,
+    conn: &dyn Db,
     by_id: Option<String>,
     call_sid: Option<&str>,
-) -> rusqlite::Result<Option<String>> {
+) -> sql::Result<Option<String>> {
     match (by_id, call_sid) {
         (Some(id), _) => Ok(Some(id)),
-        (None, Some(sid)) => conn
-            .query_row(
-                "SELECT call_log_id FROM calls WHERE call_sid = ?1",
-                [sid],
-                |r| r.get(0),
-            )
-            .optional(),
+        (None, Some(sid)) => conn.row(
+            "SELECT call_log_id FROM calls WHERE call_sid = ?1",
+            params![sid],
+            |r| r.get(0),
+        ),
         (None, None) => Ok(None),
     }
 }
 
 /// Exotel's word on how a stream ended, on the call's row (found by callLogId, else CallSid).
-pub(super) fn stream_end(conn: &Connection, end: &StreamEnd) -> rusqlite::Result<()> {
+pub(super) fn stream_end(conn: &dyn Db, end: &StreamEnd) -> sql::Result<()> {
     let named = named_row(conn, end.custom_field.as_deref())?;
     // A row that knows its CallSid is written only by a request with that CallSid.
     if let Some((id, Some(row_sid))) = &named {

@@ -6,26 +6,26 @@
 //! An event's body is `{"type", "timestamp", "data"}`; its `id` (`msg_…`) is the Standard
 //! Webhooks `webhook-id`, the same on every attempt.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::sql::{self, params, Db, Row};
 
 /// What events a call's changes make, in the writer's transaction.
 pub(crate) fn enqueue(
-    conn: &Connection,
+    conn: &dyn Db,
     kind: &str,
     call_log_id: Option<&str>,
     data: serde_json::Value,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> sql::Result<()> {
     let body = serde_json::json!({
         "type": kind,
         "timestamp": super::iso_8601(now),
         "data": data,
     });
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO events (id, type, call_log_id, body, created_at, next_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-    )?
-    .execute(params![new_id(), kind, call_log_id, body.to_string(), now])
+        params![new_id(), kind, call_log_id, body.to_string(), now],
+    )
     .map(drop)
 }
 
@@ -62,7 +62,7 @@ pub struct StoredEvent {
 const COLUMNS: &str =
     "seq, id, type, call_log_id, body, created_at, status, attempts, next_at, last_error";
 
-fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+fn stored(r: &Row) -> sql::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: r.get(0)?,
         id: r.get(1)?,
@@ -79,81 +79,84 @@ fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 
 /// The pending events due by `now`, oldest first, but none behind an earlier pending event of
 /// the same call: a call's events go in order.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events e
-         WHERE status = 'pending' AND next_at <= ?1
-           AND NOT EXISTS (SELECT 1 FROM events p WHERE p.status = 'pending'
-                           AND p.call_log_id = e.call_log_id AND p.seq < e.seq)
-         ORDER BY seq LIMIT ?2"
-    ))?
-    .query_map(params![now, limit as i64], stored)?
-    .collect()
+pub fn due(conn: &dyn Db, now: i64, limit: usize) -> sql::Result<Vec<StoredEvent>> {
+    conn.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM events e
+             WHERE status = 'pending' AND next_at <= ?1
+               AND NOT EXISTS (SELECT 1 FROM events p WHERE p.status = 'pending'
+                               AND p.call_log_id = e.call_log_id AND p.seq < e.seq)
+             ORDER BY seq LIMIT ?2"
+        ),
+        params![now, limit as i64],
+        stored,
+    )
 }
 
 /// The receiver took it.
-pub fn delivered(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+pub fn delivered(conn: &dyn Db, seq: i64) -> sql::Result<()> {
+    conn.execute(
         "UPDATE events SET status = 'delivered', attempts = attempts + 1, last_error = NULL
          WHERE seq = ?1",
-    )?
-    .execute([seq])
+        params![seq],
+    )
     .map(drop)
 }
 
 /// It was not taken: tried again at `next_at`, or given up (`failed`) when `next_at` is `None`.
-pub fn not_taken(
-    conn: &Connection,
-    seq: i64,
-    error: &str,
-    next_at: Option<i64>,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+pub fn not_taken(conn: &dyn Db, seq: i64, error: &str, next_at: Option<i64>) -> sql::Result<()> {
+    conn.execute(
         "UPDATE events SET attempts = attempts + 1, last_error = ?2,
-             status = CASE WHEN ?3 IS NULL THEN 'failed' ELSE 'pending' END,
+             status = CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN 'failed' ELSE 'pending' END,
              next_at = COALESCE(?3, next_at)
          WHERE seq = ?1",
-    )?
-    .execute(params![seq, error, next_at])
+        params![seq, error, next_at],
+    )
     .map(drop)
 }
 
 /// The events in `status` (`pending` or `failed`), oldest first, at most `limit`.
-pub fn list(conn: &Connection, status: &str, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE status = ?1 ORDER BY seq LIMIT ?2"
-    ))?
-    .query_map(params![status, limit as i64], stored)?
-    .collect()
+pub fn list(conn: &dyn Db, status: &str, limit: usize) -> sql::Result<Vec<StoredEvent>> {
+    conn.rows(
+        &format!("SELECT {COLUMNS} FROM events WHERE status = ?1 ORDER BY seq LIMIT ?2"),
+        params![status, limit as i64],
+        stored,
+    )
 }
 
 /// Sends `id` again now (a failed one is pending again); `false` when there is no such event.
-pub fn retry(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached(
+pub fn retry(conn: &dyn Db, id: &str, now: i64) -> sql::Result<bool> {
+    conn.execute(
         "UPDATE events SET status = 'pending', next_at = ?2 WHERE id = ?1 AND status != 'delivered'",
-    )?
-    .execute(params![id, now])
+        params![id, now],
+    )
     .map(|n| n > 0)
 }
 
 /// Whether an event with this id exists (delivered or not).
-pub fn exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
-        .query_row([id], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
+pub fn exists(conn: &dyn Db, id: &str) -> sql::Result<bool> {
+    conn.row(
+        "SELECT 1 FROM events WHERE id = ?1",
+        params![id],
+        |_| Ok(()),
+    )
+    .map(|found| found.is_some())
 }
 
 /// When the oldest pending event was made, if any is pending.
-pub fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT MIN(created_at) FROM events WHERE status = 'pending'")?
-        .query_row([], |r| r.get(0))
+pub fn oldest_pending(conn: &dyn Db) -> sql::Result<Option<i64>> {
+    conn.row(
+        "SELECT MIN(created_at) FROM events WHERE status = 'pending'",
+        params![],
+        |r| r.get(0),
+    )
+    .map(Option::flatten)
 }
 
 /// Deletes delivered and failed events made before `cutoff`.
-pub fn prune(conn: &Connection, cutoff: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
+pub fn prune(conn: &dyn Db, cutoff: i64) -> sql::Result<usize> {
+    conn.execute(
         "DELETE FROM events WHERE status IN ('delivered', 'failed') AND created_at < ?1",
-    )?
-    .execute([cutoff])
+        params![cutoff],
+    )
 }

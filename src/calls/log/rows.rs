@@ -3,28 +3,24 @@
 use super::*;
 
 /// Deletes ended calls created before `cutoff`, in one transaction.
-pub(super) fn prune(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<Pruned> {
-    let tx = conn.transaction()?;
+pub(super) fn prune(conn: &dyn Db, cutoff: i64) -> sql::Result<Pruned> {
     let ended =
         "created_at < ?1 AND status NOT IN ('queued','initiated','connected','in-progress')";
-    let recordings = {
-        let mut stmt = tx.prepare(&format!(
-            "SELECT recording_path FROM calls WHERE {ended} AND recording_path IS NOT NULL"
-        ))?;
-        let paths = stmt
-            .query_map([cutoff], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        paths
-    };
-    for table in ["call_history", "call_transcript"] {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE call_log_id IN (SELECT call_log_id FROM calls WHERE {ended})"),
-            [cutoff],
+    conn.transaction(|tx| {
+        let recordings = tx.rows(
+            &format!("SELECT recording_path FROM calls WHERE {ended} AND recording_path IS NOT NULL"),
+            params![cutoff],
+            |r| r.get::<String>(0),
         )?;
-    }
-    let calls = tx.execute(&format!("DELETE FROM calls WHERE {ended}"), [cutoff])?;
-    tx.commit()?;
-    Ok(Pruned { calls, recordings })
+        for table in ["call_history", "call_transcript"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE call_log_id IN (SELECT call_log_id FROM calls WHERE {ended})"),
+                params![cutoff],
+            )?;
+        }
+        let calls = tx.execute(&format!("DELETE FROM calls WHERE {ended}"), params![cutoff])?;
+        Ok(Pruned { calls, recordings })
+    })
 }
 
 pub(super) const COLUMNS: &str =
@@ -34,7 +30,7 @@ pub(super) const COLUMNS: &str =
     handoff, handoff_answer, disconnected_by, stream_status, stream_duration_s, stream_error,
     agent, bot";
 
-pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+pub(super) fn row(r: &Row) -> sql::Result<CallRow> {
     let created_at: i64 = r.get(9)?;
     let answered_at: Option<i64> = r.get(10)?;
     let ended_at: Option<i64> = r.get(11)?;
@@ -64,7 +60,7 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         recording_path: r.get(19)?,
         exotel_recording_url: r.get(20)?,
         last_error: r.get(21)?,
-        do_not_call: r.get::<_, i64>(22)? != 0,
+        do_not_call: r.get(22)?,
         handoff: r.get(23)?,
         handoff_answer: r.get(24)?,
         disconnected_by: r.get(25)?,
@@ -77,65 +73,73 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     })
 }
 
-pub(super) fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<CallRow>> {
+pub(super) fn list(conn: &dyn Db, q: &ListQuery) -> sql::Result<Vec<CallRow>> {
     // A campaign's calls are its attempts, which the campaigns' store keeps in the same
     // database (`store::campaigns`); the clause is there only when asked for, so that a call
     // log without the store's tables (its own tests) still lists.
     let by_campaign = if q.campaign.is_some() {
         "AND call_log_id IN (SELECT call_log_id FROM attempts WHERE campaign_id = ?11)"
     } else {
-        "AND ?11 IS NULL"
+        "AND CAST(?11 AS TEXT) IS NULL"
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM calls
-         WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR direction = ?3)
+         WHERE (CAST(?1 AS BIGINT) IS NULL OR seq < ?1)
+             AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+             AND (CAST(?3 AS TEXT) IS NULL OR direction = ?3)
              AND (?5 = 0 OR handoff IS NOT NULL)
-             AND (?6 IS NULL OR instr(from_number, ?6) OR instr(to_number, ?6) OR instr(caller_id, ?6))
-             AND (?7 IS NULL OR agent = ?7)
-             AND (?8 IS NULL OR created_at >= ?8) AND (?9 IS NULL OR created_at < ?9)
-             AND (?10 IS NULL OR call_log_id = ?10 OR call_sid = ?10)
+             AND (CAST(?6 AS TEXT) IS NULL OR from_number LIKE ?6 ESCAPE '\\'
+                 OR to_number LIKE ?6 ESCAPE '\\' OR caller_id LIKE ?6 ESCAPE '\\')
+             AND (CAST(?7 AS TEXT) IS NULL OR agent = ?7)
+             AND (CAST(?8 AS BIGINT) IS NULL OR created_at >= ?8)
+             AND (CAST(?9 AS BIGINT) IS NULL OR created_at < ?9)
+             AND (CAST(?10 AS TEXT) IS NULL OR call_log_id = ?10 OR call_sid = ?10)
              {by_campaign}
          ORDER BY seq DESC LIMIT ?4"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(
-            params![
-                q.before,
-                q.status.map(Status::as_str),
-                q.direction.map(Direction::as_str),
-                q.limit as i64,
-                q.handoff,
-                q.number,
-                q.agent,
-                q.since,
-                q.until,
-                q.id,
-                q.campaign
-            ],
-            row,
-        )?
-        .collect();
-    rows
+    // A number's part, matched anywhere in the number: its `%` and `_` (never in a number,
+    // but a filter may hold them) are escaped with a backslash. A parameter first met in
+    // `IS NULL` is given its type (`CAST`): PostgreSQL cannot tell it otherwise.
+    let contains = q.number.as_ref().map(|n| {
+        let escaped = n
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    conn.rows(
+        &sql,
+        params![
+            q.before,
+            q.status.map(Status::as_str),
+            q.direction.map(Direction::as_str),
+            q.limit as i64,
+            q.handoff,
+            contains,
+            q.agent,
+            q.since,
+            q.until,
+            q.id,
+            q.campaign
+        ],
+        row,
+    )
 }
 
 /// A call's transcript in the order it was written; `None` when there is no such call.
-pub(super) fn transcript(
-    conn: &Connection,
-    id: &str,
-) -> rusqlite::Result<Option<Vec<TranscriptTurn>>> {
-    let known = conn
-        .prepare_cached("SELECT 1 FROM calls WHERE call_log_id = ?1")?
-        .query_row([id], |_| Ok(()))
-        .optional()?;
+pub(super) fn transcript(conn: &dyn Db, id: &str) -> sql::Result<Option<Vec<TranscriptTurn>>> {
+    let known = conn.row(
+        "SELECT 1 FROM calls WHERE call_log_id = ?1",
+        params![id],
+        |_| Ok(()),
+    )?;
     if known.is_none() {
         return Ok(None);
     }
-    let mut stmt = conn.prepare_cached(
+    let turns = conn.rows(
         "SELECT role, text, at FROM call_transcript WHERE call_log_id = ?1 ORDER BY rowid",
-    )?;
-    let turns = stmt
-        .query_map([id], |r| {
+        params![id],
+        |r| {
             let at: i64 = r.get(2)?;
             Ok(TranscriptTurn {
                 role: r.get(0)?,
@@ -143,28 +147,27 @@ pub(super) fn transcript(
                 at,
                 at_iso: iso_8601(at),
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     Ok(Some(turns))
 }
 
-pub(super) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRow>> {
+pub(super) fn get(conn: &dyn Db, id: &str) -> sql::Result<Option<CallRow>> {
     let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_log_id = ?1");
-    let Some(mut call) = conn.query_row(&sql, [id], row).optional()? else {
+    let Some(mut call) = conn.row(&sql, params![id], row)? else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
+    call.history = conn.rows(
         "SELECT status, at FROM call_history WHERE call_log_id = ?1 ORDER BY rowid",
-    )?;
-    call.history = stmt
-        .query_map([id], |r| {
+        params![id],
+        |r| {
             let at: i64 = r.get(1)?;
             Ok(StatusChange {
                 status: r.get(0)?,
                 at,
                 at_iso: iso_8601(at),
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     Ok(Some(call))
 }

@@ -1,13 +1,9 @@
 //! The unit tests of `calls/log.rs`.
 
 use super::*;
-
-fn temp_db(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("evb-log-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("calls.db")
-}
+use crate::store::schema::sqlite::{migrate, SCHEMA_VERSION};
+use crate::store::sqlite::Sqlite;
+use crate::store::testing::on_each_backend;
 
 fn id(s: &str) -> CallLogId {
     CallLogId::parse(s).unwrap()
@@ -15,8 +11,11 @@ fn id(s: &str) -> CallLogId {
 
 #[test]
 fn at_most_max_pending_writes_wait_and_past_it_the_oldest_go_counted() {
-    let conn = Connection::open_in_memory().unwrap();
-    let mut writer = Writer::new(conn, temp_db("cap"), Arc::new(Metrics::new()));
+    let mut writer = Writer::new(
+        Box::new(Sqlite::memory()),
+        Location::Sqlite(":memory:".into()),
+        Arc::new(Metrics::new()),
+    );
     let event = |n: usize| Stamped {
         event: LogEvent::DoNotCall {
             id: id(&format!("c{n}")),
@@ -41,7 +40,11 @@ fn at_most_max_pending_writes_wait_and_past_it_the_oldest_go_counted() {
 
 #[test]
 fn statuses_only_move_forward_and_callbacks_are_idempotent() {
-    let (log, opened) = CallLog::open(&temp_db("forward"), Arc::new(Metrics::new())).unwrap();
+    on_each_backend("forward", statuses_only_move_forward_on);
+}
+
+fn statuses_only_move_forward_on(at: &Location) {
+    let (log, opened) = CallLog::open(at, Arc::new(Metrics::new())).unwrap();
     assert_eq!(opened.interrupted, 0);
     log.record(LogEvent::Requested {
         id: id("c1"),
@@ -90,9 +93,12 @@ fn statuses_only_move_forward_and_callbacks_are_idempotent() {
 
 #[test]
 fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
-    let path = temp_db("reopen");
+    on_each_backend("reopen", live_calls_are_interrupted_on);
+}
+
+fn live_calls_are_interrupted_on(at: &Location) {
     {
-        let (log, _) = CallLog::open(&path, Arc::new(Metrics::new())).unwrap();
+        let (log, _) = CallLog::open(at, Arc::new(Metrics::new())).unwrap();
         log.record(LogEvent::Requested {
             id: id("done"),
             to: "1".into(),
@@ -111,7 +117,7 @@ fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
         });
         log.sync();
     }
-    let (log, opened) = CallLog::open(&path, Arc::new(Metrics::new())).unwrap();
+    let (log, opened) = CallLog::open(at, Arc::new(Metrics::new())).unwrap();
     assert_eq!(opened.interrupted, 1);
     let live = log.get("live").unwrap().unwrap();
     assert_eq!(live.status, "interrupted");
@@ -161,44 +167,49 @@ fn live_calls_are_interrupted_at_the_next_open_and_others_kept() {
 
 #[test]
 fn a_version_3_call_log_gains_the_agent_bot_transcript_and_outbox_and_keeps_its_rows() {
-    let conn = Connection::open_in_memory().unwrap();
-    schema::migrate(&conn).unwrap();
+    let db = Sqlite::memory();
+    migrate(&db).unwrap();
     // The database as version 3 left it, with a row.
-    conn.execute_batch(
-        "ALTER TABLE calls DROP COLUMN agent;
+    db.conn
+        .execute_batch(
+            "ALTER TABLE calls DROP COLUMN agent;
          ALTER TABLE calls DROP COLUMN bot;
          DROP TABLE call_transcript;
          DROP TABLE events;
          PRAGMA user_version = 3;
          INSERT INTO calls (call_log_id, direction, status, created_at)
              VALUES ('old-1', 'inbound', 'completed', 1);",
-    )
-    .unwrap();
-    schema::migrate(&conn).unwrap();
+        )
+        .unwrap();
+    migrate(&db).unwrap();
+    let conn: &dyn Db = &db;
     let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .row("PRAGMA user_version", params![], |r| r.get(0))
+        .unwrap()
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     let events: i64 = conn
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .row("SELECT COUNT(*) FROM events", params![], |r| r.get(0))
+        .unwrap()
         .unwrap();
     assert_eq!(events, 0, "the outbox is there, empty");
     let row = conn
-        .query_row(
+        .row(
             &format!("SELECT {} FROM calls", rows::COLUMNS),
-            [],
+            params![],
             rows::row,
         )
+        .unwrap()
         .unwrap();
     assert_eq!(
         (row.call_log_id.as_str(), row.status.as_str()),
         ("old-1", "completed")
     );
     assert_eq!((row.agent, row.bot), (None, None));
-    assert_eq!(rows::transcript(&conn, "old-1").unwrap(), Some(Vec::new()));
-    assert_eq!(rows::transcript(&conn, "nobody").unwrap(), None);
+    assert_eq!(rows::transcript(conn, "old-1").unwrap(), Some(Vec::new()));
+    assert_eq!(rows::transcript(conn, "nobody").unwrap(), None);
     // A newer database than this program's is refused, not changed.
-    conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+    conn.batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
         .unwrap();
-    assert!(schema::migrate(&conn).is_err());
+    assert!(migrate(conn).is_err());
 }

@@ -1,8 +1,9 @@
 //! The thread that owns the call log's connection: events kept in order until a transaction
-//! holding them commits, retried while the disk fails, reported at shutdown if never written;
+//! holding them commits, retried while the disk (or the database server) fails, reported at shutdown if never written;
 //! reads answered in between.
 
 use super::*;
+use std::path::Path;
 
 /// Events written in one transaction at most.
 pub(super) const WRITE_BATCH: usize = 256;
@@ -22,35 +23,6 @@ pub(super) const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::fr
 /// A failing disk is logged at most this often (with the count of events waiting).
 pub(super) const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs one statement through the connection's statement cache. Parsing SQL again for every
-/// event was a third of this thread's time under a call-heavy load (perf: `sqlite3RunParser`).
-pub(super) fn exec<P: rusqlite::Params>(
-    conn: &Connection,
-    sql: &str,
-    params: P,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(params)
-}
-
-/// Whether an error is the disk's (full, failing, gone, locked) rather than the event's: the
-/// disk's are retried, an event's own is logged and skipped.
-pub(super) fn is_disk_error(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(
-            DiskFull
-                | SystemIoFailure
-                | CannotOpen
-                | ReadOnly
-                | DatabaseBusy
-                | DatabaseLocked
-                | FileLockingProtocolFailed
-                | OutOfMemory
-        )
-    )
-}
-
 /// The file's identity, to notice it replaced or deleted under us.
 pub(super) fn file_identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -58,10 +30,11 @@ pub(super) fn file_identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// The thread that owns the connection. Events wait in `pending`, in order, until a transaction
-/// that holds them commits: a disk that fails costs time, never a row.
+/// that holds them commits: a disk (or a database server) that fails costs time, never a row.
 pub(super) struct Writer {
-    conn: Connection,
-    path: PathBuf,
+    conn: Box<dyn Db + Send>,
+    location: Location,
+    /// A SQLite file's identity when opened, to notice it deleted or replaced.
     identity: Option<(u64, u64)>,
     pub(super) pending: VecDeque<Stamped>,
     metrics: Arc<Metrics>,
@@ -75,11 +48,15 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, path: PathBuf, metrics: Arc<Metrics>) -> Writer {
-        let identity = file_identity(&path);
+    pub(super) fn new(
+        conn: Box<dyn Db + Send>,
+        location: Location,
+        metrics: Arc<Metrics>,
+    ) -> Writer {
+        let identity = location.sqlite_path().and_then(file_identity);
         Writer {
             conn,
-            path,
+            location,
             identity,
             pending: VecDeque::new(),
             metrics,
@@ -154,17 +131,17 @@ impl Writer {
         match op {
             Op::Write(event) => self.keep(event),
             Op::List(query, reply) => {
-                let _ = reply.send(list(&self.conn, &query).map_err(|e| e.to_string()));
+                let _ = reply.send(list(self.conn.as_ref(), &query).map_err(|e| e.to_string()));
             }
             Op::Get(id, reply) => {
-                let _ = reply.send(get(&self.conn, &id).map_err(|e| e.to_string()));
+                let _ = reply.send(get(self.conn.as_ref(), &id).map_err(|e| e.to_string()));
             }
-            Op::Outbox(work) => work(&self.conn),
+            Op::Outbox(work) => work(self.conn.as_ref()),
             Op::Transcript(id, reply) => {
-                let _ = reply.send(transcript(&self.conn, &id).map_err(|e| e.to_string()));
+                let _ = reply.send(transcript(self.conn.as_ref(), &id).map_err(|e| e.to_string()));
             }
             Op::Prune(cutoff, reply) => {
-                let _ = reply.send(prune(&mut self.conn, cutoff).map_err(|e| e.to_string()));
+                let _ = reply.send(prune(self.conn.as_ref(), cutoff).map_err(|e| e.to_string()));
             }
             // Answered at once even while writes fail: a shutdown must not wait for a disk.
             Op::Sync(reply) => {
@@ -228,15 +205,15 @@ impl Writer {
 
     /// One transaction of the first `n` pending events; final statuses reach the metrics only
     /// once it has committed.
-    pub(super) fn commit(&mut self, n: usize) -> rusqlite::Result<()> {
-        let conn = &self.conn;
-        conn.execute_batch("BEGIN")?;
+    pub(super) fn commit(&mut self, n: usize) -> sql::Result<()> {
+        let conn = self.conn.as_ref();
+        conn.batch("BEGIN")?;
         let mut ended = Vec::new();
         for stamped in self.pending.iter().take(n) {
             match apply(conn, &stamped.event, stamped.at, &mut ended, self.outbox) {
                 Ok(()) => {}
-                Err(e) if is_disk_error(&e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
+                Err(e) if e.is_unavailable() => {
+                    let _ = conn.batch("ROLLBACK");
                     return Err(e);
                 }
                 Err(e) => crate::error!(
@@ -246,8 +223,8 @@ impl Writer {
                 ),
             }
         }
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(e) = conn.batch("COMMIT") {
+            let _ = conn.batch("ROLLBACK");
             return Err(e);
         }
         for status in ended {
@@ -256,7 +233,7 @@ impl Writer {
         Ok(())
     }
 
-    pub(super) fn failed(&mut self, e: &rusqlite::Error) {
+    pub(super) fn failed(&mut self, e: &sql::Error) {
         let now = Instant::now();
         self.retry_at = Some(now + RETRY_EVERY);
         self.metrics
@@ -285,46 +262,51 @@ impl Writer {
     /// deleted file, so nothing is lost unless the process dies first.
     pub(super) fn check_file(&mut self) {
         self.next_file_check = Instant::now() + FILE_CHECK_EVERY;
-        let now_identity = file_identity(&self.path);
+        let Some(path) = self.location.sqlite_path() else {
+            return;
+        };
+        let now_identity = file_identity(path);
         if now_identity.is_some() && now_identity == self.identity {
             return;
         }
         self.metrics.data_dir_missing.store(1, Ordering::Relaxed);
         crate::error!(
             "calllog.file_missing",
-            path = self.path.display(),
+            path = path.display(),
             detail = "calls.db was deleted or replaced while the server ran; writing it back"
         );
-        match self.restore() {
+        let path = path.to_owned();
+        match self.restore(&path) {
             Ok(()) => {
                 self.metrics.data_dir_missing.store(0, Ordering::Relaxed);
-                crate::warn!("calllog.restored", path = self.path.display());
+                crate::warn!("calllog.restored", path = path.display());
             }
             Err(e) => crate::error!(
                 "calllog.restore_failed",
-                path = self.path.display(),
+                path = path.display(),
                 error = e,
                 detail = "history since the last start lives only in this process until it can be written"
             ),
         }
     }
 
-    pub(super) fn restore(&mut self) -> Result<(), String> {
-        if let Some(dir) = self.path.parent() {
+    pub(super) fn restore(&mut self, path: &Path) -> Result<(), String> {
+        if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        if self.path.exists() {
+        if path.exists() {
             // Someone else's file is there now: keep ours where it is and leave theirs alone.
             return Err("another file now stands at this path".into());
         }
-        let target = self.path.to_string_lossy().into_owned();
+        let target = path.to_string_lossy().into_owned();
         self.conn
-            .execute("VACUUM INTO ?1", [&target])
+            .execute("VACUUM INTO ?1", params![target])
             .map_err(|e| e.to_string())?;
-        let conn = Connection::open(&self.path).map_err(|e| e.to_string())?;
-        configure(&conn).map_err(|e| e.to_string())?;
-        self.conn = conn;
-        self.identity = file_identity(&self.path);
+        self.conn = self
+            .location
+            .connect(schema::Owner::CallLog)
+            .map_err(|e| e.to_string())?;
+        self.identity = file_identity(path);
         Ok(())
     }
 }

@@ -50,8 +50,9 @@ fn dialer_with_campaign(
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("calls.db");
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let (call_log, _) = CallLog::open(&path, metrics).unwrap();
-    let (store, _) = Store::open(&path).unwrap();
+    let at = crate::store::Location::Sqlite(path);
+    let (call_log, _) = CallLog::open(&at, metrics).unwrap();
+    let (store, _) = Store::open(&at).unwrap();
     let settings = Settings {
         name: name.into(),
         from: None,
@@ -185,23 +186,24 @@ fn a_late_turn_dials_one_call_and_the_next_waits_a_whole_interval() {
         next >= decided + interval,
         "the next call is due a whole interval after this one"
     );
-    // The next turn waits for that call, not for the 20 ms tick.
+    // The next turn waits for that call, not for the 20 ms tick. (It may be due already on
+    // a busy machine, where the store's commit took longer than the interval: zero then.)
     let wait = dialer.wait();
     assert!(
-        wait <= interval && wait > Duration::ZERO,
+        wait <= interval,
         "waits {wait:?} for a call due in at most {interval:?}"
     );
 }
 
 #[test]
 fn a_completed_campaign_writes_one_event_with_its_completion_when_events_are_on() {
-    let dir = std::env::temp_dir().join(format!("evb-outbox-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("calls.db");
+    crate::store::testing::on_each_backend("outbox", one_completion_event_on);
+}
+
+fn one_completion_event_on(at: &crate::store::Location) {
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let (_call_log, _) = CallLog::open_with_outbox(&path, metrics, true).unwrap();
-    let (store, _) = Store::open(&path).unwrap();
+    let (_call_log, _) = CallLog::open_with_outbox(at, metrics, true).unwrap();
+    let (store, _) = Store::open(at).unwrap();
     let store = store.with_outbox(true);
     store
         .campaign_create(
@@ -224,8 +226,8 @@ fn a_completed_campaign_writes_one_event_with_its_completion_when_events_are_on(
             .campaign_set_status("c-outbox".into(), &["running"], "completed", None, 5)
             .unwrap();
     }
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let events = crate::calls::log::outbox::list(&conn, "pending", 10).unwrap();
+    let conn = at.connect(crate::store::schema::Owner::Events).unwrap();
+    let events = crate::calls::log::outbox::list(conn.as_ref(), "pending", 10).unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, "campaign.completed");
     let body: serde_json::Value = serde_json::from_str(&events[0].body).unwrap();

@@ -1,28 +1,17 @@
-//! The call log's schema: the connection's settings, the tables and their migrations
-//! (`SCHEMA_VERSION`), and marking the calls a crash left live `interrupted` at start.
+//! The schema in SQLite (`DATA_DIR/calls.db`): the call log's tables, versioned with
+//! `PRAGMA user_version` ([`SCHEMA_VERSION`]) since the first release, then the store's
+//! (phones, agents, campaigns, the do-not-call list), made if missing and given the columns
+//! added since.
 
-use super::*;
+use crate::store::sql::{self, params, Db};
 
-/// SQLite's page cache, in KiB. Its default (2 MiB) fills as the call log grows and would be a
-/// fifth of the server's memory on a small board; the call log appends and looks up single rows,
-/// which the kernel's page cache serves as well.
-pub(super) const PAGE_CACHE_KIB: i64 = 512;
+/// The call log's schema version this code writes; older databases are migrated on open.
+pub const SCHEMA_VERSION: i32 = 6;
 
-/// The connection's settings: WAL, a bounded page cache, and waiting up to 5 s for a lock.
-pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
-}
-
-/// Schema, migration and crash recovery; returns how many calls were marked interrupted.
-pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<usize> {
-    configure(conn)?;
-    migrate(conn)?;
-    mark_interrupted(conn, now_ms())
+/// Every table, brought to this program's schema.
+pub fn migrate(conn: &dyn Db) -> sql::Result<()> {
+    migrate_call_log(conn)?;
+    store_tables(conn)
 }
 
 /// Each version's step: what it changes, applied in one transaction with the version it brings.
@@ -107,48 +96,72 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
 ];
 
 /// Brings the schema to `SCHEMA_VERSION`, one transaction per version; refuses a newer one.
-pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+fn migrate_call_log(conn: &dyn Db) -> sql::Result<()> {
+    let version: i32 = conn
+        .row("PRAGMA user_version", params![], |r| r.get(0))?
+        .unwrap_or(0);
     if version > SCHEMA_VERSION {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
+        return Err(sql::Error::other(format!(
             "the database has schema version {version}, newer than this program's {SCHEMA_VERSION}"
         )));
     }
     for (step, sql) in STEPS.iter().filter(|(step, _)| *step > version) {
-        conn.execute_batch(&format!(
+        conn.batch(&format!(
             "BEGIN; {sql} PRAGMA user_version = {step}; COMMIT;"
         ))?;
     }
     Ok(())
 }
 
-/// Calls left live by a process that stopped without closing them (a crash, a `kill -9`) are
-/// `interrupted` as of `now`, with that status in their history, in one transaction; answers
-/// how many.
-pub(super) fn mark_interrupted(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
-    const LIVE: &str = "status IN ('queued','initiated','connected','in-progress')";
-    conn.execute_batch("BEGIN")?;
-    let marked = (|| {
-        conn.execute(
-            &format!(
-                "INSERT INTO call_history (call_log_id, status, at)
-                 SELECT call_log_id, 'interrupted', ?1 FROM calls WHERE {LIVE}"
-            ),
-            [now],
-        )?;
-        conn.execute(
-            &format!(
-                "UPDATE calls SET status = 'interrupted', ended_at = ?1,
-                     end_reason = COALESCE(end_reason, 'process-stopped') WHERE {LIVE}"
-            ),
-            [now],
-        )
-    })();
-    match marked {
-        Ok(n) => conn.execute_batch("COMMIT").map(|()| n),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
+/// The store's tables, made when missing; agents kept before a column existed get it (NULL:
+/// the default).
+fn store_tables(conn: &dyn Db) -> sql::Result<()> {
+    conn.batch(STORE_TABLES)?;
+    for column in ["handoff", "protocol", "realtime", "api_key"] {
+        let has = conn
+            .row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = ?1",
+                params![column],
+                |r| r.get::<bool>(0),
+            )?
+            .unwrap_or(false);
+        if !has {
+            conn.batch(&format!("ALTER TABLE agents ADD COLUMN {column} TEXT;"))?;
         }
     }
+    Ok(())
 }
+
+const STORE_TABLES: &str = "
+    CREATE TABLE IF NOT EXISTS dnc (number TEXT PRIMARY KEY, added_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS phones (
+        number TEXT PRIMARY KEY, api_key TEXT NOT NULL, api_token TEXT NOT NULL,
+        sid TEXT NOT NULL, subdomain TEXT NOT NULL, api_base_url TEXT, app_id TEXT,
+        max_concurrent INTEGER, agent TEXT
+    );
+    CREATE TABLE IF NOT EXISTS agents (
+        name TEXT PRIMARY KEY, bot TEXT NOT NULL, url TEXT, headers TEXT, greeting TEXT,
+        handoff TEXT
+    );
+    CREATE TABLE IF NOT EXISTS campaigns (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, status TEXT NOT NULL,
+        settings TEXT NOT NULL, total INTEGER NOT NULL,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_error TEXT
+    );
+    CREATE TABLE IF NOT EXISTS contacts (
+        campaign_id TEXT NOT NULL, row INTEGER NOT NULL,
+        to_number TEXT NOT NULL, params TEXT NOT NULL,
+        state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL DEFAULT 0, outcome TEXT, call_log_id TEXT,
+        PRIMARY KEY (campaign_id, row)
+    );
+    CREATE INDEX IF NOT EXISTS contacts_due ON contacts(campaign_id, state, next_at, row);
+    CREATE TABLE IF NOT EXISTS attempts (
+        call_log_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, row INTEGER NOT NULL,
+        attempt INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, call_sid TEXT,
+        started_at INTEGER NOT NULL, ended_at INTEGER,
+        UNIQUE (campaign_id, row, attempt)
+    );
+    CREATE INDEX IF NOT EXISTS attempts_open ON attempts(state) WHERE state != 'done';
+    CREATE INDEX IF NOT EXISTS attempts_campaign ON attempts(campaign_id, attempt);";

@@ -1,0 +1,27 @@
+//! Crash recovery at start: marking the calls a crash left live `interrupted`. (The schema
+//! itself is `store::schema`'s.)
+
+use super::*;
+
+/// Calls left live by a process that stopped without closing them (a crash, a `kill -9`) are
+/// `interrupted` as of `now`, with that status in their history, in one transaction; answers
+/// how many.
+pub(super) fn mark_interrupted(conn: &dyn Db, now: i64) -> sql::Result<usize> {
+    const LIVE: &str = "status IN ('queued','initiated','connected','in-progress')";
+    conn.transaction(|tx| {
+        tx.execute(
+            &format!(
+                "INSERT INTO call_history (call_log_id, status, at)
+                 SELECT call_log_id, 'interrupted', ?1 FROM calls WHERE {LIVE}"
+            ),
+            params![now],
+        )?;
+        tx.execute(
+            &format!(
+                "UPDATE calls SET status = 'interrupted', ended_at = ?1,
+                     end_reason = COALESCE(end_reason, 'process-stopped') WHERE {LIVE}"
+            ),
+            params![now],
+        )
+    })
+}
