@@ -280,7 +280,16 @@ fn claim(app: &App, id: &CallLogId, line: &Line) -> Result<(), Refusal> {
                 ),
             ))
         }
-        Err(e) => return Err(Refusal::unavailable("call_log_unavailable", e)),
+        // The database is down or restarting (its writer retries every second): try again.
+        Err(e) => {
+            return Err(Refusal::new(
+                Refused::Unavailable {
+                    retry_after_s: Some(1),
+                },
+                "call_log_unavailable",
+                e,
+            ))
+        }
     }
     let too_many = Refused::TooMany {
         retry_after_s: app.slots.retry_after(),

@@ -13,6 +13,8 @@ use std::sync::mpsc;
 pub mod campaigns;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;

@@ -22,8 +22,6 @@ const STATEMENT_CACHE: usize = 128;
 /// A connection, made again when lost.
 pub struct Postgres {
     url: String,
-    /// Run once on each new connection (`SET …`), or empty.
-    setup: String,
     client: RefCell<Option<Connected>>,
 }
 
@@ -34,10 +32,9 @@ struct Connected {
 
 impl Postgres {
     /// Connects now, so that a wrong URL or password is an error at start.
-    pub fn connect(url: &str, setup: &str) -> Result<Postgres> {
+    pub fn connect(url: &str) -> Result<Postgres> {
         let db = Postgres {
             url: url.to_owned(),
-            setup: setup.to_owned(),
             client: RefCell::new(None),
         };
         db.with(|_| Ok(()))?;
@@ -53,10 +50,9 @@ impl Postgres {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("exotel-voicebot");
-        let mut client = config.connect(tls()).map_err(Error::from)?;
-        if !self.setup.is_empty() {
-            client.batch_execute(&self.setup)?;
-        }
+        let client = config
+            .connect(super::postgres_tls::Rustls::new())
+            .map_err(Error::from)?;
         Ok(Connected {
             client,
             statements: HashMap::new(),
@@ -91,22 +87,6 @@ impl Connected {
         self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
-}
-
-/// TLS for `sslmode=require` (and `prefer`, the default, when the server offers it): rustls on
-/// ring with the same root certificates as every other connection this server makes.
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::ring::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
 }
 
 /// `postgres://user:secret@host/db` as `postgres://user:…@host/db`, for logs and errors.

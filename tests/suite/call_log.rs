@@ -507,27 +507,19 @@ fn retention_days_prunes_old_ended_calls_and_their_recordings() {
         .unwrap()
         .set_modified(ten_days_ago)
         .unwrap();
-    let db = rusqlite::Connection::open(data.join("calls.db")).unwrap();
     let old_ms = ten_days_ago
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    db.execute(
-        "UPDATE calls SET created_at = ?1 WHERE call_log_id IN ('old-ended', 'old-live')",
-        [old_ms],
-    )
-    .unwrap();
-    db.execute(
-        "UPDATE calls SET recording_path = ?1 WHERE call_log_id = 'old-ended'",
-        [named.to_str().unwrap()],
-    )
-    .unwrap();
-    db.execute(
-        "UPDATE calls SET status = 'in-progress' WHERE call_log_id = 'old-live'",
-        [],
-    )
-    .unwrap();
-    drop(db);
+    support::execute_sql(
+        &dir,
+        &format!(
+            "UPDATE calls SET created_at = {old_ms} WHERE call_log_id IN ('old-ended', 'old-live');
+             UPDATE calls SET recording_path = '{}' WHERE call_log_id = 'old-ended';
+             UPDATE calls SET status = 'in-progress' WHERE call_log_id = 'old-live';",
+            named.to_str().unwrap()
+        ),
+    );
 
     let mut env = env.clone();
     env.push(("RETENTION_DAYS", "7"));

@@ -90,12 +90,7 @@ fn listed_numbers_are_never_dialed_and_the_list_survives_a_restart() {
         .assert_error(403, "do_not_call");
 
     // The database holds call data (and will hold Exotel tokens): its owner's only.
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(dir.join("data/calls.db"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "calls.db mode {mode:o}");
+    support::assert_stored_state_private(&dir);
 }
 
 #[test]

@@ -126,12 +126,7 @@ fn phones_are_kept_shown_masked_and_their_tokens_never_leave() {
         assert!(!log.contains(token), "a token in the log");
     }
     // And the database that holds them is its owner's only.
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(dir.join("data/calls.db"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    support::assert_stored_state_private(&dir);
 }
 
 #[test]

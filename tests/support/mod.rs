@@ -27,6 +27,42 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `sql` on the stored state of the server whose directory is `dir`: SQLite's
+/// `dir/data/calls.db`, or its PostgreSQL database under `dev/test-postgres`. For tests that
+/// age rows, as time passing would.
+pub fn execute_sql(dir: &Path, sql: &str) {
+    match postgres::database_for(dir) {
+        Some(url) => {
+            let out = Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql])
+                .output()
+                .expect("psql runs");
+            assert!(
+                out.status.success(),
+                "{sql}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        None => {
+            let db = rusqlite::Connection::open(dir.join("data/calls.db")).unwrap();
+            db.execute_batch(sql).unwrap();
+        }
+    }
+}
+
+/// Checks that the stored state is its owner's only: SQLite's `calls.db` has mode 0600; on
+/// PostgreSQL (`dev/test-postgres`) nothing is stored in `DATA_DIR` at all.
+pub fn assert_stored_state_private(dir: &Path) {
+    let file = dir.join("data/calls.db");
+    if postgres::database_for(dir).is_some() {
+        assert!(!file.exists(), "calls.db written beside PostgreSQL");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "calls.db mode {mode:o}");
+}
+
 /// The real binary, serving on 127.0.0.1 with an OS-chosen port.
 pub struct Server {
     child: Child,
@@ -77,6 +113,11 @@ impl Server {
             .stderr(Stdio::piped());
         for (k, v) in env {
             command.env(k, v);
+        }
+        if !env.iter().any(|(k, _)| *k == "DATABASE_URL") {
+            if let Some(url) = postgres::database_for(&dir) {
+                command.env("DATABASE_URL", url);
+            }
         }
         let mut child = command.spawn().expect("start the binary");
         let stderr = child.stderr.take().unwrap();

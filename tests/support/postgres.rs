@@ -8,6 +8,44 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// With `TEST_DATABASE_URL` (a PostgreSQL server's URL, its path left out or ignored: set by
+/// `dev/test-postgres`), the database of the server whose directory is `dir`: made on first
+/// use and named after `dir`, so that a server started again in the same directory finds
+/// its stored state, as with SQLite in `dir/data`. Without it, `None` (SQLite).
+pub fn database_for(dir: &Path) -> Option<String> {
+    let base = std::env::var("TEST_DATABASE_URL").ok()?;
+    let name = format!("t_{:016x}", fnv(dir.to_string_lossy().as_bytes()));
+    let server = base
+        .split_once("://")
+        .map_or(base.as_str(), |(_, rest)| rest);
+    let authority = server.split('/').next().unwrap_or(server);
+    let admin = format!("postgres://{authority}/postgres");
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            &admin,
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .expect("psql runs (TEST_DATABASE_URL is set)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || stderr.contains("already exists"),
+        "CREATE DATABASE {name}: {stderr}"
+    );
+    Some(format!("postgres://{authority}/{name}"))
+}
+
+/// FNV-1a, 64 bits: a database name from a directory's path.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
@@ -169,6 +207,16 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the server at once, as a crash would (`start_again` brings it back).
+    pub fn stop(&self) {
+        assert!(self.stop_server(), "pg_ctl stop failed");
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&self) {
+        self.start_server();
     }
 
     /// Stops the server at once and starts it again on the same port (a database restart).
