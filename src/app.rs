@@ -4,6 +4,7 @@
 use crate::bot::BotFactory;
 use crate::calls::log::CallLog;
 use crate::calls::phones::Line;
+use crate::calls::shared::Shared;
 use crate::calls::slots::Slots;
 use crate::calls::{CallLogId, MediaToken, Registry};
 use crate::calls::{Refusal, Refused};
@@ -50,6 +51,8 @@ pub struct App {
     pub uploads: std::sync::Arc<crate::http::UploadBudget>,
     /// The console's signed-in browsers.
     pub sessions: crate::console::sessions::Sessions,
+    /// On PostgreSQL, what this instance shares with the others (`calls::shared`).
+    pub shared: Option<Shared>,
 }
 
 impl App {
@@ -71,10 +74,12 @@ impl App {
         let data = open_data(&config, &metrics, port)?;
         let recorder = start_recorder(&config, &metrics)?;
         let registry = Registry::new(config.media_token_ttl, config.max_pending_media_tokens);
-        let slots = std::sync::Arc::new(Slots::new(
-            config.max_concurrent_calls,
-            config.call_slot_timeout,
-        ));
+        let shared = shared_for(&config)?;
+        let mut slots = Slots::new(config.max_concurrent_calls, config.call_slot_timeout);
+        if let Some(shared) = &shared {
+            slots = slots.with_leases(shared.clone());
+        }
+        let slots = std::sync::Arc::new(slots);
         Ok(App {
             public_base,
             media_base,
@@ -85,7 +90,8 @@ impl App {
             phones: data.phones,
             agents: data.agents,
             campaigns: data.campaigns,
-            plans: Default::default(),
+            plans: crate::calls::plans::Plans::shared(shared.clone()),
+            shared,
             handoffs: Default::default(),
             metrics,
             recorder,
@@ -114,10 +120,38 @@ impl App {
         } else {
             self.registry.issue_token(call_log_id)
         };
-        match issued {
-            Ok(token) => Ok(self.media_url(&token, call_log_id)),
-            Err(_) => Err(tokens_busy()),
-        }
+        let token = issued.map_err(|_| tokens_busy())?;
+        self.publish_grant(&token, call_log_id, self.registry.ttl(), over_capacity)?;
+        Ok(self.media_url(&token, call_log_id))
+    }
+
+    /// On PostgreSQL, the token written where every instance finds it, before its URL leaves.
+    fn publish_grant(
+        &self,
+        token: &MediaToken,
+        call_log_id: &CallLogId,
+        lifetime: std::time::Duration,
+        over_capacity: bool,
+    ) -> Result<(), Refusal> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        shared
+            .publish_grant(
+                token.as_str(),
+                call_log_id.as_str(),
+                lifetime,
+                over_capacity,
+            )
+            .map_err(|e| {
+                Refusal::new(
+                    crate::calls::refusal::Refused::Unavailable {
+                        retry_after_s: Some(1),
+                    },
+                    "database_unavailable",
+                    format!("the media token could not be shared with the other instances: {e}"),
+                )
+            })
     }
 
     /// Like [`App::issue_media_url`] for a token that may wait `lifetime` to be used (a
@@ -127,10 +161,13 @@ impl App {
         call_log_id: &CallLogId,
         lifetime: std::time::Duration,
     ) -> Result<String, Refusal> {
-        match self.registry.issue_token_for(call_log_id, lifetime) {
-            Ok(token) => Ok(self.media_url(&token, call_log_id)),
-            Err(_) => Err(tokens_busy()),
-        }
+        let token = self
+            .registry
+            .issue_token_for(call_log_id, lifetime)
+            .map_err(|_| tokens_busy())?;
+        let lifetime = lifetime.max(self.registry.ttl());
+        self.publish_grant(&token, call_log_id, lifetime, false)?;
+        Ok(self.media_url(&token, call_log_id))
     }
 
     /// `{media_base}/media?sample-rate=…&token=…&callLogId=…` (docs/ARCHITECTURE.md §3). `sample-rate` is
@@ -287,6 +324,29 @@ fn open_data(
         ),
         campaigns: crate::calls::campaigns::Campaigns::new(store, campaign_clock(config)),
     })
+}
+
+/// On PostgreSQL, the state this instance shares with the others (`calls::shared`).
+fn shared_for(config: &Config) -> Result<Option<Shared>, String> {
+    if config.database.sqlite_path().is_some() {
+        return Ok(None);
+    }
+    let shared = Shared::start(&config.database, instance_name())
+        .map_err(|e| format!("DATABASE_URL shared state {e}"))?;
+    crate::info!("instance.started", instance = shared.holder);
+    Ok(Some(shared))
+}
+
+/// This instance's name among those sharing a database: the host's, the process's id and
+/// four random bytes (a restarted process is another instance).
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{}-{random}", std::process::id())
 }
 
 /// The variable that chose where the stored state lives, for errors at start.

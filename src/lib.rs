@@ -291,7 +291,7 @@ pub fn start(
     warn_about_setup(&app);
     let (loops, rest) = (app.config.media_loops, app.config.media_loop_rest);
     app.media_loops.start(&app, loops, rest)?;
-    calls::watchdog::start(app.slots.clone(), app.call_log.clone());
+    calls::watchdog::start(app.slots.clone(), app.call_log.clone(), app.shared.clone());
     app.campaigns
         .start_dialer(Arc::new(calls::place::ServerTelephony(app.clone())));
     if let Some(keep) = app.config.retention {

@@ -142,3 +142,175 @@ fn a_database_url_that_is_not_postgresql_is_refused_at_start_naming_the_variable
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
     assert!(stderr.contains("only postgres://"), "{stderr}");
 }
+
+/// `POST /call` from `from` (or the environment's line), its status.
+fn call_from(server: &Server, from: Option<&str>) -> u16 {
+    let from = from.map_or(String::new(), |f| format!(r#", "from": "{f}""#));
+    let body = format!(r#"{{"to": "+919876543210"{from}}}"#);
+    server.post_json("/call", &body).status
+}
+
+#[test]
+fn the_server_and_phone_limits_hold_across_two_instances_under_concurrent_calls() {
+    let Some(pg) = Cluster::start("limits") else {
+        return;
+    };
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-lim".into(),
+    });
+    let mut env = support::exotel_line_env(&fake.base_url());
+    env.push(("DATABASE_URL", pg.url.clone()));
+    env.push(("MAX_CONCURRENT_CALLS", "5".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // A phone of its own account with room for 2 calls, added on the first instance before
+    // the second starts (the second reads the phones at its start).
+    let a = Server::start(&env);
+    let phone = format!(
+        r#"{{"number": "08047112299", "apiKey": "k2", "apiToken": "t2", "sid": "s2", "apiBaseUrl": "{}", "maxConcurrent": 2}}"#,
+        fake.base_url()
+    );
+    assert_eq!(a.post_json("/phones", &phone).status, 201);
+    let b = Server::start(&env);
+
+    // Eight calls on the phone at once, four at each instance: two are placed.
+    let on_phone: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|k| {
+                let server = if k % 2 == 0 { &a } else { &b };
+                s.spawn(move || call_from(server, Some("08047112299")))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(
+        on_phone.iter().filter(|s| **s == 200).count(),
+        2,
+        "{on_phone:?}"
+    );
+    assert_eq!(
+        on_phone.iter().filter(|s| **s == 429).count(),
+        6,
+        "{on_phone:?}"
+    );
+
+    // Eight more on the environment's line: three more fit the server's five.
+    let on_line: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|k| {
+                let server = if k % 2 == 0 { &a } else { &b };
+                s.spawn(move || call_from(server, None))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(
+        on_line.iter().filter(|s| **s == 200).count(),
+        3,
+        "{on_line:?}"
+    );
+    assert_eq!(
+        fake.received().len(),
+        5,
+        "Exotel was asked for five calls, no more"
+    );
+
+    // A call ending frees its place for either instance. (Exotel's callback reaches whichever
+    // instance the balancer picks; here both, since passing it to the call's own instance is
+    // not built yet: the instance holding the slot gives it back.)
+    let page = a.get("/calls?limit=10").json();
+    let ended = page["calls"][0]["callLogId"].as_str().unwrap().to_owned();
+    assert_eq!(call_from(&b, None), 429, "still full");
+    let body = format!("CallSid=CA-lim&Status=completed&EventType=terminal&CustomField={ended}");
+    assert_eq!(a.post_form("/api/v1/exotel/status", &body).status, 200);
+    assert_eq!(b.post_form("/api/v1/exotel/status", &body).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call_from(&b, None) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the ended call's place never came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fake.received().len(), 6);
+}
+
+/// `GET path` until `done` holds for its JSON, for at most 10 s.
+fn json_when(
+    server: &Server,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = server.get(path);
+        if r.status == 200 && done(&r.json()) {
+            return r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_webhook_answered_by_one_instance_and_media_on_the_other_make_one_call_and_one_row() {
+    use exotel_voicebot::media::audio::speech_like;
+    use exotel_voicebot::sim::{run_call, CallPlan, Connect};
+    let Some(pg) = Cluster::start("two-sides") else {
+        return;
+    };
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-two".into(),
+    });
+    let mut env = support::exotel_line_env(&fake.base_url());
+    env.push(("DATABASE_URL", pg.url.clone()));
+    // The token lives a second: the first instance's wait for the media ends during the call.
+    env.push(("MEDIA_TOKEN_TTL_S", "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, b) = (Server::start(&env), Server::start(&env));
+
+    // Inbound: Exotel's applet asks the first instance, then streams to the second.
+    let path = a.media_path("CA-in-1");
+    let mut plan = CallPlan::new(a.addr, speech_like(8000, 2500, 3));
+    plan.connect = Connect::Url(format!("ws://{}{path}", b.addr));
+    plan.call_sid = "CA-in-1".into();
+    let report = run_call(&plan);
+    assert!(report.is_clean(), "{report:?}");
+    assert!(report.echoed > 0, "{report:?}");
+    b.wait_for_log(&["media.adopted"]);
+    a.wait_for_log(&["call.media_elsewhere"]);
+    let page = json_when(&a, "/calls?limit=10", |p| {
+        p["calls"][0]["status"] == "completed"
+    });
+    let rows = page["calls"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "one row: {page}");
+    assert_eq!(rows[0]["callSid"], "CA-in-1");
+    assert_eq!(rows[0]["direction"], "inbound");
+    assert!(rows[0]["framesIn"].as_u64().unwrap() > 0, "{page}");
+    let row = a
+        .get(&format!(
+            "/calls/{}",
+            rows[0]["callLogId"].as_str().unwrap()
+        ))
+        .json();
+    let history: Vec<&str> = row["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["connected", "in-progress", "completed"], "{row}");
+    assert!(
+        !a.log().iter().any(|l| l.contains("call.no_media")),
+        "the first instance did not close the call as never connected"
+    );
+    // Both instances' slots are back: no live call anywhere.
+    for server in [&a, &b] {
+        json_when(server, "/live", |l| {
+            l["calls"].as_array().is_some_and(Vec::is_empty)
+        });
+    }
+}

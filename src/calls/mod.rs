@@ -14,6 +14,7 @@ pub mod plans;
 pub mod refusal;
 pub mod registry;
 pub mod rejects;
+pub mod shared;
 pub mod slots;
 pub mod status;
 pub mod upkeep;

@@ -310,6 +310,13 @@ fn claim(app: &App, id: &CallLogId, line: &Line) -> Result<(), Refusal> {
             "too_many_calls",
             format!("all {max} call slots are in use (MAX_CONCURRENT_CALLS); nothing was sent to Exotel"),
         ),
+        NewCallRefused::Unavailable(e) => Refusal::new(
+            Refused::Unavailable {
+                retry_after_s: Some(1),
+            },
+            "database_unavailable",
+            format!("the shared call slots could not be counted ({e}); nothing was sent to Exotel"),
+        ),
     })
 }
 
@@ -470,6 +477,9 @@ impl Telephony for ServerTelephony {
                 return Err(NotNow::Busy(format!("all {max} calls of {phone} are live")))
             }
             Err(NewCallRefused::InUse) => return Err(NotNow::Busy("the id is live".into())),
+            Err(NewCallRefused::Unavailable(e)) => {
+                return Err(NotNow::Busy(format!("the shared call slots: {e}")))
+            }
         }
         let options = CallOptions::default();
         let ring = ring_time(&options);

@@ -27,10 +27,38 @@ pub struct Plan {
 #[derive(Default)]
 pub struct Plans {
     by_call: Mutex<HashMap<CallLogId, (Plan, Instant)>>,
+    /// On PostgreSQL, each plan is also written where every instance finds it.
+    shared: Option<super::shared::Shared>,
 }
 
 impl Plans {
+    /// Plans that are also written to the shared state when there is one.
+    pub fn shared(shared: Option<super::shared::Shared>) -> Plans {
+        Plans {
+            shared,
+            ..Plans::default()
+        }
+    }
+
+    /// Keeps the call's plan (and, on PostgreSQL, writes it for every instance, waiting: the
+    /// media may start anywhere once Exotel has the URL).
     pub fn put(&self, id: &CallLogId, plan: Plan) {
+        if let Some(shared) = &self.shared {
+            let stored = super::shared::grants::StoredPlan {
+                params: plan.params.clone(),
+                campaign: plan.campaign.clone(),
+                customer: plan.customer.clone(),
+                agent: plan.agent.as_ref().map(|a| a.name.clone()),
+            };
+            if let Err(e) = shared.publish_plan(id.as_str(), &stored) {
+                crate::warn!("plan.not_shared", callLogId = id, error = e);
+            }
+        }
+        self.put_here(id, plan);
+    }
+
+    /// Keeps the call's plan in this instance only.
+    pub fn put_here(&self, id: &CallLogId, plan: Plan) {
         let now = Instant::now();
         let mut plans = self.by_call.lock().unwrap_or_else(|p| p.into_inner());
         plans.retain(|_, (_, at)| now.duration_since(*at) < PLAN_TTL);

@@ -120,6 +120,28 @@ impl Registry {
         self.issue(call_log_id, false, ttl.max(self.ttl))
     }
 
+    /// Takes up a token another instance issued (`calls::shared::grants`), valid for what is
+    /// left of its lifetime, as if this instance had issued it.
+    pub fn adopt(
+        &self,
+        token: &MediaToken,
+        call_log_id: &CallLogId,
+        ttl_left: Duration,
+        over_capacity: bool,
+    ) {
+        lock(&self.pending).insert(
+            token.clone(),
+            PendingMedia {
+                call_log_id: call_log_id.clone(),
+                issued_at: self.clock.now(),
+                ttl: ttl_left,
+                call_sid: None,
+                used: false,
+                over_capacity,
+            },
+        );
+    }
+
     /// Issues a token for a call that is over capacity (it will be refused with a tone).
     pub fn issue_over_capacity_token(
         &self,

@@ -29,6 +29,8 @@ pub struct Slots {
     held: Mutex<HashMap<CallLogId, Held>>,
     /// Slots that ran out while another call was being admitted, for the next sweep to report.
     expired: Mutex<Vec<Expired>>,
+    /// On PostgreSQL, the leases that count every instance's calls (`calls::shared`).
+    leases: Option<super::shared::Shared>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +119,9 @@ pub enum NewCallRefused {
     LineFull { phone: String, max: usize },
     /// A live call already holds this id.
     InUse,
+    /// The shared slots' database could not be asked (PostgreSQL down): no call is admitted
+    /// until it can be.
+    Unavailable(String),
 }
 
 /// A phone's own limit: at most `max` live calls hold a place on `phone`.
@@ -139,6 +144,23 @@ impl Slots {
             clock,
             held: Mutex::new(HashMap::new()),
             expired: Mutex::new(Vec::new()),
+            leases: None,
+        }
+    }
+
+    /// Slots that also hold a lease for each call (`calls::shared::leases`), so that the
+    /// limits count every instance's calls.
+    pub fn with_leases(mut self, leases: super::shared::Shared) -> Slots {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// Gives back the leases of slots that ran out or were released here.
+    fn release_leases<'a>(&self, ids: impl IntoIterator<Item = &'a CallLogId>) {
+        if let Some(leases) = &self.leases {
+            for id in ids {
+                leases.release_lease(id.as_str());
+            }
         }
     }
 
@@ -238,6 +260,7 @@ impl Slots {
     pub fn sweep(&self, now: Instant) -> Vec<Expired> {
         let mut out = std::mem::take(&mut *self.expired.lock().unwrap_or_else(|e| e.into_inner()));
         let timeout = self.timeout;
+        let before = out.len();
         self.lock().retain(|id, h| match h.expiry(now, timeout) {
             Some(why) => {
                 out.push(Expired {
@@ -248,6 +271,7 @@ impl Slots {
             }
             None => true,
         });
+        self.release_leases(out[before..].iter().map(|e| &e.id));
         out
     }
 
@@ -264,6 +288,7 @@ impl Slots {
     }
 
     /// Takes a slot; a call already holding one keeps it when `held_is_ok`, else is refused.
+    /// With leases, the slot taken here is kept only if the lease is given too.
     fn take(
         &self,
         id: &CallLogId,
@@ -271,18 +296,52 @@ impl Slots {
         line: Option<LineLimit<'_>>,
         held_is_ok: bool,
     ) -> Result<(), NewCallRefused> {
+        let Some(fresh) = self.take_here(id, connect_by, line, held_is_ok)? else {
+            return Ok(());
+        };
+        let (Some(leases), true) = (&self.leases, fresh) else {
+            return Ok(());
+        };
+        let limit = line.map(|l| (l.phone, l.max));
+        leases
+            .take_lease(id.as_str(), limit, self.max)
+            .inspect_err(|_| {
+                self.lock().remove(id);
+            })
+            .map_err(|refused| match refused {
+                super::shared::LeaseRefused::Full { max } => NewCallRefused::Full { max },
+                super::shared::LeaseRefused::LineFull { phone, max } => {
+                    NewCallRefused::LineFull { phone, max }
+                }
+                super::shared::LeaseRefused::Unavailable(e) => NewCallRefused::Unavailable(e),
+            })
+    }
+
+    /// This instance's part of [`Slots::take`]: `Some(true)` when a slot was taken now,
+    /// `Some(false)` when the call held one already.
+    fn take_here(
+        &self,
+        id: &CallLogId,
+        connect_by: Option<Instant>,
+        line: Option<LineLimit<'_>>,
+        held_is_ok: bool,
+    ) -> Result<Option<bool>, NewCallRefused> {
         let now = self.clock.now();
         let mut held = self.lock();
         if held.get(id).is_some_and(|h| h.live(now, self.timeout)) {
             return if held_is_ok {
-                Ok(())
+                Ok(Some(false))
             } else {
                 Err(NewCallRefused::InUse)
             };
         }
-        if held.len() >= self.max {
+        // With leases the database counts every instance's calls; this instance's own count
+        // may hold calls whose media another instance took up.
+        let counted_here = self.leases.is_none();
+        if counted_here && held.len() >= self.max {
             let timeout = self.timeout;
             let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
+            let before = expired.len();
             held.retain(|id, h| match h.expiry(now, timeout) {
                 Some(why) => {
                     expired.push(Expired {
@@ -293,11 +352,12 @@ impl Slots {
                 }
                 None => true,
             });
+            self.release_leases(expired[before..].iter().map(|e| &e.id));
             if held.len() >= self.max {
                 return Err(NewCallRefused::Full { max: self.max });
             }
         }
-        if let Some(limit) = line {
+        if let Some(limit) = line.filter(|_| counted_here) {
             let on_line = held
                 .values()
                 .filter(|h| h.line.as_deref() == Some(limit.phone) && h.live(now, self.timeout))
@@ -320,12 +380,14 @@ impl Slots {
                 line: line.map(|l| l.phone.to_owned()),
             },
         );
-        Ok(())
+        Ok(Some(true))
     }
 
     /// Gives the call's slot back (nothing if it holds none).
     pub fn release(&self, id: &CallLogId) {
-        self.lock().remove(id);
+        if self.lock().remove(id).is_some() {
+            self.release_leases([id]);
+        }
     }
 
     pub fn holds(&self, id: &CallLogId) -> bool {

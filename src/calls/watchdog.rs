@@ -12,6 +12,7 @@
 //! Exotel's API blocks in the kernel, which is why this is a thread and not a coroutine.
 
 use super::log::{CallLog, LogEvent, MediaCounts, Status};
+use super::shared::Shared;
 use super::slots::{DueCheck, Expired, Expiry, Slots};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,15 +23,18 @@ const TICK: Duration = Duration::from_secs(1);
 const RECHECK: Duration = Duration::from_secs(60);
 
 /// Starts the thread. Each call is asked about through the account that placed it (its slot
-/// keeps it).
-pub fn start(slots: Arc<Slots>, call_log: CallLog) {
+/// keeps it). With `shared` (PostgreSQL), a call whose media another instance took up is left
+/// to that instance.
+pub fn start(slots: Arc<Slots>, call_log: CallLog, shared: Option<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {
             std::thread::sleep(TICK);
             let now = Instant::now();
             for expired in slots.sweep(now) {
-                close_expired(&call_log, expired);
+                if !media_elsewhere(shared.as_ref(), &expired) {
+                    close_expired(&call_log, expired);
+                }
             }
             for due in slots.due_for_check(now) {
                 check(&slots, &call_log, due);
@@ -38,6 +42,30 @@ pub fn start(slots: Arc<Slots>, call_log: CallLog) {
         });
     if let Err(e) = spawned {
         crate::error!("watchdog.not_started", error = e);
+    }
+}
+
+/// Whether a call this instance waited for in vain has its media on another instance.
+fn media_elsewhere(shared: Option<&Shared>, expired: &Expired) -> bool {
+    let (Some(shared), Expiry::NoMedia) = (shared, expired.why) else {
+        return false;
+    };
+    match shared.media_elsewhere(expired.id.as_str()) {
+        Ok(true) => {
+            crate::info!(
+                "call.media_elsewhere",
+                callLogId = expired.id,
+                detail = "another instance took up its media; its slot here is released"
+            );
+            true
+        }
+        Ok(false) => false,
+        // Unknown: the call is left open rather than closed wrongly; its instance, or Exotel's
+        // callback, ends it.
+        Err(e) => {
+            crate::warn!("call.media_unknown", callLogId = expired.id, error = e);
+            true
+        }
     }
 }
 

@@ -62,7 +62,11 @@ pub fn authorize(
         .cloned()
         .collect();
     if let Some(token) = get("token").and_then(MediaToken::parse) {
-        if let Some(pending) = app.registry.lookup(&token) {
+        let pending = app
+            .registry
+            .lookup(&token)
+            .or_else(|| adopt(app, &token).and_then(|()| app.registry.lookup(&token)));
+        if let Some(pending) = pending {
             return Ok(Grant {
                 call_log_id: pending.call_log_id,
                 token: Some(token),
@@ -95,6 +99,42 @@ pub fn authorize(
     } else {
         Err("no media token, and no valid MEDIA_SECRET")
     }
+}
+
+/// On PostgreSQL, a token this instance does not know may be another instance's: taken up
+/// here with its call's plan and a slot (the call's lease moves to this instance), so that the
+/// media runs here as if this instance had answered the webhook. `None` when it is no
+/// instance's, or the database cannot say.
+fn adopt(app: &App, token: &MediaToken) -> Option<()> {
+    let shared = app.shared.as_ref()?;
+    let adopted = match shared.adopt(token.as_str()) {
+        Ok(found) => found?,
+        Err(e) => {
+            crate::warn!("media.adopt_failed", error = e);
+            return None;
+        }
+    };
+    let id = CallLogId::parse(&adopted.call_log_id).ok()?;
+    let connect_by = std::time::Instant::now() + adopted.ttl_left;
+    let over_capacity = adopted.over_capacity
+        || app
+            .slots
+            .acquire_until_connected(&id, connect_by, None)
+            .is_err();
+    if let Some(plan) = adopted.plan {
+        let agent = plan.agent.as_deref().and_then(|name| app.agents.get(name));
+        let plan = crate::calls::plans::Plan {
+            params: plan.params,
+            campaign: plan.campaign,
+            customer: plan.customer,
+            agent,
+        };
+        app.plans.put_here(&id, plan);
+    }
+    app.registry
+        .adopt(token, &id, adopted.ttl_left, over_capacity);
+    crate::info!("media.adopted", callLogId = id, instance = shared.holder);
+    Some(())
 }
 
 /// `GET /media` on the main port: answers 101 for a valid WebSocket upgrade; the connection is

@@ -129,10 +129,28 @@ fn take_slot(
     line: Option<&Line>,
 ) -> Result<bool, Response> {
     let connect_by = std::time::Instant::now() + app.registry.ttl();
-    let over_capacity = app
-        .slots
-        .acquire_until_connected(call_log_id, connect_by, line.and_then(|l| l.limit()))
-        .is_err();
+    let over_capacity = match app.slots.acquire_until_connected(
+        call_log_id,
+        connect_by,
+        line.and_then(|l| l.limit()),
+    ) {
+        Ok(()) => false,
+        // PostgreSQL down: no slot can be counted, so none is given (docs/GUIDE.md).
+        Err(crate::calls::slots::NewCallRefused::Unavailable(e)) => {
+            crate::warn!(
+                "webhook.database_unavailable",
+                callLogId = call_log_id,
+                error = e
+            );
+            return Err(Response::error(
+                503,
+                "database_unavailable",
+                "the shared call slots could not be counted; try again",
+            )
+            .with_header("Retry-After", "1"));
+        }
+        Err(_) => true,
+    };
     if let Err(other) = app.slots.bind_call_sid(call_log_id, &hook.call_sid) {
         return Err(refuse_other_call_sid(
             app,

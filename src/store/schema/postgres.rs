@@ -9,14 +9,15 @@
 use crate::store::sql::{self, params, Db};
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Any fixed number, the same in every instance: the advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x6576_625f_7363_6865;
 
-const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [(
-    1,
-    "CREATE TABLE calls (
+const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
+    (
+        1,
+        "CREATE TABLE calls (
          seq BIGSERIAL PRIMARY KEY,
          call_log_id TEXT NOT NULL UNIQUE,
          direction TEXT NOT NULL,
@@ -94,7 +95,30 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [(
      );
      CREATE INDEX attempts_open ON attempts(state) WHERE state != 'done';
      CREATE INDEX attempts_campaign ON attempts(campaign_id, attempt);",
-)];
+    ),
+    // 2: the instances sharing the database, the calls' slots as their leases, and media
+    // tokens and call plans any instance can take up (`calls::shared`).
+    (
+        2,
+        "CREATE TABLE instances (
+             id TEXT PRIMARY KEY, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL
+         );
+         CREATE TABLE slot_leases (
+             call_log_id TEXT PRIMARY KEY, holder TEXT NOT NULL, line TEXT,
+             expires_at BIGINT NOT NULL
+         );
+         CREATE INDEX slot_leases_holder ON slot_leases(holder);
+         CREATE TABLE media_grants (
+             token TEXT PRIMARY KEY, call_log_id TEXT NOT NULL, expires_at BIGINT NOT NULL,
+             over_capacity BIGINT NOT NULL, taken_by TEXT
+         );
+         CREATE INDEX media_grants_call ON media_grants(call_log_id);
+         CREATE INDEX media_grants_expiry ON media_grants(expires_at);
+         CREATE TABLE call_plans (
+             call_log_id TEXT PRIMARY KEY, plan TEXT NOT NULL, expires_at BIGINT NOT NULL
+         );",
+    ),
+];
 
 /// Every table, brought to [`SCHEMA_VERSION`] under the migration lock.
 pub fn migrate(conn: &dyn Db) -> sql::Result<()> {
