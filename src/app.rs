@@ -331,7 +331,7 @@ fn shared_for(config: &Config) -> Result<Option<Shared>, String> {
     if config.database.sqlite_path().is_some() {
         return Ok(None);
     }
-    let shared = Shared::start(&config.database, instance_name())
+    let shared = Shared::start(&config.database, instance_name(), config.instance_lease)
         .map_err(|e| format!("DATABASE_URL shared state {e}"))?;
     crate::info!("instance.started", instance = shared.holder);
     Ok(Some(shared))

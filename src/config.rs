@@ -151,6 +151,9 @@ pub struct Config {
     pub data_dir: std::path::PathBuf,
     /// `DATABASE_URL`, else SQLite's `DATA_DIR/calls.db`: where the stored state lives.
     pub database: crate::store::Location,
+    /// `INSTANCE_LEASE_S`: on PostgreSQL, how long a dead instance's slots and campaigns stay
+    /// its own.
+    pub instance_lease: Duration,
     /// `MAX_CONCURRENT_CALLS`: live calls at once, inbound and outbound together.
     pub max_concurrent_calls: usize,
     /// `CALL_SLOT_TIMEOUT_S`: a call's slot is given back after this long whatever happened.
@@ -271,6 +274,7 @@ impl Config {
             bot: calls.bot,
             agent_bots: AgentBotDefaults::from_vars(&var)?,
             database: storage::location_from_vars(&var, &calls.data_dir)?,
+            instance_lease: storage::instance_lease(&var)?,
             data_dir: calls.data_dir,
             max_concurrent_calls: calls.max_concurrent_calls,
             call_slot_timeout: calls.call_slot_timeout,

@@ -292,8 +292,12 @@ pub fn start(
     let (loops, rest) = (app.config.media_loops, app.config.media_loop_rest);
     app.media_loops.start(&app, loops, rest)?;
     calls::watchdog::start(app.slots.clone(), app.call_log.clone(), app.shared.clone());
-    app.campaigns
-        .start_dialer(Arc::new(calls::place::ServerTelephony(app.clone())));
+    #[cfg(feature = "postgres")]
+    calls::shared::listen(&app.config.database, app.slots.clone());
+    app.campaigns.start_dialer(
+        Arc::new(calls::place::ServerTelephony(app.clone())),
+        app.shared.as_ref(),
+    );
     if let Some(keep) = app.config.retention {
         calls::upkeep::start_retention(
             app.call_log.clone(),

@@ -34,19 +34,28 @@ fn network(answer_delay: Duration) -> FakeExotel {
 }
 
 fn start(dir: std::path::PathBuf, fake: &FakeExotel, clock: &str) -> Server {
+    start_with(dir, fake, clock, &[])
+}
+
+/// As [`start`], with `more` variables.
+fn start_with(
+    dir: std::path::PathBuf,
+    fake: &FakeExotel,
+    clock: &str,
+    more: &[(&str, &str)],
+) -> Server {
     let base = fake.base_url();
-    Server::start_in(
-        dir,
-        &[
-            ("EXOTEL_API_KEY", "campaign-key"),
-            ("EXOTEL_API_TOKEN", "campaign-token-0123456789"),
-            ("EXOTEL_SID", "acme"),
-            ("EXOTEL_CALLER_ID", "08047112233"),
-            ("EXOTEL_API_BASE_URL", &base),
-            ("MAX_CONCURRENT_CALLS", "100"),
-            ("CAMPAIGN_CLOCK_START", clock),
-        ],
-    )
+    let mut env = vec![
+        ("EXOTEL_API_KEY", "campaign-key"),
+        ("EXOTEL_API_TOKEN", "campaign-token-0123456789"),
+        ("EXOTEL_SID", "acme"),
+        ("EXOTEL_CALLER_ID", "08047112233"),
+        ("EXOTEL_API_BASE_URL", &base),
+        ("MAX_CONCURRENT_CALLS", "100"),
+        ("CAMPAIGN_CLOCK_START", clock),
+    ];
+    env.extend_from_slice(more);
+    Server::start_in(dir, &env)
 }
 
 /// The 300 contacts with a parameter each, two bad rows among them.
@@ -281,29 +290,12 @@ fn a_campaign_calls_everyone_within_its_limits_its_window_and_its_retries() {
     )));
 }
 
-#[test]
-fn a_campaign_killed_mid_way_resumes_and_never_dials_an_attempt_twice() {
-    // Exotel takes 300 ms to answer: at the kill, requests are in flight.
-    let fake = network(Duration::from_millis(300));
-    let dir = support::temp_dir("campaign-kill");
-    let server = start(dir.clone(), &fake, "2026-11-26T10:00:00+05:30");
-    list_dnc(&server);
-    let id = create(&server);
-    // Mid-way: a hundred calls asked for, twenty of them live.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while fake.network_calls().len() < 100 {
-        assert!(Instant::now() < deadline, "the campaign did not get going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let dir = server.kill_9();
-    let before = fake.network_calls().len();
-    let server = start(dir, &fake, "2026-11-26T10:01:00+05:30");
-    let done = wait_completed(&server, &id, Duration::from_secs(150));
+/// The judge after a kill: every contact is done; no contact was called more often than it
+/// had attempts (so no attempt was sent twice), busy ones at most three times, listed ones
+/// never; each attempt whose outcome is known reached Exotel exactly once. Answers how many
+/// attempts are `unknown` (their request was in flight at the kill).
+fn judge_every_contact(server: &Server, id: &str, fake: &FakeExotel) -> usize {
     let calls = fake.network_calls();
-    assert!(calls.len() > before, "nothing was dialed after the restart");
-
-    // The judge: no contact was called more often than it had attempts, so no attempt was
-    // sent twice; each busy number's calls are at least the wait apart.
     let per = calls_per_number(&calls);
     let mut unknown = 0;
     let page = |after: usize| {
@@ -341,6 +333,31 @@ fn a_campaign_killed_mid_way_resumes_and_never_dials_an_attempt_twice() {
             assert_eq!(outcome, expected, "{contact}");
         }
     }
+    unknown
+}
+
+#[test]
+fn a_campaign_killed_mid_way_resumes_and_never_dials_an_attempt_twice() {
+    // Exotel takes 300 ms to answer: at the kill, requests are in flight.
+    let fake = network(Duration::from_millis(300));
+    let dir = support::temp_dir("campaign-kill");
+    let server = start(dir.clone(), &fake, "2026-11-26T10:00:00+05:30");
+    list_dnc(&server);
+    let id = create(&server);
+    // Mid-way: a hundred calls asked for, twenty of them live.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.network_calls().len() < 100 {
+        assert!(Instant::now() < deadline, "the campaign did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = server.kill_9();
+    let before = fake.network_calls().len();
+    let server = start(dir, &fake, "2026-11-26T10:01:00+05:30");
+    let done = wait_completed(&server, &id, Duration::from_secs(150));
+    let calls = fake.network_calls();
+    assert!(calls.len() > before, "nothing was dialed after the restart");
+
+    let unknown = judge_every_contact(&server, &id, &fake);
     // Only the requests in flight at the kill can be unknown: at most the twenty open.
     assert!(unknown <= 20, "{unknown} unknown");
     // The calls live at the kill lost their status callbacks (sent to the dead process): the
@@ -357,6 +374,47 @@ fn a_campaign_killed_mid_way_resumes_and_never_dials_an_attempt_twice() {
     assert!(fake.max_live() <= 20, "{} live at once", fake.max_live());
     let log = server.settled_log().join("\n");
     assert!(!log.contains("campaign-token-0123456789"));
+}
+
+#[test]
+fn a_campaign_whose_dialing_instance_is_killed_completes_on_the_other_within_its_limits() {
+    let Some(pg) = support::postgres::Cluster::start("campaign-instances") else {
+        return;
+    };
+    let fake = network(Duration::from_millis(300));
+    // A dead instance's leases lapse after 3 s (INSTANCE_LEASE_S), not the default 30.
+    let more = [("DATABASE_URL", pg.url.as_str()), ("INSTANCE_LEASE_S", "3")];
+    let clock = "2026-11-26T10:00:00+05:30";
+    let a = start_with(support::temp_dir("instance-a"), &fake, clock, &more);
+    list_dnc(&a);
+    // The second reads the do-not-call list at its start.
+    let b = start_with(support::temp_dir("instance-b"), &fake, clock, &more);
+    let id = create(&a);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.network_calls().len() < 100 {
+        assert!(Instant::now() < deadline, "the campaign did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // One instance dials (the first to take the lease); it dies mid-way.
+    let leads = |s: &Server| s.log().iter().any(|l| l.contains("dialer.leading"));
+    assert!(leads(&a) != leads(&b), "exactly one instance dials");
+    let (dead, survivor) = if leads(&a) { (a, b) } else { (b, a) };
+    let _ = dead.kill_9();
+    let before = fake.network_calls().len();
+    let done = wait_completed(&survivor, &id, Duration::from_secs(150));
+    survivor.wait_for_log(&["dialer.leading"]);
+    let calls = fake.network_calls();
+    assert!(calls.len() > before, "nothing was dialed after the kill");
+    let unknown = judge_every_contact(&survivor, &id, &fake);
+    assert!(unknown <= 20, "{unknown} unknown");
+    assert_eq!(done["pending"], 0, "{done}");
+    // maxConcurrent is 20: never more live at once across both instances.
+    assert!(fake.max_live() <= 20, "{} live at once", fake.max_live());
+    eprintln!(
+        "two instances, one killed: {before} calls before the kill, {} after, {unknown} unknown, at most {} live",
+        calls.len() - before,
+        fake.max_live()
+    );
 }
 
 #[test]

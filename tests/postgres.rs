@@ -214,14 +214,12 @@ fn the_server_and_phone_limits_hold_across_two_instances_under_concurrent_calls(
         "Exotel was asked for five calls, no more"
     );
 
-    // A call ending frees its place for either instance. (Exotel's callback reaches whichever
-    // instance the balancer picks; here both, since passing it to the call's own instance is
-    // not built yet: the instance holding the slot gives it back.)
+    // A call ending frees its place for either instance, whichever instance Exotel's callback
+    // reaches (here the second, whether or not it placed the call).
     let page = a.get("/calls?limit=10").json();
     let ended = page["calls"][0]["callLogId"].as_str().unwrap().to_owned();
     assert_eq!(call_from(&b, None), 429, "still full");
     let body = format!("CallSid=CA-lim&Status=completed&EventType=terminal&CustomField={ended}");
-    assert_eq!(a.post_form("/api/v1/exotel/status", &body).status, 200);
     assert_eq!(b.post_form("/api/v1/exotel/status", &body).status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while call_from(&b, None) != 200 {
@@ -313,4 +311,42 @@ fn a_webhook_answered_by_one_instance_and_media_on_the_other_make_one_call_and_o
             l["calls"].as_array().is_some_and(Vec::is_empty)
         });
     }
+}
+
+#[test]
+fn a_call_ended_through_another_instance_gives_its_slot_back_on_its_own_at_once() {
+    let Some(pg) = Cluster::start("ended-elsewhere") else {
+        return;
+    };
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-else".into(),
+    });
+    let mut env = support::exotel_line_env(&fake.base_url());
+    env.push(("DATABASE_URL", pg.url.clone()));
+    env.push(("MAX_CONCURRENT_CALLS", "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, b) = (Server::start(&env), Server::start(&env));
+    let placed = a.post_json("/call", r#"{"to": "+919876543210"}"#);
+    assert_eq!(placed.status, 200);
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call_from(&b, None),
+        429,
+        "the one slot is the first instance's call's"
+    );
+
+    // Exotel's callback reaches the second instance: the row ends there, and the first
+    // instance hears of it by NOTIFY (not the 5 s poll) and gives its slot back.
+    let body = format!("CallSid=CA-else&Status=completed&EventType=terminal&CustomField={id}");
+    assert_eq!(b.post_form("/api/v1/exotel/status", &body).status, 200);
+    let heard = a.wait_for_log(&["call.ended_elsewhere", &id]);
+    assert!(heard.contains("heard=notified"), "{heard}");
+    json_when(&a, "/live", |l| {
+        l["calls"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert_eq!(
+        call_from(&b, None),
+        200,
+        "the place is free for the other instance"
+    );
 }

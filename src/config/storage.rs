@@ -4,6 +4,7 @@
 use super::ConfigError;
 use crate::store::Location;
 use std::path::Path;
+use std::time::Duration;
 
 /// The stored state's location, from `DATABASE_URL` and `DATA_DIR`.
 pub(super) fn location_from_vars(
@@ -39,4 +40,13 @@ fn postgres(url: String) -> Result<Location, String> {
 #[cfg(not(feature = "postgres"))]
 fn postgres(_: String) -> Result<Location, String> {
     Err("this binary was built without PostgreSQL (--no-default-features); leave DATABASE_URL unset for SQLite".into())
+}
+
+/// `INSTANCE_LEASE_S` (PostgreSQL only): how long an instance's leases (its calls' slots, the
+/// campaigns' dialing) outlive its last renewal; after it, a dead instance's slots come back
+/// and another instance dials its campaigns. Renewed six times in that span.
+pub(super) fn instance_lease(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, ConfigError> {
+    super::ranged(var, "INSTANCE_LEASE_S", 30, 3, 600).map(Duration::from_secs)
 }

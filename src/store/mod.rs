@@ -201,6 +201,30 @@ impl Store {
         })
     }
 
+    /// Takes or renews the lease `name` for `holder` until `lease` from now, if it is free,
+    /// lapsed or `holder`'s already; `false` when another holder has it.
+    pub fn lead(
+        &self,
+        name: &'static str,
+        holder: String,
+        lease: std::time::Duration,
+    ) -> Result<bool, String> {
+        self.ask(move |conn| {
+            let now = crate::calls::log::now_ms();
+            let until = now + lease.as_millis() as i64;
+            conn.row(
+                "INSERT INTO leaders (name, holder, expires_at) VALUES (?1, ?2, ?4)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE leaders.holder = excluded.holder OR leaders.expires_at <= ?3
+                 RETURNING holder",
+                params![name, holder, now, until],
+                |_| Ok(()),
+            )
+            .map(|taken| taken.is_some())
+        })
+    }
+
     /// Takes a number off the list; `false` when it was not on it. Coroutine-safe.
     pub fn dnc_remove(&self, number: String) -> Result<bool, String> {
         self.ask(move |conn| {

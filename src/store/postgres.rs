@@ -142,6 +142,60 @@ pub fn numbered_dollars(sql: &str) -> String {
     out
 }
 
+/// A connection of its own that listens on one channel (`LISTEN`), connecting again (and
+/// listening again) after a lost connection: notifications sent meanwhile are lost, which is
+/// why its users also poll.
+pub struct Listener {
+    url: String,
+    channel: String,
+    client: Option<postgres::Client>,
+}
+
+impl Listener {
+    pub fn new(url: &str, channel: &str) -> Listener {
+        Listener {
+            url: url.to_owned(),
+            channel: channel.to_owned(),
+            client: None,
+        }
+    }
+
+    /// The payloads that arrive within `wait` (none when it passes quietly).
+    pub fn wait(&mut self, wait: Duration) -> Result<Vec<String>> {
+        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
+            let mut config: postgres::Config = self
+                .url
+                .parse()
+                .map_err(|e| Error::other(format!("DATABASE_URL: {e}")))?;
+            config.connect_timeout(CONNECT_TIMEOUT);
+            let mut client = config.connect(super::postgres_tls::Rustls::new())?;
+            client.batch_execute(&format!("LISTEN {}", self.channel))?;
+            self.client = Some(client);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        let heard = {
+            use postgres::fallible_iterator::FallibleIterator as _;
+            let mut notifications = client.notifications();
+            let mut payloads = Vec::new();
+            // The first waits; after it, only what is already there: the caller acts, then
+            // waits again.
+            let mut patience = wait;
+            loop {
+                match notifications.timeout_iter(patience).next() {
+                    Ok(Some(n)) => payloads.push(n.payload().to_owned()),
+                    Ok(None) => break Ok(payloads),
+                    Err(e) => break Err(e),
+                }
+                patience = Duration::ZERO;
+            }
+        };
+        if heard.is_err() {
+            self.client = None;
+        }
+        heard.map_err(Error::from)
+    }
+}
+
 struct Param(Value);
 
 impl std::fmt::Debug for Param {

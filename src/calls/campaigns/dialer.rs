@@ -103,6 +103,8 @@ pub struct Dialer<T: Telephony> {
     queue: mpsc::Receiver<Event>,
     campaigns: HashMap<String, Live>,
     asking: HashMap<String, Asking>,
+    /// Whether this instance dials (one instance alone always does).
+    leadership: super::leadership::Leadership,
 }
 
 /// Starts the dialer's thread.
@@ -133,14 +135,36 @@ impl<T: Telephony> Dialer<T> {
             queue,
             campaigns: HashMap::new(),
             asking: HashMap::new(),
+            leadership: super::leadership::Leadership::Alone,
         }
     }
 
-    fn run(mut self) {
+    /// A dialer that dials only while this instance leads (`leadership`).
+    pub fn with_leadership(mut self, leadership: super::leadership::Leadership) -> Dialer<T> {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Waits until this instance dials, then takes the campaigns up as after a start.
+    fn take_the_lead(&mut self) {
+        while !self.leadership.leads() {
+            // Changes meanwhile are the leader's: it reads the campaigns every second.
+            while self.queue.try_recv().is_ok() {}
+            std::thread::sleep(self.leadership.retry_in());
+        }
+        self.campaigns.clear();
+        self.asking.clear();
         self.reload();
         self.recover();
+    }
+
+    fn run(mut self) {
+        self.take_the_lead();
         let (mut polled, mut reloaded) = (Instant::now(), Instant::now());
         loop {
+            if !self.leadership.leads() {
+                self.take_the_lead();
+            }
             match self.queue.recv_timeout(self.wait()) {
                 Ok(event) => self.take(event),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

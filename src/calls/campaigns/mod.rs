@@ -9,6 +9,7 @@
 
 pub mod contacts;
 pub mod dialer;
+pub mod leadership;
 pub mod progress;
 pub mod window;
 
@@ -163,19 +164,33 @@ impl Campaigns {
         }
     }
 
-    /// Starts the dialer thread over `telephony` (once; later calls do nothing).
-    pub fn start_dialer<T: Telephony>(&self, telephony: Arc<T>) {
+    /// Starts the dialer thread over `telephony` (once; later calls do nothing). With
+    /// `shared` (PostgreSQL), it dials only while this instance holds the dialer's lease.
+    pub fn start_dialer<T: Telephony>(
+        &self,
+        telephony: Arc<T>,
+        shared: Option<&crate::calls::shared::Shared>,
+    ) {
         let Some(queue) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
-        dialer::start(dialer::Dialer::new(
+        let leadership = match shared {
+            Some(shared) => leadership::Leadership::shared(
+                self.store.clone(),
+                shared.holder.clone(),
+                shared.lease,
+            ),
+            None => leadership::Leadership::Alone,
+        };
+        let dialer = dialer::Dialer::new(
             self.store.clone(),
             self.clock,
             telephony,
             self.metrics.clone(),
             self.wake.clone(),
             queue,
-        ));
+        );
+        dialer::start(dialer.with_leadership(leadership));
     }
 
     fn wake(&self) {

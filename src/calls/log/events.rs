@@ -153,8 +153,27 @@ impl EventWrite<'_> {
         if status.is_final() {
             self.ended.push(status);
             self.row_event("call.ended", id)?;
+            self.tell_instances(id)?;
         }
         Ok(true)
+    }
+
+    /// On PostgreSQL, the call's end is announced to every instance when this transaction
+    /// commits (`NOTIFY`, delivered only then): the one holding its slot gives it back
+    /// (`calls::shared::listen`).
+    fn tell_instances(&self, id: &str) -> sql::Result<()> {
+        if self.conn.backend() != sql::Backend::Postgres {
+            return Ok(());
+        }
+        self.conn
+            .query(
+                &format!(
+                    "SELECT pg_notify('{}', ?1)",
+                    crate::calls::shared::CALL_ENDED
+                ),
+                params![id],
+            )
+            .map(drop)
     }
 
     /// An event for the user's backend, in this transaction, when events are on.

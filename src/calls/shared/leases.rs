@@ -3,13 +3,14 @@
 //!
 //! - a lease is taken under a transaction-scoped advisory lock: instances admit one call at a
 //!   time, counting every lease that has not lapsed;
-//! - a lease not renewed for [`LEASE_TTL`] lapses (its instance died) and its place comes
+//! - a lease not renewed for `INSTANCE_LEASE_S` lapses (its instance died) and its place comes
 //!   back then, not before;
 //! - a release is fenced by call and holder: a late release by an instance that lost its
 //!   lease never frees another instance's slot.
 
-use super::{now_ms, Shared, LEASE_TTL};
+use super::{now_ms, Shared};
 use crate::store::sql::{params, Db};
+use std::time::Duration;
 
 /// Any fixed number, the same in every instance: the advisory lock admissions take.
 const ADMISSION_LOCK: i64 = 0x6576_625f_736c_6f74;
@@ -36,7 +37,8 @@ impl Shared {
     ) -> Result<(), LeaseRefused> {
         let id = call_log_id.to_owned();
         let line = line.map(|(phone, max)| (phone.to_owned(), max));
-        self.ask(move |conn, holder| Ok(take(conn, holder, &id, line, max)))
+        let lease = self.lease;
+        self.ask(move |conn, holder| Ok(take(conn, holder, lease, &id, line, max)))
             .unwrap_or_else(|e| Err(LeaseRefused::Unavailable(e)))
     }
 
@@ -57,12 +59,13 @@ impl Shared {
 fn take(
     conn: &dyn Db,
     holder: &str,
+    lease: Duration,
     call_log_id: &str,
     line: Option<(String, usize)>,
     max: usize,
 ) -> Result<(), LeaseRefused> {
     let now = now_ms();
-    let until = now + LEASE_TTL.as_millis() as i64;
+    let until = now + lease.as_millis() as i64;
     let admitted = conn.transaction(|tx| {
         tx.query("SELECT pg_advisory_xact_lock(?1)", params![ADMISSION_LOCK])?;
         tx.execute("DELETE FROM slot_leases WHERE expires_at <= ?1", params![now])?;

@@ -96,8 +96,9 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
      CREATE INDEX attempts_open ON attempts(state) WHERE state != 'done';
      CREATE INDEX attempts_campaign ON attempts(campaign_id, attempt);",
     ),
-    // 2: the instances sharing the database, the calls' slots as their leases, and media
-    // tokens and call plans any instance can take up (`calls::shared`).
+    // 2: the instances sharing the database, the calls' slots as their leases, media tokens
+    // and call plans any instance can take up (`calls::shared`), and the dialer's lease
+    // (`calls::campaigns::leadership`).
     (
         2,
         "CREATE TABLE instances (
@@ -114,6 +115,10 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
          );
          CREATE INDEX media_grants_call ON media_grants(call_log_id);
          CREATE INDEX media_grants_expiry ON media_grants(expires_at);
+         CREATE INDEX call_history_at ON call_history(at);
+         CREATE TABLE leaders (
+             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL
+         );
          CREATE TABLE call_plans (
              call_log_id TEXT PRIMARY KEY, plan TEXT NOT NULL, expires_at BIGINT NOT NULL
          );",
