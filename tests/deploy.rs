@@ -136,6 +136,53 @@ fn server_behind(proxy_port: u16) -> support::Server {
     support::Server::start(&[("TRUST_PROXY", "127.0.0.1"), ("WEBHOOK_BASE_URL", &base)])
 }
 
+/// Two instances sharing a PostgreSQL cluster of the test's own, behind the proxy's public
+/// URL; `None` (said) on a machine without PostgreSQL, except under `CI=true`.
+fn instances_behind(
+    proxy_port: u16,
+) -> Option<(support::postgres::Cluster, support::Server, support::Server)> {
+    let pg = support::postgres::Cluster::start("deploy-instances")?;
+    let base = format!("https://localhost:{proxy_port}");
+    let env = [
+        ("TRUST_PROXY", "127.0.0.1"),
+        ("WEBHOOK_BASE_URL", base.as_str()),
+        ("DATABASE_URL", pg.url.as_str()),
+    ];
+    let (a, b) = (support::Server::start(&env), support::Server::start(&env));
+    Some((pg, a, b))
+}
+
+/// After `simulate` through the proxy to two instances: the calls ran their media on the
+/// instances between them, and the shared call log holds one completed row for each.
+fn calls_shared_by(a: &support::Server, b: &support::Server, calls: usize) {
+    let ended = |s: &support::Server| s.log().iter().filter(|l| l.contains("media.ended")).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ended(a) + ended(b) < calls {
+        assert!(
+            Instant::now() < deadline,
+            "{} and {} media sessions ended",
+            ended(a),
+            ended(b)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ended(a) + ended(b), calls);
+    let page = loop {
+        let page = a.get("/calls?limit=100").json();
+        let rows = page["calls"].as_array().unwrap().clone();
+        if rows.len() == calls && rows.iter().all(|r| r["status"] == "completed") {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        b.get("/calls?limit=100").json(),
+        page,
+        "one call log for both"
+    );
+}
+
 /// `simulate` through the proxy over HTTPS and wss://; its report. A failure's message ends
 /// with the proxy's own log (`log`).
 fn simulate_through(proxy_port: u16, ca: &Path, log: &Path) -> String {
@@ -269,4 +316,116 @@ fn a_call_goes_through_caddy_configured_by_the_caddyfile() {
     let report = simulate_through(port, &ca, &log);
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     server.wait_for_log(&["media.ended"]);
+}
+
+#[test]
+fn calls_go_through_nginx_to_two_instances_on_one_postgresql() {
+    let dir = support::temp_dir("deploy-instances");
+    let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
+    let port = proxy_port();
+    let Some((_pg, a, b)) = instances_behind(port) else {
+        return;
+    };
+    let snippet = std::fs::read_to_string(repo("deploy/nginx-instances.conf"))
+        .unwrap()
+        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+        .replace(
+            "/etc/letsencrypt/live/voicebot.example.com/fullchain.pem",
+            cert.to_str().unwrap(),
+        )
+        .replace(
+            "/etc/letsencrypt/live/voicebot.example.com/privkey.pem",
+            key.to_str().unwrap(),
+        )
+        .replace("10.0.0.11:3000", &a.addr.to_string())
+        .replace("10.0.0.12:3000", &b.addr.to_string());
+    std::fs::write(dir.join("site.conf"), snippet).unwrap();
+    let main = format!(
+        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  include {d}/site.conf;\n}}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    let check = tool("nginx")
+        .args(["-t", "-p"])
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _nginx = Proxy(
+        tool("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let log = dir.join("error.log");
+    wait_for_port(port, &log);
+    let report = simulate_through(port, &ca, &log);
+    assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
+    calls_shared_by(&a, &b, 2);
+}
+
+#[test]
+fn calls_go_through_caddy_to_two_instances_on_one_postgresql() {
+    let dir = support::temp_dir("deploy-instances");
+    let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
+    let port = proxy_port();
+    let validate = tool("caddy")
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(repo("deploy/Caddyfile.instances"))
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let Some((_pg, a, b)) = instances_behind(port) else {
+        return;
+    };
+    let site = std::fs::read_to_string(repo("deploy/Caddyfile.instances"))
+        .unwrap()
+        .replace(
+            "voicebot.example.com {",
+            &format!(
+                "https://localhost:{port} {{\n\ttls {} {}",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .replace("10.0.0.11:3000", &a.addr.to_string())
+        .replace("10.0.0.12:3000", &b.addr.to_string());
+    let config = dir.join("Caddyfile");
+    std::fs::write(
+        &config,
+        format!("{{\n\tadmin off\n\tauto_https disable_redirects\n}}\n{site}"),
+    )
+    .unwrap();
+    let log = dir.join("caddy.log");
+    let _caddy = Proxy(
+        tool("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&config)
+            .env("HOME", &dir)
+            .env("XDG_DATA_HOME", &dir)
+            .env("XDG_CONFIG_HOME", &dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, &log);
+    let report = simulate_through(port, &ca, &log);
+    assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
+    calls_shared_by(&a, &b, 2);
 }

@@ -350,3 +350,103 @@ fn a_call_ended_through_another_instance_gives_its_slot_back_on_its_own_at_once(
         "the place is free for the other instance"
     );
 }
+
+#[test]
+fn a_dead_instances_calls_are_settled_and_its_slots_come_back_when_its_leases_lapse() {
+    let Some(pg) = Cluster::start("instance-lost") else {
+        return;
+    };
+    let fake = FakeExotel::start(Behaviour::Accept {
+        sid: "CA-lost".into(),
+    });
+    let mut env = support::exotel_line_env(&fake.base_url());
+    env.push(("DATABASE_URL", pg.url.clone()));
+    env.push(("MAX_CONCURRENT_CALLS", "1".into()));
+    env.push(("INSTANCE_LEASE_S", "3".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Server::start(&env);
+    let placed = a.post_json("/call", r#"{"to": "+919876543210"}"#);
+    assert_eq!(placed.status, 200);
+    let id = placed.json()["callLogId"].as_str().unwrap().to_owned();
+    json_when(&a, &format!("/calls/{id}"), |r| r["status"] == "initiated");
+
+    // Another instance starting leaves the first's live call alone.
+    let b = Server::start(&env);
+    assert!(!b.log().iter().any(|l| l.contains("calllog.interrupted")));
+    assert_eq!(b.get(&format!("/calls/{id}")).json()["status"], "initiated");
+    assert_eq!(call_from(&b, None), 429, "the one slot is the live call's");
+
+    // The first dies: its lease lapses (3 s), its call is settled by the survivor, and its
+    // slot is free again, not before the lease's end.
+    let killed_at = Instant::now();
+    let _ = a.kill_9();
+    let row = json_when(&b, &format!("/calls/{id}"), |r| {
+        r["status"] == "interrupted"
+    });
+    assert_eq!(row["endReason"], "instance-lost", "{row}");
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(2),
+        "settled before the lease lapsed"
+    );
+    b.wait_for_log(&["calllog.instance_lost", "calls=1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call_from(&b, None) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead instance's slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_guides_backup_command_dumps_every_table_as_written() {
+    let Some(pg) = Cluster::start("pg-dump") else {
+        return;
+    };
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/GUIDE.md")).unwrap();
+    let command = guide
+        .split("```sh\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.starts_with("pg_dump "))
+        .expect("the guide's pg_dump example")
+        .trim()
+        .to_owned();
+    // The server makes the tables; then the command runs exactly as written.
+    let server = Server::start(&[("DATABASE_URL", pg.url.as_str())]);
+    drop(server);
+    let dir = support::temp_dir("pg-dump");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .current_dir(&dir)
+        .env("DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(dir.join("voicebot.dump"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for table in [
+        "calls",
+        "phones",
+        "agents",
+        "campaigns",
+        "contacts",
+        "attempts",
+        "dnc",
+        "events",
+    ] {
+        assert!(
+            list.contains(&format!("TABLE public {table} ")),
+            "{table} missing: {list}"
+        );
+    }
+}

@@ -303,6 +303,8 @@ enum Op {
     /// Deletes ended calls created before this time (ms since the epoch); answers the
     /// recordings they held.
     Prune(i64, mpsc::Sender<Result<Pruned, String>>),
+    /// On PostgreSQL: interrupts live calls created before this time that no instance holds.
+    SettleOrphans(i64),
 }
 
 /// The handle coroutines use. Cloning shares the writer.
@@ -345,8 +347,14 @@ impl CallLog {
         let conn = at
             .connect(schema::Owner::CallLog)
             .map_err(|e| format!("{at}: {e}"))?;
+        // One instance alone owns every live row; among several, another's live calls are
+        // theirs (a dead one's are found by `settle_orphans`).
+        let alone = at.sqlite_path().is_some();
         let interrupted = schema::prepare(conn.as_ref())
-            .and_then(|()| mark_interrupted(conn.as_ref(), now_ms()))
+            .and_then(|()| match alone {
+                true => mark_interrupted(conn.as_ref(), now_ms()),
+                false => Ok(0),
+            })
             .map_err(|e| format!("{at}: {e}"))?;
         let (ops, queue) = mpsc::channel::<Op>();
         let mut writer = Writer::new(conn, at.clone(), metrics);
@@ -433,6 +441,16 @@ impl CallLog {
             .map_err(|_| "the call log is closed")?;
         rx.recv()
             .map_err(|_| "the call log is closed".to_string())?
+    }
+
+    /// On PostgreSQL, marks `interrupted` the live calls created before `cutoff` whose slot no
+    /// instance holds any more (their instance died). Never waits.
+    pub fn settle_orphans(&self, cutoff: SystemTime) {
+        let cutoff_ms = cutoff
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let _ = self.ops.send(Op::SettleOrphans(cutoff_ms));
     }
 
     /// Waits until every event recorded so far is written.

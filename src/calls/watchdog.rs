@@ -26,11 +26,15 @@ const RECHECK: Duration = Duration::from_secs(60);
 /// keeps it). With `shared` (PostgreSQL), a call whose media another instance took up is left
 /// to that instance.
 pub fn start(slots: Arc<Slots>, call_log: CallLog, shared: Option<Shared>) {
+    let mut next_settle = Instant::now();
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {
             std::thread::sleep(TICK);
             let now = Instant::now();
+            if let Some(shared) = &shared {
+                settle_orphans(shared, &call_log, now, &mut next_settle);
+            }
             for expired in slots.sweep(now) {
                 if !media_elsewhere(shared.as_ref(), &expired) {
                     close_expired(&call_log, expired);
@@ -43,6 +47,16 @@ pub fn start(slots: Arc<Slots>, call_log: CallLog, shared: Option<Shared>) {
     if let Err(e) = spawned {
         crate::error!("watchdog.not_started", error = e);
     }
+}
+
+/// Every half lease: the live calls of instances that died (no lease holds them, and they are
+/// older than a lease) are interrupted, as a restart does to its own.
+fn settle_orphans(shared: &Shared, call_log: &CallLog, now: Instant, next: &mut Instant) {
+    if now < *next {
+        return;
+    }
+    *next = now + shared.lease / 2;
+    call_log.settle_orphans(std::time::SystemTime::now() - shared.lease);
 }
 
 /// Whether a call this instance waited for in vain has its media on another instance.

@@ -118,16 +118,24 @@ fn live_calls_are_interrupted_on(at: &Location) {
         log.sync();
     }
     let (log, opened) = CallLog::open(at, Arc::new(Metrics::new())).unwrap();
-    assert_eq!(opened.interrupted, 1);
     let live = log.get("live").unwrap().unwrap();
-    assert_eq!(live.status, "interrupted");
-    assert_eq!(live.end_reason.as_deref(), Some("process-stopped"));
     let history: Vec<&str> = live.history.iter().map(|h| h.status.as_str()).collect();
-    assert_eq!(
-        history,
-        ["connected", "interrupted"],
-        "the mark is in its history"
-    );
+    if at.sqlite_path().is_some() {
+        assert_eq!(opened.interrupted, 1);
+        assert_eq!(live.status, "interrupted");
+        assert_eq!(live.end_reason.as_deref(), Some("process-stopped"));
+        assert_eq!(
+            history,
+            ["connected", "interrupted"],
+            "the mark is in its history"
+        );
+    } else {
+        // On PostgreSQL a live row may be another instance's: an instance's start leaves it
+        // (one no instance holds is settled later: tests/postgres.rs).
+        assert_eq!(opened.interrupted, 0);
+        assert_eq!(live.status, "connected");
+        assert_eq!(history, ["connected"]);
+    }
     let done = log.get("done").unwrap().unwrap();
     assert_eq!(done.status, "failed");
     assert_eq!(

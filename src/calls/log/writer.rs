@@ -140,6 +140,18 @@ impl Writer {
             Op::Transcript(id, reply) => {
                 let _ = reply.send(transcript(self.conn.as_ref(), &id).map_err(|e| e.to_string()));
             }
+            Op::SettleOrphans(cutoff) => {
+                self.flush();
+                match mark_orphans(self.conn.as_ref(), now_ms(), cutoff) {
+                    Ok(0) => {}
+                    Ok(n) => crate::warn!(
+                        "calllog.instance_lost",
+                        calls = n,
+                        detail = "live calls whose instance stopped renewing their slots are marked interrupted"
+                    ),
+                    Err(e) => crate::warn!("calllog.settle_failed", error = e),
+                }
+            }
             Op::Prune(cutoff, reply) => {
                 let _ = reply.send(prune(self.conn.as_ref(), cutoff).map_err(|e| e.to_string()));
             }

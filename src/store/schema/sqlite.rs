@@ -117,15 +117,10 @@ fn migrate_call_log(conn: &dyn Db) -> sql::Result<()> {
 /// the default).
 fn store_tables(conn: &dyn Db) -> sql::Result<()> {
     conn.batch(STORE_TABLES)?;
+    // PRAGMA table_info's second column is each column's name.
+    let columns: Vec<String> = conn.rows("PRAGMA table_info(agents)", params![], |r| r.get(1))?;
     for column in ["handoff", "protocol", "realtime", "api_key"] {
-        let has = conn
-            .row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = ?1",
-                params![column],
-                |r| r.get::<bool>(0),
-            )?
-            .unwrap_or(false);
-        if !has {
+        if !columns.iter().any(|c| c == column) {
             conn.batch(&format!("ALTER TABLE agents ADD COLUMN {column} TEXT;"))?;
         }
     }
