@@ -208,14 +208,85 @@ fn simulate_through(proxy_port: u16, ca: &Path, log: &Path) -> String {
     stdout
 }
 
-#[test]
-fn a_call_goes_through_nginx_configured_by_the_snippet() {
-    let dir = support::temp_dir("deploy");
-    let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
-    let port = proxy_port();
-    let server = server_behind(port);
-    // The snippet as shipped, with this test's port, certificate and server.
-    let snippet = std::fs::read_to_string(repo("deploy/nginx.conf"))
+/// nginx serving `site` (a server block, already given this test's port, certificate and
+/// upstreams) from `dir`, checked with `nginx -t` first; stops when dropped.
+fn run_nginx(dir: &Path, site: String, port: u16) -> Proxy {
+    std::fs::write(dir.join("site.conf"), site).unwrap();
+    let main = format!(
+        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  include {d}/site.conf;\n}}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    let check = tool("nginx")
+        .args(["-t", "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let nginx = Proxy(
+        tool("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, &dir.join("error.log"));
+    nginx
+}
+
+/// Caddy serving `site` (the shipped site with this test's port, certificate and upstreams)
+/// from `dir`, with no admin endpoint, so that tests do not share one; stops when dropped.
+fn run_caddy(dir: &Path, site: String, port: u16) -> Proxy {
+    let config = dir.join("Caddyfile");
+    std::fs::write(
+        &config,
+        format!("{{\n\tadmin off\n\tauto_https disable_redirects\n}}\n{site}"),
+    )
+    .unwrap();
+    let log = dir.join("caddy.log");
+    let caddy = Proxy(
+        tool("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&config)
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir)
+            .env("XDG_CONFIG_HOME", dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, &log);
+    caddy
+}
+
+/// `caddy validate` on a shipped Caddyfile.
+fn caddy_validates(file: &str) {
+    let validate = tool("caddy")
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(repo(file))
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+}
+
+/// The shipped nginx snippet with this test's port and certificate.
+fn nginx_site(file: &str, port: u16, cert: &Path, key: &Path) -> String {
+    std::fs::read_to_string(repo(file))
         .unwrap()
         .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
         .replace(
@@ -226,39 +297,31 @@ fn a_call_goes_through_nginx_configured_by_the_snippet() {
             "/etc/letsencrypt/live/voicebot.example.com/privkey.pem",
             key.to_str().unwrap(),
         )
+}
+
+/// The shipped Caddyfile with this test's port and certificate.
+fn caddy_site(file: &str, port: u16, cert: &Path, key: &Path) -> String {
+    std::fs::read_to_string(repo(file)).unwrap().replace(
+        "voicebot.example.com {",
+        &format!(
+            "https://localhost:{port} {{\n\ttls {} {}",
+            cert.display(),
+            key.display()
+        ),
+    )
+}
+
+#[test]
+fn a_call_goes_through_nginx_configured_by_the_snippet() {
+    let dir = support::temp_dir("deploy");
+    let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
+    let port = proxy_port();
+    let server = server_behind(port);
+    // The snippet as shipped, with this test's port, certificate and server.
+    let site = nginx_site("deploy/nginx.conf", port, &cert, &key)
         .replace("127.0.0.1:3000", &server.addr.to_string());
-    std::fs::write(dir.join("site.conf"), snippet).unwrap();
-    let main = format!(
-        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  include {d}/site.conf;\n}}\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), main).unwrap();
-    let check = tool("nginx")
-        .args(["-t", "-p"])
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let _nginx = Proxy(
-        tool("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let log = dir.join("error.log");
-    wait_for_port(port, &log);
-    let report = simulate_through(port, &ca, &log);
+    let _nginx = run_nginx(&dir, site, port);
+    let report = simulate_through(port, &ca, &dir.join("error.log"));
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     // The server saw the calls come through the proxy.
     server.wait_for_log(&["media.ended"]);
@@ -270,50 +333,11 @@ fn a_call_goes_through_caddy_configured_by_the_caddyfile() {
     let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
     let port = proxy_port();
     let server = server_behind(port);
-    let shipped = std::fs::read_to_string(repo("deploy/Caddyfile")).unwrap();
-    let validate = tool("caddy")
-        .args(["validate", "--adapter", "caddyfile", "--config"])
-        .arg(repo("deploy/Caddyfile"))
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&validate.stderr)
-    );
-    // The site as shipped, on this test's port with its certificate; no admin endpoint, so
-    // tests do not share one.
-    let site = shipped
-        .replace(
-            "voicebot.example.com {",
-            &format!(
-                "https://localhost:{port} {{\n\ttls {} {}",
-                cert.display(),
-                key.display()
-            ),
-        )
+    caddy_validates("deploy/Caddyfile");
+    let site = caddy_site("deploy/Caddyfile", port, &cert, &key)
         .replace("127.0.0.1:3000", &server.addr.to_string());
-    let config = dir.join("Caddyfile");
-    std::fs::write(
-        &config,
-        format!("{{\n\tadmin off\n\tauto_https disable_redirects\n}}\n{site}"),
-    )
-    .unwrap();
-    let log = dir.join("caddy.log");
-    let _caddy = Proxy(
-        tool("caddy")
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&config)
-            .env("HOME", &dir)
-            .env("XDG_DATA_HOME", &dir)
-            .env("XDG_CONFIG_HOME", &dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, &log);
-    let report = simulate_through(port, &ca, &log);
+    let _caddy = run_caddy(&dir, site, port);
+    let report = simulate_through(port, &ca, &dir.join("caddy.log"));
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     server.wait_for_log(&["media.ended"]);
 }
@@ -326,51 +350,11 @@ fn calls_go_through_nginx_to_two_instances_on_one_postgresql() {
     let Some((_pg, a, b)) = instances_behind(port) else {
         return;
     };
-    let snippet = std::fs::read_to_string(repo("deploy/nginx-instances.conf"))
-        .unwrap()
-        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
-        .replace(
-            "/etc/letsencrypt/live/voicebot.example.com/fullchain.pem",
-            cert.to_str().unwrap(),
-        )
-        .replace(
-            "/etc/letsencrypt/live/voicebot.example.com/privkey.pem",
-            key.to_str().unwrap(),
-        )
+    let site = nginx_site("deploy/nginx-instances.conf", port, &cert, &key)
         .replace("10.0.0.11:3000", &a.addr.to_string())
         .replace("10.0.0.12:3000", &b.addr.to_string());
-    std::fs::write(dir.join("site.conf"), snippet).unwrap();
-    let main = format!(
-        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  include {d}/site.conf;\n}}\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), main).unwrap();
-    let check = tool("nginx")
-        .args(["-t", "-p"])
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let _nginx = Proxy(
-        tool("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let log = dir.join("error.log");
-    wait_for_port(port, &log);
-    let report = simulate_through(port, &ca, &log);
+    let _nginx = run_nginx(&dir, site, port);
+    let report = simulate_through(port, &ca, &dir.join("error.log"));
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     calls_shared_by(&a, &b, 2);
 }
@@ -380,52 +364,15 @@ fn calls_go_through_caddy_to_two_instances_on_one_postgresql() {
     let dir = support::temp_dir("deploy-instances");
     let support::Pki { ca, cert, key } = support::make_pki(&dir, "proxy");
     let port = proxy_port();
-    let validate = tool("caddy")
-        .args(["validate", "--adapter", "caddyfile", "--config"])
-        .arg(repo("deploy/Caddyfile.instances"))
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    caddy_validates("deploy/Caddyfile.instances");
     let Some((_pg, a, b)) = instances_behind(port) else {
         return;
     };
-    let site = std::fs::read_to_string(repo("deploy/Caddyfile.instances"))
-        .unwrap()
-        .replace(
-            "voicebot.example.com {",
-            &format!(
-                "https://localhost:{port} {{\n\ttls {} {}",
-                cert.display(),
-                key.display()
-            ),
-        )
+    let site = caddy_site("deploy/Caddyfile.instances", port, &cert, &key)
         .replace("10.0.0.11:3000", &a.addr.to_string())
         .replace("10.0.0.12:3000", &b.addr.to_string());
-    let config = dir.join("Caddyfile");
-    std::fs::write(
-        &config,
-        format!("{{\n\tadmin off\n\tauto_https disable_redirects\n}}\n{site}"),
-    )
-    .unwrap();
-    let log = dir.join("caddy.log");
-    let _caddy = Proxy(
-        tool("caddy")
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&config)
-            .env("HOME", &dir)
-            .env("XDG_DATA_HOME", &dir)
-            .env("XDG_CONFIG_HOME", &dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, &log);
-    let report = simulate_through(port, &ca, &log);
+    let _caddy = run_caddy(&dir, site, port);
+    let report = simulate_through(port, &ca, &dir.join("caddy.log"));
     assert!(report.contains("calls: 2 run, 2 clean"), "{report}");
     calls_shared_by(&a, &b, 2);
 }

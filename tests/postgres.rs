@@ -22,6 +22,23 @@ fn a_tests_own_cluster_keeps_committed_rows_across_a_restart_and_notifies_a_list
     assert!(heard.contains(r#"payload "call-1""#), "{heard}");
 }
 
+/// The variables of an instance on `pg` with the fake Exotel's line, and `more`.
+fn instance_env(
+    pg: &Cluster,
+    fake: &FakeExotel,
+    more: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut env = support::exotel_line_env(&fake.base_url());
+    env.push(("DATABASE_URL", pg.url.clone()));
+    env.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
+/// `env` as `Server::start` takes it.
+fn as_pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// Polls `GET /calls` until `done` holds for its rows (the log is written behind the answers),
 /// for at most `within`.
 fn calls_when(server: &Server, within: Duration, done: impl Fn(&[serde_json::Value]) -> bool) {
@@ -45,9 +62,8 @@ fn calls_go_on_while_postgresql_is_down_and_every_row_is_written_when_it_returns
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "CA-pg".into(),
     });
-    let mut env = support::exotel_line_env(&fake.base_url());
-    env.push(("DATABASE_URL", pg.url.clone()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = instance_env(&pg, &fake, &[]);
+    let env = as_pairs(&env);
     let server = Server::start(&env);
     let place = |id: &str| {
         let body = format!(r#"{{"to": "+919876543210", "callLogId": "{id}"}}"#);
@@ -158,10 +174,8 @@ fn the_server_and_phone_limits_hold_across_two_instances_under_concurrent_calls(
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "CA-lim".into(),
     });
-    let mut env = support::exotel_line_env(&fake.base_url());
-    env.push(("DATABASE_URL", pg.url.clone()));
-    env.push(("MAX_CONCURRENT_CALLS", "5".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = instance_env(&pg, &fake, &[("MAX_CONCURRENT_CALLS", "5")]);
+    let env = as_pairs(&env);
     // A phone of its own account with room for 2 calls, added on the first instance before
     // the second starts (the second reads the phones at its start).
     let a = Server::start(&env);
@@ -263,11 +277,9 @@ fn a_webhook_answered_by_one_instance_and_media_on_the_other_make_one_call_and_o
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "CA-two".into(),
     });
-    let mut env = support::exotel_line_env(&fake.base_url());
-    env.push(("DATABASE_URL", pg.url.clone()));
     // The token lives a second: the first instance's wait for the media ends during the call.
-    env.push(("MEDIA_TOKEN_TTL_S", "1".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = instance_env(&pg, &fake, &[("MEDIA_TOKEN_TTL_S", "1")]);
+    let env = as_pairs(&env);
     let (a, b) = (Server::start(&env), Server::start(&env));
 
     // Inbound: Exotel's applet asks the first instance, then streams to the second.
@@ -321,10 +333,8 @@ fn a_call_ended_through_another_instance_gives_its_slot_back_on_its_own_at_once(
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "CA-else".into(),
     });
-    let mut env = support::exotel_line_env(&fake.base_url());
-    env.push(("DATABASE_URL", pg.url.clone()));
-    env.push(("MAX_CONCURRENT_CALLS", "1".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = instance_env(&pg, &fake, &[("MAX_CONCURRENT_CALLS", "1")]);
+    let env = as_pairs(&env);
     let (a, b) = (Server::start(&env), Server::start(&env));
     let placed = a.post_json("/call", r#"{"to": "+919876543210"}"#);
     assert_eq!(placed.status, 200);
@@ -359,11 +369,12 @@ fn a_dead_instances_calls_are_settled_and_its_slots_come_back_when_its_leases_la
     let fake = FakeExotel::start(Behaviour::Accept {
         sid: "CA-lost".into(),
     });
-    let mut env = support::exotel_line_env(&fake.base_url());
-    env.push(("DATABASE_URL", pg.url.clone()));
-    env.push(("MAX_CONCURRENT_CALLS", "1".into()));
-    env.push(("INSTANCE_LEASE_S", "3".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = instance_env(
+        &pg,
+        &fake,
+        &[("MAX_CONCURRENT_CALLS", "1"), ("INSTANCE_LEASE_S", "3")],
+    );
+    let env = as_pairs(&env);
     let a = Server::start(&env);
     let placed = a.post_json("/call", r#"{"to": "+919876543210"}"#);
     assert_eq!(placed.status, 200);
