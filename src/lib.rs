@@ -293,7 +293,7 @@ pub fn start(
     app.media_loops.start(&app, loops, rest)?;
     calls::watchdog::start(app.slots.clone(), app.call_log.clone(), app.shared.clone());
     #[cfg(feature = "postgres")]
-    calls::shared::listen(&app.config.database, app.slots.clone());
+    calls::shared::listen::listen(&app.config.database, app.slots.clone());
     app.campaigns.start_dialer(
         Arc::new(calls::place::ServerTelephony(app.clone())),
         app.shared.as_ref(),
