@@ -49,11 +49,19 @@ impl Server {
             .spawn()
             .expect("the release binary");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
+        // The port is bound before the stored state is opened: the server is up once /health
+        // answers, not when the port takes connections.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let health = format!("http://{addr}/health");
+        while TcpStream::connect(addr).is_err()
+            || !minreq::get(&health)
+                .with_timeout(5)
+                .send()
+                .is_ok_and(|r| r.status_code == 200)
+        {
             assert!(
                 Instant::now() < deadline,
-                "{name}: the server did not listen"
+                "{name}: the server did not answer /health"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,6 +1,7 @@
 //! Reading rows back: one call, a page of the log, and retention's delete.
 
 use super::*;
+use crate::store::sql::Value;
 
 /// Deletes ended calls created before `cutoff`, in one transaction.
 pub(super) fn prune(conn: &dyn Db, cutoff: i64) -> sql::Result<Pruned> {
@@ -74,56 +75,96 @@ pub(super) fn row(r: &Row) -> sql::Result<CallRow> {
 }
 
 pub(super) fn list(conn: &dyn Db, q: &ListQuery) -> sql::Result<Vec<CallRow>> {
-    // A campaign's calls are its attempts, which the campaigns' store keeps in the same
-    // database (`store::campaigns`); the clause is there only when asked for, so that a call
-    // log without the store's tables (its own tests) still lists.
-    let by_campaign = if q.campaign.is_some() {
-        "AND call_log_id IN (SELECT call_log_id FROM attempts WHERE campaign_id = ?11)"
-    } else {
-        "AND CAST(?11 AS TEXT) IS NULL"
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM calls
-         WHERE (CAST(?1 AS BIGINT) IS NULL OR seq < ?1)
-             AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
-             AND (CAST(?3 AS TEXT) IS NULL OR direction = ?3)
-             AND (?5 = 0 OR handoff IS NOT NULL)
-             AND (CAST(?6 AS TEXT) IS NULL OR from_number LIKE ?6 ESCAPE '\\'
-                 OR to_number LIKE ?6 ESCAPE '\\' OR caller_id LIKE ?6 ESCAPE '\\')
-             AND (CAST(?7 AS TEXT) IS NULL OR agent = ?7)
-             AND (CAST(?8 AS BIGINT) IS NULL OR created_at >= ?8)
-             AND (CAST(?9 AS BIGINT) IS NULL OR created_at < ?9)
-             AND (CAST(?10 AS TEXT) IS NULL OR call_log_id = ?10 OR call_sid = ?10)
-             {by_campaign}
-         ORDER BY seq DESC LIMIT ?4"
-    );
-    // A number's part, matched anywhere in the number: its `%` and `_` (never in a number,
-    // but a filter may hold them) are escaped with a backslash. A parameter first met in
-    // `IS NULL` is given its type (`CAST`): PostgreSQL cannot tell it otherwise.
-    let contains = q.number.as_ref().map(|n| {
-        let escaped = n
+    let mut filter = Filter::default();
+    if let Some(before) = q.before {
+        filter.add("seq < ?", &[Value::Int(before)]);
+    }
+    if let Some(status) = q.status {
+        filter.add("status = ?", &[status.as_str().to_value()]);
+    }
+    if let Some(direction) = q.direction {
+        filter.add("direction = ?", &[direction.as_str().to_value()]);
+    }
+    if q.handoff {
+        filter.add("handoff IS NOT NULL", &[]);
+    }
+    if let Some(number) = &q.number {
+        // A number's part, matched anywhere in the number: its `%` and `_` (never in a
+        // number, but a filter may hold them) are escaped with a backslash.
+        let escaped = number
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
-    conn.rows(
-        &sql,
-        params![
-            q.before,
-            q.status.map(Status::as_str),
-            q.direction.map(Direction::as_str),
-            q.limit as i64,
-            q.handoff,
-            contains,
-            q.agent,
-            q.since,
-            q.until,
-            q.id,
-            q.campaign
-        ],
-        row,
-    )
+        let like = Value::Text(format!("%{escaped}%"));
+        filter.add(
+            "(from_number LIKE ? ESCAPE '\\' OR to_number LIKE ? ESCAPE '\\' OR caller_id LIKE ? ESCAPE '\\')",
+            &[like.clone(), like.clone(), like],
+        );
+    }
+    if let Some(agent) = &q.agent {
+        filter.add("agent = ?", &[agent.to_value()]);
+    }
+    if let Some(since) = q.since {
+        filter.add("created_at >= ?", &[Value::Int(since)]);
+    }
+    if let Some(until) = q.until {
+        filter.add("created_at < ?", &[Value::Int(until)]);
+    }
+    if let Some(id) = &q.id {
+        filter.add(
+            "(call_log_id = ? OR call_sid = ?)",
+            &[id.to_value(), id.to_value()],
+        );
+    }
+    // A campaign's calls are its attempts, which the campaigns' store keeps in the same
+    // database (`store::campaigns`).
+    if let Some(campaign) = &q.campaign {
+        filter.add(
+            "call_log_id IN (SELECT call_log_id FROM attempts WHERE campaign_id = ?)",
+            &[campaign.to_value()],
+        );
+    }
+    filter.values.push(Value::Int(q.limit as i64));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM calls {} ORDER BY seq DESC LIMIT ?{}",
+        filter.clause(),
+        filter.values.len()
+    );
+    let params: Vec<&dyn ToValue> = filter.values.iter().map(|v| v as &dyn ToValue).collect();
+    conn.rows(&sql, &params, row)
+}
+
+/// A `WHERE` of only the conditions asked for, each with its numbered parameters: a query
+/// the database can plan for what is given (a page deep in the log walks the index from its
+/// cursor, not from the newest row).
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Filter {
+    /// `condition` with each `?` numbered in turn for `values`.
+    fn add(&mut self, condition: &str, values: &[Value]) {
+        let mut numbered = String::with_capacity(condition.len() + 8);
+        let mut next = self.values.len();
+        for c in condition.chars() {
+            numbered.push(c);
+            if c == '?' {
+                next += 1;
+                numbered.push_str(&next.to_string());
+            }
+        }
+        self.conditions.push(numbered);
+        self.values.extend_from_slice(values);
+    }
+
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            return String::new();
+        }
+        format!("WHERE {}", self.conditions.join(" AND "))
+    }
 }
 
 /// A call's transcript in the order it was written; `None` when there is no such call.
