@@ -1,4 +1,4 @@
-//! Delivering the outbox's events (`calls::log::outbox`) to the user's backend (`EVENTS_URL`),
+//! Delivering the outbox's events (`store::outbox`) to the user's backend (`EVENTS_URL`),
 //! signed the Standard Webhooks way: headers `webhook-id` (the event's, the same on every
 //! attempt), `webhook-timestamp` (Unix seconds) and `webhook-signature: v1,<base64 of the
 //! HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the base64 part of `EVENTS_SECRET`.
@@ -9,9 +9,9 @@
 //! passed since it was made (then `failed`, kept for `GET /events` and a retry by hand).
 //! Nothing here runs on a call's path: a receiver that is slow or down delays events only.
 
-use crate::calls::log::outbox::{self, StoredEvent};
 use crate::config::EventsConfig;
 use crate::metrics::{EventOutcome, Metrics};
+use crate::store::outbox::{self, StoredEvent};
 use crate::store::schema::Owner;
 use crate::store::sql::Db;
 use crate::store::Location;

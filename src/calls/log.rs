@@ -483,7 +483,6 @@ pub struct Pruned {
 
 mod events;
 pub mod live;
-pub mod outbox;
 mod recovery;
 mod rows;
 mod writer;

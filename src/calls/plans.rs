@@ -50,7 +50,7 @@ impl Plans {
                 customer: plan.customer.clone(),
                 agent: plan.agent.as_ref().map(|a| a.name.clone()),
             };
-            if let Err(e) = shared.publish_plan(id.as_str(), &stored) {
+            if let Err(e) = shared.publish_plan(id.as_str(), &stored, PLAN_TTL) {
                 crate::warn!("plan.not_shared", callLogId = id, error = e);
             }
         }

@@ -24,9 +24,7 @@ pub mod listen;
 
 pub use leases::LeaseRefused;
 
-/// The channel on which a call's end is announced (its callLogId), when the transaction that
-/// wrote it commits (`calls::log`'s writer).
-pub const CALL_ENDED: &str = "evb_call_ended";
+pub use crate::store::schema::CALL_ENDED;
 
 /// One piece of work for the thread, on its connection and with this instance's name.
 type Job = Box<dyn FnOnce(&dyn Db, &str) + Send>;

@@ -1,12 +1,12 @@
 //! `/events`: the events for the user's backend (`EVENTS_URL`) that have not been taken
-//! ([`crate::calls::log::outbox`]), guarded like `/call`. `GET /events?status=pending|failed`
+//! ([`crate::store::outbox`]), guarded like `/call`. `GET /events?status=pending|failed`
 //! lists them, oldest first; `POST /events/{id}/retry` sends one again now.
 
 use super::Answer;
-use crate::calls::log::outbox;
 use crate::calls::log::CallLog;
 use crate::calls::Refusal;
 use crate::http::{Params, Request, Response};
+use crate::store::outbox;
 
 /// Events listed at most.
 pub(crate) const MAX_LISTED: usize = 500;

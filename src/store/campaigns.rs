@@ -222,13 +222,7 @@ impl Store {
                         )?;
                         if outbox && to == "completed" && status != "completed" {
                             let data = serde_json::json!({"id": id, "name": name, "total": total});
-                            crate::calls::log::outbox::enqueue(
-                                tx,
-                                "campaign.completed",
-                                None,
-                                data,
-                                at,
-                            )?;
+                            super::outbox::enqueue(tx, "campaign.completed", None, data, at)?;
                         }
                     }
                 }

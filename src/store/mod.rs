@@ -11,6 +11,7 @@ use sql::{params, Db};
 use std::sync::mpsc;
 
 pub mod campaigns;
+pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "postgres")]
@@ -201,16 +202,16 @@ impl Store {
         })
     }
 
-    /// Takes or renews the lease `name` for `holder` until `lease` from now, if it is free,
+    /// Takes or renews the lease `name` for `holder` until `lease` after `now`, if it is free,
     /// lapsed or `holder`'s already; `false` when another holder has it.
     pub fn lead(
         &self,
         name: &'static str,
         holder: String,
+        now: i64,
         lease: std::time::Duration,
     ) -> Result<bool, String> {
         self.ask(move |conn| {
-            let now = crate::calls::log::now_ms();
             let until = now + lease.as_millis() as i64;
             conn.row(
                 "INSERT INTO leaders (name, holder, expires_at) VALUES (?1, ?2, ?4)

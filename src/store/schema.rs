@@ -34,6 +34,10 @@ pub enum Owner {
     Events,
 }
 
+/// PostgreSQL's channel on which a call's end is announced (its callLogId), when the
+/// transaction that wrote it commits (`calls::log`'s writer; `calls::shared::listen` hears it).
+pub const CALL_ENDED: &str = "evb_call_ended";
+
 /// SQLite's page cache for the call log, in KiB. Its default (2 MiB) fills as the call log
 /// grows and would be a fifth of the server's memory on a small board; the call log appends
 /// and looks up single rows, which the kernel's page cache serves as well.

@@ -55,7 +55,7 @@ impl Leadership {
         if now >= *next_renewal {
             *next_renewal = now + *lease / 6;
             let was = renewed.is_some();
-            match store.lead(DIALER, holder.clone(), *lease) {
+            match store.lead(DIALER, holder.clone(), crate::calls::log::now_ms(), *lease) {
                 Ok(true) => {
                     *renewed = Some(now);
                     if !was {

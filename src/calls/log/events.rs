@@ -169,7 +169,7 @@ impl EventWrite<'_> {
             .query(
                 &format!(
                     "SELECT pg_notify('{}', ?1)",
-                    crate::calls::shared::CALL_ENDED
+                    crate::store::schema::CALL_ENDED
                 ),
                 params![id],
             )
@@ -181,7 +181,7 @@ impl EventWrite<'_> {
         if !self.outbox {
             return Ok(());
         }
-        super::outbox::enqueue(self.conn, kind, Some(id), data, self.now)
+        crate::store::outbox::enqueue(self.conn, kind, Some(id), data, self.now)
     }
 
     /// An event carrying the call's row as it is now (and, for `call.ended`, its transcript's

@@ -55,11 +55,16 @@ impl Shared {
         })
     }
 
-    /// Writes the call's plan before its media can start anywhere. Waits.
-    pub fn publish_plan(&self, call_log_id: &str, plan: &StoredPlan) -> Result<(), String> {
+    /// Writes the call's plan, kept for `ttl`, before its media can start anywhere. Waits.
+    pub fn publish_plan(
+        &self,
+        call_log_id: &str,
+        plan: &StoredPlan,
+        ttl: Duration,
+    ) -> Result<(), String> {
         let id = call_log_id.to_owned();
         let plan = serde_json::to_string(plan).map_err(|e| e.to_string())?;
-        let expires_at = now_ms() + crate::calls::plans::PLAN_TTL.as_millis() as i64;
+        let expires_at = now_ms() + ttl.as_millis() as i64;
         self.ask(move |conn, _| {
             conn.execute(
                 "INSERT INTO call_plans (call_log_id, plan, expires_at) VALUES (?1, ?2, ?3)

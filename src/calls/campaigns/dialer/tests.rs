@@ -227,7 +227,7 @@ fn one_completion_event_on(at: &crate::store::Location) {
             .unwrap();
     }
     let conn = at.connect(crate::store::schema::Owner::Events).unwrap();
-    let events = crate::calls::log::outbox::list(conn.as_ref(), "pending", 10).unwrap();
+    let events = crate::store::outbox::list(conn.as_ref(), "pending", 10).unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, "campaign.completed");
     let body: serde_json::Value = serde_json::from_str(&events[0].body).unwrap();

@@ -6,7 +6,7 @@
 //! An event's body is `{"type", "timestamp", "data"}`; its `id` (`msg_…`) is the Standard
 //! Webhooks `webhook-id`, the same on every attempt.
 
-use crate::store::sql::{self, params, Db, Row};
+use super::sql::{self, params, Db, Row};
 
 /// What events a call's changes make, in the writer's transaction.
 pub(crate) fn enqueue(
@@ -18,7 +18,7 @@ pub(crate) fn enqueue(
 ) -> sql::Result<()> {
     let body = serde_json::json!({
         "type": kind,
-        "timestamp": super::iso_8601(now),
+        "timestamp": iso_8601(now),
         "data": data,
     });
     conn.execute(
@@ -27,6 +27,14 @@ pub(crate) fn enqueue(
         params![new_id(), kind, call_log_id, body.to_string(), now],
     )
     .map(drop)
+}
+
+/// Unix milliseconds as ISO 8601 in UTC, as the logs write it.
+fn iso_8601(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let mut out = String::with_capacity(24);
+    crate::log::write_utc_timestamp(&mut out, at);
+    out
 }
 
 /// `msg_` and 22 random characters: the event's id on every attempt.
