@@ -461,3 +461,60 @@ fn the_guides_backup_command_dumps_every_table_as_written() {
         );
     }
 }
+
+#[test]
+fn a_handoff_made_on_one_instance_is_answered_by_the_other_s_passthru() {
+    use exotel_voicebot::media::audio::speech_like;
+    use exotel_voicebot::sim::{run_call, CallPlan, Connect};
+    let Some(pg) = Cluster::start("handoff-elsewhere") else {
+        return;
+    };
+    let fake = FakeExotel::start(Behaviour::Accept { sid: "CA-h".into() });
+    let env = instance_env(&pg, &fake, &[("HANDOFF_DTMF", "5")]);
+    let env = as_pairs(&env);
+    let (a, b) = (Server::start(&env), Server::start(&env));
+    // The webhook on the first instance, the media on the second, where the caller presses 5.
+    let path = a.media_path("CA-hand-1");
+    let mut plan = CallPlan::new(a.addr, speech_like(8000, 1000, 3));
+    plan.connect = Connect::Url(format!("ws://{}{path}", b.addr));
+    plan.call_sid = "CA-hand-1".into();
+    plan.dtmf = "5".into();
+    plan.check_echo = false;
+    plan.tail_ms = 1500;
+    let report = run_call(&plan);
+    assert!(report.is_clean(), "{report:?}");
+    // Exotel's Passthru after the stream reaches the first instance.
+    let query = format!(
+        "CallSid=CA-hand-1&CustomField={}&Stream%5BStatus%5D=completed&Stream%5BDisconnectedBy%5D=bot",
+        report.call_log_id
+    );
+    let answer = support::request(
+        a.addr,
+        "GET",
+        &format!("/api/v1/exotel/passthru?{query}"),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "the handoff answer: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["reason"], "dtmf");
+    // The same Passthru under another CallSid learns nothing of the call.
+    let wrong = query.replace("CallSid=CA-hand-1", "CallSid=CA-other");
+    let refused = support::request(
+        a.addr,
+        "GET",
+        &format!("/api/v1/exotel/passthru?{wrong}"),
+        &[],
+        b"",
+    );
+    assert_eq!(refused.status, 302, "no handoff for another CallSid");
+    let row = json_when(&a, &format!("/calls/{}", report.call_log_id), |r| {
+        !r["handoffAnswer"].is_null()
+    });
+    assert_eq!(row["handoff"], "dtmf", "{row}");
+    assert_eq!(row["handoffAnswer"], 200, "{row}");
+}

@@ -93,11 +93,28 @@ struct Table {
 #[derive(Default)]
 pub struct Handoffs {
     table: Mutex<Table>,
+    /// On PostgreSQL, each stream's end is also written for the other instances: Exotel's
+    /// Passthru may reach any of them.
+    shared: Option<super::shared::Shared>,
 }
 
 impl Handoffs {
+    pub fn shared(shared: Option<super::shared::Shared>) -> Handoffs {
+        Handoffs {
+            shared,
+            ..Handoffs::default()
+        }
+    }
+
     /// A call's stream ended, handing off or not.
     pub fn stream_ended(&self, id: &CallLogId, call_sid: Option<&str>, handoff: Option<String>) {
+        if let Some(shared) = &self.shared {
+            shared.publish_stream_end(super::shared::grants::StreamEnded {
+                call_log_id: id.as_str().to_owned(),
+                call_sid: call_sid.filter(|s| !s.is_empty()).map(str::to_owned),
+                handoff: handoff.clone(),
+            });
+        }
         let now = Instant::now();
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if t.swept
@@ -143,6 +160,47 @@ impl Handoffs {
             id,
         })
     }
+
+    /// As [`Handoffs::find`], for a call whose stream ended on another instance (PostgreSQL):
+    /// its end is asked of the database, for up to [`ELSEWHERE_WAIT`] while that instance's
+    /// write is on its way. Waits (a coroutine parks).
+    pub fn find_elsewhere(&self, call_log_id: Option<&str>, call_sid: Option<&str>) -> Lookup {
+        let Some(shared) = &self.shared else {
+            return Lookup::Unknown;
+        };
+        let deadline = Instant::now() + ELSEWHERE_WAIT;
+        loop {
+            match shared.stream_end(call_log_id, call_sid) {
+                Ok(Some(ended)) => return elsewhere(ended, call_sid),
+                Ok(None) if Instant::now() < deadline => {
+                    may::coroutine::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => return Lookup::Unknown,
+                Err(e) => {
+                    crate::warn!("passthru.shared_unknown", error = e);
+                    return Lookup::Unknown;
+                }
+            }
+        }
+    }
+}
+
+/// How long a Passthru waits for another instance's word on how the stream ended: the stream
+/// ends before Exotel asks, and its end is written a few milliseconds after.
+pub const ELSEWHERE_WAIT: Duration = Duration::from_secs(1);
+
+/// A stream's end from the database, judged as [`Handoffs::find`] judges its own.
+fn elsewhere(ended: super::shared::grants::StreamEnded, call_sid: Option<&str>) -> Lookup {
+    let Ok(id) = CallLogId::parse(&ended.call_log_id) else {
+        return Lookup::Unknown;
+    };
+    if ended.call_sid.is_some() && ended.call_sid.as_deref() != call_sid {
+        return Lookup::WrongCallSid(id);
+    }
+    Lookup::Found(Ended {
+        handoff: ended.handoff,
+        id,
+    })
 }
 
 #[cfg(test)]

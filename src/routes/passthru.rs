@@ -31,10 +31,12 @@ pub(super) fn answer_passthru(app: &App, request: &Request) -> Response {
     if hook.event_type.as_deref() == Some("stream-start") {
         return stream_start(app, &hook);
     }
-    let found = match app
-        .handoffs
-        .find(hook.custom_field.as_deref(), hook.call_sid.as_deref())
-    {
+    let (custom_field, call_sid) = (hook.custom_field.as_deref(), hook.call_sid.as_deref());
+    let lookup = match app.handoffs.find(custom_field, call_sid) {
+        Lookup::Unknown => app.handoffs.find_elsewhere(custom_field, call_sid),
+        known => known,
+    };
+    let found = match lookup {
         Lookup::Found(ended) => Some(ended),
         Lookup::WrongCallSid(id) => return not_about_the_call(app, &hook, &id),
         Lookup::Unknown => None,

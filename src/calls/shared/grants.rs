@@ -98,6 +98,56 @@ impl Shared {
     }
 }
 
+/// How a call's stream ended, as the instance that ran it wrote it (`stream_ends`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnded {
+    pub call_log_id: String,
+    pub call_sid: Option<String>,
+    pub handoff: Option<String>,
+}
+
+impl Shared {
+    /// Writes how the call's stream ended, for a Passthru that another instance answers.
+    /// Never waits (a media loop calls it).
+    pub fn publish_stream_end(&self, ended: StreamEnded) {
+        self.tell("stream end", move |conn, _| {
+            conn.execute(
+                "INSERT INTO stream_ends (call_log_id, call_sid, handoff, ended_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (call_log_id) DO UPDATE SET call_sid = excluded.call_sid,
+                     handoff = excluded.handoff, ended_at = excluded.ended_at",
+                params![ended.call_log_id, ended.call_sid, ended.handoff, now_ms()],
+            )
+            .map(drop)
+        });
+    }
+
+    /// How the stream of the call named (by callLogId, else CallSid) ended on any instance,
+    /// if it has. Waits.
+    pub fn stream_end(
+        &self,
+        call_log_id: Option<&str>,
+        call_sid: Option<&str>,
+    ) -> Result<Option<StreamEnded>, String> {
+        let (id, sid) = (call_log_id.map(str::to_owned), call_sid.map(str::to_owned));
+        self.ask(move |conn, _| {
+            conn.row(
+                "SELECT call_log_id, call_sid, handoff FROM stream_ends
+                 WHERE call_log_id = ?1 OR (CAST(?1 AS TEXT) IS NULL AND call_sid = ?2)
+                 ORDER BY ended_at DESC LIMIT 1",
+                params![id, sid],
+                |r| {
+                    Ok(StreamEnded {
+                        call_log_id: r.get(0)?,
+                        call_sid: r.get(1)?,
+                        handoff: r.get(2)?,
+                    })
+                },
+            )
+        })
+    }
+}
+
 fn adopt(conn: &dyn Db, holder: &str, token: &str) -> sql::Result<Option<Adopted>> {
     let now = now_ms();
     let grant = conn.row(

@@ -116,6 +116,10 @@ const STEPS: [(i32, &str); SCHEMA_VERSION as usize] = [
          CREATE INDEX media_grants_call ON media_grants(call_log_id);
          CREATE INDEX media_grants_expiry ON media_grants(expires_at);
          CREATE INDEX call_history_at ON call_history(at);
+         CREATE TABLE stream_ends (
+             call_log_id TEXT PRIMARY KEY, call_sid TEXT, handoff TEXT, ended_at BIGINT NOT NULL
+         );
+         CREATE INDEX stream_ends_call_sid ON stream_ends(call_sid);
          CREATE TABLE leaders (
              name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL
          );
