@@ -125,6 +125,25 @@ impl App {
         Ok(self.media_url(&token, call_log_id))
     }
 
+    /// Another instance changed what every instance keeps in memory (`store::tell_instances`):
+    /// `dnc±NUMBER`, `dnc`, `phones` or `agents`; `None` when anything may have (the listener
+    /// connected anew).
+    pub fn stored_changed_elsewhere(&self, what: Option<&str>) {
+        match what {
+            Some(change) if change.starts_with("dnc") => {
+                self.dnc.changed_elsewhere(&change[3..]);
+            }
+            Some("phones") => self.phones.changed_elsewhere(),
+            Some("agents") => self.agents.changed_elsewhere(),
+            Some(_) => {}
+            None => {
+                self.dnc.changed_elsewhere("");
+                self.phones.changed_elsewhere();
+                self.agents.changed_elsewhere();
+            }
+        }
+    }
+
     /// On PostgreSQL, the token written where every instance finds it, before its URL leaves.
     fn publish_grant(
         &self,

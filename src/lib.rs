@@ -293,7 +293,13 @@ pub fn start(
     app.media_loops.start(&app, loops, rest)?;
     calls::watchdog::start(app.slots.clone(), app.call_log.clone(), app.shared.clone());
     #[cfg(feature = "postgres")]
-    calls::shared::listen::listen(&app.config.database, app.slots.clone());
+    {
+        let changed = {
+            let app = app.clone();
+            move |what: Option<&str>| app.stored_changed_elsewhere(what)
+        };
+        calls::shared::listen::listen(&app.config.database, app.slots.clone(), Box::new(changed));
+    }
     app.campaigns.start_dialer(
         Arc::new(calls::place::ServerTelephony(app.clone())),
         app.shared.as_ref(),

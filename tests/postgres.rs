@@ -518,3 +518,80 @@ fn a_handoff_made_on_one_instance_is_answered_by_the_other_s_passthru() {
     assert_eq!(row["handoff"], "dtmf", "{row}");
     assert_eq!(row["handoffAnswer"], 200, "{row}");
 }
+
+/// `done(status)` of `ask()` within 10 s.
+fn status_when(ask: impl Fn() -> u16, done: impl Fn(u16) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = ask();
+        if done(status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_do_not_call_list_phones_and_agents_changed_on_one_instance_hold_on_the_other() {
+    let Some(pg) = Cluster::start("stored-changed") else {
+        return;
+    };
+    let fake = FakeExotel::start(Behaviour::Accept { sid: "CA-s".into() });
+    let env = instance_env(&pg, &fake, &[]);
+    let env = as_pairs(&env);
+    let (a, b) = (Server::start(&env), Server::start(&env));
+    let call = |s: &Server, to: &str, from: Option<&str>| {
+        let from = from.map_or(String::new(), |f| format!(r#", "from": "{f}""#));
+        s.post_json("/call", &format!(r#"{{"to": "{to}"{from}}}"#))
+            .status
+    };
+
+    // A number listed on the first instance is never dialed by the second.
+    let listed = a.post_json("/dnc", r#"{"numbers": ["+919812345678"]}"#);
+    assert_eq!(
+        listed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    status_when(
+        || call(&b, "+919812345678", None),
+        |s| s == 403,
+        "listed on the other",
+    );
+    // And taken off there, it may be called here again.
+    let removed = support::request(b.addr, "DELETE", "/dnc/+919812345678", &[], b"");
+    assert_eq!(
+        removed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&removed.body)
+    );
+    status_when(
+        || call(&a, "+919812345678", None),
+        |s| s == 200,
+        "unlisted on the other",
+    );
+
+    // A phone added on one instance places calls from the other.
+    let phone = format!(
+        r#"{{"number": "08047112277", "apiKey": "k3", "apiToken": "t3", "sid": "s3", "apiBaseUrl": "{}"}}"#,
+        fake.base_url()
+    );
+    assert_eq!(a.post_json("/phones", &phone).status, 201);
+    status_when(
+        || call(&b, "+919876543210", Some("08047112277")),
+        |s| s == 200,
+        "the phone",
+    );
+
+    // An agent added on one instance answers on the other.
+    let agent = r#"{"name": "frontdesk", "bot": "echo"}"#;
+    assert_eq!(b.post_json("/agents", agent).status, 201);
+    status_when(
+        || a.get("/agents/frontdesk").status,
+        |s| s == 200,
+        "the agent",
+    );
+}

@@ -48,6 +48,31 @@ impl DoNotCall {
         }
     }
 
+    /// Another instance changed the list (`store::tell_instances`): `+NUMBER` or `-NUMBER`
+    /// applied here, anything else read again whole.
+    pub fn changed_elsewhere(&self, change: &str) {
+        let one = |n: &str| PhoneNumber::parse(n).ok().map(|n| n.key());
+        let mut numbers = self.numbers.write().unwrap_or_else(|p| p.into_inner());
+        match (change.chars().next(), change.get(1..).and_then(one)) {
+            (Some('+'), Some(key)) => {
+                numbers.insert(key);
+            }
+            (Some('-'), Some(key)) => {
+                numbers.remove(&key);
+            }
+            _ => {
+                drop(numbers);
+                match self.store.dnc_numbers() {
+                    Ok(all) => {
+                        let keys = all.iter().filter_map(|n| one(n)).collect();
+                        *self.numbers.write().unwrap_or_else(|p| p.into_inner()) = keys;
+                    }
+                    Err(e) => crate::error!("dnc.reload_failed", error = e),
+                }
+            }
+        }
+    }
+
     /// Whether `number` must not be dialed.
     pub fn contains(&self, number: &PhoneNumber) -> bool {
         self.numbers

@@ -176,6 +176,20 @@ impl Phones {
         }
     }
 
+    /// Another instance changed the phones: read again.
+    pub fn changed_elsewhere(&self) {
+        match self.store.phones() {
+            Ok(phones) => {
+                let lines = phones
+                    .into_iter()
+                    .map(|p| (p.number.clone(), Line::from_phone(p, self.timeout)))
+                    .collect();
+                *self.by_number.write().unwrap_or_else(|p| p.into_inner()) = lines;
+            }
+            Err(e) => crate::error!("phones.reload_failed", error = e),
+        }
+    }
+
     /// The line of the phone with this number, in any spelling.
     pub fn line(&self, number: &PhoneNumber) -> Option<Line> {
         self.by_number

@@ -158,20 +158,30 @@ impl Store {
 
     /// Adds numbers to the do-not-call list; answers how many were new. Coroutine-safe.
     pub fn dnc_add(&self, numbers: Vec<String>, at_ms: i64) -> Result<usize, String> {
-        self.ask(move |conn| dnc_add(conn, &numbers, at_ms))
+        self.ask(move |conn| {
+            let added = dnc_add(conn, &numbers, at_ms)?;
+            match numbers.as_slice() {
+                [one] => tell_instances(conn, &format!("dnc+{one}")),
+                _ => tell_instances(conn, "dnc"),
+            }
+            .map(|()| added)
+        })
     }
 
     /// Writes `phone`; with `create`, only if no phone has its number (`Ok(false)` then).
     /// Coroutine-safe.
     pub fn phone_put(&self, phone: Phone, create: bool) -> Result<bool, String> {
-        self.ask(move |conn| phone_put(conn, &phone, create))
+        self.ask(move |conn| {
+            let written = phone_put(conn, &phone, create)?;
+            tell_instances(conn, "phones").map(|()| written)
+        })
     }
 
     /// Deletes the phone with this number; `false` when there was none. Coroutine-safe.
     pub fn phone_remove(&self, number: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.execute("DELETE FROM phones WHERE number = ?1", params![number])
-                .map(|n| n > 0)
+            let gone = conn.execute("DELETE FROM phones WHERE number = ?1", params![number])?;
+            tell_instances(conn, "phones").map(|()| gone > 0)
         })
     }
 
@@ -190,15 +200,15 @@ impl Store {
                 &format!("INSERT INTO agents (name, bot, url, headers, greeting, handoff, protocol, realtime, api_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (name) {on_conflict}"),
                 params![agent.name, agent.bot, agent.url, agent.headers, agent.greeting, agent.handoff, agent.protocol, agent.realtime, agent.api_key],
             )
-            .map(|n| n > 0)
+            .and_then(|n| tell_instances(conn, "agents").map(|()| n > 0))
         })
     }
 
     /// Deletes the agent with this name; `false` when there was none.
     pub fn agent_remove(&self, name: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.execute("DELETE FROM agents WHERE name = ?1", params![name])
-                .map(|n| n > 0)
+            let gone = conn.execute("DELETE FROM agents WHERE name = ?1", params![name])?;
+            tell_instances(conn, "agents").map(|()| gone > 0)
         })
     }
 
@@ -229,16 +239,58 @@ impl Store {
     /// Takes a number off the list; `false` when it was not on it. Coroutine-safe.
     pub fn dnc_remove(&self, number: String) -> Result<bool, String> {
         self.ask(move |conn| {
-            conn.execute("DELETE FROM dnc WHERE number = ?1", params![number])
-                .map(|n| n > 0)
+            let gone = conn.execute("DELETE FROM dnc WHERE number = ?1", params![number])?;
+            tell_instances(conn, &format!("dnc-{number}")).map(|()| gone > 0)
         })
+    }
+}
+
+/// On PostgreSQL, tells every instance (`NOTIFY` on [`schema::STORED_CHANGED`], delivered
+/// when the write commits) that what it keeps in memory changed: `dnc+NUMBER`, `dnc-NUMBER`,
+/// `dnc` (many numbers), `phones` or `agents`.
+fn tell_instances(conn: &dyn Db, what: &str) -> sql::Result<()> {
+    if conn.backend() != sql::Backend::Postgres {
+        return Ok(());
+    }
+    conn.query(
+        &format!("SELECT pg_notify('{}', ?1)", schema::STORED_CHANGED),
+        params![what],
+    )
+    .map(drop)
+}
+
+impl Store {
+    /// The do-not-call list, read again (another instance changed it). Waits.
+    pub fn dnc_numbers(&self) -> Result<Vec<String>, String> {
+        self.ask(load_dnc)
+    }
+
+    /// The phones, read again. Waits.
+    pub fn phones(&self) -> Result<Vec<Phone>, String> {
+        self.ask(load_phones)
+    }
+
+    /// The agents, read again. Waits.
+    pub fn agents(&self) -> Result<Vec<StoredAgent>, String> {
+        self.ask(load_agents)
     }
 }
 
 /// What the server keeps in memory from the store.
 fn load(conn: &dyn Db) -> sql::Result<Loaded> {
-    let dnc = conn.rows("SELECT number FROM dnc", params![], |r| r.get(0))?;
-    let phones = conn.rows(
+    Ok(Loaded {
+        dnc: load_dnc(conn)?,
+        phones: load_phones(conn)?,
+        agents: load_agents(conn)?,
+    })
+}
+
+fn load_dnc(conn: &dyn Db) -> sql::Result<Vec<String>> {
+    conn.rows("SELECT number FROM dnc", params![], |r| r.get(0))
+}
+
+fn load_phones(conn: &dyn Db) -> sql::Result<Vec<Phone>> {
+    conn.rows(
         &format!("SELECT {PHONE_COLUMNS} FROM phones ORDER BY number"),
         params![],
         |r| {
@@ -254,8 +306,11 @@ fn load(conn: &dyn Db) -> sql::Result<Loaded> {
                 agent: r.get(8)?,
             })
         },
-    )?;
-    let agents = conn.rows(
+    )
+}
+
+fn load_agents(conn: &dyn Db) -> sql::Result<Vec<StoredAgent>> {
+    conn.rows(
         "SELECT name, bot, url, headers, greeting, handoff, protocol, realtime, api_key
          FROM agents ORDER BY name",
         params![],
@@ -272,12 +327,7 @@ fn load(conn: &dyn Db) -> sql::Result<Loaded> {
                 api_key: r.get(8)?,
             })
         },
-    )?;
-    Ok(Loaded {
-        dnc,
-        phones,
-        agents,
-    })
+    )
 }
 
 const PHONE_COLUMNS: &str =

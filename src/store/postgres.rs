@@ -142,26 +142,36 @@ pub fn numbered_dollars(sql: &str) -> String {
     out
 }
 
-/// A connection of its own that listens on one channel (`LISTEN`), connecting again (and
+/// A connection of its own that listens on some channels (`LISTEN`), connecting again (and
 /// listening again) after a lost connection: notifications sent meanwhile are lost, which is
-/// why its users also poll.
+/// why its users also look for themselves after each (re)connection ([`Heard::connected`]).
 pub struct Listener {
     url: String,
-    channel: String,
+    channels: Vec<String>,
     client: Option<postgres::Client>,
 }
 
+/// What one wait heard.
+#[derive(Debug, Default)]
+pub struct Heard {
+    /// The connection is new: anything announced before it was missed.
+    pub connected: bool,
+    /// Each notification's channel and payload, in order.
+    pub notifications: Vec<(String, String)>,
+}
+
 impl Listener {
-    pub fn new(url: &str, channel: &str) -> Listener {
+    pub fn new(url: &str, channels: &[&str]) -> Listener {
         Listener {
             url: url.to_owned(),
-            channel: channel.to_owned(),
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
             client: None,
         }
     }
 
-    /// The payloads that arrive within `wait` (none when it passes quietly).
-    pub fn wait(&mut self, wait: Duration) -> Result<Vec<String>> {
+    /// What arrives within `wait` (nothing when it passes quietly).
+    pub fn wait(&mut self, wait: Duration) -> Result<Heard> {
+        let mut heard = Heard::default();
         if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
             let mut config: postgres::Config = self
                 .url
@@ -169,11 +179,14 @@ impl Listener {
                 .map_err(|e| Error::other(format!("DATABASE_URL: {e}")))?;
             config.connect_timeout(CONNECT_TIMEOUT);
             let mut client = config.connect(super::postgres_tls::Rustls::new())?;
-            client.batch_execute(&format!("LISTEN {}", self.channel))?;
+            for channel in &self.channels {
+                client.batch_execute(&format!("LISTEN {channel}"))?;
+            }
             self.client = Some(client);
+            heard.connected = true;
         }
         let client = self.client.as_mut().expect("connected above");
-        let heard = {
+        let payloads_or = {
             use postgres::fallible_iterator::FallibleIterator as _;
             let mut notifications = client.notifications();
             let mut payloads = Vec::new();
@@ -182,17 +195,23 @@ impl Listener {
             let mut patience = wait;
             loop {
                 match notifications.timeout_iter(patience).next() {
-                    Ok(Some(n)) => payloads.push(n.payload().to_owned()),
+                    Ok(Some(n)) => payloads.push((n.channel().to_owned(), n.payload().to_owned())),
                     Ok(None) => break Ok(payloads),
                     Err(e) => break Err(e),
                 }
                 patience = Duration::ZERO;
             }
         };
-        if heard.is_err() {
-            self.client = None;
+        match payloads_or {
+            Ok(notifications) => {
+                heard.notifications = notifications;
+                Ok(heard)
+            }
+            Err(e) => {
+                self.client = None;
+                Err(e.into())
+            }
         }
-        heard.map_err(Error::from)
     }
 }
 

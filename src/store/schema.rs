@@ -38,6 +38,10 @@ pub enum Owner {
 /// transaction that wrote it commits (`calls::log`'s writer; `calls::shared::listen` hears it).
 pub const CALL_ENDED: &str = "evb_call_ended";
 
+/// PostgreSQL's channel on which a change to what every instance keeps in memory (the
+/// do-not-call list, phones, agents) is announced (`store::tell_instances`).
+pub const STORED_CHANGED: &str = "evb_stored_changed";
+
 /// SQLite's page cache for the call log, in KiB. Its default (2 MiB) fills as the call log
 /// grows and would be a fifth of the server's memory on a small board; the call log appends
 /// and looks up single rows, which the kernel's page cache serves as well.

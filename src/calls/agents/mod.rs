@@ -175,6 +175,25 @@ impl Agents {
         agents
     }
 
+    /// Another instance changed the agents: read again (an agent that does not build here, a
+    /// greeting file on another instance's disk, is left out and said in the log).
+    pub fn changed_elsewhere(&self) {
+        let stored = match self.store.agents() {
+            Ok(stored) => stored,
+            Err(e) => return crate::error!("agents.reload_failed", error = e),
+        };
+        let mut fresh = BTreeMap::new();
+        for s in stored {
+            match self.build(s.clone()) {
+                Ok(agent) => {
+                    fresh.insert(agent.name.clone(), Arc::new(agent));
+                }
+                Err(e) => crate::error!("agent.unreadable", agent = s.name, error = e),
+            }
+        }
+        *self.by_name.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
     /// The agent with this name, as it is now.
     pub fn get(&self, name: &str) -> Option<Arc<Agent>> {
         self.by_name

@@ -5,9 +5,13 @@
 
 use super::{now_ms, CALL_ENDED};
 use crate::store::schema::Owner;
+use crate::store::schema::STORED_CHANGED;
 use crate::store::sql::{params, Db};
 use crate::store::Location;
 use std::time::{Duration, Instant};
+
+/// What to do when another instance changed what every instance keeps in memory.
+pub type StoredChanged = Box<dyn Fn(Option<&str>) + Send>;
 
 /// How often the listener also looks for calls that ended meanwhile, in case a notification
 /// was lost (a reconnect).
@@ -16,11 +20,19 @@ pub const POLL_EVERY: Duration = Duration::from_secs(5);
 /// Starts the thread that hears of calls ended by another instance (a status callback, a
 /// Passthru or Exotel's call details taken up there) and gives back their slots here: at once
 /// through `NOTIFY`, and by looking at the calls' history every [`POLL_EVERY`] as a backstop.
-pub fn listen(at: &Location, slots: std::sync::Arc<crate::calls::slots::Slots>) {
+///
+/// It also hears of changes other instances made to what every instance keeps in memory (the
+/// do-not-call list, phones, agents), and hands each to `stored_changed` (`None`: everything
+/// may have changed, after a (re)connection).
+pub fn listen(
+    at: &Location,
+    slots: std::sync::Arc<crate::calls::slots::Slots>,
+    stored_changed: StoredChanged,
+) {
     let Location::Postgres(url) = at else {
         return;
     };
-    let mut listener = crate::store::postgres::Listener::new(url, CALL_ENDED);
+    let mut listener = crate::store::postgres::Listener::new(url, &[CALL_ENDED, STORED_CHANGED]);
     // Listening before the server takes its first request: a call ended elsewhere from then
     // on is heard.
     if let Err(e) = listener.wait(Duration::ZERO) {
@@ -33,7 +45,23 @@ pub fn listen(at: &Location, slots: std::sync::Arc<crate::calls::slots::Slots>) 
             let mut poll = Poll::new(at);
             loop {
                 match listener.wait(POLL_EVERY) {
-                    Ok(ids) => ended(&slots, ids.iter().map(String::as_str), "notified"),
+                    Ok(heard) => {
+                        if heard.connected {
+                            stored_changed(None);
+                        }
+                        // A large upload announces itself once per batch: read once.
+                        let mut applied: Vec<&str> = Vec::new();
+                        for (channel, payload) in &heard.notifications {
+                            match channel.as_str() {
+                                STORED_CHANGED if applied.contains(&payload.as_str()) => {}
+                                STORED_CHANGED => {
+                                    stored_changed(Some(payload));
+                                    applied.push(payload);
+                                }
+                                _ => ended(&slots, [payload.as_str()].into_iter(), "notified"),
+                            }
+                        }
+                    }
                     Err(e) => {
                         crate::warn!("shared.listen_failed", error = e);
                         std::thread::sleep(Duration::from_secs(1));
