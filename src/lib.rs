@@ -77,6 +77,7 @@ pub mod console;
 pub mod descriptors;
 pub(crate) mod events;
 pub mod exotel;
+#[cfg(feature = "sim")]
 pub mod fuzzing;
 pub mod http;
 pub mod media;

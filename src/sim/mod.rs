@@ -12,16 +12,27 @@
 //! TLS load streams on the coroutines); it talks to loopback addresses only. [`wire`] is the
 //! in-memory socket for driving a session without one.
 
+#[cfg(feature = "sim")]
 pub mod bot;
+#[cfg(feature = "sim")]
 pub mod caller;
 pub mod client;
+#[cfg(feature = "sim")]
 pub mod fake_exotel;
+#[cfg(feature = "sim")]
 pub mod passthru;
+#[cfg(feature = "sim")]
 pub mod realtime_service;
+#[cfg(feature = "sim")]
 pub mod report;
+#[cfg(feature = "sim")]
 pub mod streams;
+#[cfg(feature = "sim")]
 pub mod twilio_bot;
+#[cfg(feature = "sim")]
 pub mod wire;
 
+#[cfg(feature = "sim")]
 pub use caller::{run_call, CallPlan, CallReport, Connect, EndedBy, Event};
+#[cfg(feature = "sim")]
 pub use report::{run_load, LoadReport};
