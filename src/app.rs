@@ -125,6 +125,21 @@ impl App {
         Ok(self.media_url(&token, call_log_id))
     }
 
+    /// The account that placed or took a call, by its numbers: a phone of `/phones` among
+    /// them, else the environment's line.
+    pub fn account_of(
+        &self,
+        orphan: &crate::calls::log::Orphan,
+    ) -> Option<std::sync::Arc<crate::exotel::ExotelClient>> {
+        let phone = orphan.numbers.iter().flatten().find_map(|n| {
+            let number = crate::calls::PhoneNumber::parse(n).ok()?;
+            self.phones.line(&number)
+        });
+        phone
+            .or_else(|| self.default_line.as_ref().ok().cloned())
+            .map(|line| line.account)
+    }
+
     /// Another instance changed what every instance keeps in memory (`store::tell_instances`):
     /// `dnc±NUMBER`, `dnc`, `phones` or `agents`; `None` when anything may have (the listener
     /// connected anew).

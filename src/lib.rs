@@ -292,7 +292,19 @@ pub fn start(
     warn_about_setup(&app);
     let (loops, rest) = (app.config.media_loops, app.config.media_loop_rest);
     app.media_loops.start(&app, loops, rest)?;
-    calls::watchdog::start(app.slots.clone(), app.call_log.clone(), app.shared.clone());
+    let orphans = app.shared.as_ref().map(|shared| {
+        let accounts = {
+            let app = app.clone();
+            move |orphan: &calls::log::Orphan| app.account_of(orphan)
+        };
+        calls::orphans::Orphans::new(shared.lease, Box::new(accounts))
+    });
+    calls::watchdog::start(
+        app.slots.clone(),
+        app.call_log.clone(),
+        app.shared.clone(),
+        orphans,
+    );
     #[cfg(feature = "postgres")]
     {
         let changed = {

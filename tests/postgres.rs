@@ -387,19 +387,25 @@ fn a_dead_instances_calls_are_settled_and_its_slots_come_back_when_its_leases_la
     assert_eq!(b.get(&format!("/calls/{id}")).json()["status"], "initiated");
     assert_eq!(call_from(&b, None), 429, "the one slot is the live call's");
 
-    // The first dies: its lease lapses (3 s), its call is settled by the survivor, and its
-    // slot is free again, not before the lease's end.
+    // The first dies, and the call ends at Exotel meanwhile (its callback went to the dead
+    // instance). Its lease lapses (3 s); the survivor asks Exotel about the call, closes its
+    // row from the answer, and the slot is free again, not before the lease's end.
+    fake.set_call_status("CA-lost", "completed");
     let killed_at = Instant::now();
     let _ = a.kill_9();
-    let row = json_when(&b, &format!("/calls/{id}"), |r| {
-        r["status"] == "interrupted"
-    });
-    assert_eq!(row["endReason"], "instance-lost", "{row}");
+    let row = json_when(&b, &format!("/calls/{id}"), |r| r["status"] == "completed");
+    assert_eq!(row["durationS"], 7, "Exotel's duration: {row}");
     assert!(
         killed_at.elapsed() >= Duration::from_secs(2),
         "settled before the lease lapsed"
     );
-    b.wait_for_log(&["calllog.instance_lost", "calls=1"]);
+    b.wait_for_log(&["call.settled_elsewhere", &id]);
+    let asked = fake
+        .received()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/Calls/CA-lost"))
+        .count();
+    assert_eq!(asked, 1, "asked once");
     let deadline = Instant::now() + Duration::from_secs(10);
     while call_from(&b, None) != 200 {
         assert!(

@@ -303,8 +303,9 @@ enum Op {
     /// Deletes ended calls created before this time (ms since the epoch); answers the
     /// recordings they held.
     Prune(i64, mpsc::Sender<Result<Pruned, String>>),
-    /// On PostgreSQL: interrupts live calls created before this time that no instance holds.
-    SettleOrphans(i64),
+    /// On PostgreSQL: live calls created before this time that no instance holds (at most so
+    /// many).
+    Orphans(i64, usize, mpsc::Sender<Result<Vec<Orphan>, String>>),
 }
 
 /// The handle coroutines use. Cloning shares the writer.
@@ -348,7 +349,7 @@ impl CallLog {
             .connect(schema::Owner::CallLog)
             .map_err(|e| format!("{at}: {e}"))?;
         // One instance alone owns every live row; among several, another's live calls are
-        // theirs (a dead one's are found by `settle_orphans`).
+        // theirs (a dead one's are settled by `calls::orphans`).
         let alone = at.sqlite_path().is_some();
         let interrupted = schema::prepare(conn.as_ref())
             .and_then(|()| match alone {
@@ -443,14 +444,19 @@ impl CallLog {
             .map_err(|_| "the call log is closed".to_string())?
     }
 
-    /// On PostgreSQL, marks `interrupted` the live calls created before `cutoff` whose slot no
-    /// instance holds any more (their instance died). Never waits.
-    pub fn settle_orphans(&self, cutoff: SystemTime) {
+    /// On PostgreSQL, the live calls created before `cutoff` whose slot no instance holds any
+    /// more (their instance died), at most `limit`. Blocks: call it from a thread.
+    pub fn orphans(&self, cutoff: SystemTime, limit: usize) -> Result<Vec<Orphan>, String> {
         let cutoff_ms = cutoff
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let _ = self.ops.send(Op::SettleOrphans(cutoff_ms));
+        let (tx, rx) = mpsc::channel();
+        self.ops
+            .send(Op::Orphans(cutoff_ms, limit, tx))
+            .map_err(|_| "the call log is closed")?;
+        rx.recv()
+            .map_err(|_| "the call log is closed".to_string())?
     }
 
     /// Waits until every event recorded so far is written.
@@ -471,6 +477,16 @@ impl CallLog {
             let _ = rx.recv();
         }
     }
+}
+
+/// A live call that no instance holds (`CallLog::orphans`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub call_log_id: String,
+    pub call_sid: Option<String>,
+    /// Its caller id, to and from numbers: one of them may be a phone of `/phones`, whose
+    /// account placed or took it.
+    pub numbers: [Option<String>; 3],
 }
 
 /// What [`CallLog::prune`] deleted.

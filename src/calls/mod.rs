@@ -8,6 +8,7 @@ pub mod dnc;
 pub mod handoffs;
 pub mod ids;
 pub mod log;
+pub mod orphans;
 pub mod phones;
 pub mod place;
 pub mod plans;

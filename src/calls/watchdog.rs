@@ -24,16 +24,20 @@ const RECHECK: Duration = Duration::from_secs(60);
 
 /// Starts the thread. Each call is asked about through the account that placed it (its slot
 /// keeps it). With `shared` (PostgreSQL), a call whose media another instance took up is left
-/// to that instance.
-pub fn start(slots: Arc<Slots>, call_log: CallLog, shared: Option<Shared>) {
-    let mut next_settle = Instant::now();
+/// to that instance, and `orphans` settles the calls of instances that died.
+pub fn start(
+    slots: Arc<Slots>,
+    call_log: CallLog,
+    shared: Option<Shared>,
+    mut orphans: Option<super::orphans::Orphans>,
+) {
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {
             std::thread::sleep(TICK);
             let now = Instant::now();
-            if let Some(shared) = &shared {
-                settle_orphans(shared, &call_log, now, &mut next_settle);
+            if let Some(orphans) = &mut orphans {
+                orphans.settle(&call_log, now);
             }
             for expired in slots.sweep(now) {
                 if !media_elsewhere(shared.as_ref(), &expired) {
@@ -47,16 +51,6 @@ pub fn start(slots: Arc<Slots>, call_log: CallLog, shared: Option<Shared>) {
     if let Err(e) = spawned {
         crate::error!("watchdog.not_started", error = e);
     }
-}
-
-/// Every half lease: the live calls of instances that died (no lease holds them, and they are
-/// older than a lease) are interrupted, as a restart does to its own.
-fn settle_orphans(shared: &Shared, call_log: &CallLog, now: Instant, next: &mut Instant) {
-    if now < *next {
-        return;
-    }
-    *next = now + shared.lease / 2;
-    call_log.settle_orphans(std::time::SystemTime::now() - shared.lease);
 }
 
 /// Whether a call this instance waited for in vain has its media on another instance.

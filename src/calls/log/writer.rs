@@ -140,17 +140,10 @@ impl Writer {
             Op::Transcript(id, reply) => {
                 let _ = reply.send(transcript(self.conn.as_ref(), &id).map_err(|e| e.to_string()));
             }
-            Op::SettleOrphans(cutoff) => {
+            Op::Orphans(cutoff, limit, reply) => {
                 self.flush();
-                match mark_orphans(self.conn.as_ref(), now_ms(), cutoff) {
-                    Ok(0) => {}
-                    Ok(n) => crate::warn!(
-                        "calllog.instance_lost",
-                        calls = n,
-                        detail = "live calls whose instance stopped renewing their slots are marked interrupted"
-                    ),
-                    Err(e) => crate::warn!("calllog.settle_failed", error = e),
-                }
+                let found = find_orphans(self.conn.as_ref(), now_ms(), cutoff, limit);
+                let _ = reply.send(found.map_err(|e| e.to_string()));
             }
             Op::Prune(cutoff, reply) => {
                 let _ = reply.send(prune(self.conn.as_ref(), cutoff).map_err(|e| e.to_string()));
