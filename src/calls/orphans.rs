@@ -2,7 +2,7 @@
 //! more (`calls::shared`), settled by the instances still running through Exotel's call
 //! details, as a restarted server settles its own placed calls. A final status from Exotel ends
 //! the row with Exotel's word (and duration); a call Exotel still reports going is asked about
-//! again a minute later; a call Exotel was never asked to place (no CallSid) or whose account
+//! again at the next round (half a lease later); a call Exotel was never asked to place (no CallSid) or whose account
 //! no instance knows is `interrupted`, end reason `instance-lost`.
 //!
 //! Exotel's API blocks in the kernel: this runs on the watchdog's thread.
@@ -10,14 +10,11 @@
 use super::log::{CallLog, LogEvent, MediaCounts, Orphan, Status};
 use super::CallLogId;
 use crate::exotel::ExotelClient;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Calls looked at in one round at most.
 const PER_ROUND: usize = 50;
-/// A call Exotel still reports going (or could not be asked about) is asked again after this.
-const RECHECK: Duration = Duration::from_secs(60);
 
 /// The account that placed or took a call, by its numbers (a phone of `/phones`, else the
 /// environment's line).
@@ -29,8 +26,6 @@ pub struct Orphans {
     lease: Duration,
     accounts: AccountFor,
     next_round: Instant,
-    /// Calls not to be asked about before these times.
-    rechecks: HashMap<String, Instant>,
 }
 
 impl Orphans {
@@ -39,7 +34,6 @@ impl Orphans {
             lease,
             accounts,
             next_round: Instant::now(),
-            rechecks: HashMap::new(),
         }
     }
 
@@ -53,25 +47,17 @@ impl Orphans {
             Ok(orphans) => orphans,
             Err(e) => return crate::warn!("orphans.unread", error = e),
         };
-        self.rechecks
-            .retain(|id, _| orphans.iter().any(|o| &o.call_log_id == id));
         for orphan in orphans {
-            if self
-                .rechecks
-                .get(&orphan.call_log_id)
-                .is_some_and(|at| now < *at)
-            {
-                continue;
-            }
-            if let Some(again) = self.settle_one(call_log, &orphan) {
-                self.rechecks.insert(orphan.call_log_id, again);
-            }
+            self.settle_one(call_log, &orphan);
         }
     }
 
-    /// Settles one call; answers when to ask again, if it is not settled.
-    fn settle_one(&self, call_log: &CallLog, orphan: &Orphan) -> Option<Instant> {
-        let id = CallLogId::parse(&orphan.call_log_id).ok()?;
+    /// Settles one call, or leaves it for the next round (Exotel says it goes on, or could
+    /// not be asked).
+    fn settle_one(&self, call_log: &CallLog, orphan: &Orphan) {
+        let Ok(id) = CallLogId::parse(&orphan.call_log_id) else {
+            return;
+        };
         let (Some(call_sid), Some(account)) = (&orphan.call_sid, (self.accounts)(orphan)) else {
             crate::warn!(
                 "call.instance_lost",
@@ -84,38 +70,27 @@ impl Orphans {
                 reason: "instance-lost".into(),
                 counts: MediaCounts::default(),
             });
-            return None;
+            return;
         };
-        match account.call_details(call_sid) {
-            Ok(details) => match Status::from_exotel(&details.status).filter(|s| s.is_final()) {
-                Some(status) => {
-                    crate::info!(
-                        "call.settled_elsewhere",
-                        callLogId = id,
-                        callSid = call_sid,
-                        status = details.status,
-                        detail = "its instance died; closed from Exotel's call details"
-                    );
-                    call_log.record(LogEvent::ExotelStatus {
-                        custom_field: Some(id.as_str().to_owned()),
-                        call_sid: Some(call_sid.clone()),
-                        status: Some(status),
-                        duration_s: details.duration_s,
-                        recording_url: None,
-                    });
-                    None
-                }
-                None => Some(Instant::now() + RECHECK),
-            },
-            Err(e) => {
-                crate::warn!(
-                    "call.check_failed",
-                    callLogId = id,
-                    callSid = call_sid,
-                    error = e
-                );
-                Some(Instant::now() + RECHECK)
-            }
-        }
+        let details = match account.call_details(call_sid) {
+            Ok(details) => details,
+            Err(e) => return crate::warn!("call.check_failed", callLogId = id, error = e),
+        };
+        // A call Exotel still reports going is left for the next round.
+        let Some(status) = Status::from_exotel(&details.status).filter(|s| s.is_final()) else {
+            return;
+        };
+        crate::info!(
+            "call.settled_elsewhere",
+            callLogId = id,
+            status = details.status
+        );
+        call_log.record(LogEvent::ExotelStatus {
+            custom_field: Some(id.as_str().to_owned()),
+            call_sid: Some(call_sid.clone()),
+            status: Some(status),
+            duration_s: details.duration_s,
+            recording_url: None,
+        });
     }
 }
