@@ -115,8 +115,11 @@ fn run(conn: &dyn Db, holder: &str, lease: Duration, queue: &mpsc::Receiver<Job>
     }
 }
 
+/// Now, in Unix milliseconds (the unit of every stored time).
 fn now_ms() -> i64 {
-    crate::calls::log::now_ms()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The instance's heartbeat, and every lease it holds renewed.
