@@ -252,6 +252,32 @@ impl Running {
 
 /// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves in the background,
 /// with `bots` making one bot per call (see `examples/custom_bot.rs`).
+/// The threads that keep calls honest beside the requests: the watchdog (with, on
+/// PostgreSQL, the settling of dead instances' calls) and the listener for other instances.
+fn start_upkeep(app: &Arc<app::App>) {
+    let orphans = app.shared.as_ref().map(|shared| {
+        let accounts = {
+            let app = app.clone();
+            move |orphan: &calls::log::Orphan| app.account_of(orphan)
+        };
+        calls::orphans::Orphans::new(shared.lease, Box::new(accounts))
+    });
+    calls::watchdog::start(
+        app.slots.clone(),
+        app.call_log.clone(),
+        app.shared.clone(),
+        orphans,
+    );
+    #[cfg(feature = "postgres")]
+    {
+        let changed = {
+            let app = app.clone();
+            move |what: Option<&str>| app.stored_changed_elsewhere(what)
+        };
+        calls::shared::listen::listen(&app.config.database, app.slots.clone(), Box::new(changed));
+    }
+}
+
 pub fn start(
     mut config: config::Config,
     bots: Box<dyn bot::BotFactory>,
@@ -292,27 +318,7 @@ pub fn start(
     warn_about_setup(&app);
     let (loops, rest) = (app.config.media_loops, app.config.media_loop_rest);
     app.media_loops.start(&app, loops, rest)?;
-    let orphans = app.shared.as_ref().map(|shared| {
-        let accounts = {
-            let app = app.clone();
-            move |orphan: &calls::log::Orphan| app.account_of(orphan)
-        };
-        calls::orphans::Orphans::new(shared.lease, Box::new(accounts))
-    });
-    calls::watchdog::start(
-        app.slots.clone(),
-        app.call_log.clone(),
-        app.shared.clone(),
-        orphans,
-    );
-    #[cfg(feature = "postgres")]
-    {
-        let changed = {
-            let app = app.clone();
-            move |what: Option<&str>| app.stored_changed_elsewhere(what)
-        };
-        calls::shared::listen::listen(&app.config.database, app.slots.clone(), Box::new(changed));
-    }
+    start_upkeep(&app);
     app.campaigns.start_dialer(
         Arc::new(calls::place::ServerTelephony(app.clone())),
         app.shared.as_ref(),
