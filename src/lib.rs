@@ -250,8 +250,6 @@ impl Running {
     }
 }
 
-/// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves in the background,
-/// with `bots` making one bot per call (see `examples/custom_bot.rs`).
 /// The threads that keep calls honest beside the requests: the watchdog (with, on
 /// PostgreSQL, the settling of dead instances' calls) and the listener for other instances.
 fn start_upkeep(app: &Arc<app::App>) {
@@ -278,6 +276,8 @@ fn start_upkeep(app: &Arc<app::App>) {
     }
 }
 
+/// Binds the HTTP port (and `MEDIA_PORT`), logs where it listens and serves in the background,
+/// with `bots` making one bot per call (see `examples/custom_bot.rs`).
 pub fn start(
     mut config: config::Config,
     bots: Box<dyn bot::BotFactory>,
