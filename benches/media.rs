@@ -6,7 +6,6 @@
 //! `cargo bench --bench media`
 
 use base64::Engine as _;
-use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use exotel_voicebot::exotel::stream::{decode_payload, Encoder, Frame, Inbound};
 use exotel_voicebot::media::audio::{pcm_to_samples, samples_to_pcm, speech_like};
@@ -72,15 +71,12 @@ fn encode(c: &mut Criterion) {
     for (name, bytes) in OUTBOUND {
         let mut samples = Vec::new();
         pcm_to_samples(&pcm(bytes), &mut samples);
-        let mut pcm_buf = Vec::with_capacity(bytes);
-        let mut frame = BytesMut::with_capacity(encoder.media_len(bytes) + 64);
+        let mut frame = Vec::with_capacity(encoder.media_len(bytes) + 64);
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), &samples, |b, samples| {
             b.iter(|| {
-                pcm_buf.clear();
-                samples_to_pcm(black_box(samples), &mut pcm_buf);
                 frame.clear();
-                encoder.media(&mut frame, &pcm_buf);
+                encoder.media(&mut frame, black_box(samples));
                 black_box(frame.len())
             })
         });

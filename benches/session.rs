@@ -12,15 +12,13 @@ use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
 use exotel_voicebot::media::recorder::Recorder;
 use exotel_voicebot::media::session::{
-    websocket_config, Held, Session, SessionContext, SessionSettings,
+    media_socket, Held, Session, SessionContext, SessionSettings,
 };
 use exotel_voicebot::metrics::Metrics;
 use exotel_voicebot::sim::wire::{media_frame, start_frame, Pipe};
 use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::Role;
-use tungstenite::WebSocket;
 
 /// Distinct caller frames cycled through (100 ms each).
 const FRAMES: usize = 50;
@@ -35,7 +33,7 @@ fn per_frame(c: &mut Criterion, name: &str, recorder: Option<&Recorder>) {
     let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
     let settings = SessionSettings::default();
     let metrics = Metrics::new();
-    let ws = WebSocket::from_raw_socket(pipe.clone(), Role::Server, Some(websocket_config()));
+    let ws = media_socket(pipe.clone(), Vec::new());
     let t0 = Instant::now();
     let mut session = Session::new(
         ws,

@@ -121,7 +121,11 @@ pub fn chunked(data: &[u8]) {
 pub fn stream_frame(data: &[u8]) {
     crate::log::set_quiet(true);
     let text = String::from_utf8_lossy(data);
-    let _ = crate::exotel::stream::Frame::read(&text, 8000);
+    let read = crate::exotel::stream::Frame::read(&text, 8000);
+    // The direct scan of a media frame reads what serde reads, or leaves the frame to it.
+    if let Some(scanned) = crate::exotel::stream::scan::media(&text) {
+        assert_eq!(Ok(scanned), read, "the scan read a frame unlike serde");
+    }
     let _ = crate::exotel::stream::BotCommand::parse(&text);
     use base64::Engine as _;
     let strict = base64::engine::general_purpose::STANDARD.decode(text.as_bytes());
@@ -140,7 +144,7 @@ pub fn stream_frame(data: &[u8]) {
 /// whether they are raw WebSocket bytes or text frames (split at `\n`).
 pub fn session(data: &[u8]) {
     crate::log::set_quiet(true);
-    use crate::media::session::{websocket_config, Held, Session, SessionContext, SessionSettings};
+    use crate::media::session::{media_socket, Held, Session, SessionContext, SessionSettings};
     use crate::sim::wire::{client_frame, start_frame, Pipe, Wire};
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -163,11 +167,7 @@ pub fn session(data: &[u8]) {
     };
     let settings = SessionSettings::default();
     let metrics = crate::metrics::Metrics::new();
-    let ws = tungstenite::WebSocket::from_raw_socket(
-        Pipe(wire.clone()),
-        tungstenite::protocol::Role::Server,
-        Some(websocket_config()),
-    );
+    let ws = media_socket(Pipe(wire.clone()), Vec::new());
     let t0 = Instant::now();
     let mut session = Session::new(
         ws,

@@ -87,6 +87,7 @@ pub mod sim;
 pub(crate) mod store;
 pub(crate) mod timer;
 pub mod tls;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

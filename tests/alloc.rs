@@ -13,7 +13,7 @@ use exotel_voicebot::bot::echo::EchoBot;
 use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
 use exotel_voicebot::media::session::{
-    websocket_config, Held, Session, SessionContext, SessionSettings,
+    media_socket, Held, Session, SessionContext, SessionSettings,
 };
 use exotel_voicebot::sim::wire::{media_frame, start_frame, Pipe, Wire};
 use std::cell::{Cell, RefCell};
@@ -22,8 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::Role;
-use tungstenite::WebSocket;
 
 #[path = "support/counting.rs"]
 mod counting;
@@ -128,7 +126,7 @@ fn a_running_call_allocates_nothing_per_media_frame() {
     let dir = std::env::temp_dir().join(format!("exotel-voicebot-alloc-{}", std::process::id()));
     let (recorder, _) =
         exotel_voicebot::media::recorder::Recorder::start(&dir, metrics.clone()).unwrap();
-    let ws = WebSocket::from_raw_socket(Pipe(wire.clone()), Role::Server, Some(websocket_config()));
+    let ws = media_socket(Pipe(wire.clone()), Vec::new());
     let t0 = Instant::now();
     let mut session = Session::new(
         ws,

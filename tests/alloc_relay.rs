@@ -17,7 +17,7 @@ use exotel_voicebot::bot::{Bot, CallStart};
 use exotel_voicebot::calls::CallLogId;
 use exotel_voicebot::config::{Fallback, RelayConfig};
 use exotel_voicebot::media::session::{
-    websocket_config, EndReason, Held, MediaStream, Session, SessionContext, SessionSettings,
+    media_socket, EndReason, Held, MediaStream, Session, SessionContext, SessionSettings,
 };
 use exotel_voicebot::sim::bot::TestBot;
 use exotel_voicebot::sim::wire::{client_frame, media_frame, start_frame};
@@ -137,11 +137,11 @@ fn a_relayed_call_allocates_nothing_per_media_frame() {
     let builder = may::coroutine::Builder::new().stack_size(4 * 1024 * 1024 / size_of::<usize>());
     let server = may::go!(builder, move || {
         let (stream, _) = listener.accept().unwrap();
-        let mut ws = tungstenite::accept_with_config(
-            MediaStream::Direct(exotel_voicebot::http::Conn::Plain(stream)),
-            Some(websocket_config()),
-        )
+        let ws = tungstenite::accept(MediaStream::Direct(exotel_voicebot::http::Conn::Plain(
+            stream,
+        )))
         .unwrap();
+        let mut ws = media_socket(ws.into_inner(), Vec::new());
         ws.get_mut().start_pump().unwrap();
         let bots = |_: &CallStart<'_>| -> Box<dyn Bot> { Box::new(EchoBot::new(400)) };
         let settings = SessionSettings::default();

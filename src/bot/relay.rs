@@ -272,6 +272,9 @@ pub struct Relay {
     translation: Translation,
     /// Frames made for the bot from one of Exotel's (or in answer to the bot), to be sent.
     translated: Vec<String>,
+    /// Exotel's frame on its way to the bot as it came: the buffer is the relay's, reclaimed
+    /// once tungstenite has written each frame (no allocation per frame).
+    forwarding: bytes::BytesMut,
 }
 
 /// What a relayed bot speaks, past Exotel's own protocol.
@@ -449,6 +452,7 @@ impl Relay {
             more: false,
             translation: Translation::None,
             translated: Vec::new(),
+            forwarding: bytes::BytesMut::new(),
         };
         let start = || match Inbound::parse(&dial.start) {
             Ok(Inbound::Start(start)) => Ok(start),
@@ -506,12 +510,17 @@ impl Relay {
 
     /// Sends one of Exotel's frames to the bot: as it is, or in Twilio's words for a bot that
     /// speaks them (a frame that does not translate is counted and skipped).
-    pub fn forward(&mut self, text: &Utf8Bytes, counts: &mut RelayCounts) -> Result<(), Lost> {
+    pub fn forward(&mut self, text: &str, counts: &mut RelayCounts) -> Result<(), Lost> {
         let translated = &mut self.translated;
         let made = match &mut self.translation {
-            Translation::None => return self.send(text.clone(), counts),
-            Translation::Twilio(side) => side.from_exotel(text.as_str(), translated),
-            Translation::Realtime(side) => side.from_exotel(text.as_str(), translated),
+            Translation::None => {
+                self.forwarding.extend_from_slice(text.as_bytes());
+                let frame = Utf8Bytes::try_from(self.forwarding.split().freeze())
+                    .expect("the bytes of a str are UTF-8");
+                return self.send(frame, counts);
+            }
+            Translation::Twilio(side) => side.from_exotel(text, translated),
+            Translation::Realtime(side) => side.from_exotel(text, translated),
         };
         let translated = std::mem::take(&mut self.translated);
         if made.is_err() {
@@ -677,7 +686,7 @@ impl Relay {
     pub fn close(&mut self, stop: Option<&str>) {
         if let Some(stop) = stop {
             let mut counts = RelayCounts::default();
-            let _ = self.forward(&Utf8Bytes::from(stop.to_owned()), &mut counts);
+            let _ = self.forward(stop, &mut counts);
         }
         let _ = self.ws.close(Some(CloseFrame {
             code: CloseCode::Normal,

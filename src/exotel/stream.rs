@@ -9,7 +9,6 @@
 //! alphabet. Only what a frame cannot be used without (its `event` name, a media `payload`) is
 //! strict. Must not know about sockets, bots or pacing.
 
-use bytes::{BufMut, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -20,6 +19,8 @@ pub use encode::*;
 
 mod payload;
 pub use payload::*;
+
+pub(crate) mod scan;
 
 /// Optional fields that arrived in a shape we do not read, as bits: the frame was used without
 /// them. A session names each one in its log once per call.
@@ -453,19 +454,21 @@ impl<'a> Frame<'a> {
         Frame::from_raw(raw, default_rate)
     }
 
-    /// [`Frame::read`], with a long `media` frame's payload kept away from serde: the payload
-    /// (2 KB and more at 100 ms, nine tenths of the frame) is found with a vectorized search
-    /// and cut out, and serde reads the rest, copied into `rest`. serde's own scan of the
-    /// payload string, a word at a time, was the largest share of a frame's parse (0.78× the
-    /// time at 8 kHz, 0.55× at 16 kHz, in `benches/media.rs`). The same frame as
-    /// [`Frame::read`] gives, always: a frame under [`CUT_PAYLOAD_FROM_BYTES`], anything but a
-    /// `media` frame whose `media.payload` is a string without escapes, or one whose rest does
-    /// not read, goes through [`Frame::read`].
+    /// [`Frame::read`], with a `media` frame kept away from serde: Exotel's shape is read by
+    /// a direct scan ([`scan::media`]); any other long `media` frame has its payload (2 KB and
+    /// more at 100 ms, nine tenths of the frame) found with a vectorized search and cut out,
+    /// and serde reads the rest, copied into `rest`. The same frame as [`Frame::read`] gives,
+    /// always: what the scan declines, a frame under [`CUT_PAYLOAD_FROM_BYTES`], anything but
+    /// a `media` frame whose `media.payload` is a string without escapes, or one whose rest
+    /// does not read, goes through [`Frame::read`].
     pub fn read_in(
         text: &'a str,
         default_rate: u32,
         rest: &'a mut String,
     ) -> Result<Frame<'a>, DecodeError> {
+        if let Some(frame) = scan::media(text) {
+            return Ok(frame);
+        }
         match read_without_payload(text, default_rate, rest) {
             Some(frame) => Ok(frame),
             None => Frame::read(text, default_rate),

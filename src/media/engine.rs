@@ -26,13 +26,13 @@ use super::session::{waits_for_close, EndReason, MediaStream, Scratch, Session, 
 use super::{Ending, Grant};
 use crate::bot::relay::{ConnectError, Dial, Relay, WaitsIn};
 use crate::http::OpenConnection;
+use crate::websocket::ServerSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tungstenite::WebSocket;
 
 /// Turns one call gets per wake-up before the others have theirs (a caller whose socket holds
 /// many frames waits for the next round, not the whole loop for it).
@@ -61,8 +61,11 @@ fn bot_token(index: usize) -> Token {
 /// `media::end`, for the server's `App`). A trait, so that this module does not import the app
 /// that holds its loops.
 pub trait CallHost: Send + Sync + 'static {
-    fn begin(&self, ws: WebSocket<MediaStream>, grant: Grant)
-        -> (Session<'_, MediaStream>, Ending);
+    fn begin(
+        &self,
+        ws: ServerSocket<MediaStream>,
+        grant: Grant,
+    ) -> (Session<'_, MediaStream>, Ending);
     fn end(&self, ending: Ending, reason: &EndReason, stats: &SessionStats);
     /// Whether writing this end may wait for the disk (then it is written off the loop).
     fn end_may_wait(&self, ending: &Ending, stats: &SessionStats) -> bool;
@@ -71,7 +74,7 @@ pub trait CallHost: Send + Sync + 'static {
 /// A call handed to a loop: its upgraded socket (already [`MediaStream::Looped`]), who it is,
 /// and its place among the HTTP connections.
 pub struct Arrival {
-    pub ws: WebSocket<MediaStream>,
+    pub ws: ServerSocket<MediaStream>,
     pub grant: Grant,
     pub open: OpenConnection,
 }
@@ -658,7 +661,7 @@ fn step(call: &mut LoopCall<'_>, now: Instant, scratch: &mut Scratch) -> Result<
     Ok(Next::Again)
 }
 
-/// A call whose socket was full: writes what tungstenite holds once it drains, and ends the
+/// A call whose socket was full: writes what its WebSocket holds once it drains, and ends the
 /// call after [`WRITE_STALL`]. `Some` while it is still full.
 fn drain_stalled(call: &mut LoopCall<'_>, now: Instant) -> Result<Option<Next>, EndReason> {
     let Some(since) = call.stalled_since else {
@@ -684,9 +687,8 @@ fn drain_stalled(call: &mut LoopCall<'_>, now: Instant) -> Result<Option<Next>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::session::{websocket_config, Held, SessionContext, SessionSettings};
+    use crate::media::session::{media_socket, Held, SessionContext, SessionSettings};
     use std::io::{ErrorKind, Read, Write};
-    use tungstenite::protocol::Role;
 
     /// Writes `write` blocks until the socket takes no more; how many bytes it took.
     fn fill_until_blocked(mut write: impl FnMut(&[u8]) -> std::io::Result<usize>) -> usize {
@@ -725,10 +727,9 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut caller = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, _) = listener.accept().unwrap();
-        let ws = WebSocket::from_raw_socket(
+        let ws = media_socket(
             MediaStream::Looped(LoopSocket::from_std(ours).unwrap()),
-            Role::Server,
-            Some(websocket_config()),
+            Vec::new(),
         );
         let bots = |_: &crate::bot::CallStart<'_>| -> Box<dyn crate::bot::Bot> {
             Box::new(crate::bot::echo::EchoBot::new(400))

@@ -1,7 +1,7 @@
 //! The dedicated media listener on `MEDIA_PORT`: tungstenite's own handshake on any path, then
-//! the same session as the main port's `/media`.
+//! the same socket and session as the main port's `/media`.
 
-use super::session::{websocket_config, MediaStream};
+use super::session::{media_socket, MediaStream};
 use super::{authorize, Grant};
 use crate::app::App;
 use crate::http::OpenConnection;
@@ -58,11 +58,7 @@ pub fn start(
                     }
                 }
             };
-            let mut attempt = tungstenite::accept_hdr_with_config(
-                MediaStream::Direct(stream),
-                check,
-                Some(websocket_config()),
-            );
+            let mut attempt = tungstenite::accept_hdr(MediaStream::Direct(stream), check);
             // `WouldBlock` is the socket's timeout, or part of a TLS record: go on until the
             // handshake's deadline.
             while let Err(HandshakeError::Interrupted(midway)) = attempt {
@@ -77,7 +73,13 @@ pub fn start(
             // The error holds the callback (and its borrow of `grant`): keep only its text.
             let accepted = attempt.map_err(|e| e.to_string());
             match (accepted, grant) {
-                (Ok(ws), Some(grant)) => super::serve(&app, ws, grant, OpenConnection::uncounted()),
+                // tungstenite's socket is left for ours once the 101 is out. Bytes it read past
+                // the request would go with it, but a client sends frames only after the 101
+                // (RFC 6455 §4.1), and there are none before it.
+                (Ok(ws), Some(grant)) => {
+                    let ws = media_socket(ws.into_inner(), Vec::new());
+                    super::serve(&app, ws, grant, OpenConnection::uncounted())
+                }
                 (Err(e), _) => crate::info!("media.handshake_failed", peer = peer, error = e),
                 (Ok(_), None) => {}
             }

@@ -19,15 +19,16 @@ pub struct LoopSocket {
     pub readable: bool,
     /// A read this turn found nothing: the session is waiting.
     pub waited: bool,
-    /// The last read found nothing and nothing has arrived since, so tungstenite holds no
-    /// whole frame (it reads only when it has none): asking it again would only zero its read
-    /// buffer (tungstenite's `read_in`) to be told `WouldBlock`.
+    /// The last read found nothing and nothing has arrived since, so the WebSocket holds no
+    /// whole frame (it reads only when it has none): asking it again would only be told
+    /// `WouldBlock` by the kernel.
     pub starved: bool,
     /// How long the session asked to wait for bytes before its next turn.
     pub wait: Option<Duration>,
     /// How long the session asked not to be read (a caller ahead of real time).
     pub hold: Option<Duration>,
-    /// A write found the socket full: the rest is tungstenite's until the socket drains.
+    /// A write found the socket full: the rest waits in the WebSocket's output until the socket
+    /// drains.
     pub write_blocked: bool,
 }
 

@@ -27,10 +27,9 @@ use crate::calls::{CallLogId, MediaToken};
 use crate::config::BotChoice;
 use crate::exotel::stream::StartEvent;
 use crate::http::{form, OpenConnection, Request, Response};
+use crate::websocket::ServerSocket;
 use session::{EndReason, Held, MediaStream, Session, SessionContext, SessionStats};
 use std::time::Instant;
-use tungstenite::protocol::Role;
-use tungstenite::WebSocket;
 
 /// Who a media socket belongs to, decided at the handshake.
 #[derive(Debug, Clone)]
@@ -183,12 +182,7 @@ pub fn upgraded(
     let Ok(grant) = authorize(app, &request.query, request.header("authorization")) else {
         return;
     };
-    let ws = WebSocket::from_partially_read(
-        MediaStream::Direct(stream),
-        already_read,
-        Role::Server,
-        Some(session::websocket_config()),
-    );
+    let ws = session::media_socket(MediaStream::Direct(stream), already_read);
     serve(app, ws, grant, open);
 }
 
@@ -196,7 +190,7 @@ pub fn upgraded(
 /// [`engine`]; a relayed bot's socket then waits in the same loop) and this returns at once; a
 /// TLS socket runs here, on the caller's coroutine, to its end (a relayed bot's socket then
 /// gets a pump that wakes it).
-pub fn serve(app: &App, mut ws: WebSocket<MediaStream>, grant: Grant, open: OpenConnection) {
+pub fn serve(app: &App, mut ws: ServerSocket<MediaStream>, grant: Grant, open: OpenConnection) {
     if app.media_loops.running() {
         match ws.get_mut().to_loop() {
             Ok(true) => {
@@ -218,7 +212,7 @@ pub fn serve(app: &App, mut ws: WebSocket<MediaStream>, grant: Grant, open: Open
 
 /// Runs one call's session to its end on this coroutine, holding the call's place in the
 /// registry meanwhile, and writes its start and end to the call log.
-pub fn run(app: &App, ws: WebSocket<MediaStream>, grant: Grant) {
+pub fn run(app: &App, ws: ServerSocket<MediaStream>, grant: Grant) {
     let (session, ending) = begin(app, ws, grant);
     let relayed = ending.relayed;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.run()));
@@ -262,7 +256,7 @@ pub struct Ending {
 impl engine::CallHost for App {
     fn begin(
         &self,
-        ws: WebSocket<MediaStream>,
+        ws: ServerSocket<MediaStream>,
         grant: Grant,
     ) -> (Session<'_, MediaStream>, Ending) {
         begin(self, ws, grant)
@@ -287,7 +281,7 @@ impl engine::CallHost for App {
 /// registry, its bot, and a session that reports its start and end.
 pub fn begin(
     app: &App,
-    mut ws: WebSocket<MediaStream>,
+    mut ws: ServerSocket<MediaStream>,
     mut grant: Grant,
 ) -> (Session<'_, MediaStream>, Ending) {
     ws.get_ref().set_options();
@@ -398,7 +392,7 @@ fn keep_transcript(app: &App, id: CallLogId) -> impl Fn(crate::bot::Speaker, Str
 /// pump. (A looped socket stays as it is: both sockets wait in the loop.) A pump that cannot
 /// start is logged: the call still works, and hears its bot at its next turn (within 200 ms)
 /// instead of at once.
-fn pump_for_relay(ws: &mut WebSocket<MediaStream>, call_log_id: &CallLogId) {
+fn pump_for_relay(ws: &mut ServerSocket<MediaStream>, call_log_id: &CallLogId) {
     if let Err(e) = ws.get_mut().start_pump() {
         crate::error!("media.pump_failed", callLogId = call_log_id, error = e);
     }

@@ -6,7 +6,7 @@
 //! (`tests/alloc.rs` counts). Nothing here logs per frame; bad frames are logged at most once a
 //! second and counted.
 
-use super::audio::{pcm_to_samples, samples_to_pcm, ChunkRules};
+use super::audio::{pcm_to_samples, ChunkRules};
 use super::looped::LoopSocket;
 use super::recorder::{CallRecording, Recorder, Track};
 use crate::bot::hangup::ToneThenHangUp;
@@ -17,15 +17,12 @@ use crate::calls::CallLogId;
 use crate::config::{Fallback, RelayConfig};
 use crate::exotel::stream::{decode_payload_into, Encoder, Frame, Inbound, Oddities, StartEvent};
 use crate::metrics::{MediaDelta, Metrics, RelayEvent};
-use bytes::BytesMut;
+use crate::websocket::{Error as WsError, Incoming, ServerSocket};
 use std::io::ErrorKind;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::{Message, Utf8Bytes, WebSocket};
 
 pub use crate::exotel::stream::MAX_FRAME_BYTES;
 /// The longest a turn waits, so a replaced session notices within this.
@@ -219,8 +216,10 @@ pub struct Scratch {
     pcm_in: Vec<u8>,
     samples_in: Vec<i16>,
     chunk: Vec<i16>,
-    chunk_pcm: Vec<u8>,
-    frame: BytesMut,
+    /// A message as read from the caller's socket, unmasked.
+    message: Vec<u8>,
+    /// Exotel's `stop` made for a relayed bot.
+    frame: Vec<u8>,
 }
 
 impl Scratch {
@@ -236,9 +235,7 @@ impl Scratch {
         room(&mut self.pcm_in, 2 * frame_samples + 4);
         room(&mut self.samples_in, frame_samples);
         room(&mut self.chunk, chunk_samples);
-        room(&mut self.chunk_pcm, chunk_samples * 2);
-        self.frame.clear();
-        self.frame.reserve(frame_bytes);
+        room(&mut self.message, frame_bytes);
     }
 }
 
@@ -354,7 +351,7 @@ pub struct SessionContext<'a> {
 
 /// One call.
 pub struct Session<'a, S: MediaIo> {
-    ws: WebSocket<S>,
+    ws: ServerSocket<S>,
     pub call_log_id: CallLogId,
     bots: Held<'a, dyn BotFactory>,
     on_start: Held<'a, StartHook<'a>>,
@@ -431,7 +428,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     pub fn new(
-        ws: WebSocket<S>,
+        ws: ServerSocket<S>,
         call_log_id: CallLogId,
         context: SessionContext<'a>,
         url_parameters: Vec<(String, String)>,
@@ -523,11 +520,15 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if self.ws.get_ref().starved() {
             return self.on_quiet(now);
         }
-        let read = self.ws.read();
+        // The message is read into the scratch buffer, lent out for the turn and put back.
+        let mut message = std::mem::take(&mut self.scratch.message);
+        let read = self.ws.read(&mut message);
         if read.is_ok() {
             self.read_window.1 += 1;
         }
-        self.on_read(read, now)
+        let ended = self.on_read(read, now);
+        self.scratch.message = message;
+        ended
     }
 
     /// What a turn does before it reads: the stop asked from outside, the relay's bot, the
@@ -595,58 +596,31 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     /// Handles what one read gave: a message, nothing yet, or how the socket ended.
-    fn on_read(
-        &mut self,
-        read: Result<Message, tungstenite::Error>,
-        now: Instant,
-    ) -> Option<EndReason> {
+    fn on_read(&mut self, read: Result<Incoming<'_>, WsError>, now: Instant) -> Option<EndReason> {
         match read {
-            Ok(Message::Text(text)) => {
+            Ok(Incoming::Text(text)) => {
                 self.last_received = now;
-                if let Err(reason) = self.forward_to_relay(&text) {
+                if let Err(reason) = self.forward_to_relay(text) {
                     return Some(reason);
                 }
-                self.handle_text(&text, now)
+                self.handle_text(text, now)
             }
-            Ok(Message::Binary(_)) => {
+            Ok(Incoming::Binary) => {
                 self.last_received = now;
                 self.bad_frame(now, "a binary frame (Exotel sends JSON text)");
                 None
             }
-            Ok(Message::Close(_)) => Some(EndReason::ClosedByPeer),
-            Ok(_) => {
-                // Ping (tungstenite queues the pong), pong, raw frame.
+            Ok(Incoming::Close) => Some(EndReason::ClosedByPeer),
+            Ok(Incoming::Ping | Incoming::Pong) => {
+                // A ping is answered already.
                 self.last_received = now;
                 None
             }
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                self.on_quiet(now)
-            }
-            // `finish` sends the 1009 close. tungstenite keeps the oversized frame's header after
-            // this error, and reading again trips its internal assertion (frame/mod.rs, read_in),
-            // so nothing more is read from this socket.
-            Err(tungstenite::Error::Capacity(_)) => Some(EndReason::FrameTooLarge),
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Some(EndReason::ClosedByPeer)
-            }
-            // A peer that vanishes without a close (reset, broken pipe, EOF) hung up all the same.
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    ErrorKind::UnexpectedEof
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionAborted
-                        | ErrorKind::BrokenPipe
-                ) =>
-            {
-                Some(EndReason::ClosedByPeer)
-            }
-            Err(tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-            )) => Some(EndReason::ClosedByPeer),
-            Err(tungstenite::Error::Protocol(e)) => Some(EndReason::ProtocolError(e.to_string())),
-            Err(tungstenite::Error::Utf8(_)) => Some(EndReason::InvalidUtf8),
-            Err(e) => Some(EndReason::SocketError(e.to_string())),
+            Err(WsError::WouldBlock) => self.on_quiet(now),
+            // `finish` sends the 1009 close; nothing more is read from this socket (the rest of
+            // the oversized frame would be read as frames).
+            Err(WsError::TooLarge) => Some(EndReason::FrameTooLarge),
+            Err(e) => Some(end_of_socket(e)),
         }
     }
 
@@ -656,7 +630,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             return Some(EndReason::IdleTimeout);
         }
         if now.duration_since(self.last_sent) >= self.settings.ping_interval {
-            if let Err(reason) = self.send(Message::Ping(Default::default())) {
+            let pinged = self.ws.ping();
+            if let Err(reason) = self.sent(pinged) {
                 return Some(reason);
             }
         }
@@ -690,9 +665,32 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 }
 
+/// How a read or a write that failed ends the call (a full frame aside: `on_read`).
+pub(crate) fn end_of_socket(e: WsError) -> EndReason {
+    match e {
+        WsError::Closed => EndReason::ClosedByPeer,
+        // A peer that vanishes without a close (reset, broken pipe) hung up all the same.
+        WsError::Io(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            ) =>
+        {
+            EndReason::ClosedByPeer
+        }
+        WsError::Protocol(e) => EndReason::ProtocolError(e.to_string()),
+        WsError::InvalidUtf8 => EndReason::InvalidUtf8,
+        WsError::TooLarge => EndReason::FrameTooLarge,
+        e => EndReason::SocketError(e.to_string()),
+    }
+}
+
 /// Whether a session that ended this way waits for the peer's close frame after its own. Not
-/// after the peer closed or vanished, and not after a too-large or broken frame: tungstenite
-/// must not be read again then (see `turn`).
+/// after the peer closed or vanished, and not after a too-large or broken frame: the socket is
+/// not read again then (see `on_read`).
 pub fn waits_for_close(reason: &EndReason) -> bool {
     !matches!(
         reason,

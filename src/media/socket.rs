@@ -7,9 +7,9 @@ use super::pump::{Pumped, Writes};
 use crate::exotel::stream::MAX_FRAME_BYTES;
 use crate::http::Conn;
 use crate::tls::TlsStream;
+use crate::websocket::ServerSocket;
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::Duration;
-use tungstenite::protocol::WebSocketConfig;
 
 /// The socket the session owns: reads and writes that can time out without losing state.
 pub trait MediaIo: Read + Write {
@@ -202,15 +202,8 @@ impl MediaIo for MediaStream {
     }
 }
 
-/// tungstenite's buffers sized for Exotel's frames, not its 128 KiB defaults (docs/ARCHITECTURE.md §2).
-/// The read buffer holds a 100 ms frame at 8 kHz (about 2.3 KB) in one read; tungstenite
-/// zero-fills its spare room before every read, so each KiB of it is a KiB of `memset` per
-/// frame (larger frames take more reads).
-pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_FRAME_BYTES)
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
+/// The caller's WebSocket over `io` after the handshake (`already_read`: what was read past its
+/// request), with Exotel's frame limit for messages in and output held back.
+pub fn media_socket<S: Read + Write>(io: S, already_read: Vec<u8>) -> ServerSocket<S> {
+    ServerSocket::new(io, already_read, MAX_FRAME_BYTES)
 }

@@ -242,7 +242,13 @@ fn open_stream(
     // The server's own frame limits; not tungstenite's default read buffer (128 KiB,
     // zero-filled on every read, which made memset the load generator's top cost), nor the
     // server's 4 KiB, in which every chunk took two `recv`s.
-    let config = crate::media::session::websocket_config().read_buffer_size(SIM_READ_BUFFER_BYTES);
+    let limit = crate::exotel::stream::MAX_FRAME_BYTES;
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(SIM_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limit)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
     let (ws, _) = tungstenite::client::client_with_config(ws_url.as_str(), stream, Some(config))
         .map_err(|e| format!("handshake: {e}"))?;
     Ok((ws, call_sid))

@@ -47,7 +47,7 @@ fn a_synthesized_stop_reads_as_exotels_own() {
         custom_parameters: BTreeMap::new(),
         sample_rate: 8000,
     };
-    let mut out = BytesMut::new();
+    let mut out = Vec::new();
     Encoder::new("S1").stop(&mut out, &start, "socket-closed");
     let text = std::str::from_utf8(&out).unwrap();
     assert_eq!(
@@ -178,17 +178,24 @@ fn reading_without_the_payload_gives_what_a_whole_read_gives() {
             Frame::read(text, 8000),
             "{text}"
         );
+        // The cut alone (what the direct scan declines goes to it), where it reads a frame.
+        if let Some(cut) = read_without_payload(text, 8000, &mut rest) {
+            assert_eq!(Ok(cut), Frame::read(text, 8000), "{text}");
+        }
     }
-    // The fast path was taken for Exotel's shape: serde read the frame without its payload,
-    // and the payload is the frame's own text, not a copy.
+    // Both fast paths take Exotel's shape, and the payload is the frame's own text, not a
+    // copy: the scan reads the frame where it is; the cut had serde read it without its
+    // payload.
     let text = &frames[0];
-    let frame = Frame::read_in(text, 8000, &mut rest).unwrap();
-    let Inbound::Media { payload, .. } = &frame.event else {
-        panic!()
-    };
-    assert!(
+    let borrowed = |frame: &Frame<'_>| {
+        let Inbound::Media { payload, .. } = &frame.event else {
+            panic!()
+        };
         matches!(payload, Cow::Borrowed(b) if b.as_ptr() == text[text.find(&p).unwrap()..].as_ptr())
-    );
+    };
+    assert!(borrowed(&scan::media(text).unwrap()));
+    let frame = read_without_payload(text, 8000, &mut rest).unwrap();
+    assert!(borrowed(&frame));
     drop(frame);
     assert_eq!(rest, text.replace(&p, ""));
 }
@@ -203,8 +210,12 @@ fn a_frame_is_cut_from_its_length_limit_and_read_whole_below_it() {
         );
         assert_eq!(text.len(), len);
         let mut rest = String::new();
-        let frame = Frame::read_in(&text, 8000, &mut rest);
-        assert_eq!(frame, Frame::read(&text, 8000));
+        assert_eq!(
+            Frame::read_in(&text, 8000, &mut rest),
+            Frame::read(&text, 8000)
+        );
+        let frame = read_without_payload(&text, 8000, &mut rest);
+        assert_eq!(frame.is_some(), len >= CUT_PAYLOAD_FROM_BYTES);
         drop(frame);
         let cut = len >= CUT_PAYLOAD_FROM_BYTES;
         assert_eq!(rest.len(), if cut { shell } else { 0 }, "{len} bytes");
@@ -247,12 +258,24 @@ fn bad_frames_are_errors_not_panics() {
 #[test]
 fn encodes_what_exotel_expects() {
     let e = Encoder::new("S\"1");
-    let mut out = BytesMut::new();
-    e.media(&mut out, &[1, 2, 3]);
+    let mut out = Vec::new();
+    e.media(&mut out, &[0x0201, 0x0403]);
     assert_eq!(
         &out[..],
-        br#"{"event":"media","stream_sid":"S\"1","media":{"payload":"AQID"}}"#
+        br#"{"event":"media","stream_sid":"S\"1","media":{"payload":"AQIDBA=="}}"#
     );
+    // Past one block of samples, the payload is still the PCM's base64 in one piece.
+    for n in [767, 768, 769, 2000] {
+        let samples: Vec<i16> = (0..n).map(|i| (i * 37 - 9000) as i16).collect();
+        let mut pcm = Vec::new();
+        crate::media::audio::samples_to_pcm(&samples, &mut pcm);
+        out.clear();
+        e.media(&mut out, &samples);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&pcm);
+        let expected =
+            format!(r#"{{"event":"media","stream_sid":"S\"1","media":{{"payload":"{b64}"}}}}"#);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected, "{n} samples");
+    }
     out.clear();
     e.mark(&mut out, "greet\"ing");
     assert_eq!(

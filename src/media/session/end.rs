@@ -25,13 +25,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
         self.ws.get_mut()
     }
 
-    /// Writes what tungstenite holds back from a socket that was full. `Err` when the socket
-    /// has failed.
+    /// Writes what the socket held back when it was full. `Err` when the socket has failed.
     pub fn flush(&mut self) -> Result<(), EndReason> {
         match self.ws.flush() {
-            Ok(()) => Ok(()),
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Ok(()),
+            Ok(()) | Err(WsError::WouldBlock | WsError::Closed) => Ok(()),
             Err(e) => Err(EndReason::SocketError(e.to_string())),
         }
     }
@@ -49,15 +46,17 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     pub(super) fn read_caller_toward_close(&mut self) -> bool {
-        loop {
-            match self.ws.read() {
+        let mut message = std::mem::take(&mut self.scratch.message);
+        let done = loop {
+            match self.ws.read(&mut message) {
+                Ok(Incoming::Close) => break true,
                 Ok(_) => continue,
-                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                    return false
-                }
-                Err(_) => return true,
+                Err(WsError::WouldBlock) => break false,
+                Err(_) => break true,
             }
-        }
+        };
+        self.scratch.message = message;
+        done
     }
 
     /// Closes the socket (unless the peer did), tells the bot, logs the call's counts.
@@ -92,17 +91,15 @@ impl<'a, S: MediaIo> Session<'a, S> {
         // What the bot said last (an in-process bot may speak in `on_stop`).
         self.pass_transcript();
         if !matches!(reason, EndReason::ClosedByPeer | EndReason::SocketError(_)) {
+            // RFC 6455 §7.4.1: 1009 too big, 1002 protocol, 1007 not UTF-8, 1001 going away.
             let code = match reason {
-                EndReason::FrameTooLarge => CloseCode::Size,
-                EndReason::ProtocolError(_) => CloseCode::Protocol,
-                EndReason::InvalidUtf8 => CloseCode::Invalid,
-                EndReason::IdleTimeout | EndReason::Shutdown => CloseCode::Away,
-                _ => CloseCode::Normal,
+                EndReason::FrameTooLarge => 1009,
+                EndReason::ProtocolError(_) => 1002,
+                EndReason::InvalidUtf8 => 1007,
+                EndReason::IdleTimeout | EndReason::Shutdown => 1001,
+                _ => 1000,
             };
-            let _ = self.ws.close(Some(CloseFrame {
-                code,
-                reason: Utf8Bytes::from(reason.as_str().to_owned()),
-            }));
+            let _ = self.ws.close(code, reason.as_str());
             let _ = self.ws.flush();
             if waits_for_close(reason) && self.ws.get_ref().waits() {
                 // Let the close handshake finish, briefly.
@@ -111,7 +108,12 @@ impl<'a, S: MediaIo> Session<'a, S> {
                     .get_mut()
                     .set_read_timeout(Some(Duration::from_millis(500)));
                 let deadline = Instant::now() + Duration::from_secs(1);
-                while Instant::now() < deadline && self.ws.read().is_ok() {}
+                let mut message = std::mem::take(&mut self.scratch.message);
+                while Instant::now() < deadline
+                    && matches!(self.ws.read(&mut message), Ok(m) if m != Incoming::Close)
+                {
+                }
+                self.scratch.message = message;
             }
         }
         self.report_metrics(self.clock);

@@ -11,20 +11,18 @@ impl<'a, S: MediaIo> Session<'a, S> {
             return Ok(());
         };
         if self.outbox.take_clear() {
-            self.scratch.frame.clear();
-            live.encoder.clear(&mut self.scratch.frame);
             live.pacer.reset();
-            self.send_frame()?;
+            let sent = self.ws.send_text(|out| live.encoder.clear(out));
+            self.sent(sent)?;
         }
         loop {
             let Some(live) = self.phase.live_mut() else {
                 return Ok(());
             };
             if let Some(name) = self.outbox.pop_due_mark() {
-                self.scratch.frame.clear();
-                live.encoder.mark(&mut self.scratch.frame, &name);
+                let sent = self.ws.send_text(|out| live.encoder.mark(out, &name));
                 self.stats.marks_out += 1;
-                self.send_frame()?;
+                self.sent(sent)?;
                 continue;
             }
             let queued = self.outbox.queued_samples();
@@ -54,11 +52,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
             self.outbox.drain_into(take, &mut self.scratch.chunk);
             let padded = live.rules.padded(self.scratch.chunk.len());
             self.scratch.chunk.resize(padded, 0);
-            self.scratch.chunk_pcm.clear();
-            samples_to_pcm(&self.scratch.chunk, &mut self.scratch.chunk_pcm);
-            self.scratch.frame.clear();
-            live.encoder
-                .media(&mut self.scratch.frame, &self.scratch.chunk_pcm);
+            let chunk = &self.scratch.chunk;
+            let sent = self.ws.send_text(|out| live.encoder.media(out, chunk));
             if let Some(at) = allowed_at {
                 self.metrics
                     .chunk_send_delay
@@ -75,29 +70,21 @@ impl<'a, S: MediaIo> Session<'a, S> {
             live.pacer
                 .sent(now, Duration::from_micros(live.rules.micros(padded)));
             self.stats.frames_out += 1;
-            self.stats.bytes_out += self.scratch.chunk_pcm.len() as u64;
-            self.send_frame()?;
+            self.stats.bytes_out += 2 * self.scratch.chunk.len() as u64;
+            self.sent(sent)?;
         }
     }
 
-    /// Sends the encoded `frame` as a text message without copying it: the frozen bytes share
-    /// the buffer, which is reclaimed on the next `reserve` once tungstenite has written them.
-    pub(super) fn send_frame(&mut self) -> Result<(), EndReason> {
-        let bytes = self.scratch.frame.split().freeze();
-        let text = Utf8Bytes::try_from(bytes)
-            .map_err(|_| EndReason::SocketError("encoded frame is not UTF-8".into()))?;
-        self.send(Message::Text(text))
-    }
-
-    pub(super) fn send(&mut self, message: Message) -> Result<(), EndReason> {
-        match self.ws.send(message) {
-            Ok(()) => {}
-            // Buffered by tungstenite; written on a later flush.
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => return Err(EndReason::SocketError(e.to_string())),
+    /// What a frame's send came to: sent, or kept for the socket's next flush (the encoder
+    /// wrote it straight into the socket's output), or the call's end.
+    pub(super) fn sent(&mut self, sent: Result<(), WsError>) -> Result<(), EndReason> {
+        match sent {
+            Ok(()) | Err(WsError::WouldBlock) => {
+                self.last_sent = self.clock;
+                Ok(())
+            }
+            Err(e) => Err(EndReason::SocketError(e.to_string())),
         }
-        self.last_sent = self.clock;
-        Ok(())
     }
 
     /// Adds what happened since the last report to the metrics (about once a second).

@@ -104,7 +104,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     /// Hands one of Exotel's frames to the relayed bot, if there is one.
-    pub(super) fn forward_to_relay(&mut self, text: &Utf8Bytes) -> Result<(), EndReason> {
+    pub(super) fn forward_to_relay(&mut self, text: &str) -> Result<(), EndReason> {
         let Some(Live {
             handler: Handler::Relay(relay),
             ..

@@ -1,0 +1,382 @@
+//! The server's end of one WebSocket, at the edge between [`frame`](super::frame) and a socket:
+//! frames read from a buffer allocated once (never zero-filled again, however many reads),
+//! messages unmasked into the caller's buffer, pings answered, the closing handshake, and
+//! frames written straight into the socket's output buffer.
+
+use super::frame::{self, Opcode, ProtocolError};
+use std::io::{self, ErrorKind, Read, Write};
+
+/// The read buffer's first size: a 100 ms frame at 8 kHz (about 2.3 KB) in one read. A larger
+/// frame grows it once, to that frame's size.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// What one read gave. A message's bytes are in the buffer the caller lent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'m> {
+    Text(&'m str),
+    Binary,
+    /// Answered with a pong already.
+    Ping,
+    Pong,
+    /// The peer's close; ours went back (or had gone before it).
+    Close,
+}
+
+/// Why a read or a write did not happen.
+#[derive(Debug)]
+pub enum Error {
+    /// Nothing more until the socket is readable (or writable) again.
+    WouldBlock,
+    /// The closing handshake is over, or the peer went away without one (end of stream).
+    Closed,
+    /// A message over the limit: the socket closes with 1009.
+    TooLarge,
+    /// The peer broke RFC 6455: 1002.
+    Protocol(ProtocolError),
+    /// A text message that is not UTF-8: 1007.
+    InvalidUtf8,
+    /// More unwritten output than the limit: the peer stopped reading.
+    WriteBufferFull,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::WouldBlock => f.write_str("the socket would block"),
+            Error::Closed => f.write_str("the WebSocket is closed"),
+            Error::TooLarge => f.write_str("a message over the size limit"),
+            Error::Protocol(e) => write!(f, "WebSocket protocol error: {e}"),
+            Error::InvalidUtf8 => f.write_str("a text message that is not UTF-8"),
+            Error::WriteBufferFull => f.write_str("the peer is not reading what we send"),
+            Error::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        match e.kind() {
+            ErrorKind::WouldBlock => Error::WouldBlock,
+            _ => Error::Io(e),
+        }
+    }
+}
+
+/// Where the closing handshake is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// Ours went; the peer's has not come.
+    Sent,
+    /// Both ways (or the peer's, answered): nothing more is read or sent.
+    Done,
+}
+
+/// A message that came in fragments: which kind, while its fragments gather.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assembly {
+    None,
+    Text,
+    Binary,
+}
+
+/// The server's end of one WebSocket over `S`.
+pub struct ServerSocket<S> {
+    io: S,
+    /// Zero-filled once; the unread bytes are `input[read_at..filled]`.
+    input: Vec<u8>,
+    read_at: usize,
+    filled: usize,
+    assembly: Assembly,
+    /// A fragmented message so far (empty, and never allocated, for a peer that does not
+    /// fragment).
+    fragments: Vec<u8>,
+    /// Frames to send; `output[written..]` has not gone yet.
+    output: Vec<u8>,
+    written: usize,
+    closing: Closing,
+    /// The largest message read, and the most output held for a peer that does not read.
+    max_message: usize,
+}
+
+/// What a buffered frame turned out to be.
+enum Kind {
+    Text,
+    Binary,
+    Ping,
+    Pong,
+    Close,
+}
+
+impl<S: Read + Write> ServerSocket<S> {
+    /// The server's end over `io`, after the handshake; `already_read` is what was read past
+    /// the handshake's request (the first frames, when the client did not wait).
+    pub fn new(io: S, already_read: Vec<u8>, max_message: usize) -> ServerSocket<S> {
+        let mut input = already_read;
+        let filled = input.len();
+        input.resize(filled.max(READ_BUFFER_BYTES), 0);
+        ServerSocket {
+            io,
+            input,
+            read_at: 0,
+            filled,
+            assembly: Assembly::None,
+            fragments: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            closing: Closing::Open,
+            max_message,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// The next message, or a control frame, into `message` (cleared first). Reads the socket
+    /// only when no whole frame is buffered.
+    pub fn read<'m>(&mut self, message: &'m mut Vec<u8>) -> Result<Incoming<'m>, Error> {
+        if self.closing == Closing::Done {
+            return Err(Error::Closed);
+        }
+        let kind = loop {
+            if let Some(kind) = self.next_buffered(message)? {
+                break kind;
+            }
+            self.fill()?;
+        };
+        Ok(match kind {
+            Kind::Text => {
+                Incoming::Text(std::str::from_utf8(message).map_err(|_| Error::InvalidUtf8)?)
+            }
+            Kind::Binary => Incoming::Binary,
+            Kind::Ping => Incoming::Ping,
+            Kind::Pong => Incoming::Pong,
+            Kind::Close => Incoming::Close,
+        })
+    }
+
+    /// One read from the socket into the buffer's free end.
+    fn fill(&mut self) -> Result<(), Error> {
+        if self.filled == self.input.len() {
+            self.make_room(self.input.len() + READ_BUFFER_BYTES);
+        }
+        match self.io.read(&mut self.input[self.filled..]) {
+            Ok(0) => Err(Error::Closed),
+            Ok(n) => {
+                self.filled += n;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Room for `frame_len` bytes from the first unread one: the unread bytes moved to the
+    /// front, and the buffer grown (once per larger frame) if that is not enough.
+    fn make_room(&mut self, frame_len: usize) {
+        if self.read_at > 0 {
+            self.input.copy_within(self.read_at..self.filled, 0);
+            self.filled -= self.read_at;
+            self.read_at = 0;
+        }
+        if frame_len > self.input.len() {
+            self.input.resize(frame_len, 0);
+        }
+    }
+
+    /// The next whole frame in the buffer, if there is one: a message (whole, or the last of
+    /// its fragments) lands in `message`; a control frame is answered here.
+    fn next_buffered(&mut self, message: &mut Vec<u8>) -> Result<Option<Kind>, Error> {
+        loop {
+            if self.read_at == self.filled {
+                (self.read_at, self.filled) = (0, 0);
+            }
+            let unread = &self.input[self.read_at..self.filled];
+            let Some(head) = frame::read_head(unread).map_err(Error::Protocol)? else {
+                return Ok(None);
+            };
+            if head.payload_len > self.max_message as u64 {
+                return Err(Error::TooLarge);
+            }
+            let frame_len = head.head_len + head.payload_len as usize;
+            if unread.len() < frame_len {
+                if self.input.len() - self.read_at < frame_len {
+                    self.make_room(frame_len);
+                }
+                return Ok(None);
+            }
+            let at = self.read_at + head.head_len;
+            self.read_at += frame_len;
+            let payload = &mut self.input[at..self.read_at];
+            frame::unmask(payload, head.mask);
+            let kind = match (head.opcode, self.assembly) {
+                (Opcode::Text | Opcode::Binary, Assembly::None) if head.fin => {
+                    message.clear();
+                    message.extend_from_slice(payload);
+                    if head.opcode == Opcode::Text {
+                        Kind::Text
+                    } else {
+                        Kind::Binary
+                    }
+                }
+                (Opcode::Text | Opcode::Binary, Assembly::None) => {
+                    self.assembly = match head.opcode {
+                        Opcode::Text => Assembly::Text,
+                        _ => Assembly::Binary,
+                    };
+                    self.fragments.clear();
+                    self.fragments.extend_from_slice(payload);
+                    continue;
+                }
+                (Opcode::Text | Opcode::Binary, _) => {
+                    return Err(Error::Protocol(ProtocolError(
+                        "a new message before the last one's final fragment",
+                    )))
+                }
+                (Opcode::Continuation, Assembly::None) => {
+                    return Err(Error::Protocol(ProtocolError(
+                        "a continuation frame with no message to continue",
+                    )))
+                }
+                (Opcode::Continuation, assembly) => {
+                    if self.fragments.len() + payload.len() > self.max_message {
+                        return Err(Error::TooLarge);
+                    }
+                    self.fragments.extend_from_slice(payload);
+                    if !head.fin {
+                        continue;
+                    }
+                    self.assembly = Assembly::None;
+                    message.clear();
+                    message.extend_from_slice(&self.fragments);
+                    if assembly == Assembly::Text {
+                        Kind::Text
+                    } else {
+                        Kind::Binary
+                    }
+                }
+                (Opcode::Ping, _) => {
+                    let mut pong = [0u8; frame::MAX_CONTROL_PAYLOAD as usize];
+                    let n = payload.len();
+                    pong[..n].copy_from_slice(payload);
+                    self.answer(Opcode::Pong, &pong[..n])?;
+                    Kind::Ping
+                }
+                (Opcode::Pong, _) => Kind::Pong,
+                (Opcode::Close, _) => {
+                    self.on_close(frame_len - head.head_len)?;
+                    Kind::Close
+                }
+            };
+            return Ok(Some(kind));
+        }
+    }
+
+    /// The peer's close, whose payload (`len` bytes) ends where the buffer's unread part
+    /// starts: answered with its code (§5.5.1) unless ours went first.
+    fn on_close(&mut self, len: usize) -> Result<(), Error> {
+        if len == 1 {
+            return Err(Error::Protocol(ProtocolError("a close frame of one byte")));
+        }
+        let code = match len {
+            0 => None,
+            _ => Some([
+                self.input[self.read_at - len],
+                self.input[self.read_at - len + 1],
+            ]),
+        };
+        if self.closing == Closing::Open {
+            self.answer(Opcode::Close, code.as_ref().map_or(&[][..], |c| &c[..]))?;
+        }
+        self.closing = Closing::Done;
+        Ok(())
+    }
+
+    /// A pong or the close's answer, sent whatever else waits to be (a peer that does not
+    /// read gets it after the rest).
+    fn answer(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), Error> {
+        if self.closing != Closing::Open {
+            return Ok(());
+        }
+        let start = frame::begin_frame(&mut self.output);
+        self.output.extend_from_slice(payload);
+        frame::end_frame(&mut self.output, start, opcode);
+        self.write_out()
+    }
+
+    /// A text message whose payload `encode` appends straight to the output buffer (it must
+    /// append UTF-8: what we send is ours to keep strict). Written at once, as far as the socket
+    /// takes it.
+    pub fn send_text(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+        self.send(Opcode::Text, encode)
+    }
+
+    pub fn ping(&mut self) -> Result<(), Error> {
+        self.send(Opcode::Ping, |_| {})
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (cut to fit a control frame).
+    /// Reading goes on until the peer's close comes.
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
+        let mut cut = reason.len().min(frame::MAX_CONTROL_PAYLOAD as usize - 2);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.send(Opcode::Close, |out| {
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(&reason.as_bytes()[..cut]);
+        })?;
+        self.closing = Closing::Sent;
+        Ok(())
+    }
+
+    fn send(&mut self, opcode: Opcode, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+        if self.closing != Closing::Open {
+            return Err(Error::Closed);
+        }
+        if self.output.len() - self.written > self.max_message {
+            return Err(Error::WriteBufferFull);
+        }
+        let start = frame::begin_frame(&mut self.output);
+        encode(&mut self.output);
+        frame::end_frame(&mut self.output, start, opcode);
+        self.write_out()
+    }
+
+    /// Writes what waits, until the socket would block.
+    fn write_out(&mut self) -> Result<(), Error> {
+        while self.written < self.output.len() {
+            match self.io.write(&self.output[self.written..]) {
+                Ok(0) => return Err(Error::Io(ErrorKind::WriteZero.into())),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Writes what waits and flushes the socket; a socket that would block keeps the rest.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.write_out()?;
+        match self.io.flush() {
+            Err(e) if e.kind() != ErrorKind::WouldBlock => Err(Error::Io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether output waits for the socket.
+    pub fn has_output(&self) -> bool {
+        self.written < self.output.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
