@@ -455,7 +455,7 @@ impl<'a> Frame<'a> {
     }
 
     /// [`Frame::read`], with a `media` frame kept away from serde: Exotel's shape is read by
-    /// a direct scan ([`scan::media`]); any other long `media` frame has its payload (2 KB and
+    /// a direct scan ([`scan::media_frame`]); any other long `media` frame has its payload (2 KB and
     /// more at 100 ms, nine tenths of the frame) found with a vectorized search and cut out,
     /// and serde reads the rest, copied into `rest`. The same frame as [`Frame::read`] gives,
     /// always: what the scan declines, a frame under [`CUT_PAYLOAD_FROM_BYTES`], anything but
@@ -466,7 +466,7 @@ impl<'a> Frame<'a> {
         default_rate: u32,
         rest: &'a mut String,
     ) -> Result<Frame<'a>, DecodeError> {
-        if let Some(frame) = scan::media(text) {
+        if let Some(frame) = scan::media_frame(text) {
             return Ok(frame);
         }
         match read_without_payload(text, default_rate, rest) {

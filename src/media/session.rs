@@ -598,12 +598,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// Handles what one read gave: a message, nothing yet, or how the socket ended.
     fn on_read(&mut self, read: Result<Incoming<'_>, WsError>, now: Instant) -> Option<EndReason> {
         match read {
-            Ok(Incoming::Text(text)) => {
+            Ok(Incoming::Text(bytes)) => {
                 self.last_received = now;
-                if let Err(reason) = self.forward_to_relay(text) {
-                    return Some(reason);
-                }
-                self.handle_text(text, now)
+                self.handle_message(bytes, now)
             }
             Ok(Incoming::Binary) => {
                 self.last_received = now;

@@ -109,19 +109,30 @@ pub fn read_head(bytes: &[u8]) -> Result<Option<Head>, ProtocolError> {
     }))
 }
 
-/// Unmasks (or masks) `payload`, which starts at the frame's first payload byte: eight bytes
-/// at a time, the way the compiler vectorizes.
-pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    let [a, b, c, d] = mask;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut words = payload.chunks_exact_mut(8);
-    for word in &mut words {
-        let bytes: [u8; 8] = (*word).try_into().expect("8 bytes");
-        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
+/// Bytes unmasked per step of [`unmask_into`]: a multiple of 4, so that each step starts the
+/// mask over; wide enough for the compiler to vectorize the step.
+const UNMASK_STEP: usize = 64;
+
+/// Unmasks (or masks) `payload`, which starts at the frame's first payload byte, into `out`
+/// (as long as `payload`): one pass, a step the compiler vectorizes, no copy before or after.
+pub fn unmask_into(payload: &[u8], mask: [u8; 4], out: &mut [u8]) {
+    let mut wide = [0u8; UNMASK_STEP];
+    for w in wide.chunks_exact_mut(4) {
+        w.copy_from_slice(&mask);
     }
-    // The rest starts at a multiple of 8, so the mask starts over.
-    for (byte, m) in words.into_remainder().iter_mut().zip(mask.iter().cycle()) {
-        *byte ^= m;
+    let mut steps = out.chunks_exact_mut(UNMASK_STEP);
+    let mut from = payload.chunks_exact(UNMASK_STEP);
+    for (o, p) in (&mut steps).zip(&mut from) {
+        let o: &mut [u8; UNMASK_STEP] = o.try_into().expect("a whole step");
+        let p: &[u8; UNMASK_STEP] = p.try_into().expect("a whole step");
+        for i in 0..UNMASK_STEP {
+            o[i] = p[i] ^ wide[i];
+        }
+    }
+    // The rest starts at a multiple of 4, so the mask starts over.
+    let rest = steps.into_remainder().iter_mut().zip(from.remainder());
+    for (i, (o, p)) in rest.enumerate() {
+        *o = p ^ wide[i];
     }
 }
 
@@ -222,11 +233,11 @@ mod tests {
     #[test]
     fn unmasking_gives_the_payload_back_at_every_length() {
         let mask = [0x12, 0x34, 0x56, 0x78];
-        for len in 0..40 {
-            let payload: Vec<u8> = (0..len as u8).collect();
+        for len in (0..200).chain([2136, 4268]) {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let frame = client(0x82, &payload, mask);
-            let mut body = frame[frame.len() - len..].to_vec();
-            unmask(&mut body, mask);
+            let mut body = vec![0; len];
+            unmask_into(&frame[frame.len() - len..], mask, &mut body);
             assert_eq!(body, payload);
         }
     }

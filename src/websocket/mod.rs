@@ -13,4 +13,4 @@
 pub mod frame;
 pub mod server;
 
-pub use server::{Error, Incoming, ServerSocket};
+pub use server::{text, Error, Incoming, ServerSocket};

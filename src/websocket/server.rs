@@ -13,7 +13,10 @@ pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// What one read gave. A message's bytes are in the buffer the caller lent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming<'m> {
-    Text(&'m str),
+    /// A text message's bytes, not yet checked for UTF-8: RFC 6455 asks the receiver to fail a
+    /// text message that is not (1007), and the reader of the text knows when its own reading
+    /// has checked enough (see `media::session`'s media frames). [`text`] checks it all.
+    Text(&'m [u8]),
     Binary,
     /// Answered with a pong already.
     Ping,
@@ -33,7 +36,7 @@ pub enum Error {
     TooLarge,
     /// The peer broke RFC 6455: 1002.
     Protocol(ProtocolError),
-    /// A text message that is not UTF-8: 1007.
+    /// A text message that is not UTF-8 (see [`text`]): 1007.
     InvalidUtf8,
     /// More unwritten output than the limit: the peer stopped reading.
     WriteBufferFull,
@@ -151,9 +154,7 @@ impl<S: Read + Write> ServerSocket<S> {
             self.fill()?;
         };
         Ok(match kind {
-            Kind::Text => {
-                Incoming::Text(std::str::from_utf8(message).map_err(|_| Error::InvalidUtf8)?)
-            }
+            Kind::Text => Incoming::Text(message),
             Kind::Binary => Incoming::Binary,
             Kind::Ping => Incoming::Ping,
             Kind::Pong => Incoming::Pong,
@@ -212,12 +213,10 @@ impl<S: Read + Write> ServerSocket<S> {
             }
             let at = self.read_at + head.head_len;
             self.read_at += frame_len;
-            let payload = &mut self.input[at..self.read_at];
-            frame::unmask(payload, head.mask);
+            let masked = &self.input[at..self.read_at];
             let kind = match (head.opcode, self.assembly) {
                 (Opcode::Text | Opcode::Binary, Assembly::None) if head.fin => {
-                    message.clear();
-                    message.extend_from_slice(payload);
+                    unmasked_into(masked, head.mask, message);
                     if head.opcode == Opcode::Text {
                         Kind::Text
                     } else {
@@ -229,8 +228,7 @@ impl<S: Read + Write> ServerSocket<S> {
                         Opcode::Text => Assembly::Text,
                         _ => Assembly::Binary,
                     };
-                    self.fragments.clear();
-                    self.fragments.extend_from_slice(payload);
+                    unmasked_into(masked, head.mask, &mut self.fragments);
                     continue;
                 }
                 (Opcode::Text | Opcode::Binary, _) => {
@@ -244,10 +242,12 @@ impl<S: Read + Write> ServerSocket<S> {
                     )))
                 }
                 (Opcode::Continuation, assembly) => {
-                    if self.fragments.len() + payload.len() > self.max_message {
+                    if self.fragments.len() + masked.len() > self.max_message {
                         return Err(Error::TooLarge);
                     }
-                    self.fragments.extend_from_slice(payload);
+                    let had = self.fragments.len();
+                    self.fragments.resize(had + masked.len(), 0);
+                    frame::unmask_into(masked, head.mask, &mut self.fragments[had..]);
                     if !head.fin {
                         continue;
                     }
@@ -262,14 +262,14 @@ impl<S: Read + Write> ServerSocket<S> {
                 }
                 (Opcode::Ping, _) => {
                     let mut pong = [0u8; frame::MAX_CONTROL_PAYLOAD as usize];
-                    let n = payload.len();
-                    pong[..n].copy_from_slice(payload);
+                    let n = masked.len();
+                    frame::unmask_into(masked, head.mask, &mut pong[..n]);
                     self.answer(Opcode::Pong, &pong[..n])?;
                     Kind::Ping
                 }
                 (Opcode::Pong, _) => Kind::Pong,
                 (Opcode::Close, _) => {
-                    self.on_close(frame_len - head.head_len)?;
+                    self.on_close(frame_len - head.head_len, head.mask)?;
                     Kind::Close
                 }
             };
@@ -277,18 +277,18 @@ impl<S: Read + Write> ServerSocket<S> {
         }
     }
 
-    /// The peer's close, whose payload (`len` bytes) ends where the buffer's unread part
-    /// starts: answered with its code (§5.5.1) unless ours went first.
-    fn on_close(&mut self, len: usize) -> Result<(), Error> {
+    /// The peer's close, whose payload (`len` bytes, masked with `mask`) ends where the
+    /// buffer's unread part starts: answered with its code (§5.5.1) unless ours went first.
+    fn on_close(&mut self, len: usize, mask: [u8; 4]) -> Result<(), Error> {
         if len == 1 {
             return Err(Error::Protocol(ProtocolError("a close frame of one byte")));
         }
         let code = match len {
             0 => None,
-            _ => Some([
-                self.input[self.read_at - len],
-                self.input[self.read_at - len + 1],
-            ]),
+            _ => {
+                let at = self.read_at - len;
+                Some([self.input[at] ^ mask[0], self.input[at + 1] ^ mask[1]])
+            }
         };
         if self.closing == Closing::Open {
             self.answer(Opcode::Close, code.as_ref().map_or(&[][..], |c| &c[..]))?;
@@ -376,6 +376,19 @@ impl<S: Read + Write> ServerSocket<S> {
     pub fn has_output(&self) -> bool {
         self.written < self.output.len()
     }
+}
+
+/// Replaces what `into` holds with `masked`, unmasked. `into` keeps the length it had as far
+/// as it can (a buffer lent for one message after another): no zero-fill of room it already
+/// had.
+fn unmasked_into(masked: &[u8], mask: [u8; 4], into: &mut Vec<u8>) {
+    into.resize(masked.len(), 0);
+    frame::unmask_into(masked, mask, into);
+}
+
+/// A text message as `str`, or [`Error::InvalidUtf8`].
+pub fn text(message: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(message).map_err(|_| Error::InvalidUtf8)
 }
 
 #[cfg(test)]

@@ -193,7 +193,7 @@ fn reading_without_the_payload_gives_what_a_whole_read_gives() {
         };
         matches!(payload, Cow::Borrowed(b) if b.as_ptr() == text[text.find(&p).unwrap()..].as_ptr())
     };
-    assert!(borrowed(&scan::media(text).unwrap()));
+    assert!(borrowed(&scan::media_frame(text).unwrap()));
     let frame = read_without_payload(text, 8000, &mut rest).unwrap();
     assert!(borrowed(&frame));
     drop(frame);

@@ -83,7 +83,7 @@ fn next(s: &mut ServerSocket<Wire>, message: &mut Vec<u8>) -> Result<String, Err
     loop {
         match s.read(message) {
             Err(Error::WouldBlock) if !s.get_ref().inbound.is_empty() => continue,
-            Ok(Incoming::Text(t)) => return Ok(format!("text {t}")),
+            Ok(Incoming::Text(t)) => return Ok(format!("text {}", text(t)?)),
             Ok(other) => return Ok(format!("{other:?}")),
             Err(e) => return Err(e),
         }
