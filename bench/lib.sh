@@ -18,6 +18,8 @@ wait_port() {
 
 # utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime alone (user space), in clock ticks; the rest of `ticks` is the kernel's (stime).
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
 # Resident memory of a process in KiB (VmRSS).

@@ -226,7 +226,7 @@ struct Loop<'a, H: CallHost> {
     ready: Vec<usize>,
     again: Vec<usize>,
     /// The buffers every call's turn works in, one call at a time.
-    scratch: Scratch,
+    scratch: Box<Scratch>,
     /// How long to rest after a round that found little to do, while no call is relayed.
     rest: Duration,
     /// Calls whose bot's socket is on this poller. While there are any the loop does not rest:
@@ -257,7 +257,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
             // path (tests/alloc.rs).
             ready: Vec::with_capacity(2 * EVENTS),
             again: Vec::with_capacity(EVENTS),
-            scratch: Scratch::default(),
+            scratch: Box::default(),
             rest,
             relayed: 0,
         }
@@ -614,7 +614,11 @@ fn end_call<H: CallHost>(host: &Arc<H>, ending: Ending, reason: EndReason, stats
 }
 
 /// A call's turns at `now`, until it waits. `Err` when the call is over.
-fn step(call: &mut LoopCall<'_>, now: Instant, scratch: &mut Scratch) -> Result<Next, EndReason> {
+fn step(
+    call: &mut LoopCall<'_>,
+    now: Instant,
+    scratch: &mut Box<Scratch>,
+) -> Result<Next, EndReason> {
     match call.phase {
         Phase::Live => {}
         Phase::Dialing(_) => return Ok(Next::Parked),
@@ -765,7 +769,7 @@ mod tests {
         // Fill the socket until it takes no more, as a caller who stopped reading leaves it.
         let filled = fill_until_blocked(|block| call.socket().write(block));
         assert!(call.socket().write_blocked && filled > 0);
-        let mut scratch = Scratch::default();
+        let mut scratch = Box::default();
         call.stalled_since = Some(t0);
 
         let at = |r: Result<Next, EndReason>| match r {

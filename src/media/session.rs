@@ -398,7 +398,7 @@ pub struct Session<'a, S: MediaIo> {
     outbox: Outbox,
     /// The buffers a turn works in: this session's own, or for the length of a turn its event
     /// loop's ([`Session::turn_in`]).
-    scratch: Scratch,
+    scratch: Box<Scratch>,
     pub stats: SessionStats,
     last_received: Instant,
     last_sent: Instant,
@@ -469,7 +469,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             stop,
             phase: Phase::AwaitingStart,
             outbox: Outbox::new(8000, 0),
-            scratch: Scratch::default(),
+            scratch: Box::default(),
             stats: SessionStats::default(),
             last_received: now,
             last_sent: now,

@@ -5,8 +5,8 @@ use super::*;
 
 impl<'a, S: MediaIo> Session<'a, S> {
     /// [`Session::turn`] working in `scratch` (an event loop's, shared by its calls) instead of
-    /// buffers of its own.
-    pub fn turn_in(&mut self, now: Instant, scratch: &mut Scratch) -> Option<EndReason> {
+    /// buffers of its own: the two are swapped by their pointers, and back after the turn.
+    pub fn turn_in(&mut self, now: Instant, scratch: &mut Box<Scratch>) -> Option<EndReason> {
         std::mem::swap(&mut self.scratch, scratch);
         let ended = self.turn(now);
         std::mem::swap(&mut self.scratch, scratch);
@@ -14,7 +14,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     /// [`Session::finish`] working in `scratch`, as [`Session::turn_in`].
-    pub fn finish_in(&mut self, reason: &EndReason, scratch: &mut Scratch) {
+    pub fn finish_in(&mut self, reason: &EndReason, scratch: &mut Box<Scratch>) {
         std::mem::swap(&mut self.scratch, scratch);
         self.finish(reason);
         std::mem::swap(&mut self.scratch, scratch);
