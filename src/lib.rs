@@ -7,7 +7,8 @@
 //! per-call token from [`calls::registry`] and the call's [`calls::CallLogId`], the one id that
 //! follows a call through Exotel's `CustomField`, the webhook, the media URL and every log line.
 //!
-//! **The media.** Exotel opens that URL; [`media`] checks the token and runs one
+//! **The media.** Exotel opens that URL; [`media`] checks the token, [`websocket`] runs the
+//! socket's frames, and [`media`] runs one
 //! [`media::session::Session`] per call, on one of the media event loops ([`media::engine`], one
 //! per core) or, for a TLS caller, on the connection's coroutine: it parses Exotel's frames
 //! ([`exotel::stream`]), hands the audio to a [`bot::Bot`] and paces what the bot answers in

@@ -454,22 +454,11 @@ impl<'a> Frame<'a> {
         Frame::from_raw(raw, default_rate)
     }
 
-    /// [`Frame::read`], with a `media` frame kept away from serde: Exotel's shape is read by
-    /// a direct scan ([`scan::media_frame`]); any other long `media` frame has its payload (2 KB and
-    /// more at 100 ms, nine tenths of the frame) found with a vectorized search and cut out,
-    /// and serde reads the rest, copied into `rest`. The same frame as [`Frame::read`] gives,
-    /// always: what the scan declines, a frame under [`CUT_PAYLOAD_FROM_BYTES`], anything but
-    /// a `media` frame whose `media.payload` is a string without escapes, or one whose rest
-    /// does not read, goes through [`Frame::read`].
-    pub fn read_in(
-        text: &'a str,
-        default_rate: u32,
-        rest: &'a mut String,
-    ) -> Result<Frame<'a>, DecodeError> {
-        if let Some(frame) = scan::media_frame(text) {
-            return Ok(frame);
-        }
-        match read_without_payload(text, default_rate, rest) {
+    /// [`Frame::read`], with a `media` frame in Exotel's shape read by a direct scan
+    /// ([`scan::media_frame`]) rather than serde: the same frame either way, and what the scan
+    /// declines goes to serde.
+    pub fn read_scanned(text: &'a str, default_rate: u32) -> Result<Frame<'a>, DecodeError> {
+        match scan::media_frame(text) {
             Some(frame) => Ok(frame),
             None => Frame::read(text, default_rate),
         }
@@ -544,51 +533,6 @@ impl<'a> Frame<'a> {
             stream_sid,
             odd,
         })
-    }
-}
-
-/// Frames shorter than this are read whole: serde reads the ~150 bytes around a payload in about
-/// 0.5 µs, so cutting out a short payload (a 20 ms frame at 8 kHz, 560 bytes in all) costs more
-/// than serde's scan of it (`cargo bench --bench media -- read_inbound_frame`).
-pub const CUT_PAYLOAD_FROM_BYTES: usize = 1024;
-
-/// `"payload":"` as Exotel writes it (no spaces): where the fast path looks for the payload.
-const PAYLOAD_KEY: &[u8] = b"\"payload\":\"";
-
-/// [`Frame::read_in`]'s fast path: `None` whenever it cannot be sure, and the caller reads the
-/// whole frame. The first `"payload":"` in the text is taken for `media.payload` only if serde,
-/// reading the frame with that string emptied, finds the empty string at that very place.
-fn read_without_payload<'a>(
-    text: &'a str,
-    default_rate: u32,
-    rest: &'a mut String,
-) -> Option<Frame<'a>> {
-    if text.len() < CUT_PAYLOAD_FROM_BYTES {
-        return None;
-    }
-    let bytes = text.as_bytes();
-    let start = memchr::memmem::find(bytes, PAYLOAD_KEY)? + PAYLOAD_KEY.len();
-    let len = memchr::memchr2(b'"', b'\\', &bytes[start..])?;
-    if bytes[start + len] != b'"' {
-        return None; // an escape: serde decodes it
-    }
-    // Both cuts are next to an ASCII quote, so both halves are whole UTF-8.
-    rest.clear();
-    rest.push_str(&text[..start]);
-    rest.push_str(&text[start + len..]);
-    let rest: &'a str = rest;
-    let cut_at = rest.as_ptr() as usize + start;
-    let raw: RawEvent<'a> = serde_json::from_str(rest).ok()?;
-    let mut frame = Frame::from_raw(raw, default_rate).ok()?;
-    let Inbound::Media { payload, .. } = &mut frame.event else {
-        return None;
-    };
-    match payload {
-        Cow::Borrowed(p) if p.is_empty() && p.as_ptr() as usize == cut_at => {
-            *payload = Cow::Borrowed(&text[start..start + len]);
-            Some(frame)
-        }
-        _ => None,
     }
 }
 

@@ -200,19 +200,12 @@ impl Pacer {
     }
 }
 
-/// Room for a text frame without its media payload (Exotel's are about 150 bytes); a longer
-/// one grows the buffer once.
-const FRAME_REST_BYTES: usize = 512;
-
-/// Buffers a turn fills and leaves behind: a frame's text without its payload, the caller's
-/// audio as bytes and samples, the bot's next chunk as samples and bytes, the frame being
-/// encoded. Nothing in them outlives the turn, so the calls of one event loop share one set (a
+/// Buffers a turn fills and leaves behind: the message as read, the caller's audio as bytes
+/// and samples, the bot's next chunk, a relayed bot's `stop`. Nothing in them outlives the turn, so the calls of one event loop share one set (a
 /// call's own would be 17 KiB of resident memory per call at 8 kHz) and a coroutine's session
 /// keeps its own.
 #[derive(Default)]
 pub struct Scratch {
-    /// A text frame without its media payload, for serde ([`Frame::read_in`]).
-    frame_rest: String,
     pcm_in: Vec<u8>,
     samples_in: Vec<i16>,
     chunk: Vec<i16>,
@@ -230,8 +223,6 @@ impl Scratch {
             v.clear();
             v.reserve(n);
         }
-        self.frame_rest.clear();
-        self.frame_rest.reserve(FRAME_REST_BYTES);
         room(&mut self.pcm_in, 2 * frame_samples + 4);
         room(&mut self.samples_in, frame_samples);
         room(&mut self.chunk, chunk_samples);

@@ -305,8 +305,8 @@ impl<'a> Scanner<'a> {
             true => next == Some(&b'"'),
             // No leading zero, no fraction or exponent: JSON's integers, which serde reads.
             false => {
-                !matches!(next, Some(b'.' | b'e' | b'E'))
-                    && (digits == 1 || self.bytes[start] != b'0')
+                let leading_zero = digits > 1 && self.bytes[start] == b'0';
+                !matches!(next, Some(b'.' | b'e' | b'E')) && !leading_zero
             }
         };
         if digits == 0 || digits > 18 || !ends_well {
@@ -408,6 +408,9 @@ mod tests {
             r#"{"event":"media","media":{"payload":"AQID"}} trailing"#,
             r#"{"event":"media","media":{"payload":"AQID"}"#,
             r#"{"event":"media"}"#,
+            r#"{"event":"media","media":{"chunk":"#,
+            r#"{"event":"media","media":{"chunk":"#.trim_end_matches(':'),
+            r#"{"event":"media","media":{"chunk":""#,
             r#"{"event":"media","media":{}}"#,
             r#"{"event":"media","media":"AQID"}"#,
         ] {

@@ -143,18 +143,17 @@ fn strings_with_escapes_are_read_too() {
 }
 
 #[test]
-fn reading_without_the_payload_gives_what_a_whole_read_gives() {
-    // Payloads long enough for the fast path (CUT_PAYLOAD_FROM_BYTES).
+fn a_scanned_read_gives_what_a_whole_read_gives() {
     let p = "AQID".repeat(300);
     let frames = [
-        // Exotel's shape: the fast path takes it.
+        // Exotel's shape: the scan takes it.
         format!(
             r#"{{"event":"media","sequence_number":"3","stream_sid":"S1","media":{{"chunk":"2","timestamp":"200","payload":"{p}"}}}}"#
         ),
         format!(
             r#"{{"event":"media","stream_sid":"S1","media":{{"payload":"{p}","track":"outbound"}}}}"#
         ),
-        // The key's first appearance is not the media payload: a decoy before it.
+        // A decoy key, a payload in another object, an escaped quote in the sid.
         format!(r#"{{"event":"media","payload":"AAAA","media":{{"payload":"{p}"}}}}"#),
         format!(r#"{{"event":"media","extra":{{"payload":"{p}"}},"media":{{"payload":"AQID"}}}}"#),
         format!(r#"{{"event":"media","payload":"{p}","media":{{"payload":""}}}}"#),
@@ -171,55 +170,21 @@ fn reading_without_the_payload_gives_what_a_whole_read_gives() {
         format!(r#"{{"event":"media","media":{{"payload":"{p}"}}"#),
         format!(r#"{{"event":"media","media":"payload","payload":"{p}"}}"#),
     ];
-    let mut rest = String::new();
     for text in &frames {
         assert_eq!(
-            Frame::read_in(text, 8000, &mut rest),
+            Frame::read_scanned(text, 8000),
             Frame::read(text, 8000),
             "{text}"
         );
-        // The cut alone (what the direct scan declines goes to it), where it reads a frame.
-        if let Some(cut) = read_without_payload(text, 8000, &mut rest) {
-            assert_eq!(Ok(cut), Frame::read(text, 8000), "{text}");
-        }
     }
-    // Both fast paths take Exotel's shape, and the payload is the frame's own text, not a
-    // copy: the scan reads the frame where it is; the cut had serde read it without its
-    // payload.
+    // The payload the scan reads is the frame's own text, not a copy.
     let text = &frames[0];
-    let borrowed = |frame: &Frame<'_>| {
-        let Inbound::Media { payload, .. } = &frame.event else {
-            panic!()
-        };
-        matches!(payload, Cow::Borrowed(b) if b.as_ptr() == text[text.find(&p).unwrap()..].as_ptr())
+    let frame = scan::media_frame(text).unwrap();
+    let Inbound::Media { payload, .. } = &frame.event else {
+        panic!()
     };
-    assert!(borrowed(&scan::media_frame(text).unwrap()));
-    let frame = read_without_payload(text, 8000, &mut rest).unwrap();
-    assert!(borrowed(&frame));
-    drop(frame);
-    assert_eq!(rest, text.replace(&p, ""));
-}
-
-#[test]
-fn a_frame_is_cut_from_its_length_limit_and_read_whole_below_it() {
-    let shell = r#"{"event":"media","media":{"payload":""}}"#.len();
-    for len in [CUT_PAYLOAD_FROM_BYTES - 1, CUT_PAYLOAD_FROM_BYTES] {
-        let text = format!(
-            r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
-            "A".repeat(len - shell)
-        );
-        assert_eq!(text.len(), len);
-        let mut rest = String::new();
-        assert_eq!(
-            Frame::read_in(&text, 8000, &mut rest),
-            Frame::read(&text, 8000)
-        );
-        let frame = read_without_payload(&text, 8000, &mut rest);
-        assert_eq!(frame.is_some(), len >= CUT_PAYLOAD_FROM_BYTES);
-        drop(frame);
-        let cut = len >= CUT_PAYLOAD_FROM_BYTES;
-        assert_eq!(rest.len(), if cut { shell } else { 0 }, "{len} bytes");
-    }
+    let at = text.find(&p).unwrap();
+    assert!(matches!(payload, Cow::Borrowed(b) if b.as_ptr() == text[at..].as_ptr()));
 }
 
 #[test]

@@ -43,22 +43,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
         Some(self.on_pcm(now))
     }
 
+    /// One of Exotel's frames as text, read leniently.
     pub(super) fn handle_text(&mut self, text: &str, now: Instant) -> Option<EndReason> {
-        // The frame without its payload is read in the scratch's text buffer, lent out for the
-        // read and put back after: its capacity stays, nothing is allocated per frame.
-        let mut rest = std::mem::take(&mut self.scratch.frame_rest);
-        let ended = self.handle_frame(text, &mut rest, now);
-        self.scratch.frame_rest = rest;
-        ended
-    }
-
-    pub(super) fn handle_frame(
-        &mut self,
-        text: &str,
-        rest: &mut String,
-        now: Instant,
-    ) -> Option<EndReason> {
-        let frame = match Frame::read_in(text, self.url_sample_rate, rest) {
+        let frame = match Frame::read_scanned(text, self.url_sample_rate) {
             Ok(frame) => frame,
             Err(e) => {
                 self.bad_frame(now, &e.to_string());
