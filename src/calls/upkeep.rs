@@ -46,8 +46,20 @@ pub fn backup(source: &Path, dest: &Path) -> Result<u64, String> {
             return Err(e.to_string());
         }
     };
-    let copied = rusqlite::backup::Backup::new(&from, &mut to)
-        .and_then(|b| b.run_to_completion(i32::MAX, Duration::ZERO, None));
+    // A reader of a WAL database may lose a race with the writer's checkpoint and get
+    // SQLITE_PROTOCOL ("locking protocol"), which no busy timeout covers: tried again, a few
+    // times, as SQLite's documentation advises.
+    let mut copied = Ok(());
+    for _ in 0..5 {
+        copied = rusqlite::backup::Backup::new(&from, &mut to)
+            .and_then(|b| b.run_to_completion(i32::MAX, Duration::ZERO, None));
+        let raced = matches!(&copied, Err(e) if e.sqlite_error_code()
+            == Some(rusqlite::ErrorCode::FileLockingProtocolFailed));
+        if !raced {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     if let Err(e) = copied {
         drop(to);
         let _ = std::fs::remove_file(dest);
