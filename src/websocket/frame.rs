@@ -171,28 +171,29 @@ pub fn end_frame(out: &mut Vec<u8>, start: usize, opcode: Opcode) {
     }
 }
 
+/// A client's frame as RFC 6455 writes it, masked with `mask` (for the tests).
+#[cfg(test)]
+pub(crate) fn client(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    out.extend(mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A client's frame as RFC 6455 writes it, masked.
-    fn client(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                out.push(0x80 | 126);
-                out.extend((n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend((n as u64).to_be_bytes());
-            }
-        }
-        out.extend(mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
-    }
 
     #[test]
     fn a_head_is_read_only_once_all_of_it_is_there_in_each_length_form() {

@@ -54,22 +54,7 @@ fn wire(chunk: usize) -> Wire {
 
 /// A client's frame: `first` byte (FIN and opcode), masked `payload`.
 fn client(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0xa1, 0x02, 0xf3, 0x44];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend((n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend((n as u64).to_be_bytes());
-        }
-    }
-    out.extend(mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    frame::client(first, payload, [0xa1, 0x02, 0xf3, 0x44])
 }
 
 fn socket(bytes: &[u8], chunk: usize, max: usize) -> ServerSocket<Wire> {
