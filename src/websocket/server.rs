@@ -213,67 +213,77 @@ impl<S: Read + Write> ServerSocket<S> {
             }
             let at = self.read_at + head.head_len;
             self.read_at += frame_len;
-            let masked = &self.input[at..self.read_at];
-            let kind = match (head.opcode, self.assembly) {
-                (Opcode::Text | Opcode::Binary, Assembly::None) if head.fin => {
-                    unmasked_into(masked, head.mask, message);
-                    if head.opcode == Opcode::Text {
-                        Kind::Text
-                    } else {
-                        Kind::Binary
-                    }
-                }
-                (Opcode::Text | Opcode::Binary, Assembly::None) => {
-                    self.assembly = match head.opcode {
-                        Opcode::Text => Assembly::Text,
-                        _ => Assembly::Binary,
-                    };
-                    unmasked_into(masked, head.mask, &mut self.fragments);
-                    continue;
-                }
-                (Opcode::Text | Opcode::Binary, _) => {
-                    return Err(Error::Protocol(ProtocolError(
-                        "a new message before the last one's final fragment",
-                    )))
-                }
-                (Opcode::Continuation, Assembly::None) => {
-                    return Err(Error::Protocol(ProtocolError(
-                        "a continuation frame with no message to continue",
-                    )))
-                }
-                (Opcode::Continuation, assembly) => {
-                    if self.fragments.len() + masked.len() > self.max_message {
-                        return Err(Error::TooLarge);
-                    }
-                    let had = self.fragments.len();
-                    self.fragments.resize(had + masked.len(), 0);
-                    frame::unmask_into(masked, head.mask, &mut self.fragments[had..]);
-                    if !head.fin {
-                        continue;
-                    }
-                    self.assembly = Assembly::None;
-                    message.clear();
-                    message.extend_from_slice(&self.fragments);
-                    if assembly == Assembly::Text {
-                        Kind::Text
-                    } else {
-                        Kind::Binary
-                    }
-                }
-                (Opcode::Ping, _) => {
+            let kind = match head.opcode {
+                Opcode::Ping => {
                     let mut pong = [0u8; frame::MAX_CONTROL_PAYLOAD as usize];
+                    let masked = &self.input[at..self.read_at];
                     let n = masked.len();
                     frame::unmask_into(masked, head.mask, &mut pong[..n]);
                     self.answer(Opcode::Pong, &pong[..n])?;
                     Kind::Ping
                 }
-                (Opcode::Pong, _) => Kind::Pong,
-                (Opcode::Close, _) => {
+                Opcode::Pong => Kind::Pong,
+                Opcode::Close => {
                     self.on_close(frame_len - head.head_len, head.mask)?;
                     Kind::Close
                 }
+                _ => match self.data_frame(&head, at, message)? {
+                    Some(kind) => kind,
+                    None => continue,
+                },
             };
             return Ok(Some(kind));
+        }
+    }
+
+    /// A data frame whose payload is `input[at..read_at]`: a whole message into `message`,
+    /// or a fragment kept (`None`) until the last one, which makes the message.
+    fn data_frame(
+        &mut self,
+        head: &frame::Head,
+        at: usize,
+        message: &mut Vec<u8>,
+    ) -> Result<Option<Kind>, Error> {
+        let masked = &self.input[at..self.read_at];
+        let kind_of = |assembly| match assembly {
+            Assembly::Text => Kind::Text,
+            _ => Kind::Binary,
+        };
+        match (head.opcode, self.assembly) {
+            (Opcode::Continuation, Assembly::None) => Err(Error::Protocol(ProtocolError(
+                "a continuation frame with no message to continue",
+            ))),
+            (Opcode::Continuation, assembly) => {
+                if self.fragments.len() + masked.len() > self.max_message {
+                    return Err(Error::TooLarge);
+                }
+                let had = self.fragments.len();
+                self.fragments.resize(had + masked.len(), 0);
+                frame::unmask_into(masked, head.mask, &mut self.fragments[had..]);
+                if !head.fin {
+                    return Ok(None);
+                }
+                self.assembly = Assembly::None;
+                message.clear();
+                message.extend_from_slice(&self.fragments);
+                Ok(Some(kind_of(assembly)))
+            }
+            (_, Assembly::None) => {
+                let assembly = match head.opcode {
+                    Opcode::Text => Assembly::Text,
+                    _ => Assembly::Binary,
+                };
+                if head.fin {
+                    unmasked_into(masked, head.mask, message);
+                    return Ok(Some(kind_of(assembly)));
+                }
+                self.assembly = assembly;
+                unmasked_into(masked, head.mask, &mut self.fragments);
+                Ok(None)
+            }
+            _ => Err(Error::Protocol(ProtocolError(
+                "a new message before the last one's final fragment",
+            ))),
         }
     }
 
