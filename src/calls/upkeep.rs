@@ -35,7 +35,11 @@ pub fn backup(source: &Path, dest: &Path) -> Result<u64, String> {
                 _ => e.to_string(),
             })?;
     }
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    // Read and write, though only read: a read-only connection cannot rebuild the WAL index
+    // when it finds it being reset by the server's checkpoint, and answered SQLITE_PROTOCOL
+    // ("locking protocol") again and again (a test's backup failed after its five tries). No
+    // CREATE: a missing database is an error, not a new empty one.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE;
     let opened = rusqlite::Connection::open_with_flags(source, flags)
         .and_then(|from| from.busy_timeout(Duration::from_secs(5)).map(|()| from))
         .and_then(|from| rusqlite::Connection::open(dest).map(|to| (from, to)));
@@ -47,10 +51,10 @@ pub fn backup(source: &Path, dest: &Path) -> Result<u64, String> {
         }
     };
     // A reader of a WAL database may lose a race with the writer's checkpoint and get
-    // SQLITE_PROTOCOL ("locking protocol"), which no busy timeout covers: tried again, a few
-    // times, as SQLite's documentation advises.
+    // SQLITE_PROTOCOL ("locking protocol"), which no busy timeout covers: tried again, for up
+    // to a second.
     let mut copied = Ok(());
-    for _ in 0..5 {
+    for _ in 0..20 {
         copied = rusqlite::backup::Backup::new(&from, &mut to)
             .and_then(|b| b.run_to_completion(i32::MAX, Duration::ZERO, None));
         let raced = matches!(&copied, Err(e) if e.sqlite_error_code()

@@ -48,19 +48,6 @@ fn key_kept(server: &Server) {
     assert!(!log.contains("7a9c"), "part of the key was logged");
 }
 
-/// The call's row once its end is written: the call log writes it behind `media.ended`, so a
-/// row read at that line may still say `in-progress` on a busy machine.
-fn ended_row(server: &Server, id: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let row = server.get(&format!("/calls/{id}")).json();
-        if !row["endedAt"].is_null() || std::time::Instant::now() > deadline {
-            return row;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_realtime_call_is_greeted_transcribed_and_ended_by_the_model() {
     let service = FakeRealtime::start(Script {
@@ -123,7 +110,7 @@ fn a_realtime_call_is_greeted_transcribed_and_ended_by_the_model() {
         &format!("callLogId={id}"),
         "reason=bot-hung-up",
     ]);
-    let row = ended_row(&server, id);
+    let row = server.ended_row(id, &[]);
     assert_eq!(row["bot"], "BOT=realtime");
     let transcript = server.get(&format!("/calls/{id}/transcript")).json();
     let turns: Vec<(String, String)> = transcript["turns"]
@@ -207,7 +194,7 @@ fn a_transfer_asked_by_the_model_is_a_handoff_with_its_reason() {
         &format!("callLogId={id}"),
         "reason=handed-off",
     ]);
-    let row = ended_row(&server, id);
+    let row = server.ended_row(id, &[]);
     assert_eq!(row["handoff"], "billing dispute", "{row}");
 }
 
@@ -223,7 +210,7 @@ fn a_refused_key_gets_the_fallback_and_the_key_is_never_shown() {
     let report = call(&server, 8000, 2000, None);
     let id = &report.call_log_id;
     server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
-    let row = ended_row(&server, id);
+    let row = server.ended_row(id, &[]);
     assert_eq!(row["status"], "bot-unavailable", "{row}");
     assert_eq!(
         row["lastError"], "bot unavailable: refused the handshake with 401",
@@ -253,7 +240,7 @@ fn a_service_failing_mid_call_is_dialed_once_more_then_falls_back_with_its_error
     );
     let id = &report.call_log_id;
     server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
-    let row = ended_row(&server, id);
+    let row = server.ended_row(id, &[]);
     assert_eq!(row["status"], "bot-unavailable", "{row}");
     assert_eq!(
         row["lastError"],

@@ -423,7 +423,7 @@ fn an_agents_bot_gets_bot_fallback_whatever_bot_is() {
         "fallback=echo",
     ]);
     server.wait_for_log(&["media.ended", &format!("callLogId={id}")]);
-    let row = send(&server, "GET", &format!("/calls/{id}"), &Value::Null).json();
+    let row = server.ended_row(&id, &[("Authorization", "Bearer op-token-123")]);
     assert_ne!(row["status"], "bot-unavailable", "{row}");
     assert_eq!(
         row["lastError"],

@@ -291,7 +291,7 @@ fn an_unreachable_bot_gets_the_caller_a_tone_and_a_hang_up() {
         &format!("callLogId={}", report.call_log_id),
         "reason=bot-unavailable",
     ]);
-    let row = server.get(&format!("/calls/{}", report.call_log_id)).json();
+    let row = server.ended_row(&report.call_log_id, &[]);
     assert_eq!(row["status"], "bot-unavailable", "{row}");
     let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
     assert!(

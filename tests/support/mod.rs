@@ -204,6 +204,20 @@ impl Server {
         request(self.addr, "GET", path, &[], b"")
     }
 
+    /// The call's row once its end is written (`headers`: how to ask, e.g. a bearer token). The
+    /// call log writes the end behind `media.ended`, so a row read at that line may still say
+    /// `in-progress` on a busy machine.
+    pub fn ended_row(&self, id: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let row = request(self.addr, "GET", &format!("/calls/{id}"), headers, b"").json();
+            if !row["endedAt"].is_null() || std::time::Instant::now() > deadline {
+                return row;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn post_json(&self, path: &str, body: &str) -> TestResponse {
         request(
             self.addr,
