@@ -201,9 +201,9 @@ impl Pacer {
 }
 
 /// Buffers a turn fills and leaves behind: the message as read, the caller's audio as bytes
-/// and samples, the bot's next chunk, a relayed bot's `stop`. Nothing in them outlives the turn, so the calls of one event loop share one set (a
-/// call's own would be 17 KiB of resident memory per call at 8 kHz) and a coroutine's session
-/// keeps its own.
+/// and samples, the bot's next chunk, a relayed bot's `stop`. Nothing in them outlives the
+/// turn, so the calls of one event loop share one set (a call's own would be 17 KiB of
+/// resident memory per call at 8 kHz) and a coroutine's session keeps its own.
 #[derive(Default)]
 pub struct Scratch {
     pcm_in: Vec<u8>,
