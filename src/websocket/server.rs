@@ -95,9 +95,8 @@ pub struct ServerSocket<S> {
     /// A fragmented message so far (empty, and never allocated, for a peer that does not
     /// fragment).
     fragments: Vec<u8>,
-    /// Frames to send; `output[written..]` has not gone yet.
+    /// Frames not yet taken by the socket, in order.
     output: Vec<u8>,
-    written: usize,
     closing: Closing,
     /// The largest message read, and the most output held for a peer that does not read.
     max_message: usize,
@@ -127,7 +126,6 @@ impl<S: Read + Write> ServerSocket<S> {
             assembly: Assembly::None,
             fragments: Vec::new(),
             output: Vec::new(),
-            written: 0,
             closing: Closing::Open,
             max_message,
         }
@@ -162,10 +160,12 @@ impl<S: Read + Write> ServerSocket<S> {
         })
     }
 
-    /// One read from the socket into the buffer's free end.
+    /// One read from the socket into the buffer's free end: the unread bytes moved to the
+    /// front first when the end is reached, the buffer grown only when they fill it.
     fn fill(&mut self) -> Result<(), Error> {
         if self.filled == self.input.len() {
-            self.make_room(self.input.len() + READ_BUFFER_BYTES);
+            let grow = self.read_at == 0;
+            self.make_room(self.input.len() + if grow { READ_BUFFER_BYTES } else { 0 });
         }
         match self.io.read(&mut self.input[self.filled..]) {
             Ok(0) => Err(Error::Closed),
@@ -349,7 +349,7 @@ impl<S: Read + Write> ServerSocket<S> {
         if self.closing != Closing::Open {
             return Err(Error::Closed);
         }
-        if self.output.len() - self.written > self.max_message {
+        if self.output.len() > self.max_message {
             return Err(Error::WriteBufferFull);
         }
         let start = frame::begin_frame(&mut self.output);
@@ -358,19 +358,23 @@ impl<S: Read + Write> ServerSocket<S> {
         self.write_out()
     }
 
-    /// Writes what waits, until the socket would block.
+    /// Writes what waits, until the socket would block; what it took leaves the buffer, so a
+    /// peer that keeps a little behind never makes it grow.
     fn write_out(&mut self) -> Result<(), Error> {
-        while self.written < self.output.len() {
-            match self.io.write(&self.output[self.written..]) {
-                Ok(0) => return Err(Error::Io(ErrorKind::WriteZero.into())),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(Error::Io(e)),
+        let mut written = 0;
+        let outcome = loop {
+            if written == self.output.len() {
+                break Ok(());
             }
-        }
-        self.output.clear();
-        self.written = 0;
-        Ok(())
+            match self.io.write(&self.output[written..]) {
+                Ok(0) => break Err(Error::Io(ErrorKind::WriteZero.into())),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(Error::Io(e)),
+            }
+        };
+        self.output.drain(..written);
+        outcome
     }
 
     /// Writes what waits and flushes the socket; a socket that would block keeps the rest.
@@ -384,7 +388,7 @@ impl<S: Read + Write> ServerSocket<S> {
 
     /// Whether output waits for the socket.
     pub fn has_output(&self) -> bool {
-        self.written < self.output.len()
+        !self.output.is_empty()
     }
 }
 

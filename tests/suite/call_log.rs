@@ -24,27 +24,6 @@ fn place(server: &Server, id: &str) -> support::TestResponse {
     )
 }
 
-/// Waits until the call's row satisfies `done` (the log is written behind the answers).
-fn row_when(
-    server: &Server,
-    id: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = server.get(&format!("/calls/{id}"));
-        if r.status == 200 && done(&r.json()) {
-            return r.json();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "row {id}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn status_callback(server: &Server, body: &str) -> support::TestResponse {
     server.post_form("/api/v1/exotel/status", body)
 }
@@ -74,7 +53,7 @@ fn an_outbound_call_leaves_one_row_that_the_status_callback_completes() {
         )
     )));
 
-    let row = row_when(&server, &id, |r| r["status"] == "completed");
+    let row = server.row_when(&id, &[], |r| r["status"] == "completed");
     assert_eq!(row["direction"], "outbound");
     assert_eq!(row["to"], "+919876543210");
     assert_eq!(row["callerId"], "08047112233");
@@ -121,7 +100,7 @@ fn an_outbound_call_leaves_one_row_that_the_status_callback_completes() {
     // Exotel's callback: its duration and recording win; sent twice, the second changes nothing.
     let body = format!("CallSid=CA-out-1&Status=completed&EventType=terminal&ConversationDuration=7&RecordingUrl=https%3A%2F%2Frec.example%2F1.mp3&CustomField={id}");
     assert_eq!(status_callback(&server, &body).status, 200);
-    let once = row_when(&server, &id, |r| r["durationS"] == 7);
+    let once = server.row_when(&id, &[], |r| r["durationS"] == 7);
     assert_eq!(once["exotelRecordingUrl"], "https://rec.example/1.mp3");
     assert_eq!(status_callback(&server, &body).status, 200);
     // A late "answered" callback does not move the call back either.
@@ -182,9 +161,9 @@ fn the_sixth_call_over_a_limit_of_five_is_429_and_slots_come_back() {
     place(&server, "c8").assert_error(502, "exotel_refused");
     fake.set(Behaviour::Accept { sid: "CA".into() });
     assert_eq!(place(&server, "c9").status, 200);
-    let row = row_when(&server, "c8", |r| r["status"] == "failed");
+    let row = server.row_when("c8", &[], |r| r["status"] == "failed");
     assert!(row["lastError"].as_str().unwrap().contains("nope"));
-    let row = row_when(&server, "c0", |r| r["status"] == "busy");
+    let row = server.row_when("c0", &[], |r| r["status"] == "busy");
     assert!(row["endedAt"].is_i64());
 }
 
@@ -223,7 +202,7 @@ fn an_inbound_call_over_capacity_hears_a_tone_and_is_hung_up() {
     let report = run_call(&CallPlan::new(server.addr, speech_like(8000, 2000, 1)));
     assert_eq!(report.marks_received, ["capacity-tone-played"]);
     assert_eq!(report.ended_by, EndedBy::Server(1000));
-    let row = row_when(&server, &report.call_log_id, |r| {
+    let row = server.row_when(&report.call_log_id, &[], |r| {
         r["status"] == "rejected-capacity"
     });
     assert_eq!(row["direction"], "inbound");
@@ -240,7 +219,7 @@ fn kill_9_with_calls_live_leaves_every_row_and_marks_them_interrupted() {
     // One call that ended before the crash.
     let done = run_call(&CallPlan::new(server.addr, speech_like(8000, 600, 1)));
     assert!(done.is_clean());
-    let before = row_when(&server, &done.call_log_id, |r| r["status"] == "completed");
+    let before = server.row_when(&done.call_log_id, &[], |r| r["status"] == "completed");
 
     let live = support::start_live_calls(&server, 20, 20_000);
     // Let the recordings get some audio onto the disk first (the writer holds the last 2 s).
@@ -484,7 +463,7 @@ fn retention_days_prunes_old_ended_calls_and_their_recordings() {
             let body =
                 format!("CallSid=CA-ret&Status=completed&EventType=terminal&CustomField={id}");
             assert_eq!(status_callback(&server, &body).status, 200);
-            row_when(&server, id, |r| r["status"] == "completed");
+            server.row_when(id, &[], |r| r["status"] == "completed");
         }
         server.signal("TERM");
         server.wait_exit(Duration::from_secs(10));

@@ -81,16 +81,11 @@ fn assert_ramp(id: &str, heard: &[i16], n: i16) {
     );
 }
 
+/// The call's row once the call has ended completed or failed.
 fn call_row(server: &Server, id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let row = server.get(&format!("/calls/{id}")).json();
-        let status = row["status"].as_str().unwrap_or("");
-        if ["completed", "failed"].contains(&status) || Instant::now() > deadline {
-            return row;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.row_when(id, &[], |row| {
+        ["completed", "failed"].contains(&row["status"].as_str().unwrap_or(""))
+    })
 }
 
 /// A call whose `start` is `start` and whose audio is a ramp sent as `payload_of(pcm)`: the

@@ -204,18 +204,34 @@ impl Server {
         request(self.addr, "GET", path, &[], b"")
     }
 
-    /// The call's row once its end is written (`headers`: how to ask, e.g. a bearer token). The
-    /// call log writes the end behind `media.ended`, so a row read at that line may still say
-    /// `in-progress` on a busy machine.
-    pub fn ended_row(&self, id: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    /// The call's row once it satisfies `done` (`headers`: how to ask, e.g. a bearer token):
+    /// the call log writes behind the answers and the log lines. Fails the test with the last
+    /// row after 10 s.
+    pub fn row_when(
+        &self,
+        id: &str,
+        headers: &[(&str, &str)],
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let row = request(self.addr, "GET", &format!("/calls/{id}"), headers, b"").json();
-            if !row["endedAt"].is_null() || std::time::Instant::now() > deadline {
-                return row;
+            let r = request(self.addr, "GET", &format!("/calls/{id}"), headers, b"");
+            if r.status == 200 && done(&r.json()) {
+                return r.json();
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "row {id}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// The call's row once its end is written: a row read at `media.ended` may still say
+    /// `in-progress` on a busy machine.
+    pub fn ended_row(&self, id: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+        self.row_when(id, headers, |row| !row["endedAt"].is_null())
     }
 
     pub fn post_json(&self, path: &str, body: &str) -> TestResponse {

@@ -41,13 +41,18 @@ impl<'a, S: MediaIo> Session<'a, S> {
             Some(Handler::Relay(relay)) => relay.read_toward_close(),
             _ => true,
         };
-        let caller_done = !caller || self.read_caller_toward_close();
+        let caller_done = !caller || self.read_caller_toward_close(None);
         bot_done && caller_done
     }
 
-    pub(super) fn read_caller_toward_close(&mut self) -> bool {
+    /// Reads and drops the caller's messages until its close: `true` once it came or the
+    /// socket failed, `false` when nothing more is there yet or `deadline` has passed.
+    pub(super) fn read_caller_toward_close(&mut self, deadline: Option<Instant>) -> bool {
         let mut message = std::mem::take(&mut self.scratch.message);
         let done = loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break false;
+            }
             match self.ws.read(&mut message) {
                 Ok(Incoming::Close) => break true,
                 Ok(_) => continue,
@@ -107,13 +112,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
                     .ws
                     .get_mut()
                     .set_read_timeout(Some(Duration::from_millis(500)));
-                let deadline = Instant::now() + Duration::from_secs(1);
-                let mut message = std::mem::take(&mut self.scratch.message);
-                while Instant::now() < deadline
-                    && matches!(self.ws.read(&mut message), Ok(m) if m != Incoming::Close)
-                {
-                }
-                self.scratch.message = message;
+                self.read_caller_toward_close(Some(Instant::now() + Duration::from_secs(1)));
             }
         }
         self.report_metrics(self.clock);

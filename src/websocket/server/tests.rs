@@ -216,3 +216,16 @@ fn bytes_read_past_the_handshake_are_the_first_frames() {
     let mut message = Vec::new();
     assert_eq!(next(&mut s, &mut message).unwrap(), "text early");
 }
+
+#[test]
+fn a_peer_that_keeps_one_frame_behind_never_makes_the_output_grow() {
+    let mut s = socket(&[], 64, 1 << 20);
+    s.get_mut().room = 0;
+    for _ in 0..100 {
+        s.send_text(|o| o.extend_from_slice(&[b'a'; 200])).unwrap();
+        // The socket takes one frame's worth: the one before this.
+        s.get_mut().room = 202;
+    }
+    assert!(s.output.len() <= 2 * 202, "{} bytes held", s.output.len());
+    assert_eq!(s.get_ref().written.len(), 99 * 202);
+}
