@@ -123,6 +123,7 @@ pub fn stream_frame(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::exotel::stream::Frame::read(&text, 8000);
     scan_agrees_with_serde(data);
+    audio64_agrees_with_base64_simd(data);
     let _ = crate::exotel::stream::BotCommand::parse(&text);
     use base64::Engine as _;
     let strict = base64::engine::general_purpose::STANDARD.decode(text.as_bytes());
@@ -137,6 +138,46 @@ pub fn stream_frame(data: &[u8]) {
     }
 }
 
+/// Our base64 of media payloads (its vector code for whole blocks, `base64-simd` for the rest)
+/// gives what `base64-simd` gives for the whole, decoding any bytes and encoding them.
+fn audio64_agrees_with_base64_simd(data: &[u8]) {
+    use crate::exotel::stream::audio64;
+    let mut ours = b"kept".to_vec();
+    let read = audio64::decode_append(data, &mut ours);
+    let mut theirs = b"kept".to_vec();
+    let simd = base64_simd::STANDARD.decode_append(data, &mut theirs);
+    assert_eq!(
+        read.is_ok(),
+        simd.is_ok(),
+        "one decoder refused what the other took"
+    );
+    assert_eq!(ours, theirs, "the decoders' bytes differ");
+    let mut ours = b"kept".to_vec();
+    audio64::encode_append(data, &mut ours);
+    let mut theirs = b"kept".to_vec();
+    base64_simd::STANDARD.encode_append(data, &mut theirs);
+    assert_eq!(ours, theirs, "the encoders' text differs");
+    // Random bytes are seldom base64: the encoded text, read back and with one byte changed,
+    // reaches the vector code's blocks.
+    let mut text = ours.split_off(4);
+    let mut back = Vec::new();
+    assert_eq!(audio64::decode_append(&text, &mut back), Ok(()));
+    assert_eq!(back, data, "the text does not decode to the bytes encoded");
+    if let [first, second, ..] = *data {
+        let at = (usize::from(first) * 31) % text.len();
+        text[at] = second;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let read = audio64::decode_append(&text, &mut ours);
+        let simd = base64_simd::STANDARD.decode_append(&text, &mut theirs);
+        assert_eq!(
+            read.is_ok(),
+            simd.is_ok(),
+            "changed at {at}: one refused, one took"
+        );
+        assert_eq!(ours, theirs, "changed at {at}: the bytes differ");
+    }
+}
+
 /// The direct scan of a media frame's bytes reads what serde reads, or leaves the frame to it:
 /// with a payload the strict decoder takes, the bytes are UTF-8 and serde reads the same frame;
 /// with a plain payload, likewise for text.
@@ -146,9 +187,8 @@ fn scan_agrees_with_serde(data: &[u8]) {
         return;
     };
     let mut pcm = Vec::new();
-    let decoded = base64_simd::STANDARD
-        .decode_append(scanned.payload(), &mut pcm)
-        .is_ok();
+    let decoded =
+        crate::exotel::stream::audio64::decode_append(scanned.payload(), &mut pcm).is_ok();
     let text = std::str::from_utf8(data);
     if decoded {
         let text = text.expect("a frame whose payload decodes is UTF-8");

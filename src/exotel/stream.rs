@@ -14,6 +14,8 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+pub(crate) mod audio64;
+
 mod encode;
 pub use encode::*;
 

@@ -3,10 +3,6 @@
 
 use super::*;
 
-/// PCM bytes encoded per block by [`Encoder::media`]: a multiple of 3, so that the blocks'
-/// base64 joins without padding between them.
-const PCM_BLOCK_BYTES: usize = 1536;
-
 /// The events we send. Encoded by hand into the session's buffer: the layout is fixed, and the
 /// only strings (stream sid, mark names) go through serde_json's escaping.
 pub struct Encoder {
@@ -27,20 +23,14 @@ impl Encoder {
     }
 
     /// `{"event":"media","stream_sid":"S…","media":{"payload":"<base64>"}}`, the payload
-    /// `samples` as 16-bit little-endian PCM. The samples become bytes a block at a time on the
-    /// stack and each block is encoded into the spare capacity of `out`: no PCM buffer of its
-    /// own, and no zero-fill of the room first.
+    /// `samples` as 16-bit little-endian PCM, encoded straight from the samples into the spare
+    /// capacity of `out`: no PCM buffer of its own, and no zero-fill of the room first.
     pub fn media(&self, out: &mut Vec<u8>, samples: &[i16]) {
         out.reserve(self.media_len(samples.len() * 2));
         out.extend_from_slice(b"{\"event\":\"media\",\"stream_sid\":");
         out.extend_from_slice(self.stream_sid_json.as_bytes());
         out.extend_from_slice(b",\"media\":{\"payload\":\"");
-        let mut block = [0u8; PCM_BLOCK_BYTES];
-        for part in samples.chunks(PCM_BLOCK_BYTES / 2) {
-            let bytes = &mut block[..part.len() * 2];
-            crate::media::audio::samples_to_pcm_in(part, bytes);
-            base64_simd::STANDARD.encode_append(&*bytes, out);
-        }
+        super::audio64::encode_samples_append(samples, out);
         out.extend_from_slice(b"\"}}");
     }
 

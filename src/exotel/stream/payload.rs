@@ -10,10 +10,7 @@ pub fn decode_payload_into(payload: &str, pcm: &mut Vec<u8>) -> Result<bool, Pay
     let start = pcm.len();
     // Appended straight into the spare capacity: no zero-fill of the room first. On an error
     // `pcm` is left as it was (its length is set only after a whole decode).
-    if base64_simd::STANDARD
-        .decode_append(payload.as_bytes(), pcm)
-        .is_ok()
-    {
+    if super::audio64::decode_append(payload.as_bytes(), pcm).is_ok() {
         return Ok(false);
     }
     let max = payload.len().div_ceil(4) * 3;

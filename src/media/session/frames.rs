@@ -36,8 +36,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         // until the payload has decoded.
         self.scratch.pcm_in.clear();
         self.scratch.pcm_in.extend(self.carry);
-        base64_simd::STANDARD
-            .decode_append(media.payload(), &mut self.scratch.pcm_in)
+        crate::exotel::stream::audio64::decode_append(media.payload(), &mut self.scratch.pcm_in)
             .ok()?;
         self.carry = None;
         Some(self.on_pcm(now))
