@@ -18,7 +18,10 @@ use std::ops::Range;
 #[derive(Debug)]
 pub struct Scanned<'a> {
     bytes: &'a [u8],
-    /// Where the payload's bytes are, between its quotes: not checked at all.
+    /// Where the payload's bytes are, after its opening quote: not checked at all. In Exotel's
+    /// layout they run to the frame's closing `"}}`, so a quote among them (a field after the
+    /// payload) makes them no payload, which the decoder and [`Scanned::payload_is_plain`]
+    /// refuse.
     payload: Range<usize>,
     /// Where the stream's id is, checked.
     stream_sid: Option<Range<usize>>,
@@ -33,11 +36,11 @@ impl<'a> Scanned<'a> {
         &self.bytes[self.payload.clone()]
     }
 
-    /// Whether the payload is a JSON string serde reads as it stands: no escape, no control
-    /// character (the rest of the frame is checked already).
+    /// Whether the payload is a JSON string serde reads as it stands: no quote, no escape, no
+    /// control character (the rest of the frame is checked already).
     pub fn payload_is_plain(&self) -> bool {
         let payload = self.payload();
-        memchr::memchr(b'\\', payload).is_none() && no_control_bytes(payload)
+        memchr::memchr2(b'\\', b'"', payload).is_none() && no_control_bytes(payload)
     }
 
     /// The frame, for `text`, the frame's bytes as UTF-8, when the payload is plain (or
@@ -65,7 +68,8 @@ pub fn media(bytes: &[u8]) -> Option<Scanned<'_>> {
 
 /// Exotel's own layout, `{"event":"media","sequence_number":…,"stream_sid":"…","media":{"chunk":…,
 /// "timestamp":…,"payload":"…"}}` (the numbers optional, plain or quoted), matched piece by
-/// piece: most frames, in a fraction of [`any_order`]'s instructions.
+/// piece: most frames, in a fraction of [`any_order`]'s instructions. The payload, the last
+/// value, ends where the frame's `"}}` starts: no search through its 2 KB for its quote.
 fn exotels_order(bytes: &[u8]) -> Option<Scanned<'_>> {
     let mut s = Scanner { bytes, at: 0 };
     s.literal(b"{\"event\":\"media\",")?;
@@ -85,12 +89,11 @@ fn exotels_order(bytes: &[u8]) -> Option<Scanned<'_>> {
     };
     let chunk = number(b"\"chunk\":")?;
     let timestamp = number(b"\"timestamp\":")?;
-    s.literal(b"\"payload\":")?;
-    let payload = s.payload()?;
-    s.literal(b"}}")?;
-    (s.at == bytes.len()).then_some(Scanned {
+    s.literal(b"\"payload\":\"")?;
+    let end = bytes.strip_suffix(b"\"}}")?.len();
+    (end >= s.at).then_some(Scanned {
         bytes,
-        payload,
+        payload: s.at..end,
         stream_sid: Some(stream_sid),
         timestamp,
         chunk,
@@ -121,8 +124,12 @@ fn any_order(bytes: &[u8]) -> Option<Scanned<'_>> {
 
 /// [`media`] for a frame that is text already, as the frame [`Frame::read`] reads.
 pub fn media_frame(text: &str) -> Option<Frame<'_>> {
-    let scanned = media(text.as_bytes())?;
-    scanned.payload_is_plain().then(|| scanned.frame(text))
+    let plain = |scanned: &Scanned| scanned.payload_is_plain();
+    let bytes = text.as_bytes();
+    let scanned = exotels_order(bytes)
+        .filter(plain)
+        .or_else(|| any_order(bytes).filter(plain))?;
+    Some(scanned.frame(text))
 }
 
 /// The frame's own fields, each at most once (serde refuses a repeated one).
@@ -353,6 +360,8 @@ mod tests {
             r#"{"media":{"payload":"AQID","timestamp":40,"chunk":2},"stream_sid":"MZ1","event":"media"}"#,
             "{ \"event\" : \"media\",\n\t\"streamSid\":\"MZ1\", \"media\": {\"payload\": \"AQID\", \"track\": \"outbound\"} }",
             r#"{"event":"media","media":{"payload":"","protocol":7}}"#,
+            // Exotel's layout up to the payload, a field after it.
+            r#"{"event":"media","stream_sid":"MZ1","media":{"payload":"AQID","track":"outbound"}}"#,
         ] {
             assert!(scanned(text).is_some(), "{text}");
         }
@@ -386,6 +395,15 @@ mod tests {
             scanned(r#"{"event":"media","stream_sid":"MZé","media":{"payload":"AQID"}} "#)
                 .is_some()
         );
+        // A field after the payload: Exotel's layout takes it for the payload's, which then
+        // holds a quote, and neither the decoder nor a reader of plain payloads takes it.
+        let text =
+            r#"{"event":"media","stream_sid":"MZ1","media":{"payload":"AQID","track":"outbound"}}"#;
+        let taken = exotels_order(text.as_bytes()).expect("Exotel's layout up to the payload");
+        assert_eq!(taken.payload(), br#"AQID","track":"outbound"#);
+        assert!(!taken.payload_is_plain());
+        let mut pcm = Vec::new();
+        assert!(super::super::audio64::decode_append(taken.payload(), &mut pcm).is_err());
     }
 
     #[test]
