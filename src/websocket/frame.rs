@@ -115,7 +115,25 @@ const UNMASK_STEP: usize = 64;
 
 /// Unmasks (or masks) `payload`, which starts at the frame's first payload byte, into `out`
 /// (as long as `payload`): one pass, a step the compiler vectorizes, no copy before or after.
+/// Where the CPU has AVX2 the same code is compiled for it: 32 bytes an instruction, not 16.
 pub fn unmask_into(payload: &[u8], mask: [u8; 4], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, just checked.
+        return unsafe { unmask_avx2(payload, mask, out) };
+    }
+    unmask_steps(payload, mask, out);
+}
+
+/// [`unmask_steps`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn unmask_avx2(payload: &[u8], mask: [u8; 4], out: &mut [u8]) {
+    unmask_steps(payload, mask, out);
+}
+
+#[inline(always)]
+fn unmask_steps(payload: &[u8], mask: [u8; 4], out: &mut [u8]) {
     let mut wide = [0u8; UNMASK_STEP];
     for w in wide.chunks_exact_mut(4) {
         w.copy_from_slice(&mask);
