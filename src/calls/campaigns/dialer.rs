@@ -178,13 +178,22 @@ impl<T: Telephony> Dialer<T> {
                 reloaded = Instant::now();
             }
             if polled.elapsed() >= POLL_ENDED {
-                self.collect_ended();
+                if self.any_open() {
+                    self.collect_ended();
+                }
                 self.ask_exotel();
                 polled = Instant::now();
             }
             self.dial_due();
             self.publish();
         }
+    }
+
+    /// Whether any attempt may still end: one in flight for a campaign here, or one Exotel is
+    /// asked about (a restart's, whose campaign may be over). With none, there is nothing for
+    /// [`Dialer::collect_ended`] to find, and the store is not asked five times a second.
+    fn any_open(&self) -> bool {
+        !self.asking.is_empty() || self.campaigns.values().any(|c| c.in_flight > 0)
     }
 
     fn any_dialing(&self) -> bool {
