@@ -198,7 +198,7 @@ impl Outbox {
 
     /// Queues audio: 16-bit mono samples at [`Outbox::sample_rate`].
     pub fn play(&mut self, samples: &[i16]) {
-        self.audio.extend(samples.iter().copied());
+        self.audio.extend(samples);
         self.queued_total += samples.len() as u64;
     }
 
