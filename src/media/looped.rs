@@ -62,6 +62,13 @@ impl LoopSocket {
         self.waited || (self.starved && !self.readable)
     }
 
+    /// The session settled after a short read ([`MediaIo::drained`](super::socket::MediaIo)):
+    /// it waits, and reads nothing until readiness.
+    pub fn starve(&mut self) {
+        self.waited = true;
+        self.starved = !self.readable;
+    }
+
     /// Readiness said the socket has bytes.
     pub fn became_readable(&mut self) {
         self.readable = true;

@@ -30,7 +30,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// Bad frames are logged at most this often per call.
 const WARN_EVERY: Duration = Duration::from_secs(1);
 /// A session adds its media counts to the metrics this often.
-const METRICS_EVERY: Duration = Duration::from_secs(1);
+pub(super) const METRICS_EVERY: Duration = Duration::from_secs(1);
 pub use crate::config::{MAX_FRAMES_PER_SECOND, MAX_INBOUND_LEAD};
 
 mod end;
@@ -354,7 +354,8 @@ pub struct Session<'a, S: MediaIo> {
     /// This call's recording, once the stream started, with the stream's start time and the
     /// caller's sample count (the recording's clock).
     recording: Option<(CallRecording, Instant, u64)>,
-    /// The counts already added to the metrics, and when.
+    /// The counts already added to the metrics, and when they are added next (a comparison
+    /// per turn, not a subtraction).
     reported: (SessionStats, Instant),
     settings: &'a SessionSettings,
     url_parameters: Vec<(String, String)>,
@@ -442,7 +443,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             relay_config: context.relay,
             connected_text: None,
             recording: None,
-            reported: (SessionStats::default(), now),
+            reported: (SessionStats::default(), now + METRICS_EVERY),
             settings: context.settings,
             url_parameters,
             contact_parameters: Vec::new(),
@@ -492,21 +493,11 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// time) and handle it. `Some` when the call is over.
     pub fn turn(&mut self, now: Instant) -> Option<EndReason> {
         self.clock = now;
-        if now.duration_since(self.reported.1) >= METRICS_EVERY {
+        if now >= self.reported.1 {
             self.report_metrics(now);
         }
-        if let ControlFlow::Break(ended) = self.before_reading(now) {
+        if let ControlFlow::Break(ended) = self.before_waiting(now) {
             return ended;
-        }
-        let wait = self.next_wake(now).saturating_duration_since(now);
-        // Whole milliseconds (crate::timer): 1 ms late at most; a chunk due within PACING_SLACK
-        // does not wait at all.
-        let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
-        if self.hold_back_caller(now, wait) {
-            return None;
-        }
-        if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
-            return Some(EndReason::SocketError(e.to_string()));
         }
         if self.ws.get_ref().starved() {
             return self.on_quiet(now);
@@ -514,12 +505,54 @@ impl<'a, S: MediaIo> Session<'a, S> {
         // The message is read into the scratch buffer, lent out for the turn and put back.
         let mut message = std::mem::take(&mut self.scratch.message);
         let read = self.ws.read(&mut message);
-        if read.is_ok() {
+        let got_message = read.is_ok();
+        if got_message {
             self.read_window.1 += 1;
         }
         let ended = self.on_read(read, now);
         self.scratch.message = message;
+        if ended.is_none() && got_message && self.drained() {
+            return self.settle(now);
+        }
         ended
+    }
+
+    /// What a turn does before it waits for a message: [`Session::before_reading`], then how
+    /// long to wait (set as the socket's read timeout), or a hold on a caller ahead of real
+    /// time (`Break(None)`).
+    fn before_waiting(&mut self, now: Instant) -> ControlFlow<Option<EndReason>> {
+        if let ControlFlow::Break(ended) = self.before_reading(now) {
+            return ControlFlow::Break(ended);
+        }
+        let wait = self.next_wake(now).saturating_duration_since(now);
+        // Whole milliseconds (crate::timer): 1 ms late at most; a chunk due within PACING_SLACK
+        // does not wait at all.
+        let wait = crate::timer::whole_millis(wait).clamp(Duration::from_millis(1), MAX_WAIT);
+        if self.hold_back_caller(now, wait) {
+            return ControlFlow::Break(None);
+        }
+        if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
+            return ControlFlow::Break(Some(EndReason::SocketError(e.to_string())));
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Whether a read now would certainly find nothing: an event loop's socket that came back
+    /// short (bytes after it raise readiness again), with no whole frame left in the WebSocket.
+    fn drained(&self) -> bool {
+        self.ws.get_ref().drained() && !self.ws.holds_a_frame()
+    }
+
+    /// After a message from a [`Session::drained`] socket: the turn the loop would give next
+    /// only to find nothing to read (sending what became due, ending the call if the bot asked,
+    /// learning the wait), given now, and the socket marked starved, so that the loop waits.
+    /// One turn per caller frame instead of two.
+    fn settle(&mut self, now: Instant) -> Option<EndReason> {
+        if let ControlFlow::Break(ended) = self.before_waiting(now) {
+            return ended;
+        }
+        self.ws.get_mut().starve();
+        self.on_quiet(now)
     }
 
     /// What a turn does before it reads: the stop asked from outside, the relay's bot, the

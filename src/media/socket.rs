@@ -31,6 +31,16 @@ pub trait MediaIo: Read + Write {
     fn starved(&self) -> bool {
         false
     }
+
+    /// Whether the last read took everything the socket had, so that a further read would find
+    /// nothing until the socket says otherwise (an event loop's, after a short read).
+    fn drained(&self) -> bool {
+        false
+    }
+
+    /// The session waits without a read that would find nothing: [`MediaIo::starved`] from now
+    /// until bytes arrive. Only for a [`MediaIo::drained`] socket.
+    fn starve(&mut self) {}
 }
 
 /// Exotel's socket: a `may` TCP stream (plain or TLS) whose timeouts read as `WouldBlock`, the error
@@ -191,6 +201,16 @@ impl MediaIo for MediaStream {
 
     fn starved(&self) -> bool {
         matches!(self, MediaStream::Looped(l) if l.starved && !l.readable)
+    }
+
+    fn drained(&self) -> bool {
+        matches!(self, MediaStream::Looped(l) if !l.readable)
+    }
+
+    fn starve(&mut self) {
+        if let MediaStream::Looped(l) = self {
+            l.starve();
+        }
     }
 
     /// Parks the coroutine (a thread sleeps, outside one); on a loop, asks the loop to hold.

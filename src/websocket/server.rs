@@ -190,6 +190,17 @@ impl<S: Read + Write> ServerSocket<S> {
         }
     }
 
+    /// Whether the buffer holds a whole frame (or bytes that are no frame, for the next read to
+    /// refuse): a read now has something to give without the socket.
+    pub fn holds_a_frame(&self) -> bool {
+        let unread = &self.input[self.read_at..self.filled];
+        match frame::read_head(unread) {
+            Ok(Some(head)) => unread.len() as u64 >= head.head_len as u64 + head.payload_len,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// The next whole frame in the buffer, if there is one: a message (whole, or the last of
     /// its fragments) lands in `message`; a control frame is answered here.
     fn next_buffered(&mut self, message: &mut Vec<u8>) -> Result<Option<Kind>, Error> {

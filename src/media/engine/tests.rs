@@ -32,30 +32,33 @@ fn drain(caller: &mut std::net::TcpStream, filled: usize) {
     }
 }
 
-/// A socket the caller stopped reading, filled for real: the call takes no turns, ends
-/// `WRITE_STALL` after it filled; once the caller reads again, the call goes on.
-#[test]
-fn a_full_socket_ends_its_call_after_the_write_stall_and_a_drained_one_goes_on() {
+type Bots = fn(&crate::bot::CallStart<'_>) -> Box<dyn crate::bot::Bot>;
+
+fn echo(_: &crate::bot::CallStart<'_>) -> Box<dyn crate::bot::Bot> {
+    Box::new(crate::bot::echo::EchoBot::new(400))
+}
+
+/// A call on a loop socket over real loopback TCP, with the echo bot, and its caller's end.
+fn looped_call<'a>(
+    name: &str,
+    (bots, settings, metrics): (&'a Bots, &'a SessionSettings, &'a crate::metrics::Metrics),
+    t0: Instant,
+) -> (LoopCall<'a>, std::net::TcpStream) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut caller = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let caller = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (ours, _) = listener.accept().unwrap();
     let ws = media_socket(
         MediaStream::Looped(LoopSocket::from_std(ours).unwrap()),
         Vec::new(),
     );
-    let bots = |_: &crate::bot::CallStart<'_>| -> Box<dyn crate::bot::Bot> {
-        Box::new(crate::bot::echo::EchoBot::new(400))
-    };
-    let (settings, metrics) = (SessionSettings::default(), crate::metrics::Metrics::new());
-    let t0 = Instant::now();
     let session = Session::new(
         ws,
-        crate::calls::CallLogId::parse("stall").unwrap(),
+        crate::calls::CallLogId::parse(name).unwrap(),
         SessionContext {
-            bots: Held::Lent(&bots),
+            bots: Held::Lent(bots),
             on_start: Held::Lent(&|_, _| Ok(())),
-            settings: &settings,
-            metrics: &metrics,
+            settings,
+            metrics,
             recorder: None,
             relay: None,
         },
@@ -63,7 +66,7 @@ fn a_full_socket_ends_its_call_after_the_write_stall_and_a_drained_one_goes_on()
         Arc::new(std::sync::atomic::AtomicU8::new(0)),
         t0,
     );
-    let mut call = LoopCall {
+    let call = LoopCall {
         session,
         ending: None,
         _open: OpenConnection::uncounted(),
@@ -74,6 +77,80 @@ fn a_full_socket_ends_its_call_after_the_write_stall_and_a_drained_one_goes_on()
         writable: false,
         relayed: false,
     };
+    (call, caller)
+}
+
+/// A turn that reads a frame and finds the socket drained (a short read, no whole frame left)
+/// does what the next turn would have done only to find nothing: the call is waiting after
+/// one turn per frame, not two. Frames that arrive together are all read in one step.
+#[test]
+fn a_frame_read_from_a_drained_socket_settles_in_the_same_turn() {
+    let (bots, settings, metrics) = (
+        echo as Bots,
+        SessionSettings::default(),
+        crate::metrics::Metrics::new(),
+    );
+    let t0 = Instant::now();
+    let (mut call, mut caller) = looped_call("settle", (&bots, &settings, &metrics), t0);
+    caller
+        .write_all(&crate::sim::wire::start_frame("MZ1", 8000))
+        .unwrap();
+    let mut scratch = Box::default();
+    let frames = |call: &LoopCall<'_>| call.session.stats.frames_in;
+    for k in 0..3 {
+        caller
+            .write_all(&crate::sim::wire::media_frame("MZ1", k, 100))
+            .unwrap();
+        let before = frames(&call);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while frames(&call) == before {
+            assert!(Instant::now() < deadline, "frame {k} was never read");
+            // Readiness, as the loop would have it when bytes arrive after the call waited.
+            if call.socket().waiting() {
+                call.socket().became_readable();
+            }
+            call.socket().waited = false;
+            call.session.turn_in(Instant::now(), &mut scratch);
+        }
+        // The turn that read the frame left the call waiting: no second turn is needed.
+        assert!(
+            call.socket().waiting(),
+            "frame {k}: not settled in its turn"
+        );
+    }
+    // Two frames in one read: the first turn leaves the second to the next, which settles.
+    let two = [
+        crate::sim::wire::media_frame("MZ1", 3, 100),
+        crate::sim::wire::media_frame("MZ1", 4, 100),
+    ]
+    .concat();
+    caller.write_all(&two).unwrap();
+    let before = frames(&call);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while frames(&call) < before + 2 {
+        assert!(Instant::now() < deadline, "the two frames were never read");
+        if call.socket().waiting() {
+            call.socket().became_readable();
+        }
+        assert!(matches!(
+            step(&mut call, Instant::now(), &mut scratch),
+            Ok(Next::At(_))
+        ));
+    }
+    assert!(call.socket().waiting());
+}
+
+/// A socket the caller stopped reading, filled for real: the call takes no turns, ends
+/// `WRITE_STALL` after it filled; once the caller reads again, the call goes on.
+#[test]
+fn a_full_socket_ends_its_call_after_the_write_stall_and_a_drained_one_goes_on() {
+    let (bots, settings, metrics) = (
+        echo as Bots,
+        SessionSettings::default(),
+        crate::metrics::Metrics::new(),
+    );
+    let t0 = Instant::now();
+    let (mut call, mut caller) = looped_call("stall", (&bots, &settings, &metrics), t0);
     // Fill the socket until it takes no more, as a caller who stopped reading leaves it.
     let filled = fill_until_blocked(|block| call.socket().write(block));
     assert!(call.socket().write_blocked && filled > 0);

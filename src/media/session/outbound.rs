@@ -101,7 +101,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             relay_bad_frames: s.relay.bad_frames - before.relay.bad_frames,
         });
         self.reported.0.clone_from(&self.stats);
-        self.reported.1 = now;
+        self.reported.1 = now + METRICS_EVERY;
     }
 
     pub(super) fn bad_frame(&mut self, now: Instant, what: &str) {
