@@ -3,12 +3,10 @@
 //!
 //! On x86-64 with AVX2 the bulk, 32 characters (24 bytes) at a time, goes through vector code
 //! of our own ([`avx2`], after Muła and Lemire's method: docs/PERFORMANCE.md); what it leaves
-//! (the last block, padding, any character outside the alphabet) goes through a quad at a time
-//! by table ([`decode_rest`]) when decoding, and to `base64-simd` when encoding. Every other
-//! machine goes to `base64-simd` for the whole. The answer is always the one `base64-simd`
-//! gives for the whole text: the bulk ends on a whole block of the alphabet, so its bytes and
-//! the rest's join exactly (unit tests over every byte in every place of a block and every
-//! ending, and `fuzzing::stream_frame`, hold the two to it).
+//! (the last block, padding, any character outside the alphabet) and every other machine go to
+//! `base64-simd`. The answer is always the one `base64-simd` gives for the whole text: the bulk
+//! ends on a whole block of the alphabet, so its bytes and the rest's join exactly (unit tests
+//! over every byte in every place of a block, and `fuzzing::stream_frame`, hold the two to it).
 //!
 //! Owns: the codec. Must not know about frames or sockets.
 
@@ -22,69 +20,13 @@ pub struct Invalid;
 /// Decodes `text` after what `out` holds. On an error `out` is left as it was.
 pub fn decode_append(text: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
     let start = out.len();
-    let decoded = match vector_decode(text, out) {
-        Some(taken) => decode_rest(&text[taken..], out),
-        None => base64_simd::STANDARD
-            .decode_append(text, out)
-            .map_err(|_| Invalid),
-    };
+    let taken = vector_decode(text, out);
+    let decoded = base64_simd::STANDARD.decode_append(&text[taken..], out);
     if decoded.is_err() {
         out.truncate(start);
-    }
-    decoded
-}
-
-/// Each byte's 6-bit value in base64's alphabet, or [`NOT_BASE64`].
-static SEXTETS: [u8; 256] = sextet_table();
-const NOT_BASE64: u8 = 0xff;
-
-const fn sextet_table() -> [u8; 256] {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut table = [NOT_BASE64; 256];
-    let mut i = 0;
-    while i < 64 {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-}
-
-/// Decodes what the vector code left, strictly: whole quads, `=` only as the last quad's one
-/// or two final characters, and the bits a padded quad does not use zero (as `base64-simd`
-/// and the `base64` crate read it). On an error some bytes may have been appended.
-fn decode_rest(text: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
-    if text.len() % 4 != 0 {
         return Err(Invalid);
     }
-    let Some((quads, last)) = text.split_last_chunk::<4>() else {
-        return Ok(());
-    };
-    out.reserve(text.len() / 4 * 3);
-    for quad in quads.chunks_exact(4) {
-        let bits = quad_bits(quad[0], quad[1], quad[2], quad[3])?;
-        out.extend_from_slice(&bits.to_be_bytes()[1..]);
-    }
-    let [a, b, c, d] = *last;
-    let (bits, bytes) = match (c, d) {
-        (b'=', b'=') => (quad_bits(a, b, b'A', b'A')?, 1),
-        (_, b'=') => (quad_bits(a, b, c, b'A')?, 2),
-        _ => (quad_bits(a, b, c, d)?, 3),
-    };
-    // What the padded quad leaves unused must be zero (one canonical text per byte string).
-    if bits & (0xff_ffff >> (8 * bytes)) != 0 {
-        return Err(Invalid);
-    }
-    out.extend_from_slice(&bits.to_be_bytes()[1..1 + bytes]);
     Ok(())
-}
-
-/// Four characters' 24 bits, or [`Invalid`] for a character outside the alphabet.
-fn quad_bits(a: u8, b: u8, c: u8, d: u8) -> Result<u32, Invalid> {
-    let [a, b, c, d] = [a, b, c, d].map(|x| SEXTETS[x as usize]);
-    if (a | b | c | d) & 0x80 != 0 {
-        return Err(Invalid);
-    }
-    Ok(u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d))
 }
 
 /// Encodes `bytes` after what `out` holds.
@@ -131,15 +73,15 @@ fn encode_samples_by_blocks(samples: &[i16], out: &mut Vec<u8>) {
     }
 }
 
-/// Characters the vector code decoded into `out`; `None` without it.
-fn vector_decode(text: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+/// Characters the vector code decoded into `out`: 0 without it.
+fn vector_decode(text: &[u8], out: &mut Vec<u8>) -> usize {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, just checked.
-        return Some(unsafe { avx2::decode_blocks(text, out) });
+        return unsafe { avx2::decode_blocks(text, out) };
     }
     let _ = (text, out);
-    None
+    0
 }
 
 /// Bytes the vector code encoded into `out`: 0 without it.

@@ -40,7 +40,7 @@ fn this_machine_takes_the_vector_path() {
     );
     let text = STANDARD.encode(noise(96, 1));
     let mut out = Vec::new();
-    assert_eq!(vector_decode(text.as_bytes(), &mut out), Some(128));
+    assert_eq!(vector_decode(text.as_bytes(), &mut out), 128);
     assert_eq!(vector_encode(&noise(96, 1), &mut Vec::new()), 72);
 }
 
@@ -81,7 +81,7 @@ fn every_sextet_value_encodes_to_its_character_in_both_lanes() {
 #[test]
 fn every_ending_is_read_as_the_base64_crate_reads_it() {
     // The last quad, padded or not, with every character in each place: what the vector code
-    // leaves to the table, after whole blocks and alone.
+    // leaves to base64-simd, after whole blocks and alone.
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
     let mut ends: Vec<[u8; 4]> = Vec::new();
     for &x in alphabet.iter().chain(b"-_ \n\0\xff") {
