@@ -52,8 +52,14 @@ impl Clock {
 }
 
 /// `wait` rounded up to whole milliseconds: never shorter than asked, at most 1 ms longer.
+/// In 64-bit arithmetic (`as_nanos` is 128-bit, and its division a call: every turn rounds).
 pub fn whole_millis(wait: Duration) -> Duration {
-    Duration::from_millis(wait.as_nanos().div_ceil(1_000_000) as u64)
+    let sub_millis = wait.subsec_nanos().div_ceil(1_000_000);
+    Duration::from_millis(
+        wait.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(sub_millis)),
+    )
 }
 
 #[cfg(test)]
@@ -76,5 +82,14 @@ mod tests {
             Duration::from_millis(8)
         );
         assert_eq!(whole_millis(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            whole_millis(Duration::new(3, 999_999_001)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            whole_millis(Duration::new(3, 1)),
+            Duration::from_millis(3_001)
+        );
+        assert_eq!(whole_millis(Duration::MAX), Duration::from_millis(u64::MAX));
     }
 }

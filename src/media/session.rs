@@ -384,6 +384,10 @@ pub struct Session<'a, S: MediaIo> {
     /// The current one-second window of reads and how many frames it has had
     /// ([`MAX_FRAMES_PER_SECOND`]).
     read_window: (Instant, u32),
+    /// The last turn read a message and settled ([`Session::settle`]) with nothing due before
+    /// this time: a turn before it woken by bytes reads first, and its own settle does the
+    /// checks a read waits behind, which would find nothing to do before the read.
+    settled_until: Option<Instant>,
     /// The registry's stop flag for this session (see `calls::registry`).
     stop: Arc<AtomicU8>,
     phase: Phase,
@@ -458,6 +462,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
             opened: now,
             inbound_clock: None,
             read_window: (now, 0),
+            settled_until: None,
             stop,
             phase: Phase::AwaitingStart,
             outbox: Outbox::new(8000, 0),
@@ -496,11 +501,15 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if now >= self.reported.1 {
             self.report_metrics(now);
         }
-        if let ControlFlow::Break(ended) = self.before_waiting(now) {
-            return ended;
-        }
-        if self.ws.get_ref().starved() {
-            return self.on_quiet(now);
+        let settled = self.settled_until.take().is_some_and(|until| now < until)
+            && !self.ws.get_ref().starved();
+        if !settled {
+            if let ControlFlow::Break(ended) = self.before_waiting(now) {
+                return ended;
+            }
+            if self.ws.get_ref().starved() {
+                return self.on_quiet(now);
+            }
         }
         // The message is read into the scratch buffer, lent out for the turn and put back.
         let mut message = std::mem::take(&mut self.scratch.message);
@@ -508,6 +517,14 @@ impl<'a, S: MediaIo> Session<'a, S> {
         let got_message = read.is_ok();
         if got_message {
             self.read_window.1 += 1;
+        }
+        if settled && matches!(read, Err(WsError::WouldBlock)) {
+            // Bytes, but no whole frame yet: the turn's checks after all, then the wait.
+            self.scratch.message = message;
+            return match self.before_waiting(now) {
+                ControlFlow::Break(ended) => ended,
+                ControlFlow::Continue(_) => self.on_quiet(now),
+            };
         }
         let ended = self.on_read(read, now);
         self.scratch.message = message;
@@ -518,9 +535,9 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     /// What a turn does before it waits for a message: [`Session::before_reading`], then how
-    /// long to wait (set as the socket's read timeout), or a hold on a caller ahead of real
-    /// time (`Break(None)`).
-    fn before_waiting(&mut self, now: Instant) -> ControlFlow<Option<EndReason>> {
+    /// long to wait (set as the socket's read timeout; answered as when it ends), or a hold on
+    /// a caller ahead of real time (`Break(None)`).
+    fn before_waiting(&mut self, now: Instant) -> ControlFlow<Option<EndReason>, Instant> {
         if let ControlFlow::Break(ended) = self.before_reading(now) {
             return ControlFlow::Break(ended);
         }
@@ -534,7 +551,7 @@ impl<'a, S: MediaIo> Session<'a, S> {
         if let Err(e) = self.ws.get_mut().set_read_timeout(Some(wait)) {
             return ControlFlow::Break(Some(EndReason::SocketError(e.to_string())));
         }
-        ControlFlow::Continue(())
+        ControlFlow::Continue(now + wait)
     }
 
     /// Whether a read now would certainly find nothing: an event loop's socket that came back
@@ -548,11 +565,16 @@ impl<'a, S: MediaIo> Session<'a, S> {
     /// learning the wait), given now, and the socket marked starved, so that the loop waits.
     /// One turn per caller frame instead of two.
     fn settle(&mut self, now: Instant) -> Option<EndReason> {
-        if let ControlFlow::Break(ended) = self.before_waiting(now) {
-            return ended;
-        }
+        let wait_ends = match self.before_waiting(now) {
+            ControlFlow::Break(ended) => return ended,
+            ControlFlow::Continue(wait_ends) => wait_ends,
+        };
         self.ws.get_mut().starve();
-        self.on_quiet(now)
+        let quiet = self.on_quiet(now);
+        if quiet.is_none() {
+            self.settled_until = Some(wait_ends);
+        }
+        quiet
     }
 
     /// What a turn does before it reads: the stop asked from outside, the relay's bot, the

@@ -47,6 +47,8 @@ impl<'a, S: MediaIo> Session<'a, S> {
 
     /// What came of a dial: the relay answers the call from now on, or the fallback does.
     pub fn dialed(&mut self, dial: &Dial, opened: Result<Relay, ConnectError>) {
+        // The bot changed under the last settle: the next turn makes its checks first.
+        self.settled_until = None;
         let Some(live) = self.phase.live_mut() else {
             return;
         };
