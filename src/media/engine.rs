@@ -266,6 +266,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
         loop {
+            self.drop_stale_timers();
             let timeout = if self.again.is_empty() {
                 self.timers.peek().map(|Reverse((at, _))| {
                     crate::timer::whole_millis(at.saturating_duration_since(Instant::now()))
@@ -334,6 +335,22 @@ impl<'a, H: CallHost> Loop<'a, H> {
         self.ready.push(index);
     }
 
+    /// Drops the entries at the top of the timer heap that no call holds any more (its call
+    /// asked for another time since, or is gone): the loop would otherwise wake for them,
+    /// find nothing due and rest, once for each turn that moved its call's time.
+    fn drop_stale_timers(&mut self) {
+        while let Some(&Reverse((at, index))) = self.timers.peek() {
+            if self.timer_is_current(at, index) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    fn timer_is_current(&self, at: Instant, index: usize) -> bool {
+        matches!(self.calls.get(index), Some(Some(c)) if c.wake_at == Some(at))
+    }
+
     /// Runs the calls whose time has come.
     fn due(&mut self, now: Instant) {
         while let Some(&Reverse((at, index))) = self.timers.peek() {
@@ -341,8 +358,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 break;
             }
             self.timers.pop();
-            let current = matches!(self.calls.get(index), Some(Some(c)) if c.wake_at == Some(at));
-            if current {
+            if self.timer_is_current(at, index) {
                 self.drive(index, now);
             }
         }
