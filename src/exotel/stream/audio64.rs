@@ -2,11 +2,13 @@
 //! PCM, and 16-bit samples encoded into the frame we send.
 //!
 //! On x86-64 with AVX2 the bulk, 32 characters (24 bytes) at a time, goes through vector code
-//! of our own ([`avx2`], after Muła and Lemire's method: docs/PERFORMANCE.md); what it leaves
-//! (the last block, padding, any character outside the alphabet) and every other machine go to
-//! `base64-simd`. The answer is always the one `base64-simd` gives for the whole text: the bulk
-//! ends on a whole block of the alphabet, so its bytes and the rest's join exactly (unit tests
-//! over every byte in every place of a block, and `fuzzing::stream_frame`, hold the two to it).
+//! of our own ([`avx2`], after Muła and Lemire's method: docs/PERFORMANCE.md), and so does a
+//! payload's end, padding and all, as one more block filled out with zero bits; what follows a
+//! block with a character outside the alphabet, and every other machine, go to `base64-simd`.
+//! The answer is always the one `base64-simd` gives for the whole text: the bulk ends on a
+//! whole block of the alphabet, so its bytes and the rest's join exactly (unit tests over every
+//! byte in every place of a block and every ending, and `fuzzing::stream_frame`, hold the two
+//! to it).
 //!
 //! Owns: the codec. Must not know about frames or sockets.
 
@@ -20,13 +22,17 @@ pub struct Invalid;
 /// Decodes `text` after what `out` holds. On an error `out` is left as it was.
 pub fn decode_append(text: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
     let start = out.len();
-    let taken = vector_decode(text, out);
-    let decoded = base64_simd::STANDARD.decode_append(&text[taken..], out);
+    let decoded = vector_decode(text, out).unwrap_or_else(|| simd_decode(text, out));
     if decoded.is_err() {
         out.truncate(start);
-        return Err(Invalid);
     }
-    Ok(())
+    decoded
+}
+
+fn simd_decode(text: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
+    base64_simd::STANDARD
+        .decode_append(text, out)
+        .map_err(|_| Invalid)
 }
 
 /// Encodes `bytes` after what `out` holds.
@@ -73,15 +79,22 @@ fn encode_samples_by_blocks(samples: &[i16], out: &mut Vec<u8>) {
     }
 }
 
-/// Characters the vector code decoded into `out`: 0 without it.
-fn vector_decode(text: &[u8], out: &mut Vec<u8>) -> usize {
+/// `text` decoded by the vector code: its whole blocks, then its end as one more block, or
+/// what is left after a block outside the alphabet by `base64-simd`. `None` without AVX2.
+fn vector_decode(text: &[u8], out: &mut Vec<u8>) -> Option<Result<(), Invalid>> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, just checked.
-        return unsafe { avx2::decode_blocks(text, out) };
+        let taken = unsafe { avx2::decode_blocks(text, out) };
+        let rest = &text[taken..];
+        return Some(match rest.len() < 32 {
+            // SAFETY: as above.
+            true => unsafe { avx2::decode_last(rest, out) },
+            false => simd_decode(rest, out),
+        });
     }
     let _ = (text, out);
-    0
+    None
 }
 
 /// Bytes the vector code encoded into `out`: 0 without it.

@@ -4,7 +4,8 @@
 //! 2018). The tables are derived in the comments beside them and checked against the `base64`
 //! crate for every byte in every place (`super::tests`).
 //!
-//! Only whole blocks of the alphabet are taken here; the caller hands the rest to `base64-simd`.
+//! Whole blocks of the alphabet are taken here, and a payload's end shorter than a block; the
+//! caller hands what follows a block outside the alphabet to `base64-simd`.
 
 use std::arch::x86_64::*;
 
@@ -58,6 +59,47 @@ pub(super) unsafe fn decode_blocks(text: &[u8], out: &mut Vec<u8>) -> usize {
     // SAFETY: every byte up to `start + 24 done` was written above, within the capacity.
     unsafe { out.set_len(start + done * 24) };
     done * 32
+}
+
+/// Decodes `text`, shorter than a block, as the end of a payload: whole quads, at most two `=`
+/// at its very end, and the bits that padding leaves unused zero (one text per byte string, as
+/// `base64-simd` and the `base64` crate read it). The quads are decoded as one block, filled
+/// out with `A`s (zero bits) in place of the padding and after the text. On an error `out` is
+/// as it was.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn decode_last(text: &[u8], out: &mut Vec<u8>) -> Result<(), super::Invalid> {
+    if text.len() >= 32 || text.len() % 4 != 0 {
+        return Err(super::Invalid);
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    let pads = text
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&c| c == b'=')
+        .count();
+    let mut chars = [b'A'; 32];
+    chars[..text.len() - pads].copy_from_slice(&text[..text.len() - pads]);
+    // SAFETY: `chars` is 32 bytes.
+    let block = Block::read(unsafe { _mm256_loadu_si256(chars.as_ptr().cast()) });
+    if !block.is_valid() {
+        return Err(super::Invalid);
+    }
+    let mut bytes = [0u8; 32];
+    // SAFETY: `bytes` is 32 bytes.
+    unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), block.bytes(&PackOrder::new())) };
+    let whole = text.len() / 4 * 3;
+    let (decoded, unused) = bytes[..whole].split_at(whole - pads);
+    if unused.iter().any(|&b| b != 0) {
+        return Err(super::Invalid);
+    }
+    out.extend_from_slice(decoded);
+    Ok(())
 }
 
 /// 32 characters, and what their nibbles say of them.
