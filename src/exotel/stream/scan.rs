@@ -80,15 +80,8 @@ fn exotels_order(bytes: &[u8]) -> Option<Scanned<'_>> {
     s.literal(b"\"stream_sid\":")?;
     let stream_sid = s.short_string()?;
     s.literal(b",\"media\":{")?;
-    let mut number = |key: &[u8]| match s.literal(key) {
-        Some(()) => s
-            .whole_number()
-            .filter(|_| s.literal(b",").is_some())
-            .map(Some),
-        None => Some(None),
-    };
-    let chunk = number(b"\"chunk\":")?;
-    let timestamp = number(b"\"timestamp\":")?;
+    let chunk = s.optional_number(b"\"chunk\":")?;
+    let timestamp = s.optional_number(b"\"timestamp\":")?;
     s.literal(b"\"payload\":\"")?;
     let end = bytes.strip_suffix(b"\"}}")?.len();
     (end >= s.at).then_some(Scanned {
@@ -200,20 +193,56 @@ impl<'a> Scanner<'a> {
     }
 
     /// `literal` next, taken.
-    fn literal(&mut self, literal: &[u8]) -> Option<()> {
-        let found = self.bytes[self.at..].starts_with(literal);
-        self.at += found as usize * literal.len();
+    fn literal<const N: usize>(&mut self, literal: &[u8; N]) -> Option<()> {
+        // An array's length known here: compared inline, not by a call to `memcmp`.
+        let found = self.bytes[self.at..].first_chunk::<N>() == Some(literal);
+        self.at += found as usize * N;
         found.then_some(())
     }
 
-    /// [`Scanner::string_at`] for a string of a few dozen bytes (an id): its end found by a
-    /// vectorized search, its bytes checked by a loop the compiler vectorizes.
+    /// `key` and a whole number and a comma, `Some(None)` without `key`, `None` for `key` and
+    /// anything else.
+    fn optional_number<const N: usize>(&mut self, key: &[u8; N]) -> Option<Option<u64>> {
+        match self.literal(key) {
+            Some(()) => self
+                .whole_number()
+                .filter(|_| self.literal(b",").is_some())
+                .map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// [`Scanner::string_at`] for an ASCII string of a few dozen bytes (an id), eight bytes at
+    /// a time: its end is the first quote, and a backslash, a control byte or a non-ASCII one
+    /// before it declines (the last few bytes of the frame a byte at a time).
     fn short_string(&mut self) -> Option<Range<usize>> {
-        let at = self.payload()?;
-        let bad = self.bytes[at.clone()].iter().fold(0u8, |bad, &b| {
-            bad | (b < 0x20 || b == b'\\' || b >= 0x80) as u8
-        });
-        (bad == 0).then_some(at)
+        let rest = self.rest().strip_prefix(b"\"")?;
+        let mut len = 0;
+        loop {
+            let Some(word) = rest[len..].first_chunk::<8>() else {
+                while *rest.get(len)? != b'"' {
+                    if special(rest[len]) {
+                        return None;
+                    }
+                    len += 1;
+                }
+                break;
+            };
+            let (quotes, bad) = specials(u64::from_le_bytes(*word));
+            if quotes | bad != 0 {
+                // The lowest flag of each kind is a true one (see `specials`).
+                let (quote, bad) = (quotes.trailing_zeros(), bad.trailing_zeros());
+                if bad < quote {
+                    return None;
+                }
+                len += quote as usize / 8;
+                break;
+            }
+            len += 8;
+        }
+        let start = self.at + 1;
+        self.at = start + len + 1;
+        Some(start..start + len)
     }
 
     fn skip_ws(&mut self) {
@@ -333,6 +362,25 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// A byte a plain ASCII string cannot hold as it stands: a backslash, a control byte or a
+/// non-ASCII one.
+fn special(b: u8) -> bool {
+    b == b'\\' || !(0x20..0x80).contains(&b)
+}
+
+/// The eight bytes of `word` (the first the lowest) as flags at each byte's high bit: its
+/// quotes, and its [`special`] bytes. A flag can be false only above a true one of its kind,
+/// as a borrow runs upward, so the lowest flag of each kind is exact.
+fn specials(word: u64) -> (u64, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let under_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quotes = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslashes = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    (quotes, under_space | backslashes | (word & HIGH))
+}
+
 /// No byte under 0x20: the smallest byte, a reduction without an early exit that the compiler
 /// vectorizes (a payload is 2 KB).
 fn no_control_bytes(bytes: &[u8]) -> bool {
@@ -386,6 +434,7 @@ mod tests {
         for text in [
             r#"{"event":"media","stream_sid":"MZ\u0031","media":{"payload":"AQID"}}"#,
             r#"{"event":"media","stream_sid":"MZé","media":{"payload":"AQID"}}"#,
+            r#"{"event":"media","stream_sid":"MZ0123456789abcdef01\u00e9","media":{"payload":"AQID"}}"#,
             r#"{"event":"media","stream_sid":"MZ1","media":{"payload":"AQID"}} "#,
             r#"{"event":"media","stream_sid":"MZ1","media":{"chunk":01,"payload":"AQID"}}"#,
         ] {
@@ -404,6 +453,62 @@ mod tests {
         assert!(!taken.payload_is_plain());
         let mut pcm = Vec::new();
         assert!(super::super::audio64::decode_append(taken.payload(), &mut pcm).is_err());
+    }
+
+    #[test]
+    fn stream_ids_of_every_length_with_anything_anywhere_read_as_serde_reads_them() {
+        for len in 0..40 {
+            let plain = "M".repeat(len);
+            let frame = |sid: &str| {
+                format!(r#"{{"event":"media","stream_sid":"{sid}","media":{{"payload":"AQID"}}}}"#)
+            };
+            assert!(scanned(&frame(&plain)).is_some(), "{len}");
+            for place in 0..len {
+                for odd in ['\\', '"', '\u{1}', '\u{7f}', 'é', ' '] {
+                    let mut sid = plain.clone();
+                    sid.replace_range(place..place + 1, &odd.to_string());
+                    // Whatever the scan reads, serde reads the same (`scanned` checks it).
+                    scanned(&frame(&sid));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_words_first_quote_and_first_special_byte_are_found_exactly() {
+        // The lowest flag of each kind is the first byte of that kind, and a word with none
+        // has no flag of that kind.
+        let lowest = |flags: u64| (flags != 0).then(|| flags.trailing_zeros() as usize / 8);
+        let check = |bytes: [u8; 8]| {
+            let (quotes, specials) = specials(u64::from_le_bytes(bytes));
+            assert_eq!(
+                lowest(quotes),
+                bytes.iter().position(|&b| b == b'"'),
+                "{bytes:?}"
+            );
+            assert_eq!(
+                lowest(specials),
+                bytes.iter().position(|&b| special(b)),
+                "{bytes:?}"
+            );
+        };
+        for place in 0..8 {
+            for byte in 0..=255u8 {
+                let mut bytes = *b"MZ01abcd";
+                bytes[place] = byte;
+                check(bytes);
+            }
+        }
+        // Pairs of bytes around the edges, in two places.
+        let edges = [
+            0x00, 0x1f, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7f, 0x80, 0xff,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                check([b'x', a, b'x', b'x', b'x', b'x', b, b'x']);
+                check([a, b, b'x', b'x', b'x', b'x', b'x', b'x']);
+            }
+        }
     }
 
     #[test]
