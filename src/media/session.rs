@@ -496,7 +496,10 @@ impl<'a, S: MediaIo> Session<'a, S> {
     }
 
     /// One turn at time `now`: send what is due, then wait for one message (or the next due
-    /// time) and handle it. `Some` when the call is over.
+    /// time) and handle it. On an event loop, a message that leaves the socket drained is
+    /// followed in the same turn by what the next turn would do before finding nothing to read
+    /// ([`Session::settle`]), and a turn woken by bytes after such a settle reads first.
+    /// `Some` when the call is over.
     pub fn turn(&mut self, now: Instant) -> Option<EndReason> {
         self.clock = now;
         if now >= self.reported.1 {
