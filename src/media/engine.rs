@@ -188,7 +188,26 @@ struct LoopCall<'a> {
     relayed: bool,
 }
 
-impl LoopCall<'_> {
+impl<'a> LoopCall<'a> {
+    /// A call just set up: live, nothing due yet, not relayed.
+    fn new(
+        session: Session<'a, MediaStream>,
+        ending: Option<Ending>,
+        open: OpenConnection,
+    ) -> Self {
+        LoopCall {
+            session,
+            ending,
+            _open: open,
+            phase: Phase::Live,
+            wake_at: None,
+            hold_until: None,
+            stalled_since: None,
+            writable: false,
+            relayed: false,
+        }
+    }
+
     fn socket(&mut self) -> &mut LoopSocket {
         self.session
             .io_mut()
@@ -389,17 +408,7 @@ impl<'a, H: CallHost> Loop<'a, H> {
                 self.calls.push(None);
                 self.calls.len() - 1
             });
-            let mut call = LoopCall {
-                session,
-                ending: Some(ending),
-                _open: open,
-                phase: Phase::Live,
-                wake_at: None,
-                hold_until: None,
-                stalled_since: None,
-                writable: false,
-                relayed: false,
-            };
+            let mut call = LoopCall::new(session, Some(ending), open);
             let registered = self.poll.registry().register(
                 call.socket().stream_mut(),
                 caller_token(index),

@@ -66,18 +66,10 @@ fn looped_call<'a>(
         Arc::new(std::sync::atomic::AtomicU8::new(0)),
         t0,
     );
-    let call = LoopCall {
-        session,
-        ending: None,
-        _open: OpenConnection::uncounted(),
-        phase: Phase::Live,
-        wake_at: None,
-        hold_until: None,
-        stalled_since: None,
-        writable: false,
-        relayed: false,
-    };
-    (call, caller)
+    (
+        LoopCall::new(session, None, OpenConnection::uncounted()),
+        caller,
+    )
 }
 
 /// A turn that reads a frame and finds the socket drained (a short read, no whole frame left)
